@@ -1,0 +1,39 @@
+//! Errors of the trace crate: each names the file and, where it applies, the byte offset,
+//! so a user can tell a truncated download from a bug.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a brink trace: {reason}", path.display())]
+    NotATrace { path: PathBuf, reason: String },
+    #[error("{}: trace format version {found} is newer than this brink reads ({supported}); upgrade brink", path.display())]
+    NewerVersion { path: PathBuf, found: u32, supported: u32 },
+    #[error("{}: offset {offset}: truncated: {what}", path.display())]
+    Truncated { path: PathBuf, offset: u64, what: String },
+    #[error("{}: offset {offset}: corrupt: {what}", path.display())]
+    Corrupt { path: PathBuf, offset: u64, what: String },
+    #[error("{}: offset {offset}: missing payload: the pack ends at {pack_len}", path.display())]
+    MissingPayload { path: PathBuf, offset: u64, pack_len: u64 },
+    #[error("{}: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
+}
+
+impl TraceError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TraceError::Io { path: path.into(), source }
+    }
+}
+
+/// Attach a path to an I/O result.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T, TraceError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T, TraceError> {
+        self.map_err(|e| TraceError::io(path, e))
+    }
+}

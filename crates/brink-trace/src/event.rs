@@ -1,0 +1,77 @@
+//! The events of a trace and their encoding. The encoder lives here alone so that it can
+//! be swapped (bincode 2.0.1 is the last release of its line) without touching callers.
+
+use serde::{Deserialize, Serialize};
+
+/// One thing that reached the disk, in completion order. Variant order is part of the wire
+/// format: add new kinds at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    Write(Write),
+    Flush,
+    Discard { offset: u64, len: u64 },
+    WriteZeroes { offset: u64, len: u64 },
+    Mark { text: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// Byte offset on the disk (a multiple of the sector size for recorded traces).
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    pub flags: WriteFlags,
+    /// `ceil(len / CHUNK_BYTES)` references into the payload pack.
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WriteFlags(pub u32);
+
+impl WriteFlags {
+    pub const FUA: u32 = 1;
+    pub const METADATA: u32 = 2;
+    pub fn fua(self) -> bool {
+        self.0 & Self::FUA != 0
+    }
+    pub fn metadata(self) -> bool {
+        self.0 & Self::METADATA != 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub hash: [u8; 32],
+    pub pack_offset: u64,
+}
+
+impl Event {
+    /// Short lowercase name of the kind, as shown in tables and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Write(_) => "write",
+            Event::Flush => "flush",
+            Event::Discard { .. } => "discard",
+            Event::WriteZeroes { .. } => "write-zeroes",
+            Event::Mark { .. } => "mark",
+        }
+    }
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_little_endian().with_fixed_int_encoding()
+}
+
+pub(crate) fn encode(ev: &Event) -> Vec<u8> {
+    // Encoding an in-memory value into a Vec cannot fail for these plain types.
+    bincode::serde::encode_to_vec(ev, config()).expect("event encodes")
+}
+
+pub(crate) fn decode(body: &[u8]) -> Result<Event, String> {
+    let (ev, used): (Event, usize) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes after the event", body.len() - used));
+    }
+    Ok(ev)
+}

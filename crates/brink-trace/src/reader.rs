@@ -1,0 +1,279 @@
+//! Streaming trace reader. Opening a trace checks its headers and sizes against
+//! `meta.json`; events are decoded one at a time and validated against the image size;
+//! payloads are read on demand by position and checked against their hash.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::IoContext;
+use crate::event::decode;
+use crate::{
+    files, Event, TraceError, TraceMeta, Write, CHUNK_BYTES, EVENTS_MAGIC, EVENT_BYTES_MAX,
+    FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC, WRITE_BYTES_MAX,
+};
+
+/// An open trace. `Sync`: payload reads are positional, so threads may share it.
+pub struct TraceReader {
+    dir: PathBuf,
+    meta: TraceMeta,
+    pack_path: PathBuf,
+    pack: File,
+    pack_len: u64,
+}
+
+/// An event with where it sits: its index in the log and its byte offset in `events.log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionedEvent {
+    pub index: u64,
+    pub offset: u64,
+    pub event: Event,
+}
+
+fn check_header(path: &Path, file: &mut File, magic: &[u8; 8]) -> Result<(), TraceError> {
+    let mut h = [0u8; HEADER_BYTES as usize];
+    let mut got = 0;
+    while got < h.len() {
+        let n = file.read(&mut h[got..]).at(path)?;
+        if n == 0 {
+            return Err(TraceError::Truncated { path: path.into(), offset: got as u64, what: "file header".into() });
+        }
+        got += n;
+    }
+    if &h[..8] != magic {
+        return Err(TraceError::Corrupt { path: path.into(), offset: 0, what: "bad magic".into() });
+    }
+    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if version > FORMAT_VERSION {
+        return Err(TraceError::NewerVersion { path: path.into(), found: version, supported: FORMAT_VERSION });
+    }
+    if version == 0 {
+        return Err(TraceError::Corrupt { path: path.into(), offset: 8, what: "version 0".into() });
+    }
+    Ok(())
+}
+
+fn check_len(path: &Path, file: &File, expected: u64) -> Result<(), TraceError> {
+    let len = file.metadata().at(path)?.len();
+    if len < expected {
+        return Err(TraceError::Truncated {
+            path: path.into(),
+            offset: len,
+            what: format!("file is {len} bytes, meta.json says {expected}"),
+        });
+    }
+    if len > expected {
+        return Err(TraceError::Corrupt {
+            path: path.into(),
+            offset: expected,
+            what: format!("{} bytes past the end meta.json gives", len - expected),
+        });
+    }
+    Ok(())
+}
+
+impl TraceReader {
+    pub fn open(dir: &Path) -> Result<TraceReader, TraceError> {
+        if !dir.is_dir() {
+            return Err(TraceError::NotATrace { path: dir.into(), reason: "no such directory".into() });
+        }
+        let meta_path = dir.join(files::META);
+        let json = match std::fs::read(&meta_path) {
+            Ok(j) => j,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TraceError::NotATrace {
+                    path: dir.into(),
+                    reason: format!("no {} (an unfinished recording or another directory)", files::META),
+                })
+            }
+            Err(e) => return Err(TraceError::io(meta_path, e)),
+        };
+        let meta: TraceMeta = serde_json::from_slice(&json).map_err(|e| TraceError::Corrupt {
+            path: meta_path.clone(),
+            offset: 0,
+            what: format!("invalid metadata: {e}"),
+        })?;
+        if meta.format_version > FORMAT_VERSION {
+            return Err(TraceError::NewerVersion { path: meta_path, found: meta.format_version, supported: FORMAT_VERSION });
+        }
+        let events_path = dir.join(files::EVENTS);
+        let mut events = File::open(&events_path).at(&events_path)?;
+        check_header(&events_path, &mut events, EVENTS_MAGIC)?;
+        check_len(&events_path, &events, meta.events_log_bytes)?;
+        let pack_path = dir.join(files::PACK);
+        let mut pack = File::open(&pack_path).at(&pack_path)?;
+        check_header(&pack_path, &mut pack, PACK_MAGIC)?;
+        let pack_len = pack.metadata().at(&pack_path)?.len();
+        if pack_len > meta.pack_bytes {
+            check_len(&pack_path, &pack, meta.pack_bytes)?;
+        }
+        let base = dir.join(files::BASE_IMAGE);
+        let base_len = std::fs::metadata(&base).at(&base)?.len();
+        if base_len != meta.image_size {
+            return Err(TraceError::Invalid {
+                path: base,
+                what: format!("base image is {base_len} bytes, meta.json says {}", meta.image_size),
+            });
+        }
+        // A pack shorter than meta.json says is reported when a payload in the missing
+        // part is read, with the offset that is missing.
+        Ok(TraceReader { dir: dir.into(), meta, pack_path, pack, pack_len })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> &TraceMeta {
+        &self.meta
+    }
+
+    pub fn base_image_path(&self) -> PathBuf {
+        self.dir.join(files::BASE_IMAGE)
+    }
+
+    /// Bytes of payload actually stored (distinct chunks).
+    pub fn bytes_stored(&self) -> u64 {
+        self.meta.pack_bytes.saturating_sub(HEADER_BYTES)
+    }
+
+    /// Stream the events from the start. Each call opens its own file handle.
+    pub fn events(&self) -> Result<EventIter, TraceError> {
+        let path = self.dir.join(files::EVENTS);
+        let file = File::open(&path).at(&path)?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        std::io::copy(&mut (&mut reader).take(HEADER_BYTES), &mut std::io::sink()).at(&path)?;
+        Ok(EventIter {
+            path,
+            reader,
+            offset: HEADER_BYTES,
+            index: 0,
+            total: self.meta.events,
+            image_size: self.meta.image_size,
+            done: false,
+            body: Vec::new(),
+        })
+    }
+
+    /// Read the payload of `w` into `buf` (resized to `w.len`), verifying every chunk.
+    pub fn read_payload(&self, w: &Write, buf: &mut Vec<u8>) -> Result<(), TraceError> {
+        buf.resize(w.len as usize, 0);
+        for (i, (chunk, dst)) in w.chunks.iter().zip(buf.chunks_mut(CHUNK_BYTES)).enumerate() {
+            let end = chunk.pack_offset.checked_add(dst.len() as u64);
+            if chunk.pack_offset < HEADER_BYTES || end.is_none_or(|e| e > self.pack_len) {
+                return Err(TraceError::MissingPayload {
+                    path: self.pack_path.clone(),
+                    offset: chunk.pack_offset,
+                    pack_len: self.pack_len,
+                });
+            }
+            self.pack.read_exact_at(dst, chunk.pack_offset).at(&self.pack_path)?;
+            if blake3::hash(dst).as_bytes() != &chunk.hash {
+                return Err(TraceError::Corrupt {
+                    path: self.pack_path.clone(),
+                    offset: chunk.pack_offset,
+                    what: format!("payload chunk {i} of the write at disk offset {} does not match its hash", w.offset),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Iterator over the events of a trace; yields at most one error, then ends.
+pub struct EventIter {
+    path: PathBuf,
+    reader: BufReader<File>,
+    offset: u64,
+    index: u64,
+    total: u64,
+    image_size: u64,
+    done: bool,
+    body: Vec<u8>,
+}
+
+impl EventIter {
+    fn read_full(&mut self, n: usize, what: &str) -> Result<(), TraceError> {
+        self.body.resize(n, 0);
+        let mut got = 0;
+        while got < n {
+            let r = self.reader.read(&mut self.body[got..]).at(&self.path)?;
+            if r == 0 {
+                return Err(TraceError::Truncated {
+                    path: self.path.clone(),
+                    offset: self.offset + got as u64,
+                    what: format!("{what} of event {} (of {})", self.index, self.total),
+                });
+            }
+            got += r;
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, what: String) -> TraceError {
+        TraceError::Corrupt { path: self.path.clone(), offset: self.offset, what }
+    }
+
+    fn next_event(&mut self) -> Result<PositionedEvent, TraceError> {
+        self.read_full(8, "record header")?;
+        let len = u32::from_le_bytes(self.body[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(self.body[4..8].try_into().expect("4 bytes"));
+        if len == 0 || len > EVENT_BYTES_MAX {
+            return Err(self.corrupt(format!("event {} has impossible length {len}", self.index)));
+        }
+        let start = self.offset;
+        self.offset += 8;
+        self.read_full(len as usize, "record body")?;
+        self.offset = start;
+        if crc32fast::hash(&self.body) != crc {
+            return Err(self.corrupt(format!("event {} fails its checksum", self.index)));
+        }
+        let event = decode(&self.body).map_err(|e| self.corrupt(format!("event {} does not decode: {e}", self.index)))?;
+        self.validate(&event).map_err(|what| self.corrupt(format!("event {}: {what}", self.index)))?;
+        let item = PositionedEvent { index: self.index, offset: start, event };
+        self.offset = start + 8 + len as u64;
+        self.index += 1;
+        Ok(item)
+    }
+
+    fn validate(&self, event: &Event) -> Result<(), String> {
+        let in_image = |offset: u64, len: u64| match offset.checked_add(len) {
+            Some(end) if end <= self.image_size => Ok(()),
+            _ => Err(format!("range {offset}+{len} lies outside the {}-byte image", self.image_size)),
+        };
+        match event {
+            Event::Write(w) => {
+                if w.len == 0 || w.len > WRITE_BYTES_MAX {
+                    return Err(format!("write length {} outside 1..={WRITE_BYTES_MAX}", w.len));
+                }
+                if w.chunks.len() as u64 != w.len.div_ceil(CHUNK_BYTES as u64) {
+                    return Err(format!("write of {} bytes lists {} chunks", w.len, w.chunks.len()));
+                }
+                in_image(w.offset, w.len)
+            }
+            Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => in_image(*offset, *len),
+            Event::Mark { text } if text.len() > MARK_BYTES_MAX => Err(format!("mark of {} bytes", text.len())),
+            Event::Mark { .. } | Event::Flush => Ok(()),
+        }
+    }
+}
+
+impl Iterator for EventIter {
+    type Item = Result<PositionedEvent, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.index == self.total {
+            self.done = true;
+            return None;
+        }
+        let r = self.next_event();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some(r)
+    }
+}

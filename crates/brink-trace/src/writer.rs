@@ -1,0 +1,202 @@
+//! Streaming trace writer. Events go straight to a buffered file; payload chunks are
+//! hashed and appended to the pack unless an identical chunk is already there. Memory
+//! held: the chunk index (about 80 bytes per distinct 4 KiB chunk) and two I/O buffers.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::durable;
+use crate::error::IoContext;
+use crate::event::encode;
+use crate::{
+    files, file_header, image, ChunkRef, Event, TraceError, TraceMeta, Write, WriteFlags, CHUNK_BYTES,
+    EVENTS_MAGIC, EVENT_BYTES_MAX, FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC,
+};
+
+/// Counts kept while writing; `brink show` recomputes them from the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub events: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub discards: u64,
+    pub marks: u64,
+    /// Payload bytes of all writes.
+    pub bytes_written: u64,
+    /// Payload bytes actually stored in the pack (distinct chunks only).
+    pub bytes_stored: u64,
+}
+
+/// Writes a trace into a temporary sibling directory; [`TraceWriter::finish`] makes it
+/// appear under its final name atomically. Dropping an unfinished writer removes it.
+pub struct TraceWriter {
+    final_dir: PathBuf,
+    tmp_dir: PathBuf,
+    events_path: PathBuf,
+    events: BufWriter<File>,
+    events_bytes: u64,
+    pack_path: PathBuf,
+    pack: BufWriter<File>,
+    pack_len: u64,
+    index: HashMap<[u8; 32], u64>,
+    stats: WriterStats,
+    finished: bool,
+}
+
+impl TraceWriter {
+    /// Start a trace that will be named `final_dir`, which must not exist yet.
+    pub fn create(final_dir: &Path) -> Result<TraceWriter, TraceError> {
+        if final_dir.exists() {
+            return Err(TraceError::Invalid {
+                path: final_dir.to_path_buf(),
+                what: "already exists; choose another output path or remove it".into(),
+            });
+        }
+        let name = final_dir.file_name().ok_or_else(|| TraceError::Invalid {
+            path: final_dir.to_path_buf(),
+            what: "output path has no file name".into(),
+        })?;
+        let parent = match final_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(TraceError::Invalid { path: parent, what: "output directory does not exist".into() });
+        }
+        let tmp_dir = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        if tmp_dir.exists() {
+            fs::remove_dir_all(&tmp_dir).at(&tmp_dir)?;
+        }
+        fs::create_dir(&tmp_dir).at(&tmp_dir)?;
+        let events_path = tmp_dir.join(files::EVENTS);
+        let pack_path = tmp_dir.join(files::PACK);
+        let mut w = TraceWriter {
+            final_dir: final_dir.to_path_buf(),
+            events: BufWriter::with_capacity(1 << 20, File::create(&events_path).at(&events_path)?),
+            events_path,
+            events_bytes: HEADER_BYTES,
+            pack: BufWriter::with_capacity(4 << 20, File::create(&pack_path).at(&pack_path)?),
+            pack_path,
+            pack_len: HEADER_BYTES,
+            tmp_dir,
+            index: HashMap::new(),
+            stats: WriterStats::default(),
+            finished: false,
+        };
+        w.events.write_all(&file_header(EVENTS_MAGIC)).at(&w.events_path)?;
+        w.pack.write_all(&file_header(PACK_MAGIC)).at(&w.pack_path)?;
+        Ok(w)
+    }
+
+    /// Where the caller must place the base image before [`TraceWriter::finish`].
+    pub fn base_image_path(&self) -> PathBuf {
+        self.tmp_dir.join(files::BASE_IMAGE)
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// Log a write of `data` at byte `offset`.
+    pub fn write(&mut self, offset: u64, data: &[u8], flags: WriteFlags) -> Result<(), TraceError> {
+        assert!(!data.is_empty(), "empty writes are not events");
+        let mut chunks = Vec::with_capacity(data.len().div_ceil(CHUNK_BYTES));
+        for chunk in data.chunks(CHUNK_BYTES) {
+            let hash = *blake3::hash(chunk).as_bytes();
+            let pack_offset = match self.index.get(&hash) {
+                Some(&off) => off,
+                None => {
+                    let off = self.pack_len;
+                    self.pack.write_all(chunk).at(&self.pack_path)?;
+                    self.pack_len += chunk.len() as u64;
+                    self.stats.bytes_stored += chunk.len() as u64;
+                    self.index.insert(hash, off);
+                    off
+                }
+            };
+            chunks.push(ChunkRef { hash, pack_offset });
+        }
+        self.stats.writes += 1;
+        self.stats.bytes_written += data.len() as u64;
+        self.append(&Event::Write(Write { offset, len: data.len() as u64, flags, chunks }))
+    }
+
+    pub fn flush(&mut self) -> Result<(), TraceError> {
+        self.stats.flushes += 1;
+        self.append(&Event::Flush)
+    }
+
+    pub fn discard(&mut self, offset: u64, len: u64) -> Result<(), TraceError> {
+        self.stats.discards += 1;
+        self.append(&Event::Discard { offset, len })
+    }
+
+    pub fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), TraceError> {
+        self.stats.discards += 1;
+        self.append(&Event::WriteZeroes { offset, len })
+    }
+
+    /// Log a mark. Longer texts than [`MARK_BYTES_MAX`] are refused, not cut.
+    pub fn mark(&mut self, text: &str) -> Result<(), TraceError> {
+        if text.len() > MARK_BYTES_MAX {
+            return Err(TraceError::Invalid {
+                path: self.events_path.clone(),
+                what: format!("mark of {} bytes is longer than the limit of {MARK_BYTES_MAX}", text.len()),
+            });
+        }
+        self.stats.marks += 1;
+        self.append(&Event::Mark { text: text.to_string() })
+    }
+
+    fn append(&mut self, ev: &Event) -> Result<(), TraceError> {
+        let body = encode(ev);
+        assert!(body.len() <= EVENT_BYTES_MAX as usize, "event record of {} bytes exceeds the limit", body.len());
+        let mut frame = [0u8; 8];
+        frame[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        frame[4..].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        self.events.write_all(&frame).at(&self.events_path)?;
+        self.events.write_all(&body).at(&self.events_path)?;
+        self.events_bytes += 8 + body.len() as u64;
+        self.stats.events += 1;
+        Ok(())
+    }
+
+    /// Make the trace durable and give it its final name. `meta`'s counts, sizes and
+    /// hashes of the base image are filled in here; the caller fills in the rest.
+    pub fn finish(mut self, mut meta: TraceMeta) -> Result<PathBuf, TraceError> {
+        self.events.flush().at(&self.events_path)?;
+        self.events.get_ref().sync_all().at(&self.events_path)?;
+        self.pack.flush().at(&self.pack_path)?;
+        self.pack.get_ref().sync_all().at(&self.pack_path)?;
+        let base = self.base_image_path();
+        let base_len = fs::metadata(&base).at(&base)?.len();
+        if base_len != meta.image_size {
+            return Err(TraceError::Invalid {
+                path: base,
+                what: format!("base image is {base_len} bytes but the trace says {}", meta.image_size),
+            });
+        }
+        File::open(&base).and_then(|f| f.sync_all()).at(&base)?;
+        meta.format_version = FORMAT_VERSION;
+        meta.events = self.stats.events;
+        meta.events_log_bytes = self.events_bytes;
+        meta.pack_bytes = self.pack_len;
+        meta.base_image_blake3 = image::hash_file(&base)?;
+        let meta_path = self.tmp_dir.join(files::META);
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        durable::write_atomic(&meta_path, &json).at(&meta_path)?;
+        durable::rename_durable(&self.tmp_dir, &self.final_dir).at(&self.final_dir)?;
+        self.finished = true;
+        Ok(self.final_dir.clone())
+    }
+}
+
+impl Drop for TraceWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = fs::remove_dir_all(&self.tmp_dir);
+        }
+    }
+}
