@@ -60,12 +60,14 @@ mod event;
 pub mod image;
 mod meta;
 mod reader;
+mod summary;
 mod writer;
 
 pub use error::TraceError;
 pub use event::{ChunkRef, Event, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
 pub use reader::{EventIter, PositionedEvent, TraceReader};
+pub use summary::TraceSummary;
 pub use writer::{TraceWriter, WriterStats};
 
 /// The format version this build writes and the newest it reads.

@@ -31,6 +31,29 @@ pub struct TraceMeta {
     pub workload: Option<WorkloadInfo>,
 }
 
+impl TraceMeta {
+    /// Metadata for a new trace; the writer fills in counts, sizes and the base hash.
+    pub fn new(source: &str, fs: &str, image_size: u64) -> TraceMeta {
+        TraceMeta {
+            format_version: crate::FORMAT_VERSION,
+            brink_version: env!("CARGO_PKG_VERSION").into(),
+            source: source.into(),
+            fs: fs.into(),
+            mkfs_opts: String::new(),
+            mount_opts: String::new(),
+            image_size,
+            sector_size: crate::SECTOR_BYTES,
+            chunk_bytes: crate::CHUNK_BYTES as u64,
+            events: 0,
+            events_log_bytes: 0,
+            pack_bytes: 0,
+            base_image_blake3: String::new(),
+            final_image_blake3: None,
+            workload: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadInfo {
     pub argv: Vec<String>,

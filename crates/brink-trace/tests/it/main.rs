@@ -11,23 +11,7 @@ use brink_trace::{image, Event, TraceError, TraceMeta, TraceReader, TraceWriter,
 const IMAGE: u64 = 1 << 20;
 
 fn meta() -> TraceMeta {
-    TraceMeta {
-        format_version: 0,
-        brink_version: "test".into(),
-        source: "test".into(),
-        fs: "unknown".into(),
-        mkfs_opts: String::new(),
-        mount_opts: String::new(),
-        image_size: IMAGE,
-        sector_size: 512,
-        chunk_bytes: 4096,
-        events: 0,
-        events_log_bytes: 0,
-        pack_bytes: 0,
-        base_image_blake3: String::new(),
-        final_image_blake3: None,
-        workload: None,
-    }
+    TraceMeta::new("test", "unknown", IMAGE)
 }
 
 /// A small trace: two writes sharing content, a flush, a discard, a mark.
@@ -209,4 +193,16 @@ fn sparse_copy_keeps_holes_and_content() {
     assert_eq!(image::hash_file(&src).unwrap(), image::hash_file(&dst).unwrap());
     use std::os::unix::fs::MetadataExt;
     assert!(fs::metadata(&dst).unwrap().blocks() * 512 < 1 << 20, "copy is sparse");
+}
+
+#[test]
+fn summary_counts_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = sample(tmp.path());
+    let s = brink_trace::TraceSummary::compute(&TraceReader::open(&t).unwrap()).unwrap();
+    assert_eq!((s.events, s.writes, s.flushes, s.fua, s.discards, s.marks), (6, 3, 1, 1, 1, 1));
+    // write | flush | write write discard  → two epochs
+    assert_eq!(s.epochs, 2);
+    assert_eq!(s.bytes_written, 8192 * 2 + 512);
+    assert_eq!(s.bytes_stored, 4096 + 512);
 }

@@ -1,0 +1,163 @@
+//! Loop devices through their ioctls (UAPI `<linux/loop.h>`), configured atomically with
+//! `LOOP_CONFIGURE`. The `libc` crate has no loop constants, so they are defined here.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::BlockdevError;
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// Attempts at finding a free device when other processes race for the same one.
+const ATTACH_ATTEMPTS_MAX: u32 = 200;
+
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// An attached loop device. Detached on drop; it is also configured with AUTOCLEAR, so
+/// if this process dies the kernel detaches it once nothing holds it open any more.
+#[derive(Debug)]
+pub struct LoopDevice {
+    dev: Option<File>,
+    path: PathBuf,
+}
+
+fn ioctl_result(rc: libc::c_int) -> std::io::Result<libc::c_int> {
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+impl LoopDevice {
+    /// Attach `backing` (already open) to a free loop device.
+    pub fn attach(backing: &File, backing_path: &Path, read_only: bool) -> Result<LoopDevice, BlockdevError> {
+        let ctl = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/loop-control")
+            .map_err(|e| BlockdevError::sys("cannot open /dev/loop-control (loop devices need root and the loop module)", e))?;
+        let mut cfg = LoopConfig {
+            fd: backing.as_raw_fd() as u32,
+            block_size: 0,
+            info: LoopInfo64 {
+                lo_device: 0,
+                lo_inode: 0,
+                lo_rdevice: 0,
+                lo_offset: 0,
+                lo_sizelimit: 0,
+                lo_number: 0,
+                lo_encrypt_type: 0,
+                lo_encrypt_key_size: 0,
+                lo_flags: LO_FLAGS_AUTOCLEAR | if read_only { LO_FLAGS_READ_ONLY } else { 0 },
+                lo_file_name: [0; 64],
+                lo_crypt_name: [0; 64],
+                lo_encrypt_key: [0; 32],
+                lo_init: [0; 2],
+            },
+            reserved: [0; 8],
+        };
+        let name = backing_path.as_os_str().as_encoded_bytes();
+        let n = name.len().min(63);
+        cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
+        let mut last_err = None;
+        for _ in 0..ATTACH_ATTEMPTS_MAX {
+            // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns an index.
+            let index = ioctl_result(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) })
+                .map_err(|e| BlockdevError::sys("no free loop device", e))?;
+            let path = PathBuf::from(format!("/dev/loop{index}"));
+            let dev = match OpenOptions::new().read(true).write(!read_only).open(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    // The device node may appear a moment after the index is handed out.
+                    last_err = Some(e);
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+            };
+            // SAFETY: cfg is a valid, fully initialised loop_config that outlives the call.
+            match ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg as *const LoopConfig) }) {
+                Ok(_) => return Ok(LoopDevice { dev: Some(dev), path }),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    last_err = Some(e); // someone else took it between GET_FREE and CONFIGURE
+                }
+                Err(e) => return Err(BlockdevError::sys(format!("cannot configure {}", path.display()), e)),
+            }
+        }
+        Err(BlockdevError::sys(
+            "no loop device could be attached",
+            last_err.unwrap_or_else(|| std::io::Error::other("retries exhausted")),
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Detach now and report failure (drop detaches too but cannot report).
+    pub fn detach(mut self) -> Result<(), BlockdevError> {
+        self.detach_inner()
+    }
+
+    fn detach_inner(&mut self) -> Result<(), BlockdevError> {
+        let Some(dev) = self.dev.take() else { return Ok(()) };
+        // SAFETY: LOOP_CLR_FD takes no argument. With AUTOCLEAR already set this can
+        // answer ENXIO when the device was cleared; that is the state we want.
+        let rc = ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) });
+        drop(dev);
+        match rc {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(()),
+            Err(e) => Err(BlockdevError::sys(format!("cannot detach {}", self.path.display()), e)),
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = self.detach_inner();
+    }
+}
+
+/// Loop devices attached right now, with their backing files (from sysfs).
+pub fn attached_loop_devices() -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            out.push((PathBuf::from("/dev").join(&name), PathBuf::from(b.trim_end())));
+        }
+    }
+    out
+}

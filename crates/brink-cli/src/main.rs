@@ -1,0 +1,269 @@
+//! The `brink` binary: parses flags into the library crates' configs, runs them, and
+//! presents the results. Exit codes: 0 success, 1 violations found (later commands),
+//! 2 usage or input error, 128+N when stopped by signal N.
+
+mod demo;
+mod show;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use brink_blockdev::{FsKind, MountOptions};
+use brink_record::{import::DmLogImport, Interrupt, Progress, RecordConfig, RecordError};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "brink", version, about = "Find crash-consistency bugs in storage applications")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record a command's block I/O on a real file system into a trace.
+    Record(RecordArgs),
+    /// Print what a trace holds (a table, or --json).
+    Show {
+        trace: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Print the summary only, not the event table.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Replay a whole trace onto its base image and compare with the recorded final image.
+    Verify { trace: PathBuf },
+    /// Import a block-write log from another tool.
+    Import {
+        #[command(subcommand)]
+        kind: ImportKind,
+    },
+    /// Record a bundled workload and show what was recorded.
+    Demo {
+        /// Keep the trace in this directory (default: a temporary one, removed at the end).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    #[arg(long, default_value = "ext4")]
+    fs: String,
+    /// Extra mkfs arguments (shell-quoted).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    mkfs_opts: String,
+    /// Mount options, e.g. data=ordered, data=writeback, data=journal.
+    #[arg(long, default_value = "")]
+    mount_opts: String,
+    /// Image size: bytes, or with K, M or G (binary units).
+    #[arg(long, default_value = "64M")]
+    size: String,
+    /// Shell command run in the mounted file system before recording; its result is the
+    /// trace's base image.
+    #[arg(long)]
+    setup: Option<String>,
+    /// Output trace directory (must not exist).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The workload: a command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ImportKind {
+    /// A Linux dm-log-writes log, or a QEMU blklogwrites log (same format).
+    #[command(name = "dm-log-writes")]
+    DmLogWrites {
+        log: PathBuf,
+        /// The disk as it was when logging started.
+        #[arg(long)]
+        base: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// File system on the disk, if known.
+        #[arg(long, default_value = "unknown")]
+        fs: String,
+        #[arg(long, default_value = "")]
+        mount_opts: String,
+    },
+}
+
+/// Parse "64M", "1G", "4096".
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("bad size '{s}': use bytes or a K, M, G or T suffix")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("bad size '{s}': use bytes or a K, M, G or T suffix"))
+}
+
+/// Signals that stop a run cleanly: the flag is polled, guards clean up, exit is 128+N.
+fn install_interrupt() -> Interrupt {
+    let interrupt = Interrupt::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        // Registration only fails for forbidden signals, which these are not.
+        signal_hook::flag::register_usize(sig, Arc::clone(&interrupt.0), sig as usize).expect("signal handler");
+    }
+    interrupt
+}
+
+fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig> {
+    let fs: FsKind = args.fs.parse().map_err(anyhow::Error::msg)?;
+    let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
+    let mount_opts: MountOptions = args.mount_opts.parse().context("bad --mount-opts")?;
+    Ok(RecordConfig {
+        fs,
+        mkfs_opts: args.mkfs_opts,
+        mount_opts,
+        size,
+        setup: args.setup,
+        argv: args.command,
+        output: args.output,
+        interrupt,
+    })
+}
+
+/// Run a recording with a spinner on stderr (hidden when stderr is not a terminal).
+pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::RecordOutcome, RecordError> {
+    let progress = Arc::new(Progress::default());
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (progress, bar, done) = (progress.clone(), bar.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let phase = *progress.phase.lock().expect("phase lock");
+                bar.set_message(format!(
+                    "{phase}: {} events, {:.1} MiB written",
+                    progress.events(),
+                    progress.bytes() as f64 / (1 << 20) as f64
+                ));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let result = brink_record::record(cfg, &progress);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = ticker.join();
+    bar.finish_and_clear();
+    result
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Cmd::Record(args) => {
+            let cfg = record_config(args, install_interrupt())?;
+            let out = record_with_progress(&cfg)?;
+            let s = &out.stats;
+            eprintln!(
+                "brink: recorded {} events ({} writes, {:.1} MiB; {} flushes; {} marks) into {}; workload {} after {:.2}s",
+                s.events,
+                s.writes,
+                s.bytes_written as f64 / (1 << 20) as f64,
+                s.flushes,
+                s.marks,
+                out.trace.display(),
+                out.exit,
+                out.workload_wall_ms as f64 / 1000.0
+            );
+            if out.ignored_marks > 0 {
+                eprintln!("brink: note: {} marks written during --setup are not part of the trace", out.ignored_marks);
+            }
+            if !out.exit.success() {
+                eprintln!("brink: warning: the workload failed ({}); its output is in the trace (brink show)", out.exit);
+            }
+            Ok(0)
+        }
+        Cmd::Show { trace, json, summary } => show::show(&trace, json, summary),
+        Cmd::Verify { trace } => show::verify(&trace),
+        Cmd::Import { kind: ImportKind::DmLogWrites { log, base, output, fs, mount_opts } } => {
+            let s = brink_record::import::import_dm_log_writes(&DmLogImport { log, base, output, fs, mount_opts })?;
+            eprintln!(
+                "brink: imported {} entries (sector size {}): {} writes, {} flushes, {} discards, {} marks into {}",
+                s.entries,
+                s.sector_size,
+                s.stats.writes,
+                s.stats.flushes,
+                s.stats.discards,
+                s.stats.marks,
+                s.trace.display()
+            );
+            Ok(0)
+        }
+        Cmd::Demo { keep } => demo::demo(keep, install_interrupt()),
+    }
+}
+
+/// Write to stdout; a closed pipe (`brink show | head`) is not an error.
+pub(crate) fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = match e.downcast_ref::<RecordError>() {
+                Some(RecordError::Interrupted(sig)) => match *sig {
+                    "SIGTERM" => 128 + libc::SIGTERM,
+                    "SIGHUP" => 128 + libc::SIGHUP,
+                    _ => 128 + libc::SIGINT,
+                },
+                _ => 2,
+            };
+            // One line: the chain of causes joined, as "what: why".
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("brink: {}", msg.join(": ").replace('\n', " "));
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

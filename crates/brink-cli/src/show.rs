@@ -1,0 +1,156 @@
+//! `brink show` and `brink verify`: presenting a trace to people and machines.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use brink_trace::{image, Event, TraceReader, TraceSummary, SECTOR_BYTES};
+use serde::Serialize;
+
+use crate::emit;
+
+/// The `--json` object. Fields may be added.
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    trace: String,
+    #[serde(flatten)]
+    summary: &'a TraceSummary,
+    fs: &'a str,
+    mount_opts: &'a str,
+    mkfs_opts: &'a str,
+    image_size: u64,
+    source: &'a str,
+    format_version: u32,
+    workload_argv: Option<&'a [String]>,
+    /// Exit code of the workload (null if it died by a signal or there was none).
+    workload_exit: Option<i32>,
+    workload_signal: Option<i32>,
+    workload_wall_ms: Option<u64>,
+    final_image_blake3: Option<&'a str>,
+}
+
+/// A command line as one readable line: words quoted where needed, newlines escaped.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+                a.clone()
+            } else {
+                format!("{a:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+pub fn show(trace: &Path, json: bool, summary_only: bool) -> Result<i32> {
+    let reader = TraceReader::open(trace)?;
+    let summary = TraceSummary::compute(&reader)?;
+    let meta = reader.meta();
+    let wl = meta.workload.as_ref();
+    if json {
+        let obj = ShowJson {
+            trace: trace.display().to_string(),
+            summary: &summary,
+            fs: &meta.fs,
+            mount_opts: &meta.mount_opts,
+            mkfs_opts: &meta.mkfs_opts,
+            image_size: meta.image_size,
+            source: &meta.source,
+            format_version: meta.format_version,
+            workload_argv: wl.map(|w| w.argv.as_slice()),
+            workload_exit: wl.and_then(|w| w.exit.code),
+            workload_signal: wl.and_then(|w| w.exit.signal),
+            workload_wall_ms: wl.map(|w| w.wall_ms),
+            final_image_blake3: meta.final_image_blake3.as_deref(),
+        };
+        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
+        return Ok(0);
+    }
+
+    let mut out = String::new();
+    let row = |out: &mut String, k: &str, v: String| writeln!(out, "  {k:<14} {v}").expect("string write");
+    writeln!(out, "trace {}", trace.display())?;
+    row(&mut out, "source", meta.source.clone());
+    row(&mut out, "file system", format!("{} (mount: '{}', mkfs: '{}')", meta.fs, meta.mount_opts, meta.mkfs_opts));
+    row(&mut out, "image", mib(meta.image_size));
+    if let Some(w) = wl {
+        row(&mut out, "workload", shell_words(&w.argv));
+        if let Some(s) = &w.setup {
+            row(&mut out, "setup", s.clone());
+        }
+        row(&mut out, "exit", format!("{} after {:.2}s", w.exit, w.wall_ms as f64 / 1000.0));
+    }
+    row(&mut out, "events", summary.events.to_string());
+    row(&mut out, "writes", format!("{} ({} written, {} stored)", summary.writes, mib(summary.bytes_written), mib(summary.bytes_stored)));
+    row(&mut out, "flushes", format!("{} (fua writes: {})", summary.flushes, summary.fua));
+    row(&mut out, "epochs", summary.epochs.to_string());
+    row(&mut out, "discards", summary.discards.to_string());
+    row(&mut out, "marks", summary.marks.to_string());
+    if let Some(w) = wl {
+        for (name, text) in [("stdout", &w.stdout), ("stderr", &w.stderr)] {
+            let lines: Vec<&str> = text.lines().collect();
+            if !lines.is_empty() {
+                let tail = &lines[lines.len().saturating_sub(5)..];
+                row(&mut out, name, format!("(last {} lines) {}", tail.len(), tail.join(" | ")));
+            }
+        }
+    }
+    if !summary_only {
+        writeln!(out, "\n{:>8}  {:<12}  {:>12}  {:>9}  {}", "event", "kind", "sector", "sectors", "detail")?;
+        emit(&out)?;
+        out.clear();
+        for ev in reader.events()? {
+            let ev = ev?;
+            let (sector, count, detail) = match &ev.event {
+                Event::Write(w) => {
+                    let mut flags = Vec::new();
+                    if w.flags.fua() {
+                        flags.push("fua");
+                    }
+                    if w.flags.metadata() {
+                        flags.push("meta");
+                    }
+                    (Some(w.offset), Some(w.len), flags.join(","))
+                }
+                Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => (Some(*offset), Some(*len), String::new()),
+                Event::Flush => (None, None, String::new()),
+                Event::Mark { text } => (None, None, format!("{text:?}")),
+            };
+            let fmt = |v: Option<u64>| v.map(|v| (v / SECTOR_BYTES).to_string()).unwrap_or_default();
+            writeln!(out, "{:>8}  {:<12}  {:>12}  {:>9}  {}", ev.index, ev.event.kind(), fmt(sector), fmt(count), detail)?;
+            if out.len() > 1 << 16 {
+                emit(&out)?;
+                out.clear();
+            }
+        }
+    }
+    emit(&out)?;
+    Ok(0)
+}
+
+pub fn verify(trace: &Path) -> Result<i32> {
+    let reader = TraceReader::open(trace)?;
+    let tmp = tempfile::Builder::new().prefix("brink-verify-").tempdir()?;
+    let img_path = tmp.path().join("image");
+    image::copy_sparse(&reader.base_image_path(), &img_path)?;
+    let img = std::fs::OpenOptions::new().read(true).write(true).open(&img_path)?;
+    let applied = image::replay(&reader, &img, &img_path, None)?;
+    drop(img);
+    let got = image::hash_file(&img_path)?;
+    match &reader.meta().final_image_blake3 {
+        Some(want) if *want == got => {
+            emit(&format!("ok: replaying {applied} events onto the base image gives the recorded final image (blake3 {got})\n"))?;
+            Ok(0)
+        }
+        Some(want) => bail!("replaying {applied} events gives blake3 {got}, but the recorded final image is {want}"),
+        None => {
+            emit(&format!("ok: replayed {applied} events (blake3 {got}); the trace holds no final image hash to compare with\n"))?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Child processes (mkfs, setup, the workload) run in their own process group, so a
+//! terminal's Ctrl-C reaches brink alone and brink decides what dies: on an interrupt,
+//! or when the workload exits leaving children behind, the whole group is killed before
+//! the file system is unmounted.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brink_trace::ExitInfo;
+
+use crate::RecordError;
+
+/// Set by the binary's signal handlers (the signal number); polled by long steps.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(pub Arc<AtomicUsize>);
+
+impl Interrupt {
+    pub fn check(&self) -> Result<(), RecordError> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            s if s == libc::SIGTERM as usize => Err(RecordError::Interrupted("SIGTERM")),
+            s if s == libc::SIGHUP as usize => Err(RecordError::Interrupted("SIGHUP")),
+            _ => Err(RecordError::Interrupted("SIGINT")),
+        }
+    }
+}
+
+/// How often a running child is polled for exit and for an interrupt.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+fn kill_group(pgid: u32) {
+    // SAFETY: kill(2) on a process group we created; ESRCH (already gone) is fine.
+    unsafe {
+        libc::kill(-(pgid as i32), libc::SIGKILL);
+    }
+}
+
+/// Run `cmd` to completion in its own process group; kill the group afterwards.
+pub(crate) fn run(mut cmd: Command, what: &str, interrupt: &Interrupt) -> Result<ExitStatus, RecordError> {
+    interrupt.check()?;
+    cmd.process_group(0).stdin(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| RecordError::Precondition(format!("cannot run {what}: {e}")))?;
+    let pgid = child.id();
+    loop {
+        if let Err(e) = interrupt.check() {
+            kill_group(pgid);
+            let _ = child.wait();
+            return Err(e);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                kill_group(pgid);
+                return Ok(status);
+            }
+            Ok(None) => std::thread::sleep(POLL_INTERVAL),
+            Err(e) => {
+                kill_group(pgid);
+                let _ = child.wait();
+                return Err(RecordError::io(format!("waiting for {what}"), e));
+            }
+        }
+    }
+}
+
+pub(crate) fn exit_info(status: ExitStatus) -> ExitInfo {
+    ExitInfo { code: status.code(), signal: status.signal() }
+}
+
+/// The last `max` bytes of a captured output file, and whether anything was cut.
+pub(crate) fn tail(path: &Path, max: u64) -> (String, bool) {
+    let Ok(mut f) = File::open(path) else { return (String::new(), false) };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let cut = len > max;
+    if cut {
+        let _ = f.seek(SeekFrom::Start(len - max));
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    (String::from_utf8_lossy(&buf).into_owned(), cut)
+}
+
+/// The last non-empty line of a captured output, for one-line error messages.
+pub(crate) fn last_line(path: &Path) -> String {
+    let (text, _) = tail(path, 4096);
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+}
