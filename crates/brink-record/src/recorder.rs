@@ -133,8 +133,8 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
     };
     if cfg.size < cfg.fs.min_image_bytes() {
         return pre(format!(
-            "image size {} is too small for {} (at least {} MiB): raise --size",
-            cfg.size,
+            "image size {} MiB is too small for {} (at least {} MiB): raise --size",
+            cfg.size >> 20,
             cfg.fs,
             cfg.fs.min_image_bytes() >> 20
         ));

@@ -1,0 +1,75 @@
+//! End-to-end tests of the `brink` binary on real kernel file systems (issue 2).
+//!
+//! Tests that mount need root, `/dev/fuse` and loop devices. Where those are missing
+//! they fail with a message saying so; `BRINK_SKIP_PRIVILEGED=1` turns that into a loud
+//! SKIPPED line on stderr instead, for machines that cannot run them.
+
+mod cleanup;
+mod errors;
+mod import;
+mod record;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn brink() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_brink"))
+}
+
+/// True if privileged tests can run here; otherwise fails the test, or skips it loudly
+/// when BRINK_SKIP_PRIVILEGED=1.
+pub fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let fuse = Path::new("/dev/fuse").exists();
+    let loopctl = Path::new("/dev/loop-control").exists();
+    if root && fuse && loopctl {
+        return true;
+    }
+    let why = format!("{test} needs root, /dev/fuse and /dev/loop-control (root={root}, fuse={fuse}, loop-control={loopctl})");
+    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED {why}");
+        return false;
+    }
+    panic!("{why}; run the tests as root, as CI does, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run brink");
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn show_json(trace: &Path) -> serde_json::Value {
+    let o = run(brink().arg("show").arg("--json").arg(trace));
+    assert!(o.status.success(), "show failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("show --json prints JSON")
+}
+
+/// A scratch directory with its own TMPDIR, so a test can check that brink left
+/// nothing in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::Builder::new().prefix("brink-test-").tempdir().expect("tempdir") }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn tmpdir(&self) -> PathBuf {
+        let t = self.path("tmp");
+        std::fs::create_dir_all(&t).expect("mkdir tmp");
+        t
+    }
+    /// `brink record` with TMPDIR inside the scratch directory.
+    pub fn record(&self, args: &[&str]) -> Command {
+        let mut c = brink();
+        c.env("TMPDIR", self.tmpdir()).arg("record").args(args);
+        c
+    }
+}
