@@ -26,7 +26,7 @@ struct ShowJson<'a> {
     workload_exit: Option<i32>,
     workload_signal: Option<i32>,
     workload_wall_ms: Option<u64>,
-    final_image_blake3: Option<&'a str>,
+    final_image_digest: Option<&'a str>,
 }
 
 /// A command line as one readable line: words quoted where needed, newlines escaped.
@@ -66,7 +66,7 @@ pub fn show(trace: &Path, json: bool, summary_only: bool) -> Result<i32> {
             workload_exit: wl.and_then(|w| w.exit.code),
             workload_signal: wl.and_then(|w| w.exit.signal),
             workload_wall_ms: wl.map(|w| w.wall_ms),
-            final_image_blake3: meta.final_image_blake3.as_deref(),
+            final_image_digest: meta.final_image_digest.as_deref(),
         };
         emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
         return Ok(0);
@@ -141,15 +141,15 @@ pub fn verify(trace: &Path) -> Result<i32> {
     let img = std::fs::OpenOptions::new().read(true).write(true).open(&img_path)?;
     let applied = image::replay(&reader, &img, &img_path, None)?;
     drop(img);
-    let got = image::hash_file(&img_path)?;
-    match &reader.meta().final_image_blake3 {
+    let got = image::digest_file(&img_path)?;
+    match &reader.meta().final_image_digest {
         Some(want) if *want == got => {
-            emit(&format!("ok: replaying {applied} events onto the base image gives the recorded final image (blake3 {got})\n"))?;
+            emit(&format!("ok: replaying {applied} events onto the base image gives the recorded final image (digest {got})\n"))?;
             Ok(0)
         }
-        Some(want) => bail!("replaying {applied} events gives blake3 {got}, but the recorded final image is {want}"),
+        Some(want) => bail!("replaying {applied} events gives digest {got}, but the recorded final image has {want}"),
         None => {
-            emit(&format!("ok: replayed {applied} events (blake3 {got}); the trace holds no final image hash to compare with\n"))?;
+            emit(&format!("ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"))?;
             Ok(0)
         }
     }

@@ -3,24 +3,26 @@
 //!
 //! Why this gives an exact, ordered log:
 //! - The session runs one thread, so requests are handled one at a time, and a request
-//!   is logged before it is answered. The loop driver in buffered mode has one write in
+//!   is in the ordered log queue before it is answered (a logger thread hashes payloads
+//!   and appends them to the trace behind it, off the I/O path; the queue is FIFO, so
+//!   the trace order is the queue order). The loop driver in buffered mode has one write in
 //!   flight, and a flush (`FSYNC`) reaches us only after the writes it covers were
 //!   answered: the log order is the completion order, and a flush covers exactly the
 //!   writes logged before it.
 //! - Writeback cache is never granted (it would reorder writes inside a flush interval),
 //!   and FSYNC and FALLOCATE are implemented: a single ENOSYS answer would make the
 //!   kernel silently stop sending flushes or discards for the rest of the mount.
-//! - A line written to `mark` is logged by the same thread before the `write(2)` returns,
+//! - A line written to `mark` is queued by the same thread before the `write(2)` returns,
 //!   so it falls exactly between the block requests completed before and after it.
 
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use brink_trace::{TraceWriter, WriteFlags};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
@@ -49,11 +51,19 @@ pub(crate) enum Phase {
     Done,
 }
 
+/// One block event or mark on its way to the trace.
+pub(crate) enum Op {
+    Write { offset: u64, data: Vec<u8> },
+    Flush,
+    Discard { offset: u64, len: u64 },
+    WriteZeroes { offset: u64, len: u64 },
+    Mark(String),
+}
+
 pub(crate) struct Log {
     pub phase: Phase,
-    pub writer: Option<TraceWriter>,
-    /// First failure to log; the recording is then invalid.
-    pub error: Option<String>,
+    /// The ordered queue to the logger thread, present while recording.
+    pub queue: Option<SyncSender<Op>>,
     /// Block requests that arrived in the `Done` phase (must stay zero).
     pub unrecorded: u64,
     /// Marks written outside the `Recording` phase (during setup); not logged.
@@ -105,8 +115,9 @@ impl DiskFs {
         }
     }
 
-    /// Log one block event if recording. Returns false when the request must fail.
-    fn log(&self, f: impl FnOnce(&mut TraceWriter) -> Result<(), brink_trace::TraceError>) -> bool {
+    /// Queue one event if recording. Returns false when the request must fail (the
+    /// logger stopped on an error, which `record` reports).
+    fn log(&self, op: impl FnOnce() -> Op) -> bool {
         let mut log = self.log.lock().expect("log lock");
         match log.phase {
             Phase::Prepare => true,
@@ -115,20 +126,12 @@ impl DiskFs {
                 true
             }
             Phase::Recording => {
-                if log.error.is_some() {
+                let queue = log.queue.as_ref().expect("a queue while recording");
+                if queue.send(op()).is_err() {
                     return false;
                 }
-                let writer = log.writer.as_mut().expect("a writer while recording");
-                match f(writer) {
-                    Ok(()) => {
-                        self.counters.events.fetch_add(1, Ordering::Relaxed);
-                        true
-                    }
-                    Err(e) => {
-                        log.error = Some(e.to_string());
-                        false
-                    }
-                }
+                self.counters.events.fetch_add(1, Ordering::Relaxed);
+                true
             }
         }
     }
@@ -247,7 +250,7 @@ impl Filesystem for DiskFs {
                     return reply.error(Errno::EIO);
                 }
                 self.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                if self.log(|w| w.write(offset, data, WriteFlags::default())) {
+                if self.log(|| Op::Write { offset, data: data.to_vec() }) {
                     reply.written(data.len() as u32)
                 } else {
                     reply.error(Errno::EIO)
@@ -267,7 +270,7 @@ impl Filesystem for DiskFs {
                 }
                 drop(log);
                 for line in lines {
-                    if !self.log(|w| w.mark(line)) {
+                    if !self.log(|| Op::Mark(line.to_string())) {
                         return reply.error(Errno::EIO);
                     }
                 }
@@ -285,7 +288,7 @@ impl Filesystem for DiskFs {
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         // The image needs no host fsync: the trace, not the image, is what must survive,
         // and it is made durable when the recording is finished.
-        if ino == DISK && !self.log(|w| w.flush()) {
+        if ino == DISK && !self.log(|| Op::Flush) {
             return reply.error(Errno::EIO);
         }
         reply.ok();
@@ -317,9 +320,9 @@ impl Filesystem for DiskFs {
                     return reply.error(Errno::EIO);
                 }
                 if mode == PUNCH {
-                    self.log(|w| w.discard(offset, length))
+                    self.log(|| Op::Discard { offset, len: length })
                 } else {
-                    self.log(|w| w.write_zeroes(offset, length))
+                    self.log(|| Op::WriteZeroes { offset, len: length })
                 }
             }
             _ => return reply.error(Errno::EOPNOTSUPP),

@@ -11,6 +11,7 @@
 mod child;
 mod disk;
 pub mod import;
+mod logger;
 mod recorder;
 
 pub use child::Interrupt;

@@ -23,6 +23,7 @@ use brink_trace::{image, ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterS
 
 use crate::child::{self, Interrupt};
 use crate::disk::{Counters, DiskFs, Log, Phase, DISK_NAME, MARK_NAME};
+use crate::logger::Logger;
 use crate::RecordError;
 
 /// Captured workload output kept in the trace, per stream (the tail is kept).
@@ -212,7 +213,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         .map_err(|e| RecordError::io("creating the disk image", e))?;
     backing.set_len(cfg.size).map_err(|e| RecordError::io("sizing the disk image", e))?;
 
-    let log = Arc::new(Mutex::new(Log { phase: Phase::Prepare, writer: None, error: None, unrecorded: 0, ignored_marks: 0 }));
+    let log = Arc::new(Mutex::new(Log { phase: Phase::Prepare, queue: None, unrecorded: 0, ignored_marks: 0 }));
     let disk = DiskFs {
         backing: backing.try_clone().map_err(|e| RecordError::io("duplicating the image handle", e))?,
         size: cfg.size,
@@ -273,11 +274,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     // The clean, unmounted disk is the base image: every later state grows from it.
     progress.set("saving the base image");
     image::copy_sparse(&backing_path, &writer.base_image_path())?;
-    {
-        let mut l = log.lock().expect("log lock");
-        l.writer = Some(writer);
-        l.phase = Phase::Recording;
-    }
+    let logger = Logger::start(writer, &log);
 
     progress.set("recording");
     let m = Mount::mount(&dev, &mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
@@ -295,16 +292,10 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     progress.set("unmounting");
     m.unmount()?;
 
-    let (writer, ignored_marks) = {
-        let mut l = log.lock().expect("log lock");
-        l.phase = Phase::Done;
-        if let Some(err) = l.error.take() {
-            return Err(RecordError::Failed(format!("logging the workload's I/O failed: {err}")));
-        }
-        (l.writer.take().expect("writer present"), l.ignored_marks)
-    };
+    let writer = logger.stop()?;
+    let ignored_marks = log.lock().expect("log lock").ignored_marks;
     progress.set("hashing the final image");
-    let final_hash = image::hash_file(&backing_path)?;
+    let final_digest = image::digest_file(&backing_path)?;
     loop_dev.detach()?;
     fuse.unmount()?;
     let unrecorded = log.lock().expect("log lock").unrecorded;
@@ -320,7 +311,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let mut meta = TraceMeta::new("fuse-loop", fstype, cfg.size);
     meta.mkfs_opts = cfg.mkfs_opts.clone();
     meta.mount_opts = cfg.mount_opts.text.clone();
-    meta.final_image_blake3 = Some(final_hash);
+    meta.final_image_digest = Some(final_digest);
     meta.workload = Some(WorkloadInfo {
         argv: cfg.argv.clone(),
         setup: cfg.setup.clone(),

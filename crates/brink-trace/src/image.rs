@@ -2,7 +2,6 @@
 //! Images are sparse files; copying or hashing them must not turn holes into gigabytes.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -17,23 +16,10 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), TraceError> {
     let len = input.metadata().at(src)?.len();
     let output = File::options().write(true).create_new(true).open(dst).at(dst)?;
     output.set_len(len).at(dst)?;
-    let mut pos: i64 = 0;
-    while (pos as u64) < len {
-        // SAFETY: plain lseek on an fd we own.
-        let data = unsafe { libc::lseek(input.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // no data after pos
-            }
-            return Err(TraceError::io(src, e));
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(input.as_raw_fd(), data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(TraceError::io(src, std::io::Error::last_os_error()));
-        }
-        copy_range(&input, &output, data as u64, (hole - data) as u64).at(dst)?;
+    let mut pos = 0u64;
+    while pos < len {
+        let Some((data, hole)) = next_extent(&input, pos).at(src)? else { break };
+        copy_range(&input, &output, data, hole.min(len) - data).at(dst)?;
         pos = hole;
     }
     output.sync_all().at(dst)?;
@@ -83,19 +69,60 @@ fn copy_range_slow(input: &File, output: &File, mut off: u64, mut len: u64) -> s
     Ok(())
 }
 
-/// blake3 of a whole file, hex encoded.
-pub fn hash_file(path: &Path) -> Result<String, TraceError> {
-    let mut f = File::open(path).at(path)?;
+/// Block size of the image digest.
+pub const DIGEST_BLOCK_BYTES: u64 = 4096;
+
+/// The content digest of a disk image, hex encoded: blake3 over a domain tag, the image
+/// length (u64 LE), then for every 4 KiB block that is not all zeros, in order, its
+/// index (u64 LE) and its bytes. Two images with the same bytes have the same digest
+/// however their holes are laid out, and the cost follows the data, not the image size
+/// (holes are skipped with SEEK_DATA).
+pub fn digest_file(path: &Path) -> Result<String, TraceError> {
+    let f = File::open(path).at(path)?;
+    let len = f.metadata().at(path)?.len();
     let mut hasher = blake3::Hasher::new();
+    hasher.update(b"brink image digest v1");
+    hasher.update(&len.to_le_bytes());
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
+    let mut next_block = 0u64; // first block not yet digested
+    let mut pos = 0u64;
+    while pos < len {
+        let Some((data, hole)) = next_extent(&f, pos).at(path)? else { break };
+        let mut off = (data / DIGEST_BLOCK_BYTES).max(next_block) * DIGEST_BLOCK_BYTES;
+        let end = hole.min(len);
+        while off < end {
+            let n = (end - off).min(buf.len() as u64);
+            let n = n.div_ceil(DIGEST_BLOCK_BYTES) * DIGEST_BLOCK_BYTES; // whole blocks
+            let n = n.min(len - off) as usize;
+            f.read_exact_at(&mut buf[..n], off).at(path)?;
+            for (i, block) in buf[..n].chunks(DIGEST_BLOCK_BYTES as usize).enumerate() {
+                if block.iter().any(|&b| b != 0) {
+                    hasher.update(&(off / DIGEST_BLOCK_BYTES + i as u64).to_le_bytes());
+                    hasher.update(block);
+                }
+            }
+            off += n as u64;
         }
-        hasher.update(&buf[..n]);
+        next_block = off.div_ceil(DIGEST_BLOCK_BYTES);
+        pos = off.max(hole);
     }
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// The next data extent at or after `pos` as `(start, end)`, or `None` past the last.
+fn next_extent(f: &File, pos: u64) -> std::io::Result<Option<(u64, u64)>> {
+    // SAFETY: lseek on an fd we own.
+    let data = unsafe { libc::lseek(f.as_raw_fd(), pos as i64, libc::SEEK_DATA) };
+    if data < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+    if hole < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Some((data as u64, hole as u64)))
 }
 
 /// Make `[offset, offset+len)` of `file` read back as zeros, punching a hole where the

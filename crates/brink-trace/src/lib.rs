@@ -52,7 +52,7 @@
 //! - `Mark {text}`: the workload acknowledged something; ordered exactly against the I/O.
 //!
 //! Replaying every event in order onto `base.img` gives the disk as it stood when
-//! recording ended; `meta.json` holds its blake3 (`final_image_blake3`) where known.
+//! recording ended; `meta.json` holds its blake3 (`final_image_digest`) where known.
 
 pub mod durable;
 mod error;

@@ -22,11 +22,11 @@ pub struct TraceMeta {
     pub events: u64,
     pub events_log_bytes: u64,
     pub pack_bytes: u64,
-    /// blake3 (hex) of `base.img`.
-    pub base_image_blake3: String,
-    /// blake3 (hex) of the disk as it stood when recording ended, if the source knew it.
+    /// Content digest of `base.img` (`image::digest_file`).
+    pub base_image_digest: String,
+    /// Content digest of the disk as it stood when recording ended, if the source knew it.
     #[serde(default)]
-    pub final_image_blake3: Option<String>,
+    pub final_image_digest: Option<String>,
     #[serde(default)]
     pub workload: Option<WorkloadInfo>,
 }
@@ -47,8 +47,8 @@ impl TraceMeta {
             events: 0,
             events_log_bytes: 0,
             pack_bytes: 0,
-            base_image_blake3: String::new(),
-            final_image_blake3: None,
+            base_image_digest: String::new(),
+            final_image_digest: None,
             workload: None,
         }
     }

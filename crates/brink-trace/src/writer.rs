@@ -183,7 +183,7 @@ impl TraceWriter {
         meta.events = self.stats.events;
         meta.events_log_bytes = self.events_bytes;
         meta.pack_bytes = self.pack_len;
-        meta.base_image_blake3 = image::hash_file(&base)?;
+        meta.base_image_digest = image::digest_file(&base)?;
         let meta_path = self.tmp_dir.join(files::META);
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
         durable::write_atomic(&meta_path, &json).at(&meta_path)?;

@@ -190,7 +190,7 @@ fn sparse_copy_keeps_holes_and_content() {
     f.write_all_at(b"hello", 10 << 20).unwrap();
     let dst = tmp.path().join("dst");
     image::copy_sparse(&src, &dst).unwrap();
-    assert_eq!(image::hash_file(&src).unwrap(), image::hash_file(&dst).unwrap());
+    assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
     use std::os::unix::fs::MetadataExt;
     assert!(fs::metadata(&dst).unwrap().blocks() * 512 < 1 << 20, "copy is sparse");
 }
@@ -205,4 +205,28 @@ fn summary_counts_epochs() {
     assert_eq!(s.epochs, 2);
     assert_eq!(s.bytes_written, 8192 * 2 + 512);
     assert_eq!(s.bytes_stored, 4096 + 512);
+}
+
+#[test]
+fn digest_follows_content_not_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let fa = File::create(&a).unwrap();
+    fa.set_len(32 << 20).unwrap();
+    fa.write_all_at(b"data", (5 << 20) + 100).unwrap();
+    // b: the same bytes, but written out in full (explicit zeros, no holes).
+    let mut full = vec![0u8; 32 << 20];
+    full[(5 << 20) + 100..(5 << 20) + 104].copy_from_slice(b"data");
+    fs::write(&b, &full).unwrap();
+    assert_eq!(image::digest_file(&a).unwrap(), image::digest_file(&b).unwrap());
+    // c: one byte elsewhere differs.
+    full[7] = 1;
+    fs::write(&c, &full).unwrap();
+    assert_ne!(image::digest_file(&a).unwrap(), image::digest_file(&c).unwrap());
+    // A different length is a different image even if all zeros.
+    let z1 = tmp.path().join("z1");
+    let z2 = tmp.path().join("z2");
+    File::create(&z1).unwrap().set_len(4096).unwrap();
+    File::create(&z2).unwrap().set_len(8192).unwrap();
+    assert_ne!(image::digest_file(&z1).unwrap(), image::digest_file(&z2).unwrap());
 }
