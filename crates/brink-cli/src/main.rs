@@ -198,7 +198,8 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Show { trace, json, summary } => show::show(&trace, json, summary),
         Cmd::Verify { trace } => show::verify(&trace),
         Cmd::Import { kind: ImportKind::DmLogWrites { log, base, output, fs, mount_opts } } => {
-            let s = brink_record::import::import_dm_log_writes(&DmLogImport { log, base, output, fs, mount_opts })?;
+            let req = DmLogImport { log, base, output, fs, mount_opts, interrupt: install_interrupt() };
+            let s = brink_record::import::import_dm_log_writes(&req)?;
             eprintln!(
                 "brink: imported {} entries (sector size {}): {} writes, {} flushes, {} discards, {} marks into {}",
                 s.entries,
@@ -237,11 +238,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let code = match e.downcast_ref::<RecordError>() {
-                Some(RecordError::Interrupted(sig)) => match *sig {
-                    "SIGTERM" => 128 + libc::SIGTERM,
-                    "SIGHUP" => 128 + libc::SIGHUP,
-                    _ => 128 + libc::SIGINT,
-                },
+                Some(RecordError::Interrupted(signal)) => 128 + signal,
                 _ => 2,
             };
             // One line: the chain of causes joined, as "what: why".

@@ -24,9 +24,7 @@ impl Interrupt {
     pub fn check(&self) -> Result<(), RecordError> {
         match self.0.load(Ordering::Relaxed) {
             0 => Ok(()),
-            s if s == libc::SIGTERM as usize => Err(RecordError::Interrupted("SIGTERM")),
-            s if s == libc::SIGHUP as usize => Err(RecordError::Interrupted("SIGHUP")),
-            _ => Err(RecordError::Interrupted("SIGINT")),
+            signal => Err(RecordError::Interrupted(signal as i32)),
         }
     }
 }

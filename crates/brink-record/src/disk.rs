@@ -40,6 +40,15 @@ const TTL: Duration = Duration::from_secs(60);
 /// writeback under memory pressure.
 const PR_SET_IO_FLUSHER: libc::c_int = 57;
 
+/// Mark the calling thread as one that writeback depends on. Failure (old kernel, no
+/// capability) only loses the memory-pressure protection.
+pub(crate) fn set_io_flusher() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
+    }
+}
+
 /// Which part of the run the disk is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -143,11 +152,7 @@ impl DiskFs {
 
 impl Filesystem for DiskFs {
     fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> std::io::Result<()> {
-        // SAFETY: prctl with integer arguments; failure (old kernel, no capability) only
-        // loses the memory-pressure protection.
-        unsafe {
-            libc::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
-        }
+        set_io_flusher();
         Ok(())
     }
 
@@ -197,7 +202,7 @@ impl Filesystem for DiskFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match ino {
-            DISK => reply.opened(FileHandle(0), FopenFlags::empty()),
+            DISK => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
             // Direct I/O: every write(2) to the mark file reaches the daemon at once.
             MARK => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
             _ => reply.error(Errno::EISDIR),

@@ -31,14 +31,23 @@ pub enum RecordError {
     /// Bad input file (a corrupt or truncated log), with where.
     #[error("{}: offset {offset}: {what}", path.display())]
     BadInput { path: std::path::PathBuf, offset: u64, what: String },
-    #[error("interrupted by {0}")]
-    Interrupted(&'static str),
+    #[error("interrupted by {}", signal_name(*.0))]
+    Interrupted(i32),
     #[error(transparent)]
     Trace(#[from] TraceError),
     #[error(transparent)]
     Blockdev(#[from] BlockdevError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 impl RecordError {

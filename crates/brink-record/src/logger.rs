@@ -38,6 +38,8 @@ impl Logger {
         let handle = std::thread::Builder::new()
             .name("brink-logger".into())
             .spawn(move || {
+                // The daemon waits on this thread, and writeback waits on the daemon.
+                crate::disk::set_io_flusher();
                 for op in rx {
                     apply(&mut writer, op)?;
                 }

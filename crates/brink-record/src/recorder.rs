@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use brink_blockdev::{find_program, unmount_path, FsKind, LoopDevice, Mount, MountOptions};
+use brink_blockdev::{find_program, is_executable, unmount_path, FsKind, LoopDevice, Mount, MountOptions};
 use brink_trace::{image, ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterStats};
 
 use crate::child::{self, Interrupt};
@@ -159,16 +159,10 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
 /// brink's own directory (the workload itself runs inside the mount), others from PATH.
 fn resolve_program(prog: &str) -> Option<PathBuf> {
     if prog.contains('/') {
-        let p = std::path::absolute(prog).ok()?;
-        use std::os::unix::fs::PermissionsExt;
-        return p.metadata().ok().filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).map(|_| p);
+        return std::path::absolute(prog).ok().filter(|p| is_executable(p));
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(prog)).find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|d| d.join(prog)).find(|p| is_executable(p))
 }
 
 fn check_status(status: std::process::ExitStatus, what: &str, stderr: &Path) -> Result<(), RecordError> {

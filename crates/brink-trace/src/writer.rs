@@ -38,7 +38,9 @@ pub struct TraceWriter {
     events: BufWriter<File>,
     events_bytes: u64,
     pack_path: PathBuf,
-    pack: BufWriter<File>,
+    /// Unbuffered: new chunks are written straight from the caller's buffer, in runs of
+    /// adjacent new chunks, with no copy in between.
+    pack: File,
     pack_len: u64,
     index: HashMap<[u8; 32], u64>,
     stats: WriterStats,
@@ -77,7 +79,7 @@ impl TraceWriter {
             events: BufWriter::with_capacity(1 << 20, File::create(&events_path).at(&events_path)?),
             events_path,
             events_bytes: HEADER_BYTES,
-            pack: BufWriter::with_capacity(4 << 20, File::create(&pack_path).at(&pack_path)?),
+            pack: File::create(&pack_path).at(&pack_path)?,
             pack_path,
             pack_len: HEADER_BYTES,
             tmp_dir,
@@ -103,24 +105,39 @@ impl TraceWriter {
     pub fn write(&mut self, offset: u64, data: &[u8], flags: WriteFlags) -> Result<(), TraceError> {
         assert!(!data.is_empty(), "empty writes are not events");
         let mut chunks = Vec::with_capacity(data.len().div_ceil(CHUNK_BYTES));
-        for chunk in data.chunks(CHUNK_BYTES) {
+        // The run of new chunks not yet written: data[run_start..run_end].
+        let (mut run_start, mut run_end) = (0usize, 0usize);
+        for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
             let hash = *blake3::hash(chunk).as_bytes();
             let pack_offset = match self.index.get(&hash) {
                 Some(&off) => off,
                 None => {
-                    let off = self.pack_len;
-                    self.pack.write_all(chunk).at(&self.pack_path)?;
-                    self.pack_len += chunk.len() as u64;
-                    self.stats.bytes_stored += chunk.len() as u64;
+                    let start = i * CHUNK_BYTES;
+                    if start != run_end {
+                        self.write_pack(&data[run_start..run_end])?;
+                        run_start = start;
+                    }
+                    run_end = start + chunk.len();
+                    let off = self.pack_len + (run_end - run_start - chunk.len()) as u64;
                     self.index.insert(hash, off);
                     off
                 }
             };
             chunks.push(ChunkRef { hash, pack_offset });
         }
+        self.write_pack(&data[run_start..run_end])?;
         self.stats.writes += 1;
         self.stats.bytes_written += data.len() as u64;
         self.append(&Event::Write(Write { offset, len: data.len() as u64, flags, chunks }))
+    }
+
+    fn write_pack(&mut self, bytes: &[u8]) -> Result<(), TraceError> {
+        if !bytes.is_empty() {
+            self.pack.write_all(bytes).at(&self.pack_path)?;
+            self.pack_len += bytes.len() as u64;
+            self.stats.bytes_stored += bytes.len() as u64;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> Result<(), TraceError> {
@@ -168,8 +185,7 @@ impl TraceWriter {
     pub fn finish(mut self, mut meta: TraceMeta) -> Result<PathBuf, TraceError> {
         self.events.flush().at(&self.events_path)?;
         self.events.get_ref().sync_all().at(&self.events_path)?;
-        self.pack.flush().at(&self.pack_path)?;
-        self.pack.get_ref().sync_all().at(&self.pack_path)?;
+        self.pack.sync_all().at(&self.pack_path)?;
         let base = self.base_image_path();
         let base_len = fs::metadata(&base).at(&base)?.len();
         if base_len != meta.image_size {

@@ -39,6 +39,8 @@ pub struct DmLogImport {
     /// File system on the base image, if the user knows it (`unknown` otherwise).
     pub fs: String,
     pub mount_opts: String,
+    /// Polled between entries; an interrupted import leaves no partial trace.
+    pub interrupt: crate::Interrupt,
 }
 
 #[derive(Debug)]
@@ -101,6 +103,7 @@ pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordErr
     image::copy_sparse(&req.base, &writer.base_image_path())?;
     let mut pos = ss;
     for i in 0..nr_entries {
+        req.interrupt.check()?;
         let h = log.read(pos, ss, &format!("the header of entry {i}"))?;
         let (sector, nr_sectors, flags, data_len) = (le64(&h, 0), le64(&h, 8), le64(&h, 16), le64(&h, 24));
         let header_at = pos;
