@@ -97,18 +97,21 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo
   echo "Measured $(date -u +%Y-%m-%d) by \`bench/record-overhead.sh\` (REPS=$REPS, SQLITE_TXNS=$SQLITE_TXNS, SEQ_MIB=$SEQ_MIB), medians."
   echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), Linux $(uname -r)."
-  echo "ext4 data=ordered on a 1 GiB image (4 KiB blocks, no lazy init), image file on the host's ext4."
+  echo "ext4 data=ordered on a 1 GiB image (4 KiB blocks, no lazy init), image file on the host's ext4; $(sqlite3 --version | cut -d' ' -f1,2 | sed 's/^/SQLite /')."
   echo
   echo "| workload | plain workload s | brink workload s | ratio | plain total s | brink total s | ratio | bytes written | bytes stored |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for wl in sqlite seq; do
     pw=$(med "${P_WL[$wl]}"); bw=$(med "${B_WL[$wl]}"); pt=$(med "${P_TOT[$wl]}"); bt=$(med "${B_TOT[$wl]}")
-    echo "| $wl | $pw | $bw | $(ratio "$bw" "$pw") | $pt | $bt | $(ratio "$bt" "$pt") | ${B_W[$wl]} | ${B_S[$wl]} |"
+    printf '| %s | %.3f | %.3f | %s | %.3f | %.3f | %s | %s | %s |\n' "$wl" "$pw" "$bw" "$(ratio "$bw" "$pw")" \
+      "$pt" "$bt" "$(ratio "$bt" "$pt")" "${B_W[$wl]}" "${B_S[$wl]}"
   done
   echo
   echo "Ratios are brink / plain; the target is at most 1.3 for the workload. The plain run's"
   echo "fsyncs go to the host disk (the loop device flushes its backing file); under brink a"
   echo "flush is an event in the log and the trace is made durable once, at the end."
-  echo "\"bytes stored\" is the payload pack: each distinct 4 KiB chunk once."
+  echo "\"bytes stored\" is the payload pack: each distinct 4 KiB chunk once. The brink total"
+  echo "includes making the trace durable (fsync of the pack: for seq, 256 MiB of random data"
+  echo "that cannot be deduplicated) and the content digests of the base and final images."
 } > "$OUT"
 cat "$OUT"

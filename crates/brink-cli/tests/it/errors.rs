@@ -24,19 +24,23 @@ fn not_root() {
     one_line_error(&o, "needs root");
 }
 
-/// In a private mount namespace with a /dev that lacks fuse.
+/// Run `brink ARGS` in a private mount namespace after `prepare` (shell) changed it.
+fn brink_in_private_namespace(prepare: &str, args: &str) -> std::process::Output {
+    let script = format!("{prepare} && exec {} {args}", env!("CARGO_BIN_EXE_brink"));
+    run(std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]))
+}
+
+/// A /dev that lacks fuse.
 #[test]
 fn no_dev_fuse() {
     if !privileged("no_dev_fuse") {
         return;
     }
     let s = Scratch::new();
-    let script = format!(
-        "mount -t tmpfs tmpfs /dev && mknod /dev/null c 1 3 && mknod /dev/loop-control c 10 237 && exec {} record -o {} -- true",
-        env!("CARGO_BIN_EXE_brink"),
-        s.path("t").display()
+    let o = brink_in_private_namespace(
+        "mount -t tmpfs tmpfs /dev && mknod /dev/null c 1 3 && mknod /dev/loop-control c 10 237",
+        &format!("record -o {} -- true", s.path("t").display()),
     );
-    let o = run(std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]));
     one_line_error(&o, "/dev/fuse");
 }
 
@@ -47,12 +51,11 @@ fn mkfs_missing() {
         return;
     }
     let s = Scratch::new();
-    let script = format!(
-        "mount -t tmpfs tmpfs /usr/sbin && mount -t tmpfs tmpfs /usr/local/sbin && PATH=/usr/bin:/bin exec {} record --fs xfs --size 300M -o {} -- true",
-        env!("CARGO_BIN_EXE_brink"),
-        s.path("t").display()
+    let o = brink_in_private_namespace(
+        "mount -t tmpfs tmpfs /usr/sbin && { [ -L /sbin ] || mount -t tmpfs tmpfs /sbin; } \
+         && { [ ! -d /usr/local/sbin ] || mount -t tmpfs tmpfs /usr/local/sbin; } && export PATH=/usr/bin:/bin",
+        &format!("record --fs xfs --size 300M -o {} -- true", s.path("t").display()),
     );
-    let o = run(std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]));
     one_line_error(&o, "mkfs.xfs not found: install xfsprogs");
 }
 
