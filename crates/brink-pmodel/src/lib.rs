@@ -1,0 +1,109 @@
+//! Persistence models: which disk states a power cut may leave behind, counted exactly
+//! and enumerated lazily. This crate does no I/O: it sees a trace as epochs of writes
+//! and marks and answers with crash states, which the explorer materializes.
+//!
+//! # Terms
+//! - An **epoch** is the run of events between two flushes (or the start or end of the
+//!   trace). Everything written in earlier epochs is durable when the epoch starts.
+//! - A **crash point** is a position in the event log: a crash happens just before the
+//!   event at that index. Points that matter are just before each mark (the latest
+//!   moment with that set of acknowledgements) and at the end of each epoch (just
+//!   before its flush completes, or at the end of the trace). A state at a point is held
+//!   to the marks before it.
+//! - A **volatile** write at a point is a write of the point's epoch that completed
+//!   before the point and is not FUA. A **crash state** is a point plus a choice, for
+//!   each volatile write, of persisted whole, omitted, or (with a torn model) persisted
+//!   in part. Writes that persist are applied in completion order, so of two persisted
+//!   writes to one sector the later wins.
+//!
+//! # Assumptions about the media, per model
+//! `writeback` (default): a volatile write cache that honours flush and FUA.
+//! 1. A write completed before a completed flush is durable; so is a FUA write once it
+//!    completes.
+//! 2. Any other completed write may or may not have reached the media at a crash,
+//!    independently of the others: the cache may write back in any order, and may
+//!    have written back a write to a block before a later write to the same block.
+//! 3. Without `--torn`, each write is atomic: it persists whole or not at all.
+//! 4. A discard (or write-zeroes) is a write of zeros for this purpose; it is never torn.
+//!
+//! `writethrough`: no volatile cache reordering.
+//! 1. Writes reach the media in completion order; a crash keeps a prefix of the writes
+//!    completed since the last flush (flushes still bound what must be durable).
+//! 2. Atomicity as in `writeback`.
+//!
+//! Torn variants (with either cache model):
+//! - `--torn sector`: a write of several 512-byte sectors may persist any subset of its
+//!   sectors (sectors themselves are atomic).
+//! - `--torn prefix`: a write persists a prefix of its sectors (the device writes in
+//!   order and stops at the crash).
+//!
+//! Not modelled: writes that never completed (the recorder logs completions only),
+//! corruption of data that had reached the media, misdirected or lost writes. The file
+//! system's journaling mode is not a model parameter: it is what the trace was recorded
+//! under, and its effect is in the writes and flushes themselves.
+//!
+//! # State ids
+//! A state is named `P` (the point's event index) followed, for each volatile write that
+//! is not persisted whole, in event order, by `-I` (write at event index I omitted) or
+//! `-ItMASK` (persisted sectors given by the hex bitmask MASK, least significant bit =
+//! first sector). `120` is the crash before event 120 with every volatile write
+//! persisted; `120-3-7t0f` omits write 3 and keeps the first four sectors of write 7.
+//! Ids depend only on the trace, the model and the strategy, so they are the same on any
+//! machine and at any parallelism.
+
+mod count;
+mod epoch;
+mod id;
+mod rng;
+mod strategy;
+
+pub use count::Count;
+pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
+pub use id::{ParseIdError, StateId, WriteChoice};
+pub use strategy::{count_point, CrashState, Sampler, StateIter, Strategy};
+
+use serde::{Deserialize, Serialize};
+
+/// The disk cache model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheModel {
+    Writeback,
+    Writethrough,
+}
+
+/// Whether and how writes may tear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Torn {
+    None,
+    Sector,
+    Prefix,
+}
+
+/// A persistence model: a cache model plus tearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Model {
+    pub cache: CacheModel,
+    pub torn: Torn,
+}
+
+impl Model {
+    pub const WRITEBACK: Model = Model { cache: CacheModel::Writeback, torn: Torn::None };
+
+    /// `writeback`, `writethrough`, `writeback+torn-sector`, …
+    pub fn name(&self) -> String {
+        let cache = match self.cache {
+            CacheModel::Writeback => "writeback",
+            CacheModel::Writethrough => "writethrough",
+        };
+        match self.torn {
+            Torn::None => cache.to_string(),
+            Torn::Sector => format!("{cache}+torn-sector"),
+            Torn::Prefix => format!("{cache}+torn-prefix"),
+        }
+    }
+}
+
+/// Sector size of the model: tearing happens at this granularity.
+pub const SECTOR_BYTES: u64 = 512;
