@@ -1,0 +1,51 @@
+//! The checker protocol, and running checkers within limits.
+//!
+//! # Protocol (wire format; variables may be added)
+//! A checker is any executable, run once per crash state through `sh -c CMD` with:
+//! - working directory and `BRINK_STATE_ROOT`: the recovered file system, mounted;
+//! - `BRINK_MARKS`: a file with the marks acknowledged before the crash, one per line;
+//! - `BRINK_STATE_ID`, `BRINK_TRACE` (the trace directory), `BRINK_IMAGE` (the block
+//!   device holding the recovered image).
+//!
+//! Exit 0: consistent. Exit 1: violation, and the first line of stdout says what is
+//! wrong. Any other exit, a signal, or running past the time limit: a *checker failure*,
+//! reported apart from violations. The last stdout line may be one JSON object with
+//! details. A checker may modify the state: each state is private to its run.
+//!
+//! Runs are bounded: the checker's process group is killed at the time limit, and at
+//! most `OUTPUT_BYTES_MAX` of each output stream is read.
+
+mod fsck;
+mod run;
+
+pub use fsck::{fsck, fsck_command};
+pub use run::{run_checker, CheckEnv, Limits};
+
+use serde::{Deserialize, Serialize};
+
+/// What one checker said about one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Consistent,
+    Violation,
+    /// The checker itself failed (crashed, hung, missing): not a verdict on the state.
+    CheckerFailure,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// The checker's name as given by the user (`fsck` for the built-in).
+    pub checker: String,
+    pub verdict: Verdict,
+    /// First stdout line for a violation; what went wrong for a checker failure.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The JSON object on the checker's last stdout line, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    pub ms: u64,
+}
+
+/// Bytes of each output stream read from a checker.
+pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;

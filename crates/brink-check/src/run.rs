@@ -1,0 +1,219 @@
+//! Running a checker within limits: its own process group (killed on timeout and after
+//! exit, so no straggler keeps the mount busy), output captured to files and read up to
+//! a bound, exit waited for with a pidfd so that a run costs no polling delay.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{CheckOutcome, Verdict, OUTPUT_BYTES_MAX};
+
+/// The crash state a checker looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckEnv<'a> {
+    pub state_root: &'a Path,
+    pub marks_file: &'a Path,
+    pub state_id: &'a str,
+    pub trace: &'a Path,
+    pub image: &'a Path,
+    /// A private directory for captured output.
+    pub scratch: &'a Path,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+}
+
+pub(crate) struct Finished {
+    /// None when the time limit was hit.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub ms: u64,
+}
+
+fn read_bounded(path: &Path) -> String {
+    let mut buf = Vec::new();
+    if let Ok(f) = File::open(path) {
+        let _ = f.take(OUTPUT_BYTES_MAX).read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn kill_group(pgid: u32) {
+    // SAFETY: kill(2) on the process group we created; ESRCH is fine.
+    unsafe {
+        libc::kill(-(pgid as i32), libc::SIGKILL);
+    }
+}
+
+/// Wait for `child` to exit for at most `timeout`. True if it exited (not yet reaped).
+fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) };
+    if fd < 0 {
+        // No pidfd (a kernel before 5.3): poll.
+        while Instant::now() < end {
+            if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        return false;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if rc > 0 {
+            return true;
+        }
+        if rc == 0 || left.is_zero() {
+            return false;
+        }
+        // EINTR: poll again with the time left.
+    }
+}
+
+/// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group.
+pub(crate) fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, String> {
+    let (out_path, err_path) = (scratch.join("checker.stdout"), scratch.join("checker.stderr"));
+    let out = File::create(&out_path).map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
+    let err = File::create(&err_path).map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+    cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let pgid = child.id();
+    let exited = wait_exit(&mut child, timeout);
+    kill_group(pgid);
+    let status = child.wait().map_err(|e| format!("cannot wait: {e}"))?;
+    Ok(Finished {
+        status: exited.then_some(status),
+        stdout: read_bounded(&out_path),
+        stderr: read_bounded(&err_path),
+        ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+}
+
+/// Describe why a run is not a verdict, or None if it exited 0 or 1.
+pub(crate) fn failure(f: &Finished, timeout: Duration) -> Option<String> {
+    let Some(status) = f.status else {
+        return Some(format!("timed out after {:.1}s (process group killed)", timeout.as_secs_f64()));
+    };
+    if let Some(sig) = status.signal() {
+        return Some(format!("killed by signal {sig}"));
+    }
+    match status.code() {
+        Some(0 | 1) => None,
+        Some(c) => {
+            let why = last_line(&f.stderr);
+            Some(if why.is_empty() { format!("exit {c}") } else { format!("exit {c}: {why}") })
+        }
+        None => Some("no exit status".into()),
+    }
+}
+
+/// Run one user checker on one state.
+pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckOutcome {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(env.state_root)
+        .env("BRINK_STATE_ROOT", env.state_root)
+        .env("BRINK_MARKS", env.marks_file)
+        .env("BRINK_STATE_ID", env.state_id)
+        .env("BRINK_TRACE", env.trace)
+        .env("BRINK_IMAGE", env.image);
+    let outcome = |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
+    let f = match run_bounded(cmd, env.scratch, limits.timeout) {
+        Ok(f) => f,
+        Err(e) => return outcome(Verdict::CheckerFailure, e, None, 0),
+    };
+    if let Some(why) = failure(&f, limits.timeout) {
+        return outcome(Verdict::CheckerFailure, why, None, f.ms);
+    }
+    let details = serde_json::from_str::<serde_json::Value>(last_line(&f.stdout)).ok().filter(|v| v.is_object());
+    if f.status.and_then(|s| s.code()) == Some(0) {
+        return outcome(Verdict::Consistent, String::new(), details, f.ms);
+    }
+    let first = f.stdout.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let message = if first.is_empty() || details.is_some() && f.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1 {
+        "(the checker printed no message)".to_string()
+    } else {
+        first.to_string()
+    };
+    outcome(Verdict::Violation, message, details, f.ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(cmd: &str, timeout_ms: u64) -> CheckOutcome {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = dir.path().join("marks");
+        std::fs::write(&marks, "a\nb\n").unwrap();
+        let env = CheckEnv {
+            state_root: dir.path(),
+            marks_file: &marks,
+            state_id: "12-3",
+            trace: Path::new("/trace"),
+            image: Path::new("/dev/null"),
+            scratch: dir.path(),
+        };
+        run_checker("c", cmd, &env, &Limits { timeout: Duration::from_millis(timeout_ms) })
+    }
+
+    #[test]
+    fn verdicts_and_failures() {
+        let ok = check("test \"$BRINK_STATE_ID\" = 12-3 && test $(wc -l < \"$BRINK_MARKS\") = 2", 5000);
+        assert_eq!(ok.verdict, Verdict::Consistent, "{ok:?}");
+        let v = check("echo 'lost txn 17'; echo more; exit 1", 5000);
+        assert_eq!((v.verdict, v.message.as_str()), (Verdict::Violation, "lost txn 17"));
+        let j = check("echo 'bad'; echo '{\"lost\": [17]}'; exit 1", 5000);
+        assert_eq!(j.details.unwrap()["lost"][0], 17);
+        let crash = check("echo boom >&2; exit 3", 5000);
+        assert_eq!((crash.verdict, crash.message.as_str()), (Verdict::CheckerFailure, "exit 3: boom"));
+        let sig = check("kill -SEGV $$", 5000);
+        assert_eq!(sig.verdict, Verdict::CheckerFailure);
+        assert!(sig.message.contains("signal 11"), "{sig:?}");
+        let missing = check("no-such-checker-brink", 5000);
+        assert_eq!(missing.verdict, Verdict::CheckerFailure);
+        assert!(missing.message.starts_with("exit 127"), "{missing:?}");
+    }
+
+    #[test]
+    fn a_hanging_checker_and_its_children_are_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let start = Instant::now();
+        let h = check(&format!("sleep 600 & echo $! > {}; wait", pidfile.display()), 300);
+        assert_eq!(h.verdict, Verdict::CheckerFailure);
+        assert!(h.message.starts_with("timed out after 0.3s"), "{h:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+        std::thread::sleep(Duration::from_millis(50));
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"));
+        assert!(!alive, "the checker's background child survived");
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let o = check("head -c 10000000 /dev/zero | tr '\\0' x; echo; exit 1", 10000);
+        assert_eq!(o.verdict, Verdict::Violation);
+        assert!(o.message.len() as u64 <= OUTPUT_BYTES_MAX);
+    }
+}
