@@ -121,6 +121,24 @@ impl LoopDevice {
         &self.path
     }
 
+    /// Drop the device's block cache (BLKFLSBUF): needed when the backing file's content
+    /// changed underneath, so that the next mount reads the new content.
+    pub fn drop_caches(&self) -> Result<(), BlockdevError> {
+        const BLKFLSBUF: libc::c_ulong = 0x1261;
+        let dev = self.dev.as_ref().expect("attached");
+        // SAFETY: BLKFLSBUF takes no argument.
+        ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), BLKFLSBUF, 0) })
+            .map(|_| ())
+            .map_err(|e| BlockdevError::sys(format!("cannot drop the block cache of {}", self.path.display()), e))
+    }
+
+    /// Keep the device attached after this process ends. With AUTOCLEAR it detaches
+    /// itself once nothing holds it (the file system on it unmounted).
+    pub fn leak(mut self) -> PathBuf {
+        drop(self.dev.take());
+        self.path.clone()
+    }
+
     /// Detach now and report failure (drop detaches too but cannot report).
     pub fn detach(mut self) -> Result<(), BlockdevError> {
         self.detach_inner()

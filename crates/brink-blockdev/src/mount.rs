@@ -76,6 +76,11 @@ impl Mount {
         self.target.as_deref().expect("mounted")
     }
 
+    /// Leave the file system mounted after this process ends (for a person to inspect).
+    pub fn leak(mut self) -> PathBuf {
+        self.target.take().expect("mounted")
+    }
+
     /// Unmount, retrying while the file system is busy. On failure the guard is kept, so
     /// that its drop still detaches the mount lazily.
     pub fn unmount(mut self) -> Result<(), BlockdevError> {

@@ -3,6 +3,7 @@
 //! 2 usage or input error, 128+N when stopped by signal N.
 
 mod demo;
+mod explore;
 mod show;
 
 use std::io::Write as _;
@@ -37,6 +38,21 @@ enum Cmd {
     },
     /// Replay a whole trace onto its base image and compare with the recorded final image.
     Verify { trace: PathBuf },
+    /// Check every crash state a power cut could leave (or a bounded or sampled part).
+    Explore(explore::ExploreArgs),
+    /// Materialize one crash state, let the kernel recover it, and leave it mounted.
+    Replay {
+        trace: PathBuf,
+        state: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print the verdicts of an exploration for people (--json: the summary).
+    Report {
+        results: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Import a block-write log from another tool.
     Import {
         #[command(subcommand)]
@@ -213,6 +229,9 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Demo { keep } => demo::demo(keep, install_interrupt()),
+        Cmd::Explore(args) => explore::explore(args, install_interrupt()),
+        Cmd::Replay { trace, state, output } => explore::replay(&trace, &state, &output),
+        Cmd::Report { results, json } => explore::report(&results, json),
     }
 }
 

@@ -12,6 +12,14 @@ pub enum WriteChoice {
 }
 
 impl WriteChoice {
+    /// The persisted-sector mask in hex, for a torn write.
+    pub fn mask_hex(&self) -> Option<String> {
+        match self {
+            WriteChoice::Omitted => None,
+            WriteChoice::Torn(mask) => Some(mask_hex(mask)),
+        }
+    }
+
     /// Whether sector `i` of the write persisted.
     pub fn keeps_sector(&self, i: u32) -> bool {
         match self {

@@ -110,7 +110,7 @@ pub fn digest_file(path: &Path) -> Result<String, TraceError> {
 }
 
 /// The next data extent at or after `pos` as `(start, end)`, or `None` past the last.
-fn next_extent(f: &File, pos: u64) -> std::io::Result<Option<(u64, u64)>> {
+pub fn next_extent(f: &File, pos: u64) -> std::io::Result<Option<(u64, u64)>> {
     // SAFETY: lseek on an fd we own.
     let data = unsafe { libc::lseek(f.as_raw_fd(), pos as i64, libc::SEEK_DATA) };
     if data < 0 {

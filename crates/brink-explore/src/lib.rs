@@ -1,0 +1,470 @@
+//! The crash-state explorer: for every crash state a persistence model allows (or a
+//! bounded or sampled part of them), build the disk, let the real kernel recover it,
+//! and ask the checkers.
+//!
+//! How a run goes:
+//! 1. A counting pass over the event kinds gives the exact size of the space (refused
+//!    above `max_states` for exhaustive runs).
+//! 2. The trace is streamed epoch by epoch. A *durable image* (a private sparse copy of
+//!    the base image) holds everything flushed before the current epoch; after the
+//!    epoch's states are checked, its writes are applied to it.
+//! 3. For each state of the epoch, its content over the epoch's footprint is computed
+//!    and hashed additively (`adhash`); states with the same image and the same marks
+//!    are checked once. Hashing runs in parallel.
+//! 4. Unique states are checked in parallel (rayon), one per *slot*: a FUSE file whose
+//!    reads are the durable image plus a private overlay (`slots`), under a loop device
+//!    attached once for the whole run. The kernel mounts it (journal replay), checkers
+//!    run, it is unmounted (`worker`).
+//! 5. Verdicts are appended to `states.partial.jsonl` as they finish; the end writes
+//!    `states.jsonl` sorted by state id and `summary.json` (`results`).
+//!
+//! Invariants: the explorer knows no checker by name except the built-in `fsck`; it
+//! never copies an image per state; memory follows the epoch being explored (its
+//! payloads and footprint) and the number of unique states (one small entry each).
+
+mod adhash;
+mod footprint;
+mod plan;
+pub mod replay;
+pub mod results;
+mod slots;
+mod worker;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brink_blockdev::{unmount_path, FsKind, LoopDevice, MountOptions};
+use brink_check::{CheckOutcome, Verdict};
+use brink_pmodel::{count_point, Count, CrashState, Model, Sampler, StateIter, Strategy};
+use brink_trace::{image, TraceReader};
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use adhash::ImageHash;
+pub use results::{StateRecord, TornRecord};
+pub use worker::CheckerSpec;
+
+use footprint::{hash_image, Footprint};
+use results::StateRecord as Record;
+use slots::{SlotFs, Slots};
+use worker::{CheckCtx, Worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExploreError {
+    #[error(transparent)]
+    Trace(#[from] brink_trace::TraceError),
+    #[error(transparent)]
+    Blockdev(#[from] brink_blockdev::BlockdevError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample")]
+    TooManyStates { strategy: String, count: Count, max: u128 },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl ExploreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ExploreError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExploreConfig {
+    pub trace: PathBuf,
+    pub results: PathBuf,
+    pub model: Model,
+    pub strategy: Strategy,
+    /// Exhaustive runs larger than this are refused.
+    pub max_states: u128,
+    pub checkers: Vec<CheckerSpec>,
+    pub jobs: usize,
+    pub checker_timeout: Duration,
+    pub time_budget: Option<Duration>,
+    pub resume: bool,
+    /// Set to a signal number by the binary's handlers: stop, keep what is done.
+    pub interrupt: Arc<AtomicUsize>,
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total: AtomicU64,
+    pub done: AtomicU64,
+    pub violations: AtomicU64,
+    pub checker_failures: AtomicU64,
+}
+
+/// `summary.json`. Fields may be added.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub trace: String,
+    pub fs: String,
+    pub mount_opts: String,
+    pub model: String,
+    pub strategy: String,
+    pub checkers: Vec<String>,
+    /// Size of the space the strategy visits (for `sample`: the legal space sampled).
+    pub states_total: Count,
+    pub states_generated: u64,
+    pub states_unique: u64,
+    pub states_checked: u64,
+    pub violations: u64,
+    pub checker_failures: u64,
+    pub consistent: u64,
+    pub wall_s: f64,
+    pub states_per_s: f64,
+    pub jobs: usize,
+    /// False when a time budget or an interrupt stopped the run; `--resume` continues.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    /// For `sample`: the fraction of the legal space the unique samples cover.
+    pub fraction_covered: Option<f64>,
+}
+
+/// Counts of the space, without checking anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpaceCount {
+    pub model: String,
+    pub strategy: String,
+    pub epochs: u64,
+    pub crash_points: u64,
+    pub states_total: Count,
+}
+
+/// Count the states `strategy` visits (exact; saturates at 2^128 − 1).
+pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
+    let reader = TraceReader::open(trace)?;
+    let mut c = SpaceCount { model: model.name(), strategy: strategy.name(), epochs: 0, crash_points: 0, states_total: Count::ZERO };
+    let mut marks = Vec::new();
+    plan::for_each_epoch(&reader, false, &mut marks, |ed, _| {
+        c.epochs += 1;
+        for p in &ed.epoch.points {
+            c.crash_points += 1;
+            c.states_total = c.states_total.add(count_point(model, strategy, &ed.epoch, p));
+        }
+        Ok(true)
+    })?;
+    Ok(c)
+}
+
+/// The FUSE mount of the slots, unmounted on drop.
+struct SlotMount {
+    session: Option<fuser::BackgroundSession>,
+    dir: PathBuf,
+}
+
+impl Drop for SlotMount {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            if unmount_path(&self.dir).is_ok() {
+                let _ = s.join();
+            } else {
+                let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+                std::mem::forget(s);
+            }
+        }
+    }
+}
+
+/// The work area under RESULTS/.work, removed on drop (after the guards inside it).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fs_of(meta_fs: &str) -> Result<FsKind, ExploreError> {
+    meta_fs.parse().map_err(|_| {
+        ExploreError::Unsupported(format!(
+            "the trace's file system is '{meta_fs}': brink explores ext4, xfs and btrfs (for an import, pass --fs)"
+        ))
+    })
+}
+
+/// Mount options for recovering states of a trace: the recorded ones, plus `nouuid`
+/// for XFS (several slots hold file systems with the same UUID at once).
+pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, ExploreError> {
+    let mut text = recorded.to_string();
+    if fs == FsKind::Xfs && !text.split(',').any(|o| o == "nouuid") {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str("nouuid");
+    }
+    text.parse().map_err(|e: brink_blockdev::BlockdevError| ExploreError::Usage(format!("bad mount options in the trace: {e}")))
+}
+
+struct Seen {
+    rep: String,
+    checks: Vec<CheckOutcome>,
+}
+
+/// Explore `cfg.trace`. See the crate docs for the sequence.
+pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, ExploreError> {
+    let started = Instant::now();
+    if !nix::unistd::geteuid().is_root() {
+        return Err(ExploreError::Usage("brink explore needs root (it mounts every crash state): run it as root or with sudo".into()));
+    }
+    assert!(cfg.jobs >= 1);
+    let reader = TraceReader::open(&cfg.trace)?;
+    let meta = reader.meta().clone();
+    let fs = fs_of(&meta.fs)?;
+    let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
+    if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
+        return Err(ExploreError::TooManyStates { strategy: cfg.strategy.name(), count: space.states_total, max: cfg.max_states });
+    }
+    let target = match cfg.strategy {
+        Strategy::Sample { samples, .. } => samples.min(u64::try_from(space.states_total.0).unwrap_or(u64::MAX)),
+        _ => u64::try_from(space.states_total.0).unwrap_or(u64::MAX),
+    };
+    progress.total.store(target, Ordering::Relaxed);
+
+    let checker_names: Vec<String> = cfg.checkers.iter().map(|c| c.name().to_string()).collect();
+    let run = serde_json::json!({
+        "trace": cfg.trace.display().to_string(),
+        "trace_base_digest": meta.base_image_digest,
+        "trace_events": meta.events,
+        "model": cfg.model.name(),
+        "strategy": cfg.strategy.name(),
+        "checkers": checker_names,
+    });
+    let (mut log, done) = results::open(&cfg.results, &run, cfg.resume)?;
+    let done_ids: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut seen: HashMap<(ImageHash, u64), Seen> = HashMap::new();
+    for r in done_ids.values().filter(|r| r.dup_of.is_none()) {
+        seen.insert((parse_hash(&r.image)?, r.marks), Seen { rep: r.id.clone(), checks: r.checks.clone() });
+    }
+
+    // The work area: durable image, slot mount, mount points, scratch directories.
+    // Absolute: checkers run with the mount as their working directory.
+    let results_abs = std::path::absolute(&cfg.results).map_err(|e| ExploreError::io(&cfg.results, e))?;
+    let work = WorkDir(results_abs.join(".work"));
+    let _ = std::fs::remove_dir_all(&work.0);
+    std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
+    let durable_path = work.0.join("durable.img");
+    image::copy_sparse(&reader.base_image_path(), &durable_path)?;
+    let durable = OpenOptions::new().read(true).write(true).open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
+    let mut durable_hash = hash_image(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
+    let slots = Slots::new(
+        File::open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?,
+        meta.image_size,
+        cfg.jobs,
+    );
+    let slot_dir = work.0.join("slots");
+    std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
+    fuse_cfg.n_threads = Some(cfg.jobs);
+    let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
+        .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
+    let slot_mount = SlotMount { session: Some(session), dir: slot_dir.clone() };
+    let mut workers = Vec::new();
+    for i in 0..cfg.jobs {
+        let path = slot_dir.join(Slots::file_name(i));
+        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        let dev = LoopDevice::attach(&f, &path, false)?;
+        let (mnt, scratch) = (work.0.join(format!("mnt{i}")), work.0.join(format!("scratch{i}")));
+        for d in [&mnt, &scratch] {
+            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+        }
+        workers.push(Worker { slot: i, dev, mnt, scratch });
+    }
+    let pool_workers = Mutex::new(workers);
+    let ctx = CheckCtx {
+        fs,
+        mount_opts: state_mount_options(fs, &meta.mount_opts)?,
+        checkers: cfg.checkers.clone(),
+        timeout: cfg.checker_timeout,
+        trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.jobs).build().map_err(|e| ExploreError::Setup(e.to_string()))?;
+    let stop = AtomicBool::new(false);
+    let stopped_by: Mutex<Option<String>> = Mutex::new(None);
+    let should_stop = || {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let why = match cfg.interrupt.load(Ordering::Relaxed) {
+            0 => cfg.time_budget.filter(|b| started.elapsed() > *b).map(|b| format!("time budget of {}s", b.as_secs())),
+            s => Some(format!("signal {s}")),
+        };
+        if let Some(why) = why {
+            stop.store(true, Ordering::Relaxed);
+            stopped_by.lock().expect("lock").get_or_insert(why);
+            return true;
+        }
+        false
+    };
+
+    let mut sampler = match cfg.strategy {
+        Strategy::Sample { samples, seed } => Some(Sampler::new(space.states_total, samples, seed)),
+        _ => None,
+    };
+    let (mut generated, mut unique_keys) = (0u64, 0u64);
+    let checked = AtomicU64::new(0);
+    let log_lock = Mutex::new(&mut log);
+    let record = |rec: &Record| -> Result<(), ExploreError> {
+        match rec.verdict {
+            Verdict::Violation => progress.violations.fetch_add(1, Ordering::Relaxed),
+            Verdict::CheckerFailure => progress.checker_failures.fetch_add(1, Ordering::Relaxed),
+            Verdict::Consistent => 0,
+        };
+        progress.done.fetch_add(1, Ordering::Relaxed);
+        log_lock.lock().expect("log lock").append(rec)
+    };
+    let mut marks = Vec::new();
+    plan::for_each_epoch(&reader, true, &mut marks, |ed, marks| {
+        if should_stop() {
+            return Ok(false);
+        }
+        let fp = Footprint::new(&ed.writes, &durable, durable_hash).map_err(|e| ExploreError::io(&durable_path, e))?;
+        let mut states: Vec<CrashState> = Vec::new();
+        for p in &ed.epoch.points {
+            let seeds = match &mut sampler {
+                Some(s) => s.take(count_point(cfg.model, cfg.strategy, &ed.epoch, p)),
+                None => Vec::new(),
+            };
+            states.extend(StateIter::new(cfg.model, cfg.strategy, &ed.epoch, p, &seeds));
+        }
+        states.sort_by(|a, b| a.id.cmp(&b.id));
+        states.dedup_by(|a, b| a.id == b.id); // repeated samples
+        generated += states.len() as u64;
+        let hashes: Vec<ImageHash> =
+            pool.install(|| states.par_iter().map(|s| fp.hash(&fp.content(&ed.epoch, &ed.writes, s))).collect());
+
+        // Representatives (first of each key, in id order) and duplicates.
+        let mut reps: Vec<(usize, (ImageHash, u64))> = Vec::new();
+        let mut dups: Vec<(usize, (ImageHash, u64))> = Vec::new();
+        let mut epoch_keys: HashMap<(ImageHash, u64), ()> = HashMap::new();
+        for (i, s) in states.iter().enumerate() {
+            let key = (hashes[i], s.marks_before);
+            if seen.contains_key(&key) || epoch_keys.contains_key(&key) {
+                dups.push((i, key));
+            } else {
+                epoch_keys.insert(key, ());
+                unique_keys += 1;
+                reps.push((i, key));
+            }
+        }
+        let results: Vec<Option<(usize, Vec<CheckOutcome>)>> = pool.install(|| {
+            reps.par_iter()
+                .map(|&(i, _)| -> Result<Option<(usize, Vec<CheckOutcome>)>, ExploreError> {
+                    let s = &states[i];
+                    let id = s.id.to_string();
+                    if let Some(r) = done_ids.get(&id) {
+                        progress.done.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Some((i, r.checks.clone())));
+                    }
+                    if should_stop() {
+                        return Ok(None);
+                    }
+                    let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
+                    let content = fp.content(&ed.epoch, &ed.writes, s);
+                    slots.set(w.slot, fp.pieces(&content));
+                    drop(content);
+                    let checks = w.check(&ctx, &id, &marks[..s.marks_before as usize]);
+                    slots.clear(w.slot);
+                    pool_workers.lock().expect("workers").push(w);
+                    checked.fetch_add(1, Ordering::Relaxed);
+                    let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
+                    record(&rec)?;
+                    Ok(Some((i, checks)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        for (i, checks) in results.into_iter().flatten() {
+            seen.insert((hashes[i], states[i].marks_before), Seen { rep: states[i].id.to_string(), checks });
+        }
+        for (i, key) in dups {
+            let s = &states[i];
+            let id = s.id.to_string();
+            if done_ids.contains_key(&id) {
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // The representative may be unchecked if the run is stopping.
+            if let Some(rep) = seen.get(&key) {
+                record(&Record::new(s, hashes[i].to_string(), rep.checks.clone(), Some(rep.rep.clone())))?;
+            }
+        }
+        if should_stop() {
+            return Ok(false);
+        }
+        // Everything the epoch wrote is durable from the next epoch on.
+        let after = fp.all_applied(&ed.writes);
+        fp.write_to(&durable, &after).map_err(|e| ExploreError::io(&durable_path, e))?;
+        durable_hash = fp.hash(&after);
+        Ok(true)
+    })?;
+    drop(log_lock);
+
+    // Release the kernel resources before writing the results.
+    drop(pool_workers);
+    drop(slot_mount);
+    drop(slots);
+    drop(durable);
+    drop(work);
+
+    let stopped_by = stopped_by.into_inner().expect("lock");
+    let wall = started.elapsed().as_secs_f64();
+    let checked = checked.load(Ordering::Relaxed);
+    let mut summary = Summary {
+        trace: cfg.trace.display().to_string(),
+        fs: meta.fs.clone(),
+        mount_opts: meta.mount_opts.clone(),
+        model: cfg.model.name(),
+        strategy: cfg.strategy.name(),
+        checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
+        states_total: space.states_total,
+        states_generated: generated,
+        states_unique: unique_keys,
+        states_checked: checked,
+        violations: 0,
+        checker_failures: 0,
+        consistent: 0,
+        wall_s: wall,
+        states_per_s: if wall > 0.0 { checked as f64 / wall } else { 0.0 },
+        jobs: cfg.jobs,
+        complete: stopped_by.is_none(),
+        stopped_by,
+        fraction_covered: None,
+    };
+    let recs = results::collect(&cfg.results)?;
+    // Counts come from the records, so a resumed run counts what earlier runs found.
+    summary.violations = recs.iter().filter(|r| r.verdict == Verdict::Violation).count() as u64;
+    summary.checker_failures = recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure).count() as u64;
+    summary.consistent = recs.iter().filter(|r| r.verdict == Verdict::Consistent).count() as u64;
+    summary.states_checked = recs.iter().filter(|r| r.dup_of.is_none()).count() as u64;
+    summary.states_unique = summary.states_checked.max(summary.states_unique);
+    if let Strategy::Sample { .. } = cfg.strategy {
+        summary.fraction_covered = Some(generated as f64 / space.states_total.as_f64().max(1.0));
+    }
+    results::write_final(&cfg.results, &recs, &summary)?;
+    Ok(summary)
+}
+
+fn parse_hash(hex: &str) -> Result<ImageHash, ExploreError> {
+    let bad = || ExploreError::Corrupt(format!("bad image hash '{hex}' in the partial results"));
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut words = [0u64; 4];
+    for (i, w) in words.iter_mut().enumerate() {
+        let at = (3 - i) * 16;
+        *w = u64::from_str_radix(&hex[at..at + 16], 16).map_err(|_| bad())?;
+    }
+    Ok(ImageHash(words))
+}

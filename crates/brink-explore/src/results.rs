@@ -1,0 +1,218 @@
+//! The results directory, specified as a wire format (fields may be added):
+//!
+//! ```text
+//! RESULTS/
+//!   run.json              what was explored: trace (path, digest), model, strategy, checkers
+//!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; --resume reads it)
+//!   states.jsonl          every verdict, one JSON object a line, sorted by state id
+//!   summary.json          counts, times, model, strategy, whether the run is complete
+//! ```
+//!
+//! A `states.jsonl` line:
+//! `{"id":"120-3","position":120,"epoch":4,"marks":3,"omitted":[3],"torn":[{"write":7,"sectors":"f"}],
+//!   "image":"…","verdict":"violation","checks":[{"checker":"./check","verdict":"violation",
+//!   "message":"lost txn 17","ms":4}],"dup_of":null}`
+//! - `marks`: how many of the trace's marks the state is held to (the first `marks`).
+//! - `image`: the additive content hash of the state's disk before recovery; states with
+//!   the same `image` and `marks` are checked once, the others name it in `dup_of` and
+//!   repeat its checks.
+//! - `verdict`: `violation` if any check found one, else `checker-failure` if any
+//!   checker failed, else `consistent`.
+//!
+//! `states.jsonl` and `summary.json` are replaced atomically (temp, fsync, rename, fsync
+//! the directory). Lines of `states.partial.jsonl` are written one `write(2)` each, so a
+//! killed run keeps every finished verdict; it is fsynced at least once a second.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use brink_check::{CheckOutcome, Verdict};
+use brink_pmodel::{CrashState, StateId, WriteChoice};
+use brink_trace::durable;
+use serde::{Deserialize, Serialize};
+
+use crate::ExploreError;
+
+pub const RUN: &str = "run.json";
+pub const PARTIAL: &str = "states.partial.jsonl";
+pub const STATES: &str = "states.jsonl";
+pub const SUMMARY: &str = "summary.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TornRecord {
+    pub write: u64,
+    /// Persisted sectors, hex bitmask (bit 0 = first sector).
+    pub sectors: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub id: String,
+    pub position: u64,
+    pub epoch: u64,
+    pub marks: u64,
+    pub omitted: Vec<u64>,
+    pub torn: Vec<TornRecord>,
+    pub image: String,
+    pub verdict: Verdict,
+    pub checks: Vec<CheckOutcome>,
+    pub dup_of: Option<String>,
+}
+
+pub fn overall(checks: &[CheckOutcome]) -> Verdict {
+    if checks.iter().any(|c| c.verdict == Verdict::Violation) {
+        Verdict::Violation
+    } else if checks.iter().any(|c| c.verdict == Verdict::CheckerFailure) {
+        Verdict::CheckerFailure
+    } else {
+        Verdict::Consistent
+    }
+}
+
+impl StateRecord {
+    pub fn new(s: &CrashState, image: String, checks: Vec<CheckOutcome>, dup_of: Option<String>) -> StateRecord {
+        let mut omitted = Vec::new();
+        let mut torn = Vec::new();
+        for (i, c) in &s.id.choices {
+            match c {
+                WriteChoice::Omitted => omitted.push(*i),
+                WriteChoice::Torn(_) => torn.push(TornRecord { write: *i, sectors: c.mask_hex().expect("torn") }),
+            }
+        }
+        StateRecord {
+            id: s.id.to_string(),
+            position: s.id.position,
+            epoch: s.epoch,
+            marks: s.marks_before,
+            omitted,
+            torn,
+            image,
+            verdict: overall(&checks),
+            checks,
+            dup_of,
+        }
+    }
+}
+
+/// Appends finished verdicts; fsyncs at most once a second.
+pub struct PartialLog {
+    file: File,
+    path: PathBuf,
+    last_sync: Instant,
+}
+
+impl PartialLog {
+    pub fn append(&mut self, rec: &StateRecord) -> Result<(), ExploreError> {
+        let mut line = serde_json::to_vec(rec).expect("record serializes");
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(|e| ExploreError::io(&self.path, e))?;
+        if self.last_sync.elapsed() > Duration::from_secs(1) {
+            self.file.sync_data().map_err(|e| ExploreError::io(&self.path, e))?;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// Open (or, with `resume`, reopen) a results directory. Returns the verdicts already
+/// recorded by an earlier run of the same exploration.
+pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ExploreError> {
+    let run_path = dir.join(RUN);
+    let mut done = Vec::new();
+    if dir.exists() {
+        if !resume {
+            return Err(ExploreError::Usage(format!(
+                "{} already exists: pass --resume to continue that run, or choose another -o",
+                dir.display()
+            )));
+        }
+        let old: serde_json::Value = std::fs::read(&run_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ExploreError::Usage(format!("{} holds no brink run to resume (no valid {RUN})", dir.display())))?;
+        if &old != run {
+            return Err(ExploreError::Usage(format!(
+                "{} was explored with other settings (trace, model, strategy or checkers): resume needs the same ones",
+                dir.display()
+            )));
+        }
+        if let Ok(f) = File::open(dir.join(PARTIAL)) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                // A line cut by a kill is the last one; everything before it is whole.
+                match serde_json::from_str::<StateRecord>(&line) {
+                    Ok(r) => done.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
+    } else {
+        if resume {
+            return Err(ExploreError::Usage(format!("--resume: {} does not exist", dir.display())));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
+        durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json")).map_err(|e| ExploreError::io(&run_path, e))?;
+    }
+    // Rewrite the partial log with the whole lines only, so a cut line is not followed
+    // by new ones.
+    let path = dir.join(PARTIAL);
+    let mut body = Vec::new();
+    for r in &done {
+        body.extend(serde_json::to_vec(r).expect("json"));
+        body.push(b'\n');
+    }
+    durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
+    let file = OpenOptions::new().append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    Ok((PartialLog { file, path, last_sync: Instant::now() }, done))
+}
+
+/// Every verdict recorded so far, sorted by state id (the last record of an id wins).
+pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ExploreError> {
+    let path = dir.join(PARTIAL);
+    let f = File::open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    let mut recs: HashMap<String, StateRecord> = HashMap::new();
+    for line in BufReader::new(f).lines() {
+        let line = line.map_err(|e| ExploreError::io(&path, e))?;
+        let r: StateRecord = serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?;
+        recs.insert(r.id.clone(), r);
+    }
+    let mut recs: Vec<(StateId, StateRecord)> =
+        recs.into_values().map(|r| (r.id.parse::<StateId>().expect("ids we wrote parse"), r)).collect();
+    recs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(recs.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Write `states.jsonl` and `summary.json`, each atomically.
+pub fn write_final(dir: &Path, recs: &[StateRecord], summary: &impl Serialize) -> Result<(), ExploreError> {
+    let mut body = Vec::new();
+    for r in recs {
+        body.extend(serde_json::to_vec(r).expect("json"));
+        body.push(b'\n');
+    }
+    let states = dir.join(STATES);
+    durable::write_atomic(&states, &body).map_err(|e| ExploreError::io(&states, e))?;
+    let sp = dir.join(SUMMARY);
+    let mut json = serde_json::to_vec_pretty(summary).expect("json");
+    json.push(b'\n');
+    durable::write_atomic(&sp, &json).map_err(|e| ExploreError::io(&sp, e))
+}
+
+/// Read a finished results directory.
+pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ExploreError> {
+    let sp = dir.join(SUMMARY);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ExploreError::io(&sp, e))?)
+        .map_err(|e| ExploreError::Corrupt(format!("{}: {e}", sp.display())))?;
+    let path = dir.join(STATES);
+    let f = File::open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    let mut recs = Vec::new();
+    for (n, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| ExploreError::io(&path, e))?;
+        recs.push(
+            serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?,
+        );
+    }
+    Ok((summary, recs))
+}

@@ -1,0 +1,291 @@
+//! Materializing crash states without copying images: a FUSE file system of *slots*.
+//! Each slot file reads as the durable image with a private overlay of 4 KiB pages on
+//! top; the overlay starts as the crash state's footprint, and everything the kernel
+//! (journal replay) or a checker writes lands in it too. A loop device stays attached
+//! to each slot for the whole run; switching states only swaps the overlay.
+//!
+//! Slot files are opened with FOPEN_DIRECT_IO, so the FUSE page cache never holds a
+//! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
+//! the caller before each mount.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+};
+
+const PAGE: u64 = 4096;
+const ROOT: INodeNo = INodeNo(1);
+const TTL: Duration = Duration::from_secs(60);
+
+/// One slot's private pages.
+#[derive(Debug, Default)]
+struct Overlay {
+    pages: HashMap<u64, Box<[u8]>>,
+}
+
+/// What the engine and the FUSE daemon share.
+#[derive(Debug)]
+pub struct Slots {
+    base: File,
+    size: u64,
+    overlays: Vec<Mutex<Overlay>>,
+}
+
+impl Slots {
+    pub fn new(base: File, size: u64, count: usize) -> Arc<Slots> {
+        Arc::new(Slots { base, size, overlays: (0..count).map(|_| Mutex::new(Overlay::default())).collect() })
+    }
+
+    pub fn count(&self) -> usize {
+        self.overlays.len()
+    }
+
+    pub fn file_name(slot: usize) -> String {
+        format!("slot{slot}")
+    }
+
+    fn page_len(&self, page: u64) -> usize {
+        (self.size - page * PAGE).min(PAGE) as usize
+    }
+
+    fn base_page(&self, page: u64) -> Box<[u8]> {
+        let mut buf = vec![0u8; self.page_len(page)].into_boxed_slice();
+        // The base is a local file of the right size; a short read cannot happen.
+        self.base.read_exact_at(&mut buf, page * PAGE).expect("read the durable image");
+        buf
+    }
+
+    fn write_into(&self, ov: &mut Overlay, offset: u64, data: &[u8]) {
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let (page, in_page) = (pos / PAGE, (pos % PAGE) as usize);
+            let n = (self.page_len(page) - in_page).min(data.len() - done);
+            let p = ov.pages.entry(page).or_insert_with(|| self.base_page(page));
+            p[in_page..in_page + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+    }
+
+    fn read_from(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let (page, in_page) = (pos / PAGE, (pos % PAGE) as usize);
+            let n = (self.page_len(page) - in_page).min(buf.len() - done);
+            match ov.pages.get(&page) {
+                Some(p) => buf[done..done + n].copy_from_slice(&p[in_page..in_page + n]),
+                None => self.base.read_exact_at(&mut buf[done..done + n], pos)?,
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Make `slot` read as the durable image with `pieces` (byte offset, bytes) on top.
+    pub fn set(&self, slot: usize, pieces: impl Iterator<Item = (u64, impl AsRef<[u8]>)>) {
+        let mut ov = self.overlays[slot].lock().expect("overlay lock");
+        ov.pages.clear();
+        for (off, bytes) in pieces {
+            self.write_into(&mut ov, off, bytes.as_ref());
+        }
+    }
+
+    /// Drop a slot's overlay (and its memory).
+    pub fn clear(&self, slot: usize) {
+        self.overlays[slot].lock().expect("overlay lock").pages = HashMap::new();
+    }
+}
+
+/// The FUSE face of [`Slots`].
+pub struct SlotFs(pub Arc<Slots>);
+
+impl SlotFs {
+    fn slot_of(&self, ino: INodeNo) -> Option<usize> {
+        (ino.0 >= 2).then(|| (ino.0 - 2) as usize).filter(|&s| s < self.0.count())
+    }
+
+    fn attr(&self, ino: INodeNo) -> Option<FileAttr> {
+        let (kind, perm, size) = if ino == ROOT {
+            (FileType::Directory, 0o755, 0)
+        } else {
+            self.slot_of(ino)?;
+            (FileType::RegularFile, 0o600, self.0.size)
+        };
+        Some(FileAttr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: SystemTime::UNIX_EPOCH,
+            mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
+            crtime: SystemTime::UNIX_EPOCH,
+            kind,
+            perm,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+}
+
+impl Filesystem for SlotFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let slot = name.to_str().and_then(|n| n.strip_prefix("slot")).and_then(|n| n.parse::<usize>().ok());
+        match (parent, slot) {
+            (ROOT, Some(s)) if s < self.0.count() => {
+                reply.entry(&TTL, &self.attr(INodeNo(s as u64 + 2)).expect("slot"), Generation(0))
+            }
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr(ino) {
+            Some(a) => reply.attr(&TTL, &a),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.attr(ino) {
+            Some(a) => reply.attr(&TTL, &a),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.slot_of(ino) {
+            Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
+            None => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(slot) = self.slot_of(ino) else { return reply.error(Errno::EISDIR) };
+        if offset >= self.0.size {
+            return reply.data(&[]);
+        }
+        let mut buf = vec![0u8; (size as u64).min(self.0.size - offset) as usize];
+        let ov = self.0.overlays[slot].lock().expect("overlay lock");
+        match self.0.read_from(&ov, offset, &mut buf) {
+            Ok(()) => reply.data(&buf),
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(slot) = self.slot_of(ino) else { return reply.error(Errno::EISDIR) };
+        if offset.checked_add(data.len() as u64).is_none_or(|end| end > self.0.size) {
+            return reply.error(Errno::ENOSPC);
+        }
+        let mut ov = self.0.overlays[slot].lock().expect("overlay lock");
+        self.0.write_into(&mut ov, offset, data);
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(slot) = self.slot_of(ino) else { return reply.error(Errno::EOPNOTSUPP) };
+        if offset.checked_add(length).is_none_or(|end| end > self.0.size) {
+            return reply.error(Errno::EINVAL);
+        }
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        const ZERO: i32 = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+        match mode {
+            0 | libc::FALLOC_FL_KEEP_SIZE => reply.ok(),
+            PUNCH | ZERO => {
+                let mut ov = self.0.overlays[slot].lock().expect("overlay lock");
+                let zeros = vec![0u8; PAGE as usize * 64];
+                let mut off = offset;
+                while off < offset + length {
+                    let n = (offset + length - off).min(zeros.len() as u64) as usize;
+                    self.0.write_into(&mut ov, off, &zeros[..n]);
+                    off += n as u64;
+                }
+                reply.ok()
+            }
+            _ => reply.error(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        if ino != ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        for i in offset as usize..self.0.count() {
+            if reply.add(INodeNo(i as u64 + 2), i as u64 + 1, FileType::RegularFile, Slots::file_name(i)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(self.0.size / 4096, 0, 0, self.0.count() as u64, 0, 4096, 255, 4096);
+    }
+}
