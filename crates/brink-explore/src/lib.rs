@@ -48,7 +48,8 @@ pub use adhash::ImageHash;
 pub use results::{StateRecord, TornRecord};
 pub use worker::CheckerSpec;
 
-use footprint::{hash_image, Footprint};
+use footprint::Footprint;
+pub use footprint::hash_image;
 use results::StateRecord as Record;
 use slots::{SlotFs, Slots};
 use worker::{CheckCtx, Worker};
