@@ -187,6 +187,28 @@ impl Drop for WorkDir {
     }
 }
 
+/// A run killed outright (SIGKILL, power loss) leaves its mounts in the work area:
+/// unmount them (deepest first, lazily if the FUSE daemon is gone) and remove the area.
+/// The loop devices were attached with AUTOCLEAR and detach once unmounted.
+fn cleanup_stale(work: &Path) {
+    let prefix = work.display().to_string();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+        let mut targets: Vec<String> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|t| t.replace("\\040", " "))
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            if unmount_path(Path::new(&t)).is_err() {
+                let _ = nix::mount::umount2(Path::new(&t), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
+}
+
 fn fs_of(meta_fs: &str) -> Result<FsKind, ExploreError> {
     meta_fs.parse().map_err(|_| {
         ExploreError::Unsupported(format!(
@@ -253,7 +275,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     // Absolute: checkers run with the mount as their working directory.
     let results_abs = std::path::absolute(&cfg.results).map_err(|e| ExploreError::io(&cfg.results, e))?;
     let work = WorkDir(results_abs.join(".work"));
-    let _ = std::fs::remove_dir_all(&work.0);
+    cleanup_stale(&work.0);
     std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
     let durable_path = work.0.join("durable.img");
     image::copy_sparse(&reader.base_image_path(), &durable_path)?;

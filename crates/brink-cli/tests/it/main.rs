@@ -6,6 +6,7 @@
 
 mod cleanup;
 mod errors;
+mod explore;
 mod import;
 mod record;
 
