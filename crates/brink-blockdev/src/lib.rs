@@ -4,6 +4,7 @@
 //! state. Every resource is a guard that releases itself on drop, so no error path
 //! leaves a mount or a loop device behind.
 
+pub mod fusectl;
 mod fskind;
 mod loopdev;
 mod mount;

@@ -163,6 +163,7 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
 struct SlotMount {
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
+    _watchdog: Option<brink_blockdev::fusectl::Watchdog>,
 }
 
 impl Drop for SlotMount {
@@ -200,6 +201,10 @@ fn cleanup_stale(work: &Path) {
             .filter(|t| t.starts_with(&prefix))
             .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        // A FUSE server that died leaves requests that can never be answered: fail them.
+        for t in &targets {
+            brink_blockdev::fusectl::abort(Path::new(t));
+        }
         for t in targets {
             if unmount_path(Path::new(&t)).is_err() {
                 let _ = nix::mount::umount2(Path::new(&t), nix::mount::MntFlags::MNT_DETACH);
@@ -293,7 +298,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     fuse_cfg.n_threads = Some(cfg.jobs);
     let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
         .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
-    let slot_mount = SlotMount { session: Some(session), dir: slot_dir.clone() };
+    let slot_mount = SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir), dir: slot_dir.clone() };
     let mut workers = Vec::new();
     for i in 0..cfg.jobs {
         let path = slot_dir.join(Slots::file_name(i));

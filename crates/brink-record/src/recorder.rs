@@ -76,6 +76,7 @@ impl Progress {
 struct FuseMount {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
+    _watchdog: Option<brink_blockdev::fusectl::Watchdog>,
 }
 
 impl FuseMount {
@@ -226,7 +227,11 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     progress.set("starting the FUSE disk");
     let session = fuser::spawn_mount(disk, &fuse_dir, &fuse_cfg)
         .map_err(|e| RecordError::Failed(format!("cannot mount the FUSE disk on {}: {e}", fuse_dir.display())))?;
-    let fuse = FuseMount { session: Some(session), mountpoint: fuse_dir.clone() };
+    let fuse = FuseMount {
+        session: Some(session),
+        _watchdog: brink_blockdev::fusectl::watchdog(&fuse_dir),
+        mountpoint: fuse_dir.clone(),
+    };
 
     let disk_path = fuse_dir.join(DISK_NAME);
     let loop_dev = {
