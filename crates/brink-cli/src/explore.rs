@@ -253,7 +253,7 @@ pub fn report(dir: &Path, json: bool) -> Result<i32> {
 }
 
 /// `brink replay TRACE STATE_ID -o DIR`: one state, recovered and left mounted.
-pub fn replay(trace: &Path, state: &str, out: &Path) -> Result<i32> {
+pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i32> {
     let id: StateId = state.parse()?;
     if out.exists() {
         bail!("{} already exists; choose a new directory", out.display());
@@ -268,10 +268,13 @@ pub fn replay(trace: &Path, state: &str, out: &Path) -> Result<i32> {
     }
     std::fs::write(&marks, text)?;
     let meta = brink_trace::TraceReader::open(trace)?.meta().clone();
-    let Ok(fs) = meta.fs.parse::<brink_blockdev::FsKind>() else {
-        emit(&format!("state {id} is in {} (file system unknown: not mounted)\nmarks: {}\n", image.display(), marks.display()))?;
+    let fs = meta.fs.parse::<brink_blockdev::FsKind>();
+    if no_mount || fs.is_err() {
+        let why = if no_mount { "not recovered: --no-mount" } else { "file system unknown: not mounted" };
+        emit(&format!("state {id} is in {} ({why})\nmarks: {}\n", image.display(), marks.display()))?;
         return Ok(0);
-    };
+    }
+    let fs = fs.expect("checked");
     let mnt = out.join("mnt");
     std::fs::create_dir(&mnt)?;
     let f = std::fs::OpenOptions::new().read(true).write(true).open(&image)?;

@@ -46,6 +46,9 @@ enum Cmd {
         state: String,
         #[arg(short, long)]
         output: PathBuf,
+        /// Only write the state's image (not recovered, not mounted).
+        #[arg(long)]
+        no_mount: bool,
     },
     /// Print the verdicts of an exploration for people (--json: the summary).
     Report {
@@ -230,7 +233,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Demo { keep } => demo::demo(keep, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
-        Cmd::Replay { trace, state, output } => explore::replay(&trace, &state, &output),
+        Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
         Cmd::Report { results, json } => explore::report(&results, json),
     }
 }

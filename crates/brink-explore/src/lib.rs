@@ -52,7 +52,7 @@ use footprint::Footprint;
 pub use footprint::hash_image;
 use results::StateRecord as Record;
 use slots::{SlotFs, Slots};
-use worker::{CheckCtx, Worker};
+use worker::{CheckCtx, Timings, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExploreError {
@@ -131,6 +131,19 @@ pub struct Summary {
     pub stopped_by: Option<String>,
     /// For `sample`: the fraction of the legal space the unique samples cover.
     pub fraction_covered: Option<f64>,
+    /// Time per step summed over states and workers, in ms (this run only).
+    pub time_ms: TimeSummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeSummary {
+    pub hash: f64,
+    pub overlay: f64,
+    pub mount: f64,
+    pub checkers: f64,
+    pub unmount: f64,
+    /// Worker time per checked state: `jobs × wall / checked`.
+    pub per_state: f64,
 }
 
 /// Counts of the space, without checking anything.
@@ -343,6 +356,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     };
     let (mut generated, mut unique_keys) = (0u64, 0u64);
     let checked = AtomicU64::new(0);
+    let timings = Timings::default();
     let log_lock = Mutex::new(&mut log);
     let record = |rec: &Record| -> Result<(), ExploreError> {
         match rec.verdict {
@@ -370,8 +384,10 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         states.sort_by(|a, b| a.id.cmp(&b.id));
         states.dedup_by(|a, b| a.id == b.id); // repeated samples
         generated += states.len() as u64;
+        let hash_start = Instant::now();
         let hashes: Vec<ImageHash> =
             pool.install(|| states.par_iter().map(|s| fp.hash(&fp.content(&ed.epoch, &ed.writes, s))).collect());
+        Timings::add(&timings.hash_us, hash_start);
 
         // Representatives (first of each key, in id order) and duplicates.
         let mut reps: Vec<(usize, (ImageHash, u64))> = Vec::new();
@@ -400,10 +416,12 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                         return Ok(None);
                     }
                     let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
+                    let overlay_start = Instant::now();
                     let content = fp.content(&ed.epoch, &ed.writes, s);
                     slots.set(w.slot, fp.pieces(&content));
                     drop(content);
-                    let checks = w.check(&ctx, &id, &marks[..s.marks_before as usize]);
+                    Timings::add(&timings.overlay_us, overlay_start);
+                    let checks = w.check(&ctx, &id, &marks[..s.marks_before as usize], &timings);
                     slots.clear(w.slot);
                     pool_workers.lock().expect("workers").push(w);
                     checked.fetch_add(1, Ordering::Relaxed);
@@ -469,6 +487,14 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         complete: stopped_by.is_none(),
         stopped_by,
         fraction_covered: None,
+        time_ms: TimeSummary {
+            hash: Timings::ms(&timings.hash_us),
+            overlay: Timings::ms(&timings.overlay_us),
+            mount: Timings::ms(&timings.mount_us),
+            checkers: Timings::ms(&timings.checkers_us),
+            unmount: Timings::ms(&timings.unmount_us),
+            per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
+        },
     };
     let recs = results::collect(&cfg.results)?;
     // Counts come from the records, so a resumed run counts what earlier runs found.

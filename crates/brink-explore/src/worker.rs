@@ -3,7 +3,8 @@
 //! optionally fsck, run the checkers with the state's marks, unmount.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
 use brink_check::{fsck, run_checker, CheckEnv, CheckOutcome, Limits, Verdict};
@@ -39,6 +40,29 @@ pub struct CheckCtx {
     pub trace: PathBuf,
 }
 
+/// Time spent per step, summed over all states and workers (microseconds).
+#[derive(Debug, Default)]
+pub struct Timings {
+    /// Computing state contents and hashes.
+    pub hash_us: AtomicU64,
+    /// Installing a state's overlay in its slot.
+    pub overlay_us: AtomicU64,
+    /// Dropping caches and mounting (the kernel's recovery included).
+    pub mount_us: AtomicU64,
+    pub checkers_us: AtomicU64,
+    pub unmount_us: AtomicU64,
+}
+
+impl Timings {
+    pub fn add(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn ms(counter: &AtomicU64) -> f64 {
+        counter.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+}
+
 #[derive(Debug)]
 pub struct Worker {
     pub slot: usize,
@@ -71,9 +95,12 @@ impl Worker {
     }
 
     /// Recover and check the state currently in this worker's slot.
-    pub fn check(&self, ctx: &CheckCtx, state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+    pub fn check(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], t: &Timings) -> Vec<CheckOutcome> {
         let mut out = Vec::new();
-        let mut m = match self.mount(ctx) {
+        let started = Instant::now();
+        let mount = self.mount(ctx);
+        Timings::add(&t.mount_us, started);
+        let mut m = match mount {
             Ok(m) => m,
             Err(o) => return vec![o],
         };
@@ -109,11 +136,15 @@ impl Worker {
                 image: self.dev.path(),
                 scratch: &self.scratch,
             };
+            let started = Instant::now();
             out.push(run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout }));
+            Timings::add(&t.checkers_us, started);
         }
+        let started = Instant::now();
         if let Err(e) = m.unmount() {
             out.push(engine_failure(e.to_string()));
         }
+        Timings::add(&t.unmount_us, started);
         out
     }
 }
