@@ -63,7 +63,8 @@ pub struct ExploreArgs {
     /// Refuse exhaustive runs with more states than this.
     #[arg(long, default_value_t = 1_000_000)]
     max_states: u128,
-    /// Parallel states (default: the number of CPUs).
+    /// States checked at once (default: twice the number of CPUs, since a state spends
+    /// most of its time waiting on the kernel and the FUSE disk rather than computing).
     #[arg(long)]
     jobs: Option<usize>,
     /// Seconds a checker may run on one state.
@@ -127,7 +128,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     if !(a.checker_timeout > 0.0) {
         bail!("--checker-timeout must be a positive number of seconds");
     }
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = a.jobs.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
