@@ -1,126 +1,318 @@
-//! The footprint of an epoch: every sector any of its writes touches, with the durable
-//! content there. A crash state of the epoch differs from the durable image only inside
-//! the footprint, so its content and hash are computed over the footprint alone.
+//! The footprint of an epoch: what each crash state of the epoch looks like and hashes
+//! to, without building its image.
+//!
+//! The sectors the epoch writes split into *exclusive* ranges (one write covers them)
+//! and *shared* ranges (several writes do, e.g. a journal block rewritten). For an
+//! exclusive range the image hash changes by a fixed amount when its write persists:
+//! each write's `delta` (new terms minus durable terms) is computed once, streaming its
+//! payload from the trace. Shared ranges are small in practice and are kept in memory
+//! (durable bytes plus each covering write's bytes) and resolved per state, later
+//! persisted writes winning. A state's hash is then the durable hash plus the deltas of
+//! its persisted writes plus its shared part: memory follows the shared ranges, not the
+//! epoch, and time per state follows the number of writes.
+//!
+//! A state's image is given to the slots as *pieces* that reference the trace's
+//! payloads (`Src`), never as copied bytes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use brink_pmodel::{CrashState, Epoch, WriteChoice};
-use brink_trace::SECTOR_BYTES;
+use brink_trace::{TraceReader, Write, SECTOR_BYTES};
 
 use crate::adhash::ImageHash;
 use crate::plan::WriteData;
+use crate::ExploreError;
 
 const S: u64 = SECTOR_BYTES;
+/// Bytes read at a time when streaming payloads and durable content.
+const STREAM_BYTES: u64 = 1 << 20;
+
+/// Where a piece of a state's image comes from.
+#[derive(Debug, Clone)]
+pub enum Src {
+    /// Bytes of a write's payload, from this offset within the write.
+    Write(Arc<Write>, u64),
+    Zero,
+}
+
+impl Src {
+    pub fn advanced(&self, by: u64) -> Src {
+        match self {
+            Src::Write(w, off) => Src::Write(w.clone(), off + by),
+            Src::Zero => Src::Zero,
+        }
+    }
+
+    /// Fill `out` from this source.
+    pub fn read(&self, reader: &TraceReader, out: &mut [u8]) -> Result<(), brink_trace::TraceError> {
+        match self {
+            Src::Write(w, off) => reader.read_payload_range(w, *off, out),
+            Src::Zero => {
+                out.fill(0);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A piece of a state's image: `len` bytes at disk offset `offset`.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub offset: u64,
+    pub len: u64,
+    pub src: Src,
+}
+
+/// How a write fares in a state.
+#[derive(Clone, Copy)]
+enum Persist<'a> {
+    Whole,
+    Lost,
+    Torn(&'a WriteChoice),
+}
+
+impl Persist<'_> {
+    fn keeps(&self, sector_in_write: u64) -> bool {
+        match self {
+            Persist::Whole => true,
+            Persist::Lost => false,
+            Persist::Torn(c) => c.keeps_sector(sector_in_write as u32),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FpWrite {
+    offset: u64,
+    len: u64,
+    src: Src,
+    /// Byte ranges only this write covers in the epoch.
+    exclusive: Vec<(u64, u64)>,
+    delta: ImageHash,
+}
+
+#[derive(Debug)]
+struct Shared {
+    start: u64,
+    durable: Vec<u8>,
+    durable_terms: ImageHash,
+    /// (write number in the epoch, its bytes here), in completion order.
+    layers: Vec<(usize, Vec<u8>)>,
+}
 
 #[derive(Debug)]
 pub struct Footprint {
-    /// Disjoint, sorted: (first sector, sectors, offset into the content buffers).
-    ranges: Vec<(u64, u64, usize)>,
-    /// The durable content of the footprint.
-    pub durable: Vec<u8>,
-    /// The durable image's hash minus the footprint's durable terms.
-    outside: ImageHash,
+    writes: Vec<FpWrite>,
+    shared: Vec<Shared>,
+    durable_hash: ImageHash,
+}
+
+fn read_durable(durable: &File, offset: u64, out: &mut [u8]) -> Result<(), ExploreError> {
+    durable.read_exact_at(out, offset).map_err(|e| ExploreError::Setup(format!("reading the durable image: {e}")))
+}
+
+/// Terms of `[offset, offset+len)` of `src` minus the durable terms there, only for the
+/// sectors `keep` accepts (by sector number relative to `rel0`).
+fn delta_of(
+    reader: &TraceReader,
+    durable: &File,
+    src: &Src,
+    src_offset_of: impl Fn(u64) -> u64,
+    offset: u64,
+    len: u64,
+    keep: impl Fn(u64) -> bool,
+) -> Result<ImageHash, ExploreError> {
+    let mut h = ImageHash::default();
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    let mut pos = offset;
+    while pos < offset + len {
+        let n = (offset + len - pos).min(STREAM_BYTES);
+        new.resize(n as usize, 0);
+        old.resize(n as usize, 0);
+        src.advanced(src_offset_of(pos)).read(reader, &mut new)?;
+        read_durable(durable, pos, &mut old)?;
+        for i in 0..n / S {
+            let sector = pos / S + i;
+            if keep(sector) {
+                let r = (i * S) as usize..((i + 1) * S) as usize;
+                h.add(&ImageHash::sector(sector, &new[r.clone()]));
+                h.sub(&ImageHash::sector(sector, &old[r]));
+            }
+        }
+        pos += n;
+    }
+    Ok(h)
 }
 
 impl Footprint {
-    pub fn new(writes: &[WriteData], durable_image: &File, durable_hash: ImageHash) -> std::io::Result<Footprint> {
-        let mut spans: Vec<(u64, u64)> = writes.iter().map(|w| (w.offset / S, (w.offset + w.len) / S)).collect();
-        spans.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for (a, b) in spans {
-            match merged.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
+    pub fn new(reader: &TraceReader, writes: &[WriteData], durable: &File, durable_hash: ImageHash) -> Result<Footprint, ExploreError> {
+        // Elementary intervals between all write boundaries, with their covering writes.
+        let mut bounds: Vec<u64> = writes.iter().flat_map(|w| [w.offset, w.offset + w.len]).collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut cover: Vec<Vec<usize>> = vec![Vec::new(); bounds.len().saturating_sub(1)];
+        for (j, w) in writes.iter().enumerate() {
+            let a = bounds.partition_point(|&b| b < w.offset);
+            let b = bounds.partition_point(|&b| b < w.offset + w.len);
+            for c in &mut cover[a..b] {
+                c.push(j);
             }
         }
-        let mut ranges = Vec::with_capacity(merged.len());
-        let mut off = 0usize;
-        for (a, b) in merged {
-            ranges.push((a, b - a, off));
-            off += ((b - a) * S) as usize;
-        }
-        let mut durable = vec![0u8; off];
-        let mut outside = durable_hash;
-        for &(first, n, at) in &ranges {
-            let buf = &mut durable[at..at + (n * S) as usize];
-            durable_image.read_exact_at(buf, first * S)?;
-            outside.sub_sectors(first, buf);
-        }
-        Ok(Footprint { ranges, durable, outside })
-    }
-
-    fn locate(&self, sector: u64) -> usize {
-        let i = self.ranges.partition_point(|&(first, n, _)| first + n <= sector);
-        let (first, n, at) = self.ranges[i];
-        assert!(sector >= first && sector < first + n, "sector {sector} outside the footprint");
-        at + ((sector - first) * S) as usize
-    }
-
-    /// Apply a write's sectors kept by `keep` (by sector number within the write).
-    fn apply(&self, buf: &mut [u8], w: &WriteData, keep: impl Fn(u32) -> bool) {
-        let first = w.offset / S;
-        for i in 0..(w.len / S) {
-            if !keep(i as u32) {
-                continue;
-            }
-            let at = self.locate(first + i);
-            let dst = &mut buf[at..at + S as usize];
-            if w.bytes.is_empty() {
-                dst.fill(0);
-            } else {
-                dst.copy_from_slice(&w.bytes[(i * S) as usize..((i + 1) * S) as usize]);
+        let mut fw: Vec<FpWrite> = writes
+            .iter()
+            .map(|w| FpWrite {
+                offset: w.offset,
+                len: w.len,
+                src: w.src.clone().map_or(Src::Zero, |s| Src::Write(s, 0)),
+                exclusive: Vec::new(),
+                delta: ImageHash::default(),
+            })
+            .collect();
+        let mut shared: Vec<Shared> = Vec::new();
+        for (k, c) in cover.iter().enumerate() {
+            let (a, b) = (bounds[k], bounds[k + 1]);
+            match c.as_slice() {
+                [] => {}
+                [j] => match fw[*j].exclusive.last_mut() {
+                    Some(last) if last.0 + last.1 == a => last.1 += b - a,
+                    _ => fw[*j].exclusive.push((a, b - a)),
+                },
+                many => {
+                    let mut d = vec![0u8; (b - a) as usize];
+                    read_durable(durable, a, &mut d)?;
+                    let mut terms = ImageHash::default();
+                    terms.add_sectors(a / S, &d);
+                    let mut layers = Vec::with_capacity(many.len());
+                    for &j in many {
+                        let mut bytes = vec![0u8; (b - a) as usize];
+                        fw[j].src.advanced(a - fw[j].offset).read(reader, &mut bytes)?;
+                        layers.push((j, bytes));
+                    }
+                    shared.push(Shared { start: a, durable: d, durable_terms: terms, layers });
+                }
             }
         }
-    }
-
-    /// The footprint content of `state`: durable bytes, then, in completion order,
-    /// every write before the crash point that persisted (whole or in part).
-    pub fn content(&self, epoch: &Epoch, writes: &[WriteData], state: &CrashState) -> Vec<u8> {
-        let mut buf = self.durable.clone();
-        for (pw, wd) in epoch.writes.iter().zip(writes) {
-            if pw.index >= state.id.position {
-                break;
+        for w in &mut fw {
+            let mut delta = ImageHash::default();
+            for &(off, len) in &w.exclusive {
+                let base = w.offset;
+                delta.add(&delta_of(reader, durable, &w.src, |p| p - base, off, len, |_| true)?);
             }
-            let choice = state.id.choices.binary_search_by_key(&pw.index, |(i, _)| *i).ok().map(|k| &state.id.choices[k].1);
-            match choice {
-                None => self.apply(&mut buf, wd, |_| true),
-                Some(WriteChoice::Omitted) => {}
-                Some(c @ WriteChoice::Torn(_)) => self.apply(&mut buf, wd, |i| c.keeps_sector(i)),
+            w.delta = delta;
+        }
+        Ok(Footprint { writes: fw, shared, durable_hash })
+    }
+
+    /// How each write of the epoch fares in `state` (writes after the point: lost).
+    fn persist<'a>(&self, epoch: &Epoch, state: &'a CrashState) -> Vec<Persist<'a>> {
+        epoch
+            .writes
+            .iter()
+            .map(|pw| {
+                if pw.index >= state.id.position {
+                    return Persist::Lost;
+                }
+                match state.id.choices.binary_search_by_key(&pw.index, |(i, _)| *i) {
+                    Err(_) => Persist::Whole,
+                    Ok(k) => match &state.id.choices[k].1 {
+                        WriteChoice::Omitted => Persist::Lost,
+                        c @ WriteChoice::Torn(_) => Persist::Torn(c),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn hash_with(&self, reader: &TraceReader, durable: &File, persist: &[Persist]) -> Result<ImageHash, ExploreError> {
+        let mut h = self.durable_hash;
+        for (w, p) in self.writes.iter().zip(persist) {
+            match p {
+                Persist::Whole => h.add(&w.delta),
+                Persist::Lost => {}
+                Persist::Torn(_) => {
+                    let first = w.offset / S;
+                    for &(off, len) in &w.exclusive {
+                        let base = w.offset;
+                        h.add(&delta_of(reader, durable, &w.src, |q| q - base, off, len, |s| p.keeps(s - first))?);
+                    }
+                }
             }
         }
-        buf
-    }
-
-    /// The content after every write of the epoch (what the next epoch starts from).
-    pub fn all_applied(&self, writes: &[WriteData]) -> Vec<u8> {
-        let mut buf = self.durable.clone();
-        for w in writes {
-            self.apply(&mut buf, w, |_| true);
+        let mut buf = Vec::new();
+        for sh in &self.shared {
+            buf.clear();
+            buf.extend_from_slice(&sh.durable);
+            for (j, bytes) in &sh.layers {
+                let (p, w) = (persist[*j], &self.writes[*j]);
+                for i in 0..(buf.len() as u64 / S) {
+                    if p.keeps((sh.start - w.offset) / S + i) {
+                        let r = (i * S) as usize..((i + 1) * S) as usize;
+                        buf[r.clone()].copy_from_slice(&bytes[r]);
+                    }
+                }
+            }
+            h.add_sectors(sh.start / S, &buf);
+            h.sub(&sh.durable_terms);
         }
-        buf
+        Ok(h)
     }
 
-    /// The whole image's hash for a footprint content.
-    pub fn hash(&self, content: &[u8]) -> ImageHash {
-        let mut h = self.outside;
-        for &(first, n, at) in &self.ranges {
-            h.add_sectors(first, &content[at..at + (n * S) as usize]);
+    /// The additive hash of the state's image (before recovery).
+    pub fn hash(&self, reader: &TraceReader, durable: &File, epoch: &Epoch, state: &CrashState) -> Result<ImageHash, ExploreError> {
+        self.hash_with(reader, durable, &self.persist(epoch, state))
+    }
+
+    /// The hash once every write of the epoch persisted (the next durable image).
+    pub fn hash_all(&self, reader: &TraceReader, durable: &File) -> Result<ImageHash, ExploreError> {
+        self.hash_with(reader, durable, &vec![Persist::Whole; self.writes.len()])
+    }
+
+    /// The state's writes as pieces, in completion order (later pieces win).
+    pub fn pieces(&self, epoch: &Epoch, state: &CrashState) -> Vec<Piece> {
+        let mut out = Vec::new();
+        for (w, p) in self.writes.iter().zip(self.persist(epoch, state)) {
+            match p {
+                Persist::Lost => {}
+                Persist::Whole => out.push(Piece { offset: w.offset, len: w.len, src: w.src.clone() }),
+                Persist::Torn(_) => {
+                    // Runs of kept sectors.
+                    let n = w.len / S;
+                    let mut i = 0;
+                    while i < n {
+                        if !p.keeps(i) {
+                            i += 1;
+                            continue;
+                        }
+                        let start = i;
+                        while i < n && p.keeps(i) {
+                            i += 1;
+                        }
+                        out.push(Piece { offset: w.offset + start * S, len: (i - start) * S, src: w.src.advanced(start * S) });
+                    }
+                }
+            }
         }
-        h
+        out
     }
 
-    /// Write a footprint content into an image file.
-    pub fn write_to(&self, image: &File, content: &[u8]) -> std::io::Result<()> {
-        for &(first, n, at) in &self.ranges {
-            image.write_all_at(&content[at..at + (n * S) as usize], first * S)?;
+    /// Apply every write of the epoch to the durable image, streaming payloads.
+    pub fn apply_all(&self, reader: &TraceReader, durable: &File) -> Result<(), ExploreError> {
+        let mut buf = Vec::new();
+        for w in &self.writes {
+            let mut pos = 0u64;
+            while pos < w.len {
+                let n = (w.len - pos).min(STREAM_BYTES);
+                buf.resize(n as usize, 0);
+                w.src.advanced(pos).read(reader, &mut buf)?;
+                durable
+                    .write_all_at(&buf, w.offset + pos)
+                    .map_err(|e| ExploreError::Setup(format!("writing the durable image: {e}")))?;
+                pos += n;
+            }
         }
         Ok(())
-    }
-
-    /// Byte ranges of a content, for an overlay.
-    pub fn pieces<'a>(&'a self, content: &'a [u8]) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
-        self.ranges.iter().map(move |&(first, n, at)| (first * S, &content[at..at + (n * S) as usize]))
     }
 }
 

@@ -161,7 +161,7 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
     let reader = TraceReader::open(trace)?;
     let mut c = SpaceCount { model: model.name(), strategy: strategy.name(), epochs: 0, crash_points: 0, states_total: Count::ZERO };
     let mut marks = Vec::new();
-    plan::for_each_epoch(&reader, false, &mut marks, |ed, _| {
+    plan::for_each_epoch(&reader, &mut marks, |ed, _| {
         c.epochs += 1;
         for p in &ed.epoch.points {
             c.crash_points += 1;
@@ -260,7 +260,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         return Err(ExploreError::Usage("brink explore needs root (it mounts every crash state): run it as root or with sudo".into()));
     }
     assert!(cfg.jobs >= 1);
-    let reader = TraceReader::open(&cfg.trace)?;
+    let reader = Arc::new(TraceReader::open(&cfg.trace)?);
     let meta = reader.meta().clone();
     let fs = fs_of(&meta.fs)?;
     let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
@@ -302,6 +302,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let slots = Slots::new(
         File::open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?,
         meta.image_size,
+        reader.clone(),
         cfg.jobs,
     );
     let slot_dir = work.0.join("slots");
@@ -368,11 +369,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         log_lock.lock().expect("log lock").append(rec)
     };
     let mut marks = Vec::new();
-    plan::for_each_epoch(&reader, true, &mut marks, |ed, marks| {
+    plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
         if should_stop() {
             return Ok(false);
         }
-        let fp = Footprint::new(&ed.writes, &durable, durable_hash).map_err(|e| ExploreError::io(&durable_path, e))?;
+        let fp = Footprint::new(&reader, &ed.writes, &durable, durable_hash)?;
         let mut states: Vec<CrashState> = Vec::new();
         for p in &ed.epoch.points {
             let seeds = match &mut sampler {
@@ -385,8 +386,9 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         states.dedup_by(|a, b| a.id == b.id); // repeated samples
         generated += states.len() as u64;
         let hash_start = Instant::now();
-        let hashes: Vec<ImageHash> =
-            pool.install(|| states.par_iter().map(|s| fp.hash(&fp.content(&ed.epoch, &ed.writes, s))).collect());
+        let hashes: Vec<ImageHash> = pool.install(|| {
+            states.par_iter().map(|s| fp.hash(&reader, &durable, &ed.epoch, s)).collect::<Result<Vec<_>, _>>()
+        })?;
         Timings::add(&timings.hash_us, hash_start);
 
         // Representatives (first of each key, in id order) and duplicates.
@@ -417,9 +419,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                     }
                     let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
                     let overlay_start = Instant::now();
-                    let content = fp.content(&ed.epoch, &ed.writes, s);
-                    slots.set(w.slot, fp.pieces(&content));
-                    drop(content);
+                    slots.set(w.slot, fp.pieces(&ed.epoch, s));
                     Timings::add(&timings.overlay_us, overlay_start);
                     let checks = w.check(&ctx, &id, &marks[..s.marks_before as usize], &timings);
                     slots.clear(w.slot);
@@ -450,9 +450,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             return Ok(false);
         }
         // Everything the epoch wrote is durable from the next epoch on.
-        let after = fp.all_applied(&ed.writes);
-        fp.write_to(&durable, &after).map_err(|e| ExploreError::io(&durable_path, e))?;
-        durable_hash = fp.hash(&after);
+        durable_hash = fp.hash_all(&reader, &durable)?;
+        fp.apply_all(&reader, &durable)?;
         Ok(true)
     })?;
     drop(log_lock);

@@ -1,9 +1,11 @@
-//! Streaming a trace epoch by epoch. Only the current epoch's writes (with their
-//! payloads) are in memory; marks are kept as text for the whole run (they are what
-//! checkers get).
+//! Streaming a trace epoch by epoch. An epoch holds its writes as references into the
+//! trace (payloads are read when needed, never held whole); marks are kept as text for
+//! the whole run (they are what checkers get).
+
+use std::sync::Arc;
 
 use brink_pmodel::{Epoch, EpochBuilder, PWrite};
-use brink_trace::{Event, TraceReader, SECTOR_BYTES};
+use brink_trace::{Event, TraceReader, Write, SECTOR_BYTES};
 
 use crate::ExploreError;
 
@@ -12,22 +14,21 @@ use crate::ExploreError;
 pub struct WriteData {
     pub offset: u64,
     pub len: u64,
-    /// The bytes; empty for a discard (zeros) and in a counting pass.
-    pub bytes: Vec<u8>,
+    /// The payload in the trace; `None` for a discard or write-zeroes (zeros).
+    pub src: Option<Arc<Write>>,
 }
 
-/// One epoch with its payloads, parallel to `epoch.writes`.
+/// One epoch, its writes parallel to `epoch.writes`.
 #[derive(Debug)]
 pub struct EpochData {
     pub epoch: Epoch,
     pub writes: Vec<WriteData>,
 }
 
-/// Walk the events of `reader`, calling `on_epoch` for each epoch in order. With
-/// `payloads = false` the write bytes are left empty (a counting pass).
+/// Walk the events of `reader`, calling `on_epoch` for each epoch in order; stop early
+/// when it returns false.
 pub fn for_each_epoch(
     reader: &TraceReader,
-    payloads: bool,
     marks: &mut Vec<String>,
     mut on_epoch: impl FnMut(EpochData, &[String]) -> Result<bool, ExploreError>,
 ) -> Result<(), ExploreError> {
@@ -37,25 +38,26 @@ pub fn for_each_epoch(
     for ev in reader.events()? {
         let ev = ev?;
         events = ev.index + 1;
-        let sectors = |len: u64| len.div_ceil(SECTOR_BYTES) as u32;
+        let aligned = |offset: u64, len: u64| -> Result<u32, ExploreError> {
+            if offset % SECTOR_BYTES != 0 || len % SECTOR_BYTES != 0 || len == 0 {
+                return Err(ExploreError::Unsupported(format!(
+                    "event {}: {len} bytes at byte {offset} is not whole sectors",
+                    ev.index
+                )));
+            }
+            u32::try_from(len / SECTOR_BYTES)
+                .map_err(|_| ExploreError::Unsupported(format!("event {}: a write of {len} bytes is too large", ev.index)))
+        };
         match ev.event {
             Event::Write(w) => {
-                if w.offset % SECTOR_BYTES != 0 || w.len % SECTOR_BYTES != 0 {
-                    return Err(ExploreError::Unsupported(format!(
-                        "event {}: write at byte {} of {} bytes is not sector-aligned",
-                        ev.index, w.offset, w.len
-                    )));
-                }
-                builder.write(PWrite { index: ev.index, sectors: sectors(w.len), fua: w.flags.fua(), tearable: true });
-                let mut bytes = Vec::new();
-                if payloads {
-                    reader.read_payload(&w, &mut bytes)?;
-                }
-                writes.push(WriteData { offset: w.offset, len: w.len, bytes });
+                let sectors = aligned(w.offset, w.len)?;
+                builder.write(PWrite { index: ev.index, sectors, fua: w.flags.fua(), tearable: true });
+                writes.push(WriteData { offset: w.offset, len: w.len, src: Some(Arc::new(w)) });
             }
             Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => {
-                builder.write(PWrite { index: ev.index, sectors: sectors(len), fua: false, tearable: false });
-                writes.push(WriteData { offset, len, bytes: Vec::new() });
+                let sectors = aligned(offset, len)?;
+                builder.write(PWrite { index: ev.index, sectors, fua: false, tearable: false });
+                writes.push(WriteData { offset, len, src: None });
             }
             Event::Mark { text } => {
                 builder.mark(ev.index);

@@ -1,46 +1,69 @@
 //! Materializing crash states without copying images: a FUSE file system of *slots*.
-//! Each slot file reads as the durable image with a private overlay of 4 KiB pages on
-//! top; the overlay starts as the crash state's footprint, and everything the kernel
-//! (journal replay) or a checker writes lands in it too. A loop device stays attached
-//! to each slot for the whole run; switching states only swaps the overlay.
+//! Each slot file reads as the durable image, then the state's pieces (references into
+//! the trace's payloads, later pieces winning), then the private 4 KiB pages that the
+//! kernel (journal replay) or a checker wrote. A loop device stays attached to each slot
+//! for the whole run; switching states only swaps the overlay. Memory per slot follows
+//! what recovery and the checker write, not the size of the state.
 //!
 //! Slot files are opened with FOPEN_DIRECT_IO, so the FUSE page cache never holds a
 //! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
 //! the caller before each mount.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use brink_trace::TraceReader;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
 };
 
+use crate::footprint::{Piece, Src};
+
 const PAGE: u64 = 4096;
 const ROOT: INodeNo = INodeNo(1);
 const TTL: Duration = Duration::from_secs(60);
 
-/// One slot's private pages.
+/// One slot's state: pieces of the crash state, and pages written since.
 #[derive(Debug, Default)]
 struct Overlay {
+    /// Disjoint byte ranges: start → (end, source).
+    segs: BTreeMap<u64, (u64, Src)>,
     pages: HashMap<u64, Box<[u8]>>,
 }
 
+impl Overlay {
+    /// Lay `src` over `[start, end)`, replacing what was there.
+    fn insert(&mut self, start: u64, end: u64, src: Src) {
+        let overlapping: Vec<u64> = self.segs.range(..end).rev().take_while(|(_, (e, _))| *e > start).map(|(k, _)| *k).collect();
+        for k in overlapping {
+            let (e, old) = self.segs.remove(&k).expect("present");
+            if k < start {
+                self.segs.insert(k, (start, old.clone()));
+            }
+            if e > end {
+                self.segs.insert(end, (e, old.advanced(end - k)));
+            }
+        }
+        self.segs.insert(start, (end, src));
+    }
+}
+
 /// What the engine and the FUSE daemon share.
-#[derive(Debug)]
 pub struct Slots {
     base: File,
     size: u64,
+    reader: Arc<TraceReader>,
     overlays: Vec<Mutex<Overlay>>,
 }
 
 impl Slots {
-    pub fn new(base: File, size: u64, count: usize) -> Arc<Slots> {
-        Arc::new(Slots { base, size, overlays: (0..count).map(|_| Mutex::new(Overlay::default())).collect() })
+    pub fn new(base: File, size: u64, reader: Arc<TraceReader>, count: usize) -> Arc<Slots> {
+        Arc::new(Slots { base, size, reader, overlays: (0..count).map(|_| Mutex::new(Overlay::default())).collect() })
     }
 
     pub fn count(&self) -> usize {
@@ -55,26 +78,43 @@ impl Slots {
         (self.size - page * PAGE).min(PAGE) as usize
     }
 
-    fn base_page(&self, page: u64) -> Box<[u8]> {
-        let mut buf = vec![0u8; self.page_len(page)].into_boxed_slice();
-        // The base is a local file of the right size; a short read cannot happen.
-        self.base.read_exact_at(&mut buf, page * PAGE).expect("read the durable image");
-        buf
+    /// The state's bytes at `[offset, offset + buf.len())`, without written pages.
+    fn compose(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.base.read_exact_at(buf, offset).map_err(|e| format!("reading the durable image: {e}"))?;
+        let end = offset + buf.len() as u64;
+        for (&k, (e, src)) in ov.segs.range(..end).rev().take_while(|(_, (e, _))| *e > offset) {
+            let (a, b) = (k.max(offset), (*e).min(end));
+            src.advanced(a - k)
+                .read(&self.reader, &mut buf[(a - offset) as usize..(b - offset) as usize])
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
-    fn write_into(&self, ov: &mut Overlay, offset: u64, data: &[u8]) {
+    fn page(&self, ov: &Overlay, page: u64) -> Result<Box<[u8]>, String> {
+        let mut buf = vec![0u8; self.page_len(page)].into_boxed_slice();
+        self.compose(ov, page * PAGE, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn write_into(&self, ov: &mut Overlay, offset: u64, data: &[u8]) -> Result<(), String> {
         let mut done = 0usize;
         while done < data.len() {
             let pos = offset + done as u64;
             let (page, in_page) = (pos / PAGE, (pos % PAGE) as usize);
             let n = (self.page_len(page) - in_page).min(data.len() - done);
-            let p = ov.pages.entry(page).or_insert_with(|| self.base_page(page));
+            if !ov.pages.contains_key(&page) {
+                let p = self.page(ov, page)?;
+                ov.pages.insert(page, p);
+            }
+            let p = ov.pages.get_mut(&page).expect("inserted");
             p[in_page..in_page + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
+        Ok(())
     }
 
-    fn read_from(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    fn read_from(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), String> {
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
@@ -82,25 +122,46 @@ impl Slots {
             let n = (self.page_len(page) - in_page).min(buf.len() - done);
             match ov.pages.get(&page) {
                 Some(p) => buf[done..done + n].copy_from_slice(&p[in_page..in_page + n]),
-                None => self.base.read_exact_at(&mut buf[done..done + n], pos)?,
+                None => self.compose(ov, pos, &mut buf[done..done + n])?,
             }
             done += n;
         }
         Ok(())
     }
 
-    /// Make `slot` read as the durable image with `pieces` (byte offset, bytes) on top.
-    pub fn set(&self, slot: usize, pieces: impl Iterator<Item = (u64, impl AsRef<[u8]>)>) {
+    /// Zero a range without materializing it: whole pages in it are dropped and a zero
+    /// piece laid under; pages it only touches get zeros written.
+    fn zero_range(&self, ov: &mut Overlay, offset: u64, len: u64) -> Result<(), String> {
+        let end = offset + len;
+        let whole: Vec<u64> = ov.pages.keys().copied().filter(|&p| p * PAGE >= offset && p * PAGE + PAGE <= end).collect();
+        for p in whole {
+            ov.pages.remove(&p);
+        }
+        for p in [offset / PAGE, (end - 1) / PAGE] {
+            let (a, b) = ((p * PAGE).max(offset), (p * PAGE + self.page_len(p) as u64).min(end));
+            if ov.pages.contains_key(&p) && a < b {
+                self.write_into(ov, a, &vec![0u8; (b - a) as usize])?;
+            }
+        }
+        ov.insert(offset, end, Src::Zero);
+        Ok(())
+    }
+
+    /// Make `slot` read as the durable image with `pieces` laid on in order.
+    pub fn set(&self, slot: usize, pieces: Vec<Piece>) {
         let mut ov = self.overlays[slot].lock().expect("overlay lock");
         ov.pages.clear();
-        for (off, bytes) in pieces {
-            self.write_into(&mut ov, off, bytes.as_ref());
+        ov.segs.clear();
+        for p in pieces {
+            ov.insert(p.offset, p.offset + p.len, p.src);
         }
     }
 
     /// Drop a slot's overlay (and its memory).
     pub fn clear(&self, slot: usize) {
-        self.overlays[slot].lock().expect("overlay lock").pages = HashMap::new();
+        let mut ov = self.overlays[slot].lock().expect("overlay lock");
+        ov.pages = HashMap::new();
+        ov.segs.clear();
     }
 }
 
@@ -228,8 +289,10 @@ impl Filesystem for SlotFs {
             return reply.error(Errno::ENOSPC);
         }
         let mut ov = self.0.overlays[slot].lock().expect("overlay lock");
-        self.0.write_into(&mut ov, offset, data);
-        reply.written(data.len() as u32);
+        match self.0.write_into(&mut ov, offset, data) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(_) => reply.error(Errno::EIO),
+        }
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
@@ -260,14 +323,10 @@ impl Filesystem for SlotFs {
             0 | libc::FALLOC_FL_KEEP_SIZE => reply.ok(),
             PUNCH | ZERO => {
                 let mut ov = self.0.overlays[slot].lock().expect("overlay lock");
-                let zeros = vec![0u8; PAGE as usize * 64];
-                let mut off = offset;
-                while off < offset + length {
-                    let n = (offset + length - off).min(zeros.len() as u64) as usize;
-                    self.0.write_into(&mut ov, off, &zeros[..n]);
-                    off += n as u64;
+                match self.0.zero_range(&mut ov, offset, length) {
+                    Ok(()) => reply.ok(),
+                    Err(_) => reply.error(Errno::EIO),
                 }
-                reply.ok()
             }
             _ => reply.error(Errno::EOPNOTSUPP),
         }

@@ -159,23 +159,38 @@ impl TraceReader {
     /// Read the payload of `w` into `buf` (resized to `w.len`), verifying every chunk.
     pub fn read_payload(&self, w: &Write, buf: &mut Vec<u8>) -> Result<(), TraceError> {
         buf.resize(w.len as usize, 0);
-        for (i, (chunk, dst)) in w.chunks.iter().zip(buf.chunks_mut(CHUNK_BYTES)).enumerate() {
-            let end = chunk.pack_offset.checked_add(dst.len() as u64);
-            if chunk.pack_offset < HEADER_BYTES || end.is_none_or(|e| e > self.pack_len) {
-                return Err(TraceError::MissingPayload {
-                    path: self.pack_path.clone(),
-                    offset: chunk.pack_offset,
-                    pack_len: self.pack_len,
-                });
+        self.read_payload_range(w, 0, buf)
+    }
+
+    /// Read bytes `[start, start + out.len())` of the payload of `w`, reading and
+    /// verifying only the chunks that overlap.
+    pub fn read_payload_range(&self, w: &Write, start: u64, out: &mut [u8]) -> Result<(), TraceError> {
+        assert!(start + out.len() as u64 <= w.len, "range outside the write");
+        let chunk = CHUNK_BYTES as u64;
+        let mut scratch = [0u8; CHUNK_BYTES];
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = start + done as u64;
+            let i = (pos / chunk) as usize;
+            let clen = (w.len - i as u64 * chunk).min(chunk) as usize;
+            let c = &w.chunks[i];
+            let end = c.pack_offset.checked_add(clen as u64);
+            if c.pack_offset < HEADER_BYTES || end.is_none_or(|e| e > self.pack_len) {
+                return Err(TraceError::MissingPayload { path: self.pack_path.clone(), offset: c.pack_offset, pack_len: self.pack_len });
             }
-            self.pack.read_exact_at(dst, chunk.pack_offset).at(&self.pack_path)?;
-            if blake3::hash(dst).as_bytes() != &chunk.hash {
+            let buf = &mut scratch[..clen];
+            self.pack.read_exact_at(buf, c.pack_offset).at(&self.pack_path)?;
+            if blake3::hash(buf).as_bytes() != &c.hash {
                 return Err(TraceError::Corrupt {
                     path: self.pack_path.clone(),
-                    offset: chunk.pack_offset,
+                    offset: c.pack_offset,
                     what: format!("payload chunk {i} of the write at disk offset {} does not match its hash", w.offset),
                 });
             }
+            let in_chunk = (pos - i as u64 * chunk) as usize;
+            let n = (clen - in_chunk).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&buf[in_chunk..in_chunk + n]);
+            done += n;
         }
         Ok(())
     }
