@@ -101,7 +101,7 @@ rm -f "$WORK/rand.bin"
   echo
   echo "## Memory"
   echo
-  echo "A trace with $BIG_WRITTEN MiB written (four 256 MiB files, each fsynced), "'`--strategy prefix`,'"
+  echo "A trace with $BIG_WRITTEN MiB written (four 256 MiB files, each fsynced), \`--strategy prefix\`,"
   echo "$BIG_STATES: peak RSS of brink **$BIG_RSS MiB** (limit: 512 MiB). Payloads stay in"
   echo "the trace; a state's overlay references them, and hashing streams them once per epoch."
 } > "$OUT"
