@@ -36,16 +36,13 @@ pub enum StrategyArg {
     Sample,
 }
 
+/// How to explore and check: shared by `explore` and `ext4-modes`.
 #[derive(clap::Args)]
-pub struct ExploreArgs {
-    trace: PathBuf,
+pub struct CheckOpts {
     /// A checker command (run with `sh -c` in the recovered file system), or `fsck` for
     /// the file system's own checker. Repeatable.
     #[arg(long = "checker")]
     checkers: Vec<String>,
-    /// Results directory.
-    #[arg(short, long, required_unless_present = "count_only")]
-    output: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "writeback")]
     model: ModelArg,
     #[arg(long, value_enum, default_value = "none")]
@@ -73,6 +70,16 @@ pub struct ExploreArgs {
     /// Stop after this many seconds, keeping what is done (resume later with --resume).
     #[arg(long)]
     time_budget: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct ExploreArgs {
+    trace: PathBuf,
+    #[command(flatten)]
+    opts: CheckOpts,
+    /// Results directory.
+    #[arg(short, long, required_unless_present = "count_only")]
+    output: Option<PathBuf>,
     /// Continue a run that was stopped or killed.
     #[arg(long)]
     resume: bool,
@@ -84,7 +91,7 @@ pub struct ExploreArgs {
     json: bool,
 }
 
-fn model(a: &ExploreArgs) -> Model {
+fn model(a: &CheckOpts) -> Model {
     Model {
         cache: match a.model {
             ModelArg::Writeback => CacheModel::Writeback,
@@ -98,7 +105,7 @@ fn model(a: &ExploreArgs) -> Model {
     }
 }
 
-fn strategy(a: &ExploreArgs) -> Strategy {
+fn strategy(a: &CheckOpts) -> Strategy {
     match a.strategy {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Prefix => Strategy::Prefix,
@@ -108,43 +115,34 @@ fn strategy(a: &ExploreArgs) -> Strategy {
     }
 }
 
-pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
-    let (m, s) = (model(&a), strategy(&a));
-    if a.count_only {
-        let c = brink_explore::count(&a.trace, m, s)?;
-        if a.json {
-            emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
-        } else {
-            emit(&format!(
-                "{} states ({} over {} crash points in {} epochs; model {})\n",
-                c.states_total, c.strategy, c.crash_points, c.epochs, c.model
-            ))?;
-        }
-        return Ok(0);
-    }
-    if a.checkers.is_empty() {
+fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, interrupt: &brink_record::Interrupt) -> Result<ExploreConfig> {
+    if o.checkers.is_empty() {
         bail!("no checker given: pass --checker CMD (repeatable) or --checker fsck");
     }
-    if !(a.checker_timeout > 0.0) {
+    if !(o.checker_timeout > 0.0) {
         bail!("--checker-timeout must be a positive number of seconds");
     }
-    let jobs = a.jobs.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = o.jobs.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let cfg = ExploreConfig {
-        trace: a.trace.clone(),
-        results: a.output.clone().expect("required by clap"),
-        model: m,
-        strategy: s,
-        max_states: a.max_states,
-        checkers: a.checkers.iter().map(|c| CheckerSpec::parse(c)).collect(),
+    Ok(ExploreConfig {
+        trace: trace.to_path_buf(),
+        results: results.to_path_buf(),
+        model: model(o),
+        strategy: strategy(o),
+        max_states: o.max_states,
+        checkers: o.checkers.iter().map(|c| CheckerSpec::parse(c)).collect(),
         jobs,
-        checker_timeout: Duration::from_secs_f64(a.checker_timeout),
-        time_budget: a.time_budget.map(Duration::from_secs_f64),
-        resume: a.resume,
+        checker_timeout: Duration::from_secs_f64(o.checker_timeout),
+        time_budget: o.time_budget.map(Duration::from_secs_f64),
+        resume,
         interrupt: interrupt.0.clone(),
-    };
+    })
+}
+
+/// Explore with a progress bar on stderr (hidden when stderr is not a terminal).
+fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
     let progress = Arc::new(Progress::default());
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -167,24 +165,115 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
             }
         })
     };
-    let result = brink_explore::explore(&cfg, &progress);
+    let result = brink_explore::explore(cfg, &progress);
     done.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     bar.finish_and_clear();
-    let summary = result?;
+    Ok(result?)
+}
+
+pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
+    if a.count_only {
+        let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts))?;
+        if a.json {
+            emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
+        } else {
+            emit(&format!(
+                "{} states ({} over {} crash points in {} epochs; model {})\n",
+                c.states_total, c.strategy, c.crash_points, c.epochs, c.model
+            ))?;
+        }
+        return Ok(0);
+    }
+    let results = a.output.clone().expect("required by clap");
+    let cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
+    let summary = run_explore(&cfg)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
         report(&cfg.results, false)?;
     }
+    Ok(exit_code(&summary, &interrupt))
+}
+
+fn exit_code(summary: &brink_explore::Summary, interrupt: &brink_record::Interrupt) -> i32 {
     if let Some(why) = &summary.stopped_by {
         eprintln!("brink: stopped by {why}; continue with the same command and --resume");
         let signal = interrupt.0.load(Ordering::Relaxed);
         if signal != 0 {
-            return Ok(128 + signal as i32);
+            return 128 + signal as i32;
         }
     }
-    Ok(if summary.violations > 0 { 1 } else { 0 })
+    if summary.violations > 0 { 1 } else { 0 }
+}
+
+#[derive(clap::Args)]
+pub struct ModesArgs {
+    #[command(flatten)]
+    opts: CheckOpts,
+    /// Output directory: MODE/trace and MODE/results for each data mode.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Shell command run before recording (the base image), as for `brink record`.
+    #[arg(long)]
+    setup: Option<String>,
+    #[arg(long, default_value = "64M")]
+    size: String,
+    /// The workload, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `brink ext4-modes`: record and explore one workload under ext4 data=ordered,
+/// data=writeback and data=journal, and compare them in one table.
+pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
+    if a.output.exists() {
+        bail!("{} already exists; choose a new directory", a.output.display());
+    }
+    if a.opts.checkers.is_empty() {
+        bail!("no checker given: pass --checker CMD (repeatable) or --checker fsck");
+    }
+    let size = crate::parse_size(&a.size).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&a.output)?;
+    let mut rows = Vec::new();
+    let mut code = 0;
+    for mode in ["ordered", "writeback", "journal"] {
+        let dir = a.output.join(mode);
+        std::fs::create_dir(&dir)?;
+        let rcfg = brink_record::RecordConfig {
+            fs: brink_blockdev::FsKind::Ext4,
+            mkfs_opts: String::new(),
+            mount_opts: format!("data={mode}").parse()?,
+            size,
+            setup: a.setup.clone(),
+            argv: a.command.clone(),
+            output: dir.join("trace"),
+            interrupt: interrupt.clone(),
+        };
+        eprintln!("brink: data={mode}: recording");
+        let rec = crate::record_with_progress(&rcfg)?;
+        eprintln!("brink: data={mode}: exploring {} events", rec.stats.events);
+        let cfg = explore_config(&a.opts, &dir.join("trace"), &dir.join("results"), false, &interrupt)?;
+        let s = run_explore(&cfg)?;
+        code = code.max(exit_code(&s, &interrupt));
+        if code > 1 {
+            return Ok(code);
+        }
+        rows.push((mode, s));
+    }
+    let mut out = String::new();
+    writeln!(out, "{:<10} {:>8} {:>8} {:>10} {:>9} {:>8}  verdict", "data=", "states", "unique", "violations", "failures", "seconds")?;
+    for (mode, s) in &rows {
+        let verdict = if s.violations > 0 { "VIOLATIONS" } else if s.checker_failures > 0 { "checker failures" } else { "clean" };
+        writeln!(
+            out,
+            "{:<10} {:>8} {:>8} {:>10} {:>9} {:>8.1}  {verdict}",
+            mode, s.states_generated, s.states_unique, s.violations, s.checker_failures, s.wall_s
+        )?;
+    }
+    writeln!(out, "\ndetails: brink report {}/MODE/results", a.output.display())?;
+    emit(&out)?;
+    Ok(code)
 }
 
 fn short(s: &str, n: usize) -> String {

@@ -40,6 +40,9 @@ enum Cmd {
     Verify { trace: PathBuf },
     /// Check every crash state a power cut could leave (or a bounded or sampled part).
     Explore(explore::ExploreArgs),
+    /// Record and explore one workload under ext4 data=ordered, writeback and journal.
+    #[command(name = "ext4-modes")]
+    Ext4Modes(explore::ModesArgs),
     /// Materialize one crash state, let the kernel recover it, and leave it mounted.
     Replay {
         trace: PathBuf,
@@ -114,7 +117,7 @@ enum ImportKind {
 }
 
 /// Parse "64M", "1G", "4096".
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -233,6 +236,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Demo { keep } => demo::demo(keep, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
+        Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
         Cmd::Report { results, json } => explore::report(&results, json),
     }

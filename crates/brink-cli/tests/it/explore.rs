@@ -287,3 +287,45 @@ fn limits_and_usage_errors() {
     assert!(j["states_total"].as_u64().unwrap() > 0);
     assert_nothing_left(&s);
 }
+
+/// The three ext4 data modes side by side: the rename bug shows in every mode.
+#[test]
+fn ext4_modes_side_by_side() {
+    if !privileged("ext4_modes_side_by_side") {
+        return;
+    }
+    let s = Scratch::new();
+    let c = checker(&s);
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .args(["ext4-modes", "--checker", &c, "--setup", "printf old > file", "-o"])
+        .arg(s.path("m"))
+        .args(["--", "sh", "-c", BUGGY]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for mode in ["ordered", "writeback", "journal"] {
+        let row = out.lines().find(|l| l.starts_with(mode)).unwrap_or_else(|| panic!("no {mode} row: {out}"));
+        assert!(row.ends_with("VIOLATIONS"), "{row}");
+        assert!(s.path(&format!("m/{mode}/results/summary.json")).exists());
+    }
+    assert_nothing_left(&s);
+}
+
+/// Sampling reports how much of the space it covered, with stable ids for a seed.
+#[test]
+fn sampling_reports_coverage_and_is_seeded() {
+    if !privileged("sampling_reports_coverage_and_is_seeded") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let args = ["--checker", "true", "--strategy", "sample", "--samples", "10", "--seed", "42"];
+    assert!(matches!(explore(&s, &t, "a", &args).status.code(), Some(0 | 1)));
+    assert!(matches!(explore(&s, &t, "b", &args).status.code(), Some(0 | 1)));
+    let ids = |out| records(&s, out).into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids("a"), ids("b"));
+    let sum = summary(&s, "a");
+    let covered = sum["fraction_covered"].as_f64().unwrap();
+    let total = sum["states_total"].as_f64().unwrap();
+    assert!((covered - ids("a").len() as f64 / total).abs() < 1e-9, "{sum}");
+}
