@@ -29,7 +29,8 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-pub(crate) struct Finished {
+/// A finished bounded run.
+pub struct Finished {
     /// None when the time limit was hit.
     pub status: Option<ExitStatus>,
     pub stdout: String,
@@ -85,7 +86,9 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
 }
 
 /// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group.
-pub(crate) fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, String> {
+/// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group, killing
+/// the group at `timeout`; read at most `OUTPUT_BYTES_MAX` of each stream.
+pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, String> {
     let (out_path, err_path) = (scratch.join("checker.stdout"), scratch.join("checker.stderr"));
     let out = File::create(&out_path).map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
     let err = File::create(&err_path).map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
@@ -109,7 +112,8 @@ fn last_line(text: &str) -> &str {
 }
 
 /// Describe why a run is not a verdict, or None if it exited 0 or 1.
-pub(crate) fn failure(f: &Finished, timeout: Duration) -> Option<String> {
+/// Why a run is not a verdict (timeout, signal, exit other than 0 or 1), or None.
+pub fn failure(f: &Finished, timeout: Duration) -> Option<String> {
     let Some(status) = f.status else {
         return Some(format!("timed out after {:.1}s (process group killed)", timeout.as_secs_f64()));
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Progress, StateRecord};
+use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
 use clap::ValueEnum;
 
@@ -25,6 +25,14 @@ pub enum TornArg {
     None,
     Sector,
     Prefix,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RecoveryArg {
+    /// Kernel if brink can mount (root, /dev/fuse, loop devices), else userspace.
+    Auto,
+    Kernel,
+    Userspace,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,6 +78,27 @@ pub struct CheckOpts {
     /// Stop after this many seconds, keeping what is done (resume later with --resume).
     #[arg(long)]
     time_budget: Option<f64>,
+    /// How states are recovered: the kernel mounts them, or (ext4, no privileges needed)
+    /// e2fsck replays the journal and debugfs extracts the files.
+    #[arg(long, value_enum, default_value = "auto")]
+    recovery: RecoveryArg,
+}
+
+fn recovery(o: &CheckOpts) -> Recovery {
+    match o.recovery {
+        RecoveryArg::Kernel => Recovery::Kernel,
+        RecoveryArg::Userspace => Recovery::Userspace,
+        RecoveryArg::Auto => {
+            let root = std::fs::read_to_string("/proc/self/status")
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")));
+            if root && Path::new("/dev/fuse").exists() && Path::new("/dev/loop-control").exists() {
+                Recovery::Kernel
+            } else {
+                eprintln!("brink: note: cannot mount here (not root, or no /dev/fuse or loop devices): recovering states in userspace with e2fsprogs");
+                Recovery::Userspace
+            }
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -137,6 +166,7 @@ fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, int
         checker_timeout: Duration::from_secs_f64(o.checker_timeout),
         time_budget: o.time_budget.map(Duration::from_secs_f64),
         resume,
+        recovery: recovery(o),
         interrupt: interrupt.0.clone(),
     })
 }

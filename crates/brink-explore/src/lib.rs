@@ -46,7 +46,7 @@ use serde::Serialize;
 
 pub use adhash::ImageHash;
 pub use results::{StateRecord, TornRecord};
-pub use worker::CheckerSpec;
+pub use worker::{CheckerSpec, Recovery};
 
 use footprint::Footprint;
 pub use footprint::hash_image;
@@ -93,6 +93,7 @@ pub struct ExploreConfig {
     pub checker_timeout: Duration,
     pub time_budget: Option<Duration>,
     pub resume: bool,
+    pub recovery: Recovery,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }
@@ -256,13 +257,18 @@ struct Seen {
 /// Explore `cfg.trace`. See the crate docs for the sequence.
 pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, ExploreError> {
     let started = Instant::now();
-    if !nix::unistd::geteuid().is_root() {
-        return Err(ExploreError::Usage("brink explore needs root (it mounts every crash state): run it as root or with sudo".into()));
+    if cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
+        return Err(ExploreError::Usage(
+            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)".into(),
+        ));
     }
     assert!(cfg.jobs >= 1);
     let reader = Arc::new(TraceReader::open(&cfg.trace)?);
     let meta = reader.meta().clone();
     let fs = fs_of(&meta.fs)?;
+    if cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
+        return Err(ExploreError::Unsupported(format!("userspace recovery uses e2fsprogs and covers ext4 only, not {fs}")));
+    }
     let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
     if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
         return Err(ExploreError::TooManyStates { strategy: cfg.strategy.name(), count: space.states_total, max: cfg.max_states });
@@ -299,31 +305,42 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     image::copy_sparse(&reader.base_image_path(), &durable_path)?;
     let durable = OpenOptions::new().read(true).write(true).open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
     let mut durable_hash = hash_image(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
-    let slots = Slots::new(
-        File::open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?,
-        meta.image_size,
-        reader.clone(),
-        cfg.jobs,
-    );
-    let slot_dir = work.0.join("slots");
-    std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
-    let mut fuse_cfg = fuser::Config::default();
-    fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
-    fuse_cfg.n_threads = Some(cfg.jobs);
-    let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
-        .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
-    let slot_mount = SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir), dir: slot_dir.clone() };
     let mut workers = Vec::new();
-    for i in 0..cfg.jobs {
-        let path = slot_dir.join(Slots::file_name(i));
-        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
-        let dev = LoopDevice::attach(&f, &path, false)?;
-        let (mnt, scratch) = (work.0.join(format!("mnt{i}")), work.0.join(format!("scratch{i}")));
-        for d in [&mnt, &scratch] {
-            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+    let (slots, slot_mount) = if cfg.recovery == Recovery::Kernel {
+        let slots = Slots::new(
+            File::open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?,
+            meta.image_size,
+            reader.clone(),
+            cfg.jobs,
+        );
+        let slot_dir = work.0.join("slots");
+        std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
+        let mut fuse_cfg = fuser::Config::default();
+        fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
+        fuse_cfg.n_threads = Some(cfg.jobs);
+        let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
+            .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
+        let slot_mount =
+            SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir), dir: slot_dir.clone() };
+        for i in 0..cfg.jobs {
+            let path = slot_dir.join(Slots::file_name(i));
+            let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+            let dev = LoopDevice::attach(&f, &path, false)?;
+            let (mnt, scratch) = (work.0.join(format!("mnt{i}")), work.0.join(format!("scratch{i}")));
+            for d in [&mnt, &scratch] {
+                std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+            }
+            workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
         }
-        workers.push(Worker { slot: i, dev, mnt, scratch });
-    }
+        (Some(slots), Some(slot_mount))
+    } else {
+        for i in 0..cfg.jobs {
+            let scratch = work.0.join(format!("scratch{i}"));
+            std::fs::create_dir(&scratch).map_err(|e| ExploreError::io(&scratch, e))?;
+            workers.push(Worker { slot: i, dev: None, mnt: scratch.join("root"), scratch });
+        }
+        (None, None)
+    };
     let pool_workers = Mutex::new(workers);
     let ctx = CheckCtx {
         fs,
@@ -419,10 +436,21 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                     }
                     let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
                     let overlay_start = Instant::now();
-                    slots.set(w.slot, fp.pieces(&ed.epoch, s));
-                    Timings::add(&timings.overlay_us, overlay_start);
-                    let checks = w.check(&ctx, &id, &marks[..s.marks_before as usize], &timings);
-                    slots.clear(w.slot);
+                    let pieces = fp.pieces(&ed.epoch, s);
+                    let marks = &marks[..s.marks_before as usize];
+                    let checks = match &slots {
+                        Some(slots) => {
+                            slots.set(w.slot, pieces);
+                            Timings::add(&timings.overlay_us, overlay_start);
+                            let checks = w.check(&ctx, &id, marks, &timings);
+                            slots.clear(w.slot);
+                            checks
+                        }
+                        None => {
+                            let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
+                            w.check_userspace(&ctx, build, &id, marks, &timings)
+                        }
+                    };
                     pool_workers.lock().expect("workers").push(w);
                     checked.fetch_add(1, Ordering::Relaxed);
                     let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
@@ -507,6 +535,24 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     }
     results::write_final(&cfg.results, &recs, &summary)?;
     Ok(summary)
+}
+
+/// A state's image as a file: the durable image with its pieces written over it.
+fn build_image(durable: &Path, reader: &TraceReader, pieces: &[footprint::Piece], out: &Path) -> Result<(), String> {
+    image::copy_sparse(durable, out).map_err(|e| e.to_string())?;
+    let f = OpenOptions::new().write(true).open(out).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    for p in pieces {
+        let mut pos = 0;
+        while pos < p.len {
+            let n = (p.len - pos).min(1 << 20);
+            buf.resize(n as usize, 0);
+            p.src.advanced(pos).read(reader, &mut buf).map_err(|e| e.to_string())?;
+            std::os::unix::fs::FileExt::write_all_at(&f, &buf, p.offset + pos).map_err(|e| e.to_string())?;
+            pos += n;
+        }
+    }
+    Ok(())
 }
 
 fn parse_hash(hex: &str) -> Result<ImageHash, ExploreError> {

@@ -2,7 +2,7 @@
 //! Checking a state: drop the block cache, mount (the kernel recovers the journal),
 //! optionally fsck, run the checkers with the state's marks, unmount.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -63,10 +63,22 @@ impl Timings {
     }
 }
 
+/// How a crash state is recovered before the checkers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The kernel mounts the state (journal replay) through a loop device.
+    Kernel,
+    /// No mount: e2fsck replays the journal of an image file and debugfs extracts the
+    /// files into a directory (ext4 only; needs no privileges).
+    Userspace,
+}
+
 #[derive(Debug)]
 pub struct Worker {
     pub slot: usize,
-    pub dev: LoopDevice,
+    /// The slot's loop device (kernel recovery only).
+    pub dev: Option<LoopDevice>,
+    /// Where checkers run: the mount point, or the extracted files.
     pub mnt: PathBuf,
     pub scratch: PathBuf,
 }
@@ -86,9 +98,13 @@ fn engine_failure(what: String) -> CheckOutcome {
 }
 
 impl Worker {
+    fn dev(&self) -> &LoopDevice {
+        self.dev.as_ref().expect("kernel recovery has a loop device")
+    }
+
     fn mount(&self, ctx: &CheckCtx) -> Result<Mount, CheckOutcome> {
-        self.dev.drop_caches().map_err(|e| engine_failure(e.to_string()))?;
-        Mount::mount(self.dev.path(), &self.mnt, ctx.fs.name(), &ctx.mount_opts).map_err(|e| {
+        self.dev().drop_caches().map_err(|e| engine_failure(e.to_string()))?;
+        Mount::mount(self.dev().path(), &self.mnt, ctx.fs.name(), &ctx.mount_opts).map_err(|e| {
             let brink_blockdev::BlockdevError::Sys { source, .. } = &e else { return mount_violation(&e) };
             mount_violation(source)
         })
@@ -108,7 +124,7 @@ impl Worker {
             if let Err(e) = m.unmount() {
                 return vec![engine_failure(e.to_string())];
             }
-            out.push(fsck(ctx.fs, self.dev.path(), &self.scratch, ctx.timeout));
+            out.push(fsck(ctx.fs, self.dev().path(), &self.scratch, ctx.timeout));
             m = match self.mount(ctx) {
                 Ok(m) => m,
                 Err(o) => {
@@ -117,6 +133,16 @@ impl Worker {
                 }
             };
         }
+        self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out);
+        let started = Instant::now();
+        if let Err(e) = m.unmount() {
+            out.push(engine_failure(e.to_string()));
+        }
+        Timings::add(&t.unmount_us, started);
+        out
+    }
+
+    fn run_checkers(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], image: &Path, t: &Timings, out: &mut Vec<CheckOutcome>) {
         let marks_file = self.scratch.join("marks");
         let mut text = marks.join("\n");
         if !text.is_empty() {
@@ -124,27 +150,80 @@ impl Worker {
         }
         if let Err(e) = std::fs::write(&marks_file, text) {
             out.push(engine_failure(format!("cannot write the marks file: {e}")));
-            return out;
+            return;
         }
         for spec in &ctx.checkers {
             let CheckerSpec::Command(cmd) = spec else { continue };
-            let env = CheckEnv {
-                state_root: &self.mnt,
-                marks_file: &marks_file,
-                state_id,
-                trace: &ctx.trace,
-                image: self.dev.path(),
-                scratch: &self.scratch,
-            };
+            let env = CheckEnv { state_root: &self.mnt, marks_file: &marks_file, state_id, trace: &ctx.trace, image, scratch: &self.scratch };
             let started = Instant::now();
             out.push(run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout }));
             Timings::add(&t.checkers_us, started);
         }
+    }
+
+    /// Userspace recovery: build the state as an image file, replay its journal with
+    /// e2fsck, extract its files with debugfs, and check those.
+    pub fn check_userspace(
+        &self,
+        ctx: &CheckCtx,
+        build: impl FnOnce(&Path) -> Result<(), String>,
+        state_id: &str,
+        marks: &[String],
+        t: &Timings,
+    ) -> Vec<CheckOutcome> {
+        let mut out = Vec::new();
         let started = Instant::now();
-        if let Err(e) = m.unmount() {
-            out.push(engine_failure(e.to_string()));
+        let image = self.scratch.join("state.img");
+        let _ = std::fs::remove_file(&image);
+        let _ = std::fs::remove_dir_all(&self.mnt);
+        if let Err(e) = build(&image).and_then(|_| std::fs::create_dir(&self.mnt).map_err(|e| e.to_string())) {
+            return vec![engine_failure(format!("cannot build the state's image: {e}"))];
         }
-        Timings::add(&t.unmount_us, started);
+        let tool = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<String, String> {
+            let path = brink_blockdev::find_program(prog).ok_or_else(|| format!("{prog} not found: install e2fsprogs"))?;
+            let mut cmd = std::process::Command::new(path);
+            cmd.args(args);
+            let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)?;
+            // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
+            match f.status.and_then(|s| s.code()) {
+                Some(0 | 1) => Ok(f.stderr),
+                _ => Err(brink_check::failure(&f, ctx.timeout).unwrap_or_default()),
+            }
+        };
+        let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()]);
+        Timings::add(&t.mount_us, started);
+        if let Err(e) = replay {
+            return vec![CheckOutcome {
+                checker: "recovery".into(),
+                verdict: Verdict::Violation,
+                message: format!("userspace journal replay failed: {e}"),
+                details: None,
+                ms: 0,
+            }];
+        }
+        if ctx.checkers.contains(&CheckerSpec::Fsck) {
+            out.push(fsck(ctx.fs, &image, &self.scratch, ctx.timeout));
+        }
+        let rdump = format!("rdump / {}", self.mnt.display());
+        match tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()]) {
+            Ok(stderr) if stderr.contains("Bad magic") || stderr.contains("while trying to open") => {
+                out.push(CheckOutcome {
+                    checker: "recovery".into(),
+                    verdict: Verdict::Violation,
+                    message: format!("the recovered image cannot be read: {}", stderr.lines().last().unwrap_or("").trim()),
+                    details: None,
+                    ms: 0,
+                });
+                return out;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                out.push(engine_failure(format!("debugfs failed: {e}")));
+                return out;
+            }
+        }
+        self.run_checkers(ctx, state_id, marks, &image, t, &mut out);
+        let _ = std::fs::remove_file(&image);
         out
     }
 }

@@ -329,3 +329,32 @@ fn sampling_reports_coverage_and_is_seeded() {
     let total = sum["states_total"].as_f64().unwrap();
     assert!((covered - ids("a").len() as f64 / total).abs() < 1e-9, "{sum}");
 }
+
+/// Without privileges, states are recovered in userspace (e2fsck replays the journal,
+/// debugfs extracts the files), and the verdicts are those of kernel recovery.
+#[test]
+fn userspace_recovery_without_privileges_agrees_with_the_kernel() {
+    if !privileged("userspace_recovery_without_privileges_agrees_with_the_kernel") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let c = checker(&s);
+    assert_eq!(explore(&s, &t, "kernel", &["--checker", &c, "--recovery", "kernel"]).status.code(), Some(1));
+    let open = |p: &Path| std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    open(s.dir.path());
+    open(&s.tmpdir());
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .arg("explore")
+        .arg(&t)
+        .args(["--checker", &c, "-o"])
+        .arg(s.path("user"))
+        .uid(65534)
+        .gid(65534));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recovering states in userspace"), "{}", stderr(&o));
+    let verdicts = |out| records(&s, out).into_iter().map(|r| (r.id, r.verdict)).collect::<Vec<_>>();
+    assert_eq!(verdicts("user"), verdicts("kernel"));
+}
