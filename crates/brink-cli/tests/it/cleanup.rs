@@ -5,18 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{privileged, run, show_json, stderr, Scratch};
+use crate::{assert_no_mounts_or_loops, privileged, run, show_json, stderr, Scratch};
 
 fn assert_clean(s: &Scratch) {
-    let root = s.dir.path().to_string_lossy().to_string();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
-    assert!(leaked.is_empty(), "mounts left behind: {leaked:?}");
-    let loops: Vec<_> = brink_blockdev::attached_loop_devices()
-        .into_iter()
-        .filter(|(_, backing)| backing.to_string_lossy().contains(&root))
-        .collect();
-    assert!(loops.is_empty(), "loop devices left behind: {loops:?}");
+    assert_no_mounts_or_loops(s);
     let left: Vec<_> = std::fs::read_dir(s.tmpdir()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "work files left in TMPDIR: {left:?}");
     let partial: Vec<_> = std::fs::read_dir(s.dir.path())

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use brink_explore::StateRecord;
 
-use crate::{brink, privileged, run, stderr, Scratch};
+use crate::{assert_no_mounts_or_loops, brink, privileged, run, stderr, Scratch};
 
 /// Verifies: after "done" is acknowledged, `file` holds "new"; before, "old" or "new".
 /// Not verified: anything about file.tmp.
@@ -55,15 +55,6 @@ fn records(s: &Scratch, out: &str) -> Vec<StateRecord> {
         .collect()
 }
 
-fn assert_nothing_left(s: &Scratch) {
-    let root = s.dir.path().display().to_string();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
-    let loops: Vec<_> = brink_blockdev::attached_loop_devices().into_iter().filter(|(_, b)| b.display().to_string().contains(&root)).collect();
-    assert!(loops.is_empty(), "loop devices left: {loops:?}");
-}
-
 #[test]
 fn rename_without_directory_fsync_is_caught() {
     if !privileged("rename_without_directory_fsync_is_caught") {
@@ -91,7 +82,7 @@ fn rename_without_directory_fsync_is_caught() {
     let ids: Vec<brink_pmodel::StateId> = recs.iter().map(|r| r.id.parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(recs.len() as u64, sum["states_generated"].as_u64().unwrap());
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 
     // The failing state, replayed for a person: mounted, recovered, and still wrong.
     let dir = s.path("replay");
@@ -102,7 +93,7 @@ fn rename_without_directory_fsync_is_caught() {
     assert_eq!(std::fs::read_to_string(dir.join("marks")).unwrap(), "done\n");
     brink_blockdev::unmount_path(&dir.join("mnt")).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 #[test]
@@ -119,7 +110,7 @@ fn rename_with_directory_fsync_is_clean_and_fsck_agrees() {
     assert_eq!((sum["violations"].as_u64(), sum["checker_failures"].as_u64()), (Some(0), Some(0)), "{sum}");
     let recs = records(&s, "r");
     assert!(recs.iter().all(|r| r.checks.iter().any(|c| c.checker == "fsck")), "fsck ran on every state");
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 /// The hash the engine computes from overlays equals the hash of the state materialized
@@ -176,7 +167,7 @@ fn hanging_and_crashing_checkers_are_failures_not_violations() {
     let o = explore(&s, &t, "missing", &["--checker", "/no/such/checker", "--strategy", "prefix"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(records(&s, "missing").iter().all(|r| r.checks[0].message.starts_with("exit 127")));
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 fn without_times(recs: Vec<StateRecord>) -> Vec<StateRecord> {
@@ -229,7 +220,7 @@ fn resume_after_sigkill_gives_the_same_result() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(without_times(records(&s, "killed")), without_times(records(&s, "whole")));
     assert_eq!(summary(&s, "killed")["violations"], summary(&s, "whole")["violations"]);
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 #[test]
@@ -254,7 +245,7 @@ fn sigint_stops_cleanly_and_resume_finishes() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(summary(&s, "r")["complete"], false);
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
     assert!(!s.path("r/.work").exists(), "the work area is removed");
     let o = explore(&s, &t, "r", &["--checker", "sleep 0.05", "--jobs", "2", "--resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -285,7 +276,7 @@ fn limits_and_usage_errors() {
     assert!(o.status.success());
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(j["states_total"].as_u64().unwrap() > 0);
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 /// The three ext4 data modes side by side: the rename bug shows in every mode.
@@ -308,7 +299,7 @@ fn ext4_modes_side_by_side() {
         assert!(row.ends_with("VIOLATIONS"), "{row}");
         assert!(s.path(&format!("m/{mode}/results/summary.json")).exists());
     }
-    assert_nothing_left(&s);
+    assert_no_mounts_or_loops(&s);
 }
 
 /// Sampling reports how much of the space it covered, with stable ids for a seed.
