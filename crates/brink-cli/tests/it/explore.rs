@@ -230,7 +230,7 @@ fn sigint_stops_cleanly_and_resume_finishes() {
     }
     let s = Scratch::new();
     let t = record(&s, "fix", FIXED);
-    let mut child = brink()
+    let child = brink()
         .env("TMPDIR", s.tmpdir())
         .arg("explore")
         .arg(&t)
