@@ -349,3 +349,18 @@ fn userspace_recovery_without_privileges_agrees_with_the_kernel() {
     let verdicts = |out| records(&s, out).into_iter().map(|r| (r.id, r.verdict)).collect::<Vec<_>>();
     assert_eq!(verdicts("user"), verdicts("kernel"));
 }
+
+/// The same trace, model and strategy give the same states.jsonl at any --jobs.
+#[test]
+fn results_do_not_depend_on_jobs() {
+    if !privileged("results_do_not_depend_on_jobs") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let c = checker(&s);
+    for (out, jobs) in [("j1", "1"), ("j3", "3")] {
+        assert_eq!(explore(&s, &t, out, &["--checker", &c, "--torn", "prefix", "--strategy", "omit-k", "--jobs", jobs]).status.code(), Some(1));
+    }
+    assert_eq!(without_times(records(&s, "j1")), without_times(records(&s, "j3")));
+}
