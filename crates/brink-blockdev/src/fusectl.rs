@@ -51,9 +51,12 @@ pub fn abort(mountpoint: &Path) {
 pub struct Watchdog(Child);
 
 /// Watches the process from its status: a zombie leader, or a pending SIGKILL, means
-/// the process is dying; then, or once it is gone, abort the connection.
+/// the process is dying; then, or once it is gone, abort the connection, lazily unmount
+/// every mount under the work directory (deepest first; the loop devices under them
+/// detach themselves, AUTOCLEAR) and remove the directory. A dead FUSE mount left in
+/// the mount table would otherwise break tools that stat every mount (mkfs.btrfs does).
 const WATCH: &str = r#"
-pid=$1; conn=$2
+pid=$1; conn=$2; work=$3
 dying() {
   s=$(cat /proc/$pid/status 2>/dev/null) || return 0
   case "$s" in *"State:	Z"*) return 0;; esac
@@ -62,13 +65,18 @@ dying() {
   done
   return 1
 }
-while ! dying; do sleep 0.2; done
+while ! dying; do sleep 0.05; done
 echo 1 > "$conn/abort" 2>/dev/null
+awk -v w="$work" 'index($2, w) == 1 { print length($2), $2 }' /proc/self/mounts | sort -rn | cut -d' ' -f2- |
+  while read -r m; do umount -l "$m" 2>/dev/null; done
+[ -n "$work" ] && rm -rf "$work"
 exit 0
 "#;
 
-/// Start a watchdog for the FUSE connection at `mountpoint`, served by this process.
-pub fn watchdog(mountpoint: &Path) -> Option<Watchdog> {
+/// Start a watchdog for the FUSE connection at `mountpoint`, served by this process;
+/// if the process is killed, everything mounted under `work` is unmounted and `work`
+/// removed.
+pub fn watchdog(mountpoint: &Path, work: &Path) -> Option<Watchdog> {
     let conn = connection_dir(mountpoint)?;
     let child = Command::new("/bin/sh")
         .arg("-c")
@@ -76,6 +84,7 @@ pub fn watchdog(mountpoint: &Path) -> Option<Watchdog> {
         .arg("brink-fuse-watchdog")
         .arg(std::process::id().to_string())
         .arg(conn)
+        .arg(work)
         .process_group(0) // a terminal's Ctrl-C must not take it along
         .stdin(Stdio::null())
         .stdout(Stdio::null())

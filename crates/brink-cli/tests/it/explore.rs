@@ -203,6 +203,7 @@ fn resume_after_sigkill_gives_the_same_result() {
     let c = format!("sleep 0.05; {}", checker(&s));
     let o = explore(&s, &t, "whole", &["--checker", &c, "--jobs", "1"]);
     assert_eq!(o.status.code(), Some(1));
+    let table = crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = brink()
         .env("TMPDIR", s.tmpdir())
         .arg("explore")
@@ -216,6 +217,14 @@ fn resume_after_sigkill_gives_the_same_result() {
     wait_for_lines(&s.path("killed/states.partial.jsonl"), 8);
     child.kill().unwrap();
     child.wait().unwrap();
+    // The watchdog aborts the FUSE connection and unmounts everything under the work
+    // area: even a kill -9 leaves no mount behind for long.
+    let start = Instant::now();
+    while std::fs::read_to_string("/proc/mounts").unwrap().contains(&s.dir.path().display().to_string()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "mounts of the killed run remain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(table);
     let o = explore(&s, &t, "killed", &["--checker", &c, "--jobs", "1", "--resume"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(without_times(records(&s, "killed")), without_times(records(&s, "whole")));

@@ -13,6 +13,11 @@ mod record;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Held by tests that briefly leave a dead FUSE mount in the system's mount table (a
+/// SIGKILLed brink, until its watchdog cleans up) and by tests running tools that stat
+/// every mount and fail on a dead one (mkfs.btrfs).
+pub static MOUNT_TABLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn brink() -> Command {
     Command::new(env!("CARGO_BIN_EXE_brink"))
 }

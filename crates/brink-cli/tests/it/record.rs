@@ -28,6 +28,7 @@ fn record_and_verify(fs: &str, size: &str, mount_opts: &str) {
     }
     let s = Scratch::new();
     let trace = s.path("trace");
+    let _table = (fs == "btrfs").then(|| crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner()));
     let o = run(s.record(&["--fs", fs, "--size", size, "--mount-opts", mount_opts, "-o"]).arg(&trace).args([
         "--", "sh", "-c", WORKLOAD,
     ]));
