@@ -53,10 +53,10 @@ pub struct Watchdog(Child);
 /// Watches the process from its status: a zombie leader, or a pending SIGKILL, means
 /// the process is dying; then, or once it is gone, abort the connection, lazily unmount
 /// every mount under the work directory (deepest first; the loop devices under them
-/// detach themselves, AUTOCLEAR) and remove the directory. A dead FUSE mount left in
+/// detach themselves, AUTOCLEAR) and, if asked, remove the directory. A dead FUSE mount left in
 /// the mount table would otherwise break tools that stat every mount (mkfs.btrfs does).
 const WATCH: &str = r#"
-pid=$1; conn=$2; work=$3
+pid=$1; conn=$2; work=$3; remove=$4
 dying() {
   s=$(cat /proc/$pid/status 2>/dev/null) || return 0
   case "$s" in *"State:	Z"*) return 0;; esac
@@ -69,14 +69,14 @@ while ! dying; do sleep 0.05; done
 echo 1 > "$conn/abort" 2>/dev/null
 awk -v w="$work" 'index($2, w) == 1 { print length($2), $2 }' /proc/self/mounts | sort -rn | cut -d' ' -f2- |
   while read -r m; do umount -l "$m" 2>/dev/null; done
-[ -n "$work" ] && rm -rf "$work"
+[ "$remove" = remove ] && rm -rf "$work"
 exit 0
 "#;
 
 /// Start a watchdog for the FUSE connection at `mountpoint`, served by this process;
-/// if the process is killed, everything mounted under `work` is unmounted and `work`
-/// removed.
-pub fn watchdog(mountpoint: &Path, work: &Path) -> Option<Watchdog> {
+/// if the process is killed, everything mounted under `work` is unmounted, and `work`
+/// removed if `remove_work` (not for a directory a later run reuses: it would race).
+pub fn watchdog(mountpoint: &Path, work: &Path, remove_work: bool) -> Option<Watchdog> {
     let conn = connection_dir(mountpoint)?;
     let child = Command::new("/bin/sh")
         .arg("-c")
@@ -85,6 +85,7 @@ pub fn watchdog(mountpoint: &Path, work: &Path) -> Option<Watchdog> {
         .arg(std::process::id().to_string())
         .arg(conn)
         .arg(work)
+        .arg(if remove_work { "remove" } else { "keep" })
         .process_group(0) // a terminal's Ctrl-C must not take it along
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -321,7 +321,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
             .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
         let slot_mount =
-            SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, &work.0), dir: slot_dir.clone() };
+            SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, &work.0, false), dir: slot_dir.clone() };
         for i in 0..cfg.jobs {
             let path = slot_dir.join(Slots::file_name(i));
             let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;

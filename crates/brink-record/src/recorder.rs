@@ -229,7 +229,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         .map_err(|e| RecordError::Failed(format!("cannot mount the FUSE disk on {}: {e}", fuse_dir.display())))?;
     let fuse = FuseMount {
         session: Some(session),
-        _watchdog: brink_blockdev::fusectl::watchdog(&fuse_dir, work.path()),
+        _watchdog: brink_blockdev::fusectl::watchdog(&fuse_dir, work.path(), true),
         mountpoint: fuse_dir.clone(),
     };
 
