@@ -319,22 +319,10 @@ impl Footprint {
 /// The additive hash of a whole image file (its non-zero sectors), reading data
 /// extents only.
 pub fn hash_image(path: &std::path::Path) -> std::io::Result<ImageHash> {
-    let f = File::open(path)?;
-    let len = f.metadata()?.len();
     let mut h = ImageHash::default();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        let Some((data, hole)) = brink_trace::image::next_extent(&f, pos)? else { break };
-        // Extents are file-system-block aligned, so sector aligned.
-        let (mut off, end) = (data / S * S, hole.min(len));
-        while off < end {
-            let n = (end - off).min(buf.len() as u64) as usize;
-            f.read_exact_at(&mut buf[..n], off)?;
-            h.add_sectors(off / S, &buf[..n]);
-            off += n as u64;
-        }
-        pos = end;
-    }
+    brink_trace::image::for_each_data(&File::open(path)?, S, |off, bytes| {
+        h.add_sectors(off / S, bytes);
+        Ok(())
+    })?;
     Ok(h)
 }

@@ -83,30 +83,41 @@ pub fn digest_file(path: &Path) -> Result<String, TraceError> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"brink image digest v1");
     hasher.update(&len.to_le_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut next_block = 0u64; // first block not yet digested
-    let mut pos = 0u64;
-    while pos < len {
-        let Some((data, hole)) = next_extent(&f, pos).at(path)? else { break };
-        let mut off = (data / DIGEST_BLOCK_BYTES).max(next_block) * DIGEST_BLOCK_BYTES;
-        let end = hole.min(len);
-        while off < end {
-            let n = (end - off).min(buf.len() as u64);
-            let n = n.div_ceil(DIGEST_BLOCK_BYTES) * DIGEST_BLOCK_BYTES; // whole blocks
-            let n = n.min(len - off) as usize;
-            f.read_exact_at(&mut buf[..n], off).at(path)?;
-            for (i, block) in buf[..n].chunks(DIGEST_BLOCK_BYTES as usize).enumerate() {
-                if block.iter().any(|&b| b != 0) {
-                    hasher.update(&(off / DIGEST_BLOCK_BYTES + i as u64).to_le_bytes());
-                    hasher.update(block);
-                }
+    for_each_data(&f, DIGEST_BLOCK_BYTES, |off, bytes| {
+        for (i, block) in bytes.chunks(DIGEST_BLOCK_BYTES as usize).enumerate() {
+            if block.iter().any(|&b| b != 0) {
+                hasher.update(&(off / DIGEST_BLOCK_BYTES + i as u64).to_le_bytes());
+                hasher.update(block);
             }
+        }
+        Ok(())
+    })
+    .at(path)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Visit the data of `f` in file order, skipping holes, in pieces of at most 1 MiB that
+/// start on an `align`-byte boundary and are whole `align` units (but for the file's
+/// end). Extents are widened to `align`; no byte is visited twice.
+pub fn for_each_data(f: &File, align: u64, mut visit: impl FnMut(u64, &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+    assert!(align > 0 && (1 << 20) % align == 0, "align divides the buffer");
+    let len = f.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut next, mut pos) = (0u64, 0u64); // first byte not yet visited; where to seek
+    while pos < len {
+        let Some((data, hole)) = next_extent(f, pos)? else { break };
+        let mut off = (data / align * align).max(next);
+        let end = hole.div_ceil(align).saturating_mul(align).min(len);
+        while off < end {
+            let n = (end - off).min(buf.len() as u64) as usize;
+            f.read_exact_at(&mut buf[..n], off)?;
+            visit(off, &buf[..n])?;
             off += n as u64;
         }
-        next_block = off.div_ceil(DIGEST_BLOCK_BYTES);
-        pos = off.max(hole);
+        next = next.max(off);
+        pos = next.max(hole);
     }
-    Ok(hasher.finalize().to_hex().to_string())
+    Ok(())
 }
 
 /// The next data extent at or after `pos` as `(start, end)`, or `None` past the last.
