@@ -19,7 +19,7 @@ mod fsck;
 mod run;
 
 pub use fsck::{fsck, fsck_command};
-pub use run::{failure, run_bounded, run_checker, CheckEnv, Finished, Limits};
+pub use run::{failure, run_bounded, run_checker, write_marks, CheckEnv, Finished, Limits};
 
 use serde::{Deserialize, Serialize};
 

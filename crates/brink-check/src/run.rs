@@ -29,6 +29,16 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+/// Write the `BRINK_MARKS` file: one mark a line, each line ending in a newline.
+pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
+    let mut text = String::with_capacity(marks.iter().map(|m| m.len() + 1).sum());
+    for m in marks {
+        text.push_str(m);
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+}
+
 /// A finished bounded run.
 pub struct Finished {
     /// None when the time limit was hit.

@@ -382,11 +382,7 @@ pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i
     let image = out.join("state.img");
     let m = brink_explore::replay::materialize(trace, &id, &image)?;
     let marks = out.join("marks");
-    let mut text = m.marks.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    std::fs::write(&marks, text)?;
+    brink_check::write_marks(&marks, &m.marks)?;
     let meta = brink_trace::TraceReader::open(trace)?.meta().clone();
     let fs = meta.fs.parse::<brink_blockdev::FsKind>();
     if no_mount || fs.is_err() {

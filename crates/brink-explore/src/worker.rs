@@ -144,11 +144,7 @@ impl Worker {
 
     fn run_checkers(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], image: &Path, t: &Timings, out: &mut Vec<CheckOutcome>) {
         let marks_file = self.scratch.join("marks");
-        let mut text = marks.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        if let Err(e) = std::fs::write(&marks_file, text) {
+        if let Err(e) = brink_check::write_marks(&marks_file, marks) {
             out.push(engine_failure(format!("cannot write the marks file: {e}")));
             return;
         }
