@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -173,33 +172,23 @@ fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, int
 
 /// Explore with a progress bar on stderr (hidden when stderr is not a terminal).
 fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
-    let progress = Arc::new(Progress::default());
+    let progress = Progress::default();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}")
             .expect("template"),
     );
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ticker = {
-        let (p, bar, done) = (progress.clone(), bar.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                bar.set_length(p.total.load(Ordering::Relaxed));
-                bar.set_position(p.done.load(Ordering::Relaxed));
-                bar.set_message(format!(
-                    "violations {}  checker failures {}",
-                    p.violations.load(Ordering::Relaxed),
-                    p.checker_failures.load(Ordering::Relaxed)
-                ));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+    let refresh = |bar: &indicatif::ProgressBar| {
+        let p = &progress;
+        bar.set_length(p.total.load(Ordering::Relaxed));
+        bar.set_position(p.done.load(Ordering::Relaxed));
+        bar.set_message(format!(
+            "violations {}  checker failures {}",
+            p.violations.load(Ordering::Relaxed),
+            p.checker_failures.load(Ordering::Relaxed)
+        ));
     };
-    let result = brink_explore::explore(cfg, &progress);
-    done.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
-    bar.finish_and_clear();
-    Ok(result?)
+    Ok(crate::with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))?)
 }
 
 pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {

@@ -165,31 +165,35 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
     })
 }
 
-/// Run a recording with a spinner on stderr (hidden when stderr is not a terminal).
-pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::RecordOutcome, RecordError> {
-    let progress = Arc::new(Progress::default());
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ticker = {
-        let (progress, bar, done) = (progress.clone(), bar.clone(), done.clone());
-        std::thread::spawn(move || {
+/// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
+/// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
+pub(crate) fn with_progress<T>(bar: &indicatif::ProgressBar, refresh: impl Fn(&indicatif::ProgressBar) + Sync, work: impl FnOnce() -> T) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let phase = *progress.phase.lock().expect("phase lock");
-                bar.set_message(format!(
-                    "{phase}: {} events, {:.1} MiB written",
-                    progress.events(),
-                    progress.bytes() as f64 / (1 << 20) as f64
-                ));
+                refresh(bar);
                 std::thread::sleep(Duration::from_millis(100));
             }
-        })
-    };
-    let result = brink_record::record(cfg, &progress);
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = ticker.join();
+        });
+        let r = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
     bar.finish_and_clear();
     result
+}
+
+/// Run a recording with a spinner on stderr.
+pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::RecordOutcome, RecordError> {
+    let progress = Progress::default();
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let refresh = |bar: &indicatif::ProgressBar| {
+        let phase = *progress.phase.lock().expect("phase lock");
+        bar.set_message(format!("{phase}: {} events, {:.1} MiB written", progress.events(), progress.bytes() as f64 / (1 << 20) as f64));
+    };
+    with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
 }
 
 fn run(cli: Cli) -> Result<i32> {
