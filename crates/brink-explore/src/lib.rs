@@ -119,6 +119,8 @@ pub struct Summary {
     /// Size of the space the strategy visits (for `sample`: the legal space sampled).
     pub states_total: Count,
     pub states_generated: u64,
+    /// Distinct (image, marks) pairs among the recorded states; each is checked once, so
+    /// this equals `states_checked` (both count earlier runs of a resumed exploration).
     pub states_unique: u64,
     pub states_checked: u64,
     pub violations: u64,
@@ -372,7 +374,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         Strategy::Sample { samples, seed } => Some(Sampler::new(space.states_total, samples, seed)),
         _ => None,
     };
-    let (mut generated, mut unique_keys) = (0u64, 0u64);
+    let mut generated = 0u64;
     let checked = AtomicU64::new(0);
     let timings = Timings::default();
     let log_lock = Mutex::new(&mut log);
@@ -418,7 +420,6 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                 dups.push((i, key));
             } else {
                 epoch_keys.insert(key, ());
-                unique_keys += 1;
                 reps.push((i, key));
             }
         }
@@ -494,7 +495,12 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let stopped_by = stopped_by.into_inner().expect("lock");
     let wall = started.elapsed().as_secs_f64();
     let checked = checked.load(Ordering::Relaxed);
-    let mut summary = Summary {
+    // Verdict counts come from the records, so a resumed run counts what earlier runs
+    // found; each unique (image, marks) has exactly one record without `dup_of`.
+    let recs = results::collect(&cfg.results)?;
+    let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
+    let checked_all = count(&|r| r.dup_of.is_none());
+    let summary = Summary {
         trace: cfg.trace.display().to_string(),
         fs: meta.fs.clone(),
         mount_opts: meta.mount_opts.clone(),
@@ -503,17 +509,18 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
         states_total: space.states_total,
         states_generated: generated,
-        states_unique: unique_keys,
-        states_checked: checked,
-        violations: 0,
-        checker_failures: 0,
-        consistent: 0,
+        states_unique: checked_all,
+        states_checked: checked_all,
+        violations: count(&|r| r.verdict == Verdict::Violation),
+        checker_failures: count(&|r| r.verdict == Verdict::CheckerFailure),
+        consistent: count(&|r| r.verdict == Verdict::Consistent),
         wall_s: wall,
         states_per_s: if wall > 0.0 { checked as f64 / wall } else { 0.0 },
         jobs: cfg.jobs,
         complete: stopped_by.is_none(),
         stopped_by,
-        fraction_covered: None,
+        fraction_covered: matches!(cfg.strategy, Strategy::Sample { .. })
+            .then(|| generated as f64 / space.states_total.as_f64().max(1.0)),
         time_ms: TimeSummary {
             hash: Timings::ms(&timings.hash_us),
             overlay: Timings::ms(&timings.overlay_us),
@@ -523,16 +530,6 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
         },
     };
-    let recs = results::collect(&cfg.results)?;
-    // Counts come from the records, so a resumed run counts what earlier runs found.
-    summary.violations = recs.iter().filter(|r| r.verdict == Verdict::Violation).count() as u64;
-    summary.checker_failures = recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure).count() as u64;
-    summary.consistent = recs.iter().filter(|r| r.verdict == Verdict::Consistent).count() as u64;
-    summary.states_checked = recs.iter().filter(|r| r.dup_of.is_none()).count() as u64;
-    summary.states_unique = summary.states_checked.max(summary.states_unique);
-    if let Strategy::Sample { .. } = cfg.strategy {
-        summary.fraction_covered = Some(generated as f64 / space.states_total.as_f64().max(1.0));
-    }
     results::write_final(&cfg.results, &recs, &summary)?;
     Ok(summary)
 }
