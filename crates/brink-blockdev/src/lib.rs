@@ -32,11 +32,15 @@ impl BlockdevError {
 /// Find `prog` on `PATH`, also looking in the sbin directories that a non-login root
 /// shell may lack.
 pub fn find_program(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].iter().map(PathBuf::from))
-        .map(|d| d.join(prog))
-        .find(|p| is_executable(p))
+    find_on_path(prog).or_else(|| {
+        ["/usr/local/sbin", "/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(prog)).find(|p| is_executable(p))
+    })
+}
+
+/// Find `prog` on `PATH` only.
+pub fn find_on_path(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| is_executable(p))
 }
 
 /// A regular file with an execute bit.

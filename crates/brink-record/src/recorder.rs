@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use brink_blockdev::{find_program, is_executable, unmount_path, FsKind, LoopDevice, Mount, MountOptions};
+use brink_blockdev::{find_on_path, find_program, is_executable, unmount_path, FsKind, LoopDevice, Mount, MountOptions};
 use brink_trace::{image, ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterStats};
 
 use crate::child::{self, Interrupt};
@@ -162,8 +162,7 @@ fn resolve_program(prog: &str) -> Option<PathBuf> {
     if prog.contains('/') {
         return std::path::absolute(prog).ok().filter(|p| is_executable(p));
     }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d| d.join(prog)).find(|p| is_executable(p))
+    find_on_path(prog)
 }
 
 fn check_status(status: std::process::ExitStatus, what: &str, stderr: &Path) -> Result<(), RecordError> {
