@@ -30,7 +30,7 @@ pub mod results;
 mod slots;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -410,28 +410,25 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         })?;
         Timings::add(&timings.hash_us, hash_start);
 
-        // Representatives (first of each key, in id order) and duplicates.
-        let mut reps: Vec<(usize, (ImageHash, u64))> = Vec::new();
+        // Representatives (first of each key, in id order) and duplicates. A state an
+        // earlier run already checked has its key in `seen`, so it lands among the
+        // duplicates and is skipped there.
+        let mut reps: Vec<usize> = Vec::new();
         let mut dups: Vec<(usize, (ImageHash, u64))> = Vec::new();
-        let mut epoch_keys: HashMap<(ImageHash, u64), ()> = HashMap::new();
+        let mut epoch_keys: HashSet<(ImageHash, u64)> = HashSet::new();
         for (i, s) in states.iter().enumerate() {
             let key = (hashes[i], s.marks_before);
-            if seen.contains_key(&key) || epoch_keys.contains_key(&key) {
+            if seen.contains_key(&key) || !epoch_keys.insert(key) {
                 dups.push((i, key));
             } else {
-                epoch_keys.insert(key, ());
-                reps.push((i, key));
+                reps.push(i);
             }
         }
         let results: Vec<Option<(usize, Vec<CheckOutcome>)>> = pool.install(|| {
             reps.par_iter()
-                .map(|&(i, _)| -> Result<Option<(usize, Vec<CheckOutcome>)>, ExploreError> {
+                .map(|&i| -> Result<Option<(usize, Vec<CheckOutcome>)>, ExploreError> {
                     let s = &states[i];
                     let id = s.id.to_string();
-                    if let Some(r) = done_ids.get(&id) {
-                        progress.done.fetch_add(1, Ordering::Relaxed);
-                        return Ok(Some((i, r.checks.clone())));
-                    }
                     if should_stop() {
                         return Ok(None);
                     }
