@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use brink_check::Verdict;
 use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
+use brink_suite::{ExploreSpec, Mode, Workload};
 use clap::ValueEnum;
 
 use crate::emit;
@@ -171,7 +172,7 @@ fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, int
 }
 
 /// Explore with a progress bar on stderr (hidden when stderr is not a terminal).
-fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
+pub(crate) fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
     let progress = Progress::default();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -244,55 +245,49 @@ pub struct ModesArgs {
 }
 
 /// `brink ext4-modes`: record and explore one workload under ext4 data=ordered,
-/// data=writeback and data=journal, and compare them in one table.
+/// data=writeback and data=journal, and compare them in one table. It is the suite's
+/// runner on a workload built from the flags, reported rather than judged.
 pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
-    if a.output.exists() {
-        bail!("{} already exists; choose a new directory", a.output.display());
-    }
     if a.opts.checkers.is_empty() {
         bail!("no checker given: pass --checker CMD (repeatable) or --checker fsck");
     }
-    let size = crate::parse_size(&a.size).map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&a.output)?;
-    let mut rows = Vec::new();
-    let mut code = 0;
-    for mode in ["ordered", "writeback", "journal"] {
-        let dir = a.output.join(mode);
-        std::fs::create_dir(&dir)?;
-        let rcfg = brink_record::RecordConfig {
+    if !(a.opts.checker_timeout > 0.0) {
+        bail!("--checker-timeout must be a positive number of seconds");
+    }
+    let size = brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?;
+    let command = shlex::try_join(a.command.iter().map(String::as_str))?;
+    let modes: Vec<Mode> = ["ordered", "writeback", "journal"]
+        .into_iter()
+        .map(|m| Mode {
+            name: m.into(),
             fs: brink_blockdev::FsKind::Ext4,
-            mkfs_opts: String::new(),
-            mount_opts: format!("data={mode}").parse()?,
             size,
+            mkfs_opts: String::new(),
+            mount_opts: format!("data={m}"),
             setup: a.setup.clone(),
-            argv: a.command.clone(),
-            output: dir.join("trace"),
-            interrupt: interrupt.clone(),
-        };
-        eprintln!("brink: data={mode}: recording");
-        let rec = crate::record_with_progress(&rcfg)?;
-        eprintln!("brink: data={mode}: exploring {} events", rec.stats.events);
-        let cfg = explore_config(&a.opts, &dir.join("trace"), &dir.join("results"), false, &interrupt)?;
-        let s = run_explore(&cfg)?;
-        code = code.max(exit_code(&s, &interrupt));
-        if code > 1 {
-            return Ok(code);
-        }
-        rows.push((mode, s));
-    }
-    let mut out = String::new();
-    writeln!(out, "{:<10} {:>8} {:>8} {:>10} {:>9} {:>8}  verdict", "data=", "states", "unique", "violations", "failures", "seconds")?;
-    for (mode, s) in &rows {
-        let verdict = if s.violations > 0 { "VIOLATIONS" } else if s.checker_failures > 0 { "checker failures" } else { "clean" };
-        writeln!(
-            out,
-            "{:<10} {:>8} {:>8} {:>10} {:>9} {:>8.1}  {verdict}",
-            mode, s.states_generated, s.states_unique, s.violations, s.checker_failures, s.wall_s
-        )?;
-    }
-    writeln!(out, "\ndetails: brink report {}/MODE/results", a.output.display())?;
-    emit(&out)?;
-    Ok(code)
+            command: command.clone(),
+            expect: None,
+            message: None,
+        })
+        .collect();
+    let w = Workload {
+        name: "workload".into(),
+        dir: std::env::current_dir()?,
+        description: command.clone(),
+        checkers: a.opts.checkers.clone(),
+        explore: ExploreSpec {
+            strategy: strategy(&a.opts),
+            max_states: a.opts.max_states,
+            model: model(&a.opts),
+            checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
+        },
+        modes: modes.clone(),
+    };
+    let opts = crate::suite::run_opts(false, 0, a.opts.jobs, interrupt)?;
+    crate::suite::fresh_dir(&a.output)?;
+    let rows = crate::suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts)?;
+    emit(&format!("{}\ndetails: brink report {}/MODE/results\n", brink_suite::render_text(&rows), a.output.display()))?;
+    Ok(if rows.iter().any(|r| r.violations > 0) { 1 } else { 0 })
 }
 
 fn short(s: &str, n: usize) -> String {

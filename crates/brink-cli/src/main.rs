@@ -5,6 +5,7 @@
 mod demo;
 mod explore;
 mod show;
+mod suite;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -64,12 +65,17 @@ enum Cmd {
         #[command(subcommand)]
         kind: ImportKind,
     },
-    /// Record a bundled workload and show what was recorded.
+    /// Record and explore the bundled buggy and fixed atomic-replace workloads: the bug
+    /// caught, the fix clean, and how to replay the failing state.
     Demo {
-        /// Keep the trace in this directory (default: a temporary one, removed at the end).
-        #[arg(long)]
-        keep: Option<PathBuf>,
+        /// Where the traces and results go (must not exist; default: a new folder in
+        /// the temporary directory, kept so the failing state can be replayed).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
+    /// Record and explore every workload of a folder in every mode, and compare each
+    /// outcome with the one its manifest expects (exit 1 on any mismatch).
+    Suite(suite::SuiteArgs),
 }
 
 #[derive(clap::Args)]
@@ -116,29 +122,6 @@ enum ImportKind {
     },
 }
 
-/// Parse "64M", "1G", "4096".
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("bad size '{s}': use bytes or a K, M, G or T suffix")),
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("bad size '{s}': use bytes or a K, M, G or T suffix"))
-}
-
 /// Signals that stop a run cleanly: the flag is polled, guards clean up, exit is 128+N.
 fn install_interrupt() -> Interrupt {
     let interrupt = Interrupt::default();
@@ -151,7 +134,7 @@ fn install_interrupt() -> Interrupt {
 
 fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig> {
     let fs: FsKind = args.fs.parse().map_err(anyhow::Error::msg)?;
-    let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
+    let size = brink_blockdev::parse_size(&args.size).map_err(anyhow::Error::msg)?;
     let mount_opts: MountOptions = args.mount_opts.parse().context("bad --mount-opts")?;
     Ok(RecordConfig {
         fs,
@@ -238,7 +221,8 @@ fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Cmd::Demo { keep } => demo::demo(keep, install_interrupt()),
+        Cmd::Demo { output } => demo::demo(output, install_interrupt()),
+        Cmd::Suite(args) => suite::suite(args, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
@@ -278,19 +262,4 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("0").is_err());
-    }
 }

@@ -1,0 +1,160 @@
+//! `brink suite`: record and explore every workload in every mode, judge each against
+//! its manifest, print one table, and write `suite.json` and `suite.md`. The same
+//! runner serves `brink demo` (bundled workloads) and `brink ext4-modes` (a workload
+//! given on the command line, reported rather than judged).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use brink_explore::Recovery;
+use brink_suite::{Outcome, Row, RunFacts, RunOpts, Workload};
+
+use crate::emit;
+
+#[derive(clap::Args)]
+pub struct SuiteArgs {
+    /// The folder of workloads (each a folder with a workload.toml).
+    #[arg(default_value = "workloads")]
+    workloads: PathBuf,
+    /// Run only these workloads (folder names).
+    names: Vec<String>,
+    /// Results directory (must not exist): WORKLOAD/MODE/{trace,results}, suite.json,
+    /// suite.md.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Run only the modes with these names (repeatable).
+    #[arg(long = "mode")]
+    modes: Vec<String>,
+    /// Explore every mode exhaustively (overnight), instead of each manifest's bound.
+    #[arg(long)]
+    full: bool,
+    /// With --full: refuse a mode whose space is larger than this.
+    #[arg(long, default_value_t = 10_000_000)]
+    max_states: u128,
+    /// What `{checkers}` stands for in manifests (default: `checkers` beside the
+    /// workloads folder).
+    #[arg(long)]
+    checkers: Option<PathBuf>,
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the rows as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn default_jobs() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Record, explore and judge each mode of each workload; rows in order. Directories are
+/// `dir_of(workload, mode)`.
+pub(crate) fn run_workloads(
+    workloads: &[(Workload, Vec<brink_suite::Mode>)],
+    dir_of: &dyn Fn(&Workload, &brink_suite::Mode) -> PathBuf,
+    opts: &RunOpts,
+) -> Result<Vec<Row>> {
+    let total: usize = workloads.iter().map(|(_, m)| m.len()).sum();
+    let mut rows = Vec::new();
+    for (w, modes) in workloads {
+        for mode in modes {
+            let dir = dir_of(w, mode);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let plan = w.plan(mode, &dir, opts)?;
+            eprintln!("brink: [{}/{total}] {} {}: recording", rows.len() + 1, w.name, mode.name);
+            let t = Instant::now();
+            let rec = crate::record_with_progress(&plan.record)?;
+            let record_s = t.elapsed().as_secs_f64();
+            let meta = brink_trace::TraceReader::open(&plan.record.output)?.meta().clone();
+            let stderr = meta.workload.map(|w| w.stderr).unwrap_or_default();
+            eprintln!("brink: [{}/{total}] {} {}: exploring {} events", rows.len() + 1, w.name, mode.name, rec.stats.events);
+            let t = Instant::now();
+            let summary = crate::explore::run_explore(&plan.explore)?;
+            let explore_s = t.elapsed().as_secs_f64();
+            if let Some(why) = &summary.stopped_by {
+                bail!("stopped by {why}; the results so far are in {}", dir.display());
+            }
+            let (_, records) = brink_explore::results::load(&plan.explore.results)?;
+            rows.push(brink_suite::judge(&RunFacts {
+                workload: &w.name,
+                mode,
+                exit: (rec.exit.to_string(), rec.exit.success()),
+                workload_stderr: &stderr,
+                summary: &summary,
+                records: &records,
+                record_s,
+                explore_s,
+                trace: plan.record.output.clone(),
+                results: plan.explore.results.clone(),
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// Write `suite.json` (the rows) and `suite.md` (machine, then the table), crash-safely.
+pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> {
+    brink_trace::durable::write_atomic(&out.join("suite.json"), (serde_json::to_string_pretty(rows)? + "\n").as_bytes())?;
+    let md = format!(
+        "# {title}\n\n## Machine\n\n{}\n## Results\n\n{}",
+        brink_suite::describe_machine(env!("CARGO_PKG_VERSION")),
+        brink_suite::render_markdown(rows)
+    );
+    brink_trace::durable::write_atomic(&out.join("suite.md"), md.as_bytes())?;
+    Ok(())
+}
+
+pub(crate) fn run_opts(full: bool, full_max_states: u128, jobs: Option<usize>, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
+    let jobs = jobs.unwrap_or_else(default_jobs);
+    if jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    Ok(RunOpts { full, full_max_states, jobs, recovery: Recovery::Kernel, interrupt })
+}
+
+/// Refuse an output directory that exists (a suite never mixes two runs).
+pub(crate) fn fresh_dir(out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} already exists; choose a new directory", out.display());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+}
+
+pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
+    let checkers = a.checkers.clone().unwrap_or_else(|| {
+        std::path::absolute(&a.workloads).unwrap_or(a.workloads.clone()).parent().map_or("checkers".into(), |p| p.join("checkers"))
+    });
+    let mut selected = Vec::new();
+    for dir in brink_suite::discover(&a.workloads, &a.names)? {
+        let w = brink_suite::load(&dir, &checkers)?;
+        let modes: Vec<_> = w.modes.iter().filter(|m| a.modes.is_empty() || a.modes.contains(&m.name)).cloned().collect();
+        if !modes.is_empty() {
+            selected.push((w, modes));
+        }
+    }
+    for m in &a.modes {
+        if !selected.iter().any(|(_, modes)| modes.iter().any(|x| &x.name == m)) {
+            bail!("no selected workload has a mode named '{m}'");
+        }
+    }
+    let opts = run_opts(a.full, a.max_states, a.jobs, interrupt)?;
+    fresh_dir(&a.output)?;
+    let t = Instant::now();
+    let rows = run_workloads(&selected, &|w, m| a.output.join(&w.name).join(&m.name), &opts)?;
+    let title = if a.full { "brink suite --full (exhaustive)" } else { "brink suite (bounded, as in CI)" };
+    write_tables(&a.output, &rows, title)?;
+    if a.json {
+        emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
+    } else {
+        let mismatches = rows.iter().filter(|r| r.outcome == Outcome::Mismatch).count();
+        emit(&format!(
+            "{}\n{} modes, {} as expected, {mismatches} mismatches, {:.0}s; tables in {}\n",
+            brink_suite::render_text(&rows),
+            rows.len(),
+            rows.len() - mismatches,
+            t.elapsed().as_secs_f64(),
+            a.output.join("suite.md").display()
+        ))?;
+    }
+    Ok(if rows.iter().any(|r| r.outcome == Outcome::Mismatch) { 1 } else { 0 })
+}

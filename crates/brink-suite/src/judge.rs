@@ -1,0 +1,233 @@
+//! One mode's outcome against its expectation, and the suite's table.
+//!
+//! The rules, strictest reading first:
+//! - a workload that did not exit 0 is a mismatch: its trace is not the workload the
+//!   manifest describes (a missing program looks exactly like a clean run);
+//! - an incomplete exploration or any checker failure is a mismatch: a checker that
+//!   crashed or hung vouches for nothing, in either direction;
+//! - `clean` needs zero violations; `violations` needs at least one, and when the
+//!   manifest gives a `message`, one whose checker message contains it (so the suite
+//!   proves the bug was seen for the right reason, not that something failed).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use brink_check::Verdict;
+use brink_explore::{StateRecord, Summary};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Expect, Mode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// As expected.
+    Pass,
+    /// Not as expected (`why` says how).
+    Mismatch,
+    /// Nothing was expected (ad-hoc runs such as `brink ext4-modes`).
+    Reported,
+}
+
+/// A violating state to show: its id and the first violation message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Example {
+    pub state: String,
+    pub message: String,
+}
+
+/// One line of the suite's table (`suite.json` holds a list of them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub workload: String,
+    pub mode: String,
+    pub fs: String,
+    pub mount_opts: String,
+    pub strategy: String,
+    pub model: String,
+    pub states: u64,
+    pub unique: u64,
+    pub violations: u64,
+    pub checker_failures: u64,
+    pub expected: Option<Expect>,
+    pub outcome: Outcome,
+    /// For a mismatch, why; otherwise empty.
+    pub why: String,
+    pub example: Option<Example>,
+    pub record_s: f64,
+    pub explore_s: f64,
+    pub trace: PathBuf,
+    pub results: PathBuf,
+}
+
+impl Row {
+    pub fn seconds(&self) -> f64 {
+        self.record_s + self.explore_s
+    }
+}
+
+/// What one mode's run produced.
+#[derive(Debug)]
+pub struct RunFacts<'a> {
+    pub workload: &'a str,
+    pub mode: &'a Mode,
+    /// The workload's exit, as `brink show` prints it, and whether it succeeded.
+    pub exit: (String, bool),
+    pub workload_stderr: &'a str,
+    pub summary: &'a Summary,
+    pub records: &'a [StateRecord],
+    pub record_s: f64,
+    pub explore_s: f64,
+    pub trace: PathBuf,
+    pub results: PathBuf,
+}
+
+/// Compare a run with the mode's expectation.
+pub fn judge(f: &RunFacts) -> Row {
+    let s = f.summary;
+    let violating = f.records.iter().filter(|r| r.verdict == Verdict::Violation);
+    let messages = || {
+        violating.clone().flat_map(|r| r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(move |c| (r, c)))
+    };
+    let wanted = f.mode.message.as_deref();
+    // Prefer an example whose message is the one the manifest asks for.
+    let example = messages()
+        .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)))
+        .or_else(|| messages().next())
+        .map(|(r, c)| Example { state: r.id.clone(), message: c.message.clone() });
+    let why = if !f.exit.1 {
+        let tail = f.workload_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        format!("the workload failed ({}): {tail}", f.exit.0)
+    } else if !s.complete {
+        format!("exploration incomplete: stopped by {}", s.stopped_by.as_deref().unwrap_or("?"))
+    } else if s.checker_failures > 0 {
+        let m = f.records.iter().flat_map(|r| &r.checks).find(|c| c.verdict == Verdict::CheckerFailure);
+        format!("{} checker failures: {}", s.checker_failures, m.map_or("", |c| c.message.as_str()))
+    } else {
+        match f.mode.expect {
+            None => String::new(),
+            Some(Expect::Clean) if s.violations > 0 => format!(
+                "expected clean, found {} violations: {}",
+                s.violations,
+                example.as_ref().map_or("", |e| e.message.as_str())
+            ),
+            Some(Expect::Violations) if s.violations == 0 => "expected violations, found none".into(),
+            Some(Expect::Violations) if wanted.is_some_and(|w| messages().all(|(_, c)| !c.message.contains(w))) => {
+                format!("no violation message contains '{}'", wanted.unwrap_or_default())
+            }
+            Some(_) => String::new(),
+        }
+    };
+    let outcome = match (f.mode.expect, why.is_empty()) {
+        (_, false) => Outcome::Mismatch,
+        (None, true) => Outcome::Reported,
+        (Some(_), true) => Outcome::Pass,
+    };
+    Row {
+        workload: f.workload.to_string(),
+        mode: f.mode.name.clone(),
+        fs: f.mode.fs.name().to_string(),
+        mount_opts: f.mode.mount_opts.clone(),
+        strategy: s.strategy.clone(),
+        model: s.model.clone(),
+        states: s.states_generated,
+        unique: s.states_unique,
+        violations: s.violations,
+        checker_failures: s.checker_failures,
+        expected: f.mode.expect,
+        outcome,
+        why,
+        example,
+        record_s: f.record_s,
+        explore_s: f.explore_s,
+        trace: f.trace.clone(),
+        results: f.results.clone(),
+    }
+}
+
+fn expected(e: Option<Expect>) -> &'static str {
+    match e {
+        None => "-",
+        Some(Expect::Clean) => "clean",
+        Some(Expect::Violations) => "violations",
+    }
+}
+
+fn verdict(r: &Row) -> &'static str {
+    match r.outcome {
+        Outcome::Pass => "ok",
+        Outcome::Mismatch => "MISMATCH",
+        Outcome::Reported if r.violations > 0 => "VIOLATIONS",
+        Outcome::Reported => "clean",
+    }
+}
+
+/// The table for a terminal, then one line per row that needs words: a mismatch's
+/// reason, or what a violating mode lost and the command that replays it.
+pub fn render_text(rows: &[Row]) -> String {
+    let ww = rows.iter().map(|r| r.workload.len()).max().unwrap_or(0).max(8);
+    let mw = rows.iter().map(|r| r.mode.len()).max().unwrap_or(0).max(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<10}  {:<8} {:>7}",
+        "workload", "mode", "states", "unique", "violations", "expected", "verdict", "seconds"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<10}  {:<8} {:>7.1}",
+            r.workload,
+            r.mode,
+            r.states,
+            r.unique,
+            r.violations,
+            expected(r.expected),
+            verdict(r),
+            r.seconds()
+        );
+    }
+    let mut notes = String::new();
+    for r in rows {
+        if r.outcome == Outcome::Mismatch {
+            let _ = writeln!(notes, "  MISMATCH {} {}: {}", r.workload, r.mode, r.why);
+        } else if let Some(e) = &r.example {
+            let _ = writeln!(notes, "  {} {}: {}", r.workload, r.mode, e.message);
+            let _ = writeln!(notes, "    replay: brink replay {} {} -o DIR", r.trace.display(), e.state);
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
+    }
+    out
+}
+
+/// The same table in Markdown, with the strategy and an example message per row.
+pub fn render_markdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| workload | mode | strategy | states | unique | violations | expected | verdict | seconds | example violation |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---|---:|---|");
+    for r in rows {
+        let what = if r.outcome == Outcome::Mismatch {
+            r.why.clone()
+        } else {
+            r.example.as_ref().map_or(String::new(), |e| format!("`{}`: {}", e.state, e.message))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            r.workload,
+            r.mode,
+            r.strategy,
+            r.states,
+            r.unique,
+            r.violations,
+            expected(r.expected),
+            verdict(r),
+            r.seconds(),
+            what.replace('|', "\\|")
+        );
+    }
+    out
+}

@@ -1,0 +1,234 @@
+//! `workload.toml`: what to run, on which file system, how to explore it, and what the
+//! verdict must be in each mode. Unknown keys are errors, so a typo cannot silently
+//! turn an expectation off.
+//!
+//! ```toml
+//! description = "one line"
+//! setup = "sh {dir}/setup.sh {args}"     # optional; becomes the base image
+//! command = "sh {dir}/workload.sh {args}"
+//! fs = "ext4"                             # ext4 (default), xfs, btrfs
+//! size = "64M"                            # default 64M (or the file system's minimum)
+//! mkfs_opts = ""                          # optional
+//! mount_opts = "data=ordered"             # default for the modes
+//! checkers = ["{checkers}/name/check.sh", "fsck"]
+//!
+//! [explore]                               # all optional
+//! strategy = "exhaustive"                 # or "prefix", { omit-k = 2 },
+//!                                         # { sample = { samples = 500, seed = 0 } }
+//! max_states = 100000                     # refuse a larger exhaustive run
+//! model = "writeback"                     # or "writethrough"
+//! torn = "none"                           # or "sector", "prefix"
+//! checker_timeout = 30
+//!
+//! [[mode]]                                # one or more
+//! name = "data=ordered"
+//! mount_opts = "data=ordered"             # overrides the top-level value
+//! args = "WAL FULL"                       # substituted for {args}
+//! fs = "xfs"                              # overrides the top-level value
+//! expect = "violations"                   # or "clean"
+//! message = "acknowledged"                # a violation's message must contain this
+//! ```
+//!
+//! In `setup`, `command` and `checkers`, `{dir}` is the workload's folder and
+//! `{checkers}` the checkers' folder, both absolute and shell-quoted; `{args}` is the
+//! mode's `args`, inserted as written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use brink_blockdev::FsKind;
+use brink_pmodel::{CacheModel, Model, Strategy, Torn};
+use serde::{Deserialize, Serialize};
+
+use crate::SuiteError;
+
+/// The outcome a mode must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// No violation and no checker failure in any explored state.
+    Clean,
+    /// At least one violation (whose message contains `message`, if given).
+    Violations,
+}
+
+/// A workload, resolved: paths absolute, placeholders substituted, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub dir: PathBuf,
+    pub description: String,
+    pub checkers: Vec<String>,
+    pub explore: ExploreSpec,
+    pub modes: Vec<Mode>,
+}
+
+/// How each mode of a workload is explored in the bounded (default) run. A `--full`
+/// run replaces the strategy by exhaustive.
+#[derive(Debug, Clone)]
+pub struct ExploreSpec {
+    pub strategy: Strategy,
+    pub max_states: u128,
+    pub model: Model,
+    pub checker_timeout: Duration,
+}
+
+/// One way to run a workload, with its expected verdict.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    pub name: String,
+    pub fs: FsKind,
+    pub size: u64,
+    pub mkfs_opts: String,
+    pub mount_opts: String,
+    pub setup: Option<String>,
+    pub command: String,
+    /// `None` only for workloads built in code to be reported, not judged.
+    pub expect: Option<Expect>,
+    pub message: Option<String>,
+}
+
+/// Default bound on an exhaustive exploration, per mode.
+pub const MAX_STATES_DEFAULT: u128 = 100_000;
+const SIZE_DEFAULT: u64 = 64 << 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    description: String,
+    setup: Option<String>,
+    command: String,
+    fs: Option<String>,
+    size: Option<String>,
+    mkfs_opts: Option<String>,
+    mount_opts: Option<String>,
+    checkers: Vec<String>,
+    #[serde(default)]
+    explore: RawExplore,
+    mode: Vec<RawMode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExplore {
+    strategy: Option<Strategy>,
+    max_states: Option<u64>,
+    model: Option<CacheModel>,
+    torn: Option<Torn>,
+    checker_timeout: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMode {
+    name: String,
+    fs: Option<String>,
+    size: Option<String>,
+    mkfs_opts: Option<String>,
+    mount_opts: Option<String>,
+    args: Option<String>,
+    expect: Expect,
+    message: Option<String>,
+}
+
+fn quote(p: &Path) -> String {
+    shlex::try_quote(&p.to_string_lossy()).map(|s| s.into_owned()).unwrap_or_else(|_| p.display().to_string())
+}
+
+/// Read `dir/workload.toml`. `checkers_dir` is what `{checkers}` stands for.
+pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
+    let dir = std::path::absolute(dir).map_err(|e| SuiteError::io(dir, e))?;
+    let checkers_dir = std::path::absolute(checkers_dir).map_err(|e| SuiteError::io(checkers_dir, e))?;
+    let path = dir.join("workload.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| SuiteError::io(&path, e))?;
+    let bad = |msg: String| SuiteError::Manifest { path: path.clone(), msg };
+    let raw: RawManifest = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let subst = |s: &str, args: &str| {
+        s.replace("{dir}", &quote(&dir)).replace("{checkers}", &quote(&checkers_dir)).replace("{args}", args)
+    };
+    if raw.mode.is_empty() {
+        return Err(bad("no [[mode]]: name at least one mode with its expected outcome".into()));
+    }
+    if raw.checkers.is_empty() {
+        return Err(bad("no checkers: name at least one (\"fsck\" is built in)".into()));
+    }
+    let e = raw.explore;
+    let timeout = e.checker_timeout.unwrap_or(30.0);
+    if !(timeout > 0.0 && timeout < 86_400.0) {
+        return Err(bad(format!("checker_timeout {timeout} must be between 0 and 86400 seconds")));
+    }
+    let explore = ExploreSpec {
+        strategy: e.strategy.unwrap_or(Strategy::Exhaustive),
+        max_states: e.max_states.map_or(MAX_STATES_DEFAULT, u128::from),
+        model: Model { cache: e.model.unwrap_or(CacheModel::Writeback), torn: e.torn.unwrap_or(Torn::None) },
+        checker_timeout: Duration::from_secs_f64(timeout),
+    };
+    let mut modes = Vec::new();
+    for m in raw.mode {
+        if modes.iter().any(|o: &Mode| o.name == m.name) {
+            return Err(bad(format!("two modes are named '{}'", m.name)));
+        }
+        if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
+            return Err(bad(format!("mode name '{}' must be non-empty, without '/', not starting with '.'", m.name)));
+        }
+        let fs: FsKind = m.fs.as_deref().or(raw.fs.as_deref()).unwrap_or("ext4").parse().map_err(|e: String| bad(e))?;
+        let size = match m.size.as_deref().or(raw.size.as_deref()) {
+            Some(s) => brink_blockdev::parse_size(s).map_err(bad)?,
+            None => SIZE_DEFAULT.max(fs.min_image_bytes()),
+        };
+        let mount_opts = m.mount_opts.or_else(|| raw.mount_opts.clone()).unwrap_or_default();
+        mount_opts.parse::<brink_blockdev::MountOptions>().map_err(|e| bad(format!("mode '{}': {e}", m.name)))?;
+        if m.message.is_some() && m.expect == Expect::Clean {
+            return Err(bad(format!("mode '{}': a message is only meaningful with expect = \"violations\"", m.name)));
+        }
+        let args = m.args.unwrap_or_default();
+        modes.push(Mode {
+            name: m.name,
+            fs,
+            size,
+            mkfs_opts: m.mkfs_opts.or_else(|| raw.mkfs_opts.clone()).unwrap_or_default(),
+            mount_opts,
+            setup: raw.setup.as_deref().map(|s| subst(s, &args)),
+            command: subst(&raw.command, &args),
+            expect: Some(m.expect),
+            message: m.message,
+        });
+    }
+    Ok(Workload {
+        name,
+        checkers: raw.checkers.iter().map(|c| subst(c, "")).collect(),
+        dir,
+        description: raw.description,
+        explore,
+        modes,
+    })
+}
+
+/// The workload folders under `root` (those holding a `workload.toml`), sorted; or,
+/// when `names` is not empty, exactly those, in the order given.
+pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteError> {
+    if !names.is_empty() {
+        return names
+            .iter()
+            .map(|n| {
+                let d = root.join(n);
+                if d.join("workload.toml").is_file() {
+                    Ok(d)
+                } else {
+                    Err(SuiteError::Manifest { path: d.join("workload.toml"), msg: format!("no workload named '{n}' in {}", root.display()) })
+                }
+            })
+            .collect();
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| SuiteError::io(root, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.join("workload.toml").is_file())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(SuiteError::Manifest { path: root.to_path_buf(), msg: "no workload folders (with a workload.toml) here".into() });
+    }
+    Ok(dirs)
+}
