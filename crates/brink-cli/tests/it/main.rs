@@ -9,6 +9,7 @@ mod errors;
 mod explore;
 mod import;
 mod record;
+mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
