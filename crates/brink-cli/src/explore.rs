@@ -268,6 +268,8 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
             command: command.clone(),
             expect: None,
             message: None,
+            strategy: strategy(&a.opts),
+            max_states: a.opts.max_states,
         })
         .collect();
     let w = Workload {
@@ -276,8 +278,6 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
         description: command.clone(),
         checkers: a.opts.checkers.clone(),
         explore: ExploreSpec {
-            strategy: strategy(&a.opts),
-            max_states: a.opts.max_states,
             model: model(&a.opts),
             checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
         },

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use brink_explore::Recovery;
+use brink_pmodel::Strategy;
 use brink_suite::{Outcome, Row, RunFacts, RunOpts, Workload};
 
 use crate::emit;
@@ -58,38 +59,62 @@ pub(crate) fn run_workloads(
     let mut rows = Vec::new();
     for (w, modes) in workloads {
         for mode in modes {
+            let n = rows.len() + 1;
             let dir = dir_of(w, mode);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let plan = w.plan(mode, &dir, opts)?;
-            eprintln!("brink: [{}/{total}] {} {}: recording", rows.len() + 1, w.name, mode.name);
-            let t = Instant::now();
-            let rec = crate::record_with_progress(&plan.record)?;
-            let record_s = t.elapsed().as_secs_f64();
-            let meta = brink_trace::TraceReader::open(&plan.record.output)?.meta().clone();
-            let stderr = meta.workload.map(|w| w.stderr).unwrap_or_default();
-            eprintln!("brink: [{}/{total}] {} {}: exploring {} events", rows.len() + 1, w.name, mode.name, rec.stats.events);
-            let t = Instant::now();
-            let summary = crate::explore::run_explore(&plan.explore)?;
-            let explore_s = t.elapsed().as_secs_f64();
-            if let Some(why) = &summary.stopped_by {
-                bail!("stopped by {why}; the results so far are in {}", dir.display());
+            match run_mode(w, mode, &dir, opts, &format!("[{n}/{total}] {} {}", w.name, mode.name)) {
+                Ok(row) => rows.push(row),
+                // A signal stops the suite; any other failure is this mode's mismatch.
+                Err(e) if opts.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 => return Err(e),
+                Err(e) => {
+                    let why = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ");
+                    eprintln!("brink: [{n}/{total}] {} {}: {why}", w.name, mode.name);
+                    rows.push(Row::failed(&w.name, mode, format!("error: {why}"), dir.join("trace"), dir.join("results")));
+                }
             }
-            let (_, records) = brink_explore::results::load(&plan.explore.results)?;
-            rows.push(brink_suite::judge(&RunFacts {
-                workload: &w.name,
-                mode,
-                exit: (rec.exit.to_string(), rec.exit.success()),
-                workload_stderr: &stderr,
-                summary: &summary,
-                records: &records,
-                record_s,
-                explore_s,
-                trace: plan.record.output.clone(),
-                results: plan.explore.results.clone(),
-            }));
         }
     }
     Ok(rows)
+}
+
+fn run_mode(w: &Workload, mode: &brink_suite::Mode, dir: &Path, opts: &RunOpts, label: &str) -> Result<Row> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut plan = w.plan(mode, dir, opts)?;
+    eprintln!("brink: {label}: recording");
+    let t = Instant::now();
+    let rec = crate::record_with_progress(&plan.record)?;
+    let record_s = t.elapsed().as_secs_f64();
+    // A --full run over its bound falls back to the manifest's strategy, and says so.
+    let mut note = String::new();
+    if opts.full {
+        let space = brink_explore::count(&plan.record.output, plan.explore.model, Strategy::Exhaustive)?.states_total;
+        if space.0 > opts.full_max_states {
+            note = format!("exhaustive space {} states > bound {}", space.0, opts.full_max_states);
+            (plan.explore.strategy, plan.explore.max_states) = (mode.strategy, mode.max_states);
+        }
+    }
+    let meta = brink_trace::TraceReader::open(&plan.record.output)?.meta().clone();
+    let stderr = meta.workload.map(|w| w.stderr).unwrap_or_default();
+    eprintln!("brink: {label}: exploring {} events", rec.stats.events);
+    let t = Instant::now();
+    let summary = crate::explore::run_explore(&plan.explore)?;
+    let explore_s = t.elapsed().as_secs_f64();
+    if let Some(why) = &summary.stopped_by {
+        bail!("stopped by {why}; the results so far are in {}", dir.display());
+    }
+    let (_, records) = brink_explore::results::load(&plan.explore.results)?;
+    Ok(brink_suite::judge(&RunFacts {
+        workload: &w.name,
+        mode,
+        exit: (rec.exit.to_string(), rec.exit.success()),
+        workload_stderr: &stderr,
+        summary: &summary,
+        records: &records,
+        record_s,
+        explore_s,
+        trace: plan.record.output.clone(),
+        results: plan.explore.results.clone(),
+        note,
+    }))
 }
 
 /// Write `suite.json` (the rows) and `suite.md` (machine, then the table), crash-safely.

@@ -44,6 +44,8 @@ pub struct Row {
     pub fs: String,
     pub mount_opts: String,
     pub strategy: String,
+    /// Why the strategy is not the one asked for (a `--full` run over its bound).
+    pub note: String,
     pub model: String,
     pub states: u64,
     pub unique: u64,
@@ -80,6 +82,7 @@ pub struct RunFacts<'a> {
     pub explore_s: f64,
     pub trace: PathBuf,
     pub results: PathBuf,
+    pub note: String,
 }
 
 /// Compare a run with the mode's expectation.
@@ -129,6 +132,7 @@ pub fn judge(f: &RunFacts) -> Row {
         fs: f.mode.fs.name().to_string(),
         mount_opts: f.mode.mount_opts.clone(),
         strategy: s.strategy.clone(),
+        note: f.note.clone(),
         model: s.model.clone(),
         states: s.states_generated,
         unique: s.states_unique,
@@ -142,6 +146,33 @@ pub fn judge(f: &RunFacts) -> Row {
         explore_s: f.explore_s,
         trace: f.trace.clone(),
         results: f.results.clone(),
+    }
+}
+
+impl Row {
+    /// A mode that could not be recorded or explored: a mismatch saying why.
+    pub fn failed(workload: &str, mode: &Mode, why: String, trace: PathBuf, results: PathBuf) -> Row {
+        Row {
+            workload: workload.to_string(),
+            mode: mode.name.clone(),
+            fs: mode.fs.name().to_string(),
+            mount_opts: mode.mount_opts.clone(),
+            strategy: mode.strategy.name(),
+            note: String::new(),
+            model: String::new(),
+            states: 0,
+            unique: 0,
+            violations: 0,
+            checker_failures: 0,
+            expected: mode.expect,
+            outcome: Outcome::Mismatch,
+            why,
+            example: None,
+            record_s: 0.0,
+            explore_s: 0.0,
+            trace,
+            results,
+        }
     }
 }
 
@@ -219,7 +250,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
             r.workload,
             r.mode,
-            r.strategy,
+            if r.note.is_empty() { r.strategy.clone() } else { format!("{} ({})", r.strategy, r.note) },
             r.states,
             r.unique,
             r.violations,

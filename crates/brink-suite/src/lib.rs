@@ -65,7 +65,7 @@ impl Workload {
             .parse()
             .map_err(|e| SuiteError::Manifest { path: self.dir.join("workload.toml"), msg: format!("mode '{}': {e}", mode.name) })?;
         let (strategy, max_states) =
-            if opts.full { (Strategy::Exhaustive, opts.full_max_states) } else { (self.explore.strategy, self.explore.max_states) };
+            if opts.full { (Strategy::Exhaustive, opts.full_max_states) } else { (mode.strategy, mode.max_states) };
         Ok(Plan {
             record: RecordConfig {
                 fs: mode.fs,

@@ -13,8 +13,8 @@
 //! checkers = ["{checkers}/name/check.sh", "fsck"]
 //!
 //! [explore]                               # all optional
-//! strategy = "exhaustive"                 # or "prefix", { omit-k = 2 },
-//!                                         # { sample = { samples = 500, seed = 0 } }
+//! strategy = "exhaustive"                 # or "prefix", "omit-one", "omit-2",
+//!                                         # "sample-500", "sample-500-seed-7"
 //! max_states = 100000                     # refuse a larger exhaustive run
 //! model = "writeback"                     # or "writethrough"
 //! torn = "none"                           # or "sector", "prefix"
@@ -63,12 +63,9 @@ pub struct Workload {
     pub modes: Vec<Mode>,
 }
 
-/// How each mode of a workload is explored in the bounded (default) run. A `--full`
-/// run replaces the strategy by exhaustive.
+/// How the modes of a workload are checked.
 #[derive(Debug, Clone)]
 pub struct ExploreSpec {
-    pub strategy: Strategy,
-    pub max_states: u128,
     pub model: Model,
     pub checker_timeout: Duration,
 }
@@ -86,6 +83,10 @@ pub struct Mode {
     /// `None` only for workloads built in code to be reported, not judged.
     pub expect: Option<Expect>,
     pub message: Option<String>,
+    /// The bounded (default) run's strategy; `--full` replaces it by exhaustive.
+    pub strategy: Strategy,
+    /// Refuse an exhaustive space larger than this.
+    pub max_states: u128,
 }
 
 /// Default bound on an exhaustive exploration, per mode.
@@ -111,7 +112,7 @@ struct RawManifest {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawExplore {
-    strategy: Option<Strategy>,
+    strategy: Option<String>,
     max_states: Option<u64>,
     model: Option<CacheModel>,
     torn: Option<Torn>,
@@ -127,8 +128,34 @@ struct RawMode {
     mkfs_opts: Option<String>,
     mount_opts: Option<String>,
     args: Option<String>,
+    strategy: Option<String>,
+    max_states: Option<u64>,
     expect: Expect,
     message: Option<String>,
+}
+
+/// A strategy as manifests write it: `exhaustive`, `prefix`, `omit-one`, `omit-K`,
+/// `sample-N` or `sample-N-seed-S`.
+pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    let num = |t: &str| t.parse::<u64>().ok().filter(|&n| n > 0);
+    let parsed = match s {
+        "exhaustive" => Some(Strategy::Exhaustive),
+        "prefix" => Some(Strategy::Prefix),
+        "omit-one" => Some(Strategy::OmitK(1)),
+        _ => {
+            if let Some(k) = s.strip_prefix("omit-") {
+                num(k).and_then(|k| u32::try_from(k).ok()).map(Strategy::OmitK)
+            } else if let Some(rest) = s.strip_prefix("sample-") {
+                match rest.split_once("-seed-") {
+                    Some((n, seed)) => num(n).zip(seed.parse().ok()).map(|(samples, seed)| Strategy::Sample { samples, seed }),
+                    None => num(rest).map(|samples| Strategy::Sample { samples, seed: 0 }),
+                }
+            } else {
+                None
+            }
+        }
+    };
+    parsed.ok_or_else(|| format!("unknown strategy '{s}': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S"))
 }
 
 fn quote(p: &Path) -> String {
@@ -159,8 +186,6 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
         return Err(bad(format!("checker_timeout {timeout} must be between 0 and 86400 seconds")));
     }
     let explore = ExploreSpec {
-        strategy: e.strategy.unwrap_or(Strategy::Exhaustive),
-        max_states: e.max_states.map_or(MAX_STATES_DEFAULT, u128::from),
         model: Model { cache: e.model.unwrap_or(CacheModel::Writeback), torn: e.torn.unwrap_or(Torn::None) },
         checker_timeout: Duration::from_secs_f64(timeout),
     };
@@ -183,6 +208,10 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             return Err(bad(format!("mode '{}': a message is only meaningful with expect = \"violations\"", m.name)));
         }
         let args = m.args.unwrap_or_default();
+        let strategy = match m.strategy.as_deref().or(e.strategy.as_deref()) {
+            Some(st) => parse_strategy(st).map_err(|e| bad(format!("mode '{}': {e}", m.name)))?,
+            None => Strategy::Exhaustive,
+        };
         modes.push(Mode {
             name: m.name,
             fs,
@@ -193,6 +222,8 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             command: subst(&raw.command, &args),
             expect: Some(m.expect),
             message: m.message,
+            strategy,
+            max_states: m.max_states.or(e.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
         });
     }
     Ok(Workload {
@@ -231,4 +262,22 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteErro
         return Err(SuiteError::Manifest { path: root.to_path_buf(), msg: "no workload folders (with a workload.toml) here".into() });
     }
     Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_strategy;
+    use brink_pmodel::Strategy;
+
+    #[test]
+    fn strategies() {
+        assert_eq!(parse_strategy("exhaustive"), Ok(Strategy::Exhaustive));
+        assert_eq!(parse_strategy("omit-one"), Ok(Strategy::OmitK(1)));
+        assert_eq!(parse_strategy("omit-3"), Ok(Strategy::OmitK(3)));
+        assert_eq!(parse_strategy("sample-500"), Ok(Strategy::Sample { samples: 500, seed: 0 }));
+        assert_eq!(parse_strategy("sample-500-seed-7"), Ok(Strategy::Sample { samples: 500, seed: 7 }));
+        for bad in ["omit-0", "omit-", "sample-x", "sample-5-seed-", "random"] {
+            assert!(parse_strategy(bad).is_err(), "{bad}");
+        }
+    }
 }
