@@ -144,13 +144,19 @@ fn strategy(a: &CheckOpts) -> Strategy {
     }
 }
 
-fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, interrupt: &brink_record::Interrupt) -> Result<ExploreConfig> {
+/// The checks on `CheckOpts` that clap cannot express.
+fn validate(o: &CheckOpts) -> Result<()> {
     if o.checkers.is_empty() {
         bail!("no checker given: pass --checker CMD (repeatable) or --checker fsck");
     }
-    if !(o.checker_timeout > 0.0) {
+    if o.checker_timeout.is_nan() || o.checker_timeout <= 0.0 {
         bail!("--checker-timeout must be a positive number of seconds");
     }
+    Ok(())
+}
+
+fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, interrupt: &brink_record::Interrupt) -> Result<ExploreConfig> {
+    validate(o)?;
     let jobs = o.jobs.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
     if jobs == 0 {
         bail!("--jobs must be at least 1");
@@ -248,12 +254,7 @@ pub struct ModesArgs {
 /// data=writeback and data=journal, and compare them in one table. It is the suite's
 /// runner on a workload built from the flags, reported rather than judged.
 pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
-    if a.opts.checkers.is_empty() {
-        bail!("no checker given: pass --checker CMD (repeatable) or --checker fsck");
-    }
-    if !(a.opts.checker_timeout > 0.0) {
-        bail!("--checker-timeout must be a positive number of seconds");
-    }
+    validate(&a.opts)?;
     let size = brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?;
     let command = shlex::try_join(a.command.iter().map(String::as_str))?;
     let modes: Vec<Mode> = ["ordered", "writeback", "journal"]
