@@ -4,6 +4,7 @@
 #   both right), possibly followed by one damaged record at the tail (a torn last append,
 #   which a reader discards), and holds at least every record acknowledged ("appended N").
 # Not verified: records after the last acknowledgement may be present or not.
+. "$(dirname "$0")/record.sh"
 acked=$(sed -n 's/^appended \([0-9][0-9]*\)$/\1/p' "$BRINK_MARKS" | tail -n 1)
 acked=${acked:-0}
 if [ ! -f logs/app.log ]; then
@@ -18,7 +19,7 @@ while IFS= read -r line || [ -n "$line" ]; do
   body=${line% *} sum=${line##* }
   expect=$(printf 'rec %04d' $((valid + 1)))
   if [ "${body%% [0-9]*}" != "rec" ] || [ "${body#"$expect" }" = "$body" ] || \
-     [ "$(printf %s "$body" | cksum | cut -d' ' -f1)" != "$sum" ]; then
+     [ "$(crc "$body")" != "$sum" ]; then
     damaged=1
   else
     valid=$((valid + 1))

@@ -3,11 +3,7 @@
 # as soon as it is written, fsyncing only every 4th record (a group commit done wrong:
 # the acknowledgement comes before the fsync that would make the record durable).
 set -eu
-# One record: "rec NNNN <990 digits> CRC", CRC being the POSIX cksum of all before it.
-record() {
-  body=$(printf 'rec %04d %0990d' "$1" "$1")
-  printf '%s %s\n' "$body" "$(printf %s "$body" | cksum | cut -d' ' -f1)"
-}
+. "$1"   # the record format: checkers/append-log/record.sh
 mkdir logs
 : > logs/app.log
 sync logs/app.log; sync logs; sync .   # the log file and its directory are durable

@@ -3,11 +3,7 @@
 # that holds logs/), then appends 8 checksummed records, fsyncing the log after each
 # append and only then acknowledging it.
 set -eu
-# One record: "rec NNNN <990 digits> CRC", CRC being the POSIX cksum of all before it.
-record() {
-  body=$(printf 'rec %04d %0990d' "$1" "$1")
-  printf '%s %s\n' "$body" "$(printf %s "$body" | cksum | cut -d' ' -f1)"
-}
+. "$1"   # the record format: checkers/append-log/record.sh
 mkdir logs
 : > logs/app.log
 sync logs/app.log; sync logs; sync .   # the new file and new directory are durable

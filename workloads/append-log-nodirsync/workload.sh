@@ -3,11 +3,7 @@
 # acknowledge), but the newly created log file's directory entries are never fsynced.
 # POSIX does not promise the file survives; whether it does is the file system's choice.
 set -eu
-# One record: "rec NNNN <990 digits> CRC", CRC being the POSIX cksum of all before it.
-record() {
-  body=$(printf 'rec %04d %0990d' "$1" "$1")
-  printf '%s %s\n' "$body" "$(printf %s "$body" | cksum | cut -d' ' -f1)"
-}
+. "$1"   # the record format: checkers/append-log/record.sh
 mkdir logs
 : > logs/app.log                         # created; neither logs/ nor . is ever fsynced
 for i in 1 2 3 4 5 6 7 8; do
