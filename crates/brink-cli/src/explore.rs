@@ -271,6 +271,8 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
             message: None,
             strategy: strategy(&a.opts),
             max_states: a.opts.max_states,
+            inject: Vec::new(),
+            exit_code: 0,
         })
         .collect();
     let w = Workload {

@@ -95,6 +95,11 @@ struct RecordArgs {
     /// trace's base image.
     #[arg(long)]
     setup: Option<String>,
+    /// Fail requests to the disk with EIO while recording: flush:N, write:N,
+    /// sectors:A-B or file:PATH (ext4), each optionally ,once (default) or ,permanent.
+    /// Repeatable. The workload sees what the kernel does with the error.
+    #[arg(long = "inject")]
+    inject: Vec<String>,
     /// Output trace directory (must not exist).
     #[arg(short, long)]
     output: PathBuf,
@@ -145,6 +150,7 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
         argv: args.command,
         output: args.output,
         interrupt,
+        inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
     })
 }
 

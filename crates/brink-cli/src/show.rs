@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use brink_trace::{image, Event, TraceReader, TraceSummary, SECTOR_BYTES};
+use brink_trace::{image, Event, Failed, TraceReader, TraceSummary, SECTOR_BYTES};
 use serde::Serialize;
 
 use crate::emit;
@@ -91,6 +91,9 @@ pub fn show(trace: &Path, json: bool, summary_only: bool) -> Result<i32> {
     row(&mut out, "epochs", summary.epochs.to_string());
     row(&mut out, "discards", summary.discards.to_string());
     row(&mut out, "marks", summary.marks.to_string());
+    if summary.errors > 0 {
+        row(&mut out, "errors", format!("{} (injected EIO)", summary.errors));
+    }
     if let Some(w) = wl {
         for (name, text) in [("stdout", &w.stdout), ("stderr", &w.stderr)] {
             let lines: Vec<&str> = text.lines().collect();
@@ -120,6 +123,8 @@ pub fn show(trace: &Path, json: bool, summary_only: bool) -> Result<i32> {
                 Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => (Some(*offset), Some(*len), String::new()),
                 Event::Flush => (None, None, String::new()),
                 Event::Mark { text } => (None, None, format!("{text:?}")),
+                Event::Error(Failed::Write { offset, len }) => (Some(*offset), Some(*len), "injected EIO on a write".into()),
+                Event::Error(Failed::Flush) => (None, None, "injected EIO on a flush".into()),
             };
             let fmt = |v: Option<u64>| v.map(|v| (v / SECTOR_BYTES).to_string()).unwrap_or_default();
             writeln!(out, "{:>8}  {:<12}  {:>12}  {:>9}  {}", ev.index, ev.event.kind(), fmt(sector), fmt(count), detail)?;

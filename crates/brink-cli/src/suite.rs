@@ -105,7 +105,7 @@ fn run_mode(w: &Workload, mode: &brink_suite::Mode, dir: &Path, opts: &RunOpts, 
     Ok(brink_suite::judge(&RunFacts {
         workload: &w.name,
         mode,
-        exit: (rec.exit.to_string(), rec.exit.success()),
+        exit: (rec.exit.to_string(), rec.exit.code),
         workload_stderr: &stderr,
         summary: &summary,
         records: &records,

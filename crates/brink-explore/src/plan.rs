@@ -59,6 +59,8 @@ pub fn for_each_epoch(
                 builder.write(PWrite { index: ev.index, sectors, fua: false, tearable: false });
                 writes.push(WriteData { offset, len, src: None });
             }
+            // A failed request reached no media and made nothing durable.
+            Event::Error(_) => {}
             Event::Mark { text } => {
                 builder.mark(ev.index);
                 marks.push(text);

@@ -62,7 +62,7 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
         }
         match (&ev.event, choice) {
             (Event::Mark { text }, _) => marks.push(text.clone()),
-            (_, Some(WriteChoice::Omitted)) | (Event::Flush, _) => {}
+            (_, Some(WriteChoice::Omitted)) | (Event::Flush | Event::Error(_), _) => {}
             (Event::Write(w), c) => {
                 reader.read_payload(w, &mut buf)?;
                 for (i, sector) in buf.chunks(SECTOR_BYTES as usize).enumerate() {

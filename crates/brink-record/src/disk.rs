@@ -23,6 +23,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::inject::Armed;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
@@ -67,6 +68,8 @@ pub(crate) enum Op {
     Discard { offset: u64, len: u64 },
     WriteZeroes { offset: u64, len: u64 },
     Mark(String),
+    /// A request failed by fault injection.
+    Error(brink_trace::Failed),
 }
 
 pub(crate) struct Log {
@@ -77,6 +80,8 @@ pub(crate) struct Log {
     pub unrecorded: u64,
     /// Marks written outside the `Recording` phase (during setup); not logged.
     pub ignored_marks: u64,
+    /// Fault injection, armed when recording starts.
+    pub faults: Armed,
 }
 
 /// Live counters for progress display.
@@ -143,6 +148,20 @@ impl DiskFs {
                 true
             }
         }
+    }
+
+    /// While recording, ask the injection rules about a request; a request they fail is
+    /// logged as an error (and must then be answered with EIO, untouched).
+    fn injected(&self, decide: impl FnOnce(&mut Armed) -> bool, failed: brink_trace::Failed) -> bool {
+        let mut log = self.log.lock().expect("log lock");
+        if log.phase != Phase::Recording || !decide(&mut log.faults) {
+            return false;
+        }
+        let queue = log.queue.as_ref().expect("a queue while recording");
+        // If the logger stopped, `record` reports it; the request fails either way.
+        let _ = queue.send(Op::Error(failed));
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     fn in_range(&self, offset: u64, len: u64) -> bool {
@@ -251,6 +270,10 @@ impl Filesystem for DiskFs {
                 if data.is_empty() {
                     return reply.written(0);
                 }
+                let len = data.len() as u64;
+                if self.injected(|f| f.write(offset, len), brink_trace::Failed::Write { offset, len }) {
+                    return reply.error(Errno::EIO);
+                }
                 if self.backing.write_all_at(data, offset).is_err() {
                     return reply.error(Errno::EIO);
                 }
@@ -293,6 +316,9 @@ impl Filesystem for DiskFs {
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         // The image needs no host fsync: the trace, not the image, is what must survive,
         // and it is made durable when the recording is finished.
+        if ino == DISK && self.injected(Armed::flush, brink_trace::Failed::Flush) {
+            return reply.error(Errno::EIO);
+        }
         if ino == DISK && !self.log(|| Op::Flush) {
             return reply.error(Errno::EIO);
         }

@@ -11,10 +11,12 @@
 mod child;
 mod disk;
 pub mod import;
+mod inject;
 mod logger;
 mod recorder;
 
 pub use child::Interrupt;
+pub use inject::{Injection, Target};
 pub use recorder::{record, Progress, RecordConfig, RecordOutcome};
 
 use brink_blockdev::BlockdevError;

@@ -28,6 +28,7 @@ fn apply(writer: &mut TraceWriter, op: Op) -> Result<(), TraceError> {
         Op::Discard { offset, len } => writer.discard(offset, len),
         Op::WriteZeroes { offset, len } => writer.write_zeroes(offset, len),
         Op::Mark(text) => writer.mark(&text),
+        Op::Error(failed) => writer.error(failed),
     }
 }
 

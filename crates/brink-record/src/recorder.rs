@@ -41,6 +41,8 @@ pub struct RecordConfig {
     pub argv: Vec<String>,
     pub output: PathBuf,
     pub interrupt: Interrupt,
+    /// Requests to fail with EIO while recording (see `inject`).
+    pub inject: Vec<crate::Injection>,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,7 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
     if shlex::split(&cfg.mkfs_opts).is_none() {
         return pre(format!("cannot parse --mkfs-opts '{}': unbalanced quotes", cfg.mkfs_opts));
     }
+    crate::inject::preflight(&cfg.inject, cfg.fs, cfg.size)?;
     let Some(prog) = cfg.argv.first() else {
         return pre("no workload command given (brink record … -- CMD ARGS…)".into());
     };
@@ -207,7 +210,13 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         .map_err(|e| RecordError::io("creating the disk image", e))?;
     backing.set_len(cfg.size).map_err(|e| RecordError::io("sizing the disk image", e))?;
 
-    let log = Arc::new(Mutex::new(Log { phase: Phase::Prepare, queue: None, unrecorded: 0, ignored_marks: 0 }));
+    let log = Arc::new(Mutex::new(Log {
+        phase: Phase::Prepare,
+        queue: None,
+        unrecorded: 0,
+        ignored_marks: 0,
+        faults: Default::default(),
+    }));
     let disk = DiskFs {
         backing: backing.try_clone().map_err(|e| RecordError::io("duplicating the image handle", e))?,
         size: cfg.size,
@@ -272,10 +281,13 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     // The clean, unmounted disk is the base image: every later state grows from it.
     progress.set("saving the base image");
     image::copy_sparse(&backing_path, &writer.base_image_path())?;
+    let faults = crate::inject::arm(&cfg.inject, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
 
     progress.set("recording");
     let m = Mount::mount(&dev, &mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
+    // Injections count from here: the mount's own requests are never failed.
+    log.lock().expect("log lock").faults = faults;
     let (out_path, err_path, o, e) = output_files(work.path(), "workload")?;
     let mut cmd = Command::new(&workload);
     cmd.args(&cfg.argv[1..])
@@ -310,6 +322,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     meta.mkfs_opts = cfg.mkfs_opts.clone();
     meta.mount_opts = cfg.mount_opts.text.clone();
     meta.final_image_digest = Some(final_digest);
+    meta.injections = cfg.inject.iter().map(|i| i.to_string()).collect();
     meta.workload = Some(WorkloadInfo {
         argv: cfg.argv.clone(),
         setup: cfg.setup.clone(),

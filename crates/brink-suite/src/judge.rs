@@ -73,8 +73,8 @@ impl Row {
 pub struct RunFacts<'a> {
     pub workload: &'a str,
     pub mode: &'a Mode,
-    /// The workload's exit, as `brink show` prints it, and whether it succeeded.
-    pub exit: (String, bool),
+    /// The workload's exit, as `brink show` prints it, and its exit code (if it exited).
+    pub exit: (String, Option<i32>),
     pub workload_stderr: &'a str,
     pub summary: &'a Summary,
     pub records: &'a [StateRecord],
@@ -98,9 +98,9 @@ pub fn judge(f: &RunFacts) -> Row {
         .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)))
         .or_else(|| messages().next())
         .map(|(r, c)| Example { state: r.id.clone(), message: c.message.clone() });
-    let why = if !f.exit.1 {
+    let why = if f.exit.1 != Some(f.mode.exit_code) {
         let tail = f.workload_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("the workload failed ({}): {tail}", f.exit.0)
+        format!("the workload ended with {}, expected exit {}: {tail}", f.exit.0, f.mode.exit_code)
     } else if !s.complete {
         format!("exploration incomplete: stopped by {}", s.stopped_by.as_deref().unwrap_or("?"))
     } else if s.checker_failures > 0 {

@@ -76,6 +76,7 @@ impl Workload {
                 argv: vec!["/bin/sh".into(), "-c".into(), mode.command.clone()],
                 output: dir.join("trace"),
                 interrupt: opts.interrupt.clone(),
+                inject: mode.inject.clone(),
             },
             explore: ExploreConfig {
                 trace: dir.join("trace"),

@@ -25,6 +25,9 @@
 //! mount_opts = "data=ordered"             # overrides the top-level value
 //! args = "WAL FULL"                       # substituted for {args}
 //! fs = "xfs"                              # overrides the top-level value
+//! strategy = "omit-one"                # overrides [explore] (so does max_states)
+//! inject = ["file:data,once"]             # fail requests with EIO (brink record --inject)
+//! exit_code = 1                           # the workload's expected exit (default 0)
 //! expect = "violations"                   # or "clean"
 //! message = "acknowledged"                # a violation's message must contain this
 //! ```
@@ -87,6 +90,10 @@ pub struct Mode {
     pub strategy: Strategy,
     /// Refuse an exhaustive space larger than this.
     pub max_states: u128,
+    /// Requests the recorder fails with EIO (`brink record --inject`).
+    pub inject: Vec<brink_record::Injection>,
+    /// The workload's expected exit code (0 unless the mode expects it to give up).
+    pub exit_code: i32,
 }
 
 /// Default bound on an exhaustive exploration, per mode.
@@ -130,6 +137,9 @@ struct RawMode {
     args: Option<String>,
     strategy: Option<String>,
     max_states: Option<u64>,
+    #[serde(default)]
+    inject: Vec<String>,
+    exit_code: Option<i32>,
     expect: Expect,
     message: Option<String>,
 }
@@ -208,6 +218,8 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             return Err(bad(format!("mode '{}': a message is only meaningful with expect = \"violations\"", m.name)));
         }
         let args = m.args.unwrap_or_default();
+        let inject = m.inject.iter().map(|s| s.parse()).collect::<Result<_, String>>();
+        let inject = inject.map_err(|e| bad(format!("mode '{}': {e}", m.name)))?;
         let strategy = match m.strategy.as_deref().or(e.strategy.as_deref()) {
             Some(st) => parse_strategy(st).map_err(|e| bad(format!("mode '{}': {e}", m.name)))?,
             None => Strategy::Exhaustive,
@@ -223,6 +235,8 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             expect: Some(m.expect),
             message: m.message,
             strategy,
+            inject,
+            exit_code: m.exit_code.unwrap_or(0),
             max_states: m.max_states.or(e.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
         });
     }

@@ -12,6 +12,16 @@ pub enum Event {
     Discard { offset: u64, len: u64 },
     WriteZeroes { offset: u64, len: u64 },
     Mark { text: String },
+    /// A request that brink failed on purpose (fault injection): it reached no media.
+    /// The kernel saw EIO; what it did next is in the events that follow.
+    Error(Failed),
+}
+
+/// The request an injected error failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failed {
+    Write { offset: u64, len: u64 },
+    Flush,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +64,7 @@ impl Event {
             Event::Discard { .. } => "discard",
             Event::WriteZeroes { .. } => "write-zeroes",
             Event::Mark { .. } => "mark",
+            Event::Error(_) => "error",
         }
     }
 }

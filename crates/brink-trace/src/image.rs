@@ -179,7 +179,7 @@ pub fn replay(reader: &TraceReader, image: &File, image_path: &Path, limit: Opti
             Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => {
                 zero_range(image, *offset, *len).at(image_path)?;
             }
-            Event::Flush | Event::Mark { .. } => {}
+            Event::Flush | Event::Mark { .. } | Event::Error(_) => {}
         }
         applied += 1;
     }

@@ -29,6 +29,9 @@ pub struct TraceMeta {
     pub final_image_digest: Option<String>,
     #[serde(default)]
     pub workload: Option<WorkloadInfo>,
+    /// Fault injections armed while recording (`--inject` specs); empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injections: Vec<String>,
 }
 
 impl TraceMeta {
@@ -50,6 +53,7 @@ impl TraceMeta {
             base_image_digest: String::new(),
             final_image_digest: None,
             workload: None,
+            injections: Vec::new(),
         }
     }
 }

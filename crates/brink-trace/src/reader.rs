@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::IoContext;
 use crate::event::decode;
 use crate::{
-    files, Event, TraceError, TraceMeta, Write, CHUNK_BYTES, EVENTS_MAGIC, EVENT_BYTES_MAX,
+    files, Event, Failed, TraceError, TraceMeta, Write, CHUNK_BYTES, EVENTS_MAGIC, EVENT_BYTES_MAX,
     FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC, WRITE_BYTES_MAX,
 };
 
@@ -269,7 +269,8 @@ impl EventIter {
             }
             Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => in_image(*offset, *len),
             Event::Mark { text } if text.len() > MARK_BYTES_MAX => Err(format!("mark of {} bytes", text.len())),
-            Event::Mark { .. } | Event::Flush => Ok(()),
+            Event::Error(Failed::Write { offset, len }) => in_image(*offset, *len),
+            Event::Mark { .. } | Event::Flush | Event::Error(Failed::Flush) => Ok(()),
         }
     }
 }

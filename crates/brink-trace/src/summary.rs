@@ -17,6 +17,8 @@ pub struct TraceSummary {
     /// Discards and write-zeroes.
     pub discards: u64,
     pub marks: u64,
+    /// Requests failed by fault injection.
+    pub errors: u64,
     /// Runs of writes and discards between flushes (each run holds at least one).
     pub epochs: u64,
 }
@@ -44,6 +46,7 @@ impl TraceSummary {
                     in_epoch = false;
                 }
                 Event::Mark { .. } => s.marks += 1,
+                Event::Error(_) => s.errors += 1,
             }
         }
         s.epochs += u64::from(in_epoch);

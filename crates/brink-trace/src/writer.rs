@@ -11,7 +11,7 @@ use crate::durable;
 use crate::error::IoContext;
 use crate::event::encode;
 use crate::{
-    files, file_header, image, ChunkRef, Event, TraceError, TraceMeta, Write, WriteFlags, CHUNK_BYTES,
+    files, file_header, image, ChunkRef, Event, Failed, TraceError, TraceMeta, Write, WriteFlags, CHUNK_BYTES,
     EVENTS_MAGIC, EVENT_BYTES_MAX, FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC,
 };
 
@@ -23,6 +23,8 @@ pub struct WriterStats {
     pub flushes: u64,
     pub discards: u64,
     pub marks: u64,
+    /// Requests failed by fault injection.
+    pub errors: u64,
     /// Payload bytes of all writes.
     pub bytes_written: u64,
     /// Payload bytes actually stored in the pack (distinct chunks only).
@@ -165,6 +167,12 @@ impl TraceWriter {
         }
         self.stats.marks += 1;
         self.append(&Event::Mark { text: text.to_string() })
+    }
+
+    /// Log a request that fault injection failed.
+    pub fn error(&mut self, failed: Failed) -> Result<(), TraceError> {
+        self.stats.errors += 1;
+        self.append(&Event::Error(failed))
     }
 
     fn append(&mut self, ev: &Event) -> Result<(), TraceError> {

@@ -8,6 +8,7 @@ mod cleanup;
 mod errors;
 mod explore;
 mod import;
+mod inject;
 mod record;
 mod suite;
 

@@ -71,6 +71,16 @@ fn suite_append_log_nodirsync() {
 }
 
 #[test]
+fn suite_fsync_retry() {
+    suite_passes("fsync-retry");
+}
+
+#[test]
+fn suite_fsync_abort() {
+    suite_passes("fsync-abort");
+}
+
+#[test]
 fn suite_sqlite() {
     suite_passes("sqlite");
 }
@@ -78,7 +88,7 @@ fn suite_sqlite() {
 /// Every workload folder in the repository has a test above.
 #[test]
 fn every_workload_has_a_test() {
-    let tested = ["atomic-replace-buggy", "atomic-replace-fixed", "stale-data", "append-log-buggy", "append-log-fixed", "append-log-nodirsync", "sqlite"];
+    let tested = ["atomic-replace-buggy", "atomic-replace-fixed", "stale-data", "append-log-buggy", "append-log-fixed", "append-log-nodirsync", "fsync-retry", "fsync-abort", "sqlite"];
     for e in std::fs::read_dir(repo().join("workloads")).unwrap() {
         let e = e.unwrap();
         if e.path().join("workload.toml").exists() {
@@ -137,7 +147,7 @@ fn a_failing_workload_is_a_mismatch() {
     let o = run(brink().env("TMPDIR", s.tmpdir()).arg("suite").arg(&w).args(["--mode", "data=ordered", "-o"]).arg(s.path("r")));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("the workload failed (exit 127)"), "{out}");
+    assert!(out.contains("the workload ended with exit 127, expected exit 0"), "{out}");
     assert_no_mounts_or_loops(&s);
 }
 
