@@ -157,10 +157,7 @@ fn validate(o: &CheckOpts) -> Result<()> {
 
 fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, interrupt: &brink_record::Interrupt) -> Result<ExploreConfig> {
     validate(o)?;
-    let jobs = o.jobs.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
+    let jobs = crate::suite::jobs(o.jobs)?;
     Ok(ExploreConfig {
         trace: trace.to_path_buf(),
         results: results.to_path_buf(),

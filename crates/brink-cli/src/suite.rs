@@ -44,8 +44,14 @@ pub struct SuiteArgs {
     json: bool,
 }
 
-pub(crate) fn default_jobs() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+/// `--jobs`, or twice the number of CPUs (a state spends most of its time waiting on
+/// the kernel and the FUSE disk rather than computing).
+pub(crate) fn jobs(flag: Option<usize>) -> Result<usize> {
+    let jobs = flag.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    Ok(jobs)
 }
 
 /// Record, explore and judge each mode of each workload; rows in order. Directories are
@@ -130,11 +136,7 @@ pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> 
 }
 
 pub(crate) fn run_opts(full: bool, full_max_states: u128, jobs: Option<usize>, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
-    let jobs = jobs.unwrap_or_else(default_jobs);
-    if jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    Ok(RunOpts { full, full_max_states, jobs, recovery: Recovery::Kernel, interrupt })
+    Ok(RunOpts { full, full_max_states, jobs: self::jobs(jobs)?, recovery: Recovery::Kernel, interrupt })
 }
 
 /// Refuse an output directory that exists (a suite never mixes two runs).
