@@ -16,9 +16,12 @@
 //! - `write:N`: the N-th write after the workload started;
 //! - `sectors:A-B`: writes touching 512-byte sectors A to B-1;
 //! - `file:PATH`: writes touching the data blocks of PATH (relative to the file
-//!   system's root), read from the base image's metadata after `--setup` (ext4, through
-//!   debugfs). The file must exist with its blocks allocated by then, as a database
-//!   preallocates its files; a file created by the workload has no blocks to aim at yet.
+//!   system's root), read from the base image's metadata after `--setup` (ext4 through
+//!   debugfs, XFS through xfs_db). The file must exist with its blocks allocated by
+//!   then, as a database preallocates its files; a file created by the workload has no
+//!   blocks to aim at yet. Btrfs is refused: it writes file data copy-on-write to new
+//!   places, so the blocks a file holds before the workload are not where its next
+//!   writes go.
 
 use std::path::Path;
 use std::process::Command;
@@ -162,13 +165,16 @@ pub(crate) fn preflight(injections: &[Injection], fs: FsKind, size: u64) -> Resu
                     size / 512
                 )));
             }
-            Target::File(_) if fs != FsKind::Ext4 => {
+            Target::File(_) if fs == FsKind::Btrfs => {
                 return Err(RecordError::Precondition(format!(
-                    "injection {i}: file targets are resolved with debugfs and need ext4; use sectors:A-B"
+                    "injection {i}: btrfs writes file data copy-on-write to new blocks, so a file's blocks before the workload are not its next writes; use write:N or sectors:A-B"
                 )));
             }
-            Target::File(_) if brink_blockdev::find_program("debugfs").is_none() => {
-                return Err(RecordError::Precondition("debugfs not found: install e2fsprogs".into()));
+            Target::File(_) => {
+                let (tool, package) = metadata_tool(fs);
+                if brink_blockdev::find_program(tool).is_none() {
+                    return Err(RecordError::Precondition(format!("{tool} not found: install {package}")));
+                }
             }
             _ => {}
         }
@@ -177,53 +183,113 @@ pub(crate) fn preflight(injections: &[Injection], fs: FsKind, size: u64) -> Resu
 }
 
 /// Resolve the injections against the base image (unmounted, after setup).
-pub(crate) fn arm(injections: &[Injection], image: &Path) -> Result<Armed, RecordError> {
+pub(crate) fn arm(injections: &[Injection], fs: FsKind, image: &Path) -> Result<Armed, RecordError> {
     let mut rules = Vec::new();
     for i in injections {
         let what = match &i.target {
             Target::Flush(n) => Match::NthFlush(*n),
             Target::Write(n) => Match::NthWrite(*n),
             Target::Bytes(a, b) => Match::Ranges(vec![(*a, *b)]),
-            Target::File(p) => Match::Ranges(file_ranges(image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))?),
+            Target::File(p) => Match::Ranges(file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))?),
         };
         rules.push(Rule { what, permanent: i.permanent, fired: false });
     }
     Ok(Armed { rules, ..Armed::default() })
 }
 
-fn debugfs(image: &Path, request: &str) -> Result<String, String> {
-    let prog = brink_blockdev::find_program("debugfs").ok_or("debugfs not found: install e2fsprogs")?;
-    let o = Command::new(prog).arg("-R").arg(request).arg(image).output().map_err(|e| format!("running debugfs: {e}"))?;
+/// The program that reads `fs`'s metadata from an unmounted image, and its package.
+fn metadata_tool(fs: FsKind) -> (&'static str, &'static str) {
+    match fs {
+        FsKind::Xfs => ("xfs_db", "xfsprogs"),
+        _ => ("debugfs", "e2fsprogs"),
+    }
+}
+
+/// Run the metadata tool of `fs` on `image` with `requests`, in order. Both tools
+/// print a failed request's complaint on stderr (debugfs exits 0 all the same).
+fn read_metadata(fs: FsKind, image: &Path, requests: &[&str]) -> Result<String, String> {
+    let (tool, package) = metadata_tool(fs);
+    let prog = brink_blockdev::find_program(tool).ok_or_else(|| format!("{tool} not found: install {package}"))?;
+    let mut cmd = Command::new(prog);
+    match fs {
+        FsKind::Xfs => cmd.arg("-r").args(requests.iter().flat_map(|r| ["-c", r])),
+        _ => cmd.arg("-R").arg(requests.join("; ")),
+    };
+    let o = cmd.arg(image).output().map_err(|e| format!("running {tool}: {e}"))?;
     let err = String::from_utf8_lossy(&o.stderr);
-    // debugfs exits 0 even when the request fails; its complaint is on stderr.
     if let Some(line) = err.lines().find(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()) {
         return Err(line.trim().to_string());
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// The byte ranges of `path`'s data blocks in the ext4 image, merged.
-fn file_ranges(image: &Path, path: &str) -> Result<Vec<(u64, u64)>, String> {
-    let stats = debugfs(image, "stats")?;
-    let block: u64 = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Block size:").and_then(|v| v.trim().parse().ok()))
-        .ok_or("debugfs did not report the block size")?;
-    let out = debugfs(image, &format!("blocks \"/{path}\"")).map_err(|e| format!("{path} in the base image: {e}"))?;
-    let mut blocks: Vec<u64> = out.split_whitespace().filter_map(|b| b.parse().ok()).collect();
-    if blocks.is_empty() {
+/// The byte ranges of `path`'s data blocks in the image, merged.
+fn file_ranges(fs: FsKind, image: &Path, path: &str) -> Result<Vec<(u64, u64)>, String> {
+    let in_base = |e: String| format!("{path} in the base image: {e}");
+    let (block, extents) = match fs {
+        FsKind::Xfs => xfs_extents(image, path).map_err(in_base)?,
+        _ => ext4_extents(image, path).map_err(in_base)?,
+    };
+    if extents.is_empty() {
         return Err(format!("{path} has no data blocks in the base image: create and fill it in --setup"));
     }
-    blocks.sort_unstable();
+    Ok(merge(block, extents))
+}
+
+/// ext4, through debugfs: the block size and each data block as a 1-block extent.
+fn ext4_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), String> {
+    let stats = read_metadata(FsKind::Ext4, image, &["stats"])?;
+    let block = field(&stats, "Block size:").ok_or("debugfs did not report the block size")?;
+    let out = read_metadata(FsKind::Ext4, image, &[&format!("blocks \"/{path}\"")])?;
+    Ok((block, out.split_whitespace().filter_map(|b| b.parse().ok()).map(|b| (b, 1)).collect()))
+}
+
+/// XFS, through xfs_db: the data fork's extents. A start block is printed as
+/// `(AG/AGBLOCK)`; its place on the disk is `AG * agblocks + AGBLOCK` blocks.
+fn xfs_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), String> {
+    let sb = read_metadata(FsKind::Xfs, image, &["sb 0", "print blocksize agblocks"])?;
+    let (block, agblocks) = match (field(&sb, "blocksize ="), field(&sb, "agblocks =")) {
+        (Some(b), Some(a)) => (b, a),
+        _ => return Err("xfs_db did not report the block size".into()),
+    };
+    if path.contains(char::is_whitespace) {
+        return Err("xfs_db cannot name a path with white space; use sectors:A-B".into());
+    }
+    // xfs_db prints a failed request's complaint on standard output, before the extents.
+    let out = read_metadata(FsKind::Xfs, image, &[&format!("path /{path}"), "bmap -d"])?;
+    let mut extents = Vec::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        // data offset 0 startblock 24 (0/24) count 768 flag 0
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |key: &str, n: usize| words.iter().position(|w| *w == key).and_then(|i| words.get(i + n));
+        let (Some(ag), Some(count)) = (after("startblock", 2), after("count", 1)) else {
+            return Err(line.trim().to_string());
+        };
+        let unreadable = || format!("xfs_db printed an extent brink cannot read: {line}");
+        let (a, b) = ag.trim_matches(|c| c == '(' || c == ')').split_once('/').ok_or_else(unreadable)?;
+        let parse = |v: &str| v.parse::<u64>().map_err(|_| unreadable());
+        extents.push((parse(a)? * agblocks + parse(b)?, parse(count)?));
+    }
+    Ok((block, extents))
+}
+
+/// The number after `key` on the line that starts with it.
+fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.trim().strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+}
+
+/// Block extents `(start, count)` to sorted, merged byte ranges.
+fn merge(block: u64, mut extents: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    extents.sort_unstable();
     let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for b in blocks {
-        let (a, e) = (b * block, (b + 1) * block);
+    for (b, n) in extents {
+        let (a, e) = (b * block, (b + n) * block);
         match ranges.last_mut() {
-            Some(last) if last.1 == a => last.1 = e,
+            Some(last) if last.1 >= a => last.1 = last.1.max(e),
             _ => ranges.push((a, e)),
         }
     }
-    Ok(ranges)
+    ranges
 }
 
 #[cfg(test)]
@@ -276,5 +342,11 @@ mod tests {
         assert!(a.write(7680, 512));
         let mut a = armed("write:2,permanent");
         assert_eq!((1..=3).map(|_| a.write(0, 512)).collect::<Vec<_>>(), [false, true, true]);
+    }
+
+    #[test]
+    fn extents_merge_into_byte_ranges() {
+        assert_eq!(merge(4096, vec![(10, 1), (24, 768), (11, 2), (5, 1)]), [(5 * 4096, 6 * 4096), (10 * 4096, 13 * 4096), (24 * 4096, 792 * 4096)]);
+        assert_eq!(merge(1024, vec![(3, 4), (4, 1)]), [(3072, 7168)]);
     }
 }

@@ -281,7 +281,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     // The clean, unmounted disk is the base image: every later state grows from it.
     progress.set("saving the base image");
     image::copy_sparse(&backing_path, &writer.base_image_path())?;
-    let faults = crate::inject::arm(&cfg.inject, &writer.base_image_path())?;
+    let faults = crate::inject::arm(&cfg.inject, cfg.fs, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
 
     progress.set("recording");

@@ -62,12 +62,13 @@ fn injections_that_cannot_apply_are_refused_before_the_workload_runs() {
     let s = Scratch::new();
     let ran = s.path("ran");
     let workload = format!("touch {}", ran.display());
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--inject", "file:nosuch"], "nosuch in the base image"),
         (&["--inject", "file:empty", "--setup", "touch empty"], "empty has no data blocks in the base image"),
         (&["--inject", "sectors:0-999999999"], "range ends past"),
         (&["--inject", "flush:0"], "bad injection 'flush:0'"),
-        (&["--fs", "xfs", "--size", "300M", "--inject", "file:x"], "need ext4"),
+        (&["--fs", "xfs", "--size", "300M", "--inject", "file:nosuch"], "nosuch in the base image"),
+        (&["--fs", "btrfs", "--size", "300M", "--inject", "file:x"], "copy-on-write"),
     ];
     for (i, (args, expect)) in cases.iter().enumerate() {
         let o = run(s.record(args).arg("-o").arg(s.path(&format!("t{i}"))).args(["--", "sh", "-c", &workload]));
