@@ -324,6 +324,12 @@ pub fn report(dir: &Path, json: bool) -> Result<i32> {
     )?;
     let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
     writeln!(out, "  time         {:.1}s ({rate:.1} states/s, {} jobs)", summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0), g("jobs"))?;
+    if let Some(n) = summary.get("no_crash").filter(|n| !n.is_null()) {
+        let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let message = field("message");
+        let sep = if message.is_empty() { "" } else { ": " };
+        writeln!(out, "  no crash     state {} (the disk as left, page cache dropped): {}{sep}{message}", field("id"), field("verdict"))?;
+    }
     if summary.get("complete") == Some(&serde_json::Value::Bool(false)) {
         writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", g("stopped_by"))?;
     }

@@ -15,7 +15,13 @@
 //!    reads are the durable image plus a private overlay (`slots`), under a loop device
 //!    attached once for the whole run. The kernel mounts it (journal replay), checkers
 //!    run, it is unmounted (`worker`).
-//! 5. Verdicts are appended to `states.partial.jsonl` as they finish; the end writes
+//! 5. After the last epoch, one more state, whatever the strategy: *no crash, page
+//!    cache dropped*. The disk as the recording left it (every write that reached it,
+//!    none of the failed ones) held to every mark: what another process reads once the
+//!    cached pages are gone. Its id is the trace's event count (a crash after the last
+//!    event). An application that acknowledged data a failed fsync threw away fails
+//!    here without any crash.
+//! 6. Verdicts are appended to `states.partial.jsonl` as they finish; the end writes
 //!    `states.jsonl` sorted by state id and `summary.json` (`results`).
 //!
 //! Invariants: the explorer knows no checker by name except the built-in `fsck`; it
@@ -39,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use brink_blockdev::{unmount_path, FsKind, LoopDevice, MountOptions};
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{count_point, Count, CrashState, Model, Sampler, StateIter, Strategy};
+use brink_pmodel::{count_point, Count, CrashState, Model, Sampler, StateId, StateIter, Strategy};
 use brink_trace::{image, TraceReader};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -136,6 +142,18 @@ pub struct Summary {
     pub fraction_covered: Option<f64>,
     /// Time per step summed over states and workers, in ms (this run only).
     pub time_ms: TimeSummary,
+    /// The verdict on the state without a crash (crate docs, step 5); `None` when the
+    /// run stopped before it.
+    pub no_crash: Option<NoCrash>,
+}
+
+/// The verdict on the disk as the recording left it, held to every mark.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoCrash {
+    pub id: String,
+    pub verdict: Verdict,
+    /// The first violation's (or checker failure's) message.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -279,7 +297,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         Strategy::Sample { samples, .. } => samples.min(u64::try_from(space.states_total.0).unwrap_or(u64::MAX)),
         _ => u64::try_from(space.states_total.0).unwrap_or(u64::MAX),
     };
-    progress.total.store(target, Ordering::Relaxed);
+    progress.total.store(target.saturating_add(1), Ordering::Relaxed); // + the no-crash state
 
     let checker_names: Vec<String> = cfg.checkers.iter().map(|c| c.name().to_string()).collect();
     let run = serde_json::json!({
@@ -387,8 +405,30 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         progress.done.fetch_add(1, Ordering::Relaxed);
         log_lock.lock().expect("log lock").append(rec)
     };
+    // Check one state, the durable image with `pieces` over it, on a free worker.
+    let check_state = |pieces: Vec<footprint::Piece>, overlay_start: Instant, id: &str, marks: &[String]| {
+        let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
+        let checks = match &slots {
+            Some(slots) => {
+                slots.set(w.slot, pieces);
+                Timings::add(&timings.overlay_us, overlay_start);
+                let checks = w.check(&ctx, id, marks, &timings);
+                slots.clear(w.slot);
+                checks
+            }
+            None => {
+                let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
+                w.check_userspace(&ctx, build, id, marks, &timings)
+            }
+        };
+        pool_workers.lock().expect("workers").push(w);
+        checked.fetch_add(1, Ordering::Relaxed);
+        checks
+    };
     let mut marks = Vec::new();
+    let mut last_epoch = 0;
     plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
+        last_epoch = ed.epoch.number;
         if should_stop() {
             return Ok(false);
         }
@@ -432,25 +472,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                     if should_stop() {
                         return Ok(None);
                     }
-                    let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
                     let overlay_start = Instant::now();
-                    let pieces = fp.pieces(&ed.epoch, s);
-                    let marks = &marks[..s.marks_before as usize];
-                    let checks = match &slots {
-                        Some(slots) => {
-                            slots.set(w.slot, pieces);
-                            Timings::add(&timings.overlay_us, overlay_start);
-                            let checks = w.check(&ctx, &id, marks, &timings);
-                            slots.clear(w.slot);
-                            checks
-                        }
-                        None => {
-                            let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
-                            w.check_userspace(&ctx, build, &id, marks, &timings)
-                        }
-                    };
-                    pool_workers.lock().expect("workers").push(w);
-                    checked.fetch_add(1, Ordering::Relaxed);
+                    let checks = check_state(fp.pieces(&ed.epoch, s), overlay_start, &id, &marks[..s.marks_before as usize]);
                     let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
                     record(&rec)?;
                     Ok(Some((i, checks)))
@@ -480,6 +503,23 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         fp.apply_all(&reader, &durable)?;
         Ok(true)
     })?;
+    // No crash, page cache dropped: the durable image now holds every write.
+    let end = StateId { position: meta.events, choices: Vec::new() };
+    let end_id = end.to_string();
+    if !should_stop() {
+        let s = CrashState { id: end, epoch: last_epoch, marks_before: marks.len() as u64 };
+        let key = (durable_hash, s.marks_before);
+        let rec = match (done_ids.get(&end_id), seen.get(&key)) {
+            (Some(_), _) => None,
+            (None, Some(rep)) if rep.rep != end_id => Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone()))),
+            (None, Some(_)) => None, // the last epoch already checked it
+            (None, None) => Some(Record::new(&s, key.0.to_string(), check_state(Vec::new(), Instant::now(), &end_id, &marks), None)),
+        };
+        if let Some(rec) = rec {
+            generated += 1;
+            record(&rec)?;
+        }
+    }
     drop(log_lock);
 
     // Release the kernel resources before writing the results.
@@ -526,6 +566,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             unmount: Timings::ms(&timings.unmount_us),
             per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
         },
+        no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
+            id: r.id.clone(),
+            verdict: r.verdict.clone(),
+            message: r.checks.iter().find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent).map(|c| c.message.clone()),
+        }),
     };
     results::write_final(&cfg.results, &recs, &summary)?;
     Ok(summary)

@@ -56,6 +56,9 @@ pub struct Row {
     /// For a mismatch, why; otherwise empty.
     pub why: String,
     pub example: Option<Example>,
+    /// The verdict on the disk as the recording left it, without a crash.
+    #[serde(default)]
+    pub no_crash: Option<Verdict>,
     pub record_s: f64,
     pub explore_s: f64,
     pub trace: PathBuf,
@@ -142,6 +145,7 @@ pub fn judge(f: &RunFacts) -> Row {
         outcome,
         why,
         example,
+        no_crash: s.no_crash.as_ref().map(|n| n.verdict.clone()),
         record_s: f.record_s,
         explore_s: f.explore_s,
         trace: f.trace.clone(),
@@ -168,6 +172,7 @@ impl Row {
             outcome: Outcome::Mismatch,
             why,
             example: None,
+            no_crash: None,
             record_s: 0.0,
             explore_s: 0.0,
             trace,
@@ -181,6 +186,16 @@ fn expected(e: Option<Expect>) -> &'static str {
         None => "-",
         Some(Expect::Clean) => "clean",
         Some(Expect::Violations) => "violations",
+    }
+}
+
+/// The no-crash column: does the disk the workload left behind already break it?
+fn no_crash(r: &Row) -> &'static str {
+    match r.no_crash {
+        None => "-",
+        Some(Verdict::Consistent) => "ok",
+        Some(Verdict::Violation) => "VIOLATION",
+        Some(Verdict::CheckerFailure) => "FAILED",
     }
 }
 
@@ -201,18 +216,19 @@ pub fn render_text(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<10}  {:<8} {:>7}",
-        "workload", "mode", "states", "unique", "violations", "expected", "verdict", "seconds"
+        "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<9}  {:<10}  {:<8} {:>7}",
+        "workload", "mode", "states", "unique", "violations", "no-crash", "expected", "verdict", "seconds"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<10}  {:<8} {:>7.1}",
+            "{:<ww$}  {:<mw$}  {:>7} {:>7} {:>10}  {:<9}  {:<10}  {:<8} {:>7.1}",
             r.workload,
             r.mode,
             r.states,
             r.unique,
             r.violations,
+            no_crash(r),
             expected(r.expected),
             verdict(r),
             r.seconds()
@@ -237,8 +253,8 @@ pub fn render_text(rows: &[Row]) -> String {
 /// The same table in Markdown, with the strategy and an example message per row.
 pub fn render_markdown(rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| workload | mode | strategy | states | unique | violations | expected | verdict | seconds | example violation |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---|---:|---|");
+    let _ = writeln!(out, "| workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---|---|---:|---|");
     for r in rows {
         let what = if r.outcome == Outcome::Mismatch {
             r.why.clone()
@@ -247,13 +263,14 @@ pub fn render_markdown(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
             r.workload,
             r.mode,
             if r.note.is_empty() { r.strategy.clone() } else { format!("{} ({})", r.strategy, r.note) },
             r.states,
             r.unique,
             r.violations,
+            no_crash(r),
             expected(r.expected),
             verdict(r),
             r.seconds(),
