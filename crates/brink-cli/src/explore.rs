@@ -269,7 +269,7 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
             strategy: strategy(&a.opts),
             max_states: a.opts.max_states,
             inject: Vec::new(),
-            exit_code: 0,
+            exit_code: Some(0),
         })
         .collect();
     let w = Workload {

@@ -151,6 +151,7 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
         output: args.output,
         interrupt,
         inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        watch: Vec::new(),
     })
 }
 

@@ -10,18 +10,22 @@
 //! Requests are counted and matched from the moment the workload starts: the mount's
 //! own requests are never failed (a failed mount is not an application's problem).
 //!
-//! Targets, as `--inject` spells them (`,permanent` fails every match from the first
-//! on; the default, `,once`, fails only the first match):
+//! Targets, as `--inject` spells them. A rule counts the requests it matches and fails
+//! the N-th (`@N`, default the first); `,permanent` fails that one and every later match,
+//! `,once` (the default) only that one:
 //! - `flush:N`: the N-th flush after the workload started;
 //! - `write:N`: the N-th write after the workload started;
-//! - `sectors:A-B`: writes touching 512-byte sectors A to B-1;
-//! - `file:PATH`: writes touching the data blocks of PATH (relative to the file
+//! - `sectors:A-B[@N]`: writes touching 512-byte sectors A to B-1;
+//! - `file:PATH[@N]`: writes touching the data blocks of PATH (relative to the file
 //!   system's root), read from the base image's metadata after `--setup` (ext4 through
 //!   debugfs, XFS through xfs_db). The file must exist with its blocks allocated by
 //!   then, as a database preallocates its files; a file created by the workload has no
 //!   blocks to aim at yet. Btrfs is refused: it writes file data copy-on-write to new
 //!   places, so the blocks a file holds before the workload are not where its next
 //!   writes go.
+//!
+//! A rule can also be armed to watch only (`brink faults sweep` counts the injection
+//! points of a workload that way): it counts its matches and fails nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,14 +47,24 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Injection {
     pub target: Target,
+    /// Which match fails, from 1. Always 1 for `flush:N` and `write:N` (N says it).
+    pub nth: u64,
     pub permanent: bool,
+}
+
+impl Injection {
+    /// Fail the `nth` match of `target`, once.
+    pub fn once(target: Target, nth: u64) -> Injection {
+        assert!(nth >= 1, "matches count from 1");
+        Injection { target, nth, permanent: false }
+    }
 }
 
 impl FromStr for Injection {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Injection, String> {
-        let usage = || format!("bad injection '{s}': use flush:N, write:N, sectors:A-B or file:PATH, optionally ,once or ,permanent");
+        let usage = || format!("bad injection '{s}': use flush:N, write:N, sectors:A-B[@N] or file:PATH[@N], optionally ,once or ,permanent");
         let (spec, permanent) = match s.rsplit_once(',') {
             Some((spec, "permanent")) => (spec, true),
             Some((spec, "once")) => (spec, false),
@@ -58,6 +72,11 @@ impl FromStr for Injection {
         };
         let (kind, arg) = spec.split_once(':').ok_or_else(usage)?;
         let nth = |a: &str| a.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(usage);
+        // `@N` ends a range or file target; a path may hold '@' elsewhere.
+        let (arg, n) = match arg.rsplit_once('@') {
+            Some((a, n)) if matches!(kind, "sectors" | "file") && n.bytes().all(|b| b.is_ascii_digit()) => (a, nth(n)?),
+            _ => (arg, 1),
+        };
         let target = match kind {
             "flush" => Target::Flush(nth(arg)?),
             "write" => Target::Write(nth(arg)?),
@@ -72,7 +91,7 @@ impl FromStr for Injection {
             "file" if !arg.is_empty() => Target::File(arg.trim_start_matches('/').to_string()),
             _ => return Err(usage()),
         };
-        Ok(Injection { target, permanent })
+        Ok(Injection { target, nth: n, permanent })
     }
 }
 
@@ -84,6 +103,9 @@ impl std::fmt::Display for Injection {
             Target::Bytes(a, b) => write!(f, "sectors:{}-{}", a / 512, b / 512)?,
             Target::File(p) => write!(f, "file:{p}")?,
         }
+        if self.nth > 1 {
+            write!(f, "@{}", self.nth)?;
+        }
         write!(f, "{}", if self.permanent { ",permanent" } else { ",once" })
     }
 }
@@ -91,17 +113,21 @@ impl std::fmt::Display for Injection {
 /// What an armed rule matches.
 #[derive(Debug, Clone)]
 enum Match {
-    NthFlush(u64),
-    NthWrite(u64),
-    /// Sorted, non-overlapping byte ranges.
+    Flushes,
+    Writes,
+    /// Writes touching these sorted, non-overlapping byte ranges.
     Ranges(Vec<(u64, u64)>),
 }
 
 #[derive(Debug, Clone)]
 struct Rule {
     what: Match,
+    /// The match that fails first, from 1.
+    nth: u64,
     permanent: bool,
-    fired: bool,
+    /// False for a rule that only watches.
+    fails: bool,
+    matches: u64,
 }
 
 /// The injections of one recording, resolved to what the disk sees, with the counters
@@ -111,52 +137,56 @@ pub(crate) struct Armed {
     rules: Vec<Rule>,
     flushes: u64,
     writes: u64,
+    /// How many rules only watch (the last ones).
+    watching: usize,
+}
+
+/// Requests the workload issued while it ran, and how many each watched rule matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub writes: u64,
+    pub flushes: u64,
+    /// Per watched injection, in the order given.
+    pub watched: Vec<u64>,
 }
 
 impl Armed {
     /// Does this write fail? Counts it either way.
     pub(crate) fn write(&mut self, offset: u64, len: u64) -> bool {
         self.writes += 1;
-        let n = self.writes;
         self.decide(|m| match m {
-            Match::NthWrite(k) => (n == *k, n >= *k),
-            Match::Ranges(r) => {
-                let hit = r.iter().any(|&(a, b)| offset < b && a < offset + len);
-                (hit, hit)
-            }
-            Match::NthFlush(_) => (false, false),
+            Match::Writes => true,
+            Match::Ranges(r) => r.iter().any(|&(a, b)| offset < b && a < offset + len),
+            Match::Flushes => false,
         })
     }
 
     /// Does this flush fail? Counts it either way.
     pub(crate) fn flush(&mut self) -> bool {
         self.flushes += 1;
-        let n = self.flushes;
-        self.decide(|m| match m {
-            Match::NthFlush(k) => (n == *k, n >= *k),
-            _ => (false, false),
-        })
+        self.decide(|m| matches!(m, Match::Flushes))
     }
 
-    /// `test` says whether a rule fails the request when it fires once, and when it is
-    /// permanent (for an N-th rule: "is the N-th", "is the N-th or later"; for a range
-    /// rule both are "touches the range").
-    fn decide(&mut self, test: impl Fn(&Match) -> (bool, bool)) -> bool {
+    /// Count the request against every rule it matches; it fails if a failing rule is
+    /// at its N-th match (or past it, when permanent).
+    fn decide(&mut self, hits: impl Fn(&Match) -> bool) -> bool {
         let mut fail = false;
-        for r in &mut self.rules {
-            let (once, permanent) = test(&r.what);
-            if (r.permanent && permanent) || (!r.permanent && once && !r.fired) {
-                r.fired = true;
-                fail = true;
-            }
+        for r in self.rules.iter_mut().filter(|r| hits(&r.what)) {
+            r.matches += 1;
+            fail |= r.fails && (r.matches == r.nth || (r.permanent && r.matches > r.nth));
         }
         fail
+    }
+
+    pub(crate) fn requests(&self) -> Requests {
+        let watched = self.rules[self.rules.len() - self.watching..].iter().map(|r| r.matches).collect();
+        Requests { writes: self.writes, flushes: self.flushes, watched }
     }
 }
 
 /// Check what can be checked before anything runs: ranges inside the image, file
 /// targets on a file system whose metadata brink can read.
-pub(crate) fn preflight(injections: &[Injection], fs: FsKind, size: u64) -> Result<(), RecordError> {
+pub(crate) fn preflight<'a>(injections: impl IntoIterator<Item = &'a Injection>, fs: FsKind, size: u64) -> Result<(), RecordError> {
     for i in injections {
         match &i.target {
             Target::Bytes(_, end) if *end > size => {
@@ -182,19 +212,23 @@ pub(crate) fn preflight(injections: &[Injection], fs: FsKind, size: u64) -> Resu
     Ok(())
 }
 
-/// Resolve the injections against the base image (unmounted, after setup).
-pub(crate) fn arm(injections: &[Injection], fs: FsKind, image: &Path) -> Result<Armed, RecordError> {
+/// Resolve the injections (which fail) and the watched targets (which only count)
+/// against the base image (unmounted, after setup).
+pub(crate) fn arm(inject: &[Injection], watch: &[Injection], fs: FsKind, image: &Path) -> Result<Armed, RecordError> {
     let mut rules = Vec::new();
-    for i in injections {
-        let what = match &i.target {
-            Target::Flush(n) => Match::NthFlush(*n),
-            Target::Write(n) => Match::NthWrite(*n),
-            Target::Bytes(a, b) => Match::Ranges(vec![(*a, *b)]),
-            Target::File(p) => Match::Ranges(file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))?),
+    for (i, fails) in inject.iter().map(|i| (i, true)).chain(watch.iter().map(|i| (i, false))) {
+        let (what, nth) = match &i.target {
+            Target::Flush(n) => (Match::Flushes, *n),
+            Target::Write(n) => (Match::Writes, *n),
+            Target::Bytes(a, b) => (Match::Ranges(vec![(*a, *b)]), i.nth),
+            Target::File(p) => {
+                let ranges = file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))?;
+                (Match::Ranges(ranges), i.nth)
+            }
         };
-        rules.push(Rule { what, permanent: i.permanent, fired: false });
+        rules.push(Rule { what, nth, permanent: i.permanent, fails, matches: 0 });
     }
-    Ok(Armed { rules, ..Armed::default() })
+    Ok(Armed { rules, watching: watch.len(), ..Armed::default() })
 }
 
 /// The program that reads `fs`'s metadata from an unmounted image, and its package.
@@ -298,22 +332,23 @@ mod tests {
 
     fn armed(spec: &str) -> Armed {
         let i: Injection = spec.parse().unwrap();
-        let what = match i.target {
-            Target::Flush(n) => Match::NthFlush(n),
-            Target::Write(n) => Match::NthWrite(n),
-            Target::Bytes(a, b) => Match::Ranges(vec![(a, b)]),
+        let (what, nth) = match i.target {
+            Target::Flush(n) => (Match::Flushes, n),
+            Target::Write(n) => (Match::Writes, n),
+            Target::Bytes(a, b) => (Match::Ranges(vec![(a, b)]), i.nth),
             Target::File(_) => unreachable!(),
         };
-        Armed { rules: vec![Rule { what, permanent: i.permanent, fired: false }], ..Armed::default() }
+        Armed { rules: vec![Rule { what, nth, permanent: i.permanent, fails: true, matches: 0 }], ..Armed::default() }
     }
 
     #[test]
     fn parse_and_print() {
-        for s in ["flush:3,once", "write:10,permanent", "sectors:8-16,once", "file:db/wal,permanent"] {
+        for s in ["flush:3,once", "write:10,permanent", "sectors:8-16,once", "file:db/wal,permanent", "file:a@b@3,once", "sectors:1-2@2,once"] {
             assert_eq!(s.parse::<Injection>().unwrap().to_string(), s);
         }
         assert_eq!("flush:2".parse::<Injection>().unwrap().to_string(), "flush:2,once");
-        for bad in ["flush:0", "flush", "sectors:9-8", "sectors:1", "disk:3", "file:", "write:x"] {
+        assert_eq!("file:a@b".parse::<Injection>().unwrap().target, Target::File("a@b".into()));
+        for bad in ["flush:0", "flush", "sectors:9-8", "sectors:1", "disk:3", "file:", "write:x", "file:x@0", "flush:1@2"] {
             assert!(bad.parse::<Injection>().is_err(), "{bad}");
         }
     }
@@ -342,6 +377,20 @@ mod tests {
         assert!(a.write(7680, 512));
         let mut a = armed("write:2,permanent");
         assert_eq!((1..=3).map(|_| a.write(0, 512)).collect::<Vec<_>>(), [false, true, true]);
+    }
+
+    #[test]
+    fn nth_match_of_a_range_and_watching() {
+        let mut a = armed("sectors:8-16@2");
+        let hits = [a.write(0, 512), a.write(4096, 512), a.write(8192, 512), a.write(4096, 512), a.write(4096, 512)];
+        assert_eq!(hits, [false, false, false, true, false], "the second write into the range, once");
+        let mut a = armed("sectors:8-16@2,permanent");
+        assert_eq!((0..3).map(|_| a.write(4096, 512)).collect::<Vec<_>>(), [false, true, true]);
+        // A watching rule counts and fails nothing.
+        a.rules[0].fails = false;
+        a.watching = 1;
+        assert!(!a.write(4096, 512) && !a.flush());
+        assert_eq!(a.requests(), Requests { writes: 4, flushes: 1, watched: vec![4] });
     }
 
     #[test]

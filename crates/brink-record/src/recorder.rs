@@ -43,6 +43,8 @@ pub struct RecordConfig {
     pub interrupt: Interrupt,
     /// Requests to fail with EIO while recording (see `inject`).
     pub inject: Vec<crate::Injection>,
+    /// Targets whose matches are only counted (`RecordOutcome::requests`).
+    pub watch: Vec<crate::Injection>,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,8 @@ pub struct RecordOutcome {
     pub workload_wall_ms: u64,
     /// Marks the setup command wrote; they are not part of the trace.
     pub ignored_marks: u64,
+    /// Requests issued while the workload ran (the injection points it offers).
+    pub requests: crate::inject::Requests,
 }
 
 /// Live view of a recording for progress display.
@@ -149,7 +153,7 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
     if shlex::split(&cfg.mkfs_opts).is_none() {
         return pre(format!("cannot parse --mkfs-opts '{}': unbalanced quotes", cfg.mkfs_opts));
     }
-    crate::inject::preflight(&cfg.inject, cfg.fs, cfg.size)?;
+    crate::inject::preflight(cfg.inject.iter().chain(&cfg.watch), cfg.fs, cfg.size)?;
     let Some(prog) = cfg.argv.first() else {
         return pre("no workload command given (brink record … -- CMD ARGS…)".into());
     };
@@ -281,7 +285,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     // The clean, unmounted disk is the base image: every later state grows from it.
     progress.set("saving the base image");
     image::copy_sparse(&backing_path, &writer.base_image_path())?;
-    let faults = crate::inject::arm(&cfg.inject, cfg.fs, &writer.base_image_path())?;
+    let faults = crate::inject::arm(&cfg.inject, &cfg.watch, cfg.fs, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
 
     progress.set("recording");
@@ -299,6 +303,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let started = Instant::now();
     let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), interrupt)?;
     let wall_ms = started.elapsed().as_millis() as u64;
+    let requests = log.lock().expect("log lock").faults.requests();
     progress.set("unmounting");
     m.unmount()?;
 
@@ -334,5 +339,5 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     });
     let trace = writer.finish(meta)?;
     drop(work);
-    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: wall_ms, ignored_marks })
+    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: wall_ms, ignored_marks, requests })
 }

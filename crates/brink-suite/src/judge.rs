@@ -59,6 +59,12 @@ pub struct Row {
     /// The verdict on the disk as the recording left it, without a crash.
     #[serde(default)]
     pub no_crash: Option<Verdict>,
+    /// How the workload ended (`exit 0`, `signal 9`) and the last line it wrote to
+    /// standard error.
+    #[serde(default)]
+    pub exit: String,
+    #[serde(default)]
+    pub said: String,
     pub record_s: f64,
     pub explore_s: f64,
     pub trace: PathBuf,
@@ -101,9 +107,9 @@ pub fn judge(f: &RunFacts) -> Row {
         .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)))
         .or_else(|| messages().next())
         .map(|(r, c)| Example { state: r.id.clone(), message: c.message.clone() });
-    let why = if f.exit.1 != Some(f.mode.exit_code) {
-        let tail = f.workload_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        format!("the workload ended with {}, expected exit {}: {tail}", f.exit.0, f.mode.exit_code)
+    let said = f.workload_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let why = if let Some(code) = f.mode.exit_code.filter(|c| f.exit.1 != Some(*c)) {
+        format!("the workload ended with {}, expected exit {code}: {said}", f.exit.0)
     } else if !s.complete {
         format!("exploration incomplete: stopped by {}", s.stopped_by.as_deref().unwrap_or("?"))
     } else if s.checker_failures > 0 {
@@ -146,6 +152,8 @@ pub fn judge(f: &RunFacts) -> Row {
         why,
         example,
         no_crash: s.no_crash.as_ref().map(|n| n.verdict.clone()),
+        exit: f.exit.0.clone(),
+        said,
         record_s: f.record_s,
         explore_s: f.explore_s,
         trace: f.trace.clone(),
@@ -173,6 +181,8 @@ impl Row {
             why,
             example: None,
             no_crash: None,
+            exit: String::new(),
+            said: String::new(),
             record_s: 0.0,
             explore_s: 0.0,
             trace,

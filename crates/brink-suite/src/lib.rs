@@ -77,6 +77,7 @@ impl Workload {
                 output: dir.join("trace"),
                 interrupt: opts.interrupt.clone(),
                 inject: mode.inject.clone(),
+                watch: Vec::new(),
             },
             explore: ExploreConfig {
                 trace: dir.join("trace"),

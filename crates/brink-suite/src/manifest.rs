@@ -92,8 +92,9 @@ pub struct Mode {
     pub max_states: u128,
     /// Requests the recorder fails with EIO (`brink record --inject`).
     pub inject: Vec<brink_record::Injection>,
-    /// The workload's expected exit code (0 unless the mode expects it to give up).
-    pub exit_code: i32,
+    /// The workload's expected exit code (0 unless the mode expects it to give up);
+    /// `None` accepts any exit (a fault sweep, where giving up is one of the answers).
+    pub exit_code: Option<i32>,
 }
 
 /// Default bound on an exhaustive exploration, per mode.
@@ -236,7 +237,7 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             message: m.message,
             strategy,
             inject,
-            exit_code: m.exit_code.unwrap_or(0),
+            exit_code: Some(m.exit_code.unwrap_or(0)),
             max_states: m.max_states.or(e.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
         });
     }
