@@ -4,6 +4,7 @@
 
 mod demo;
 mod explore;
+mod faults;
 mod show;
 mod suite;
 
@@ -76,6 +77,11 @@ enum Cmd {
     /// Record and explore every workload of a folder in every mode, and compare each
     /// outcome with the one its manifest expects (exit 1 on any mismatch).
     Suite(suite::SuiteArgs),
+    /// Fault injection across a workload's requests.
+    Faults {
+        #[command(subcommand)]
+        cmd: faults::FaultsCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -96,8 +102,9 @@ struct RecordArgs {
     #[arg(long)]
     setup: Option<String>,
     /// Fail requests to the disk with EIO while recording: flush:N, write:N,
-    /// sectors:A-B or file:PATH (ext4), each optionally ,once (default) or ,permanent.
-    /// Repeatable. The workload sees what the kernel does with the error.
+    /// sectors:A-B[@N] or file:PATH[@N] (ext4, XFS; @N: the N-th matching write), each
+    /// optionally ,once (default) or ,permanent. Repeatable. The workload sees what the
+    /// kernel does with the error.
     #[arg(long = "inject")]
     inject: Vec<String>,
     /// Output trace directory (must not exist).
@@ -230,6 +237,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Demo { output } => demo::demo(output, install_interrupt()),
         Cmd::Suite(args) => suite::suite(args, install_interrupt()),
+        Cmd::Faults { cmd } => faults::faults(cmd, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),

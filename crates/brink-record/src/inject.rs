@@ -52,14 +52,6 @@ pub struct Injection {
     pub permanent: bool,
 }
 
-impl Injection {
-    /// Fail the `nth` match of `target`, once.
-    pub fn once(target: Target, nth: u64) -> Injection {
-        assert!(nth >= 1, "matches count from 1");
-        Injection { target, nth, permanent: false }
-    }
-}
-
 impl FromStr for Injection {
     type Err = String;
 
