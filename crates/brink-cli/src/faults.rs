@@ -4,7 +4,10 @@
 //! acknowledged data was lost, with or without a crash.
 //!
 //! The injection points are counted by a first recording with nothing injected (watched
-//! rules count the requests the workload issues while it runs). Each point is then a
+//! rules count the requests the workload issues while it runs). A `--file` target is
+//! the blocks the file holds after setup: an application that deletes and recreates
+//! the file (SQLite does so with its WAL) writes elsewhere, and the blocks may then
+//! hold another file; `--writes` sweeps every write instead. Each point is then a
 //! new recording from the same setup: a workload whose I/O varies from run to run may
 //! issue a different number of requests, so each row says whether its injection fired.
 
@@ -35,10 +38,13 @@ pub struct SweepArgs {
     /// by the sweep's.
     #[arg(long)]
     mode: Option<String>,
-    /// Fail each write to the data blocks of this file in turn (ext4, XFS), instead of
-    /// each flush.
-    #[arg(long)]
+    /// Fail each write to the data blocks this file holds after setup in turn (ext4,
+    /// XFS), instead of each flush.
+    #[arg(long, conflicts_with = "writes")]
     file: Option<String>,
+    /// Fail each write in turn, instead of each flush.
+    #[arg(long)]
+    writes: bool,
     /// Fail every matching request from the point on, instead of that one only.
     #[arg(long)]
     permanent: bool,
@@ -94,6 +100,7 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     };
     let target = |nth: u64| match &a.file {
         Some(f) => Injection { target: Target::File(f.clone()), nth, permanent: a.permanent },
+        None if a.writes => Injection { target: Target::Write(nth), nth: 1, permanent: a.permanent },
         None => Injection { target: Target::Flush(nth), nth: 1, permanent: a.permanent },
     };
     let opts = crate::suite::run_opts(false, 0, a.jobs, interrupt)?;
@@ -111,6 +118,7 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     let counted = crate::record_with_progress(&count.record)?;
     let (points, what) = match &a.file {
         Some(f) => (counted.requests.watched[0], format!("writes to {f}")),
+        None if a.writes => (counted.requests.writes, "writes".to_string()),
         None => (counted.requests.flushes, "flushes".to_string()),
     };
     if points == 0 {

@@ -88,6 +88,15 @@ fn suite_fsync_abort() {
 }
 
 #[test]
+fn suite_sqlite_eio() {
+    let rows = suite_passes("sqlite-eio");
+    // Every mode's injected error reached SQLite, and the application said so.
+    for r in &rows {
+        assert!(r["said"].as_str().unwrap_or("").contains("disk I/O error"), "{r}");
+    }
+}
+
+#[test]
 fn suite_sqlite() {
     suite_passes("sqlite");
 }
@@ -95,7 +104,7 @@ fn suite_sqlite() {
 /// Every workload folder in the repository has a test above.
 #[test]
 fn every_workload_has_a_test() {
-    let tested = ["atomic-replace-buggy", "atomic-replace-fixed", "stale-data", "append-log-buggy", "append-log-fixed", "append-log-nodirsync", "fsync-retry", "fsync-abort", "sqlite"];
+    let tested = ["atomic-replace-buggy", "atomic-replace-fixed", "stale-data", "append-log-buggy", "append-log-fixed", "append-log-nodirsync", "fsync-retry", "fsync-abort", "sqlite", "sqlite-eio"];
     for e in std::fs::read_dir(repo().join("workloads")).unwrap() {
         let e = e.unwrap();
         if e.path().join("workload.toml").exists() {
