@@ -80,3 +80,40 @@ fn injections_that_cannot_apply_are_refused_before_the_workload_runs() {
     }
     assert_no_mounts_or_loops(&s);
 }
+
+fn repo_workload(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads").join(name)
+}
+
+/// `brink faults sweep`: a run without an injection, then one per write to the file;
+/// each row says whether its injection fired, what the application did, and the
+/// verdicts. fsync-retry loses its acknowledged data at the point, fsync-abort gives up.
+#[test]
+fn faults_sweep_runs_every_injection_point() {
+    if !privileged("faults_sweep_runs_every_injection_point") {
+        return;
+    }
+    let s = Scratch::new();
+    for (workload, exit, lost) in [("fsync-retry", "exit 0", true), ("fsync-abort", "exit 1", false)] {
+        let out = s.path(workload);
+        let o = run(brink().env("TMPDIR", s.tmpdir()).args(["faults", "sweep"]).arg(repo_workload(workload)).args(["--file", "data", "--json", "-o"]).arg(&out));
+        assert_eq!(o.status.code(), Some(i32::from(lost)), "{}", stderr(&o));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(rows.len() >= 2, "{rows:?}");
+        assert_eq!((rows[0]["point"].as_str(), rows[0]["fired"].as_u64(), rows[0]["violations"].as_u64()), (Some("none"), Some(0), Some(0)));
+        let p = &rows[1];
+        assert_eq!((p["point"].as_str(), p["fired"].as_u64(), p["exit"].as_str()), (Some("file:data,once"), Some(1), Some(exit)), "{p}");
+        assert!(p["said"].as_str().unwrap().contains("fsync failed"), "{p}");
+        assert_eq!(p["violations"].as_u64().unwrap() > 0, lost, "{p}");
+        assert_eq!(p["no_crash"], if lost { "violation" } else { "consistent" }, "{p}");
+        for f in ["sweep.json", "sweep.md"] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+    }
+    // A mode the manifest lacks is one line and exit 2, before anything runs.
+    let o = run(brink().args(["faults", "sweep"]).arg(repo_workload("fsync-retry")).args(["--mode", "nope", "-o"]).arg(s.path("x")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no mode 'nope'") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
+    assert!(!s.path("x").exists());
+    assert_no_mounts_or_loops(&s);
+}
