@@ -118,6 +118,11 @@ pub struct ExploreArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Also check media-fault states, one fault each: a torn write whose lost sectors
+    /// read back as garbage, a latent sector error (reading fails during recovery), a
+    /// misdirected write. Off by default; see `brink-pmodel`'s assumptions.
+    #[arg(long)]
+    media_faults: bool,
 }
 
 fn model(a: &CheckOpts) -> Model {
@@ -170,6 +175,7 @@ fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, int
         time_budget: o.time_budget.map(Duration::from_secs_f64),
         resume,
         recovery: recovery(o),
+        media_faults: false,
         interrupt: interrupt.0.clone(),
     })
 }
@@ -209,7 +215,8 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
         return Ok(0);
     }
     let results = a.output.clone().expect("required by clap");
-    let cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
+    let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
+    cfg.media_faults = a.media_faults;
     let summary = run_explore(&cfg)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
@@ -324,6 +331,9 @@ pub fn report(dir: &Path, json: bool) -> Result<i32> {
     )?;
     let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
     writeln!(out, "  time         {:.1}s ({rate:.1} states/s, {} jobs)", summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0), g("jobs"))?;
+    if let Some(n) = summary.get("media_fault_states").and_then(|n| n.as_u64()).filter(|&n| n > 0) {
+        writeln!(out, "  media faults {n} states with one media fault each (--media-faults)")?;
+    }
     if let Some(n) = summary.get("no_crash").filter(|n| !n.is_null()) {
         let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let message = field("message");
@@ -350,7 +360,10 @@ pub fn report(dir: &Path, json: bool) -> Result<i32> {
                 r.marks,
                 verdict,
                 short(c.map_or("", |c| c.checker.as_str()), 14),
-                c.map_or("", |c| c.message.as_str())
+                match &r.fault {
+                    Some(f) => format!("[{f}] {}", c.map_or("", |c| c.message.as_str())),
+                    None => c.map_or("", |c| c.message.as_str()).to_string(),
+                }
             )?;
         }
         if failing.len() > 50 {
@@ -371,6 +384,12 @@ pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i
     std::fs::create_dir_all(out)?;
     let image = out.join("state.img");
     let m = brink_explore::replay::materialize(trace, &id, &image)?;
+    if let Some(f) = id.fault {
+        eprintln!("brink: media fault: {}", f.describe());
+    }
+    if let Some(note) = &m.note {
+        eprintln!("brink: note: {note}");
+    }
     let marks = out.join("marks");
     brink_check::write_marks(&marks, &m.marks)?;
     let meta = brink_trace::TraceReader::open(trace)?.meta().clone();

@@ -35,6 +35,9 @@ pub enum Src {
     /// Bytes of a write's payload, from this offset within the write.
     Write(Arc<Write>, u64),
     Zero,
+    /// Deterministic pseudo-random bytes (a media fault's garbage), from this offset in
+    /// the stream of `seed`.
+    Garbage { seed: u64, offset: u64 },
 }
 
 impl Src {
@@ -42,6 +45,7 @@ impl Src {
         match self {
             Src::Write(w, off) => Src::Write(w.clone(), off + by),
             Src::Zero => Src::Zero,
+            Src::Garbage { seed, offset } => Src::Garbage { seed: *seed, offset: offset + by },
         }
     }
 
@@ -51,6 +55,12 @@ impl Src {
             Src::Write(w, off) => reader.read_payload_range(w, *off, out),
             Src::Zero => {
                 out.fill(0);
+                Ok(())
+            }
+            Src::Garbage { seed, offset } => {
+                let mut xof = blake3::Hasher::new_derive_key("brink media fault garbage").update(&seed.to_le_bytes()).finalize_xof();
+                xof.set_position(*offset);
+                xof.fill(out);
                 Ok(())
             }
         }

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use brink_blockdev::{unmount_path, FsKind, LoopDevice, MountOptions};
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{count_point, Count, CrashState, Model, Sampler, StateId, StateIter, Strategy};
+use brink_pmodel::{count_point, Count, CrashState, MediaFault, Model, Sampler, StateId, StateIter, Strategy, WriteChoice};
 use brink_trace::{image, TraceReader};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -54,7 +54,7 @@ pub use adhash::ImageHash;
 pub use results::{StateRecord, TornRecord};
 pub use worker::{CheckerSpec, Recovery};
 
-use footprint::Footprint;
+use footprint::{Footprint, Src};
 pub use footprint::hash_image;
 use results::StateRecord as Record;
 use slots::{SlotFs, Slots};
@@ -100,6 +100,8 @@ pub struct ExploreConfig {
     pub time_budget: Option<Duration>,
     pub resume: bool,
     pub recovery: Recovery,
+    /// Also check the media-fault states (brink-pmodel's docs): one fault per state.
+    pub media_faults: bool,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }
@@ -145,6 +147,8 @@ pub struct Summary {
     /// The verdict on the state without a crash (crate docs, step 5); `None` when the
     /// run stopped before it.
     pub no_crash: Option<NoCrash>,
+    /// Media-fault states checked (`--media-faults`), included in the counts above.
+    pub media_fault_states: u64,
 }
 
 /// The verdict on the disk as the recording left it, held to every mark.
@@ -307,6 +311,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         "model": cfg.model.name(),
         "strategy": cfg.strategy.name(),
         "checkers": checker_names,
+        "media_faults": cfg.media_faults,
     });
     let (mut log, done) = results::open(&cfg.results, &run, cfg.resume)?;
     let done_ids: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -406,17 +411,18 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         log_lock.lock().expect("log lock").append(rec)
     };
     // Check one state, the durable image with `pieces` over it, on a free worker.
-    let check_state = |pieces: Vec<footprint::Piece>, overlay_start: Instant, id: &str, marks: &[String]| {
+    let check_state = |pieces: Vec<footprint::Piece>, bad: Option<(u64, u64)>, overlay_start: Instant, id: &str, marks: &[String]| {
         let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
         let checks = match &slots {
             Some(slots) => {
-                slots.set(w.slot, pieces);
+                slots.set(w.slot, pieces, bad);
                 Timings::add(&timings.overlay_us, overlay_start);
                 let checks = w.check(&ctx, id, marks, &timings);
                 slots.clear(w.slot);
                 checks
             }
             None => {
+                assert!(bad.is_none(), "latent sector errors need the slots");
                 let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
                 w.check_userspace(&ctx, build, id, marks, &timings)
             }
@@ -425,6 +431,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         checked.fetch_add(1, Ordering::Relaxed);
         checks
     };
+    let media_states = AtomicU64::new(0);
     let mut marks = Vec::new();
     let mut last_epoch = 0;
     plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
@@ -473,7 +480,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                         return Ok(None);
                     }
                     let overlay_start = Instant::now();
-                    let checks = check_state(fp.pieces(&ed.epoch, s), overlay_start, &id, &marks[..s.marks_before as usize]);
+                    let checks = check_state(fp.pieces(&ed.epoch, s), None, overlay_start, &id, &marks[..s.marks_before as usize]);
                     let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
                     record(&rec)?;
                     Ok(Some((i, checks)))
@@ -495,6 +502,31 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                 record(&Record::new(s, hashes[i].to_string(), rep.checks.clone(), Some(rep.rep.clone())))?;
             }
         }
+        if cfg.media_faults {
+            let faulty = media_fault_states(&ed, meta.image_size, slots.is_some());
+            progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
+            generated += faulty.len() as u64;
+            media_states.fetch_add(faulty.len() as u64, Ordering::Relaxed);
+            let done: Vec<()> = pool.install(|| {
+                faulty
+                    .par_iter()
+                    .map(|f| -> Result<(), ExploreError> {
+                        let id = f.state.id.to_string();
+                        if should_stop() || done_ids.contains_key(&id) {
+                            return Ok(());
+                        }
+                        let overlay_start = Instant::now();
+                        let mut pieces = fp.pieces(&ed.epoch, &f.base);
+                        pieces.extend(f.extra.iter().cloned());
+                        let checks = check_state(pieces, f.bad, overlay_start, &id, &marks[..f.state.marks_before as usize]);
+                        // Not deduplicated: the key is the id's hash, not the image's.
+                        let key = ImageHash::sector(u64::MAX, id.as_bytes());
+                        record(&Record::new(&f.state, key.to_string(), checks, None))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })?;
+            drop(done);
+        }
         if should_stop() {
             return Ok(false);
         }
@@ -504,7 +536,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         Ok(true)
     })?;
     // No crash, page cache dropped: the durable image now holds every write.
-    let end = StateId { position: meta.events, choices: Vec::new() };
+    let end = StateId { position: meta.events, choices: Vec::new(), fault: None };
     let end_id = end.to_string();
     if !should_stop() {
         let s = CrashState { id: end, epoch: last_epoch, marks_before: marks.len() as u64 };
@@ -513,7 +545,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             (Some(_), _) => None,
             (None, Some(rep)) if rep.rep != end_id => Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone()))),
             (None, Some(_)) => None, // the last epoch already checked it
-            (None, None) => Some(Record::new(&s, key.0.to_string(), check_state(Vec::new(), Instant::now(), &end_id, &marks), None)),
+            (None, None) => Some(Record::new(&s, key.0.to_string(), check_state(Vec::new(), None, Instant::now(), &end_id, &marks), None)),
         };
         if let Some(rec) = rec {
             generated += 1;
@@ -566,6 +598,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             unmount: Timings::ms(&timings.unmount_us),
             per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
         },
+        media_fault_states: media_states.load(Ordering::Relaxed),
         no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),
@@ -574,6 +607,52 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     };
     results::write_final(&cfg.results, &recs, &summary)?;
     Ok(summary)
+}
+
+/// A media-fault state: its base state (what the pieces come from), the pieces laid
+/// over them, and the byte range that fails to read.
+struct FaultState {
+    state: CrashState,
+    base: CrashState,
+    extra: Vec<footprint::Piece>,
+    bad: Option<(u64, u64)>,
+}
+
+/// At each crash point of the epoch, the state with every volatile write persisted,
+/// once per fault kind per volatile write that carries data (brink-pmodel's docs).
+/// Latent sector errors need the FUSE slots (`with_latent`).
+fn media_fault_states(ed: &plan::EpochData, image_size: u64, with_latent: bool) -> Vec<FaultState> {
+    const S: u64 = brink_trace::SECTOR_BYTES;
+    let mut out = Vec::new();
+    for p in &ed.epoch.points {
+        let at = |fault: MediaFault, choices: Vec<(u64, WriteChoice)>| {
+            let state = CrashState { id: StateId { position: p.position, choices: Vec::new(), fault: Some(fault) }, epoch: ed.epoch.number, marks_before: p.marks_before };
+            let base = CrashState { id: StateId { position: p.position, choices, fault: None }, ..state.clone() };
+            (state, base)
+        };
+        for (k, w) in ed.epoch.writes[..p.writes_before].iter().enumerate().filter(|(_, w)| !w.fua) {
+            let data = &ed.writes[k];
+            let Some(src) = &data.src else { continue }; // a discard carries no data
+            let sectors = u64::from(w.sectors);
+            if sectors >= 2 {
+                let fault = MediaFault::Garbage(w.index);
+                let half = sectors / 2;
+                let (state, base) = at(fault, vec![(w.index, fault.own_sectors(w.sectors).expect("a tear"))]);
+                let garbage = footprint::Piece { offset: data.offset + half * S, len: (sectors - half) * S, src: Src::Garbage { seed: w.index, offset: 0 } };
+                out.push(FaultState { state, base, extra: vec![garbage], bad: None });
+            }
+            if with_latent {
+                let (state, base) = at(MediaFault::Latent(w.index), Vec::new());
+                out.push(FaultState { state, base, extra: Vec::new(), bad: Some((data.offset, data.offset + S)) });
+            }
+            if let Some(target) = MediaFault::misdirected_to(data.offset, data.len, image_size) {
+                let (state, base) = at(MediaFault::Misdirected(w.index), vec![(w.index, WriteChoice::Omitted)]);
+                let moved = footprint::Piece { offset: target, len: data.len, src: Src::Write(src.clone(), 0) };
+                out.push(FaultState { state, base, extra: vec![moved], bad: None });
+            }
+        }
+    }
+    out
 }
 
 /// A state's image as a file: the durable image with its pieces written over it.

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use brink_pmodel::{StateId, WriteChoice};
+use brink_pmodel::{MediaFault, StateId, WriteChoice};
 use brink_trace::{image, Event, TraceReader, SECTOR_BYTES};
 
 use crate::ExploreError;
@@ -16,6 +16,9 @@ use crate::ExploreError;
 pub struct Materialized {
     /// Marks acknowledged before the crash point.
     pub marks: Vec<String>,
+    /// What the image cannot show (a latent sector error fails reads only while the
+    /// explorer serves the state).
+    pub note: Option<String>,
 }
 
 pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialized, ExploreError> {
@@ -39,6 +42,7 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
     let mut marks = Vec::new();
     let mut buf = Vec::new();
     let mut used = 0usize;
+    let mut faulted = None;
     let not_volatile =
         |i: u64| ExploreError::Usage(format!("state {id} does not fit this trace: event {i} is not a volatile write at crash point {}", id.position));
     for ev in reader.events()? {
@@ -46,10 +50,22 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
         if ev.index >= id.position {
             break;
         }
-        let choice = id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1);
+        let own = match (&ev.event, id.fault) {
+            (Event::Write(w), Some(f)) if f.write() == ev.index => f.own_sectors((w.len / SECTOR_BYTES) as u32),
+            _ => None,
+        };
+        let choice = id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
         let in_epoch = ev.index >= epoch_start;
+        if let (Event::Write(w), Some(f)) = (&ev.event, id.fault) {
+            if f.write() == ev.index {
+                faulted = Some(w.clone());
+            }
+        }
+        if own.is_some() && id.choices.iter().any(|(i, _)| *i == ev.index) {
+            return Err(ExploreError::Usage(format!("state {id}: write {} has both a choice and a media fault", ev.index)));
+        }
         if choice.is_some() {
-            used += 1;
+            used += usize::from(own.is_none());
             let volatile = in_epoch
                 && match &ev.event {
                     Event::Write(w) => !w.flags.fua(),
@@ -80,6 +96,43 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
         let first_unused = id.choices.iter().map(|(i, _)| *i).find(|&i| i >= id.position).unwrap_or(id.position);
         return Err(not_volatile(first_unused));
     }
+    // The fault's effects beyond the write's own sectors are laid over the whole state,
+    // as the explorer lays them.
+    if let Some(w) = &faulted {
+        reader.read_payload(w, &mut buf)?;
+        fault_effects(&img, id, w, &buf, &reader)?;
+    }
     img.sync_all().map_err(|e| ExploreError::io(out, e))?;
-    Ok(Materialized { marks })
+    let note = match id.fault {
+        Some(MediaFault::Latent(i)) => Some(format!(
+            "the latent sector error on write {i}'s first sector fails reads only while brink explore serves the state; this image reads it fine"
+        )),
+        _ => None,
+    };
+    if let Some(f) = id.fault.filter(|_| faulted.is_none()) {
+        return Err(not_volatile(f.write()));
+    }
+    Ok(Materialized { marks, note })
+}
+
+/// The part of a media fault that lands outside the write's own sectors: a garbage
+/// tear's garbage, a misdirected write's data on its neighbours. Written after the
+/// write itself, as the explorer lays it.
+fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, data: &[u8], reader: &TraceReader) -> Result<(), ExploreError> {
+    let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
+    match id.fault {
+        Some(MediaFault::Garbage(i)) => {
+            let half = w.len / SECTOR_BYTES / 2 * SECTOR_BYTES;
+            let mut garbage = vec![0u8; (w.len - half) as usize];
+            crate::footprint::Src::Garbage { seed: i, offset: 0 }.read(reader, &mut garbage)?;
+            img.write_all_at(&garbage, w.offset + half).map_err(io)
+        }
+        Some(MediaFault::Misdirected(i)) => {
+            let size = img.metadata().map_err(io)?.len();
+            let to = MediaFault::misdirected_to(w.offset, w.len, size)
+                .ok_or_else(|| ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to")))?;
+            img.write_all_at(data, to).map_err(io)
+        }
+        Some(MediaFault::Latent(_)) | None => Ok(()),
+    }
 }

@@ -60,6 +60,9 @@ pub struct StateRecord {
     pub verdict: Verdict,
     pub checks: Vec<CheckOutcome>,
     pub dup_of: Option<String>,
+    /// A media-fault state's fault, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 pub fn overall(checks: &[CheckOutcome]) -> Verdict {
@@ -93,6 +96,7 @@ impl StateRecord {
             verdict: overall(&checks),
             checks,
             dup_of,
+            fault: s.id.fault.map(|f| f.describe()),
         }
     }
 }

@@ -34,6 +34,8 @@ struct Overlay {
     /// Disjoint byte ranges: start → (end, source).
     segs: BTreeMap<u64, (u64, Src)>,
     pages: HashMap<u64, Box<[u8]>>,
+    /// A latent sector error: reads touching this byte range fail with EIO.
+    bad: Option<(u64, u64)>,
 }
 
 impl Overlay {
@@ -148,10 +150,11 @@ impl Slots {
     }
 
     /// Make `slot` read as the durable image with `pieces` laid on in order.
-    pub fn set(&self, slot: usize, pieces: Vec<Piece>) {
+    pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) {
         let mut ov = self.overlays[slot].lock().expect("overlay lock");
         ov.pages.clear();
         ov.segs.clear();
+        ov.bad = bad;
         for p in pieces {
             ov.insert(p.offset, p.offset + p.len, p.src);
         }
@@ -162,6 +165,7 @@ impl Slots {
         let mut ov = self.overlays[slot].lock().expect("overlay lock");
         ov.pages = HashMap::new();
         ov.segs.clear();
+        ov.bad = None;
     }
 }
 
@@ -266,6 +270,9 @@ impl Filesystem for SlotFs {
         }
         let mut buf = vec![0u8; (size as u64).min(self.0.size - offset) as usize];
         let ov = self.0.overlays[slot].lock().expect("overlay lock");
+        if ov.bad.is_some_and(|(a, b)| offset < b && a < offset + buf.len() as u64) {
+            return reply.error(Errno::EIO);
+        }
         match self.0.read_from(&ov, offset, &mut buf) {
             Ok(()) => reply.data(&buf),
             Err(_) => reply.error(Errno::EIO),

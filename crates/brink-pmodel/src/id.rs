@@ -29,12 +29,66 @@ impl WriteChoice {
     }
 }
 
+/// One media fault on the write at an event index (see the crate docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MediaFault {
+    /// The write's first half of sectors persists; the rest reads back as garbage.
+    Garbage(u64),
+    /// The write persists; reading its first sector fails.
+    Latent(u64),
+    /// The write's data lands next to its own sectors, which keep the old data.
+    Misdirected(u64),
+}
+
+impl MediaFault {
+    pub fn write(&self) -> u64 {
+        match *self {
+            MediaFault::Garbage(i) | MediaFault::Latent(i) | MediaFault::Misdirected(i) => i,
+        }
+    }
+
+    /// How the faulted write itself persists: a garbage tear keeps its first half of
+    /// sectors (the rest is overwritten with garbage), a misdirected write misses its
+    /// own sectors, a write with a latent error persists whole.
+    pub fn own_sectors(&self, sectors: u32) -> Option<WriteChoice> {
+        match *self {
+            MediaFault::Garbage(_) => {
+                let half = (sectors / 2) as usize;
+                let mut mask = vec![0u64; half.div_ceil(64)];
+                for i in 0..half {
+                    mask[i / 64] |= 1 << (i % 64);
+                }
+                Some(WriteChoice::Torn(mask))
+            }
+            MediaFault::Misdirected(_) => Some(WriteChoice::Omitted),
+            MediaFault::Latent(_) => None,
+        }
+    }
+
+    /// Where a misdirected write of `len` bytes at `offset` lands: right after its own
+    /// sectors, or right before them when that would run past the disk.
+    pub fn misdirected_to(offset: u64, len: u64, disk: u64) -> Option<u64> {
+        if offset + 2 * len <= disk { Some(offset + len) } else { offset.checked_sub(len) }
+    }
+
+    /// In words, for reports.
+    pub fn describe(&self) -> String {
+        match *self {
+            MediaFault::Garbage(i) => format!("write {i} torn, its second half read back as garbage"),
+            MediaFault::Latent(i) => format!("reading the first sector of write {i} fails (latent sector error)"),
+            MediaFault::Misdirected(i) => format!("write {i} landed on the neighbouring sectors (misdirected)"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateId {
     /// Crash just before this event index.
     pub position: u64,
     /// Volatile writes not persisted whole, by event index, ascending.
     pub choices: Vec<(u64, WriteChoice)>,
+    /// At most one media fault.
+    pub fault: Option<MediaFault>,
 }
 
 fn mask_hex(mask: &[u64]) -> String {
@@ -53,7 +107,12 @@ impl fmt::Display for StateId {
                 WriteChoice::Torn(mask) => write!(f, "-{index}t{}", mask_hex(mask))?,
             }
         }
-        Ok(())
+        match self.fault {
+            None => Ok(()),
+            Some(MediaFault::Garbage(i)) => write!(f, "~g{i}"),
+            Some(MediaFault::Latent(i)) => write!(f, "~l{i}"),
+            Some(MediaFault::Misdirected(i)) => write!(f, "~m{i}"),
+        }
     }
 }
 
@@ -62,7 +121,7 @@ pub struct ParseIdError(pub String);
 
 impl fmt::Display for ParseIdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad state id '{}': expected POSITION[-INDEX|-INDEXtHEXMASK]…", self.0)
+        write!(f, "bad state id '{}': expected POSITION[-INDEX|-INDEXtHEXMASK]…[~gINDEX|~lINDEX|~mINDEX]", self.0)
     }
 }
 
@@ -72,7 +131,20 @@ impl FromStr for StateId {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<StateId, ParseIdError> {
         let bad = || ParseIdError(s.to_string());
-        let mut parts = s.split('-');
+        let (s_choices, fault) = match s.split_once('~') {
+            None => (s, None),
+            Some((head, f)) => {
+                let index = |t: &str| t.parse::<u64>().map_err(|_| bad());
+                let fault = match f.split_at_checked(1) {
+                    Some(("g", i)) => MediaFault::Garbage(index(i)?),
+                    Some(("l", i)) => MediaFault::Latent(index(i)?),
+                    Some(("m", i)) => MediaFault::Misdirected(index(i)?),
+                    _ => return Err(bad()),
+                };
+                (head, Some(fault))
+            }
+        };
+        let mut parts = s_choices.split('-');
         let position = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let mut choices = Vec::new();
         for part in parts {
@@ -105,6 +177,22 @@ impl FromStr for StateId {
             }
             choices.push((index, choice));
         }
-        Ok(StateId { position, choices })
+        Ok(StateId { position, choices, fault })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_faults_in_ids_round_trip() {
+        for s in ["120", "120-3-7tf", "120~g7", "120-3~l9", "5-1t3~m4"] {
+            assert_eq!(s.parse::<StateId>().unwrap().to_string(), s);
+        }
+        assert_eq!("120~m7".parse::<StateId>().unwrap().fault, Some(MediaFault::Misdirected(7)));
+        for bad in ["120~", "120~x7", "120~g", "120~g7~l8", "120~gx"] {
+            assert!(bad.parse::<StateId>().is_err(), "{bad}");
+        }
     }
 }

@@ -37,8 +37,21 @@
 //! - `--torn prefix`: a write persists a prefix of its sectors (the device writes in
 //!   order and stops at the crash).
 //!
+//! Media faults (`brink explore --media-faults`, off by default): besides the states
+//! above, at each crash point the state with every volatile write persisted is taken
+//! again with **one** fault on one of those writes (never two faults in one state):
+//! - *garbage tear* (`~gI`): write I persists its first half of sectors, and its other
+//!   sectors read back as garbage (deterministic pseudo-random bytes), not as the old
+//!   data: a torn write on a device that does not keep the old sector;
+//! - *latent sector error* (`~lI`): write I persists, but reading its first sector
+//!   fails with EIO while the file system recovers and the checkers run (served by
+//!   the explorer's FUSE layer; kernel recovery only);
+//! - *misdirected write* (`~mI`): write I's data lands on the sectors right after its
+//!   own (before them at the end of the disk) and its own sectors keep the old data.
+//!
 //! Not modelled: writes that never completed (the recorder logs completions only),
-//! corruption of data that had reached the media, misdirected or lost writes. The file
+//! corruption of data that had reached the media other than the media faults above,
+//! lost writes. The file
 //! system's journaling mode is not a model parameter: it is what the trace was recorded
 //! under, and its effect is in the writes and flushes themselves.
 //!
@@ -46,8 +59,9 @@
 //! A state is named `P` (the point's event index) followed, for each volatile write that
 //! is not persisted whole, in event order, by `-I` (write at event index I omitted) or
 //! `-ItMASK` (persisted sectors given by the hex bitmask MASK, least significant bit =
-//! first sector). `120` is the crash before event 120 with every volatile write
-//! persisted; `120-3-7t0f` omits write 3 and keeps the first four sectors of write 7.
+//! first sector), then, for a media fault, `~gI`, `~lI` or `~mI`. `120` is the crash
+//! before event 120 with every volatile write persisted; `120-3-7tf` omits write 3 and
+//! keeps the first four sectors of write 7; `120~m7` is `120` with write 7 misdirected.
 //! Ids depend only on the trace, the model and the strategy, so they are the same on any
 //! machine and at any parallelism.
 
@@ -59,7 +73,7 @@ mod strategy;
 
 pub use count::Count;
 pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
-pub use id::{ParseIdError, StateId, WriteChoice};
+pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
 pub use strategy::{count_point, CrashState, Sampler, StateIter, Strategy};
 
 use serde::{Deserialize, Serialize};

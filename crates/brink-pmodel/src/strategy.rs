@@ -233,7 +233,7 @@ fn decode_product(model: Model, vol: &[PWrite], mut n: u128) -> Vec<(usize, Writ
 }
 
 fn to_id(position: u64, vol: &[PWrite], choices: Vec<(usize, WriteChoice)>) -> StateId {
-    StateId { position, choices: choices.into_iter().map(|(i, c)| (vol[i].index, c)).collect() }
+    StateId { position, choices: choices.into_iter().map(|(i, c)| (vol[i].index, c)).collect(), fault: None }
 }
 
 /// Lazy iterator over the states a strategy visits at one point.

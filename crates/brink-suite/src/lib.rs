@@ -91,6 +91,7 @@ impl Workload {
                 time_budget: None,
                 resume: false,
                 recovery: opts.recovery,
+                media_faults: false,
                 interrupt: opts.interrupt.0.clone(),
             },
         })
