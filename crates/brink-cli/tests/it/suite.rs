@@ -210,10 +210,15 @@ fn demo_shows_the_bug_caught_and_the_fix_clean() {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     for mode in ["data=ordered", "data=writeback", "data=journal"] {
-        let bug = out.lines().find(|l| l.starts_with("atomic-replace-buggy") && l.contains(mode)).expect(mode);
-        assert!(bug.contains("violations  ok"), "{bug}");
-        let fix = out.lines().find(|l| l.starts_with("atomic-replace-fixed") && l.contains(mode)).expect(mode);
-        assert!(fix.contains(" 0  clean       ok"), "{fix}");
+        // workload mode states unique violations no-crash expected verdict seconds
+        let row = |w: &str| -> Vec<String> {
+            let l = out.lines().find(|l| l.starts_with(w) && l.contains(mode)).expect(mode);
+            l.split_whitespace().map(String::from).collect()
+        };
+        let bug = row("atomic-replace-buggy");
+        assert!(bug[4] != "0" && bug[6] == "violations" && bug[7] == "ok", "{bug:?}");
+        let fix = row("atomic-replace-fixed");
+        assert!(fix[4] == "0" && fix[6] == "clean" && fix[7] == "ok", "{fix:?}");
     }
     assert!(out.contains("the fix is clean in every mode"), "{out}");
     let cmd = out.lines().skip_while(|l| !l.starts_with("Replay that crash state")).nth(1).expect("replay command").trim();
