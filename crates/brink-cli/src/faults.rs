@@ -54,15 +54,8 @@ pub struct SweepArgs {
     /// Results directory (must not exist): POINT/{trace,results}, sweep.json, sweep.md.
     #[arg(short, long)]
     output: PathBuf,
-    /// What `{checkers}` stands for in the manifest (default: `checkers` beside the
-    /// workloads folder).
-    #[arg(long)]
-    checkers: Option<PathBuf>,
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Print the rows as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: crate::suite::RunArgs,
 }
 
 /// One injection point's run.
@@ -86,10 +79,8 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     if a.max_points == 0 {
         bail!("--max-points must be at least 1");
     }
-    let checkers = a.checkers.clone().unwrap_or_else(|| {
-        let w = std::path::absolute(&a.workload).unwrap_or(a.workload.clone());
-        w.parent().and_then(Path::parent).map_or("checkers".into(), |p| p.join("checkers"))
-    });
+    let workload = std::path::absolute(&a.workload).unwrap_or(a.workload.clone());
+    let checkers = a.run.checkers_dir(workload.parent().unwrap_or(Path::new(".")));
     let w = brink_suite::load(&a.workload, &checkers)?;
     let mode = match &a.mode {
         Some(name) => w.modes.iter().find(|m| &m.name == name).ok_or_else(|| {
@@ -103,7 +94,7 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
         None if a.writes => Injection { target: Target::Write(nth), nth: 1, permanent: a.permanent },
         None => Injection { target: Target::Flush(nth), nth: 1, permanent: a.permanent },
     };
-    let opts = crate::suite::run_opts(false, 0, a.jobs, interrupt)?;
+    let opts = crate::suite::run_opts(false, 0, a.run.jobs, interrupt)?;
     crate::suite::fresh_dir(&a.output)?;
     let started = Instant::now();
 
@@ -157,7 +148,7 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     );
     brink_trace::durable::write_atomic(&a.output.join("sweep.json"), (serde_json::to_string_pretty(&out)? + "\n").as_bytes())?;
     brink_trace::durable::write_atomic(&a.output.join("sweep.md"), md.as_bytes())?;
-    if a.json {
+    if a.run.json {
         emit(&(serde_json::to_string_pretty(&out)? + "\n"))?;
     } else {
         emit(&format!(

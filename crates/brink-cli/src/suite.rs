@@ -33,15 +33,31 @@ pub struct SuiteArgs {
     /// With --full: refuse a mode whose space is larger than this.
     #[arg(long, default_value_t = 10_000_000)]
     max_states: u128,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Flags every runner of workload manifests takes (suite, faults sweep).
+#[derive(clap::Args)]
+pub struct RunArgs {
     /// What `{checkers}` stands for in manifests (default: `checkers` beside the
     /// workloads folder).
     #[arg(long)]
     checkers: Option<PathBuf>,
     #[arg(long)]
-    jobs: Option<usize>,
+    pub jobs: Option<usize>,
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// `--checkers`, or the `checkers` folder beside the folder of workloads.
+    pub fn checkers_dir(&self, workloads: &Path) -> PathBuf {
+        self.checkers.clone().unwrap_or_else(|| {
+            std::path::absolute(workloads).unwrap_or(workloads.to_path_buf()).parent().map_or("checkers".into(), |p| p.join("checkers"))
+        })
+    }
 }
 
 /// `--jobs`, or twice the number of CPUs (a state spends most of its time waiting on
@@ -148,9 +164,7 @@ pub(crate) fn fresh_dir(out: &Path) -> Result<()> {
 }
 
 pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
-    let checkers = a.checkers.clone().unwrap_or_else(|| {
-        std::path::absolute(&a.workloads).unwrap_or(a.workloads.clone()).parent().map_or("checkers".into(), |p| p.join("checkers"))
-    });
+    let checkers = a.run.checkers_dir(&a.workloads);
     let mut selected = Vec::new();
     for dir in brink_suite::discover(&a.workloads, &a.names)? {
         let w = brink_suite::load(&dir, &checkers)?;
@@ -164,13 +178,13 @@ pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
             bail!("no selected workload has a mode named '{m}'");
         }
     }
-    let opts = run_opts(a.full, a.max_states, a.jobs, interrupt)?;
+    let opts = run_opts(a.full, a.max_states, a.run.jobs, interrupt)?;
     fresh_dir(&a.output)?;
     let t = Instant::now();
     let rows = run_workloads(&selected, &|w, m| a.output.join(&w.name).join(&m.name), &opts)?;
     let title = if a.full { "brink suite --full (exhaustive)" } else { "brink suite (bounded, as in CI)" };
     write_tables(&a.output, &rows, title)?;
-    if a.json {
+    if a.run.json {
         emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
     } else {
         let mismatches = rows.iter().filter(|r| r.outcome == Outcome::Mismatch).count();
