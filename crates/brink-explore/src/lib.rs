@@ -431,7 +431,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         checked.fetch_add(1, Ordering::Relaxed);
         checks
     };
-    let media_states = AtomicU64::new(0);
+    let mut media_states = 0u64;
     let mut marks = Vec::new();
     let mut last_epoch = 0;
     plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
@@ -506,11 +506,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             let faulty = media_fault_states(&ed, meta.image_size, slots.is_some());
             progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
             generated += faulty.len() as u64;
-            media_states.fetch_add(faulty.len() as u64, Ordering::Relaxed);
-            let done: Vec<()> = pool.install(|| {
+            media_states += faulty.len() as u64;
+            pool.install(|| {
                 faulty
                     .par_iter()
-                    .map(|f| -> Result<(), ExploreError> {
+                    .try_for_each(|f| -> Result<(), ExploreError> {
                         let id = f.state.id.to_string();
                         if should_stop() || done_ids.contains_key(&id) {
                             return Ok(());
@@ -523,9 +523,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                         let key = ImageHash::sector(u64::MAX, id.as_bytes());
                         record(&Record::new(&f.state, key.to_string(), checks, None))
                     })
-                    .collect::<Result<Vec<_>, _>>()
             })?;
-            drop(done);
         }
         if should_stop() {
             return Ok(false);
@@ -598,7 +596,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             unmount: Timings::ms(&timings.unmount_us),
             per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
         },
-        media_fault_states: media_states.load(Ordering::Relaxed),
+        media_fault_states: media_states,
         no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),
