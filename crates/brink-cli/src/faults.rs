@@ -166,17 +166,6 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
 /// verdicts (with crash states, and without a crash).
 fn render(rows: &[SweepRow], markdown: bool) -> String {
     let cells = |r: &SweepRow| -> Vec<String> {
-        let what = if r.row.outcome == brink_suite::Outcome::Mismatch {
-            r.row.why.clone()
-        } else {
-            r.row.example.as_ref().map_or(String::new(), |e| format!("{} (state {})", e.message, e.state))
-        };
-        let no_crash = match &r.row.no_crash {
-            None => "-",
-            Some(brink_check::Verdict::Consistent) => "ok",
-            Some(brink_check::Verdict::Violation) => "VIOLATION",
-            Some(brink_check::Verdict::CheckerFailure) => "FAILED",
-        };
         vec![
             r.point.clone(),
             r.fired.to_string(),
@@ -184,8 +173,8 @@ fn render(rows: &[SweepRow], markdown: bool) -> String {
             r.row.said.clone(),
             r.row.unique.to_string(),
             r.row.violations.to_string(),
-            no_crash.to_string(),
-            what,
+            r.row.no_crash_cell().to_string(),
+            r.row.what(),
         ]
     };
     let head = ["point", "fired", "app exit", "app said (last line)", "unique", "violations", "no crash", "example"];

@@ -199,13 +199,25 @@ fn expected(e: Option<Expect>) -> &'static str {
     }
 }
 
-/// The no-crash column: does the disk the workload left behind already break it?
-fn no_crash(r: &Row) -> &'static str {
-    match r.no_crash {
-        None => "-",
-        Some(Verdict::Consistent) => "ok",
-        Some(Verdict::Violation) => "VIOLATION",
-        Some(Verdict::CheckerFailure) => "FAILED",
+impl Row {
+    /// The no-crash column: does the disk the workload left behind already break it?
+    pub fn no_crash_cell(&self) -> &'static str {
+        match self.no_crash {
+            None => "-",
+            Some(Verdict::Consistent) => "ok",
+            Some(Verdict::Violation) => "VIOLATION",
+            Some(Verdict::CheckerFailure) => "FAILED",
+        }
+    }
+
+    /// What a reader needs to know about the row: a mismatch's reason, or an example
+    /// violation and its state.
+    pub fn what(&self) -> String {
+        if self.outcome == Outcome::Mismatch {
+            self.why.clone()
+        } else {
+            self.example.as_ref().map_or(String::new(), |e| format!("`{}`: {}", e.state, e.message))
+        }
     }
 }
 
@@ -238,7 +250,7 @@ pub fn render_text(rows: &[Row]) -> String {
             r.states,
             r.unique,
             r.violations,
-            no_crash(r),
+            r.no_crash_cell(),
             expected(r.expected),
             verdict(r),
             r.seconds()
@@ -266,11 +278,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
     let _ = writeln!(out, "| workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |");
     let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---|---|---:|---|");
     for r in rows {
-        let what = if r.outcome == Outcome::Mismatch {
-            r.why.clone()
-        } else {
-            r.example.as_ref().map_or(String::new(), |e| format!("`{}`: {}", e.state, e.message))
-        };
+        let what = r.what();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
@@ -280,7 +288,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.states,
             r.unique,
             r.violations,
-            no_crash(r),
+            r.no_crash_cell(),
             expected(r.expected),
             verdict(r),
             r.seconds(),
