@@ -107,10 +107,12 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     count.record.watch = vec![target(1)];
     eprintln!("brink: {} {}: counting the injection points", w.name, mode.name);
     let counted = crate::record_with_progress(&count.record)?;
-    let (points, what) = match &a.file {
-        Some(f) => (counted.requests.watched[0], format!("writes to {f}")),
-        None if a.writes => (counted.requests.writes, "writes".to_string()),
-        None => (counted.requests.flushes, "flushes".to_string()),
+    // The watched rule of a flush or write target matches every flush or write.
+    let points = counted.watched[0];
+    let what = match &a.file {
+        Some(f) => format!("writes to {f}"),
+        None if a.writes => "writes".to_string(),
+        None => "flushes".to_string(),
     };
     if points == 0 {
         bail!("the workload issued no {what} while it ran: nothing to sweep");

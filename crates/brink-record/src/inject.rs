@@ -122,30 +122,30 @@ struct Rule {
     matches: u64,
 }
 
-/// The injections of one recording, resolved to what the disk sees, with the counters
-/// the rules need. Consulted only while recording.
-#[derive(Debug, Default)]
-pub(crate) struct Armed {
-    rules: Vec<Rule>,
-    flushes: u64,
-    writes: u64,
-    /// How many rules only watch (the last ones).
-    watching: usize,
+impl Rule {
+    /// The rule for `i`; a file target's ranges come from `file_ranges`.
+    fn new(i: &Injection, fails: bool, file_ranges: impl FnOnce(&str) -> Result<Vec<(u64, u64)>, RecordError>) -> Result<Rule, RecordError> {
+        let (what, nth) = match &i.target {
+            Target::Flush(n) => (Match::Flushes, *n),
+            Target::Write(n) => (Match::Writes, *n),
+            Target::Bytes(a, b) => (Match::Ranges(vec![(*a, *b)]), i.nth),
+            Target::File(p) => (Match::Ranges(file_ranges(p)?), i.nth),
+        };
+        Ok(Rule { what, nth, permanent: i.permanent, fails, matches: 0 })
+    }
 }
 
-/// Requests the workload issued while it ran, and how many each watched rule matched.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requests {
-    pub writes: u64,
-    pub flushes: u64,
-    /// Per watched injection, in the order given.
-    pub watched: Vec<u64>,
+/// The injections of one recording, resolved to what the disk sees, each counting its
+/// matches. Consulted only while recording.
+#[derive(Debug, Default)]
+pub(crate) struct Armed {
+    /// The failing rules, then the watching ones.
+    rules: Vec<Rule>,
 }
 
 impl Armed {
     /// Does this write fail? Counts it either way.
     pub(crate) fn write(&mut self, offset: u64, len: u64) -> bool {
-        self.writes += 1;
         self.decide(|m| match m {
             Match::Writes => true,
             Match::Ranges(r) => r.iter().any(|&(a, b)| offset < b && a < offset + len),
@@ -155,7 +155,6 @@ impl Armed {
 
     /// Does this flush fail? Counts it either way.
     pub(crate) fn flush(&mut self) -> bool {
-        self.flushes += 1;
         self.decide(|m| matches!(m, Match::Flushes))
     }
 
@@ -170,9 +169,9 @@ impl Armed {
         fail
     }
 
-    pub(crate) fn requests(&self) -> Requests {
-        let watched = self.rules[self.rules.len() - self.watching..].iter().map(|r| r.matches).collect();
-        Requests { writes: self.writes, flushes: self.flushes, watched }
+    /// How many requests each watching rule matched so far, in the order given.
+    pub(crate) fn watched(&self) -> Vec<u64> {
+        self.rules.iter().filter(|r| !r.fails).map(|r| r.matches).collect()
     }
 }
 
@@ -207,20 +206,15 @@ pub(crate) fn preflight<'a>(injections: impl IntoIterator<Item = &'a Injection>,
 /// Resolve the injections (which fail) and the watched targets (which only count)
 /// against the base image (unmounted, after setup).
 pub(crate) fn arm(inject: &[Injection], watch: &[Injection], fs: FsKind, image: &Path) -> Result<Armed, RecordError> {
-    let mut rules = Vec::new();
-    for (i, fails) in inject.iter().map(|i| (i, true)).chain(watch.iter().map(|i| (i, false))) {
-        let (what, nth) = match &i.target {
-            Target::Flush(n) => (Match::Flushes, *n),
-            Target::Write(n) => (Match::Writes, *n),
-            Target::Bytes(a, b) => (Match::Ranges(vec![(*a, *b)]), i.nth),
-            Target::File(p) => {
-                let ranges = file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))?;
-                (Match::Ranges(ranges), i.nth)
-            }
-        };
-        rules.push(Rule { what, nth, permanent: i.permanent, fails, matches: 0 });
-    }
-    Ok(Armed { rules, watching: watch.len(), ..Armed::default() })
+    let rules = inject
+        .iter()
+        .map(|i| (i, true))
+        .chain(watch.iter().map(|i| (i, false)))
+        .map(|(i, fails)| {
+            Rule::new(i, fails, |p| file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}"))))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Armed { rules })
 }
 
 /// The program that reads `fs`'s metadata from an unmounted image, and its package.
@@ -231,8 +225,9 @@ fn metadata_tool(fs: FsKind) -> (&'static str, &'static str) {
     }
 }
 
-/// Run the metadata tool of `fs` on `image` with `requests`, in order. Both tools
-/// print a failed request's complaint on stderr (debugfs exits 0 all the same).
+/// Run the metadata tool of `fs` on `image` with `requests`, in order. debugfs prints a
+/// failed request's complaint on stderr and exits 0 all the same; xfs_db prints it on
+/// stdout, where its caller finds it.
 fn read_metadata(fs: FsKind, image: &Path, requests: &[&str]) -> Result<String, String> {
     let (tool, package) = metadata_tool(fs);
     let prog = brink_blockdev::find_program(tool).ok_or_else(|| format!("{tool} not found: install {package}"))?;
@@ -273,14 +268,14 @@ fn ext4_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), Stri
 /// XFS, through xfs_db: the data fork's extents. A start block is printed as
 /// `(AG/AGBLOCK)`; its place on the disk is `AG * agblocks + AGBLOCK` blocks.
 fn xfs_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), String> {
+    if path.contains(char::is_whitespace) {
+        return Err("xfs_db cannot name a path with white space; use sectors:A-B".into());
+    }
     let sb = read_metadata(FsKind::Xfs, image, &["sb 0", "print blocksize agblocks"])?;
     let (block, agblocks) = match (field(&sb, "blocksize ="), field(&sb, "agblocks =")) {
         (Some(b), Some(a)) => (b, a),
         _ => return Err("xfs_db did not report the block size".into()),
     };
-    if path.contains(char::is_whitespace) {
-        return Err("xfs_db cannot name a path with white space; use sectors:A-B".into());
-    }
     // xfs_db prints a failed request's complaint on standard output, before the extents.
     let out = read_metadata(FsKind::Xfs, image, &[&format!("path /{path}"), "bmap -d"])?;
     let mut extents = Vec::new();
@@ -324,13 +319,7 @@ mod tests {
 
     fn armed(spec: &str) -> Armed {
         let i: Injection = spec.parse().unwrap();
-        let (what, nth) = match i.target {
-            Target::Flush(n) => (Match::Flushes, n),
-            Target::Write(n) => (Match::Writes, n),
-            Target::Bytes(a, b) => (Match::Ranges(vec![(a, b)]), i.nth),
-            Target::File(_) => unreachable!(),
-        };
-        Armed { rules: vec![Rule { what, nth, permanent: i.permanent, fails: true, matches: 0 }], ..Armed::default() }
+        Armed { rules: vec![Rule::new(&i, true, |_| unreachable!("no file targets here")).unwrap()] }
     }
 
     #[test]
@@ -380,9 +369,8 @@ mod tests {
         assert_eq!((0..3).map(|_| a.write(4096, 512)).collect::<Vec<_>>(), [false, true, true]);
         // A watching rule counts and fails nothing.
         a.rules[0].fails = false;
-        a.watching = 1;
         assert!(!a.write(4096, 512) && !a.flush());
-        assert_eq!(a.requests(), Requests { writes: 4, flushes: 1, watched: vec![4] });
+        assert_eq!(a.watched(), [4]);
     }
 
     #[test]

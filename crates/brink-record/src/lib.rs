@@ -16,7 +16,7 @@ mod logger;
 mod recorder;
 
 pub use child::Interrupt;
-pub use inject::{Injection, Requests, Target};
+pub use inject::{Injection, Target};
 pub use recorder::{record, Progress, RecordConfig, RecordOutcome};
 
 use brink_blockdev::BlockdevError;

@@ -43,7 +43,7 @@ pub struct RecordConfig {
     pub interrupt: Interrupt,
     /// Requests to fail with EIO while recording (see `inject`).
     pub inject: Vec<crate::Injection>,
-    /// Targets whose matches are only counted (`RecordOutcome::requests`).
+    /// Targets whose matches are only counted (`RecordOutcome::watched`).
     pub watch: Vec<crate::Injection>,
 }
 
@@ -55,8 +55,9 @@ pub struct RecordOutcome {
     pub workload_wall_ms: u64,
     /// Marks the setup command wrote; they are not part of the trace.
     pub ignored_marks: u64,
-    /// Requests issued while the workload ran (the injection points it offers).
-    pub requests: crate::inject::Requests,
+    /// Per `watch` target, the requests it matched while the workload ran (the
+    /// injection points the workload offers).
+    pub watched: Vec<u64>,
 }
 
 /// Live view of a recording for progress display.
@@ -303,7 +304,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let started = Instant::now();
     let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), interrupt)?;
     let wall_ms = started.elapsed().as_millis() as u64;
-    let requests = log.lock().expect("log lock").faults.requests();
+    let watched = log.lock().expect("log lock").faults.watched();
     progress.set("unmounting");
     m.unmount()?;
 
@@ -339,5 +340,5 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     });
     let trace = writer.finish(meta)?;
     drop(work);
-    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: wall_ms, ignored_marks, requests })
+    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: wall_ms, ignored_marks, watched })
 }
