@@ -634,7 +634,7 @@ fn media_fault_states(ed: &plan::EpochData, image_size: u64, with_latent: bool) 
             let sectors = u64::from(w.sectors);
             if sectors >= 2 {
                 let fault = MediaFault::Garbage(w.index);
-                let half = sectors / 2;
+                let half = u64::from(MediaFault::garbage_from(w.sectors));
                 let (state, base) = at(fault, vec![(w.index, fault.own_sectors(w.sectors).expect("a tear"))]);
                 let garbage = footprint::Piece { offset: data.offset + half * S, len: (sectors - half) * S, src: Src::Garbage { seed: w.index, offset: 0 } };
                 out.push(FaultState { state, base, extra: vec![garbage], bad: None });

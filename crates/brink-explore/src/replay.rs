@@ -122,7 +122,7 @@ fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, data
     let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
     match id.fault {
         Some(MediaFault::Garbage(i)) => {
-            let half = w.len / SECTOR_BYTES / 2 * SECTOR_BYTES;
+            let half = u64::from(MediaFault::garbage_from((w.len / SECTOR_BYTES) as u32)) * SECTOR_BYTES;
             let mut garbage = vec![0u8; (w.len - half) as usize];
             crate::footprint::Src::Garbage { seed: i, offset: 0 }.read(reader, &mut garbage)?;
             img.write_all_at(&garbage, w.offset + half).map_err(io)

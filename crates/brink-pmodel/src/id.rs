@@ -47,13 +47,19 @@ impl MediaFault {
         }
     }
 
+    /// The first sector of a garbage tear that reads back as garbage: the write keeps
+    /// the sectors before it.
+    pub fn garbage_from(sectors: u32) -> u32 {
+        sectors / 2
+    }
+
     /// How the faulted write itself persists: a garbage tear keeps its first half of
     /// sectors (the rest is overwritten with garbage), a misdirected write misses its
     /// own sectors, a write with a latent error persists whole.
     pub fn own_sectors(&self, sectors: u32) -> Option<WriteChoice> {
         match *self {
             MediaFault::Garbage(_) => {
-                let half = (sectors / 2) as usize;
+                let half = Self::garbage_from(sectors) as usize;
                 let mut mask = vec![0u64; half.div_ceil(64)];
                 for i in 0..half {
                     mask[i / 64] |= 1 << (i % 64);
