@@ -51,16 +51,14 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
             break;
         }
         let own = match (&ev.event, id.fault) {
-            (Event::Write(w), Some(f)) if f.write() == ev.index => f.own_sectors((w.len / SECTOR_BYTES) as u32),
+            (Event::Write(w), Some(f)) if f.write() == ev.index => {
+                faulted = Some(w.clone());
+                f.own_sectors((w.len / SECTOR_BYTES) as u32)
+            }
             _ => None,
         };
         let choice = id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
         let in_epoch = ev.index >= epoch_start;
-        if let (Event::Write(w), Some(f)) = (&ev.event, id.fault) {
-            if f.write() == ev.index {
-                faulted = Some(w.clone());
-            }
-        }
         if own.is_some() && id.choices.iter().any(|(i, _)| *i == ev.index) {
             return Err(ExploreError::Usage(format!("state {id}: write {} has both a choice and a media fault", ev.index)));
         }
@@ -99,8 +97,7 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
     // The fault's effects beyond the write's own sectors are laid over the whole state,
     // as the explorer lays them.
     if let Some(w) = &faulted {
-        reader.read_payload(w, &mut buf)?;
-        fault_effects(&img, id, w, &buf, &reader)?;
+        fault_effects(&img, id, w, &reader)?;
     }
     img.sync_all().map_err(|e| ExploreError::io(out, e))?;
     let note = match id.fault {
@@ -118,7 +115,7 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
 /// The part of a media fault that lands outside the write's own sectors: a garbage
 /// tear's garbage, a misdirected write's data on its neighbours. Written after the
 /// write itself, as the explorer lays it.
-fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, data: &[u8], reader: &TraceReader) -> Result<(), ExploreError> {
+fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, reader: &TraceReader) -> Result<(), ExploreError> {
     let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
     match id.fault {
         Some(MediaFault::Garbage(i)) => {
@@ -128,10 +125,11 @@ fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, data
             img.write_all_at(&garbage, w.offset + half).map_err(io)
         }
         Some(MediaFault::Misdirected(i)) => {
-            let size = img.metadata().map_err(io)?.len();
-            let to = MediaFault::misdirected_to(w.offset, w.len, size)
+            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size)
                 .ok_or_else(|| ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to")))?;
-            img.write_all_at(data, to).map_err(io)
+            let mut data = Vec::new();
+            reader.read_payload(w, &mut data)?;
+            img.write_all_at(&data, to).map_err(io)
         }
         Some(MediaFault::Latent(_)) | None => Ok(()),
     }
