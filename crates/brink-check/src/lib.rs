@@ -49,3 +49,36 @@ pub struct CheckOutcome {
 
 /// Bytes of each output stream read from a checker.
 pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;
+
+/// The class of a checker message: the message with every run of digits replaced by
+/// `#`, so "acknowledged 'txn 17' lost: db holds txns up to 16" and the same failure of
+/// txn 3 fall in one class. Vulnerabilities are grouped by it.
+pub fn message_class(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_digits = false;
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// The class of the first violation among a state's checks (`checker: class`), if any.
+pub fn violation_class(checks: &[CheckOutcome]) -> Option<String> {
+    checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| format!("{}: {}", c.checker, message_class(&c.message)))
+}
+
+#[cfg(test)]
+mod class_tests {
+    #[test]
+    fn digits_collapse() {
+        assert_eq!(super::message_class("acknowledged 'txn 17' lost: holds 0..16"), "acknowledged 'txn #' lost: holds #..#");
+    }
+}

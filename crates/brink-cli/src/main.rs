@@ -37,6 +37,10 @@ enum Cmd {
         /// Print the summary only, not the event table.
         #[arg(long)]
         summary: bool,
+        /// What the writes hold in the file system: per file, the writes and bytes
+        /// (ext4; other file systems are listed as not attributed).
+        #[arg(long)]
+        files: bool,
     },
     /// Replay a whole trace onto its base image and compare with the recorded final image.
     Verify { trace: PathBuf },
@@ -218,7 +222,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Show { trace, json, summary } => show::show(&trace, json, summary),
+        Cmd::Show { trace, json, summary, files } => show::show(&trace, json, summary, files),
         Cmd::Verify { trace } => show::verify(&trace),
         Cmd::Import { kind: ImportKind::DmLogWrites { log, base, output, fs, mount_opts } } => {
             let req = DmLogImport { log, base, output, fs, mount_opts, interrupt: install_interrupt() };

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use brink_attrib::Attribution;
 use brink_trace::{image, Event, Failed, TraceReader, TraceSummary, SECTOR_BYTES};
 use serde::Serialize;
 
@@ -47,8 +48,43 @@ fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
-pub fn show(trace: &Path, json: bool, summary_only: bool) -> Result<i32> {
+/// `brink show TRACE --files`: per file, the writes and bytes that hold it, then (unless
+/// `--summary`) each write with what it holds.
+fn show_files(trace: &Path, reader: &TraceReader, json: bool, summary_only: bool) -> Result<i32> {
+    let attr = Attribution::of_trace(reader)?;
+    let files = attr.per_file();
+    if json {
+        let obj = serde_json::json!({ "trace": trace.display().to_string(), "fs": attr.fs, "covered": attr.covered,
+            "notes": attr.notes, "files": files, "writes": attr.writes });
+        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
+        return Ok(0);
+    }
+    let mut out = String::new();
+    writeln!(out, "trace {} ({}{})", trace.display(), attr.fs, if attr.covered { "" } else { ", not attributed" })?;
+    for n in &attr.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    writeln!(out, "\n{:<40} {:>7} {:>10}  {}", "file", "writes", "bytes", "what")?;
+    for f in &files {
+        let what: Vec<String> = f.kinds.iter().map(|(k, b)| format!("{k} {b}")).collect();
+        writeln!(out, "{:<40} {:>7} {:>10}  {}", f.path, f.writes, f.bytes, what.join(", "))?;
+    }
+    if !summary_only {
+        writeln!(out, "\n{:>8}  {:>12}  {:>9}  {}", "event", "sector", "sectors", "holds")?;
+        for w in &attr.writes {
+            let holds: Vec<String> = w.items.iter().map(|i| i.describe()).collect();
+            writeln!(out, "{:>8}  {:>12}  {:>9}  {}", w.index, w.offset / SECTOR_BYTES, w.len / SECTOR_BYTES, holds.join("; "))?;
+        }
+    }
+    emit(&out)?;
+    Ok(0)
+}
+
+pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result<i32> {
     let reader = TraceReader::open(trace)?;
+    if files {
+        return show_files(trace, &reader, json, summary_only);
+    }
     let summary = TraceSummary::compute(&reader)?;
     let meta = reader.meta();
     let wl = meta.workload.as_ref();

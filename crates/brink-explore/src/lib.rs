@@ -30,6 +30,7 @@
 
 mod adhash;
 mod footprint;
+mod minimize;
 mod plan;
 pub mod replay;
 pub mod results;
@@ -149,6 +150,9 @@ pub struct Summary {
     pub no_crash: Option<NoCrash>,
     /// Media-fault states checked (`--media-faults`), included in the counts above.
     pub media_fault_states: u64,
+    /// States checked only to minimize failing ones (not counted in `states_checked`).
+    #[serde(default)]
+    pub minimize_probes: u64,
 }
 
 /// The verdict on the disk as the recording left it, held to every mark.
@@ -432,6 +436,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         checks
     };
     let mut media_states = 0u64;
+    // Minimization (minimize.rs): each violating state's minimal state, and the states
+    // checked only to find them.
+    let mut minimal_of: HashMap<String, StateId> = HashMap::new();
+    let probe_cache: Mutex<HashMap<(ImageHash, u64), Vec<CheckOutcome>>> = Mutex::new(HashMap::new());
+    let probe_recs: Mutex<Vec<Record>> = Mutex::new(Vec::new());
     let mut marks = Vec::new();
     let mut last_epoch = 0;
     plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
@@ -502,6 +511,27 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                 record(&Record::new(s, hashes[i].to_string(), rep.checks.clone(), Some(rep.rep.clone())))?;
             }
         }
+        let checks: Vec<Option<Vec<CheckOutcome>>> =
+            states.iter().zip(&hashes).map(|(s, h)| seen.get(&(*h, s.marks_before)).map(|x| x.checks.clone())).collect();
+        let probe = |cs: &CrashState| -> Result<Vec<CheckOutcome>, ExploreError> {
+            let h = fp.hash(&reader, &durable, &ed.epoch, cs)?;
+            let key = (h, cs.marks_before);
+            if let Some(x) = seen.get(&key) {
+                return Ok(x.checks.clone());
+            }
+            if let Some(c) = probe_cache.lock().expect("probes").get(&key) {
+                return Ok(c.clone());
+            }
+            if should_stop() {
+                return Ok(Vec::new());
+            }
+            let id = cs.id.to_string();
+            let c = check_state(fp.pieces(&ed.epoch, cs), None, Instant::now(), &id, &marks[..cs.marks_before as usize]);
+            probe_cache.lock().expect("probes").insert(key, c.clone());
+            probe_recs.lock().expect("probes").push(Record::new(cs, h.to_string(), c.clone(), None));
+            Ok(c)
+        };
+        minimal_of.extend(pool.install(|| minimize::epoch(&states, &checks, &probe))?);
         if cfg.media_faults {
             let faulty = media_fault_states(&ed, meta.image_size, slots.is_some());
             progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
@@ -564,7 +594,17 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let checked = checked.load(Ordering::Relaxed);
     // Verdict counts come from the records, so a resumed run counts what earlier runs
     // found; each unique (image, marks) has exactly one record without `dup_of`.
-    let recs = results::collect(&cfg.results)?;
+    let mut recs = results::collect(&cfg.results)?;
+    for r in &mut recs {
+        r.minimal = minimal_of.get(&r.id).map(|m| m.to_string());
+    }
+    let known: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+    let wanted: HashSet<String> = minimal_of.values().map(|m| m.to_string()).collect();
+    let mut probes: Vec<Record> = probe_recs.into_inner().expect("probes");
+    probes.retain(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str()));
+    probes.sort_by(|a, b| a.id.cmp(&b.id));
+    probes.dedup_by(|a, b| a.id == b.id);
+    let minimize_probes = probe_cache.into_inner().expect("probes").len() as u64;
     let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
     let checked_all = count(&|r| r.dup_of.is_none());
     let summary = Summary {
@@ -597,13 +637,15 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             per_state: if checked > 0 { cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
         },
         media_fault_states: media_states,
+        minimize_probes,
         no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),
             message: r.checks.iter().find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent).map(|c| c.message.clone()),
         }),
     };
-    results::write_final(&cfg.results, &recs, &summary)?;
+    let info = results::TraceInfo::of_trace(&TraceReader::open(&cfg.trace)?)?;
+    results::write_final(&cfg.results, &recs, &probes, &info, &summary)?;
     Ok(summary)
 }
 

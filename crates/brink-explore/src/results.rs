@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use brink_check::{CheckOutcome, Verdict};
+use brink_attrib::Attribution;
 use brink_pmodel::{CrashState, StateId, WriteChoice};
-use brink_trace::durable;
+use brink_trace::{durable, Event, TraceReader};
 use serde::{Deserialize, Serialize};
 
 use crate::ExploreError;
@@ -40,6 +41,48 @@ pub const RUN: &str = "run.json";
 pub const PARTIAL: &str = "states.partial.jsonl";
 pub const STATES: &str = "states.jsonl";
 pub const SUMMARY: &str = "summary.json";
+pub const MINIMAL: &str = "minimal.jsonl";
+pub const TRACE_INFO: &str = "trace.json";
+
+/// What reports need of the trace, so a results directory explains itself without it:
+/// one letter per event (`w` write, `f` flush, `d` discard, `z` write-zeroes, `m` mark,
+/// `e` injected error), the marks, and what each write holds (brink-attrib).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceInfo {
+    pub trace: String,
+    pub events: String,
+    pub marks: Vec<MarkAt>,
+    pub attribution: Attribution,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkAt {
+    pub index: u64,
+    pub text: String,
+}
+
+impl TraceInfo {
+    pub fn of_trace(reader: &TraceReader) -> Result<TraceInfo, ExploreError> {
+        let mut events = String::new();
+        let mut marks = Vec::new();
+        for ev in reader.events()? {
+            let ev = ev?;
+            events.push(match &ev.event {
+                Event::Write(_) => 'w',
+                Event::Flush => 'f',
+                Event::Discard { .. } => 'd',
+                Event::WriteZeroes { .. } => 'z',
+                Event::Mark { text } => {
+                    marks.push(MarkAt { index: ev.index, text: text.clone() });
+                    'm'
+                }
+                Event::Error(_) => 'e',
+            });
+        }
+        let attribution = Attribution::of_trace(reader).map_err(|e| ExploreError::Corrupt(e.to_string()))?;
+        Ok(TraceInfo { trace: reader.dir().display().to_string(), events, marks, attribution })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TornRecord {
@@ -63,6 +106,11 @@ pub struct StateRecord {
     /// A media-fault state's fault, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// A violating state's minimal state: the fewest of its drops and tears that still
+    /// fail with the same message class (found by delta debugging). Its record is in
+    /// `states.jsonl` or, if the strategy did not generate it, in `minimal.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal: Option<String>,
 }
 
 pub fn overall(checks: &[CheckOutcome]) -> Verdict {
@@ -97,6 +145,7 @@ impl StateRecord {
             checks,
             dup_of,
             fault: s.id.fault.map(|f| f.describe()),
+            minimal: None,
         }
     }
 }
@@ -189,15 +238,22 @@ pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ExploreError> {
     Ok(recs.into_iter().map(|(_, r)| r).collect())
 }
 
-/// Write `states.jsonl` and `summary.json`, each atomically.
-pub fn write_final(dir: &Path, recs: &[StateRecord], summary: &impl Serialize) -> Result<(), ExploreError> {
+fn jsonl(recs: &[StateRecord]) -> Vec<u8> {
     let mut body = Vec::new();
     for r in recs {
         body.extend(serde_json::to_vec(r).expect("json"));
         body.push(b'\n');
     }
-    let states = dir.join(STATES);
-    durable::write_atomic(&states, &body).map_err(|e| ExploreError::io(&states, e))?;
+    body
+}
+
+/// Write `states.jsonl`, `minimal.jsonl`, `trace.json` and (last) `summary.json`, each
+/// atomically.
+pub fn write_final(dir: &Path, recs: &[StateRecord], probes: &[StateRecord], info: &TraceInfo, summary: &impl Serialize) -> Result<(), ExploreError> {
+    for (name, body) in [(STATES, jsonl(recs)), (MINIMAL, jsonl(probes)), (TRACE_INFO, serde_json::to_vec(info).expect("json"))] {
+        let path = dir.join(name);
+        durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
+    }
     let sp = dir.join(SUMMARY);
     let mut json = serde_json::to_vec_pretty(summary).expect("json");
     json.push(b'\n');
@@ -209,14 +265,28 @@ pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), Explore
     let sp = dir.join(SUMMARY);
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ExploreError::io(&sp, e))?)
         .map_err(|e| ExploreError::Corrupt(format!("{}: {e}", sp.display())))?;
-    let path = dir.join(STATES);
-    let f = File::open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    Ok((summary, read_jsonl(&dir.join(STATES))?))
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ExploreError> {
+    let f = File::open(path).map_err(|e| ExploreError::io(path, e))?;
     let mut recs = Vec::new();
     for (n, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| ExploreError::io(&path, e))?;
-        recs.push(
-            serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?,
-        );
+        let line = line.map_err(|e| ExploreError::io(path, e))?;
+        recs.push(serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?);
     }
-    Ok((summary, recs))
+    Ok(recs)
+}
+
+/// The records of minimal states the strategy did not generate, and the trace info,
+/// of a finished results directory (absent in runs of older versions: then none).
+pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ExploreError> {
+    let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
+    let path = dir.join(TRACE_INFO);
+    let info = match std::fs::read(&path) {
+        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ExploreError::io(&path, e)),
+    };
+    Ok((minimal, info))
 }

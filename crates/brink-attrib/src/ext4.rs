@@ -1,0 +1,603 @@
+//! ext4 attribution: a reader of the metadata the trace itself writes.
+//!
+//! Two passes over the trace. The first follows every block write in order, in place
+//! and through the journal, classifies it by the static layout (superblock, group
+//! descriptors, bitmaps, inode tables, journal) and remembers, with the time it appeared,
+//! every inode version (and so which blocks it owns) and every directory entry. The
+//! second names what the first could not name yet: a data block is owned by the first
+//! inode version at or after the write that lists it (in `data=ordered` the data goes
+//! first and the inode follows in the journal), else by the last one before it.
+//!
+//! Two views of inode tables and directory blocks are kept: the journal's (what the
+//! latest committed copy says) and the disk's (what the last in-place write said), so a
+//! journal copy is diffed against the previous copy and a checkpoint write against the
+//! block it overwrites.
+//!
+//! Limits: `INODES_MAX` base inodes are read (more are left unattributed, with a note),
+//! directory paths are resolved `PATH_DEPTH_MAX` levels deep.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use brink_trace::{Event, TraceReader};
+
+use crate::{AttribError, Attribution, Item, Kind, WriteItems, merge};
+
+const INODES_MAX: u64 = 1 << 20;
+const PATH_DEPTH_MAX: usize = 64;
+const ROOT_INO: u32 = 2;
+const JBD2_MAGIC: u32 = 0xC03B_3998;
+const EXT4_MAGIC: u16 = 0xEF53;
+const EXTENT_MAGIC: u16 = 0xF30A;
+const EXTENTS_FL: u32 = 0x8_0000;
+
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+fn be32(b: &[u8], o: usize) -> u32 {
+    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+
+/// Where the static metadata lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Static {
+    Superblock,
+    Gdt,
+    BlockBitmap,
+    InodeBitmap,
+    /// The inode table of a group, starting at `start`.
+    InodeTable { group: u64, start: u64 },
+}
+
+struct Geo {
+    bs: u64,
+    inodes: u64,
+    ipg: u64,
+    isz: u64,
+    statics: HashMap<u64, Static>,
+    itables: Vec<u64>,
+    /// fs block → journal block index, and back.
+    journal_of: HashMap<u64, u64>,
+    journal_blocks: Vec<u64>,
+}
+
+impl Geo {
+    fn inode_loc(&self, ino: u32) -> Option<(u64, usize)> {
+        let i = u64::from(ino).checked_sub(1)?;
+        let (g, idx) = (i / self.ipg, i % self.ipg);
+        let start = *self.itables.get(g as usize)?;
+        let byte = idx * self.isz;
+        Some((start + byte / self.bs, (byte % self.bs) as usize))
+    }
+}
+
+fn read_block(img: &File, bs: u64, b: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; bs as usize];
+    // A block past the end of the image reads as zeros (a corrupt pointer, not ours to fail on).
+    let _ = img.read_exact_at(&mut buf, b * bs);
+    buf
+}
+
+fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
+    let mut sb = vec![0u8; 1024];
+    img.read_exact_at(&mut sb, 1024).map_err(|e| format!("cannot read the superblock: {e}"))?;
+    if le16(&sb, 56) != EXT4_MAGIC {
+        return Err("the base image holds no ext4 superblock".into());
+    }
+    let mut notes = Vec::new();
+    let bs = 1024u64 << le32(&sb, 24).min(6);
+    let inodes = u64::from(le32(&sb, 0));
+    let blocks = u64::from(le32(&sb, 4)) | if le32(&sb, 96) & 0x80 != 0 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 };
+    let first = u64::from(le32(&sb, 20));
+    let bpg = u64::from(le32(&sb, 32)).max(1);
+    let ipg = u64::from(le32(&sb, 40)).max(1);
+    let isz = u64::from(le16(&sb, 88)).max(128);
+    let is64 = le32(&sb, 96) & 0x80 != 0;
+    let meta_bg = le32(&sb, 96) & 0x10 != 0;
+    let sparse = le32(&sb, 100) & 0x1 != 0;
+    let desc = if is64 { u64::from(le16(&sb, 0xFE)).max(32) } else { 32 };
+    let reserved_gdt = u64::from(le16(&sb, 0xCE));
+    let journal_ino = le32(&sb, 0xE0);
+    if meta_bg {
+        notes.push("meta_bg layout: group descriptors past the first group are not attributed".into());
+    }
+    let groups = (blocks - first).div_ceil(bpg);
+    let gdt_blocks = (groups * desc).div_ceil(bs);
+    let mut statics = HashMap::new();
+    let is_backup = |g: u64| {
+        let pow = |base: u64| {
+            let mut x = 1;
+            while x < g {
+                x *= base;
+            }
+            x == g
+        };
+        g == 0 || !sparse || g == 1 || pow(3) || pow(5) || pow(7)
+    };
+    for g in 0..groups {
+        if is_backup(g) {
+            let start = first + g * bpg;
+            statics.insert(start, Static::Superblock);
+            for b in 0..gdt_blocks + reserved_gdt {
+                statics.insert(start + 1 + b, Static::Gdt);
+            }
+        }
+    }
+    let gdt = {
+        let mut buf = vec![0u8; (gdt_blocks * bs) as usize];
+        img.read_exact_at(&mut buf, (first + 1) * bs).map_err(|e| format!("cannot read the group descriptors: {e}"))?;
+        buf
+    };
+    let itable_blocks = (ipg * isz).div_ceil(bs);
+    let mut itables = Vec::new();
+    for g in 0..groups {
+        let d = &gdt[(g * desc) as usize..((g + 1) * desc) as usize];
+        let hi = |o: usize| if desc >= 64 { u64::from(le32(d, o)) << 32 } else { 0 };
+        let (bb, ib, it) = (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
+        statics.insert(bb, Static::BlockBitmap);
+        statics.insert(ib, Static::InodeBitmap);
+        for b in it..it + itable_blocks {
+            statics.insert(b, Static::InodeTable { group: g, start: it });
+        }
+        itables.push(it);
+    }
+    let mut geo = Geo { bs, inodes, ipg, isz, statics, itables, journal_of: HashMap::new(), journal_blocks: Vec::new() };
+    if journal_ino != 0 {
+        if let Some((b, off)) = geo.inode_loc(journal_ino) {
+            let blk = read_block(img, bs, b);
+            let inode = &blk[off..off + 128];
+            let mut owned = Vec::new();
+            extents(inode, &mut owned, &|b| read_block(img, bs, b), 0);
+            for (_, phys, kind) in owned {
+                if kind == Own::Data {
+                    geo.journal_of.insert(phys, geo.journal_blocks.len() as u64);
+                    geo.journal_blocks.push(phys);
+                }
+            }
+        }
+        if geo.journal_blocks.is_empty() {
+            notes.push("the journal inode's blocks could not be read: journal writes are not placed".into());
+        }
+    }
+    Ok((geo, notes))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    Data,
+    Dir,
+    Tree,
+}
+
+/// The blocks an inode owns: (logical block, physical block, kind), through its extent
+/// tree (`read` fetches index and leaf blocks). Non-extent inodes own nothing here.
+fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, depth_seen: usize) {
+    let mode = le16(inode, 0);
+    let own = match mode & 0xF000 {
+        0x4000 => Own::Dir,
+        0x8000 | 0xA000 => Own::Data,
+        _ => return,
+    };
+    if le32(inode, 0x20) & EXTENTS_FL == 0 {
+        return;
+    }
+    walk_extent_node(&inode[0x28..0x28 + 60], own, out, read, depth_seen);
+}
+
+fn walk_extent_node(node: &[u8], own: Own, out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, depth_seen: usize) {
+    if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > 5 {
+        return;
+    }
+    let entries = usize::from(le16(node, 2)).min((node.len() - 12) / 12);
+    let depth = le16(node, 6);
+    for e in 0..entries {
+        let x = &node[12 + e * 12..24 + e * 12];
+        if depth == 0 {
+            let logical = u64::from(le32(x, 0));
+            let len = u64::from(le16(x, 4));
+            let len = if len > 32768 { len - 32768 } else { len }; // uninitialized extents
+            let start = u64::from(le16(x, 6)) << 32 | u64::from(le32(x, 8));
+            for i in 0..len.min(1 << 20) {
+                out.push((logical + i, start + i, own));
+            }
+        } else {
+            let leaf = u64::from(le16(x, 8)) << 32 | u64::from(le32(x, 4));
+            out.push((0, leaf, Own::Tree));
+            walk_extent_node(&read(leaf), own, out, read, depth_seen + 1);
+        }
+    }
+}
+
+/// The entries of a directory block, if it parses as one exactly.
+fn dir_entries(block: &[u8], inodes: u64) -> Option<Vec<(String, u32)>> {
+    let mut pos = 0usize;
+    let mut out = Vec::new();
+    while pos < block.len() {
+        if pos + 8 > block.len() {
+            return None;
+        }
+        let ino = le32(block, pos);
+        let rec = usize::from(le16(block, pos + 4));
+        let nlen = usize::from(block[pos + 6]);
+        if rec < 8 || rec % 4 != 0 || pos + rec > block.len() || 8 + nlen > rec {
+            return None;
+        }
+        if ino != 0 {
+            let name = &block[pos + 8..pos + 8 + nlen];
+            if nlen == 0 || u64::from(ino) > inodes || name.iter().any(|&c| c == 0 || c == b'/') {
+                return None;
+            }
+            out.push((String::from_utf8_lossy(name).into_owned(), ino));
+        }
+        pos += rec;
+    }
+    Some(out)
+}
+
+/// A view of inode tables and directory blocks (the journal's or the disk's).
+#[derive(Default)]
+struct View {
+    blocks: HashMap<u64, Vec<u8>>,
+}
+
+impl View {
+    fn get<'a>(&'a mut self, img: &File, bs: u64, b: u64) -> &'a mut Vec<u8> {
+        self.blocks.entry(b).or_insert_with(|| read_block(img, bs, b))
+    }
+}
+
+/// What a block write was, before paths are known.
+enum Raw {
+    Fixed(Kind),
+    /// Inode table block: the inodes whose slots changed.
+    Inodes(Vec<u32>),
+    /// Any other block: its owner is looked up later; `dir` is the change if it parses
+    /// as a directory block (added, removed names).
+    Other { block: u64, dir: Option<(Vec<String>, Vec<String>)> },
+}
+
+struct Names {
+    /// inode → (time, directory block, directory inode if the block names it, name).
+    entries: HashMap<u32, Vec<(u64, u64, Option<u32>, String)>>,
+}
+
+struct Pass<'a> {
+    img: &'a File,
+    geo: &'a Geo,
+    disk: View,
+    journal: View,
+    /// Journal block index → (fs block, escaped) from the last descriptor that named it.
+    jmap: HashMap<u64, (u64, bool)>,
+    tag_bytes: usize,
+    csum_tail: usize,
+    owners: HashMap<u64, Vec<(u64, u32, Own)>>,
+    /// Raw directory entries (time, block, '.' inode of the block, name, inode).
+    raw_names: Vec<(u64, u64, Option<u32>, String, u32)>,
+    /// Blocks that parsed as directory blocks, with their entries, per view.
+    dirs_disk: HashMap<u64, Vec<(String, u32)>>,
+    dirs_journal: HashMap<u64, Vec<(String, u32)>>,
+}
+
+impl Pass<'_> {
+    fn register_inode(&mut self, at: u64, ino: u32, inode: &[u8]) {
+        if le16(inode, 0) == 0 || le16(inode, 0x1A) == 0 {
+            return;
+        }
+        let mut owned = Vec::new();
+        let (img, bs) = (self.img, self.geo.bs);
+        let journal = &self.journal.blocks;
+        let read = |b: u64| journal.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
+        extents(inode, &mut owned, &read, 0);
+        for (_, phys, kind) in owned {
+            let list = self.owners.entry(phys).or_default();
+            if list.last().is_none_or(|l| l.1 != ino || l.2 != kind) {
+                list.push((at, ino, kind));
+            }
+        }
+    }
+
+    fn register_dir(&mut self, at: u64, block: u64, entries: &[(String, u32)], old: Option<&Vec<(String, u32)>>) {
+        let dot = entries.iter().find(|e| e.0 == ".").map(|e| e.1);
+        for (name, ino) in entries {
+            if name == "." || name == ".." {
+                continue;
+            }
+            if old.is_some_and(|o| o.iter().any(|(n, i)| n == name && i == ino)) {
+                continue;
+            }
+            self.raw_names.push((at, block, dot, name.clone(), *ino));
+        }
+    }
+
+    /// Classify one block `b` with content `c` written at time `at`.
+    fn block(&mut self, at: u64, b: u64, c: &[u8], via_journal: bool) -> Raw {
+        let bs = self.geo.bs;
+        if let Some(s) = self.geo.statics.get(&b).copied() {
+            return match s {
+                Static::Superblock => Raw::Fixed(Kind::Superblock),
+                Static::Gdt => Raw::Fixed(Kind::GroupDescriptors),
+                Static::BlockBitmap => Raw::Fixed(Kind::BlockBitmap),
+                Static::InodeBitmap => Raw::Fixed(Kind::InodeBitmap),
+                Static::InodeTable { group, start } => {
+                    let view = if via_journal { &mut self.journal } else { &mut self.disk };
+                    let old = std::mem::replace(view.get(self.img, bs, b), c.to_vec());
+                    if !via_journal {
+                        // An in-place write is also the latest copy when nothing newer is journaled.
+                        self.journal.blocks.entry(b).or_insert_with(|| c.to_vec());
+                    }
+                    let isz = self.geo.isz as usize;
+                    let mut changed = Vec::new();
+                    for s in 0..c.len() / isz {
+                        let (o, n) = (&old[s * isz..(s + 1) * isz], &c[s * isz..(s + 1) * isz]);
+                        if o != n {
+                            let ino = group * self.geo.ipg + (b - start) * (bs / self.geo.isz) + s as u64 + 1;
+                            let ino = u32::try_from(ino).unwrap_or(u32::MAX);
+                            changed.push(ino);
+                            self.register_inode(at, ino, n);
+                        }
+                    }
+                    Raw::Inodes(changed)
+                }
+            };
+        }
+        let dir = dir_entries(c, self.geo.inodes).map(|entries| {
+            let (img, inodes) = (self.img, self.geo.inodes);
+            let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
+            let old = dirs.remove(&b).unwrap_or_else(|| dir_entries(&read_block(img, bs, b), inodes).unwrap_or_default());
+            let added = entries.iter().filter(|e| !old.contains(e)).map(|e| e.0.clone()).collect();
+            let removed = old.iter().filter(|e| !entries.contains(e)).map(|e| e.0.clone()).collect();
+            self.register_dir(at, b, &entries, Some(&old));
+            let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
+            dirs.insert(b, entries);
+            (added, removed)
+        });
+        Raw::Other { block: b, dir }
+    }
+
+    /// A block of the journal, written in place: bookkeeping, or a copy of the block
+    /// its descriptor named (then the flag is set).
+    fn journal_block(&mut self, at: u64, j: u64, c: &[u8]) -> (Raw, bool) {
+        if c.len() >= 12 && be32(c, 0) == JBD2_MAGIC {
+            let kind = match be32(c, 4) {
+                1 => {
+                    self.descriptor(j, c);
+                    Kind::JournalDescriptor
+                }
+                2 => Kind::JournalCommit,
+                3 | 4 => {
+                    self.journal_features(c);
+                    Kind::JournalSuperblock
+                }
+                5 => Kind::JournalRevoke,
+                _ => Kind::Journal,
+            };
+            return (Raw::Fixed(kind), false);
+        }
+        match self.jmap.get(&j).copied() {
+            Some((target, escaped)) => {
+                let mut copy = c.to_vec();
+                if escaped {
+                    copy[..4].copy_from_slice(&JBD2_MAGIC.to_be_bytes());
+                }
+                (self.block(at, target, &copy, true), true)
+            }
+            None => (Raw::Fixed(Kind::Journal), false),
+        }
+    }
+
+    fn journal_features(&mut self, sb: &[u8]) {
+        if sb.len() < 0x2C || be32(sb, 4) != 4 {
+            self.tag_bytes = 8;
+            self.csum_tail = 0;
+            return;
+        }
+        let incompat = be32(sb, 0x28);
+        let (is64, csum2, csum3) = (incompat & 0x2 != 0, incompat & 0x8 != 0, incompat & 0x10 != 0);
+        self.tag_bytes = if csum3 {
+            16
+        } else {
+            let sz = 12 + if csum2 { 2 } else { 0 };
+            if is64 { sz } else { sz - 4 }
+        };
+        self.csum_tail = if csum2 || csum3 { 4 } else { 0 };
+    }
+
+    fn descriptor(&mut self, j: u64, c: &[u8]) {
+        let n = self.geo.journal_blocks.len() as u64;
+        let mut pos = 12usize;
+        let mut next = j;
+        let end = c.len().saturating_sub(self.csum_tail);
+        while pos + self.tag_bytes <= end {
+            let t = &c[pos..pos + self.tag_bytes];
+            let (block, flags) = if self.tag_bytes == 16 {
+                (u64::from(be32(t, 0)) | u64::from(be32(t, 8)) << 32, be32(t, 4))
+            } else {
+                let hi = if self.tag_bytes >= 12 { u64::from(be32(t, 8)) << 32 } else { 0 };
+                (u64::from(be32(t, 0)) | hi, u32::from(u16::from_be_bytes([t[6], t[7]])))
+            };
+            next = (next + 1) % n.max(1);
+            if next == 0 {
+                next = 1; // the journal superblock is not part of the log
+            }
+            self.jmap.insert(next, (block, flags & 1 != 0));
+            pos += self.tag_bytes + if flags & 2 == 0 { 16 } else { 0 };
+            if flags & 8 != 0 {
+                break;
+            }
+        }
+    }
+}
+
+pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError> {
+    let base = reader.base_image_path();
+    let img = File::open(&base).map_err(|e| AttribError::Io { path: base.display().to_string(), source: e })?;
+    let (geo, mut notes) = match geometry(&img) {
+        Ok(g) => g,
+        Err(e) => return fallback(reader, e),
+    };
+    let bs = geo.bs;
+    let mut p = Pass {
+        img: &img,
+        geo: &geo,
+        disk: View::default(),
+        journal: View::default(),
+        jmap: HashMap::new(),
+        tag_bytes: 16,
+        csum_tail: 4,
+        owners: HashMap::new(),
+        raw_names: Vec::new(),
+        dirs_disk: HashMap::new(),
+        dirs_journal: HashMap::new(),
+    };
+    if let Some(&j0) = geo.journal_blocks.first() {
+        p.journal_features(&read_block(&img, bs, j0));
+    }
+    // The base image: every inode in use, and the entries of every directory.
+    if geo.inodes > INODES_MAX {
+        notes.push(format!("{} inodes: only the first {INODES_MAX} of the base image are read", geo.inodes));
+    }
+    let mut dirs = Vec::new();
+    for (g, &start) in geo.itables.iter().enumerate() {
+        let per_block = geo.bs / geo.isz;
+        for k in 0..(geo.ipg * geo.isz).div_ceil(bs) {
+            let first_ino = g as u64 * geo.ipg + k * per_block + 1;
+            if first_ino > geo.inodes.min(INODES_MAX) {
+                break;
+            }
+            let blk = read_block(&img, bs, start + k);
+            if blk.iter().all(|&x| x == 0) {
+                continue;
+            }
+            for s in 0..per_block as usize {
+                let inode = &blk[s * geo.isz as usize..(s + 1) * geo.isz as usize];
+                let ino = u32::try_from(first_ino + s as u64).unwrap_or(u32::MAX);
+                if u64::from(ino) > geo.inodes {
+                    break;
+                }
+                p.register_inode(0, ino, inode);
+                if le16(inode, 0) & 0xF000 == 0x4000 && le16(inode, 0x1A) != 0 {
+                    dirs.push(ino);
+                }
+            }
+        }
+    }
+    let dir_blocks: Vec<u64> =
+        p.owners.iter().filter(|(_, l)| l.iter().any(|o| o.2 == Own::Dir)).map(|(b, _)| *b).collect::<HashSet<_>>().into_iter().collect();
+    for b in dir_blocks {
+        if let Some(entries) = dir_entries(&read_block(&img, bs, b), geo.inodes) {
+            p.register_dir(0, b, &entries, None);
+        }
+    }
+
+    // Pass 1: every write, block by block.
+    let mut raws: Vec<(u64, u64, u64, Vec<(Raw, u64, bool)>)> = Vec::new();
+    let mut buf = Vec::new();
+    for ev in reader.events()? {
+        let ev = ev?;
+        let Event::Write(w) = &ev.event else { continue };
+        reader.read_payload(w, &mut buf)?;
+        let at = ev.index + 1;
+        let mut parts = Vec::new();
+        let (first, last) = (w.offset / bs, (w.offset + w.len).div_ceil(bs));
+        for b in first..last {
+            let (lo, hi) = ((b * bs).max(w.offset), ((b + 1) * bs).min(w.offset + w.len));
+            let mut content = if lo == b * bs && hi == (b + 1) * bs { Vec::new() } else { p.disk.get(&img, bs, b).clone() };
+            if content.is_empty() {
+                content.extend_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
+            } else {
+                content[(lo - b * bs) as usize..(hi - b * bs) as usize].copy_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
+            }
+            let (raw, journal) = match geo.journal_of.get(&b) {
+                Some(&j) => p.journal_block(at, j, &content),
+                None => (p.block(at, b, &content, false), false),
+            };
+            parts.push((raw, hi - lo, journal));
+        }
+        raws.push((ev.index, w.offset, w.len, parts));
+    }
+
+    // Names: keep the entries of blocks that some inode owns as a directory, or that
+    // name themselves with '.'.
+    let is_dir_block = |b: u64| p.owners.get(&b).is_some_and(|l| l.iter().any(|o| o.2 == Own::Dir));
+    let mut names = Names { entries: HashMap::new() };
+    for (at, block, dot, name, ino) in &p.raw_names {
+        if dot.is_some() || is_dir_block(*block) {
+            names.entries.entry(*ino).or_default().push((*at, *block, *dot, name.clone()));
+        }
+    }
+    let owner_at = |b: u64, at: u64| -> Option<(u32, Own)> {
+        let l = p.owners.get(&b)?;
+        l.iter().find(|o| o.0 >= at).or(l.last()).map(|o| (o.1, o.2))
+    };
+    let path = |ino: u32, at: u64| -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        for _ in 0..PATH_DEPTH_MAX {
+            if cur == ROOT_INO {
+                parts.reverse();
+                let p = parts.join("/");
+                return Some(if p.is_empty() { "/".into() } else { p });
+            }
+            let l = names.entries.get(&cur)?;
+            let (_, block, dot, name) = l.iter().find(|e| e.0 >= at).or(l.last())?;
+            parts.push(name.clone());
+            cur = dot.or_else(|| owner_at(*block, at).map(|o| o.0))?;
+        }
+        None
+    };
+    let dir_path = |ino: u32, at: u64| path(ino, at).map(|p| if p == "/" { p } else { format!("{p}/") });
+
+    // Pass 2: name everything.
+    let mut writes = Vec::new();
+    for (index, offset, len, parts) in raws {
+        let at = index + 1;
+        let mut items = Vec::new();
+        for (raw, bytes, journal) in parts {
+            let item = |kind, path: Option<String>, detail: Option<String>| Item { kind, path, journal, detail, bytes };
+            match raw {
+                Raw::Fixed(k) => items.push(item(k, None, None)),
+                Raw::Inodes(changed) if changed.is_empty() => items.push(item(Kind::Inode, None, Some("unchanged".into()))),
+                Raw::Inodes(changed) => {
+                    let share = bytes / changed.len() as u64;
+                    for ino in changed {
+                        let p = path(ino, at).or(Some(format!("inode {ino}")));
+                        items.push(Item { bytes: share, ..item(Kind::Inode, p, None) });
+                    }
+                }
+                Raw::Other { block, dir } => match owner_at(block, at) {
+                    Some((ino, Own::Dir)) => {
+                        let detail = dir.map(|(added, removed)| {
+                            added.iter().map(|n| format!("+{n}")).chain(removed.iter().map(|n| format!("-{n}"))).collect::<Vec<_>>().join(" ")
+                        });
+                        items.push(item(Kind::Directory, dir_path(ino, at), detail));
+                    }
+                    Some((ino, own)) => {
+                        let kind = if own == Own::Tree { Kind::ExtentTree } else { Kind::Data };
+                        items.push(item(kind, path(ino, at).or(Some(format!("inode {ino}"))), None));
+                    }
+                    None => items.push(item(Kind::Unowned, None, None)),
+                },
+            }
+        }
+        writes.push(WriteItems { index, offset, len, items: merge(items) });
+    }
+    notes.sort();
+    notes.dedup();
+    Ok(Attribution { fs: "ext4".into(), covered: true, notes, writes })
+}
+
+fn fallback(reader: &TraceReader, why: String) -> Result<Attribution, AttribError> {
+    let mut a = Attribution { fs: "ext4".into(), covered: false, notes: vec![why], writes: Vec::new() };
+    for ev in reader.events()? {
+        let ev = ev?;
+        if let Event::Write(w) = &ev.event {
+            let item = Item { kind: Kind::Unknown, path: None, journal: false, detail: None, bytes: w.len };
+            a.writes.push(WriteItems { index: ev.index, offset: w.offset, len: w.len, items: vec![item] });
+        }
+    }
+    Ok(a)
+}
