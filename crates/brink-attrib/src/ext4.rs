@@ -238,6 +238,35 @@ fn dir_entries(block: &[u8], inodes: u64) -> Option<Vec<(String, u32)>> {
     Some(out)
 }
 
+/// A directory block's change in words: `a→b` where a name now holds the inode another
+/// name held (a rename; each name is the target of at most one, taken in block order),
+/// `+a` for a name new or holding a new inode, `-a` for a name gone.
+fn dir_change(old: &[(String, u32)], new: &[(String, u32)]) -> String {
+    let skip = |n: &str| n == "." || n == "..";
+    let mut words = Vec::new();
+    let mut targets: HashSet<&str> = HashSet::new();
+    let mut sources: HashSet<&str> = HashSet::new();
+    for (name, ino) in new.iter().filter(|e| !skip(&e.0)) {
+        if old.contains(&(name.clone(), *ino)) {
+            continue;
+        }
+        match old.iter().find(|(o, i)| i == ino && o != name && !targets.contains(o.as_str()) && !sources.contains(o.as_str())) {
+            Some((o, _)) => {
+                words.push(format!("{o}→{name}"));
+                sources.insert(o);
+                targets.insert(name);
+            }
+            None => words.push(format!("+{name}")),
+        }
+    }
+    for (name, _) in old.iter().filter(|e| !skip(&e.0)) {
+        if !new.iter().any(|(n, _)| n == name) && !sources.contains(name.as_str()) {
+            words.push(format!("-{name}"));
+        }
+    }
+    words.join(" ")
+}
+
 /// A view of inode tables and directory blocks (the journal's or the disk's).
 #[derive(Default)]
 struct View {
@@ -255,9 +284,9 @@ enum Raw {
     Fixed(Kind),
     /// Inode table block: the inodes whose slots changed.
     Inodes(Vec<u32>),
-    /// Any other block: its owner is looked up later; `dir` is the change if it parses
-    /// as a directory block (added, removed names).
-    Other { block: u64, dir: Option<(Vec<String>, Vec<String>)> },
+    /// Any other block: its owner is looked up later; `dir` is the change in words if
+    /// it parses as a directory block.
+    Other { block: u64, dir: Option<String> },
 }
 
 struct Names {
@@ -348,12 +377,11 @@ impl Pass<'_> {
             let (img, inodes) = (self.img, self.geo.inodes);
             let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
             let old = dirs.remove(&b).unwrap_or_else(|| dir_entries(&read_block(img, bs, b), inodes).unwrap_or_default());
-            let added = entries.iter().filter(|e| !old.contains(e)).map(|e| e.0.clone()).collect();
-            let removed = old.iter().filter(|e| !entries.contains(e)).map(|e| e.0.clone()).collect();
+            let change = dir_change(&old, &entries);
             self.register_dir(at, b, &entries, Some(&old));
             let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
             dirs.insert(b, entries);
-            (added, removed)
+            change
         });
         Raw::Other { block: b, dir }
     }
@@ -570,10 +598,7 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
                 }
                 Raw::Other { block, dir } => match owner_at(block, at) {
                     Some((ino, Own::Dir)) => {
-                        let detail = dir.map(|(added, removed)| {
-                            added.iter().map(|n| format!("+{n}")).chain(removed.iter().map(|n| format!("-{n}"))).collect::<Vec<_>>().join(" ")
-                        });
-                        items.push(item(Kind::Directory, dir_path(ino, at), detail));
+                        items.push(item(Kind::Directory, dir_path(ino, at), dir));
                     }
                     Some((ino, own)) => {
                         let kind = if own == Own::Tree { Kind::ExtentTree } else { Kind::Data };

@@ -107,9 +107,10 @@ pub struct Item {
 }
 
 impl Item {
-    /// The identity of an item in a signature: kind, path and whether it is a journal copy.
+    /// The identity of an item in a signature: kind and path. A journal copy has the key
+    /// of the block it copies: the journal is only how the block reaches the disk.
     pub fn key(&self) -> String {
-        format!("{}{}:{}", if self.journal { "journal copy of " } else { "" }, self.kind.name(), self.path.as_deref().unwrap_or("-"))
+        format!("{}:{}", self.kind.name(), self.path.as_deref().unwrap_or("-"))
     }
 
     /// In words: "the directory block of / (+config -config.tmp)".
@@ -120,9 +121,10 @@ impl Item {
             (Some(p), Kind::Directory) => format!("the directory block of {p}"),
             (Some(p), Kind::ExtentTree) => format!("the extent tree of {p}"),
             (Some(p), k) => format!("the {} of {p}", k.name()),
+            (None, Kind::Inode) => "an inode".to_string(),
             (None, k) => format!("the {}", k.name()),
         };
-        let what = if self.journal { format!("the journal copy of {}", what.trim_start_matches("the ")) } else { what };
+        let what = if self.journal { format!("the journal copy of {what}") } else { what };
         match &self.detail {
             Some(d) if !d.is_empty() => format!("{what} ({d})"),
             _ => what,
@@ -223,7 +225,7 @@ pub struct FileRow {
 fn merge(items: Vec<Item>) -> Vec<Item> {
     let mut out: Vec<Item> = Vec::new();
     for it in items {
-        match out.iter_mut().find(|o| o.key() == it.key()) {
+        match out.iter_mut().find(|o| merge_key(o) == merge_key(&it)) {
             Some(o) => {
                 o.bytes += it.bytes;
                 if let Some(d) = it.detail.filter(|d| !d.is_empty()) {
@@ -237,4 +239,9 @@ fn merge(items: Vec<Item>) -> Vec<Item> {
         }
     }
     out
+}
+
+/// Merge key within one write: a journal copy and the block in place stay apart.
+fn merge_key(it: &Item) -> (bool, String) {
+    (it.journal, it.key())
 }

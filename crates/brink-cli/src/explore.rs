@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use brink_check::Verdict;
 use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
@@ -221,7 +221,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
-        report(&cfg.results, false)?;
+        report(&cfg.results, false, None, None)?;
     }
     Ok(exit_code(&summary, &interrupt))
 }
@@ -302,15 +302,29 @@ fn short(s: &str, n: usize) -> String {
 }
 
 /// `brink report RESULTS`: the summary and the failing states, for people.
-pub fn report(dir: &Path, json: bool) -> Result<i32> {
+fn write_file(path: &Path, body: &str) -> Result<()> {
+    brink_trace::durable::write_atomic(path, body.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
+    let analysis = brink_triage::analyze(dir)?;
     let (summary, recs) = brink_explore::results::load(dir)?;
+    if let Some(p) = html {
+        write_file(p, &brink_triage::html(&analysis))?;
+    }
+    if let Some(p) = junit {
+        write_file(p, &brink_triage::junit(&analysis))?;
+    }
     if json {
-        emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
+        let mut obj = summary.clone();
+        obj["vulnerabilities"] = serde_json::to_value(&analysis.vulnerabilities)?;
+        obj["attributed"] = analysis.attributed.into();
+        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
         return Ok(0);
     }
     let g = |k: &str| summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
-    let mut out = String::new();
-    writeln!(out, "results {}", dir.display())?;
+    let mut out = brink_triage::text(&analysis);
+    writeln!(out, "\nresults {}", dir.display())?;
     writeln!(out, "  trace        {} ({} {})", g("trace"), g("fs"), g("mount_opts"))?;
     writeln!(out, "  model        {}   strategy {}", g("model"), g("strategy"))?;
     writeln!(out, "  checkers     {}", g("checkers"))?;
@@ -373,6 +387,18 @@ pub fn report(dir: &Path, json: bool) -> Result<i32> {
     }
     emit(&out)?;
     Ok(0)
+}
+
+/// `brink diff OLD NEW`: the regression report; 1 if a vulnerability is new.
+pub fn diff(old: &Path, new: &Path, json: bool) -> Result<i32> {
+    let (a, b) = (brink_triage::analyze(old)?, brink_triage::analyze(new)?);
+    let d = brink_triage::diff(&a, &b);
+    if json {
+        emit(&(serde_json::to_string_pretty(&d)? + "\n"))?;
+    } else {
+        emit(&brink_triage::diff_text(&d))?;
+    }
+    Ok(if d.added.is_empty() { 0 } else { 1 })
 }
 
 /// `brink replay TRACE STATE_ID -o DIR`: one state, recovered and left mounted.

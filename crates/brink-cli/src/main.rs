@@ -59,9 +59,25 @@ enum Cmd {
         #[arg(long)]
         no_mount: bool,
     },
-    /// Print the verdicts of an exploration for people (--json: the summary).
+    /// The vulnerabilities of an exploration, then its verdict counts (--json: the
+    /// summary with the vulnerabilities).
     Report {
         results: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Also write one self-contained HTML page (summary, vulnerabilities, the trace
+        /// over time).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Also write JUnit XML: one test case per vulnerability.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Compare the vulnerabilities of two explorations of the same workload: new, fixed,
+    /// unchanged. Exits 1 if a vulnerability is new.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -245,7 +261,8 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
-        Cmd::Report { results, json } => explore::report(&results, json),
+        Cmd::Report { results, json, html, junit } => explore::report(&results, json, html.as_deref(), junit.as_deref()),
+        Cmd::Diff { old, new, json } => explore::diff(&old, &new, json),
     }
 }
 

@@ -1,0 +1,474 @@
+//! Triage: from thousands of failing crash states to a few explained vulnerabilities.
+//!
+//! Every violating state has a *minimal* state (the explorer's delta debugging: the
+//! fewest of its dropped or torn writes that still fail with the same message class).
+//! The minimal state is explained in the file system's terms (brink-attrib) and its
+//! explanation is the *signature* of the vulnerability:
+//!
+//! - **ordering**: the minimal state drops writes while a later write of the same
+//!   epoch persisted. The signature is what the dropped writes hold.
+//! - **atomicity**: the minimal state tears a write, or nothing acknowledged is broken
+//!   but the writes still to come would have completed the operation (it is seen half
+//!   done).
+//! - **durability**: an acknowledged mark is broken (its text is in the checker's
+//!   message) and nothing later persisted out of order: the acknowledged operation's
+//!   writes came after the acknowledgement. The signature is what those late writes hold
+//!   (the writes up to the flush that would have made them durable; a jbd2 commit block
+//!   stands for the copies it commits).
+//! - **media**: a media-fault state (brink-pmodel's faults): the fault and what the
+//!   faulted write holds.
+//!
+//! A signature keeps the most telling items: directory blocks if any, else inodes and
+//! file data, else other metadata, by path and kind, never by block number or position.
+//! With the message class it is hashed into the vulnerability id (`V` + 8 hex digits),
+//! so the same bug keeps its id in next week's run of the next version of the
+//! application. Where the file system is not attributed (XFS, btrfs) the signature is
+//! the kind and message class alone.
+
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use brink_attrib::{Item, Kind};
+use brink_check::{message_class, Verdict};
+use brink_explore::results::{self, TraceInfo};
+use brink_explore::{ExploreError, StateRecord};
+use brink_pmodel::{StateId, WriteChoice};
+use serde::{Deserialize, Serialize};
+
+pub use render::{diff_text, html, junit, text};
+
+/// ALICE's vulnerability kinds, plus media faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VulnKind {
+    Atomicity,
+    Ordering,
+    Durability,
+    Media,
+}
+
+impl VulnKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            VulnKind::Atomicity => "atomicity",
+            VulnKind::Ordering => "ordering",
+            VulnKind::Durability => "durability",
+            VulnKind::Media => "media",
+        }
+    }
+}
+
+/// How many state ids a vulnerability lists (the count is always whole).
+pub const STATE_IDS_MAX: usize = 10;
+/// How many items a sentence names before "and N more".
+const SENTENCE_ITEMS_MAX: usize = 2;
+
+/// One vulnerability. Fields may be added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vulnerability {
+    /// Stable: derived from `kind`, `signature` and `class` only.
+    pub id: String,
+    pub kind: VulnKind,
+    /// One sentence a person can act on.
+    pub sentence: String,
+    /// The message class of the checker's violation (digits as `#`).
+    pub class: String,
+    /// What the minimal state lost, tore or had not yet written, by kind and path.
+    pub signature: Vec<String>,
+    /// Violating states in this vulnerability (duplicates included).
+    pub states: u64,
+    /// The first of them, by id.
+    pub state_ids: Vec<String>,
+    /// Acknowledged marks that some state of it broke (texts, in trace order).
+    pub marks_broken: Vec<String>,
+    pub minimal: MinimalState,
+    /// The command that rebuilds the minimal state.
+    pub repro: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinimalState {
+    pub id: String,
+    pub position: u64,
+    /// Dropped and torn writes, each with what it holds.
+    pub writes: Vec<MinimalWrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinimalWrite {
+    pub index: u64,
+    /// `dropped` or `torn`.
+    pub what: String,
+    pub holds: Vec<String>,
+}
+
+/// A results directory, triaged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Analysis {
+    pub results: String,
+    pub trace: String,
+    pub summary: serde_json::Value,
+    pub vulnerabilities: Vec<Vulnerability>,
+    /// Whether the trace's writes are attributed (ext4).
+    pub attributed: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Per crash position, the worst verdict and how many states (for the picture).
+    #[serde(skip)]
+    pub positions: BTreeMap<u64, (Verdict, u64)>,
+    #[serde(skip)]
+    pub info: Option<TraceInfo>,
+}
+
+struct Ctx<'a> {
+    info: Option<&'a TraceInfo>,
+}
+
+impl Ctx<'_> {
+    fn events(&self) -> &[u8] {
+        self.info.map(|i| i.events.as_bytes()).unwrap_or(&[])
+    }
+
+    /// What the writes at `indices` hold; a jbd2 commit block also stands for the
+    /// journal copies of its transaction (the writes since the previous commit).
+    fn items(&self, indices: &[u64]) -> Vec<Item> {
+        let Some(info) = self.info else { return Vec::new() };
+        let a = &info.attribution;
+        let mut out: Vec<Item> = Vec::new();
+        for &i in indices {
+            let Some(items) = a.of_write(i) else { continue };
+            out.extend(items.iter().cloned());
+            if items.iter().any(|it| it.kind == Kind::JournalCommit) {
+                let pos = a.writes.partition_point(|w| w.index < i);
+                for w in a.writes[..pos].iter().rev() {
+                    if w.items.iter().any(|it| it.kind == Kind::JournalCommit) {
+                        break;
+                    }
+                    out.extend(w.items.iter().filter(|it| it.journal).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The writes after `p` up to the flush that would have made them durable: the
+    /// first flush with a write between `p` and it.
+    fn window(&self, p: u64) -> Vec<u64> {
+        let ev = self.events();
+        let mut out = Vec::new();
+        for (i, &k) in ev.iter().enumerate().skip(p as usize) {
+            match k {
+                b'w' => out.push(i as u64),
+                b'f' if !out.is_empty() => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Volatile writes at crash position `p`: writes since the last flush before it.
+    fn volatile(&self, p: u64) -> Vec<u64> {
+        let ev = self.events();
+        let end = (p as usize).min(ev.len());
+        let start = ev[..end].iter().rposition(|&k| k == b'f').map_or(0, |f| f + 1);
+        (start..end).filter(|&i| ev[i] == b'w').map(|i| i as u64).collect()
+    }
+}
+
+/// The items a signature keeps (see the crate docs).
+fn telling(items: &[Item]) -> Vec<&Item> {
+    let tiers: [&dyn Fn(&Item) -> bool; 4] = [
+        &|i| i.kind == Kind::Directory,
+        &|i| matches!(i.kind, Kind::Inode | Kind::Data | Kind::ExtentTree),
+        &|i| !i.kind.is_journal_bookkeeping() && i.kind != Kind::Unknown,
+        &|i| i.kind != Kind::Unknown,
+    ];
+    for t in tiers {
+        let v: Vec<&Item> = items.iter().filter(|i| t(i)).collect();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    Vec::new()
+}
+
+fn keys(items: &[&Item]) -> Vec<String> {
+    items.iter().map(|i| i.key()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// "A and B", "A, B and 3 more".
+fn name_items(items: &[&Item]) -> String {
+    let mut seen = BTreeSet::new();
+    let mut uniq: Vec<&Item> = Vec::new();
+    for i in items {
+        if seen.insert(i.key()) {
+            uniq.push(i);
+        }
+    }
+    let named: Vec<String> = uniq.iter().take(SENTENCE_ITEMS_MAX).map(|i| i.describe()).collect();
+    match uniq.len().saturating_sub(SENTENCE_ITEMS_MAX) {
+        0 => named.join(" and "),
+        n => format!("{} and {n} more", named.join(", ")),
+    }
+}
+
+struct Explained {
+    kind: VulnKind,
+    signature: Vec<String>,
+    because: String,
+    class: String,
+}
+
+fn first_violation(r: &StateRecord) -> (String, String) {
+    r.checks
+        .iter()
+        .find(|c| c.verdict == Verdict::Violation)
+        .map(|c| (c.message.clone(), format!("{}: {}", c.checker, message_class(&c.message))))
+        .unwrap_or_default()
+}
+
+fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)> {
+    let Some(info) = info else { return Vec::new() };
+    let msgs: Vec<&str> = r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(|c| c.message.as_str()).collect();
+    info.marks
+        .iter()
+        .take(r.marks as usize)
+        .filter(|m| !m.text.is_empty() && msgs.iter().any(|msg| msg.contains(&m.text)))
+        .map(|m| (m.index, m.text.clone()))
+        .collect()
+}
+
+fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
+    let (_, class) = first_violation(m);
+    let attributed = ctx.info.is_some_and(|i| i.attribution.covered);
+    if let Some(f) = id.fault {
+        let items = ctx.items(&[f.write()]);
+        let t = telling(&items);
+        let fault = m.fault.clone().unwrap_or_else(|| f.describe());
+        let because = if t.is_empty() { fault } else { format!("{fault}, on {}", name_items(&t)) };
+        return Explained { kind: VulnKind::Media, signature: [vec![fault_kind(&f)], keys(&t)].concat(), because, class };
+    }
+    let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
+    let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
+    let all: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
+    let later: Vec<u64> =
+        all.first().map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect()).unwrap_or_default();
+    let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
+    if !torn.is_empty() {
+        let items = ctx.items(&torn);
+        let t = telling(&items);
+        return Explained {
+            kind: VulnKind::Atomicity,
+            signature: keys(&t),
+            because: format!("{} persisted only in part (a torn write){unattributed}", name_or(&t, "a write")),
+            class,
+        };
+    }
+    if !later.is_empty() {
+        let (lost, kept) = (ctx.items(&dropped), ctx.items(&later));
+        let (tl, tk) = (telling(&lost), telling(&kept));
+        return Explained {
+            kind: VulnKind::Ordering,
+            signature: keys(&tl),
+            because: format!(
+                "{} did not persist while {}, written after it, did{unattributed}",
+                name_or(&tl, "an earlier write"),
+                name_or(&tk, "a later write")
+            ),
+            class,
+        };
+    }
+    // In order: what was still to come.
+    let mut late = all.clone();
+    late.extend(ctx.window(id.position));
+    let items = ctx.items(&late);
+    let t = telling(&items);
+    let broken = broken_marks(ctx.info, m);
+    if broken.is_empty() {
+        Explained {
+            kind: VulnKind::Atomicity,
+            signature: keys(&t),
+            because: format!(
+                "the operation is seen half done: the writes before the crash persisted and {} had not reached the disk yet{unattributed}",
+                name_or(&t, "the next writes")
+            ),
+            class,
+        }
+    } else {
+        Explained {
+            kind: VulnKind::Durability,
+            signature: keys(&t),
+            because: format!(
+                "it was acknowledged before {} reached the disk, so a power cut in between loses it{unattributed}",
+                name_or(&t, "its writes")
+            ),
+            class,
+        }
+    }
+}
+
+fn name_or(items: &[&Item], none: &str) -> String {
+    if items.is_empty() { none.to_string() } else { name_items(items) }
+}
+
+fn fault_kind(f: &brink_pmodel::MediaFault) -> String {
+    match f {
+        brink_pmodel::MediaFault::Garbage(_) => "garbage tear",
+        brink_pmodel::MediaFault::Latent(_) => "latent sector error",
+        brink_pmodel::MediaFault::Misdirected(_) => "misdirected write",
+    }
+    .into()
+}
+
+fn vuln_id(kind: VulnKind, signature: &[String], class: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(kind.name().as_bytes());
+    for s in signature {
+        h.update(b"\n");
+        h.update(s.as_bytes());
+    }
+    h.update(b"\n\n");
+    h.update(class.as_bytes());
+    format!("V{}", &h.finalize().to_hex()[..8])
+}
+
+/// Triage a finished results directory.
+pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
+    let (summary, recs) = results::load(dir)?;
+    let (probes, info) = results::load_analysis(dir)?;
+    let ctx = Ctx { info: info.as_ref() };
+    let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
+    let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(&probes).map(|r| (r.id.as_str(), r)).collect();
+
+    struct Group {
+        ex: Explained,
+        states: Vec<String>,
+        marks: BTreeMap<u64, String>,
+        best: (usize, String),
+    }
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut explained: HashMap<String, (String, Explained)> = HashMap::new();
+    let mut positions: BTreeMap<u64, (Verdict, u64)> = BTreeMap::new();
+    for r in &recs {
+        let e = positions.entry(r.position).or_insert((Verdict::Consistent, 0));
+        e.1 += 1;
+        if rank(&r.verdict) > rank(&e.0) {
+            e.0 = r.verdict.clone();
+        }
+        if r.verdict != Verdict::Violation {
+            continue;
+        }
+        let mid = r.minimal.clone().unwrap_or_else(|| r.id.clone());
+        let m = by_id.get(mid.as_str()).copied().unwrap_or(r);
+        let Ok(id) = m.id.parse::<StateId>() else { continue };
+        let vid = match explained.get(&mid) {
+            Some((vid, _)) => vid.clone(),
+            None => {
+                let ex = explain(&ctx, m, &id);
+                let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+                explained.insert(mid.clone(), (vid.clone(), ex));
+                vid
+            }
+        };
+        let ex = &explained[&mid].1;
+        let g = groups.entry(vid).or_insert_with(|| Group {
+            ex: Explained { kind: ex.kind, signature: ex.signature.clone(), because: ex.because.clone(), class: ex.class.clone() },
+            states: Vec::new(),
+            marks: BTreeMap::new(),
+            best: (usize::MAX, String::new()),
+        });
+        g.states.push(r.id.clone());
+        g.marks.extend(broken_marks(info.as_ref(), r));
+        let cand = (id.choices.len(), m.id.clone());
+        if (cand.0, m.id.parse::<StateId>().ok()) < (g.best.0, g.best.1.parse::<StateId>().ok()) || g.best.1.is_empty() {
+            g.ex.because = ex.because.clone();
+            g.best = cand;
+        }
+    }
+
+    let mut vulns = Vec::new();
+    for (vid, g) in groups {
+        let m = by_id[g.best.1.as_str()];
+        let id: StateId = m.id.parse().expect("parsed above");
+        let (message, _) = first_violation(m);
+        let writes = id
+            .choices
+            .iter()
+            .map(|(i, c)| MinimalWrite {
+                index: *i,
+                what: if *c == WriteChoice::Omitted { "dropped" } else { "torn" }.into(),
+                holds: ctx.items(&[*i]).iter().map(|it| it.describe()).collect::<BTreeSet<_>>().into_iter().collect(),
+            })
+            .collect();
+        vulns.push(Vulnerability {
+            id: vid,
+            kind: g.ex.kind,
+            sentence: format!("{message}: {}", g.ex.because),
+            class: g.ex.class,
+            signature: g.ex.signature,
+            states: g.states.len() as u64,
+            state_ids: g.states.iter().take(STATE_IDS_MAX).cloned().collect(),
+            marks_broken: g.marks.into_values().collect(),
+            minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
+            repro: format!("brink replay {} {} -o DIR", shell_word(&trace), m.id),
+        });
+    }
+    // Most states first, then by id: the order a person reads them in.
+    vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
+    let mut notes = info.as_ref().map(|i| i.attribution.notes.clone()).unwrap_or_default();
+    if info.is_none() {
+        notes.push("this results directory has no trace.json (an older brink): vulnerabilities are grouped by message only".into());
+    }
+    Ok(Analysis {
+        results: dir.display().to_string(),
+        trace,
+        summary,
+        attributed: info.as_ref().is_some_and(|i| i.attribution.covered),
+        notes,
+        vulnerabilities: vulns,
+        positions,
+        info,
+    })
+}
+
+fn rank(v: &Verdict) -> u8 {
+    match v {
+        Verdict::Consistent => 0,
+        Verdict::CheckerFailure => 1,
+        Verdict::Violation => 2,
+    }
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+/// How two runs' vulnerabilities compare.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diff {
+    pub old: String,
+    pub new: String,
+    /// In NEW only: regressions.
+    pub added: Vec<Vulnerability>,
+    /// In OLD only.
+    pub fixed: Vec<Vulnerability>,
+    /// In both (NEW's record).
+    pub unchanged: Vec<Vulnerability>,
+}
+
+pub fn diff(old: &Analysis, new: &Analysis) -> Diff {
+    let old_ids: BTreeSet<&str> = old.vulnerabilities.iter().map(|v| v.id.as_str()).collect();
+    let new_ids: BTreeSet<&str> = new.vulnerabilities.iter().map(|v| v.id.as_str()).collect();
+    Diff {
+        old: old.results.clone(),
+        new: new.results.clone(),
+        added: new.vulnerabilities.iter().filter(|v| !old_ids.contains(v.id.as_str())).cloned().collect(),
+        fixed: old.vulnerabilities.iter().filter(|v| !new_ids.contains(v.id.as_str())).cloned().collect(),
+        unchanged: new.vulnerabilities.iter().filter(|v| old_ids.contains(v.id.as_str())).cloned().collect(),
+    }
+}
