@@ -82,6 +82,10 @@ pub struct CheckOpts {
     /// e2fsck replays the journal and debugfs extracts the files.
     #[arg(long, value_enum, default_value = "auto")]
     recovery: RecoveryArg,
+    /// Reuse verdicts of earlier runs kept in this folder (keyed by image hash, marks
+    /// and checker identity), and add this run's to it.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
 }
 
 fn recovery(o: &CheckOpts) -> Recovery {
@@ -176,6 +180,7 @@ fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, int
         resume,
         recovery: recovery(o),
         media_faults: false,
+        cache: o.cache.clone(),
         interrupt: interrupt.0.clone(),
     })
 }
@@ -290,7 +295,8 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
         },
         modes: modes.clone(),
     };
-    let opts = crate::suite::run_opts(false, 0, a.opts.jobs, interrupt)?;
+    let mut opts = crate::suite::run_opts(false, 0, a.opts.jobs, interrupt)?;
+    opts.cache = a.opts.cache.clone();
     crate::suite::fresh_dir(&a.output)?;
     let rows = crate::suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts)?;
     emit(&format!("{}\ndetails: brink report {}/MODE/results\n", brink_suite::render_text(&rows), a.output.display()))?;
@@ -345,6 +351,13 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
     )?;
     let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
     writeln!(out, "  time         {:.1}s ({rate:.1} states/s, {} jobs)", summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0), g("jobs"))?;
+    let num = |k: &str| summary.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
+    if num("cache_hits") + num("cache_stored") > 0 {
+        writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", num("cache_hits"), num("cache_stored"))?;
+    }
+    if num("minimize_probes") > 0 {
+        writeln!(out, "  minimizing   {} more states checked to find minimal failing states", num("minimize_probes"))?;
+    }
     if let Some(n) = summary.get("media_fault_states").and_then(|n| n.as_u64()).filter(|&n| n > 0) {
         writeln!(out, "  media faults {n} states with one media fault each (--media-faults)")?;
     }

@@ -94,7 +94,8 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
         None if a.writes => Injection { target: Target::Write(nth), nth: 1, permanent: a.permanent },
         None => Injection { target: Target::Flush(nth), nth: 1, permanent: a.permanent },
     };
-    let opts = crate::suite::run_opts(false, 0, a.run.jobs, interrupt)?;
+    let mut opts = crate::suite::run_opts(false, 0, a.run.jobs, interrupt)?;
+    opts.cache = a.run.cache.clone();
     crate::suite::fresh_dir(&a.output)?;
     let started = Instant::now();
 

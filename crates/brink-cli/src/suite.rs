@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Print the rows as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Reuse verdicts of earlier runs kept in this folder, and add this run's to it.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -152,7 +155,7 @@ pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> 
 }
 
 pub(crate) fn run_opts(full: bool, full_max_states: u128, jobs: Option<usize>, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
-    Ok(RunOpts { full, full_max_states, jobs: self::jobs(jobs)?, recovery: Recovery::Kernel, interrupt })
+    Ok(RunOpts { full, full_max_states, jobs: self::jobs(jobs)?, recovery: Recovery::Kernel, interrupt, cache: None })
 }
 
 /// Refuse an output directory that exists (a suite never mixes two runs).
@@ -178,7 +181,8 @@ pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
             bail!("no selected workload has a mode named '{m}'");
         }
     }
-    let opts = run_opts(a.full, a.max_states, a.run.jobs, interrupt)?;
+    let mut opts = run_opts(a.full, a.max_states, a.run.jobs, interrupt)?;
+    opts.cache = a.run.cache.clone();
     fresh_dir(&a.output)?;
     let t = Instant::now();
     let rows = run_workloads(&selected, &|w, m| a.output.join(&w.name).join(&m.name), &opts)?;

@@ -29,6 +29,7 @@
 //! payloads and footprint) and the number of unique states (one small entry each).
 
 mod adhash;
+pub mod cache;
 mod footprint;
 mod minimize;
 mod plan;
@@ -103,6 +104,8 @@ pub struct ExploreConfig {
     pub recovery: Recovery,
     /// Also check the media-fault states (brink-pmodel's docs): one fault per state.
     pub media_faults: bool,
+    /// A verdict cache folder shared between runs (`cache.rs`); none: every state is checked.
+    pub cache: Option<PathBuf>,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }
@@ -153,6 +156,12 @@ pub struct Summary {
     /// States checked only to minimize failing ones (not counted in `states_checked`).
     #[serde(default)]
     pub minimize_probes: u64,
+    /// Unique states whose verdict came from the verdict cache (`--cache`), and verdicts
+    /// this run added to it.
+    #[serde(default)]
+    pub cache_hits: u64,
+    #[serde(default)]
+    pub cache_stored: u64,
 }
 
 /// The verdict on the disk as the recording left it, held to every mark.
@@ -435,6 +444,22 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         checked.fetch_add(1, Ordering::Relaxed);
         checks
     };
+    let cache = match &cfg.cache {
+        Some(dir) => Some(cache::VerdictCache::open(dir, &cfg.checkers, &format!("{:?} {fs} {}", cfg.recovery, meta.mount_opts))?),
+        None => None,
+    };
+    // A unique state's checks: from the cache, or checked (and then cached).
+    let check_unique = |hash: ImageHash, marks: &[String], id: &str, pieces: &dyn Fn() -> Vec<footprint::Piece>| -> Result<Vec<CheckOutcome>, ExploreError> {
+        if let Some(c) = cache.as_ref().and_then(|c| c.get(&hash, marks)) {
+            return Ok(c);
+        }
+        let start = Instant::now();
+        let checks = check_state(pieces(), None, start, id, marks);
+        if let Some(c) = &cache {
+            c.put(&hash, marks, &checks)?;
+        }
+        Ok(checks)
+    };
     let mut media_states = 0u64;
     // Minimization (minimize.rs): each violating state's minimal state, and the states
     // checked only to find them.
@@ -488,8 +513,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                     if should_stop() {
                         return Ok(None);
                     }
-                    let overlay_start = Instant::now();
-                    let checks = check_state(fp.pieces(&ed.epoch, s), None, overlay_start, &id, &marks[..s.marks_before as usize]);
+                    let checks = check_unique(hashes[i], &marks[..s.marks_before as usize], &id, &|| fp.pieces(&ed.epoch, s))?;
                     let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
                     record(&rec)?;
                     Ok(Some((i, checks)))
@@ -526,7 +550,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                 return Ok(Vec::new());
             }
             let id = cs.id.to_string();
-            let c = check_state(fp.pieces(&ed.epoch, cs), None, Instant::now(), &id, &marks[..cs.marks_before as usize]);
+            let c = check_unique(h, &marks[..cs.marks_before as usize], &id, &|| fp.pieces(&ed.epoch, cs))?;
             probe_cache.lock().expect("probes").insert(key, c.clone());
             probe_recs.lock().expect("probes").push(Record::new(cs, h.to_string(), c.clone(), None));
             Ok(c)
@@ -573,7 +597,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             (Some(_), _) => None,
             (None, Some(rep)) if rep.rep != end_id => Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone()))),
             (None, Some(_)) => None, // the last epoch already checked it
-            (None, None) => Some(Record::new(&s, key.0.to_string(), check_state(Vec::new(), None, Instant::now(), &end_id, &marks), None)),
+            (None, None) => Some(Record::new(&s, key.0.to_string(), check_unique(key.0, &marks, &end_id, &Vec::new)?, None)),
         };
         if let Some(rec) = rec {
             generated += 1;
@@ -581,6 +605,9 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         }
     }
     drop(log_lock);
+    if let Some(c) = &cache {
+        c.sync()?;
+    }
 
     // Release the kernel resources before writing the results.
     drop(pool_workers);
@@ -638,6 +665,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         },
         media_fault_states: media_states,
         minimize_probes,
+        cache_hits: cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
+        cache_stored: cache.as_ref().map_or(0, |c| c.stored.load(Ordering::Relaxed)),
         no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),

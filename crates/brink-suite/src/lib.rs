@@ -48,6 +48,8 @@ pub struct RunOpts {
     pub jobs: usize,
     pub recovery: Recovery,
     pub interrupt: Interrupt,
+    /// The verdict cache folder every mode's exploration shares (`--cache`).
+    pub cache: Option<PathBuf>,
 }
 
 /// What to do for one mode: where its trace and results go, and the two configs.
@@ -92,6 +94,7 @@ impl Workload {
                 resume: false,
                 recovery: opts.recovery,
                 media_faults: false,
+                cache: opts.cache.clone(),
                 interrupt: opts.interrupt.0.clone(),
             },
         })

@@ -127,9 +127,16 @@ pub struct Analysis {
 
 struct Ctx<'a> {
     info: Option<&'a TraceInfo>,
+    /// The violation class of the no-crash state, if it violates.
+    no_crash_class: Option<String>,
 }
 
 impl Ctx<'_> {
+    /// The first injected error before `p`.
+    fn first_error(&self, p: u64) -> Option<u64> {
+        self.events().iter().take(p.min(usize::MAX as u64) as usize).position(|&k| k == b'e').map(|i| i as u64)
+    }
+
     fn events(&self) -> &[u8] {
         self.info.map(|i| i.events.as_bytes()).unwrap_or(&[])
     }
@@ -197,8 +204,36 @@ fn telling(items: &[Item]) -> Vec<&Item> {
     Vec::new()
 }
 
+/// A signature key: a file (its data, inode or extents alike) or directory by path;
+/// other metadata by kind.
+fn sig_key(i: &Item) -> String {
+    let what = match i.kind {
+        Kind::Inode | Kind::Data | Kind::ExtentTree if i.path.is_some() => "file",
+        Kind::Directory => "directory",
+        k => k.name(),
+    };
+    format!("{what}:{}", i.path.as_deref().unwrap_or("-"))
+}
+
 fn keys(items: &[&Item]) -> Vec<String> {
-    items.iter().map(|i| i.key()).collect::<BTreeSet<_>>().into_iter().collect()
+    items.iter().map(|i| sig_key(i)).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The items whose path (or its last component) the checker's message names as a word,
+/// if any; else all of them.
+fn named_in<'a>(items: Vec<&'a Item>, message: &str) -> Vec<&'a Item> {
+    let words: BTreeSet<&str> = message.split(|c: char| c.is_whitespace() || "'\":,;()[]".contains(c)).map(|w| w.trim_start_matches("./")).collect();
+    let named: Vec<&Item> = items
+        .iter()
+        .copied()
+        .filter(|i| {
+            i.path.as_deref().is_some_and(|p| {
+                let p = p.trim_end_matches('/');
+                words.contains(p) || p.rsplit('/').next().is_some_and(|b| words.contains(b))
+            })
+        })
+        .collect();
+    if named.is_empty() { items } else { named }
 }
 
 /// "A and B", "A, B and 3 more".
@@ -244,7 +279,18 @@ fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)>
 }
 
 fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
-    let (_, class) = first_violation(m);
+    let (message, class) = first_violation(m);
+    if ctx.no_crash_class.as_deref() == Some(class.as_str()) {
+        return Explained {
+            kind: VulnKind::Durability,
+            signature: vec!["lost without a crash".into()],
+            because: format!(
+                "the disk as the run left it (no crash, page cache dropped) fails the same way, so the data never reached the disk{}",
+                ctx.first_error(u64::MAX).map(|e| format!(" (an injected I/O error at event {e} threw it away and the application went on)")).unwrap_or_default()
+            ),
+            class,
+        };
+    }
     let attributed = ctx.info.is_some_and(|i| i.attribution.covered);
     if let Some(f) = id.fault {
         let items = ctx.items(&[f.write()]);
@@ -271,7 +317,16 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     }
     if !later.is_empty() {
         let (lost, kept) = (ctx.items(&dropped), ctx.items(&later));
-        let (tl, tk) = (telling(&lost), telling(&kept));
+        let tl = telling(&lost);
+        let lost_paths: BTreeSet<Option<&str>> = tl.iter().map(|i| i.path.as_deref()).collect();
+        let lost_keys: BTreeSet<String> = tl.iter().map(|i| i.key()).collect();
+        // What the reader should compare: the same file's other parts (its inode for
+        // lost data), else the later writes' telling items.
+        let same: Vec<&Item> = kept
+            .iter()
+            .filter(|i| !i.kind.is_journal_bookkeeping() && lost_paths.contains(&i.path.as_deref()) && !lost_keys.contains(&i.key()))
+            .collect();
+        let tk = if same.is_empty() { telling(&kept) } else { same };
         return Explained {
             kind: VulnKind::Ordering,
             signature: keys(&tl),
@@ -287,8 +342,18 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     let mut late = all.clone();
     late.extend(ctx.window(id.position));
     let items = ctx.items(&late);
-    let t = telling(&items);
+    let t = named_in(telling(&items), &message);
     let broken = broken_marks(ctx.info, m);
+    if let Some(e) = ctx.first_error(id.position).filter(|_| !broken.is_empty()) {
+        return Explained {
+            kind: VulnKind::Durability,
+            signature: vec!["after an injected I/O error".into()],
+            because: format!(
+                "a crash after the injected I/O error at event {e} loses data acknowledged after it: the application's handling of the failed write or fsync did not make it durable"
+            ),
+            class,
+        };
+    }
     if broken.is_empty() {
         Explained {
             kind: VulnKind::Atomicity,
@@ -341,7 +406,9 @@ fn vuln_id(kind: VulnKind, signature: &[String], class: &str) -> String {
 pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     let (summary, recs) = results::load(dir)?;
     let (probes, info) = results::load_analysis(dir)?;
-    let ctx = Ctx { info: info.as_ref() };
+    let end = info.as_ref().map(|i| i.events.len().to_string());
+    let no_crash_class = recs.iter().find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation).map(|r| first_violation(r).1);
+    let ctx = Ctx { info: info.as_ref(), no_crash_class };
     let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
     let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(&probes).map(|r| (r.id.as_str(), r)).collect();
 

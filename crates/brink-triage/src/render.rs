@@ -148,7 +148,8 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
     let _ = writeln!(h, "<table><tr><th>file system</th><th>model</th><th>strategy</th><th>states</th><th>unique</th><th>violations</th><th>checker failures</th><th>consistent</th><th>wall</th></tr>");
     let _ = writeln!(h, "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}s</td></tr></table>",
         esc(&get("fs")), esc(&get("mount_opts")), esc(&get("model")), esc(&get("strategy")), esc(&get("states_generated")), esc(&get("states_unique")),
-        esc(&get("violations")), esc(&get("checker_failures")), esc(&get("consistent")), esc(&get("wall_s")));
+        esc(&get("violations")), esc(&get("checker_failures")), esc(&get("consistent")),
+        sum.get("wall_s").and_then(|v| v.as_f64()).map(|w| format!("{w:.1}")).unwrap_or_default());
     let _ = writeln!(h, "<h2>The trace over time</h2>{}", timeline(a));
     let _ = writeln!(h, "<h2>Vulnerabilities</h2>");
     if a.vulnerabilities.is_empty() {

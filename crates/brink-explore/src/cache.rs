@@ -1,0 +1,140 @@
+//! The verdict cache: a nightly run on an unchanged trace, or on states whose images did
+//! not change, reuses the verdicts of earlier runs instead of checking again.
+//!
+//! A verdict depends on the state's image, the marks it is held to, the checkers and
+//! how the state is recovered. The key hashes all of them: the image's content hash
+//! (the same one the explorer deduplicates by), the marks' texts, the file system and
+//! mount options, the recovery mode, the brink version, and each checker's *identity*:
+//! its command line and the content of every regular file in the folder of each word
+//! of it that names a file (so editing `checkers/app/check.sh` or a helper beside it
+//! invalidates its verdicts; a checker that reads files elsewhere is not tracked).
+//!
+//! Wire format: `DIR/verdicts.jsonl`, one `{"key":…,"checks":[…]}` a line, appended one
+//! `write(2)` a line and fsynced when the run ends; a line cut by a kill is ignored.
+//! Verdicts with a checker failure are not stored (they may be transient); media-fault
+//! states are not cached (a latent sector error is not in the image). Limits:
+//! `FOLDER_FILES_MAX` files and `FOLDER_BYTES_MAX` bytes hashed per checker folder.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use brink_check::{CheckOutcome, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::{CheckerSpec, ExploreError, ImageHash};
+
+pub const FILE: &str = "verdicts.jsonl";
+const FOLDER_FILES_MAX: usize = 256;
+const FOLDER_BYTES_MAX: u64 = 64 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    key: String,
+    checks: Vec<CheckOutcome>,
+}
+
+pub struct VerdictCache {
+    path: PathBuf,
+    identity: blake3::Hash,
+    map: Mutex<HashMap<String, Vec<CheckOutcome>>>,
+    file: Mutex<File>,
+    pub hits: AtomicU64,
+    pub stored: AtomicU64,
+}
+
+/// What a checker is: its command and the files beside each file its command names.
+fn checker_identity(spec: &CheckerSpec, h: &mut blake3::Hasher) {
+    h.update(spec.name().as_bytes());
+    h.update(b"\0");
+    let CheckerSpec::Command(cmd) = spec else { return };
+    for word in cmd.split_whitespace() {
+        let p = Path::new(word);
+        if !p.is_file() {
+            continue;
+        }
+        let Some(dir) = p.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) else { continue };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).take(FOLDER_FILES_MAX).collect())
+            .unwrap_or_default();
+        files.sort();
+        let mut budget = FOLDER_BYTES_MAX;
+        for f in files {
+            let Ok(file) = File::open(&f) else { continue };
+            h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            let mut buf = Vec::new();
+            let _ = file.take(budget).read_to_end(&mut buf);
+            budget = budget.saturating_sub(buf.len() as u64);
+            h.update(&(buf.len() as u64).to_le_bytes());
+            h.update(&buf);
+        }
+    }
+}
+
+impl VerdictCache {
+    /// Open (creating) the cache in `dir` for one exploration's checkers and recovery.
+    pub fn open(dir: &Path, checkers: &[CheckerSpec], recovery: &str) -> Result<VerdictCache, ExploreError> {
+        std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
+        let path = dir.join(FILE);
+        let mut h = blake3::Hasher::new();
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(b"\0");
+        h.update(recovery.as_bytes());
+        for c in checkers {
+            checker_identity(c, &mut h);
+        }
+        let identity = h.finalize();
+        let mut map = HashMap::new();
+        if let Ok(f) = File::open(&path) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(l) = serde_json::from_str::<Line>(&line) {
+                    map.insert(l.key, l.checks);
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        Ok(VerdictCache { path, identity, map: Mutex::new(map), file: Mutex::new(file), hits: AtomicU64::new(0), stored: AtomicU64::new(0) })
+    }
+
+    fn key(&self, image: &ImageHash, marks: &[String]) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.identity.as_bytes());
+        h.update(image.to_string().as_bytes());
+        for m in marks {
+            h.update(b"\n");
+            h.update(m.as_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// The verdict of an identical state, if an earlier run checked one.
+    pub fn get(&self, image: &ImageHash, marks: &[String]) -> Option<Vec<CheckOutcome>> {
+        let got = self.map.lock().expect("cache").get(&self.key(image, marks)).cloned();
+        if got.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    pub fn put(&self, image: &ImageHash, marks: &[String], checks: &[CheckOutcome]) -> Result<(), ExploreError> {
+        if checks.is_empty() || checks.iter().any(|c| c.verdict == Verdict::CheckerFailure) {
+            return Ok(());
+        }
+        let key = self.key(image, marks);
+        let mut line = serde_json::to_vec(&Line { key: key.clone(), checks: checks.to_vec() }).expect("json");
+        line.push(b'\n');
+        self.file.lock().expect("cache").write_all(&line).map_err(|e| ExploreError::io(&self.path, e))?;
+        self.map.lock().expect("cache").insert(key, checks.to_vec());
+        self.stored.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Make what this run stored durable.
+    pub fn sync(&self) -> Result<(), ExploreError> {
+        self.file.lock().expect("cache").sync_data().map_err(|e| ExploreError::io(&self.path, e))
+    }
+}
