@@ -11,6 +11,7 @@ mod import;
 mod inject;
 mod record;
 mod suite;
+mod triage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
