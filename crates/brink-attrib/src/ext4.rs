@@ -289,10 +289,17 @@ enum Raw {
     Other { block: u64, dir: Option<String> },
 }
 
+/// One name of an inode: (time, directory block, directory inode if the block names
+/// it with '.', name).
+type NameAt = (u64, u64, Option<u32>, String);
+
 struct Names {
-    /// inode → (time, directory block, directory inode if the block names it, name).
-    entries: HashMap<u32, Vec<(u64, u64, Option<u32>, String)>>,
+    entries: HashMap<u32, Vec<NameAt>>,
 }
+
+/// One write, classified block by block: (event index, offset, length, per block: what
+/// it was, bytes, whether a journal copy).
+type RawWrite = (u64, u64, u64, Vec<(Raw, u64, bool)>);
 
 struct Pass<'a> {
     img: &'a File,
@@ -522,7 +529,7 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
     }
 
     // Pass 1: every write, block by block.
-    let mut raws: Vec<(u64, u64, u64, Vec<(Raw, u64, bool)>)> = Vec::new();
+    let mut raws: Vec<RawWrite> = Vec::new();
     let mut buf = Vec::new();
     for ev in reader.events()? {
         let ev = ev?;

@@ -70,9 +70,14 @@ pub fn message_class(message: &str) -> String {
     out
 }
 
-/// The class of the first violation among a state's checks (`checker: class`), if any.
+/// The class of the first violation among a state's checks, if any: its message class,
+/// prefixed `fsck: ` for the built-in checker. Not the checker's command: it names a path
+/// that differs between checkouts, and a class must not.
 pub fn violation_class(checks: &[CheckOutcome]) -> Option<String> {
-    checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| format!("{}: {}", c.checker, message_class(&c.message)))
+    checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| {
+        let class = message_class(&c.message);
+        if c.checker == "fsck" { format!("fsck: {class}") } else { class }
+    })
 }
 
 #[cfg(test)]

@@ -64,13 +64,13 @@ fn show_files(trace: &Path, reader: &TraceReader, json: bool, summary_only: bool
     for n in &attr.notes {
         writeln!(out, "  note: {n}")?;
     }
-    writeln!(out, "\n{:<40} {:>7} {:>10}  {}", "file", "writes", "bytes", "what")?;
+    writeln!(out, "\n{:<40} {:>7} {:>10}  what", "file", "writes", "bytes")?;
     for f in &files {
         let what: Vec<String> = f.kinds.iter().map(|(k, b)| format!("{k} {b}")).collect();
         writeln!(out, "{:<40} {:>7} {:>10}  {}", f.path, f.writes, f.bytes, what.join(", "))?;
     }
     if !summary_only {
-        writeln!(out, "\n{:>8}  {:>12}  {:>9}  {}", "event", "sector", "sectors", "holds")?;
+        writeln!(out, "\n{:>8}  {:>12}  {:>9}  holds", "event", "sector", "sectors")?;
         for w in &attr.writes {
             let holds: Vec<String> = w.items.iter().map(|i| i.describe()).collect();
             writeln!(out, "{:>8}  {:>12}  {:>9}  {}", w.index, w.offset / SECTOR_BYTES, w.len / SECTOR_BYTES, holds.join("; "))?;

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use brink_attrib::{Item, Kind};
-use brink_check::{message_class, Verdict};
+use brink_check::{violation_class, Verdict};
 use brink_explore::results::{self, TraceInfo};
 use brink_explore::{ExploreError, StateRecord};
 use brink_pmodel::{StateId, WriteChoice};
@@ -260,11 +260,8 @@ struct Explained {
 }
 
 fn first_violation(r: &StateRecord) -> (String, String) {
-    r.checks
-        .iter()
-        .find(|c| c.verdict == Verdict::Violation)
-        .map(|c| (c.message.clone(), format!("{}: {}", c.checker, message_class(&c.message))))
-        .unwrap_or_default()
+    let message = r.checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| c.message.clone()).unwrap_or_default();
+    (message, violation_class(&r.checks).unwrap_or_default())
 }
 
 fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)> {

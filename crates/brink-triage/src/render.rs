@@ -176,7 +176,7 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
 pub fn diff_text(d: &Diff) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "old {}\nnew {}\n", d.old, d.new);
-    let _ = writeln!(out, "{:<10} {:<10} {:<11} {:>7}  {}", "status", "id", "kind", "states", "vulnerability");
+    let _ = writeln!(out, "{:<10} {:<10} {:<11} {:>7}  vulnerability", "status", "id", "kind", "states");
     for (status, vs) in [("new", &d.added), ("fixed", &d.fixed), ("unchanged", &d.unchanged)] {
         for v in vs {
             let _ = writeln!(out, "{:<10} {:<10} {:<11} {:>7}  {}", status, v.id, v.kind.name(), v.states, v.sentence);
