@@ -472,7 +472,7 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
     let img = File::open(&base).map_err(|e| AttribError::Io { path: base.display().to_string(), source: e })?;
     let (geo, mut notes) = match geometry(&img) {
         Ok(g) => g,
-        Err(e) => return fallback(reader, e),
+        Err(e) => return Attribution::not_covered(reader, e),
     };
     let bs = geo.bs;
     let mut p = Pass {
@@ -620,16 +620,4 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
     notes.sort();
     notes.dedup();
     Ok(Attribution { fs: "ext4".into(), covered: true, notes, writes })
-}
-
-fn fallback(reader: &TraceReader, why: String) -> Result<Attribution, AttribError> {
-    let mut a = Attribution { fs: "ext4".into(), covered: false, notes: vec![why], writes: Vec::new() };
-    for ev in reader.events()? {
-        let ev = ev?;
-        if let Event::Write(w) = &ev.event {
-            let item = Item { kind: Kind::Unknown, path: None, journal: false, detail: None, bytes: w.len };
-            a.writes.push(WriteItems { index: ev.index, offset: w.offset, len: w.len, items: vec![item] });
-        }
-    }
-    Ok(a)
 }

@@ -169,6 +169,11 @@ impl Attribution {
         if fs == "ext4" {
             return ext4::attribute(reader);
         }
+        Attribution::not_covered(reader, format!("attribution covers ext4 only; {fs} writes are not attributed"))
+    }
+
+    /// Every write as one `unknown` item, with the reason in the notes.
+    fn not_covered(reader: &TraceReader, why: String) -> Result<Attribution, AttribError> {
         let mut writes = Vec::new();
         for ev in reader.events()? {
             let ev = ev?;
@@ -177,12 +182,7 @@ impl Attribution {
                 writes.push(WriteItems { index: ev.index, offset: w.offset, len: w.len, items: vec![item] });
             }
         }
-        Ok(Attribution {
-            notes: vec![format!("attribution covers ext4 only; {fs} writes are not attributed")],
-            fs,
-            covered: false,
-            writes,
-        })
+        Ok(Attribution { fs: reader.meta().fs.clone(), covered: false, notes: vec![why], writes })
     }
 
     /// The items of the write at event `index`, if it is a write.
