@@ -77,11 +77,6 @@ impl Kind {
         }
     }
 
-    /// File-system metadata that names a file or directory (what ordering bugs are about).
-    pub fn is_namespace(self) -> bool {
-        matches!(self, Kind::Directory | Kind::Inode)
-    }
-
     /// Bookkeeping of the journal itself rather than a copy of something.
     pub fn is_journal_bookkeeping(self) -> bool {
         matches!(self, Kind::JournalSuperblock | Kind::JournalDescriptor | Kind::JournalCommit | Kind::JournalRevoke | Kind::Journal)

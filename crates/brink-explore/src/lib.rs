@@ -464,8 +464,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     // Minimization (minimize.rs): each violating state's minimal state, and the states
     // checked only to find them.
     let mut minimal_of: HashMap<String, StateId> = HashMap::new();
-    let probe_cache: Mutex<HashMap<(ImageHash, u64), Vec<CheckOutcome>>> = Mutex::new(HashMap::new());
-    let probe_recs: Mutex<Vec<Record>> = Mutex::new(Vec::new());
+    let probes: Mutex<HashMap<(ImageHash, u64), Record>> = Mutex::new(HashMap::new());
     let mut marks = Vec::new();
     let mut last_epoch = 0;
     plan::for_each_epoch(&reader, &mut marks, |ed, marks| {
@@ -543,16 +542,15 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             if let Some(x) = seen.get(&key) {
                 return Ok(x.checks.clone());
             }
-            if let Some(c) = probe_cache.lock().expect("probes").get(&key) {
-                return Ok(c.clone());
+            if let Some(r) = probes.lock().expect("probes").get(&key) {
+                return Ok(r.checks.clone());
             }
             if should_stop() {
                 return Ok(Vec::new());
             }
             let id = cs.id.to_string();
             let c = check_unique(h, &marks[..cs.marks_before as usize], &id, &|| fp.pieces(&ed.epoch, cs))?;
-            probe_cache.lock().expect("probes").insert(key, c.clone());
-            probe_recs.lock().expect("probes").push(Record::new(cs, h.to_string(), c.clone(), None));
+            probes.lock().expect("probes").insert(key, Record::new(cs, h.to_string(), c.clone(), None));
             Ok(c)
         };
         minimal_of.extend(pool.install(|| minimize::epoch(&states, &checks, &probe))?);
@@ -627,11 +625,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     }
     let known: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
     let wanted: HashSet<String> = minimal_of.values().map(|m| m.to_string()).collect();
-    let mut probes: Vec<Record> = probe_recs.into_inner().expect("probes");
-    probes.retain(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str()));
+    let probes: HashMap<_, Record> = probes.into_inner().expect("probes");
+    let minimize_probes = probes.len() as u64;
+    let mut probes: Vec<Record> = probes.into_values().filter(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str())).collect();
     probes.sort_by(|a, b| a.id.cmp(&b.id));
     probes.dedup_by(|a, b| a.id == b.id);
-    let minimize_probes = probe_cache.into_inner().expect("probes").len() as u64;
     let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
     let checked_all = count(&|r| r.dup_of.is_none());
     let summary = Summary {
@@ -673,7 +671,7 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             message: r.checks.iter().find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent).map(|c| c.message.clone()),
         }),
     };
-    let info = results::TraceInfo::of_trace(&TraceReader::open(&cfg.trace)?)?;
+    let info = results::TraceInfo::of_trace(&reader)?;
     results::write_final(&cfg.results, &recs, &probes, &info, &summary)?;
     Ok(summary)
 }

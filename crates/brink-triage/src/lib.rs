@@ -252,6 +252,7 @@ fn name_items(items: &[&Item]) -> String {
     }
 }
 
+#[derive(Clone)]
 struct Explained {
     kind: VulnKind,
     signature: Vec<String>,
@@ -409,11 +410,13 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
     let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(&probes).map(|r| (r.id.as_str(), r)).collect();
 
-    struct Group {
+    /// A vulnerability being gathered: its explanation and its minimal state are those
+    /// of the minimal state with the fewest drops (then the smallest id).
+    struct Group<'a> {
         ex: Explained,
         states: Vec<String>,
         marks: BTreeMap<u64, String>,
-        best: (usize, String),
+        best: Option<(usize, StateId, &'a StateRecord)>,
     }
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut explained: HashMap<String, (String, Explained)> = HashMap::new();
@@ -440,25 +443,18 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
             }
         };
         let ex = &explained[&mid].1;
-        let g = groups.entry(vid).or_insert_with(|| Group {
-            ex: Explained { kind: ex.kind, signature: ex.signature.clone(), because: ex.because.clone(), class: ex.class.clone() },
-            states: Vec::new(),
-            marks: BTreeMap::new(),
-            best: (usize::MAX, String::new()),
-        });
+        let g = groups.entry(vid).or_insert_with(|| Group { ex: ex.clone(), states: Vec::new(), marks: BTreeMap::new(), best: None });
         g.states.push(r.id.clone());
         g.marks.extend(broken_marks(info.as_ref(), r));
-        let cand = (id.choices.len(), m.id.clone());
-        if (cand.0, m.id.parse::<StateId>().ok()) < (g.best.0, g.best.1.parse::<StateId>().ok()) || g.best.1.is_empty() {
+        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
             g.ex.because = ex.because.clone();
-            g.best = cand;
+            g.best = Some((id.choices.len(), id, m));
         }
     }
 
     let mut vulns = Vec::new();
     for (vid, g) in groups {
-        let m = by_id[g.best.1.as_str()];
-        let id: StateId = m.id.parse().expect("parsed above");
+        let (_, id, m) = g.best.expect("a group has a state");
         let (message, _) = first_violation(m);
         let writes = id
             .choices
@@ -479,7 +475,7 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
             state_ids: g.states.iter().take(STATE_IDS_MAX).cloned().collect(),
             marks_broken: g.marks.into_values().collect(),
             minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
-            repro: format!("brink replay {} {} -o DIR", shell_word(&trace), m.id),
+            repro: format!("brink replay {} {} -o DIR", shlex::try_quote(&trace).unwrap_or_else(|_| trace.as_str().into()), m.id),
         });
     }
     // Most states first, then by id: the order a person reads them in.
@@ -506,10 +502,6 @@ fn rank(v: &Verdict) -> u8 {
         Verdict::CheckerFailure => 1,
         Verdict::Violation => 2,
     }
-}
-
-fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
 }
 
 /// How two runs' vulnerabilities compare.
