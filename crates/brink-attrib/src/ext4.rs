@@ -50,7 +50,10 @@ enum Static {
     BlockBitmap,
     InodeBitmap,
     /// The inode table of a group, starting at `start`.
-    InodeTable { group: u64, start: u64 },
+    InodeTable {
+        group: u64,
+        start: u64,
+    },
 }
 
 struct Geo {
@@ -91,7 +94,8 @@ fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
     let mut notes = Vec::new();
     let bs = 1024u64 << le32(&sb, 24).min(6);
     let inodes = u64::from(le32(&sb, 0));
-    let blocks = u64::from(le32(&sb, 4)) | if le32(&sb, 96) & 0x80 != 0 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 };
+    let blocks =
+        u64::from(le32(&sb, 4)) | if le32(&sb, 96) & 0x80 != 0 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 };
     let first = u64::from(le32(&sb, 20));
     let bpg = u64::from(le32(&sb, 32)).max(1);
     let ipg = u64::from(le32(&sb, 40)).max(1);
@@ -137,7 +141,8 @@ fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
     for g in 0..groups {
         let d = &gdt[(g * desc) as usize..((g + 1) * desc) as usize];
         let hi = |o: usize| if desc >= 64 { u64::from(le32(d, o)) << 32 } else { 0 };
-        let (bb, ib, it) = (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
+        let (bb, ib, it) =
+            (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
         statics.insert(bb, Static::BlockBitmap);
         statics.insert(ib, Static::InodeBitmap);
         for b in it..it + itable_blocks {
@@ -145,7 +150,8 @@ fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
         }
         itables.push(it);
     }
-    let mut geo = Geo { bs, inodes, ipg, isz, statics, itables, journal_of: HashMap::new(), journal_blocks: Vec::new() };
+    let mut geo =
+        Geo { bs, inodes, ipg, isz, statics, itables, journal_of: HashMap::new(), journal_blocks: Vec::new() };
     if journal_ino != 0 {
         if let Some((b, off)) = geo.inode_loc(journal_ino) {
             let blk = read_block(img, bs, b);
@@ -188,7 +194,13 @@ fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> V
     walk_extent_node(&inode[0x28..0x28 + 60], own, out, read, depth_seen);
 }
 
-fn walk_extent_node(node: &[u8], own: Own, out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, depth_seen: usize) {
+fn walk_extent_node(
+    node: &[u8],
+    own: Own,
+    out: &mut Vec<(u64, u64, Own)>,
+    read: &dyn Fn(u64) -> Vec<u8>,
+    depth_seen: usize,
+) {
     if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > 5 {
         return;
     }
@@ -250,7 +262,10 @@ fn dir_change(old: &[(String, u32)], new: &[(String, u32)]) -> String {
         if old.contains(&(name.clone(), *ino)) {
             continue;
         }
-        match old.iter().find(|(o, i)| i == ino && o != name && !targets.contains(o.as_str()) && !sources.contains(o.as_str())) {
+        match old
+            .iter()
+            .find(|(o, i)| i == ino && o != name && !targets.contains(o.as_str()) && !sources.contains(o.as_str()))
+        {
             Some((o, _)) => {
                 words.push(format!("{o}→{name}"));
                 sources.insert(o);
@@ -286,7 +301,10 @@ enum Raw {
     Inodes(Vec<u32>),
     /// Any other block: its owner is looked up later; `dir` is the change in words if
     /// it parses as a directory block.
-    Other { block: u64, dir: Option<String> },
+    Other {
+        block: u64,
+        dir: Option<String>,
+    },
 }
 
 /// One name of an inode: (time, directory block, directory inode if the block names
@@ -383,7 +401,8 @@ impl Pass<'_> {
         let dir = dir_entries(c, self.geo.inodes).map(|entries| {
             let (img, inodes) = (self.img, self.geo.inodes);
             let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
-            let old = dirs.remove(&b).unwrap_or_else(|| dir_entries(&read_block(img, bs, b), inodes).unwrap_or_default());
+            let old =
+                dirs.remove(&b).unwrap_or_else(|| dir_entries(&read_block(img, bs, b), inodes).unwrap_or_default());
             let change = dir_change(&old, &entries);
             self.register_dir(at, b, &entries, Some(&old));
             let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
@@ -520,8 +539,14 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
             }
         }
     }
-    let dir_blocks: Vec<u64> =
-        p.owners.iter().filter(|(_, l)| l.iter().any(|o| o.2 == Own::Dir)).map(|(b, _)| *b).collect::<HashSet<_>>().into_iter().collect();
+    let dir_blocks: Vec<u64> = p
+        .owners
+        .iter()
+        .filter(|(_, l)| l.iter().any(|o| o.2 == Own::Dir))
+        .map(|(b, _)| *b)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     for b in dir_blocks {
         if let Some(entries) = dir_entries(&read_block(&img, bs, b), geo.inodes) {
             p.register_dir(0, b, &entries, None);
@@ -540,11 +565,13 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
         let (first, last) = (w.offset / bs, (w.offset + w.len).div_ceil(bs));
         for b in first..last {
             let (lo, hi) = ((b * bs).max(w.offset), ((b + 1) * bs).min(w.offset + w.len));
-            let mut content = if lo == b * bs && hi == (b + 1) * bs { Vec::new() } else { p.disk.get(&img, bs, b).clone() };
+            let mut content =
+                if lo == b * bs && hi == (b + 1) * bs { Vec::new() } else { p.disk.get(&img, bs, b).clone() };
             if content.is_empty() {
                 content.extend_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
             } else {
-                content[(lo - b * bs) as usize..(hi - b * bs) as usize].copy_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
+                content[(lo - b * bs) as usize..(hi - b * bs) as usize]
+                    .copy_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
             }
             let (raw, journal) = match geo.journal_of.get(&b) {
                 Some(&j) => p.journal_block(at, j, &content),
@@ -595,7 +622,9 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
             let item = |kind, path: Option<String>, detail: Option<String>| Item { kind, path, journal, detail, bytes };
             match raw {
                 Raw::Fixed(k) => items.push(item(k, None, None)),
-                Raw::Inodes(changed) if changed.is_empty() => items.push(item(Kind::Inode, None, Some("unchanged".into()))),
+                Raw::Inodes(changed) if changed.is_empty() => {
+                    items.push(item(Kind::Inode, None, Some("unchanged".into())))
+                }
                 Raw::Inodes(changed) => {
                     let share = bytes / changed.len() as u64;
                     for ino in changed {

@@ -79,7 +79,14 @@ impl Kind {
 
     /// Bookkeeping of the journal itself rather than a copy of something.
     pub fn is_journal_bookkeeping(self) -> bool {
-        matches!(self, Kind::JournalSuperblock | Kind::JournalDescriptor | Kind::JournalCommit | Kind::JournalRevoke | Kind::Journal)
+        matches!(
+            self,
+            Kind::JournalSuperblock
+                | Kind::JournalDescriptor
+                | Kind::JournalCommit
+                | Kind::JournalRevoke
+                | Kind::Journal
+        )
     }
 }
 
@@ -192,8 +199,16 @@ impl Attribution {
         for w in &self.writes {
             let mut seen = std::collections::HashSet::new();
             for it in &w.items {
-                let name = it.path.clone().unwrap_or_else(|| format!("({})", if it.journal { "journal" } else { it.kind.name() }));
-                let row = rows.entry(name.clone()).or_insert_with(|| FileRow { path: name.clone(), writes: 0, bytes: 0, kinds: BTreeMap::new() });
+                let name = it
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| format!("({})", if it.journal { "journal" } else { it.kind.name() }));
+                let row = rows.entry(name.clone()).or_insert_with(|| FileRow {
+                    path: name.clone(),
+                    writes: 0,
+                    bytes: 0,
+                    kinds: BTreeMap::new(),
+                });
                 if seen.insert(name) {
                     row.writes += 1;
                 }

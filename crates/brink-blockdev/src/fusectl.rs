@@ -16,9 +16,11 @@ const FUSECTL: &str = "/sys/fs/fuse/connections";
 
 /// Mount fusectl if it is not mounted (some machines do not mount it at boot).
 fn ensure_fusectl() {
-    let mounted = std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| m.lines().any(|l| l.contains(" fusectl ")));
+    let mounted =
+        std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| m.lines().any(|l| l.contains(" fusectl ")));
     if !mounted {
-        let _ = nix::mount::mount(Some("fusectl"), FUSECTL, Some("fusectl"), nix::mount::MsFlags::empty(), None::<&str>);
+        let _ =
+            nix::mount::mount(Some("fusectl"), FUSECTL, Some("fusectl"), nix::mount::MsFlags::empty(), None::<&str>);
     }
 }
 

@@ -4,14 +4,14 @@
 //! state. Every resource is a guard that releases itself on drop, so no error path
 //! leaves a mount or a loop device behind.
 
-pub mod fusectl;
 mod fskind;
+pub mod fusectl;
 mod loopdev;
 mod mount;
 
 pub use fskind::FsKind;
-pub use loopdev::{attached_loop_devices, LoopDevice};
-pub use mount::{unmount_path, Mount, MountOptions};
+pub use loopdev::{LoopDevice, attached_loop_devices};
+pub use mount::{Mount, MountOptions, unmount_path};
 
 use std::path::{Path, PathBuf};
 

@@ -59,11 +59,9 @@ fn ioctl_result(rc: libc::c_int) -> std::io::Result<libc::c_int> {
 impl LoopDevice {
     /// Attach `backing` (already open) to a free loop device.
     pub fn attach(backing: &File, backing_path: &Path, read_only: bool) -> Result<LoopDevice, BlockdevError> {
-        let ctl = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/loop-control")
-            .map_err(|e| BlockdevError::sys("cannot open /dev/loop-control (loop devices need root and the loop module)", e))?;
+        let ctl = OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| {
+            BlockdevError::sys("cannot open /dev/loop-control (loop devices need root and the loop module)", e)
+        })?;
         let mut cfg = LoopConfig {
             fd: backing.as_raw_fd() as u32,
             block_size: 0,

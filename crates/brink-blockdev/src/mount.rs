@@ -65,7 +65,12 @@ impl Mount {
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         nix::mount::mount(Some(source), target, Some(fstype), opts.flags, data).map_err(|e| {
             BlockdevError::sys(
-                format!("mounting {} ({fstype}, options '{}') on {} failed", source.display(), opts.text, target.display()),
+                format!(
+                    "mounting {} ({fstype}, options '{}') on {} failed",
+                    source.display(),
+                    opts.text,
+                    target.display()
+                ),
                 e,
             )
         })?;

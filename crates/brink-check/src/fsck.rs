@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use brink_blockdev::{find_program, FsKind};
+use brink_blockdev::{FsKind, find_program};
 
 use crate::run::{failure, run_bounded};
 use crate::{CheckOutcome, Verdict};
@@ -52,7 +52,8 @@ fn problem_line(out: &str) -> String {
 
 pub fn fsck(fs: FsKind, device: &Path, scratch: &Path, timeout: Duration) -> CheckOutcome {
     let (prog, args) = fsck_command(fs, device);
-    let outcome = |verdict, message: String, ms| CheckOutcome { checker: "fsck".into(), verdict, message, details: None, ms };
+    let outcome =
+        |verdict, message: String, ms| CheckOutcome { checker: "fsck".into(), verdict, message, details: None, ms };
     let Some(path) = find_program(prog) else {
         return outcome(Verdict::CheckerFailure, format!("{prog} not found: install {}", fs.package()), 0);
     };

@@ -19,7 +19,7 @@ mod fsck;
 mod run;
 
 pub use fsck::{fsck, fsck_command};
-pub use run::{failure, run_bounded, run_checker, write_marks, CheckEnv, Finished, Limits};
+pub use run::{CheckEnv, Finished, Limits, failure, run_bounded, run_checker, write_marks};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,9 @@ pub fn violation_class(checks: &[CheckOutcome]) -> Option<String> {
 mod class_tests {
     #[test]
     fn digits_collapse() {
-        assert_eq!(super::message_class("acknowledged 'txn 17' lost: holds 0..16"), "acknowledged 'txn #' lost: holds #..#");
+        assert_eq!(
+            super::message_class("acknowledged 'txn 17' lost: holds 0..16"),
+            "acknowledged 'txn #' lost: holds #..#"
+        );
     }
 }

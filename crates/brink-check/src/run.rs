@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{CheckOutcome, Verdict, OUTPUT_BYTES_MAX};
+use crate::{CheckOutcome, OUTPUT_BYTES_MAX, Verdict};
 
 /// The crash state a checker looks at.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +151,8 @@ pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -
         .env("BRINK_STATE_ID", env.state_id)
         .env("BRINK_TRACE", env.trace)
         .env("BRINK_IMAGE", env.image);
-    let outcome = |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
+    let outcome =
+        |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
     let f = match run_bounded(cmd, env.scratch, limits.timeout) {
         Ok(f) => f,
         Err(e) => return outcome(Verdict::CheckerFailure, e, None, 0),
@@ -164,11 +165,12 @@ pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -
         return outcome(Verdict::Consistent, String::new(), details, f.ms);
     }
     let first = f.stdout.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let message = if first.is_empty() || details.is_some() && f.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1 {
-        "(the checker printed no message)".to_string()
-    } else {
-        first.to_string()
-    };
+    let message =
+        if first.is_empty() || details.is_some() && f.stdout.lines().filter(|l| !l.trim().is_empty()).count() == 1 {
+            "(the checker printed no message)".to_string()
+        } else {
+            first.to_string()
+        };
     outcome(Verdict::Violation, message, details, f.ms)
 }
 

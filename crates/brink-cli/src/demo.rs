@@ -12,11 +12,27 @@ use brink_suite::Outcome;
 
 /// (path under the demo's folder, contents, executable)
 const FILES: &[(&str, &str, bool)] = &[
-    ("workloads/atomic-replace-buggy/workload.toml", include_str!("../../../workloads/atomic-replace-buggy/workload.toml"), false),
-    ("workloads/atomic-replace-buggy/workload.sh", include_str!("../../../workloads/atomic-replace-buggy/workload.sh"), true),
+    (
+        "workloads/atomic-replace-buggy/workload.toml",
+        include_str!("../../../workloads/atomic-replace-buggy/workload.toml"),
+        false,
+    ),
+    (
+        "workloads/atomic-replace-buggy/workload.sh",
+        include_str!("../../../workloads/atomic-replace-buggy/workload.sh"),
+        true,
+    ),
     ("workloads/atomic-replace-buggy/setup.sh", include_str!("../../../workloads/atomic-replace-buggy/setup.sh"), true),
-    ("workloads/atomic-replace-fixed/workload.toml", include_str!("../../../workloads/atomic-replace-fixed/workload.toml"), false),
-    ("workloads/atomic-replace-fixed/workload.sh", include_str!("../../../workloads/atomic-replace-fixed/workload.sh"), true),
+    (
+        "workloads/atomic-replace-fixed/workload.toml",
+        include_str!("../../../workloads/atomic-replace-fixed/workload.toml"),
+        false,
+    ),
+    (
+        "workloads/atomic-replace-fixed/workload.sh",
+        include_str!("../../../workloads/atomic-replace-fixed/workload.sh"),
+        true,
+    ),
     ("workloads/atomic-replace-fixed/setup.sh", include_str!("../../../workloads/atomic-replace-fixed/setup.sh"), true),
     ("checkers/atomic-replace/check.sh", include_str!("../../../checkers/atomic-replace/check.sh"), true),
 ];

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
 use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
@@ -98,7 +98,9 @@ fn recovery(o: &CheckOpts) -> Recovery {
             if root && Path::new("/dev/fuse").exists() && Path::new("/dev/loop-control").exists() {
                 Recovery::Kernel
             } else {
-                eprintln!("brink: note: cannot mount here (not root, or no /dev/fuse or loop devices): recovering states in userspace with e2fsprogs");
+                eprintln!(
+                    "brink: note: cannot mount here (not root, or no /dev/fuse or loop devices): recovering states in userspace with e2fsprogs"
+                );
                 Recovery::Userspace
             }
         }
@@ -164,7 +166,13 @@ fn validate(o: &CheckOpts) -> Result<()> {
     Ok(())
 }
 
-fn explore_config(o: &CheckOpts, trace: &Path, results: &Path, resume: bool, interrupt: &brink_record::Interrupt) -> Result<ExploreConfig> {
+fn explore_config(
+    o: &CheckOpts,
+    trace: &Path,
+    results: &Path,
+    resume: bool,
+    interrupt: &brink_record::Interrupt,
+) -> Result<ExploreConfig> {
     validate(o)?;
     let jobs = crate::suite::jobs(o.jobs)?;
     Ok(ExploreConfig {
@@ -309,7 +317,8 @@ fn short(s: &str, n: usize) -> String {
 
 /// `brink report RESULTS`: the summary and the failing states, for people.
 fn write_file(path: &Path, body: &str) -> Result<()> {
-    brink_trace::durable::write_atomic(path, body.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    brink_trace::durable::write_atomic(path, body.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
@@ -350,7 +359,12 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         g("consistent")
     )?;
     let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    writeln!(out, "  time         {:.1}s ({rate:.1} states/s, {} jobs)", summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0), g("jobs"))?;
+    writeln!(
+        out,
+        "  time         {:.1}s ({rate:.1} states/s, {} jobs)",
+        summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0),
+        g("jobs")
+    )?;
     let num = |k: &str| summary.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
     if num("cache_hits") + num("cache_stored") > 0 {
         writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", num("cache_hits"), num("cache_stored"))?;
@@ -365,7 +379,12 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let message = field("message");
         let sep = if message.is_empty() { "" } else { ": " };
-        writeln!(out, "  no crash     state {} (the disk as left, page cache dropped): {}{sep}{message}", field("id"), field("verdict"))?;
+        writeln!(
+            out,
+            "  no crash     state {} (the disk as left, page cache dropped): {}{sep}{message}",
+            field("id"),
+            field("verdict")
+        )?;
     }
     if summary.get("complete") == Some(&serde_json::Value::Bool(false)) {
         writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", g("stopped_by"))?;

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use brink_record::{Injection, Target};
 use brink_suite::{Mode, Row, Workload};
 use serde::Serialize;
@@ -119,7 +119,10 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
         bail!("the workload issued no {what} while it ran: nothing to sweep");
     }
     let swept = points.min(a.max_points);
-    eprintln!("brink: the workload issues {points} {what}; sweeping {swept}{}", if swept < points { " (--max-points)" } else { "" });
+    eprintln!(
+        "brink: the workload issues {points} {what}; sweeping {swept}{}",
+        if swept < points { " (--max-points)" } else { "" }
+    );
 
     // The run without an injection, then one run per point; a point fails once (or from
     // then on), and any exit is an answer.
@@ -149,7 +152,10 @@ fn sweep(a: SweepArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
         brink_suite::describe_machine(env!("CARGO_PKG_VERSION")),
         render(&out, true)
     );
-    brink_trace::durable::write_atomic(&a.output.join("sweep.json"), (serde_json::to_string_pretty(&out)? + "\n").as_bytes())?;
+    brink_trace::durable::write_atomic(
+        &a.output.join("sweep.json"),
+        (serde_json::to_string_pretty(&out)? + "\n").as_bytes(),
+    )?;
     brink_trace::durable::write_atomic(&a.output.join("sweep.md"), md.as_bytes())?;
     if a.run.json {
         emit(&(serde_json::to_string_pretty(&out)? + "\n"))?;
@@ -193,12 +199,17 @@ fn render(rows: &[SweepRow], markdown: bool) -> String {
     }
     let all: Vec<Vec<String>> = rows.iter().map(cells).collect();
     // The last column runs free; "app said" is cut to keep a line readable.
-    let width = |i: usize, cap: usize| all.iter().map(|c| c[i].chars().count()).max().unwrap_or(0).max(head[i].len()).min(cap);
+    let width =
+        |i: usize, cap: usize| all.iter().map(|c| c[i].chars().count()).max().unwrap_or(0).max(head[i].len()).min(cap);
     let widths: Vec<usize> = (0..head.len() - 1).map(|i| width(i, if i == 3 { 36 } else { 40 })).collect();
     let line = |c: &[String]| {
         let mut l = String::new();
         for (i, w) in widths.iter().enumerate() {
-            let cell: String = if c[i].chars().count() > *w { c[i].chars().take(w - 1).collect::<String>() + "…" } else { c[i].clone() };
+            let cell: String = if c[i].chars().count() > *w {
+                c[i].chars().take(w - 1).collect::<String>() + "…"
+            } else {
+                c[i].clone()
+            };
             let _ = write!(l, "{cell:<w$}  ");
         }
         l + &c[head.len() - 1]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use brink_blockdev::{FsKind, MountOptions};
-use brink_record::{import::DmLogImport, Interrupt, Progress, RecordConfig, RecordError};
+use brink_record::{Interrupt, Progress, RecordConfig, RecordError, import::DmLogImport};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -184,7 +184,11 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
 
 /// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
 /// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
-pub(crate) fn with_progress<T>(bar: &indicatif::ProgressBar, refresh: impl Fn(&indicatif::ProgressBar) + Sync, work: impl FnOnce() -> T) -> T {
+pub(crate) fn with_progress<T>(
+    bar: &indicatif::ProgressBar,
+    refresh: impl Fn(&indicatif::ProgressBar) + Sync,
+    work: impl FnOnce() -> T,
+) -> T {
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         s.spawn(|| {
@@ -208,7 +212,11 @@ pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::R
     bar.enable_steady_tick(Duration::from_millis(120));
     let refresh = |bar: &indicatif::ProgressBar| {
         let phase = *progress.phase.lock().expect("phase lock");
-        bar.set_message(format!("{phase}: {} events, {:.1} MiB written", progress.events(), progress.bytes() as f64 / (1 << 20) as f64));
+        bar.set_message(format!(
+            "{phase}: {} events, {:.1} MiB written",
+            progress.events(),
+            progress.bytes() as f64 / (1 << 20) as f64
+        ));
     };
     with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
 }
@@ -234,7 +242,10 @@ fn run(cli: Cli) -> Result<i32> {
                 eprintln!("brink: note: {} marks written during --setup are not part of the trace", out.ignored_marks);
             }
             if !out.exit.success() {
-                eprintln!("brink: warning: the workload failed ({}); its output is in the trace (brink show)", out.exit);
+                eprintln!(
+                    "brink: warning: the workload failed ({}); its output is in the trace (brink show)",
+                    out.exit
+                );
             }
             Ok(0)
         }
@@ -261,7 +272,9 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
-        Cmd::Report { results, json, html, junit } => explore::report(&results, json, html.as_deref(), junit.as_deref()),
+        Cmd::Report { results, json, html, junit } => {
+            explore::report(&results, json, html.as_deref(), junit.as_deref())
+        }
         Cmd::Diff { old, new, json } => explore::diff(&old, &new, json),
     }
 }

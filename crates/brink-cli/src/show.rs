@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use brink_attrib::Attribution;
-use brink_trace::{image, Event, Failed, TraceReader, TraceSummary, SECTOR_BYTES};
+use brink_trace::{Event, Failed, SECTOR_BYTES, TraceReader, TraceSummary, image};
 use serde::Serialize;
 
 use crate::emit;
@@ -73,7 +73,14 @@ fn show_files(trace: &Path, reader: &TraceReader, json: bool, summary_only: bool
         writeln!(out, "\n{:>8}  {:>12}  {:>9}  holds", "event", "sector", "sectors")?;
         for w in &attr.writes {
             let holds: Vec<String> = w.items.iter().map(|i| i.describe()).collect();
-            writeln!(out, "{:>8}  {:>12}  {:>9}  {}", w.index, w.offset / SECTOR_BYTES, w.len / SECTOR_BYTES, holds.join("; "))?;
+            writeln!(
+                out,
+                "{:>8}  {:>12}  {:>9}  {}",
+                w.index,
+                w.offset / SECTOR_BYTES,
+                w.len / SECTOR_BYTES,
+                holds.join("; ")
+            )?;
         }
     }
     emit(&out)?;
@@ -122,7 +129,11 @@ pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result
         row(&mut out, "exit", format!("{} after {:.2}s", w.exit, w.wall_ms as f64 / 1000.0));
     }
     row(&mut out, "events", summary.events.to_string());
-    row(&mut out, "writes", format!("{} ({} written, {} stored)", summary.writes, mib(summary.bytes_written), mib(summary.bytes_stored)));
+    row(
+        &mut out,
+        "writes",
+        format!("{} ({} written, {} stored)", summary.writes, mib(summary.bytes_written), mib(summary.bytes_stored)),
+    );
     row(&mut out, "flushes", format!("{} (fua writes: {})", summary.flushes, summary.fua));
     row(&mut out, "epochs", summary.epochs.to_string());
     row(&mut out, "discards", summary.discards.to_string());
@@ -156,14 +167,26 @@ pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result
                     }
                     (Some(w.offset), Some(w.len), flags.join(","))
                 }
-                Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => (Some(*offset), Some(*len), String::new()),
+                Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => {
+                    (Some(*offset), Some(*len), String::new())
+                }
                 Event::Flush => (None, None, String::new()),
                 Event::Mark { text } => (None, None, format!("{text:?}")),
-                Event::Error(Failed::Write { offset, len }) => (Some(*offset), Some(*len), "injected EIO on a write".into()),
+                Event::Error(Failed::Write { offset, len }) => {
+                    (Some(*offset), Some(*len), "injected EIO on a write".into())
+                }
                 Event::Error(Failed::Flush) => (None, None, "injected EIO on a flush".into()),
             };
             let fmt = |v: Option<u64>| v.map(|v| (v / SECTOR_BYTES).to_string()).unwrap_or_default();
-            writeln!(out, "{:>8}  {:<12}  {:>12}  {:>9}  {}", ev.index, ev.event.kind(), fmt(sector), fmt(count), detail)?;
+            writeln!(
+                out,
+                "{:>8}  {:<12}  {:>12}  {:>9}  {}",
+                ev.index,
+                ev.event.kind(),
+                fmt(sector),
+                fmt(count),
+                detail
+            )?;
             if out.len() > 1 << 16 {
                 emit(&out)?;
                 out.clear();
@@ -185,12 +208,16 @@ pub fn verify(trace: &Path) -> Result<i32> {
     let got = image::digest_file(&img_path)?;
     match &reader.meta().final_image_digest {
         Some(want) if *want == got => {
-            emit(&format!("ok: replaying {applied} events onto the base image gives the recorded final image (digest {got})\n"))?;
+            emit(&format!(
+                "ok: replaying {applied} events onto the base image gives the recorded final image (digest {got})\n"
+            ))?;
             Ok(0)
         }
         Some(want) => bail!("replaying {applied} events gives digest {got}, but the recorded final image has {want}"),
         None => {
-            emit(&format!("ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"))?;
+            emit(&format!(
+                "ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"
+            ))?;
             Ok(0)
         }
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use brink_explore::Recovery;
 use brink_pmodel::Strategy;
 use brink_suite::{Outcome, Row, RunFacts, RunOpts, Workload};
@@ -58,7 +58,10 @@ impl RunArgs {
     /// `--checkers`, or the `checkers` folder beside the folder of workloads.
     pub fn checkers_dir(&self, workloads: &Path) -> PathBuf {
         self.checkers.clone().unwrap_or_else(|| {
-            std::path::absolute(workloads).unwrap_or(workloads.to_path_buf()).parent().map_or("checkers".into(), |p| p.join("checkers"))
+            std::path::absolute(workloads)
+                .unwrap_or(workloads.to_path_buf())
+                .parent()
+                .map_or("checkers".into(), |p| p.join("checkers"))
         })
     }
 }
@@ -93,7 +96,13 @@ pub(crate) fn run_workloads(
                 Err(e) => {
                     let why = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ");
                     eprintln!("brink: [{n}/{total}] {} {}: {why}", w.name, mode.name);
-                    rows.push(Row::failed(&w.name, mode, format!("error: {why}"), dir.join("trace"), dir.join("results")));
+                    rows.push(Row::failed(
+                        &w.name,
+                        mode,
+                        format!("error: {why}"),
+                        dir.join("trace"),
+                        dir.join("results"),
+                    ));
                 }
             }
         }
@@ -144,7 +153,10 @@ fn run_mode(w: &Workload, mode: &brink_suite::Mode, dir: &Path, opts: &RunOpts, 
 
 /// Write `suite.json` (the rows) and `suite.md` (machine, then the table), crash-safely.
 pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> {
-    brink_trace::durable::write_atomic(&out.join("suite.json"), (serde_json::to_string_pretty(rows)? + "\n").as_bytes())?;
+    brink_trace::durable::write_atomic(
+        &out.join("suite.json"),
+        (serde_json::to_string_pretty(rows)? + "\n").as_bytes(),
+    )?;
     let md = format!(
         "# {title}\n\n## Machine\n\n{}\n## Results\n\n{}",
         brink_suite::describe_machine(env!("CARGO_PKG_VERSION")),
@@ -154,7 +166,12 @@ pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> 
     Ok(())
 }
 
-pub(crate) fn run_opts(full: bool, full_max_states: u128, jobs: Option<usize>, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
+pub(crate) fn run_opts(
+    full: bool,
+    full_max_states: u128,
+    jobs: Option<usize>,
+    interrupt: brink_record::Interrupt,
+) -> Result<RunOpts> {
     Ok(RunOpts { full, full_max_states, jobs: self::jobs(jobs)?, recovery: Recovery::Kernel, interrupt, cache: None })
 }
 
@@ -171,7 +188,8 @@ pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     let mut selected = Vec::new();
     for dir in brink_suite::discover(&a.workloads, &a.names)? {
         let w = brink_suite::load(&dir, &checkers)?;
-        let modes: Vec<_> = w.modes.iter().filter(|m| a.modes.is_empty() || a.modes.contains(&m.name)).cloned().collect();
+        let modes: Vec<_> =
+            w.modes.iter().filter(|m| a.modes.is_empty() || a.modes.contains(&m.name)).cloned().collect();
         if !modes.is_empty() {
             selected.push((w, modes));
         }

@@ -58,7 +58,9 @@ fn checker_identity(spec: &CheckerSpec, h: &mut blake3::Hasher) {
         }
         let Some(dir) = p.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) else { continue };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).take(FOLDER_FILES_MAX).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).take(FOLDER_FILES_MAX).collect()
+            })
             .unwrap_or_default();
         files.sort();
         let mut budget = FOLDER_BYTES_MAX;
@@ -97,7 +99,14 @@ impl VerdictCache {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
-        Ok(VerdictCache { path, identity, map: Mutex::new(map), file: Mutex::new(file), hits: AtomicU64::new(0), stored: AtomicU64::new(0) })
+        Ok(VerdictCache {
+            path,
+            identity,
+            map: Mutex::new(map),
+            file: Mutex::new(file),
+            hits: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+        })
     }
 
     fn key(&self, image: &ImageHash, marks: &[String]) -> String {

@@ -19,11 +19,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use brink_pmodel::{CrashState, Epoch, WriteChoice};
-use brink_trace::{TraceReader, Write, SECTOR_BYTES};
+use brink_trace::{SECTOR_BYTES, TraceReader, Write};
 
+use crate::ExploreError;
 use crate::adhash::ImageHash;
 use crate::plan::WriteData;
-use crate::ExploreError;
 
 const S: u64 = SECTOR_BYTES;
 /// Bytes read at a time when streaming payloads and durable content.
@@ -37,7 +37,10 @@ pub enum Src {
     Zero,
     /// Deterministic pseudo-random bytes (a media fault's garbage), from this offset in
     /// the stream of `seed`.
-    Garbage { seed: u64, offset: u64 },
+    Garbage {
+        seed: u64,
+        offset: u64,
+    },
 }
 
 impl Src {
@@ -58,7 +61,9 @@ impl Src {
                 Ok(())
             }
             Src::Garbage { seed, offset } => {
-                let mut xof = blake3::Hasher::new_derive_key("brink media fault garbage").update(&seed.to_le_bytes()).finalize_xof();
+                let mut xof = blake3::Hasher::new_derive_key("brink media fault garbage")
+                    .update(&seed.to_le_bytes())
+                    .finalize_xof();
                 xof.set_position(*offset);
                 xof.fill(out);
                 Ok(())
@@ -157,7 +162,12 @@ fn delta_of(
 }
 
 impl Footprint {
-    pub fn new(reader: &TraceReader, writes: &[WriteData], durable: &File, durable_hash: ImageHash) -> Result<Footprint, ExploreError> {
+    pub fn new(
+        reader: &TraceReader,
+        writes: &[WriteData],
+        durable: &File,
+        durable_hash: ImageHash,
+    ) -> Result<Footprint, ExploreError> {
         // Elementary intervals between all write boundaries, with their covering writes.
         let mut bounds: Vec<u64> = writes.iter().flat_map(|w| [w.offset, w.offset + w.len]).collect();
         bounds.sort_unstable();
@@ -270,7 +280,13 @@ impl Footprint {
     }
 
     /// The additive hash of the state's image (before recovery).
-    pub fn hash(&self, reader: &TraceReader, durable: &File, epoch: &Epoch, state: &CrashState) -> Result<ImageHash, ExploreError> {
+    pub fn hash(
+        &self,
+        reader: &TraceReader,
+        durable: &File,
+        epoch: &Epoch,
+        state: &CrashState,
+    ) -> Result<ImageHash, ExploreError> {
         self.hash_with(reader, durable, &self.persist(epoch, state))
     }
 
@@ -299,7 +315,11 @@ impl Footprint {
                         while i < n && p.keeps(i) {
                             i += 1;
                         }
-                        out.push(Piece { offset: w.offset + start * S, len: (i - start) * S, src: w.src.advanced(start * S) });
+                        out.push(Piece {
+                            offset: w.offset + start * S,
+                            len: (i - start) * S,
+                            src: w.src.advanced(start * S),
+                        });
                     }
                 }
             }

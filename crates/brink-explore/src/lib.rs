@@ -45,10 +45,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use brink_blockdev::{unmount_path, FsKind, LoopDevice, MountOptions};
+use brink_blockdev::{FsKind, LoopDevice, MountOptions, unmount_path};
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{count_point, Count, CrashState, MediaFault, Model, Sampler, StateId, StateIter, Strategy, WriteChoice};
-use brink_trace::{image, TraceReader};
+use brink_pmodel::{
+    Count, CrashState, MediaFault, Model, Sampler, StateId, StateIter, Strategy, WriteChoice, count_point,
+};
+use brink_trace::{TraceReader, image};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -56,8 +58,8 @@ pub use adhash::ImageHash;
 pub use results::{StateRecord, TornRecord};
 pub use worker::{CheckerSpec, Recovery};
 
-use footprint::{Footprint, Src};
 pub use footprint::hash_image;
+use footprint::{Footprint, Src};
 use results::StateRecord as Record;
 use slots::{SlotFs, Slots};
 use worker::{CheckCtx, Timings, Worker};
@@ -76,7 +78,9 @@ pub enum ExploreError {
     Unsupported(String),
     #[error("{0}")]
     Corrupt(String),
-    #[error("the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample")]
+    #[error(
+        "the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample"
+    )]
     TooManyStates { strategy: String, count: Count, max: u128 },
     #[error("{0}")]
     Setup(String),
@@ -197,7 +201,13 @@ pub struct SpaceCount {
 /// Count the states `strategy` visits (exact; saturates at 2^128 − 1).
 pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
     let reader = TraceReader::open(trace)?;
-    let mut c = SpaceCount { model: model.name(), strategy: strategy.name(), epochs: 0, crash_points: 0, states_total: Count::ZERO };
+    let mut c = SpaceCount {
+        model: model.name(),
+        strategy: strategy.name(),
+        epochs: 0,
+        crash_points: 0,
+        states_total: Count::ZERO,
+    };
     let mut marks = Vec::new();
     plan::for_each_epoch(&reader, &mut marks, |ed, _| {
         c.epochs += 1;
@@ -283,7 +293,8 @@ pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, E
         }
         text.push_str("nouuid");
     }
-    text.parse().map_err(|e: brink_blockdev::BlockdevError| ExploreError::Usage(format!("bad mount options in the trace: {e}")))
+    text.parse()
+        .map_err(|e: brink_blockdev::BlockdevError| ExploreError::Usage(format!("bad mount options in the trace: {e}")))
 }
 
 struct Seen {
@@ -296,7 +307,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let started = Instant::now();
     if cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
         return Err(ExploreError::Usage(
-            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)".into(),
+            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)"
+                .into(),
         ));
     }
     assert!(cfg.jobs >= 1);
@@ -304,11 +316,17 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let meta = reader.meta().clone();
     let fs = fs_of(&meta.fs)?;
     if cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
-        return Err(ExploreError::Unsupported(format!("userspace recovery uses e2fsprogs and covers ext4 only, not {fs}")));
+        return Err(ExploreError::Unsupported(format!(
+            "userspace recovery uses e2fsprogs and covers ext4 only, not {fs}"
+        )));
     }
     let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
     if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
-        return Err(ExploreError::TooManyStates { strategy: cfg.strategy.name(), count: space.states_total, max: cfg.max_states });
+        return Err(ExploreError::TooManyStates {
+            strategy: cfg.strategy.name(),
+            count: space.states_total,
+            max: cfg.max_states,
+        });
     }
     let target = match cfg.strategy {
         Strategy::Sample { samples, .. } => samples.min(u64::try_from(space.states_total.0).unwrap_or(u64::MAX)),
@@ -341,7 +359,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
     let durable_path = work.0.join("durable.img");
     image::copy_sparse(&reader.base_image_path(), &durable_path)?;
-    let durable = OpenOptions::new().read(true).write(true).open(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
+    let durable = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&durable_path)
+        .map_err(|e| ExploreError::io(&durable_path, e))?;
     let mut durable_hash = hash_image(&durable_path).map_err(|e| ExploreError::io(&durable_path, e))?;
     let mut workers = Vec::new();
     let (slots, slot_mount) = if cfg.recovery == Recovery::Kernel {
@@ -356,10 +378,14 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         let mut fuse_cfg = fuser::Config::default();
         fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
         fuse_cfg.n_threads = Some(cfg.jobs);
-        let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
-            .map_err(|e| ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display())))?;
-        let slot_mount =
-            SlotMount { session: Some(session), _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, &work.0, false), dir: slot_dir.clone() };
+        let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg).map_err(|e| {
+            ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display()))
+        })?;
+        let slot_mount = SlotMount {
+            session: Some(session),
+            _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, &work.0, false),
+            dir: slot_dir.clone(),
+        };
         for i in 0..cfg.jobs {
             let path = slot_dir.join(Slots::file_name(i));
             let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
@@ -387,7 +413,10 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         timeout: cfg.checker_timeout,
         trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.jobs).build().map_err(|e| ExploreError::Setup(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.jobs)
+        .build()
+        .map_err(|e| ExploreError::Setup(e.to_string()))?;
     let stop = AtomicBool::new(false);
     let stopped_by: Mutex<Option<String>> = Mutex::new(None);
     let should_stop = || {
@@ -424,32 +453,41 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         log_lock.lock().expect("log lock").append(rec)
     };
     // Check one state, the durable image with `pieces` over it, on a free worker.
-    let check_state = |pieces: Vec<footprint::Piece>, bad: Option<(u64, u64)>, overlay_start: Instant, id: &str, marks: &[String]| {
-        let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
-        let checks = match &slots {
-            Some(slots) => {
-                slots.set(w.slot, pieces, bad);
-                Timings::add(&timings.overlay_us, overlay_start);
-                let checks = w.check(&ctx, id, marks, &timings);
-                slots.clear(w.slot);
-                checks
-            }
-            None => {
-                assert!(bad.is_none(), "latent sector errors need the slots");
-                let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
-                w.check_userspace(&ctx, build, id, marks, &timings)
-            }
+    let check_state =
+        |pieces: Vec<footprint::Piece>, bad: Option<(u64, u64)>, overlay_start: Instant, id: &str, marks: &[String]| {
+            let w = pool_workers.lock().expect("workers").pop().expect("a free worker per thread");
+            let checks = match &slots {
+                Some(slots) => {
+                    slots.set(w.slot, pieces, bad);
+                    Timings::add(&timings.overlay_us, overlay_start);
+                    let checks = w.check(&ctx, id, marks, &timings);
+                    slots.clear(w.slot);
+                    checks
+                }
+                None => {
+                    assert!(bad.is_none(), "latent sector errors need the slots");
+                    let build = |img: &Path| build_image(&durable_path, &reader, &pieces, img);
+                    w.check_userspace(&ctx, build, id, marks, &timings)
+                }
+            };
+            pool_workers.lock().expect("workers").push(w);
+            checked.fetch_add(1, Ordering::Relaxed);
+            checks
         };
-        pool_workers.lock().expect("workers").push(w);
-        checked.fetch_add(1, Ordering::Relaxed);
-        checks
-    };
     let cache = match &cfg.cache {
-        Some(dir) => Some(cache::VerdictCache::open(dir, &cfg.checkers, &format!("{:?} {fs} {}", cfg.recovery, meta.mount_opts))?),
+        Some(dir) => Some(cache::VerdictCache::open(
+            dir,
+            &cfg.checkers,
+            &format!("{:?} {fs} {}", cfg.recovery, meta.mount_opts),
+        )?),
         None => None,
     };
     // A unique state's checks: from the cache, or checked (and then cached).
-    let check_unique = |hash: ImageHash, marks: &[String], id: &str, pieces: &dyn Fn() -> Vec<footprint::Piece>| -> Result<Vec<CheckOutcome>, ExploreError> {
+    let check_unique = |hash: ImageHash,
+                        marks: &[String],
+                        id: &str,
+                        pieces: &dyn Fn() -> Vec<footprint::Piece>|
+     -> Result<Vec<CheckOutcome>, ExploreError> {
         if let Some(c) = cache.as_ref().and_then(|c| c.get(&hash, marks)) {
             return Ok(c);
         }
@@ -512,7 +550,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                     if should_stop() {
                         return Ok(None);
                     }
-                    let checks = check_unique(hashes[i], &marks[..s.marks_before as usize], &id, &|| fp.pieces(&ed.epoch, s))?;
+                    let checks =
+                        check_unique(hashes[i], &marks[..s.marks_before as usize], &id, &|| fp.pieces(&ed.epoch, s))?;
                     let rec = Record::new(s, hashes[i].to_string(), checks.clone(), None);
                     record(&rec)?;
                     Ok(Some((i, checks)))
@@ -534,8 +573,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
                 record(&Record::new(s, hashes[i].to_string(), rep.checks.clone(), Some(rep.rep.clone())))?;
             }
         }
-        let checks: Vec<Option<Vec<CheckOutcome>>> =
-            states.iter().zip(&hashes).map(|(s, h)| seen.get(&(*h, s.marks_before)).map(|x| x.checks.clone())).collect();
+        let checks: Vec<Option<Vec<CheckOutcome>>> = states
+            .iter()
+            .zip(&hashes)
+            .map(|(s, h)| seen.get(&(*h, s.marks_before)).map(|x| x.checks.clone()))
+            .collect();
         let probe = |cs: &CrashState| -> Result<Vec<CheckOutcome>, ExploreError> {
             let h = fp.hash(&reader, &durable, &ed.epoch, cs)?;
             let key = (h, cs.marks_before);
@@ -560,21 +602,20 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
             generated += faulty.len() as u64;
             media_states += faulty.len() as u64;
             pool.install(|| {
-                faulty
-                    .par_iter()
-                    .try_for_each(|f| -> Result<(), ExploreError> {
-                        let id = f.state.id.to_string();
-                        if should_stop() || done_ids.contains_key(&id) {
-                            return Ok(());
-                        }
-                        let overlay_start = Instant::now();
-                        let mut pieces = fp.pieces(&ed.epoch, &f.base);
-                        pieces.extend(f.extra.iter().cloned());
-                        let checks = check_state(pieces, f.bad, overlay_start, &id, &marks[..f.state.marks_before as usize]);
-                        // Not deduplicated: the key is the id's hash, not the image's.
-                        let key = ImageHash::sector(u64::MAX, id.as_bytes());
-                        record(&Record::new(&f.state, key.to_string(), checks, None))
-                    })
+                faulty.par_iter().try_for_each(|f| -> Result<(), ExploreError> {
+                    let id = f.state.id.to_string();
+                    if should_stop() || done_ids.contains_key(&id) {
+                        return Ok(());
+                    }
+                    let overlay_start = Instant::now();
+                    let mut pieces = fp.pieces(&ed.epoch, &f.base);
+                    pieces.extend(f.extra.iter().cloned());
+                    let checks =
+                        check_state(pieces, f.bad, overlay_start, &id, &marks[..f.state.marks_before as usize]);
+                    // Not deduplicated: the key is the id's hash, not the image's.
+                    let key = ImageHash::sector(u64::MAX, id.as_bytes());
+                    record(&Record::new(&f.state, key.to_string(), checks, None))
+                })
             })?;
         }
         if should_stop() {
@@ -593,9 +634,13 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         let key = (durable_hash, s.marks_before);
         let rec = match (done_ids.get(&end_id), seen.get(&key)) {
             (Some(_), _) => None,
-            (None, Some(rep)) if rep.rep != end_id => Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone()))),
+            (None, Some(rep)) if rep.rep != end_id => {
+                Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone())))
+            }
             (None, Some(_)) => None, // the last epoch already checked it
-            (None, None) => Some(Record::new(&s, key.0.to_string(), check_unique(key.0, &marks, &end_id, &Vec::new)?, None)),
+            (None, None) => {
+                Some(Record::new(&s, key.0.to_string(), check_unique(key.0, &marks, &end_id, &Vec::new)?, None))
+            }
         };
         if let Some(rec) = rec {
             generated += 1;
@@ -627,7 +672,8 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
     let wanted: HashSet<String> = minimal_of.values().map(|m| m.to_string()).collect();
     let probes: HashMap<_, Record> = probes.into_inner().expect("probes");
     let minimize_probes = probes.len() as u64;
-    let mut probes: Vec<Record> = probes.into_values().filter(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str())).collect();
+    let mut probes: Vec<Record> =
+        probes.into_values().filter(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str())).collect();
     probes.sort_by(|a, b| a.id.cmp(&b.id));
     probes.dedup_by(|a, b| a.id == b.id);
     let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
@@ -668,7 +714,11 @@ pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, Expl
         no_crash: recs.iter().find(|r| r.id == end_id).map(|r| NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),
-            message: r.checks.iter().find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent).map(|c| c.message.clone()),
+            message: r
+                .checks
+                .iter()
+                .find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent)
+                .map(|c| c.message.clone()),
         }),
     };
     let info = results::TraceInfo::of_trace(&reader)?;
@@ -693,7 +743,11 @@ fn media_fault_states(ed: &plan::EpochData, image_size: u64, with_latent: bool) 
     let mut out = Vec::new();
     for p in &ed.epoch.points {
         let at = |fault: MediaFault, choices: Vec<(u64, WriteChoice)>| {
-            let state = CrashState { id: StateId { position: p.position, choices: Vec::new(), fault: Some(fault) }, epoch: ed.epoch.number, marks_before: p.marks_before };
+            let state = CrashState {
+                id: StateId { position: p.position, choices: Vec::new(), fault: Some(fault) },
+                epoch: ed.epoch.number,
+                marks_before: p.marks_before,
+            };
             let base = CrashState { id: StateId { position: p.position, choices, fault: None }, ..state.clone() };
             (state, base)
         };
@@ -705,7 +759,11 @@ fn media_fault_states(ed: &plan::EpochData, image_size: u64, with_latent: bool) 
                 let fault = MediaFault::Garbage(w.index);
                 let half = u64::from(MediaFault::garbage_from(w.sectors));
                 let (state, base) = at(fault, vec![(w.index, fault.own_sectors(w.sectors).expect("a tear"))]);
-                let garbage = footprint::Piece { offset: data.offset + half * S, len: (sectors - half) * S, src: Src::Garbage { seed: w.index, offset: 0 } };
+                let garbage = footprint::Piece {
+                    offset: data.offset + half * S,
+                    len: (sectors - half) * S,
+                    src: Src::Garbage { seed: w.index, offset: 0 },
+                };
                 out.push(FaultState { state, base, extra: vec![garbage], bad: None });
             }
             if with_latent {

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use brink_check::{violation_class, CheckOutcome};
+use brink_check::{CheckOutcome, violation_class};
 use brink_pmodel::{CrashState, StateId, WriteChoice};
 use rayon::prelude::*;
 
@@ -26,7 +26,11 @@ pub(crate) const PROBES_PER_STATE_MAX: usize = 256;
 /// A 1-minimal subset of `elems` for which `fails` holds, assuming it holds for
 /// `elems`; tests the empty set first. Gives up shrinking (returning the smallest failing
 /// set found) after `budget` tests.
-pub(crate) fn ddmin<T: Clone, E>(elems: &[T], budget: usize, fails: &mut dyn FnMut(&[T]) -> Result<bool, E>) -> Result<Vec<T>, E> {
+pub(crate) fn ddmin<T: Clone, E>(
+    elems: &[T],
+    budget: usize,
+    fails: &mut dyn FnMut(&[T]) -> Result<bool, E>,
+) -> Result<Vec<T>, E> {
     let mut tests = 0usize;
     let mut test = |s: &[T], tests: &mut usize| -> Result<bool, E> {
         *tests += 1;
@@ -55,7 +59,8 @@ pub(crate) fn ddmin<T: Clone, E>(elems: &[T], budget: usize, fails: &mut dyn FnM
                 if tests >= budget {
                     break 'outer;
                 }
-                let complement: Vec<T> = parts.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, p)| p.iter().cloned()).collect();
+                let complement: Vec<T> =
+                    parts.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, p)| p.iter().cloned()).collect();
                 if test(&complement, &mut tests)? {
                     cur = complement;
                     n = (n - 1).max(2);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use brink_pmodel::{Epoch, EpochBuilder, PWrite};
-use brink_trace::{Event, TraceReader, Write, SECTOR_BYTES};
+use brink_trace::{Event, SECTOR_BYTES, TraceReader, Write};
 
 use crate::ExploreError;
 
@@ -45,8 +45,9 @@ pub fn for_each_epoch(
                     ev.index
                 )));
             }
-            u32::try_from(len / SECTOR_BYTES)
-                .map_err(|_| ExploreError::Unsupported(format!("event {}: a write of {len} bytes is too large", ev.index)))
+            u32::try_from(len / SECTOR_BYTES).map_err(|_| {
+                ExploreError::Unsupported(format!("event {}: a write of {len} bytes is too large", ev.index))
+            })
         };
         match ev.event {
             Event::Write(w) => {

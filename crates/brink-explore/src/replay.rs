@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use brink_pmodel::{MediaFault, StateId, WriteChoice};
-use brink_trace::{image, Event, TraceReader, SECTOR_BYTES};
+use brink_trace::{Event, SECTOR_BYTES, TraceReader, image};
 
 use crate::ExploreError;
 
@@ -43,8 +43,12 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
     let mut buf = Vec::new();
     let mut used = 0usize;
     let mut faulted = None;
-    let not_volatile =
-        |i: u64| ExploreError::Usage(format!("state {id} does not fit this trace: event {i} is not a volatile write at crash point {}", id.position));
+    let not_volatile = |i: u64| {
+        ExploreError::Usage(format!(
+            "state {id} does not fit this trace: event {i} is not a volatile write at crash point {}",
+            id.position
+        ))
+    };
     for ev in reader.events()? {
         let ev = ev?;
         if ev.index >= id.position {
@@ -57,10 +61,14 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
             }
             _ => None,
         };
-        let choice = id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
+        let choice =
+            id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
         let in_epoch = ev.index >= epoch_start;
         if own.is_some() && id.choices.iter().any(|(i, _)| *i == ev.index) {
-            return Err(ExploreError::Usage(format!("state {id}: write {} has both a choice and a media fault", ev.index)));
+            return Err(ExploreError::Usage(format!(
+                "state {id}: write {} has both a choice and a media fault",
+                ev.index
+            )));
         }
         if choice.is_some() {
             used += usize::from(own.is_none());
@@ -81,7 +89,8 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
                 reader.read_payload(w, &mut buf)?;
                 for (i, sector) in buf.chunks(SECTOR_BYTES as usize).enumerate() {
                     if c.is_none_or(|c| c.keeps_sector(i as u32)) {
-                        img.write_all_at(sector, w.offset + i as u64 * SECTOR_BYTES).map_err(|e| ExploreError::io(out, e))?;
+                        img.write_all_at(sector, w.offset + i as u64 * SECTOR_BYTES)
+                            .map_err(|e| ExploreError::io(out, e))?;
                     }
                 }
             }
@@ -115,7 +124,12 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
 /// The part of a media fault that lands outside the write's own sectors: a garbage
 /// tear's garbage, a misdirected write's data on its neighbours. Written after the
 /// write itself, as the explorer lays it.
-fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, reader: &TraceReader) -> Result<(), ExploreError> {
+fn fault_effects(
+    img: &std::fs::File,
+    id: &StateId,
+    w: &brink_trace::Write,
+    reader: &TraceReader,
+) -> Result<(), ExploreError> {
     let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
     match id.fault {
         Some(MediaFault::Garbage(i)) => {
@@ -125,8 +139,9 @@ fn fault_effects(img: &std::fs::File, id: &StateId, w: &brink_trace::Write, read
             img.write_all_at(&garbage, w.offset + half).map_err(io)
         }
         Some(MediaFault::Misdirected(i)) => {
-            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size)
-                .ok_or_else(|| ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to")))?;
+            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size).ok_or_else(|| {
+                ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to"))
+            })?;
             let mut data = Vec::new();
             reader.read_payload(w, &mut data)?;
             img.write_all_at(&data, to).map_err(io)

@@ -29,10 +29,10 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brink_check::{CheckOutcome, Verdict};
 use brink_attrib::Attribution;
+use brink_check::{CheckOutcome, Verdict};
 use brink_pmodel::{CrashState, StateId, WriteChoice};
-use brink_trace::{durable, Event, TraceReader};
+use brink_trace::{Event, TraceReader, durable};
 use serde::{Deserialize, Serialize};
 
 use crate::ExploreError;
@@ -182,10 +182,10 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
                 dir.display()
             )));
         }
-        let old: serde_json::Value = std::fs::read(&run_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ExploreError::Usage(format!("{} holds no brink run to resume (no valid {RUN})", dir.display())))?;
+        let old: serde_json::Value =
+            std::fs::read(&run_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
+                ExploreError::Usage(format!("{} holds no brink run to resume (no valid {RUN})", dir.display()))
+            })?;
         if &old != run {
             return Err(ExploreError::Usage(format!(
                 "{} was explored with other settings (trace, model, strategy or checkers): resume needs the same ones",
@@ -207,7 +207,8 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
             return Err(ExploreError::Usage(format!("--resume: {} does not exist", dir.display())));
         }
         std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
-        durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json")).map_err(|e| ExploreError::io(&run_path, e))?;
+        durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json"))
+            .map_err(|e| ExploreError::io(&run_path, e))?;
     }
     // Rewrite the partial log with the whole lines only, so a cut line is not followed
     // by new ones.
@@ -229,7 +230,8 @@ pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ExploreError> {
     let mut recs: HashMap<String, StateRecord> = HashMap::new();
     for line in BufReader::new(f).lines() {
         let line = line.map_err(|e| ExploreError::io(&path, e))?;
-        let r: StateRecord = serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let r: StateRecord =
+            serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?;
         recs.insert(r.id.clone(), r);
     }
     let mut recs: Vec<(StateId, StateRecord)> =
@@ -249,8 +251,16 @@ fn jsonl(recs: &[StateRecord]) -> Vec<u8> {
 
 /// Write `states.jsonl`, `minimal.jsonl`, `trace.json` and (last) `summary.json`, each
 /// atomically.
-pub fn write_final(dir: &Path, recs: &[StateRecord], probes: &[StateRecord], info: &TraceInfo, summary: &impl Serialize) -> Result<(), ExploreError> {
-    for (name, body) in [(STATES, jsonl(recs)), (MINIMAL, jsonl(probes)), (TRACE_INFO, serde_json::to_vec(info).expect("json"))] {
+pub fn write_final(
+    dir: &Path,
+    recs: &[StateRecord],
+    probes: &[StateRecord],
+    info: &TraceInfo,
+    summary: &impl Serialize,
+) -> Result<(), ExploreError> {
+    for (name, body) in
+        [(STATES, jsonl(recs)), (MINIMAL, jsonl(probes)), (TRACE_INFO, serde_json::to_vec(info).expect("json"))]
+    {
         let path = dir.join(name);
         durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
     }
@@ -273,7 +283,10 @@ fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ExploreError> {
     let mut recs = Vec::new();
     for (n, line) in BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| ExploreError::io(path, e))?;
-        recs.push(serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?);
+        recs.push(
+            serde_json::from_str(&line)
+                .map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?,
+        );
     }
     Ok(recs)
 }
@@ -284,7 +297,9 @@ pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>)
     let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
     let path = dir.join(TRACE_INFO);
     let info = match std::fs::read(&path) {
-        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?),
+        Ok(b) => {
+            Some(serde_json::from_slice(&b).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(ExploreError::io(&path, e)),
     };

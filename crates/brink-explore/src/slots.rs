@@ -41,7 +41,8 @@ struct Overlay {
 impl Overlay {
     /// Lay `src` over `[start, end)`, replacing what was there.
     fn insert(&mut self, start: u64, end: u64, src: Src) {
-        let overlapping: Vec<u64> = self.segs.range(..end).rev().take_while(|(_, (e, _))| *e > start).map(|(k, _)| *k).collect();
+        let overlapping: Vec<u64> =
+            self.segs.range(..end).rev().take_while(|(_, (e, _))| *e > start).map(|(k, _)| *k).collect();
         for k in overlapping {
             let (e, old) = self.segs.remove(&k).expect("present");
             if k < start {
@@ -135,7 +136,8 @@ impl Slots {
     /// piece laid under; pages it only touches get zeros written.
     fn zero_range(&self, ov: &mut Overlay, offset: u64, len: u64) -> Result<(), String> {
         let end = offset + len;
-        let whole: Vec<u64> = ov.pages.keys().copied().filter(|&p| p * PAGE >= offset && p * PAGE + PAGE <= end).collect();
+        let whole: Vec<u64> =
+            ov.pages.keys().copied().filter(|&p| p * PAGE >= offset && p * PAGE + PAGE <= end).collect();
         for p in whole {
             ov.pages.remove(&p);
         }

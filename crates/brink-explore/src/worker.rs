@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
-use brink_check::{fsck, run_checker, CheckEnv, CheckOutcome, Limits, Verdict};
+use brink_check::{CheckEnv, CheckOutcome, Limits, Verdict, fsck, run_checker};
 
 /// A checker as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,15 @@ impl Worker {
         out
     }
 
-    fn run_checkers(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], image: &Path, t: &Timings, out: &mut Vec<CheckOutcome>) {
+    fn run_checkers(
+        &self,
+        ctx: &CheckCtx,
+        state_id: &str,
+        marks: &[String],
+        image: &Path,
+        t: &Timings,
+        out: &mut Vec<CheckOutcome>,
+    ) {
         let marks_file = self.scratch.join("marks");
         if let Err(e) = brink_check::write_marks(&marks_file, marks) {
             out.push(engine_failure(format!("cannot write the marks file: {e}")));
@@ -150,7 +158,14 @@ impl Worker {
         }
         for spec in &ctx.checkers {
             let CheckerSpec::Command(cmd) = spec else { continue };
-            let env = CheckEnv { state_root: &self.mnt, marks_file: &marks_file, state_id, trace: &ctx.trace, image, scratch: &self.scratch };
+            let env = CheckEnv {
+                state_root: &self.mnt,
+                marks_file: &marks_file,
+                state_id,
+                trace: &ctx.trace,
+                image,
+                scratch: &self.scratch,
+            };
             let started = Instant::now();
             out.push(run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout }));
             Timings::add(&t.checkers_us, started);
@@ -176,7 +191,8 @@ impl Worker {
             return vec![engine_failure(format!("cannot build the state's image: {e}"))];
         }
         let tool = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<String, String> {
-            let path = brink_blockdev::find_program(prog).ok_or_else(|| format!("{prog} not found: install e2fsprogs"))?;
+            let path =
+                brink_blockdev::find_program(prog).ok_or_else(|| format!("{prog} not found: install e2fsprogs"))?;
             let mut cmd = std::process::Command::new(path);
             cmd.args(args);
             let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)?;
@@ -206,7 +222,10 @@ impl Worker {
                 out.push(CheckOutcome {
                     checker: "recovery".into(),
                     verdict: Verdict::Violation,
-                    message: format!("the recovered image cannot be read: {}", stderr.lines().last().unwrap_or("").trim()),
+                    message: format!(
+                        "the recovered image cannot be read: {}",
+                        stderr.lines().last().unwrap_or("").trim()
+                    ),
                     details: None,
                     ms: 0,
                 });

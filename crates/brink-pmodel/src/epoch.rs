@@ -83,7 +83,11 @@ impl EpochBuilder {
     /// count). Returns the epoch, which may have no points.
     pub fn end(&mut self, position: u64) -> Epoch {
         self.point(position);
-        let e = Epoch { number: self.number, writes: std::mem::take(&mut self.writes), points: std::mem::take(&mut self.points) };
+        let e = Epoch {
+            number: self.number,
+            writes: std::mem::take(&mut self.writes),
+            points: std::mem::take(&mut self.points),
+        };
         self.number += 1;
         e
     }

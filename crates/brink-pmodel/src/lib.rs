@@ -74,7 +74,7 @@ mod strategy;
 pub use count::Count;
 pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
 pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
-pub use strategy::{count_point, CrashState, Sampler, StateIter, Strategy};
+pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
 
 use serde::{Deserialize, Serialize};
 

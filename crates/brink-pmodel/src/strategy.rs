@@ -148,7 +148,9 @@ enum Space {
 
 fn space(model: Model, strategy: Strategy) -> Space {
     match (model.cache, strategy) {
-        (_, Strategy::Prefix) | (CacheModel::Writethrough, Strategy::Exhaustive | Strategy::Sample { .. }) => Space::Prefix,
+        (_, Strategy::Prefix) | (CacheModel::Writethrough, Strategy::Exhaustive | Strategy::Sample { .. }) => {
+            Space::Prefix
+        }
         (CacheModel::Writeback, Strategy::Exhaustive | Strategy::Sample { .. }) => Space::Product,
         (_, Strategy::OmitK(k)) => Space::OmitK(k),
     }
@@ -308,7 +310,9 @@ impl StateIter {
             // Writethrough keeps only prefix-shaped states: the non-whole writes are a
             // suffix, all omitted except possibly the first one.
             if writethrough {
-                let suffix = c.first().is_none_or(|&first| c.iter().enumerate().all(|(j, &i)| i == first + j) && c.last() == Some(&(n - 1)));
+                let suffix = c.first().is_none_or(|&first| {
+                    c.iter().enumerate().all(|(j, &i)| i == first + j) && c.last() == Some(&(n - 1))
+                });
                 let shaped = choices.iter().skip(1).all(|(_, ch)| *ch == WriteChoice::Omitted);
                 if !(suffix && shaped) {
                     continue;

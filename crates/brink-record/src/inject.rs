@@ -56,7 +56,11 @@ impl FromStr for Injection {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Injection, String> {
-        let usage = || format!("bad injection '{s}': use flush:N, write:N, sectors:A-B[@N] or file:PATH[@N], optionally ,once or ,permanent");
+        let usage = || {
+            format!(
+                "bad injection '{s}': use flush:N, write:N, sectors:A-B[@N] or file:PATH[@N], optionally ,once or ,permanent"
+            )
+        };
         let (spec, permanent) = match s.rsplit_once(',') {
             Some((spec, "permanent")) => (spec, true),
             Some((spec, "once")) => (spec, false),
@@ -124,7 +128,11 @@ struct Rule {
 
 impl Rule {
     /// The rule for `i`; a file target's ranges come from `file_ranges`.
-    fn new(i: &Injection, fails: bool, file_ranges: impl FnOnce(&str) -> Result<Vec<(u64, u64)>, RecordError>) -> Result<Rule, RecordError> {
+    fn new(
+        i: &Injection,
+        fails: bool,
+        file_ranges: impl FnOnce(&str) -> Result<Vec<(u64, u64)>, RecordError>,
+    ) -> Result<Rule, RecordError> {
         let (what, nth) = match &i.target {
             Target::Flush(n) => (Match::Flushes, *n),
             Target::Write(n) => (Match::Writes, *n),
@@ -177,7 +185,11 @@ impl Armed {
 
 /// Check what can be checked before anything runs: ranges inside the image, file
 /// targets on a file system whose metadata brink can read.
-pub(crate) fn preflight<'a>(injections: impl IntoIterator<Item = &'a Injection>, fs: FsKind, size: u64) -> Result<(), RecordError> {
+pub(crate) fn preflight<'a>(
+    injections: impl IntoIterator<Item = &'a Injection>,
+    fs: FsKind,
+    size: u64,
+) -> Result<(), RecordError> {
     for i in injections {
         match &i.target {
             Target::Bytes(_, end) if *end > size => {
@@ -211,7 +223,9 @@ pub(crate) fn arm(inject: &[Injection], watch: &[Injection], fs: FsKind, image: 
         .map(|i| (i, true))
         .chain(watch.iter().map(|i| (i, false)))
         .map(|(i, fails)| {
-            Rule::new(i, fails, |p| file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}"))))
+            Rule::new(i, fails, |p| {
+                file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))
+            })
         })
         .collect::<Result<_, _>>()?;
     Ok(Armed { rules })
@@ -324,12 +338,21 @@ mod tests {
 
     #[test]
     fn parse_and_print() {
-        for s in ["flush:3,once", "write:10,permanent", "sectors:8-16,once", "file:db/wal,permanent", "file:a@b@3,once", "sectors:1-2@2,once"] {
+        for s in [
+            "flush:3,once",
+            "write:10,permanent",
+            "sectors:8-16,once",
+            "file:db/wal,permanent",
+            "file:a@b@3,once",
+            "sectors:1-2@2,once",
+        ] {
             assert_eq!(s.parse::<Injection>().unwrap().to_string(), s);
         }
         assert_eq!("flush:2".parse::<Injection>().unwrap().to_string(), "flush:2,once");
         assert_eq!("file:a@b".parse::<Injection>().unwrap().target, Target::File("a@b".into()));
-        for bad in ["flush:0", "flush", "sectors:9-8", "sectors:1", "disk:3", "file:", "write:x", "file:x@0", "flush:1@2"] {
+        for bad in
+            ["flush:0", "flush", "sectors:9-8", "sectors:1", "disk:3", "file:", "write:x", "file:x@0", "flush:1@2"]
+        {
             assert!(bad.parse::<Injection>().is_err(), "{bad}");
         }
     }
@@ -375,7 +398,10 @@ mod tests {
 
     #[test]
     fn extents_merge_into_byte_ranges() {
-        assert_eq!(merge(4096, vec![(10, 1), (24, 768), (11, 2), (5, 1)]), [(5 * 4096, 6 * 4096), (10 * 4096, 13 * 4096), (24 * 4096, 792 * 4096)]);
+        assert_eq!(
+            merge(4096, vec![(10, 1), (24, 768), (11, 2), (5, 1)]),
+            [(5 * 4096, 6 * 4096), (10 * 4096, 13 * 4096), (24 * 4096, 792 * 4096)]
+        );
         assert_eq!(merge(1024, vec![(3, 4), (4, 1)]), [(3072, 7168)]);
     }
 }

@@ -17,7 +17,7 @@ mod recorder;
 
 pub use child::Interrupt;
 pub use inject::{Injection, Target};
-pub use recorder::{record, Progress, RecordConfig, RecordOutcome};
+pub use recorder::{Progress, RecordConfig, RecordOutcome, record};
 
 use brink_blockdev::BlockdevError;
 use brink_trace::TraceError;

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 
 use brink_trace::{TraceError, TraceWriter, WriteFlags};
 
-use crate::disk::{Log, Op, Phase};
 use crate::RecordError;
+use crate::disk::{Log, Op, Phase};
 
 /// Events waiting in the queue at most; each holds at most one FUSE write (1 MiB), so
 /// the queue holds at most 32 MiB.

@@ -18,13 +18,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use brink_blockdev::{find_on_path, find_program, is_executable, unmount_path, FsKind, LoopDevice, Mount, MountOptions};
-use brink_trace::{image, ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterStats};
+use brink_blockdev::{
+    FsKind, LoopDevice, Mount, MountOptions, find_on_path, find_program, is_executable, unmount_path,
+};
+use brink_trace::{ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterStats, image};
 
-use crate::child::{self, Interrupt};
-use crate::disk::{Counters, DiskFs, Log, Phase, DISK_NAME, MARK_NAME};
-use crate::logger::Logger;
 use crate::RecordError;
+use crate::child::{self, Interrupt};
+use crate::disk::{Counters, DISK_NAME, DiskFs, Log, MARK_NAME, Phase};
+use crate::logger::Logger;
 
 /// Captured workload output kept in the trace, per stream (the tail is kept).
 pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;
@@ -121,10 +123,15 @@ impl Drop for FuseMount {
 fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
     let pre = |s: String| Err(RecordError::Precondition(s));
     if !nix::unistd::geteuid().is_root() {
-        return pre("brink record needs root (it attaches loop devices and mounts file systems): run it as root or with sudo".into());
+        return pre(
+            "brink record needs root (it attaches loop devices and mounts file systems): run it as root or with sudo"
+                .into(),
+        );
     }
     if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-        return pre(format!("cannot open /dev/fuse ({e}): load the fuse module (modprobe fuse) or give the container the device"));
+        return pre(format!(
+            "cannot open /dev/fuse ({e}): load the fuse module (modprobe fuse) or give the container the device"
+        ));
     }
     if !Path::new("/dev/loop-control").exists() {
         return pre("no /dev/loop-control: load the loop module (modprobe loop)".into());
@@ -137,7 +144,7 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
                 cfg.fs.mkfs_program(),
                 cfg.fs.package(),
                 cfg.fs.package()
-            ))
+            ));
         }
     };
     if cfg.size < cfg.fs.min_image_bytes() {
@@ -159,7 +166,9 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
         return pre("no workload command given (brink record … -- CMD ARGS…)".into());
     };
     let workload = resolve_program(prog).ok_or_else(|| {
-        RecordError::Precondition(format!("workload command '{prog}' not found (not a path to an executable, not on PATH)"))
+        RecordError::Precondition(format!(
+            "workload command '{prog}' not found (not a path to an executable, not on PATH)"
+        ))
     })?;
     Ok((mkfs, workload))
 }

@@ -275,7 +275,10 @@ pub fn render_text(rows: &[Row]) -> String {
 /// The same table in Markdown, with the strategy and an example message per row.
 pub fn render_markdown(rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |");
+    let _ = writeln!(
+        out,
+        "| workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |"
+    );
     let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|---|---|---:|---|");
     for r in rows {
         let what = r.what();

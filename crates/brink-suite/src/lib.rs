@@ -15,9 +15,9 @@ pub mod judge;
 mod machine;
 pub mod manifest;
 
-pub use judge::{judge, render_markdown, render_text, Example, Outcome, Row, RunFacts};
+pub use judge::{Example, Outcome, Row, RunFacts, judge, render_markdown, render_text};
 pub use machine::describe_machine;
-pub use manifest::{discover, load, Expect, ExploreSpec, Mode, Workload};
+pub use manifest::{Expect, ExploreSpec, Mode, Workload, discover, load};
 
 use std::path::{Path, PathBuf};
 
@@ -62,10 +62,10 @@ pub struct Plan {
 impl Workload {
     /// The configs for `mode`, writing `dir/trace` and `dir/results`.
     pub fn plan(&self, mode: &Mode, dir: &Path, opts: &RunOpts) -> Result<Plan, SuiteError> {
-        let mount_opts = mode
-            .mount_opts
-            .parse()
-            .map_err(|e| SuiteError::Manifest { path: self.dir.join("workload.toml"), msg: format!("mode '{}': {e}", mode.name) })?;
+        let mount_opts = mode.mount_opts.parse().map_err(|e| SuiteError::Manifest {
+            path: self.dir.join("workload.toml"),
+            msg: format!("mode '{}': {e}", mode.name),
+        })?;
         let (strategy, max_states) =
             if opts.full { (Strategy::Exhaustive, opts.full_max_states) } else { (mode.strategy, mode.max_states) };
         Ok(Plan {

@@ -158,7 +158,9 @@ pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
                 num(k).and_then(|k| u32::try_from(k).ok()).map(Strategy::OmitK)
             } else if let Some(rest) = s.strip_prefix("sample-") {
                 match rest.split_once("-seed-") {
-                    Some((n, seed)) => num(n).zip(seed.parse().ok()).map(|(samples, seed)| Strategy::Sample { samples, seed }),
+                    Some((n, seed)) => {
+                        num(n).zip(seed.parse().ok()).map(|(samples, seed)| Strategy::Sample { samples, seed })
+                    }
                     None => num(rest).map(|samples| Strategy::Sample { samples, seed: 0 }),
                 }
             } else {
@@ -166,7 +168,9 @@ pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
             }
         }
     };
-    parsed.ok_or_else(|| format!("unknown strategy '{s}': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S"))
+    parsed.ok_or_else(|| {
+        format!("unknown strategy '{s}': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S")
+    })
 }
 
 fn quote(p: &Path) -> String {
@@ -262,7 +266,10 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteErro
                 if d.join("workload.toml").is_file() {
                     Ok(d)
                 } else {
-                    Err(SuiteError::Manifest { path: d.join("workload.toml"), msg: format!("no workload named '{n}' in {}", root.display()) })
+                    Err(SuiteError::Manifest {
+                        path: d.join("workload.toml"),
+                        msg: format!("no workload named '{n}' in {}", root.display()),
+                    })
                 }
             })
             .collect();
@@ -274,7 +281,10 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteErro
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(SuiteError::Manifest { path: root.to_path_buf(), msg: "no workload folders (with a workload.toml) here".into() });
+        return Err(SuiteError::Manifest {
+            path: root.to_path_buf(),
+            msg: "no workload folders (with a workload.toml) here".into(),
+        });
     }
     Ok(dirs)
 }

@@ -9,9 +9,17 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     Write(Write),
     Flush,
-    Discard { offset: u64, len: u64 },
-    WriteZeroes { offset: u64, len: u64 },
-    Mark { text: String },
+    Discard {
+        offset: u64,
+        len: u64,
+    },
+    WriteZeroes {
+        offset: u64,
+        len: u64,
+    },
+    Mark {
+        text: String,
+    },
     /// A request that brink failed on purpose (fault injection): it reached no media.
     /// The kernel saw EIO; what it did next is in the events that follow.
     Error(Failed),
@@ -79,8 +87,7 @@ pub(crate) fn encode(ev: &Event) -> Vec<u8> {
 }
 
 pub(crate) fn decode(body: &[u8]) -> Result<Event, String> {
-    let (ev, used): (Event, usize) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
+    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
     if used != body.len() {
         return Err(format!("{} trailing bytes after the event", body.len() - used));
     }

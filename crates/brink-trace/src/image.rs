@@ -99,7 +99,11 @@ pub fn digest_file(path: &Path) -> Result<String, TraceError> {
 /// Visit the data of `f` in file order, skipping holes, in pieces of at most 1 MiB that
 /// start on an `align`-byte boundary and are whole `align` units (but for the file's
 /// end). Extents are widened to `align`; no byte is visited twice.
-pub fn for_each_data(f: &File, align: u64, mut visit: impl FnMut(u64, &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+pub fn for_each_data(
+    f: &File,
+    align: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     assert!(align > 0 && (1 << 20) % align == 0, "align divides the buffer");
     let len = f.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];

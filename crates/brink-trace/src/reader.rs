@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::error::IoContext;
 use crate::event::decode;
 use crate::{
-    files, Event, Failed, TraceError, TraceMeta, Write, CHUNK_BYTES, EVENTS_MAGIC, EVENT_BYTES_MAX,
-    FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC, WRITE_BYTES_MAX,
+    CHUNK_BYTES, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
+    PACK_MAGIC, TraceError, TraceMeta, WRITE_BYTES_MAX, Write, files,
 };
 
 /// An open trace. `Sync`: payload reads are positional, so threads may share it.
@@ -85,7 +85,7 @@ impl TraceReader {
                 return Err(TraceError::NotATrace {
                     path: dir.into(),
                     reason: format!("no {} (an unfinished recording or another directory)", files::META),
-                })
+                });
             }
             Err(e) => return Err(TraceError::io(meta_path, e)),
         };
@@ -95,7 +95,11 @@ impl TraceReader {
             what: format!("invalid metadata: {e}"),
         })?;
         if meta.format_version > FORMAT_VERSION {
-            return Err(TraceError::NewerVersion { path: meta_path, found: meta.format_version, supported: FORMAT_VERSION });
+            return Err(TraceError::NewerVersion {
+                path: meta_path,
+                found: meta.format_version,
+                supported: FORMAT_VERSION,
+            });
         }
         let events_path = dir.join(files::EVENTS);
         let mut events = File::open(&events_path).at(&events_path)?;
@@ -176,7 +180,11 @@ impl TraceReader {
             let c = &w.chunks[i];
             let end = c.pack_offset.checked_add(clen as u64);
             if c.pack_offset < HEADER_BYTES || end.is_none_or(|e| e > self.pack_len) {
-                return Err(TraceError::MissingPayload { path: self.pack_path.clone(), offset: c.pack_offset, pack_len: self.pack_len });
+                return Err(TraceError::MissingPayload {
+                    path: self.pack_path.clone(),
+                    offset: c.pack_offset,
+                    pack_len: self.pack_len,
+                });
             }
             let buf = &mut scratch[..clen];
             self.pack.read_exact_at(buf, c.pack_offset).at(&self.pack_path)?;
@@ -244,7 +252,8 @@ impl EventIter {
         if crc32fast::hash(&self.body) != crc {
             return Err(self.corrupt(format!("event {} fails its checksum", self.index)));
         }
-        let event = decode(&self.body).map_err(|e| self.corrupt(format!("event {} does not decode: {e}", self.index)))?;
+        let event =
+            decode(&self.body).map_err(|e| self.corrupt(format!("event {} does not decode: {e}", self.index)))?;
         self.validate(&event).map_err(|what| self.corrupt(format!("event {}: {what}", self.index)))?;
         let item = PositionedEvent { index: self.index, offset: start, event };
         self.offset = start + 8 + len as u64;

@@ -11,8 +11,8 @@ use crate::durable;
 use crate::error::IoContext;
 use crate::event::encode;
 use crate::{
-    files, file_header, image, ChunkRef, Event, Failed, TraceError, TraceMeta, Write, WriteFlags, CHUNK_BYTES,
-    EVENTS_MAGIC, EVENT_BYTES_MAX, FORMAT_VERSION, HEADER_BYTES, MARK_BYTES_MAX, PACK_MAGIC,
+    CHUNK_BYTES, ChunkRef, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
+    PACK_MAGIC, TraceError, TraceMeta, Write, WriteFlags, file_header, files, image,
 };
 
 /// Counts kept while writing; `brink show` recomputes them from the log.

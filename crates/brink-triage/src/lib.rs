@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use brink_attrib::{Item, Kind};
-use brink_check::{violation_class, Verdict};
+use brink_check::{Verdict, violation_class};
 use brink_explore::results::{self, TraceInfo};
 use brink_explore::{ExploreError, StateRecord};
 use brink_pmodel::{StateId, WriteChoice};
@@ -222,7 +222,10 @@ fn keys(items: &[&Item]) -> Vec<String> {
 /// The items whose path (or its last component) the checker's message names as a word,
 /// if any; else all of them.
 fn named_in<'a>(items: Vec<&'a Item>, message: &str) -> Vec<&'a Item> {
-    let words: BTreeSet<&str> = message.split(|c: char| c.is_whitespace() || "'\":,;()[]".contains(c)).map(|w| w.trim_start_matches("./")).collect();
+    let words: BTreeSet<&str> = message
+        .split(|c: char| c.is_whitespace() || "'\":,;()[]".contains(c))
+        .map(|w| w.trim_start_matches("./"))
+        .collect();
     let named: Vec<&Item> = items
         .iter()
         .copied()
@@ -261,13 +264,15 @@ struct Explained {
 }
 
 fn first_violation(r: &StateRecord) -> (String, String) {
-    let message = r.checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| c.message.clone()).unwrap_or_default();
+    let message =
+        r.checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| c.message.clone()).unwrap_or_default();
     (message, violation_class(&r.checks).unwrap_or_default())
 }
 
 fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)> {
     let Some(info) = info else { return Vec::new() };
-    let msgs: Vec<&str> = r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(|c| c.message.as_str()).collect();
+    let msgs: Vec<&str> =
+        r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(|c| c.message.as_str()).collect();
     info.marks
         .iter()
         .take(r.marks as usize)
@@ -284,7 +289,9 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
             signature: vec!["lost without a crash".into()],
             because: format!(
                 "the disk as the run left it (no crash, page cache dropped) fails the same way, so the data never reached the disk{}",
-                ctx.first_error(u64::MAX).map(|e| format!(" (an injected I/O error at event {e} threw it away and the application went on)")).unwrap_or_default()
+                ctx.first_error(u64::MAX)
+                    .map(|e| format!(" (an injected I/O error at event {e} threw it away and the application went on)"))
+                    .unwrap_or_default()
             ),
             class,
         };
@@ -295,13 +302,20 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
         let t = telling(&items);
         let fault = m.fault.clone().unwrap_or_else(|| f.describe());
         let because = if t.is_empty() { fault } else { format!("{fault}, on {}", name_items(&t)) };
-        return Explained { kind: VulnKind::Media, signature: [vec![fault_kind(&f)], keys(&t)].concat(), because, class };
+        return Explained {
+            kind: VulnKind::Media,
+            signature: [vec![fault_kind(&f)], keys(&t)].concat(),
+            because,
+            class,
+        };
     }
     let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
     let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
     let all: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
-    let later: Vec<u64> =
-        all.first().map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect()).unwrap_or_default();
+    let later: Vec<u64> = all
+        .first()
+        .map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect())
+        .unwrap_or_default();
     let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
     if !torn.is_empty() {
         let items = ctx.items(&torn);
@@ -322,7 +336,11 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
         // lost data), else the later writes' telling items.
         let same: Vec<&Item> = kept
             .iter()
-            .filter(|i| !i.kind.is_journal_bookkeeping() && lost_paths.contains(&i.path.as_deref()) && !lost_keys.contains(&i.key()))
+            .filter(|i| {
+                !i.kind.is_journal_bookkeeping()
+                    && lost_paths.contains(&i.path.as_deref())
+                    && !lost_keys.contains(&i.key())
+            })
             .collect();
         let tk = if same.is_empty() { telling(&kept) } else { same };
         return Explained {
@@ -405,7 +423,10 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     let (summary, recs) = results::load(dir)?;
     let (probes, info) = results::load_analysis(dir)?;
     let end = info.as_ref().map(|i| i.events.len().to_string());
-    let no_crash_class = recs.iter().find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation).map(|r| first_violation(r).1);
+    let no_crash_class = recs
+        .iter()
+        .find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation)
+        .map(|r| first_violation(r).1);
     let ctx = Ctx { info: info.as_ref(), no_crash_class };
     let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
     let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(&probes).map(|r| (r.id.as_str(), r)).collect();
@@ -443,7 +464,12 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
             }
         };
         let ex = &explained[&mid].1;
-        let g = groups.entry(vid).or_insert_with(|| Group { ex: ex.clone(), states: Vec::new(), marks: BTreeMap::new(), best: None });
+        let g = groups.entry(vid).or_insert_with(|| Group {
+            ex: ex.clone(),
+            states: Vec::new(),
+            marks: BTreeMap::new(),
+            best: None,
+        });
         g.states.push(r.id.clone());
         g.marks.extend(broken_marks(info.as_ref(), r));
         if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
@@ -475,14 +501,21 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
             state_ids: g.states.iter().take(STATE_IDS_MAX).cloned().collect(),
             marks_broken: g.marks.into_values().collect(),
             minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
-            repro: format!("brink replay {} {} -o DIR", shlex::try_quote(&trace).unwrap_or_else(|_| trace.as_str().into()), m.id),
+            repro: format!(
+                "brink replay {} {} -o DIR",
+                shlex::try_quote(&trace).unwrap_or_else(|_| trace.as_str().into()),
+                m.id
+            ),
         });
     }
     // Most states first, then by id: the order a person reads them in.
     vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
     let mut notes = info.as_ref().map(|i| i.attribution.notes.clone()).unwrap_or_default();
     if info.is_none() {
-        notes.push("this results directory has no trace.json (an older brink): vulnerabilities are grouped by message only".into());
+        notes.push(
+            "this results directory has no trace.json (an older brink): vulnerabilities are grouped by message only"
+                .into(),
+        );
     }
     Ok(Analysis {
         results: dir.display().to_string(),

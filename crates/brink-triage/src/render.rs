@@ -13,7 +13,14 @@ pub fn text(a: &Analysis) -> String {
     let w = &mut out;
     let _ = writeln!(w, "vulnerabilities: {} (from {failing} violating states)", a.vulnerabilities.len());
     for v in &a.vulnerabilities {
-        let _ = writeln!(w, "\n  {}  {:<10}  {} state{}", v.id, v.kind.name(), v.states, if v.states == 1 { "" } else { "s" });
+        let _ = writeln!(
+            w,
+            "\n  {}  {:<10}  {} state{}",
+            v.id,
+            v.kind.name(),
+            v.states,
+            if v.states == 1 { "" } else { "s" }
+        );
         let _ = writeln!(w, "    {}", v.sentence);
         let _ = writeln!(w, "    minimal state {}: {}", v.minimal.id, minimal_words(v));
         let _ = writeln!(w, "    reproduce: {}", v.repro);
@@ -35,7 +42,13 @@ fn minimal_words(v: &Vulnerability) -> String {
         .minimal
         .writes
         .iter()
-        .map(|w| if w.holds.is_empty() { format!("{} write {}", w.what, w.index) } else { format!("{} write {} ({})", w.what, w.index, w.holds.join("; ")) })
+        .map(|w| {
+            if w.holds.is_empty() {
+                format!("{} write {}", w.what, w.index)
+            } else {
+                format!("{} write {} ({})", w.what, w.index, w.holds.join("; "))
+            }
+        })
         .collect();
     format!("crash before event {}; {}", v.minimal.position, ws.join(", "))
 }
@@ -52,8 +65,16 @@ pub fn junit(a: &Analysis) -> String {
     let _ = writeln!(x, "  <testsuite name=\"brink {}\" tests=\"{}\" failures=\"{n}\">", esc(&a.results), n.max(1));
     for v in &a.vulnerabilities {
         let _ = writeln!(x, "    <testcase classname=\"brink.{}\" name=\"{} {}\">", v.kind.name(), v.id, esc(&v.class));
-        let _ = writeln!(x, "      <failure message=\"{}\" type=\"{}\">{} states; minimal state {}: {}\nreproduce: {}</failure>",
-            esc(&v.sentence), v.kind.name(), v.states, esc(&v.minimal.id), esc(&minimal_words(v)), esc(&v.repro));
+        let _ = writeln!(
+            x,
+            "      <failure message=\"{}\" type=\"{}\">{} states; minimal state {}: {}\nreproduce: {}</failure>",
+            esc(&v.sentence),
+            v.kind.name(),
+            v.states,
+            esc(&v.minimal.id),
+            esc(&minimal_words(v)),
+            esc(&v.repro)
+        );
         let _ = writeln!(x, "    </testcase>");
     }
     if n == 0 {
@@ -74,21 +95,30 @@ fn verdict_colour(v: &Verdict) -> &'static str {
 /// The trace over time as an SVG: epochs as bands, writes as ticks, flushes as lines,
 /// marks as labelled diamonds, crash positions as dots coloured by their worst verdict.
 fn timeline(a: &Analysis) -> String {
-    let Some(info) = &a.info else { return "<p>(no trace.json: the picture needs a results directory of this brink)</p>".into() };
+    let Some(info) = &a.info else {
+        return "<p>(no trace.json: the picture needs a results directory of this brink)</p>".into();
+    };
     let ev = info.events.as_bytes();
     let n = ev.len().max(1) as f64;
     let (w, h, left, right) = (1100.0, 170.0, 20.0, 20.0);
     let x = |i: f64| left + i * (w - left - right) / n;
     let mut s = String::new();
-    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"trace timeline\">");
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"trace timeline\">"
+    );
     // Epoch bands.
     let mut start = 0usize;
     let mut band = 0;
     for (i, &k) in ev.iter().enumerate().chain(std::iter::once((ev.len(), &b'f'))) {
         if k == b'f' {
             let fill = if band % 2 == 0 { "#f4f6f8" } else { "#e8ecf0" };
-            let _ = write!(s, "<rect x=\"{:.1}\" y=\"20\" width=\"{:.1}\" height=\"110\" fill=\"{fill}\"><title>epoch {band}: events {start}–{i}</title></rect>",
-                x(start as f64), (x(i as f64 + 1.0) - x(start as f64)).max(0.5));
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"20\" width=\"{:.1}\" height=\"110\" fill=\"{fill}\"><title>epoch {band}: events {start}–{i}</title></rect>",
+                x(start as f64),
+                (x(i as f64 + 1.0) - x(start as f64)).max(0.5)
+            );
             band += 1;
             start = i + 1;
         }
@@ -96,27 +126,61 @@ fn timeline(a: &Analysis) -> String {
     for (i, &k) in ev.iter().enumerate() {
         let xi = x(i as f64 + 0.5);
         match k {
-            b'w' => { let _ = write!(s, "<line x1=\"{xi:.1}\" y1=\"95\" x2=\"{xi:.1}\" y2=\"125\" stroke=\"#607d8b\" stroke-width=\"1.5\"><title>event {i}: write</title></line>"); }
-            b'f' => { let _ = write!(s, "<line x1=\"{xi:.1}\" y1=\"20\" x2=\"{xi:.1}\" y2=\"130\" stroke=\"#1565c0\" stroke-width=\"1\"><title>event {i}: flush</title></line>"); }
-            b'e' => { let _ = write!(s, "<text x=\"{xi:.1}\" y=\"92\" font-size=\"12\" fill=\"#c62828\" text-anchor=\"middle\">✕<title>event {i}: injected error</title></text>"); }
+            b'w' => {
+                let _ = write!(
+                    s,
+                    "<line x1=\"{xi:.1}\" y1=\"95\" x2=\"{xi:.1}\" y2=\"125\" stroke=\"#607d8b\" stroke-width=\"1.5\"><title>event {i}: write</title></line>"
+                );
+            }
+            b'f' => {
+                let _ = write!(
+                    s,
+                    "<line x1=\"{xi:.1}\" y1=\"20\" x2=\"{xi:.1}\" y2=\"130\" stroke=\"#1565c0\" stroke-width=\"1\"><title>event {i}: flush</title></line>"
+                );
+            }
+            b'e' => {
+                let _ = write!(
+                    s,
+                    "<text x=\"{xi:.1}\" y=\"92\" font-size=\"12\" fill=\"#c62828\" text-anchor=\"middle\">✕<title>event {i}: injected error</title></text>"
+                );
+            }
             _ => {}
         }
     }
     for m in &info.marks {
         let xi = x(m.index as f64 + 0.5);
-        let _ = write!(s, "<path d=\"M{xi:.1} 30 l5 6 l-5 6 l-5 -6 z\" fill=\"#6a1b9a\"><title>event {}: mark {}</title></path><text x=\"{:.1}\" y=\"16\" font-size=\"10\" fill=\"#6a1b9a\" text-anchor=\"middle\">{}</text>",
-            m.index, esc(&m.text), xi, esc(&m.text));
+        let _ = write!(
+            s,
+            "<path d=\"M{xi:.1} 30 l5 6 l-5 6 l-5 -6 z\" fill=\"#6a1b9a\"><title>event {}: mark {}</title></path><text x=\"{:.1}\" y=\"16\" font-size=\"10\" fill=\"#6a1b9a\" text-anchor=\"middle\">{}</text>",
+            m.index,
+            esc(&m.text),
+            xi,
+            esc(&m.text)
+        );
     }
     for (p, (v, count)) in &a.positions {
         let xi = x(*p as f64);
-        let _ = write!(s, "<circle cx=\"{xi:.1}\" cy=\"70\" r=\"5\" fill=\"{}\"><title>crash before event {p}: {count} state(s), worst {}</title></circle>",
-            verdict_colour(v), verdict_word(v));
+        let _ = write!(
+            s,
+            "<circle cx=\"{xi:.1}\" cy=\"70\" r=\"5\" fill=\"{}\"><title>crash before event {p}: {count} state(s), worst {}</title></circle>",
+            verdict_colour(v),
+            verdict_word(v)
+        );
     }
-    let _ = write!(s, "<text x=\"{left}\" y=\"150\" font-size=\"11\" fill=\"#333\">event 0</text><text x=\"{:.1}\" y=\"150\" font-size=\"11\" fill=\"#333\" text-anchor=\"end\">event {}</text>", w - right, ev.len());
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"150\" font-size=\"11\" fill=\"#333\">event 0</text><text x=\"{:.1}\" y=\"150\" font-size=\"11\" fill=\"#333\" text-anchor=\"end\">event {}</text>",
+        w - right,
+        ev.len()
+    );
     let legend = [("#2e7d32", "consistent"), ("#ef6c00", "checker failure"), ("#c62828", "violation")];
     for (k, (c, l)) in legend.iter().enumerate() {
         let lx = 300.0 + k as f64 * 150.0;
-        let _ = write!(s, "<circle cx=\"{lx}\" cy=\"160\" r=\"5\" fill=\"{c}\"/><text x=\"{}\" y=\"164\" font-size=\"11\">{l}</text>", lx + 9.0);
+        let _ = write!(
+            s,
+            "<circle cx=\"{lx}\" cy=\"160\" r=\"5\" fill=\"{c}\"/><text x=\"{}\" y=\"164\" font-size=\"11\">{l}</text>",
+            lx + 9.0
+        );
     }
     s.push_str("</svg>");
     s
@@ -133,37 +197,84 @@ fn verdict_word(v: &Verdict) -> &'static str {
 /// One self-contained page: no scripts, no external assets.
 pub fn html(a: &Analysis) -> String {
     let sum = &a.summary;
-    let get = |k: &str| sum.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let get = |k: &str| {
+        sum.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default()
+    };
     let mut h = String::new();
-    let _ = write!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
 <title>brink report: {}</title><style>\
 body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}}\
 h1{{font-size:1.6em;margin-bottom:.2em}} .sub{{color:#666}} table{{border-collapse:collapse;margin:.6em 0}}\
 td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background:#eef}}\
 .vuln{{border-left:5px solid #c62828;padding:.4em 1em;margin:1em 0;background:#fff7f7}}\
 .vuln h3{{margin:.2em 0}} code{{background:#f0f0f0;padding:.1em .3em}} .kind{{text-transform:uppercase;font-size:.8em;color:#fff;background:#c62828;padding:.1em .4em;border-radius:3px}}\
-.ok{{border-left-color:#2e7d32;background:#f5fbf5}}</style></head><body>\n", esc(&a.trace));
-    let _ = writeln!(h, "<h1>brink report</h1><p class=\"sub\">results <code>{}</code> · trace <code>{}</code></p>", esc(&a.results), esc(&a.trace));
-    let _ = writeln!(h, "<h2><span id=\"vuln-count\">{}</span> vulnerabilit{}</h2>", a.vulnerabilities.len(), if a.vulnerabilities.len() == 1 { "y" } else { "ies" });
-    let _ = writeln!(h, "<table><tr><th>file system</th><th>model</th><th>strategy</th><th>states</th><th>unique</th><th>violations</th><th>checker failures</th><th>consistent</th><th>wall</th></tr>");
-    let _ = writeln!(h, "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}s</td></tr></table>",
-        esc(&get("fs")), esc(&get("mount_opts")), esc(&get("model")), esc(&get("strategy")), esc(&get("states_generated")), esc(&get("states_unique")),
-        esc(&get("violations")), esc(&get("checker_failures")), esc(&get("consistent")),
-        sum.get("wall_s").and_then(|v| v.as_f64()).map(|w| format!("{w:.1}")).unwrap_or_default());
+.ok{{border-left-color:#2e7d32;background:#f5fbf5}}</style></head><body>\n",
+        esc(&a.trace)
+    );
+    let _ = writeln!(
+        h,
+        "<h1>brink report</h1><p class=\"sub\">results <code>{}</code> · trace <code>{}</code></p>",
+        esc(&a.results),
+        esc(&a.trace)
+    );
+    let _ = writeln!(
+        h,
+        "<h2><span id=\"vuln-count\">{}</span> vulnerabilit{}</h2>",
+        a.vulnerabilities.len(),
+        if a.vulnerabilities.len() == 1 { "y" } else { "ies" }
+    );
+    let _ = writeln!(
+        h,
+        "<table><tr><th>file system</th><th>model</th><th>strategy</th><th>states</th><th>unique</th><th>violations</th><th>checker failures</th><th>consistent</th><th>wall</th></tr>"
+    );
+    let _ = writeln!(
+        h,
+        "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}s</td></tr></table>",
+        esc(&get("fs")),
+        esc(&get("mount_opts")),
+        esc(&get("model")),
+        esc(&get("strategy")),
+        esc(&get("states_generated")),
+        esc(&get("states_unique")),
+        esc(&get("violations")),
+        esc(&get("checker_failures")),
+        esc(&get("consistent")),
+        sum.get("wall_s").and_then(|v| v.as_f64()).map(|w| format!("{w:.1}")).unwrap_or_default()
+    );
     let _ = writeln!(h, "<h2>The trace over time</h2>{}", timeline(a));
     let _ = writeln!(h, "<h2>Vulnerabilities</h2>");
     if a.vulnerabilities.is_empty() {
         let _ = writeln!(h, "<div class=\"vuln ok\">No violating state.</div>");
     }
     for v in &a.vulnerabilities {
-        let _ = writeln!(h, "<div class=\"vuln\" id=\"{}\"><h3>{} <span class=\"kind\">{}</span> · {} state{}</h3><p>{}</p>",
-            v.id, v.id, v.kind.name(), v.states, if v.states == 1 { "" } else { "s" }, esc(&v.sentence));
+        let _ = writeln!(
+            h,
+            "<div class=\"vuln\" id=\"{}\"><h3>{} <span class=\"kind\">{}</span> · {} state{}</h3><p>{}</p>",
+            v.id,
+            v.id,
+            v.kind.name(),
+            v.states,
+            if v.states == 1 { "" } else { "s" },
+            esc(&v.sentence)
+        );
         let _ = writeln!(h, "<p>Minimal state <code>{}</code>: {}</p>", esc(&v.minimal.id), esc(&minimal_words(v)));
         if !v.marks_broken.is_empty() {
-            let _ = writeln!(h, "<p>Acknowledged marks broken: {}</p>", v.marks_broken.iter().map(|m| format!("<code>{}</code>", esc(m))).collect::<Vec<_>>().join(" "));
+            let _ = writeln!(
+                h,
+                "<p>Acknowledged marks broken: {}</p>",
+                v.marks_broken.iter().map(|m| format!("<code>{}</code>", esc(m))).collect::<Vec<_>>().join(" ")
+            );
         }
-        let _ = writeln!(h, "<p>Signature: {}</p><p>Reproduce: <code>{}</code></p><p class=\"sub\">States: {}{}</p></div>",
-            esc(&v.signature.join("; ")), esc(&v.repro), esc(&v.state_ids.join(" ")), if v.states as usize > v.state_ids.len() { " …" } else { "" });
+        let _ = writeln!(
+            h,
+            "<p>Signature: {}</p><p>Reproduce: <code>{}</code></p><p class=\"sub\">States: {}{}</p></div>",
+            esc(&v.signature.join("; ")),
+            esc(&v.repro),
+            esc(&v.state_ids.join(" ")),
+            if v.states as usize > v.state_ids.len() { " …" } else { "" }
+        );
     }
     for n in &a.notes {
         let _ = writeln!(h, "<p class=\"sub\">note: {}</p>", esc(n));

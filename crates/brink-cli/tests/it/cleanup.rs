@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{assert_no_mounts_or_loops, privileged, run, show_json, stderr, Scratch};
+use crate::{Scratch, assert_no_mounts_or_loops, privileged, run, show_json, stderr};
 
 fn assert_clean(s: &Scratch) {
     assert_no_mounts_or_loops(s);

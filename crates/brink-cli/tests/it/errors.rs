@@ -3,7 +3,7 @@
 
 use std::os::unix::process::CommandExt;
 
-use crate::{brink, privileged, run, stderr, Scratch};
+use crate::{Scratch, brink, privileged, run, stderr};
 
 fn one_line_error(o: &std::process::Output, needle: &str) {
     let err = stderr(o);

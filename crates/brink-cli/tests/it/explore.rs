@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use brink_explore::StateRecord;
 
-use crate::{assert_no_mounts_or_loops, brink, privileged, run, stderr, Scratch};
+use crate::{Scratch, assert_no_mounts_or_loops, brink, privileged, run, stderr};
 
 /// Verifies: after "done" is acknowledged, `file` holds "new"; before, "old" or "new".
 /// Not verified: anything about file.tmp.
@@ -23,11 +23,15 @@ fi
 "#;
 
 const BUGGY: &str = "printf new > file.tmp && sync file.tmp && mv file.tmp file && echo done > \"$BRINK_MARK\"";
-const FIXED: &str = "printf new > file.tmp && sync file.tmp && mv file.tmp file && sync . && echo done > \"$BRINK_MARK\"";
+const FIXED: &str =
+    "printf new > file.tmp && sync file.tmp && mv file.tmp file && sync . && echo done > \"$BRINK_MARK\"";
 
 fn record(s: &Scratch, name: &str, script: &str) -> PathBuf {
     let trace = s.path(name);
-    let o = run(s.record(&["--mount-opts", "data=ordered", "--setup", "printf old > file", "-o"]).arg(&trace).args(["--", "sh", "-c", script]));
+    let o = run(s
+        .record(&["--mount-opts", "data=ordered", "--setup", "printf old > file", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", script]));
     assert!(o.status.success(), "{}", stderr(&o));
     trace
 }
@@ -69,7 +73,16 @@ fn rename_without_directory_fsync_is_caught() {
     assert!(sum["violations"].as_u64().unwrap() >= 1, "{sum}");
     assert_eq!(sum["checker_failures"], 0, "{sum}");
     assert_eq!(sum["complete"], true);
-    for key in ["states_total", "states_generated", "states_unique", "states_checked", "wall_s", "states_per_s", "model", "strategy"] {
+    for key in [
+        "states_total",
+        "states_generated",
+        "states_unique",
+        "states_checked",
+        "wall_s",
+        "states_per_s",
+        "model",
+        "strategy",
+    ] {
         assert!(!sum[key].is_null(), "summary lacks {key}: {sum}");
     }
     let recs = records(&s, "r");
@@ -141,7 +154,11 @@ fn hashes_match_materialized_states_and_dedup_is_exact() {
                 let rep = by_id[rep.as_str()];
                 assert_eq!((&rep.image, rep.marks), (&r.image, r.marks), "{} is not equal to its representative", r.id);
             }
-            None => assert!(reps.insert((r.image.clone(), r.marks), &r.id).is_none(), "two checked states with one image: {}", r.id),
+            None => assert!(
+                reps.insert((r.image.clone(), r.marks), &r.id).is_none(),
+                "two checked states with one image: {}",
+                r.id
+            ),
         }
     }
 }
@@ -304,7 +321,10 @@ fn ext4_modes_side_by_side() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     for mode in ["ordered", "writeback", "journal"] {
-        let row = out.lines().find(|l| l.starts_with(&format!("workload  {mode} "))).unwrap_or_else(|| panic!("no {mode} row: {out}"));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("workload  {mode} ")))
+            .unwrap_or_else(|| panic!("no {mode} row: {out}"));
         assert!(row.contains("VIOLATIONS"), "{row}");
         assert!(s.path(&format!("m/{mode}/results/summary.json")).exists());
     }
@@ -369,7 +389,12 @@ fn results_do_not_depend_on_jobs() {
     let t = record(&s, "bug", BUGGY);
     let c = checker(&s);
     for (out, jobs) in [("j1", "1"), ("j3", "3")] {
-        assert_eq!(explore(&s, &t, out, &["--checker", &c, "--torn", "prefix", "--strategy", "omit-k", "--jobs", jobs]).status.code(), Some(1));
+        assert_eq!(
+            explore(&s, &t, out, &["--checker", &c, "--torn", "prefix", "--strategy", "omit-k", "--jobs", jobs])
+                .status
+                .code(),
+            Some(1)
+        );
     }
     assert_eq!(without_times(records(&s, "j1")), without_times(records(&s, "j3")));
 }

@@ -5,9 +5,9 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brink_trace::{image, Event, TraceReader};
+use brink_trace::{Event, TraceReader, image};
 
-use crate::{brink, run, stderr, Scratch};
+use crate::{Scratch, brink, run, stderr};
 
 /// Replay a trace onto a copy of its base image and return the image bytes.
 fn replayed(trace: &Path, scratch: &Scratch) -> Vec<u8> {
@@ -136,7 +136,10 @@ fn corrupt_case(name: &str, build: impl FnOnce(&PathBuf), needle: &str) {
     assert!(err.starts_with("brink: ") && err.trim_end().lines().count() == 1, "{name}: {err}");
     assert!(err.contains(&log.display().to_string()) && err.contains(needle), "{name}: expected '{needle}' in {err}");
     assert!(!s.path("t").exists(), "{name}: no trace from a corrupt log");
-    let leftovers: Vec<_> = fs::read_dir(s.dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = fs::read_dir(s.dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "{name}: temporary trace left");
 }
 
@@ -153,7 +156,11 @@ fn corrupt_logs_give_one_line_errors() {
         },
         "offset 1024: truncated: the data of entry 0",
     );
-    corrupt_case("malformed", |p| LogBuilder::new(512).entry(0, 0, 0, b"", &[]).build(p), "offset 512: entry 0: malformed");
+    corrupt_case(
+        "malformed",
+        |p| LogBuilder::new(512).entry(0, 0, 0, b"", &[]).build(p),
+        "offset 512: entry 0: malformed",
+    );
     corrupt_case(
         "outside the image",
         |p| LogBuilder::new(512).entry(100, 1, 0, b"", &[1; 512]).build(p),

@@ -3,7 +3,7 @@
 //! absent), and an injection that cannot be applied is a clear error before the
 //! workload runs.
 
-use crate::{assert_no_mounts_or_loops, brink, privileged, run, show_json, stderr, Scratch};
+use crate::{Scratch, assert_no_mounts_or_loops, brink, privileged, run, show_json, stderr};
 
 const SETUP: &str = "head -c 65536 /dev/zero | tr '\\0' o > data && sync";
 const WORKLOAD: &str = "head -c 65536 /dev/zero | tr '\\0' n | dd of=data conv=notrunc bs=65536 status=none; sync data; echo first=$?; sync data; echo second=$?";
@@ -21,7 +21,8 @@ fn injected_write_error_reaches_the_workload_and_replays_exactly() {
     }
     let s = Scratch::new();
     let t = s.path("t");
-    let o = run(s.record(&["--inject", "file:data", "--setup", SETUP, "-o"]).arg(&t).args(["--", "sh", "-c", WORKLOAD]));
+    let o =
+        run(s.record(&["--inject", "file:data", "--setup", SETUP, "-o"]).arg(&t).args(["--", "sh", "-c", WORKLOAD]));
     assert!(o.status.success(), "{}", stderr(&o));
     let j = show_json(&t);
     assert_eq!(j["errors"], 1, "{j}");
@@ -96,13 +97,25 @@ fn faults_sweep_runs_every_injection_point() {
     let s = Scratch::new();
     for (workload, exit, lost) in [("fsync-retry", "exit 0", true), ("fsync-abort", "exit 1", false)] {
         let out = s.path(workload);
-        let o = run(brink().env("TMPDIR", s.tmpdir()).args(["faults", "sweep"]).arg(repo_workload(workload)).args(["--file", "data", "--json", "-o"]).arg(&out));
+        let o = run(brink()
+            .env("TMPDIR", s.tmpdir())
+            .args(["faults", "sweep"])
+            .arg(repo_workload(workload))
+            .args(["--file", "data", "--json", "-o"])
+            .arg(&out));
         assert_eq!(o.status.code(), Some(i32::from(lost)), "{}", stderr(&o));
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
         assert!(rows.len() >= 2, "{rows:?}");
-        assert_eq!((rows[0]["point"].as_str(), rows[0]["fired"].as_u64(), rows[0]["violations"].as_u64()), (Some("none"), Some(0), Some(0)));
+        assert_eq!(
+            (rows[0]["point"].as_str(), rows[0]["fired"].as_u64(), rows[0]["violations"].as_u64()),
+            (Some("none"), Some(0), Some(0))
+        );
         let p = &rows[1];
-        assert_eq!((p["point"].as_str(), p["fired"].as_u64(), p["exit"].as_str()), (Some("file:data,once"), Some(1), Some(exit)), "{p}");
+        assert_eq!(
+            (p["point"].as_str(), p["fired"].as_u64(), p["exit"].as_str()),
+            (Some("file:data,once"), Some(1), Some(exit)),
+            "{p}"
+        );
         assert!(p["said"].as_str().unwrap().contains("fsync failed"), "{p}");
         assert_eq!(p["violations"].as_u64().unwrap() > 0, lost, "{p}");
         assert_eq!(p["no_crash"], if lost { "violation" } else { "consistent" }, "{p}");
@@ -111,7 +124,11 @@ fn faults_sweep_runs_every_injection_point() {
         }
     }
     // A mode the manifest lacks is one line and exit 2, before anything runs.
-    let o = run(brink().args(["faults", "sweep"]).arg(repo_workload("fsync-retry")).args(["--mode", "nope", "-o"]).arg(s.path("x")));
+    let o = run(brink()
+        .args(["faults", "sweep"])
+        .arg(repo_workload("fsync-retry"))
+        .args(["--mode", "nope", "-o"])
+        .arg(s.path("x")));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("has no mode 'nope'") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
     assert!(!s.path("x").exists());

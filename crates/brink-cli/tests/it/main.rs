@@ -34,7 +34,9 @@ pub fn privileged(test: &str) -> bool {
     if root && fuse && loopctl {
         return true;
     }
-    let why = format!("{test} needs root, /dev/fuse and /dev/loop-control (root={root}, fuse={fuse}, loop-control={loopctl})");
+    let why = format!(
+        "{test} needs root, /dev/fuse and /dev/loop-control (root={root}, fuse={fuse}, loop-control={loopctl})"
+    );
     if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("SKIPPED {why}");
         return false;
@@ -63,8 +65,10 @@ pub fn assert_no_mounts_or_loops(s: &Scratch) {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
     assert!(left.is_empty(), "mounts left behind: {left:?}");
-    let loops: Vec<_> =
-        brink_blockdev::attached_loop_devices().into_iter().filter(|(_, b)| b.display().to_string().contains(&root)).collect();
+    let loops: Vec<_> = brink_blockdev::attached_loop_devices()
+        .into_iter()
+        .filter(|(_, b)| b.display().to_string().contains(&root))
+        .collect();
     assert!(loops.is_empty(), "loop devices left behind: {loops:?}");
 }
 

@@ -3,7 +3,7 @@
 
 use brink_trace::{Event, TraceReader};
 
-use crate::{privileged, run, show_json, stderr, Scratch};
+use crate::{Scratch, privileged, run, show_json, stderr};
 
 /// Creates, fsyncs, renames, deletes and overwrites files, with marks in between.
 const WORKLOAD: &str = r#"
@@ -29,9 +29,10 @@ fn record_and_verify(fs: &str, size: &str, mount_opts: &str) {
     let s = Scratch::new();
     let trace = s.path("trace");
     let _table = (fs == "btrfs").then(|| crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner()));
-    let o = run(s.record(&["--fs", fs, "--size", size, "--mount-opts", mount_opts, "-o"]).arg(&trace).args([
-        "--", "sh", "-c", WORKLOAD,
-    ]));
+    let o = run(s
+        .record(&["--fs", fs, "--size", size, "--mount-opts", mount_opts, "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", WORKLOAD]));
     assert!(o.status.success(), "{fs} {mount_opts}: {}", stderr(&o));
     let o = run(crate::brink().arg("verify").arg(&trace));
     assert!(o.status.success(), "{fs} {mount_opts}: replay is not exact: {}", stderr(&o));
@@ -138,7 +139,10 @@ fn setup_becomes_the_base_image() {
     assert!(stderr(&o).contains("marks written during --setup are not part of the trace"), "{}", stderr(&o));
     let base = std::fs::read(trace.join("base.img")).unwrap();
     let run_of_s = vec![b'S'; 4096];
-    assert!(base.windows(4096).step_by(4096).any(|w| w == run_of_s.as_slice()), "setup data missing from the base image");
+    assert!(
+        base.windows(4096).step_by(4096).any(|w| w == run_of_s.as_slice()),
+        "setup data missing from the base image"
+    );
     let j = show_json(&trace);
     assert_eq!(j["marks"], 0);
     assert!(j["bytes_written"].as_u64().unwrap() < 300_000, "setup writes must not be events: {j}");
@@ -152,7 +156,12 @@ fn payloads_are_stored_once() {
     }
     let s = Scratch::new();
     let trace = s.path("trace");
-    let o = run(s.record(&["-o"]).arg(&trace).args(["--", "sh", "-c", "head -c 8388608 /dev/zero | tr '\\0' 'z' > f && sync f"]));
+    let o = run(s.record(&["-o"]).arg(&trace).args([
+        "--",
+        "sh",
+        "-c",
+        "head -c 8388608 /dev/zero | tr '\\0' 'z' > f && sync f",
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let j = show_json(&trace);
     let (written, stored) = (j["bytes_written"].as_u64().unwrap(), j["bytes_stored"].as_u64().unwrap());

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{assert_no_mounts_or_loops, brink, privileged, run, stderr, Scratch};
+use crate::{Scratch, assert_no_mounts_or_loops, brink, privileged, run, stderr};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -19,7 +19,14 @@ fn suite_passes(name: &str) -> Vec<serde_json::Value> {
         return Vec::new();
     }
     let s = Scratch::new();
-    let o = run(brink().env("TMPDIR", s.tmpdir()).arg("suite").arg(repo().join("workloads")).arg(name).arg("-o").arg(s.path("r")).arg("--json"));
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .arg("suite")
+        .arg(repo().join("workloads"))
+        .arg(name)
+        .arg("-o")
+        .arg(s.path("r"))
+        .arg("--json"));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", serde_json::to_string_pretty(&rows).unwrap(), stderr(&o));
     let manifest = std::fs::read_to_string(repo().join("workloads").join(name).join("workload.toml")).unwrap();
@@ -104,7 +111,18 @@ fn suite_sqlite() {
 /// Every workload folder in the repository has a test above.
 #[test]
 fn every_workload_has_a_test() {
-    let tested = ["atomic-replace-buggy", "atomic-replace-fixed", "stale-data", "append-log-buggy", "append-log-fixed", "append-log-nodirsync", "fsync-retry", "fsync-abort", "sqlite", "sqlite-eio"];
+    let tested = [
+        "atomic-replace-buggy",
+        "atomic-replace-fixed",
+        "stale-data",
+        "append-log-buggy",
+        "append-log-fixed",
+        "append-log-nodirsync",
+        "fsync-retry",
+        "fsync-abort",
+        "sqlite",
+        "sqlite-eio",
+    ];
     for e in std::fs::read_dir(repo().join("workloads")).unwrap() {
         let e = e.unwrap();
         if e.path().join("workload.toml").exists() {
@@ -136,7 +154,9 @@ fn a_wrong_expectation_is_a_mismatch() {
     }
     let s = Scratch::new();
     // The buggy workload claimed clean; its checker must still be found.
-    let w = copy_workload(&s, "atomic-replace-buggy", |m| m.replace("expect = \"violations\"", "expect = \"clean\"").replace("message = \"acknowledged 'config v\"\n", ""));
+    let w = copy_workload(&s, "atomic-replace-buggy", |m| {
+        m.replace("expect = \"violations\"", "expect = \"clean\"").replace("message = \"acknowledged 'config v\"\n", "")
+    });
     let o = run(brink()
         .env("TMPDIR", s.tmpdir())
         .arg("suite")
@@ -160,7 +180,12 @@ fn a_failing_workload_is_a_mismatch() {
     }
     let s = Scratch::new();
     let w = copy_workload(&s, "atomic-replace-fixed", |m| m.replace("sh {dir}/workload.sh", "no-such-program-xyz"));
-    let o = run(brink().env("TMPDIR", s.tmpdir()).arg("suite").arg(&w).args(["--mode", "data=ordered", "-o"]).arg(s.path("r")));
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .arg("suite")
+        .arg(&w)
+        .args(["--mode", "data=ordered", "-o"])
+        .arg(s.path("r")));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("the workload ended with exit 127, expected exit 0"), "{out}");
@@ -173,7 +198,11 @@ fn bad_manifests_are_clear_errors() {
     let s = Scratch::new();
     let cases: [(&str, &dyn Fn(String) -> String, &str); 4] = [
         ("unknown key", &|m| m.replace("[explore]", "[explore]\nstrategey = \"prefix\""), "unknown field `strategey`"),
-        ("bad expectation", &|m| m.replacen("expect = \"violations\"", "expect = \"maybe\"", 1), "unknown variant `maybe`"),
+        (
+            "bad expectation",
+            &|m| m.replacen("expect = \"violations\"", "expect = \"maybe\"", 1),
+            "unknown variant `maybe`",
+        ),
         ("bad fs", &|m| m.replace("fs = \"ext4\"", "fs = \"zfs\""), "zfs"),
         ("no modes", &|m| m.split("[[mode]]").next().unwrap().to_string(), "mode"),
     ];
@@ -190,7 +219,8 @@ fn bad_manifests_are_clear_errors() {
     let o = run(brink().arg("suite").arg(repo().join("workloads")).arg("no-such-workload").arg("-o").arg(s.path("r")));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no workload named 'no-such-workload'"), "{}", stderr(&o));
-    let o = run(brink().arg("suite").arg(repo().join("workloads")).args(["--mode", "data=bogus", "-o"]).arg(s.path("r")));
+    let o =
+        run(brink().arg("suite").arg(repo().join("workloads")).args(["--mode", "data=bogus", "-o"]).arg(s.path("r")));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no selected workload has a mode named 'data=bogus'"), "{}", stderr(&o));
 }
@@ -221,7 +251,8 @@ fn demo_shows_the_bug_caught_and_the_fix_clean() {
         assert!(fix[4] == "0" && fix[6] == "clean" && fix[7] == "ok", "{fix:?}");
     }
     assert!(out.contains("the fix is clean in every mode"), "{out}");
-    let cmd = out.lines().skip_while(|l| !l.starts_with("Replay that crash state")).nth(1).expect("replay command").trim();
+    let cmd =
+        out.lines().skip_while(|l| !l.starts_with("Replay that crash state")).nth(1).expect("replay command").trim();
     let args: Vec<&str> = cmd.split_whitespace().collect();
     assert_eq!(&args[..2], ["brink", "replay"]);
     let o = run(brink().args(&args[1..4]).arg("-o").arg(s.path("state")));
@@ -230,7 +261,11 @@ fn demo_shows_the_bug_caught_and_the_fix_clean() {
     let marks = std::fs::read_to_string(s.path("state/marks")).unwrap();
     brink_blockdev::unmount_path(&s.path("state/mnt")).unwrap();
     let acked: u32 = marks.lines().last().unwrap().trim_start_matches("config v").parse().unwrap();
-    assert!(!config.starts_with(&format!("config version {acked} ")), "the replayed state lost v{acked}: {}", &config[..30]);
+    assert!(
+        !config.starts_with(&format!("config version {acked} ")),
+        "the replayed state lost v{acked}: {}",
+        &config[..30]
+    );
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_no_mounts_or_loops(&s);
 }

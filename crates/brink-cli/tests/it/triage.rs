@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{assert_no_mounts_or_loops, brink, privileged, run, stderr, Scratch};
+use crate::{Scratch, assert_no_mounts_or_loops, brink, privileged, run, stderr};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -13,7 +13,13 @@ fn repo() -> PathBuf {
 /// Record and explore one mode of a workload of the suite; its folder (trace, results).
 fn suite_mode(s: &Scratch, out: &str, workload: &str, mode: &str) -> PathBuf {
     let dir = s.path(out);
-    let o = run(brink().env("TMPDIR", s.tmpdir()).arg("suite").arg(repo().join("workloads")).arg(workload).args(["--mode", mode, "-o"]).arg(&dir));
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .arg("suite")
+        .arg(repo().join("workloads"))
+        .arg(workload)
+        .args(["--mode", mode, "-o"])
+        .arg(&dir));
     assert!(o.status.success(), "suite {workload} {mode}: {}", stderr(&o));
     dir.join(workload).join(mode)
 }
@@ -64,7 +70,12 @@ fn buggy_workloads_give_few_explained_stable_vulnerabilities() {
         .output()
         .unwrap();
     brink_blockdev::unmount_path(&dir.join("mnt")).unwrap();
-    assert_eq!(check.status.code(), Some(1), "the minimal state {minimal} fails: {}", String::from_utf8_lossy(&check.stdout));
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "the minimal state {minimal} fails: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("acknowledged 'config v"));
 
     // The fixed variant against the buggy one: fixed; the other way round: new, exit 1.
@@ -156,7 +167,13 @@ fn verdict_cache_reuses_verdicts_of_unchanged_states() {
     let checker = checker_dir.join("check.sh").display().to_string();
     let cache = s.path("cache");
     let explore = |out: &str| {
-        let o = run(brink().arg("explore").arg(&trace).args(["--checker", &checker, "--json", "--cache"]).arg(&cache).arg("-o").arg(s.path(out)));
+        let o = run(brink()
+            .arg("explore")
+            .arg(&trace)
+            .args(["--checker", &checker, "--json", "--cache"])
+            .arg(&cache)
+            .arg("-o")
+            .arg(s.path(out)));
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
@@ -168,7 +185,9 @@ fn verdict_cache_reuses_verdicts_of_unchanged_states() {
     assert_eq!(second["cache_hits"], first["cache_stored"], "every verdict reused: {second}");
     let strip = |out: &str| {
         let t = std::fs::read_to_string(s.path(out).join("states.jsonl")).unwrap();
-        t.lines().map(|l| l.split("\"ms\":").map(|p| p.trim_start_matches(|c: char| c.is_ascii_digit())).collect::<String>()).collect::<Vec<_>>()
+        t.lines()
+            .map(|l| l.split("\"ms\":").map(|p| p.trim_start_matches(|c: char| c.is_ascii_digit())).collect::<String>())
+            .collect::<Vec<_>>()
     };
     assert_eq!(strip("r1"), strip("r2"), "the same verdicts");
     // A changed checker (a file beside it changed) is another checker: nothing reused.
@@ -188,7 +207,15 @@ fn show_files_attributes_ext4_writes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["covered"], true);
-    let file = |p: &str| j["files"].as_array().unwrap().iter().find(|f| f["path"] == p).cloned().unwrap_or_else(|| panic!("no {p}: {j:#}"));
+    let file = |p: &str| {
+        j["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {p}: {j:#}"))
+    };
     // Three versions of 512 lines of config, written as config.tmp.
     assert!(file("config.tmp")["kinds"]["data"].as_u64().unwrap() >= 3 * 16384, "{j:#}");
     assert!(file("/")["kinds"]["journal directory block"].as_u64().unwrap() > 0, "{j:#}");

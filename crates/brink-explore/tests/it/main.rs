@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use brink_explore::{count, hash_image, replay::materialize, ImageHash};
+use brink_explore::{ImageHash, count, hash_image, replay::materialize};
 use brink_pmodel::{Model, StateId, Strategy};
 use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use brink_pmodel::{
-    count_point, CacheModel, Count, CrashState, Epoch, EpochBuilder, Model, PWrite, Sampler, StateId, StateIter,
-    Strategy, Torn, WriteChoice,
+    CacheModel, Count, CrashState, Epoch, EpochBuilder, Model, PWrite, Sampler, StateId, StateIter, Strategy, Torn,
+    WriteChoice, count_point,
 };
 
 fn w(index: u64, sectors: u32) -> PWrite {
@@ -62,7 +62,10 @@ fn counts_match_formulas() {
     // prefix space, torn sector: 4 prefixes + (16−2) + 0 + (8−2) partial states
     assert_eq!(count_point(model(CacheModel::Writeback, Torn::Sector), Strategy::Prefix, &e, p), Count(4 + 14 + 6));
     // omit-one, torn sector: 1 + (15 + 1 + 7)
-    assert_eq!(count_point(model(CacheModel::Writeback, Torn::Sector), Strategy::OmitK(1), &e, p), Count(1 + 15 + 1 + 7));
+    assert_eq!(
+        count_point(model(CacheModel::Writeback, Torn::Sector), Strategy::OmitK(1), &e, p),
+        Count(1 + 15 + 1 + 7)
+    );
 }
 
 #[test]
@@ -91,12 +94,22 @@ fn enumeration_matches_counts_everywhere() {
                 let got: Vec<CrashState> = StateIter::new(m, s, &e, p, &[]).collect();
                 let ids: HashSet<String> = got.iter().map(|s| s.id.to_string()).collect();
                 assert_eq!(ids.len(), got.len(), "{} {}: duplicate ids", m.name(), s.name());
-                assert_eq!(Count(got.len() as u128), count_point(m, s, &e, p), "{} {} at {}", m.name(), s.name(), p.position);
+                assert_eq!(
+                    Count(got.len() as u128),
+                    count_point(m, s, &e, p),
+                    "{} {} at {}",
+                    m.name(),
+                    s.name(),
+                    p.position
+                );
                 for st in &got {
                     let back: StateId = st.id.to_string().parse().unwrap();
                     assert_eq!(back, st.id, "id round trip");
                     assert!(st.id.choices.iter().all(|(i, _)| *i != 4), "a FUA write is never dropped");
-                    assert!(st.id.choices.iter().all(|(i, c)| *i != 5 || *c == WriteChoice::Omitted), "a discard never tears");
+                    assert!(
+                        st.id.choices.iter().all(|(i, c)| *i != 5 || *c == WriteChoice::Omitted),
+                        "a discard never tears"
+                    );
                 }
             }
         }
@@ -111,8 +124,9 @@ fn exhaustive_is_exactly_the_power_set() {
         .map(|s| s.id.choices.iter().map(|(i, _)| *i).collect())
         .collect();
     let all: Vec<u64> = (0..6).map(|i| i * 2).collect();
-    let want: BTreeSet<BTreeSet<u64>> =
-        (0u32..64).map(|m| all.iter().enumerate().filter(|(b, _)| m >> b & 1 == 1).map(|(_, &i)| i).collect()).collect();
+    let want: BTreeSet<BTreeSet<u64>> = (0u32..64)
+        .map(|m| all.iter().enumerate().filter(|(b, _)| m >> b & 1 == 1).map(|(_, &i)| i).collect())
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -211,8 +225,12 @@ fn sampling_is_seeded_legal_and_covers_the_space() {
     assert_eq!(a.len(), 2000);
     assert_eq!(a, draw(7), "same seed, same samples");
     assert_ne!(a, draw(8));
-    let legal: HashSet<String> =
-        e.points.iter().flat_map(|p| StateIter::new(m, Strategy::Exhaustive, &e, p, &[])).map(|s| s.id.to_string()).collect();
+    let legal: HashSet<String> = e
+        .points
+        .iter()
+        .flat_map(|p| StateIter::new(m, Strategy::Exhaustive, &e, p, &[]))
+        .map(|s| s.id.to_string())
+        .collect();
     let seen: HashSet<String> = a.into_iter().collect();
     assert!(seen.is_subset(&legal), "samples are legal states");
     assert_eq!(seen.len(), legal.len(), "2000 draws from 80 states cover them all");

@@ -19,7 +19,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use brink_trace::{image, TraceMeta, TraceWriter, WriteFlags, MARK_BYTES_MAX, WRITE_BYTES_MAX};
+use brink_trace::{MARK_BYTES_MAX, TraceMeta, TraceWriter, WRITE_BYTES_MAX, WriteFlags, image};
 
 use crate::RecordError;
 
@@ -67,7 +67,9 @@ impl Log {
             return Err(self.bad(offset, format!("truncated: {what} needs {len} bytes, the log ends at {}", self.len)));
         }
         let mut buf = vec![0u8; len as usize];
-        self.file.read_exact_at(&mut buf, offset).map_err(|e| RecordError::io(format!("reading {}", self.path.display()), e))?;
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| RecordError::io(format!("reading {}", self.path.display()), e))?;
         Ok(buf)
     }
 }
@@ -77,7 +79,8 @@ fn le64(b: &[u8], at: usize) -> u64 {
 }
 
 pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordError> {
-    let file = File::open(&req.log).map_err(|e| RecordError::Precondition(format!("cannot open {}: {e}", req.log.display())))?;
+    let file = File::open(&req.log)
+        .map_err(|e| RecordError::Precondition(format!("cannot open {}: {e}", req.log.display())))?;
     let len = file.metadata().map_err(|e| RecordError::io("reading the log's size", e))?.len();
     let log = Log { path: req.log.clone(), file, len };
     let base_len = std::fs::metadata(&req.base)

@@ -2,4 +2,4 @@
 
 mod dmlog;
 
-pub use dmlog::{import_dm_log_writes, DmLogImport};
+pub use dmlog::{DmLogImport, import_dm_log_writes};

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use brink_trace::{image, Event, TraceError, TraceMeta, TraceReader, TraceWriter, WriteFlags};
+use brink_trace::{Event, TraceError, TraceMeta, TraceReader, TraceWriter, WriteFlags, image};
 
 const IMAGE: u64 = 1 << 20;
 
@@ -154,7 +154,10 @@ fn missing_payload_names_pack_offset() {
         }
     }
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].contains("payloads.pack") && errs[0].contains("offset 4128") && errs[0].contains("missing payload"), "{errs:?}");
+    assert!(
+        errs[0].contains("payloads.pack") && errs[0].contains("offset 4128") && errs[0].contains("missing payload"),
+        "{errs:?}"
+    );
 }
 
 #[test]
