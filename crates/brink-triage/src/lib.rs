@@ -561,3 +561,59 @@ pub fn diff(old: &Analysis, new: &Analysis) -> Diff {
         unchanged: new.vulnerabilities.iter().filter(|v| old_ids.contains(v.id.as_str())).cloned().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids of `results/vulnerabilities.md`, recomputed from their kinds, signatures and
+    /// classes: a change of the hash would renumber every vulnerability a user tracks.
+    #[test]
+    fn vulnerability_ids_are_pinned() {
+        let id = |kind, sig: &[&str], class: &str| {
+            vuln_id(kind, &sig.iter().map(|s| s.to_string()).collect::<Vec<_>>(), class)
+        };
+        let appended = "acknowledged 'appended #' lost: logs/app.log holds # valid records";
+        let config = "acknowledged 'config v#' lost: config holds version #";
+        let ids = [
+            id(VulnKind::Durability, &[], appended),
+            id(VulnKind::Durability, &["file:logs/app.log"], appended),
+            id(VulnKind::Durability, &["directory:/"], appended),
+            id(VulnKind::Durability, &[], config),
+            id(VulnKind::Ordering, &[], config),
+            id(VulnKind::Durability, &["directory:/"], config),
+            id(
+                VulnKind::Durability,
+                &["lost without a crash"],
+                "acknowledged 'data v#' lost: # of # bytes of data are not the new version",
+            ),
+            id(
+                VulnKind::Durability,
+                &["after an injected I/O error"],
+                "acknowledged 'txn #' lost: app.db holds txns up to #",
+            ),
+            id(
+                VulnKind::Ordering,
+                &["file:report.dat"],
+                "./report.dat shows bytes never written to it: stale data of a deleted file ('SECRET-KEY…')",
+            ),
+            id(
+                VulnKind::Atomicity,
+                &["directory:/"],
+                "./report.dat shows bytes never written to it: stale data of a deleted file ('SECRET-KEY…')",
+            ),
+        ];
+        expect_test::expect![[r#"
+            V87a3fb98
+            V5629db8c
+            V1794fa2d
+            V50ac0e69
+            Vecea319e
+            Vdc4ef2e8
+            V5fc8c554
+            V171e1c8a
+            V10188961
+            Va89e6871"#]]
+        .assert_eq(&ids.join("\n"));
+    }
+}
