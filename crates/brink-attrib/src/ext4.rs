@@ -14,7 +14,14 @@
 //! block it overwrites.
 //!
 //! Limits: `INODES_MAX` base inodes are read (more are left unattributed, with a note),
-//! directory paths are resolved `PATH_DEPTH_MAX` levels deep.
+//! directory paths are resolved `PATH_DEPTH_MAX` levels deep, an extent tree is followed
+//! only where each level is one less deep than its parent, and an inode owns at most as
+//! many blocks as the file system has.
+//!
+//! Corrupt input: a superblock that describes an impossible layout (a file system larger
+//! than its image, groups larger than their bitmaps, tables outside the file system) is a
+//! `LayoutError`, and the trace is then not attributed, with the error as its note. Blocks
+//! past the end of the image read as zeros.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -24,6 +31,29 @@ use brink_trace::{Event, TraceReader};
 
 use crate::{AttribError, Attribution, Item, Kind, WriteItems, merge};
 
+/// Why the ext4 layout of a base image cannot be read. Attribution then covers none of
+/// the trace's writes and says why in its notes (the error and its sources).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    #[error("cannot read the base image's size")]
+    Size(#[source] std::io::Error),
+    #[error("cannot read the superblock")]
+    ReadSuperblock(#[source] std::io::Error),
+    #[error("the base image holds no ext4 superblock")]
+    NoSuperblock,
+    #[error("the superblock describes an impossible layout: {0}")]
+    Impossible(&'static str),
+    #[error(
+        "the file system's {blocks} blocks of {block_bytes} bytes do not fit in the base image of {image_bytes} bytes"
+    )]
+    LargerThanImage { blocks: u64, block_bytes: u64, image_bytes: u64 },
+    #[error("cannot read the group descriptors")]
+    ReadGroupDescriptors(#[source] std::io::Error),
+    #[error("the bitmaps or the inode table of block group {group} lie outside the file system")]
+    GroupOutside { group: u64 },
+}
+
 const INODES_MAX: u64 = 1 << 20;
 const PATH_DEPTH_MAX: usize = 64;
 const ROOT_INO: u32 = 2;
@@ -31,6 +61,10 @@ const JBD2_MAGIC: u32 = 0xC03B_3998;
 const EXT4_MAGIC: u16 = 0xEF53;
 const EXTENT_MAGIC: u16 = 0xF30A;
 const EXTENTS_FL: u32 = 0x8_0000;
+/// The largest group descriptor ext4 defines.
+const DESC_BYTES_MAX: u64 = 1024;
+/// How deep an extent tree may be (ext4's own limit).
+const EXTENT_DEPTH_MAX: usize = 5;
 
 fn le16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
@@ -58,6 +92,7 @@ enum Static {
 
 struct Geo {
     bs: u64,
+    blocks: u64,
     inodes: u64,
     ipg: u64,
     isz: u64,
@@ -84,7 +119,7 @@ impl Geo {
         let blk = read_block(img, bs, b);
         let inode = &blk[off..off + 128];
         let mut owned = Vec::new();
-        extents(inode, &mut owned, &|b| read_block(img, bs, b), 0);
+        extents(inode, &mut owned, &|b| read_block(img, bs, b), self.blocks);
         for (_, phys, kind) in owned {
             if kind == Own::Data {
                 self.journal_of.insert(phys, self.journal_blocks.len() as u64);
@@ -97,7 +132,9 @@ impl Geo {
 fn read_block(img: &File, bs: u64, b: u64) -> Vec<u8> {
     let mut buf = vec![0u8; bs as usize];
     // A block past the end of the image reads as zeros (a corrupt pointer, not ours to fail on).
-    let _ = img.read_exact_at(&mut buf, b * bs);
+    if let Some(at) = b.checked_mul(bs) {
+        let _ = img.read_exact_at(&mut buf, at);
+    }
     buf
 }
 
@@ -120,14 +157,14 @@ struct Superblock {
 }
 
 impl Superblock {
-    fn read(img: &File) -> Result<Superblock, String> {
+    fn read(img: &File) -> Result<Superblock, LayoutError> {
         let mut sb = vec![0u8; 1024];
-        img.read_exact_at(&mut sb, 1024).map_err(|e| format!("cannot read the superblock: {e}"))?;
+        img.read_exact_at(&mut sb, 1024).map_err(LayoutError::ReadSuperblock)?;
         if le16(&sb, 56) != EXT4_MAGIC {
-            return Err("the base image holds no ext4 superblock".into());
+            return Err(LayoutError::NoSuperblock);
         }
         let is64 = le32(&sb, 96) & 0x80 != 0;
-        Ok(Superblock {
+        let sb = Superblock {
             bs: 1024u64 << le32(&sb, 24).min(6),
             inodes: u64::from(le32(&sb, 0)),
             blocks: u64::from(le32(&sb, 4)) | if is64 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 },
@@ -140,7 +177,36 @@ impl Superblock {
             sparse: le32(&sb, 100) & 0x1 != 0,
             reserved_gdt: u64::from(le16(&sb, 0xCE)),
             journal_ino: le32(&sb, 0xE0),
-        })
+        };
+        let image_bytes = img.metadata().map_err(LayoutError::Size)?.len();
+        sb.check(image_bytes)?;
+        Ok(sb)
+    }
+
+    /// What every ext4 file system satisfies, checked so a corrupt superblock is an
+    /// error rather than a panic or an allocation of its made-up size.
+    fn check(&self, image_bytes: u64) -> Result<(), LayoutError> {
+        let impossible = |what| Err(LayoutError::Impossible(what));
+        if self.first >= self.blocks {
+            return impossible("no block past the first data block");
+        }
+        if self.blocks.checked_mul(self.bs).is_none_or(|fs| fs > image_bytes) {
+            let (blocks, block_bytes) = (self.blocks, self.bs);
+            return Err(LayoutError::LargerThanImage { blocks, block_bytes, image_bytes });
+        }
+        if self.bpg > 8 * self.bs || self.ipg > 8 * self.bs {
+            return impossible("a block group larger than its bitmap");
+        }
+        if !self.isz.is_power_of_two() || self.isz > self.bs {
+            return impossible("an inode size that is not a power of two from 128 bytes to the block size");
+        }
+        if self.desc > DESC_BYTES_MAX {
+            return impossible("a group descriptor over 1024 bytes");
+        }
+        if 1 + self.gdt_blocks() + self.reserved_gdt >= self.bpg {
+            return impossible("group descriptors that do not fit in a block group");
+        }
+        Ok(())
     }
 
     fn groups(&self) -> u64 {
@@ -180,11 +246,10 @@ impl Superblock {
 
     /// Read the group descriptors: each group's bitmaps and inode table go into
     /// `statics`; the inode tables' first blocks are returned, by group.
-    fn group_tables(&self, img: &File, statics: &mut HashMap<u64, Static>) -> Result<Vec<u64>, String> {
+    fn group_tables(&self, img: &File, statics: &mut HashMap<u64, Static>) -> Result<Vec<u64>, LayoutError> {
         let (bs, desc) = (self.bs, self.desc);
         let mut gdt = vec![0u8; (self.gdt_blocks() * bs) as usize];
-        img.read_exact_at(&mut gdt, (self.first + 1) * bs)
-            .map_err(|e| format!("cannot read the group descriptors: {e}"))?;
+        img.read_exact_at(&mut gdt, (self.first + 1) * bs).map_err(LayoutError::ReadGroupDescriptors)?;
         let itable_blocks = (self.ipg * self.isz).div_ceil(bs);
         let mut itables = Vec::new();
         for g in 0..self.groups() {
@@ -192,6 +257,9 @@ impl Superblock {
             let hi = |o: usize| if desc >= 64 { u64::from(le32(d, o)) << 32 } else { 0 };
             let (bb, ib, it) =
                 (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
+            if bb >= self.blocks || ib >= self.blocks || it.checked_add(itable_blocks).is_none_or(|e| e > self.blocks) {
+                return Err(LayoutError::GroupOutside { group: g });
+            }
             statics.insert(bb, Static::BlockBitmap);
             statics.insert(ib, Static::InodeBitmap);
             for b in it..it + itable_blocks {
@@ -203,7 +271,7 @@ impl Superblock {
     }
 }
 
-fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
+fn geometry(img: &File) -> Result<(Geo, Vec<String>), LayoutError> {
     let sb = Superblock::read(img)?;
     let mut notes = Vec::new();
     if sb.meta_bg {
@@ -211,9 +279,9 @@ fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
     }
     let mut statics = sb.backup_statics();
     let itables = sb.group_tables(img, &mut statics)?;
-    let (bs, inodes, ipg, isz) = (sb.bs, sb.inodes, sb.ipg, sb.isz);
-    let mut geo =
-        Geo { bs, inodes, ipg, isz, statics, itables, journal_of: HashMap::new(), journal_blocks: Vec::new() };
+    let (bs, blocks, inodes, ipg, isz) = (sb.bs, sb.blocks, sb.inodes, sb.ipg, sb.isz);
+    let (journal_of, journal_blocks) = (HashMap::new(), Vec::new());
+    let mut geo = Geo { bs, blocks, inodes, ipg, isz, statics, itables, journal_of, journal_blocks };
     if sb.journal_ino != 0 {
         geo.place_journal(img, sb.journal_ino);
         if geo.journal_blocks.is_empty() {
@@ -231,8 +299,9 @@ enum Own {
 }
 
 /// The blocks an inode owns: (logical block, physical block, kind), through its extent
-/// tree (`read` fetches index and leaf blocks). Non-extent inodes own nothing here.
-fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, depth_seen: usize) {
+/// tree (`read` fetches index and leaf blocks). Non-extent inodes own nothing here. At
+/// most `limit` blocks (the file system's size: a corrupt tree names no more).
+fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, limit: u64) {
     let mode = le16(inode, 0);
     let own = match mode & 0xF000 {
         0x4000 => Own::Dir,
@@ -242,35 +311,51 @@ fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> V
     if le32(inode, 0x20) & EXTENTS_FL == 0 {
         return;
     }
-    walk_extent_node(&inode[0x28..0x28 + 60], own, out, read, depth_seen);
+    let mut walk = ExtentWalk { own, out, read, limit: usize::try_from(limit).unwrap_or(usize::MAX) };
+    walk.node(&inode[0x28..0x28 + 60], 0);
 }
 
-fn walk_extent_node(
-    node: &[u8],
+/// A walk of one inode's extent tree.
+struct ExtentWalk<'a> {
     own: Own,
-    out: &mut Vec<(u64, u64, Own)>,
-    read: &dyn Fn(u64) -> Vec<u8>,
-    depth_seen: usize,
-) {
-    if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > 5 {
-        return;
-    }
-    let entries = usize::from(le16(node, 2)).min((node.len() - 12) / 12);
-    let depth = le16(node, 6);
-    for e in 0..entries {
-        let x = &node[12 + e * 12..24 + e * 12];
-        if depth == 0 {
-            let logical = u64::from(le32(x, 0));
-            let len = u64::from(le16(x, 4));
-            let len = if len > 32768 { len - 32768 } else { len }; // uninitialized extents
-            let start = u64::from(le16(x, 6)) << 32 | u64::from(le32(x, 8));
-            for i in 0..len.min(1 << 20) {
-                out.push((logical + i, start + i, own));
+    out: &'a mut Vec<(u64, u64, Own)>,
+    read: &'a dyn Fn(u64) -> Vec<u8>,
+    limit: usize,
+}
+
+impl ExtentWalk<'_> {
+    fn node(&mut self, node: &[u8], depth_seen: usize) {
+        if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > EXTENT_DEPTH_MAX {
+            return;
+        }
+        let entries = usize::from(le16(node, 2)).min((node.len() - 12) / 12);
+        let depth = le16(node, 6);
+        for e in 0..entries {
+            let x = &node[12 + e * 12..24 + e * 12];
+            if depth == 0 {
+                let logical = u64::from(le32(x, 0));
+                let len = u64::from(le16(x, 4));
+                let len = if len > 32768 { len - 32768 } else { len }; // uninitialized extents
+                let start = u64::from(le16(x, 6)) << 32 | u64::from(le32(x, 8));
+                for i in 0..len.min(1 << 20) {
+                    if self.out.len() >= self.limit {
+                        return;
+                    }
+                    self.out.push((logical + i, start + i, self.own));
+                }
+            } else {
+                let leaf = u64::from(le16(x, 8)) << 32 | u64::from(le32(x, 4));
+                if self.out.len() >= self.limit {
+                    return;
+                }
+                self.out.push((0, leaf, Own::Tree));
+                let child = (self.read)(leaf);
+                // Each level is one less deep than its parent: a corrupt tree that
+                // points back up (or anywhere else) is not followed.
+                if child.len() >= 12 && le16(&child, 6).checked_add(1) == Some(depth) {
+                    self.node(&child, depth_seen + 1);
+                }
             }
-        } else {
-            let leaf = u64::from(le16(x, 8)) << 32 | u64::from(le32(x, 4));
-            out.push((0, leaf, Own::Tree));
-            walk_extent_node(&read(leaf), own, out, read, depth_seen + 1);
         }
     }
 }
@@ -392,7 +477,7 @@ impl Pass<'_> {
         let (img, bs) = (self.img, self.geo.bs);
         let journal = &self.journal.blocks;
         let read = |b: u64| journal.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
-        extents(inode, &mut owned, &read, 0);
+        extents(inode, &mut owned, &read, self.geo.blocks);
         for (_, phys, kind) in owned {
             let list = self.owners.entry(phys).or_default();
             if list.last().is_none_or(|l| l.1 != ino || l.2 != kind) {
@@ -730,7 +815,7 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
     let img = File::open(&base).map_err(|e| AttribError::Io { path: base.display().to_string(), source: e })?;
     let (geo, mut notes) = match geometry(&img) {
         Ok(g) => g,
-        Err(e) => return Attribution::not_covered(reader, e),
+        Err(e) => return Attribution::not_covered(reader, with_sources(&e)),
     };
     let mut p = Pass::new(&img, &geo);
     p.read_base(&mut notes);
@@ -740,4 +825,15 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
     notes.sort();
     notes.dedup();
     Ok(Attribution { fs: "ext4".into(), covered: true, notes, writes })
+}
+
+/// An error and its sources, `: `-separated, for a note.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out += &format!(": {s}");
+        cur = s.source();
+    }
+    out
 }

@@ -25,6 +25,8 @@
 //! application. Where the file system is not attributed (XFS, btrfs) the signature is
 //! the kind and message class alone.
 
+#![forbid(unsafe_code)]
+
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -127,8 +127,11 @@ fn inside(len: usize, events: Vec<Ev>) -> Vec<Ev> {
 }
 
 fn check(base: &str, events: Vec<Ev>, expect: Expect) {
-    let base = image(base);
-    let (_tmp, reader) = trace(&base, "ext4", &inside(base.len(), events));
+    check_image(&image(base), events, expect);
+}
+
+fn check_image(base: &[u8], events: Vec<Ev>, expect: Expect) {
+    let (_tmp, reader) = trace(base, "ext4", &inside(base.len(), events));
     let a = Attribution::of_trace(&reader).expect("attribution");
     expect.assert_eq(&render(&a));
 }
@@ -202,20 +205,21 @@ fn other_file_systems_are_not_attributed() {
 }
 
 #[test]
-fn truncated_image_does_not_panic() {
+fn truncated_image_is_not_attributed() {
     check(
         "truncated",
         ordered_events(&image("after")),
         expect![[r#"
-        fs ext4 covered true
-        #0 36864+4096: the journal descriptor [4096 B]
-        #1 40960+32768: the journal copy of the group descriptors [4096 B]; the journal copy of the block bitmap [4096 B]; the journal copy of the directory block of / (+config config→newdir) [4096 B]; the journal copy of the inode bitmap [4096 B]; the journal copy of the inode of / [1365 B]; the journal copy of the inode of newdir [1365 B]; the journal copy of the inode of inode 16 [1365 B]; the journal copy of the inode of config [2048 B]; the journal copy of the inode of newdir/file [2048 B]; the journal copy of the directory block of newdir/ (+file) [4096 B]; the journal copy of the directory block [4096 B]
-        #3 77824+4096: the journal commit block [4096 B]
-        #5 4096+12288: the group descriptors [4096 B]; the block bitmap [4096 B]; the directory block of / (+config config→newdir) [4096 B]
-        #6 73728+4096: the inode bitmap [4096 B]
-        #7 139264+8192: the inode of / [1365 B]; the inode of newdir [1365 B]; the inode of inode 16 [1365 B]; the inode of config [2048 B]; the inode of newdir/file [2048 B]
-        #8 1024+1024: the superblock [1024 B]
-    "#]],
+            fs ext4 covered false
+            note: the file system's 2048 blocks of 4096 bytes do not fit in the base image of 147456 bytes
+            #0 36864+4096: the unattributed block [4096 B]
+            #1 40960+32768: the unattributed block [32768 B]
+            #3 77824+4096: the unattributed block [4096 B]
+            #5 4096+12288: the unattributed block [12288 B]
+            #6 73728+4096: the unattributed block [4096 B]
+            #7 139264+8192: the unattributed block [8192 B]
+            #8 1024+1024: the unattributed block [1024 B]
+        "#]],
     );
 }
 
@@ -273,6 +277,92 @@ fn garbage_inode_table_does_not_panic() {
         #10 4759552+4096: the directory block of newdir/ (+file) [4096 B]
         #11 4808704+4096: the directory block (-old) [4096 B]
         #12 1024+1024: the superblock [1024 B]
+    "#]],
+    );
+}
+
+/// `base` with `bytes` written at byte `at`.
+fn poked(at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut img = image("base");
+    img[at..at + bytes.len()].copy_from_slice(bytes);
+    img
+}
+
+/// A superblock field (at byte `field` of the superblock) set to `value`.
+fn superblock_with(field: usize, value: &[u8]) -> Vec<u8> {
+    poked(1024 + field, value)
+}
+
+#[test]
+fn impossible_superblocks_are_not_attributed() {
+    let no_writes = || vec![Ev::Flush];
+    // The high half of the block count (the file system has the 64bit feature).
+    check_image(
+        &superblock_with(0x150, &[0xFF; 4]),
+        no_writes(),
+        expect![[r#"
+        fs ext4 covered false
+        note: the file system's 18446744069414586368 blocks of 4096 bytes do not fit in the base image of 8388608 bytes
+    "#]],
+    );
+    // No blocks per group.
+    check_image(
+        &superblock_with(32, &[0; 4]),
+        no_writes(),
+        expect![[r#"
+        fs ext4 covered false
+        note: the superblock describes an impossible layout: group descriptors that do not fit in a block group
+    "#]],
+    );
+    // An inode size of 384 bytes (not a power of two).
+    check_image(
+        &superblock_with(88, &384u16.to_le_bytes()),
+        no_writes(),
+        expect![[r#"
+        fs ext4 covered false
+        note: the superblock describes an impossible layout: an inode size that is not a power of two from 128 bytes to the block size
+    "#]],
+    );
+    // The first data block past the end.
+    check_image(
+        &superblock_with(20, &4096u32.to_le_bytes()),
+        no_writes(),
+        expect![[r#"
+        fs ext4 covered false
+        note: the superblock describes an impossible layout: no block past the first data block
+    "#]],
+    );
+    // Group 0's inode table (its descriptor at block 1) far past the end.
+    check_image(
+        &poked(4096 + 8, &[0xFF; 4]),
+        no_writes(),
+        expect![[r#"
+        fs ext4 covered false
+        note: the bitmaps or the inode table of block group 0 lie outside the file system
+    "#]],
+    );
+}
+
+/// An extent tree whose index block (1200, otherwise free) names itself 340 times, one
+/// level too deep: followed naively it is 340^5 blocks.
+#[test]
+fn a_cyclic_extent_tree_is_not_followed() {
+    let inode = 34 * 4096 + 11 * 256; // inode 12, config
+    let mut img =
+        poked(inode + 0x28, &[0x0A, 0xF3, 1, 0, 4, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xB0, 4, 0, 0, 0, 0, 0, 0]);
+    let mut node = vec![0x0A, 0xF3, 0x54, 1, 0x54, 1, 1, 0, 0, 0, 0, 0];
+    for _ in 0..340 {
+        node.extend_from_slice(&[0, 0, 0, 0, 0xB0, 4, 0, 0, 0, 0, 0, 0]);
+    }
+    img[1200 * 4096..1200 * 4096 + node.len()].copy_from_slice(&node);
+    let events = vec![Ev::Write(1200 * 4096, block(&img, 1200)), Ev::Write(1178 * 4096, vec![7; 4096]), Ev::Flush];
+    check_image(
+        &img,
+        events,
+        expect![[r#"
+        fs ext4 covered true
+        #0 4915200+4096: the extent tree of config [4096 B]
+        #1 4825088+4096: the unowned block [4096 B]
     "#]],
     );
 }
