@@ -61,6 +61,11 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// Mount `source` on `target`; the guard unmounts it on drop.
+    #[expect(
+        clippy::self_named_constructors,
+        reason = "`Mount::mount` reads as the system call it makes; callers in other crates use the name"
+    )]
     pub fn mount(source: &Path, target: &Path, fstype: &str, opts: &MountOptions) -> Result<Mount, BlockdevError> {
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         nix::mount::mount(Some(source), target, Some(fstype), opts.flags, data).map_err(|e| {
