@@ -15,6 +15,8 @@
 //! Runs are bounded: the checker's process group is killed at the time limit, and at
 //! most `OUTPUT_BYTES_MAX` of each output stream is read.
 
+#![forbid(unsafe_code)]
+
 mod fsck;
 mod run;
 

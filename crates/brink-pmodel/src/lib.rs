@@ -65,6 +65,8 @@
 //! Ids depend only on the trace, the model and the strategy, so they are the same on any
 //! machine and at any parallelism.
 
+#![forbid(unsafe_code)]
+
 mod count;
 mod epoch;
 mod id;

@@ -54,6 +54,8 @@
 //! Replaying every event in order onto `base.img` gives the disk as it stood when
 //! recording ended; `meta.json` holds its blake3 (`final_image_digest`) where known.
 
+#![forbid(unsafe_code)]
+
 pub mod durable;
 mod error;
 mod event;
