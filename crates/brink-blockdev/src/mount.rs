@@ -41,7 +41,7 @@ impl FromStr for MountOptions {
                 "nodev" => MsFlags::MS_NODEV,
                 "noexec" => MsFlags::MS_NOEXEC,
                 _ if word.contains(char::is_whitespace) => {
-                    return Err(BlockdevError::Invalid(format!("mount option '{word}' contains whitespace")));
+                    return Err(BlockdevError::MountOptionWhitespace(word.to_string()));
                 }
                 _ => {
                     data.push(word);

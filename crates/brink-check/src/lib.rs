@@ -21,7 +21,7 @@ mod fsck;
 mod run;
 
 pub use fsck::{fsck, fsck_command};
-pub use run::{CheckEnv, Finished, Limits, failure, run_bounded, run_checker, write_marks};
+pub use run::{CheckEnv, Finished, Limits, RunError, failure, run_bounded, run_checker, write_marks};
 
 use serde::{Deserialize, Serialize};
 

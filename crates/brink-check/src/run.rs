@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
@@ -43,6 +43,21 @@ pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
         text.push('\n');
     }
     std::fs::write(path, text)
+}
+
+/// Why a bounded run could not be made (what the checker itself did is in [`Finished`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The file that captures an output stream could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Capture { path: PathBuf, source: std::io::Error },
+    /// The program could not be started.
+    #[error("cannot start: {source}")]
+    Start { source: std::io::Error },
+    /// Its exit could not be waited for.
+    #[error("cannot wait: {source}")]
+    Wait { source: std::io::Error },
 }
 
 /// A finished bounded run.
@@ -83,13 +98,13 @@ fn spawn_exit_waiter(pid: Pid) -> std::io::Result<(JoinHandle<()>, Receiver<()>)
 
 /// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group, killing
 /// the group at `timeout`; read at most `OUTPUT_BYTES_MAX` of each stream.
-pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, String> {
+pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, RunError> {
     let (out_path, err_path) = (scratch.join("checker.stdout"), scratch.join("checker.stderr"));
-    let out = File::create(&out_path).map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
-    let err = File::create(&err_path).map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+    let capture = |path: &Path| File::create(path).map_err(|source| RunError::Capture { path: path.into(), source });
+    let (out, err) = (capture(&out_path)?, capture(&err_path)?);
     cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| RunError::Start { source })?;
     let pgid = Pid::from_raw(child.id() as i32);
     let exited = match spawn_exit_waiter(pgid) {
         Ok((thread, exit)) => {
@@ -99,13 +114,13 @@ pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Resul
             thread.join().expect("the exit waiter does not panic");
             exited
         }
-        Err(e) => {
+        Err(source) => {
             kill_group(pgid);
             let _ = child.wait();
-            return Err(format!("cannot wait: {e}"));
+            return Err(RunError::Wait { source });
         }
     };
-    let status = child.wait().map_err(|e| format!("cannot wait: {e}"))?;
+    let status = child.wait().map_err(|source| RunError::Wait { source })?;
     Ok(Finished {
         status: exited.then_some(status),
         stdout: read_bounded(&out_path),
@@ -151,7 +166,7 @@ pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -
         |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
     let f = match run_bounded(cmd, env.scratch, limits.timeout) {
         Ok(f) => f,
-        Err(e) => return outcome(Verdict::CheckerFailure, e, None, 0),
+        Err(e) => return outcome(Verdict::CheckerFailure, e.to_string(), None, 0),
     };
     if let Some(why) = failure(&f, limits.timeout) {
         return outcome(Verdict::CheckerFailure, why, None, f.ms);

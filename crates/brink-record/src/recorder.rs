@@ -148,22 +148,17 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
         }
     };
     if cfg.size < cfg.fs.min_image_bytes() {
-        return pre(format!(
-            "image size {} MiB is too small for {} (at least {} MiB): raise --size",
-            cfg.size >> 20,
-            cfg.fs,
-            cfg.fs.min_image_bytes() >> 20
-        ));
+        return Err(RecordError::ImageTooSmall { size: cfg.size, fs: cfg.fs, min: cfg.fs.min_image_bytes() });
     }
     if cfg.size % 4096 != 0 {
         return pre(format!("image size {} is not a multiple of 4096 bytes", cfg.size));
     }
     if shlex::split(&cfg.mkfs_opts).is_none() {
-        return pre(format!("cannot parse --mkfs-opts '{}': unbalanced quotes", cfg.mkfs_opts));
+        return Err(RecordError::MkfsOptions(cfg.mkfs_opts.clone()));
     }
     crate::inject::preflight(cfg.inject.iter().chain(&cfg.watch), cfg.fs, cfg.size)?;
     let Some(prog) = cfg.argv.first() else {
-        return pre("no workload command given (brink record … -- CMD ARGS…)".into());
+        return pre("no workload command given".into());
     };
     let workload = resolve_program(prog).ok_or_else(|| {
         RecordError::Precondition(format!(
@@ -268,8 +263,8 @@ fn attach_disk(paths: &WorkPaths) -> Result<LoopDevice, RecordError> {
     Ok(LoopDevice::attach(&f, &disk_path, false)?)
 }
 
-fn mount_err(e: brink_blockdev::BlockdevError) -> RecordError {
-    RecordError::Precondition(format!("{e} (check --mount-opts; the kernel log, dmesg, says more)"))
+fn mount_err(source: brink_blockdev::BlockdevError) -> RecordError {
+    RecordError::Mount { source }
 }
 
 /// Make the file system on `dev` and run the setup command in it (not logged: this

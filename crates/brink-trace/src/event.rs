@@ -86,10 +86,36 @@ pub(crate) fn encode(ev: &Event) -> Vec<u8> {
     bincode::serde::encode_to_vec(ev, config()).expect("event encodes")
 }
 
-pub(crate) fn decode(body: &[u8]) -> Result<Event, String> {
-    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
+/// Why an event record's body is not an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The encoder's own complaint (an unknown variant index, a short body, …).
+    #[error(transparent)]
+    Encoding(#[from] bincode::error::DecodeError),
+    /// The body holds an event and then more bytes.
+    #[error("{0} trailing bytes after the event")]
+    TrailingBytes(usize),
+}
+
+/// Why a well-formed event cannot be in its trace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    #[error("range {offset}+{len} lies outside the {image_size}-byte image")]
+    OutsideImage { offset: u64, len: u64, image_size: u64 },
+    #[error("write length {len} outside 1..={max}", max = crate::WRITE_BYTES_MAX)]
+    WriteLength { len: u64 },
+    #[error("write of {len} bytes lists {chunks} chunks")]
+    ChunkCount { len: u64, chunks: usize },
+    #[error("mark of {len} bytes")]
+    MarkLength { len: usize },
+}
+
+pub(crate) fn decode(body: &[u8]) -> Result<Event, EventDecodeError> {
+    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config())?;
     if used != body.len() {
-        return Err(format!("{} trailing bytes after the event", body.len() - used));
+        return Err(EventDecodeError::TrailingBytes(body.len() - used));
     }
     Ok(ev)
 }

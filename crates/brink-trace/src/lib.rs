@@ -66,7 +66,7 @@ mod summary;
 mod writer;
 
 pub use error::TraceError;
-pub use event::{ChunkRef, Event, Failed, Write, WriteFlags};
+pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
 pub use reader::{EventIter, PositionedEvent, TraceReader};
 pub use summary::TraceSummary;
