@@ -49,6 +49,10 @@ pub struct CheckOutcome {
     pub ms: u64,
 }
 
+/// How long a checker may run on one state when no limit is given; past it the checker's
+/// process group is killed and the run is a checker failure.
+pub const TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes of each output stream read from a checker.
 pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;
 

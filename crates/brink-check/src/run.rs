@@ -35,6 +35,12 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: crate::TIMEOUT_DEFAULT }
+    }
+}
+
 /// Write the `BRINK_MARKS` file: one mark a line, each line ending in a newline.
 pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
     let mut text = String::with_capacity(marks.iter().map(|m| m.len() + 1).sum());

@@ -114,6 +114,7 @@ fn attr(ino: INodeNo, size: u64) -> FileAttr {
     FileAttr {
         ino,
         size,
+        // st_blocks counts 512-byte units whatever the disk's sector size.
         blocks: size.div_ceil(512),
         atime: SystemTime::UNIX_EPOCH,
         mtime: SystemTime::UNIX_EPOCH,

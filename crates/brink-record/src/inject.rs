@@ -32,6 +32,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use brink_blockdev::FsKind;
+use brink_trace::SECTOR_BYTES;
 
 use crate::RecordError;
 
@@ -118,10 +119,10 @@ impl FromStr for Injection {
             "sectors" => {
                 let (a, b) = arg.split_once('-').ok_or_else(usage)?;
                 let (a, b) = (a.parse::<u64>().map_err(|_| usage())?, b.parse::<u64>().map_err(|_| usage())?);
-                if a >= b || b > u64::MAX / 512 {
+                if a >= b || b > u64::MAX / SECTOR_BYTES {
                     return Err(InjectionSpecError::SectorRange { spec: s.to_string(), start: a, end: b });
                 }
-                Target::Bytes(a * 512, b * 512)
+                Target::Bytes(a * SECTOR_BYTES, b * SECTOR_BYTES)
             }
             "file" if !arg.is_empty() => Target::File(arg.trim_start_matches('/').to_string()),
             _ => return Err(usage()),
@@ -135,7 +136,7 @@ impl std::fmt::Display for Injection {
         match &self.target {
             Target::Flush(n) => write!(f, "flush:{n}")?,
             Target::Write(n) => write!(f, "write:{n}")?,
-            Target::Bytes(a, b) => write!(f, "sectors:{}-{}", a / 512, b / 512)?,
+            Target::Bytes(a, b) => write!(f, "sectors:{}-{}", a / SECTOR_BYTES, b / SECTOR_BYTES)?,
             Target::File(p) => write!(f, "file:{p}")?,
         }
         if self.nth > 1 {
@@ -234,7 +235,7 @@ pub(crate) fn preflight<'a>(
             Target::Bytes(_, end) if *end > size => {
                 return Err(RecordError::Precondition(format!(
                     "injection {i}: the range ends past the {}-sector image",
-                    size / 512
+                    size / SECTOR_BYTES
                 )));
             }
             Target::File(_) if fs == FsKind::Btrfs => {

@@ -20,6 +20,10 @@ pub use inject::{FileTargetError, Injection, InjectionSpecError, MetadataError, 
 pub use recorder::{Progress, RecordConfig, RecordOutcome, record};
 
 use brink_blockdev::{BlockdevError, FsKind};
+
+/// The image size a recording gets when none is given: large enough for ext4 with a
+/// journal, small enough that exploring its crash states stays cheap.
+pub const IMAGE_BYTES_DEFAULT: u64 = 64 << 20;
 use brink_trace::TraceError;
 
 /// Why a recording or an import failed.
