@@ -119,3 +119,27 @@ pub(crate) fn decode(body: &[u8]) -> Result<Event, EventDecodeError> {
     }
     Ok(ev)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format in the crate docs, pinned: variant indices and field layout of the
+    /// `Error` event, which came later than the others within version 1.
+    #[test]
+    fn error_events_encode_as_documented() {
+        let write = encode(&Event::Error(Failed::Write { offset: 0x1000, len: 0x200 }));
+        let mut want = Vec::new();
+        want.extend(5u32.to_le_bytes()); // Event::Error
+        want.extend(0u32.to_le_bytes()); // Failed::Write
+        want.extend(0x1000u64.to_le_bytes());
+        want.extend(0x200u64.to_le_bytes());
+        assert_eq!(write, want);
+        let flush = encode(&Event::Error(Failed::Flush));
+        assert_eq!(flush, [5, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(decode(&write).unwrap(), Event::Error(Failed::Write { offset: 0x1000, len: 0x200 }));
+        assert_eq!(encode(&Event::Flush), [1, 0, 0, 0], "indices of the older kinds are unchanged");
+        assert!(matches!(decode(&[6, 0, 0, 0]), Err(EventDecodeError::Encoding(_))), "no kind 6 yet");
+        assert!(matches!(decode(&[1, 0, 0, 0, 0]), Err(EventDecodeError::TrailingBytes(1))));
+    }
+}

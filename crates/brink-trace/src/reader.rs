@@ -253,8 +253,12 @@ impl EventIter {
             return Err(self.corrupt(format!("event {} fails its checksum", self.index)));
         }
         let (path, offset, index) = (self.path.clone(), self.offset, self.index);
-        let event = decode(&self.body)
-            .map_err(|source| TraceError::Undecodable { path: path.clone(), offset, index, source })?;
+        let event = decode(&self.body).map_err(|source| TraceError::Undecodable {
+            path: path.clone(),
+            offset,
+            index,
+            source,
+        })?;
         self.validate(&event).map_err(|source| TraceError::BadEvent { path, offset, index, source })?;
         let item = PositionedEvent { index: self.index, offset: start, event };
         self.offset = start + 8 + len as u64;
