@@ -68,7 +68,8 @@
 //! the version, so that such a reader gives the clearer message.
 //!
 //! Replaying every event in order onto `base.img` gives the disk as it stood when
-//! recording ended; `meta.json` holds its blake3 (`final_image_digest`) where known.
+//! recording ended; `meta.json` holds its content digest (`final_image_digest`, see
+//! [`image::digest_file`]) where known, and [`verify`] checks the one against the other.
 
 #![forbid(unsafe_code)]
 
@@ -79,6 +80,7 @@ pub mod image;
 mod meta;
 mod reader;
 mod summary;
+mod verify;
 mod writer;
 
 pub use error::TraceError;
@@ -86,6 +88,7 @@ pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, Wr
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
 pub use reader::{EventIter, PositionedEvent, TraceReader};
 pub use summary::TraceSummary;
+pub use verify::{VerifyError, VerifyReport, verify};
 pub use writer::{TraceWriter, WriterStats};
 
 /// The format version this build writes and the newest it reads.
