@@ -318,8 +318,14 @@ fn main() {
                 Some(RecordError::Interrupted(signal)) => 128 + signal,
                 _ => 2,
             };
-            // One line: the chain of causes joined, as "what: why".
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // One line: the chain of causes joined, as "what: why". Library errors spell
+            // out their cause too, so a cause already in the message before it is skipped.
+            let mut msg: Vec<String> = Vec::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !msg.last().is_some_and(|m| m.contains(&cause)) {
+                    msg.push(cause);
+                }
+            }
             eprintln!("brink: {}", msg.join(": ").replace('\n', " "));
             code
         }

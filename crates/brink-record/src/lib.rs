@@ -6,7 +6,8 @@
 //!   daemon completes, with marks from the workload interleaved in exact order.
 //! - [`import`]: readers of other block-write logs (dm-log-writes, QEMU `blklogwrites`).
 //!
-//! Nothing else in brink touches `/dev/fuse`.
+//! Of the recorders, only [`record`] touches `/dev/fuse`. (The explorer serves crash
+//! states through a FUSE mount of its own, its `slots`.)
 
 mod child;
 mod disk;
