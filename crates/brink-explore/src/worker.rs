@@ -195,7 +195,7 @@ impl Worker {
                 brink_blockdev::find_program(prog).ok_or_else(|| format!("{prog} not found: install e2fsprogs"))?;
             let mut cmd = std::process::Command::new(path);
             cmd.args(args);
-            let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)?;
+            let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout).map_err(|e| e.to_string())?;
             // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
             match f.status.and_then(|s| s.code()) {
                 Some(0 | 1) => Ok(f.stderr),

@@ -212,9 +212,14 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
         if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
             return Err(bad(format!("mode name '{}' must be non-empty, without '/', not starting with '.'", m.name)));
         }
-        let fs: FsKind = m.fs.as_deref().or(raw.fs.as_deref()).unwrap_or("ext4").parse().map_err(|e: String| bad(e))?;
+        let fs =
+            m.fs.as_deref()
+                .or(raw.fs.as_deref())
+                .unwrap_or("ext4")
+                .parse::<FsKind>()
+                .map_err(|e| bad(e.to_string()))?;
         let size = match m.size.as_deref().or(raw.size.as_deref()) {
-            Some(s) => brink_blockdev::parse_size(s).map_err(bad)?,
+            Some(s) => brink_blockdev::parse_size(s).map_err(|e| bad(e.to_string()))?,
             None => SIZE_DEFAULT.max(fs.min_image_bytes()),
         };
         let mount_opts = m.mount_opts.or_else(|| raw.mount_opts.clone()).unwrap_or_default();
@@ -223,7 +228,7 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
             return Err(bad(format!("mode '{}': a message is only meaningful with expect = \"violations\"", m.name)));
         }
         let args = m.args.unwrap_or_default();
-        let inject = m.inject.iter().map(|s| s.parse()).collect::<Result<_, String>>();
+        let inject = m.inject.iter().map(|s| s.parse()).collect::<Result<_, brink_record::InjectionSpecError>>();
         let inject = inject.map_err(|e| bad(format!("mode '{}': {e}", m.name)))?;
         let strategy = match m.strategy.as_deref().or(e.strategy.as_deref()) {
             Some(st) => parse_strategy(st).map_err(|e| bad(format!("mode '{}': {e}", m.name)))?,
