@@ -18,6 +18,7 @@
 //! what is done is kept and `resume` continues it.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +37,8 @@ use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::Rig;
 use crate::worker::{Recovery, Timings};
 use crate::{
-    ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, SpaceCount, Summary, TimeSummary, count, minimize,
+    ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
+    minimize,
 };
 
 /// What deduplication keys a state by: its image's hash and how many marks it is held to.
@@ -132,17 +134,12 @@ pub(crate) struct Explorer<'a> {
 /// file system brink does not explore, userspace recovery of anything but ext4.
 fn preflight(cfg: &ExploreConfig, meta: &TraceMeta) -> Result<FsKind, ExploreError> {
     if cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
-        return Err(ExploreError::Usage(
-            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)"
-                .into(),
-        ));
+        return Err(ExploreError::NeedsRoot);
     }
     assert!(cfg.jobs >= 1);
     let fs = crate::fs_of(&meta.fs)?;
     if cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
-        return Err(ExploreError::Unsupported(format!(
-            "userspace recovery uses e2fsprogs and covers ext4 only, not {fs}"
-        )));
+        return Err(ExploreError::UserspaceNotExt4 { fs });
     }
     Ok(fs)
 }
@@ -156,10 +153,14 @@ fn target(strategy: Strategy, total: Count) -> u64 {
 }
 
 /// The keys an earlier run checked: every record that is not a duplicate.
-fn seen_of(done: &HashMap<String, Record>) -> Result<HashMap<Key, Seen>, ExploreError> {
+fn seen_of(dir: &Path, done: &HashMap<String, Record>) -> Result<HashMap<Key, Seen>, ExploreError> {
     let mut seen = HashMap::new();
     for r in done.values().filter(|r| r.dup_of.is_none()) {
-        seen.insert((crate::parse_hash(&r.image)?, r.marks), Seen { rep: r.id.clone(), checks: r.checks.clone() });
+        let hash = r
+            .image
+            .parse()
+            .map_err(|_| ResultsError::BadImageHash { path: dir.join(results::PARTIAL), hex: r.image.clone() })?;
+        seen.insert((hash, r.marks), Seen { rep: r.id.clone(), checks: r.checks.clone() });
     }
     Ok(seen)
 }
@@ -183,11 +184,11 @@ impl<'a> Explorer<'a> {
         progress.total.store(target(cfg.strategy, space.states_total).saturating_add(1), Ordering::Relaxed);
         let (log, done) = results::open(&cfg.results, &crate::run_identity(cfg, &meta), cfg.resume)?;
         let done: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let seen = seen_of(&done)?;
+        let seen = seen_of(&cfg.results, &done)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.jobs)
             .build()
-            .map_err(|e| ExploreError::Setup(e.to_string()))?;
+            .map_err(|source| ExploreError::Pool { jobs: cfg.jobs, source })?;
         let sampler = match cfg.strategy {
             Strategy::Sample { samples, seed } => Some(Sampler::new(space.states_total, samples, seed)),
             _ => None,
@@ -480,7 +481,7 @@ impl<'a> Explorer<'a> {
             Verdict::Consistent => 0,
         };
         self.progress.done.fetch_add(1, Ordering::Relaxed);
-        self.log.lock().expect("log lock").append(rec)
+        Ok(self.log.lock().expect("log lock").append(rec)?)
     }
 
     /// No crash, page cache dropped (crate docs, step 5): the durable image now holds

@@ -36,6 +36,7 @@
 mod adhash;
 pub mod cache;
 mod engine;
+mod error;
 mod footprint;
 mod media;
 mod minimize;
@@ -59,50 +60,27 @@ use brink_trace::TraceReader;
 use serde::Serialize;
 
 pub use adhash::ImageHash;
+pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
 pub use results::{StateRecord, TornRecord};
 pub use worker::{CheckerSpec, Recovery};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExploreError {
-    #[error(transparent)]
-    Trace(#[from] brink_trace::TraceError),
-    #[error(transparent)]
-    Blockdev(#[from] brink_blockdev::BlockdevError),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Corrupt(String),
-    #[error(
-        "the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample"
-    )]
-    TooManyStates { strategy: String, count: Count, max: u128 },
-    #[error("{0}")]
-    Setup(String),
-}
+/// Defaults of an exploration's settings, in one place: the binary's flags and the
+/// suite's manifests default to these rather than to literals of their own.
+pub mod defaults {
+    use std::time::Duration;
 
-impl NoCrash {
-    fn of(r: &StateRecord) -> NoCrash {
-        NoCrash {
-            id: r.id.clone(),
-            verdict: r.verdict.clone(),
-            message: r
-                .checks
-                .iter()
-                .find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent)
-                .map(|c| c.message.clone()),
-        }
-    }
-}
-
-impl ExploreError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        ExploreError::Io { path: path.to_path_buf(), source }
-    }
+    /// Exhaustive runs with more states than this are refused (`ExploreConfig::max_states`).
+    pub const STATES_MAX: u128 = 1_000_000;
+    /// How long a checker may run on one state (`ExploreConfig::checker_timeout`).
+    pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// States the `sample` strategy draws.
+    pub const SAMPLES: u64 = 1000;
+    /// Volatile writes the `omit-k` strategy may drop.
+    pub const OMIT_K: u32 = 2;
+    /// Jobs per CPU: a state spends most of its time waiting on the kernel and the FUSE
+    /// disk rather than computing, so twice the CPUs keeps them busy.
+    pub const JOBS_PER_CPU: usize = 2;
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +89,7 @@ pub struct ExploreConfig {
     pub results: PathBuf,
     pub model: Model,
     pub strategy: Strategy,
-    /// Exhaustive runs larger than this are refused.
+    /// Exhaustive runs larger than this are refused (default `defaults::STATES_MAX`).
     pub max_states: u128,
     pub checkers: Vec<CheckerSpec>,
     pub jobs: usize,
@@ -158,7 +136,7 @@ pub struct Summary {
     pub wall_s: f64,
     pub states_per_s: f64,
     pub jobs: usize,
-    /// False when a time budget or an interrupt stopped the run; `--resume` continues.
+    /// False when a time budget or an interrupt stopped the run; resuming it continues.
     pub complete: bool,
     pub stopped_by: Option<String>,
     /// For `sample`: the fraction of the legal space the unique samples cover.
@@ -168,12 +146,12 @@ pub struct Summary {
     /// The verdict on the state without a crash (crate docs, step 5); `None` when the
     /// run stopped before it.
     pub no_crash: Option<NoCrash>,
-    /// Media-fault states checked (`--media-faults`), included in the counts above.
+    /// Media-fault states checked (`ExploreConfig::media_faults`), included in the counts above.
     pub media_fault_states: u64,
     /// States checked only to minimize failing ones (not counted in `states_checked`).
     #[serde(default)]
     pub minimize_probes: u64,
-    /// Unique states whose verdict came from the verdict cache (`--cache`), and verdicts
+    /// Unique states whose verdict came from the verdict cache (`ExploreConfig::cache`), and verdicts
     /// this run added to it.
     #[serde(default)]
     pub cache_hits: u64,
@@ -188,6 +166,20 @@ pub struct NoCrash {
     pub verdict: Verdict,
     /// The first violation's (or checker failure's) message.
     pub message: Option<String>,
+}
+
+impl NoCrash {
+    fn of(r: &StateRecord) -> NoCrash {
+        NoCrash {
+            id: r.id.clone(),
+            verdict: r.verdict.clone(),
+            message: r
+                .checks
+                .iter()
+                .find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent)
+                .map(|c| c.message.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,11 +226,7 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
 }
 
 fn fs_of(meta_fs: &str) -> Result<FsKind, ExploreError> {
-    meta_fs.parse().map_err(|_| {
-        ExploreError::Unsupported(format!(
-            "the trace's file system is '{meta_fs}': brink explores ext4, xfs and btrfs (for an import, pass --fs)"
-        ))
-    })
+    meta_fs.parse().map_err(|_| ExploreError::UnknownFs { fs: meta_fs.to_string() })
 }
 
 /// Mount options for recovering states of a trace: the recorded ones, plus `nouuid`
@@ -251,8 +239,7 @@ pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, E
         }
         text.push_str("nouuid");
     }
-    text.parse()
-        .map_err(|e: brink_blockdev::BlockdevError| ExploreError::Usage(format!("bad mount options in the trace: {e}")))
+    text.parse().map_err(ExploreError::MountOptions)
 }
 
 /// What was explored, as `run.json` records it: a resumed run must match it.
@@ -272,17 +259,4 @@ fn run_identity(cfg: &ExploreConfig, meta: &brink_trace::TraceMeta) -> serde_jso
 /// Explore `cfg.trace`. See the crate docs for the sequence, `engine.rs` for its steps.
 pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, ExploreError> {
     engine::Explorer::open(cfg, progress)?.run()
-}
-
-fn parse_hash(hex: &str) -> Result<ImageHash, ExploreError> {
-    let bad = || ExploreError::Corrupt(format!("bad image hash '{hex}' in the partial results"));
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut words = [0u64; 4];
-    for (i, w) in words.iter_mut().enumerate() {
-        let at = (3 - i) * 16;
-        *w = u64::from_str_radix(&hex[at..at + 16], 16).map_err(|_| bad())?;
-    }
-    Ok(ImageHash(words))
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use brink_pmodel::{MediaFault, StateId, WriteChoice};
 use brink_trace::{Event, SECTOR_BYTES, TraceReader, image};
 
-use crate::ExploreError;
+use crate::ReplayError;
 
 /// What a materialized state is held to.
 #[derive(Debug)]
@@ -22,14 +22,14 @@ pub struct Materialized {
 }
 
 /// Write the state `id` of the trace at `trace` to the image file `out`.
-pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialized, ExploreError> {
+pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialized, ReplayError> {
     let reader = TraceReader::open(trace)?;
     if id.position > reader.meta().events {
-        return Err(ExploreError::Usage(format!("state {id}: the trace has only {} events", reader.meta().events)));
+        return Err(ReplayError::PastTheEnd { id: id.clone(), events: reader.meta().events });
     }
     let epoch_start = epoch_start(&reader, id.position)?;
     image::copy_sparse(&reader.base_image_path(), out)?;
-    let img = OpenOptions::new().read(true).write(true).open(out).map_err(|e| ExploreError::io(out, e))?;
+    let img = OpenOptions::new().read(true).write(true).open(out).map_err(|e| ReplayError::io(out, e))?;
     let applied = apply_events(&reader, id, epoch_start, &img, out)?;
     if applied.used != id.choices.len() {
         let first_unused = id.choices.iter().map(|(i, _)| *i).find(|&i| i >= id.position).unwrap_or(id.position);
@@ -38,9 +38,9 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
     // The fault's effects beyond the write's own sectors are laid over the whole state,
     // as the explorer lays them.
     if let Some(w) = &applied.faulted {
-        fault_effects(&img, id, w, &reader)?;
+        fault_effects(&img, out, id, w, &reader)?;
     }
-    img.sync_all().map_err(|e| ExploreError::io(out, e))?;
+    img.sync_all().map_err(|e| ReplayError::io(out, e))?;
     let note = match id.fault {
         Some(MediaFault::Latent(i)) => Some(format!(
             "the latent sector error on write {i}'s first sector fails reads only while brink explore serves the state; this image reads it fine"
@@ -53,15 +53,12 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
     Ok(Materialized { marks: applied.marks, note })
 }
 
-fn not_volatile(id: &StateId, i: u64) -> ExploreError {
-    ExploreError::Usage(format!(
-        "state {id} does not fit this trace: event {i} is not a volatile write at crash point {}",
-        id.position
-    ))
+fn not_volatile(id: &StateId, event: u64) -> ReplayError {
+    ReplayError::NotVolatile { id: id.clone(), event }
 }
 
 /// Where the epoch of the crash point starts: after the last flush before it.
-fn epoch_start(reader: &TraceReader, position: u64) -> Result<u64, ExploreError> {
+fn epoch_start(reader: &TraceReader, position: u64) -> Result<u64, ReplayError> {
     let mut start = 0u64;
     for ev in reader.events()? {
         let ev = ev?;
@@ -91,7 +88,7 @@ fn apply_events(
     epoch_start: u64,
     img: &std::fs::File,
     out: &Path,
-) -> Result<Applied, ExploreError> {
+) -> Result<Applied, ReplayError> {
     let mut applied = Applied { marks: Vec::new(), used: 0, faulted: None };
     let mut buf = Vec::new();
     for ev in reader.events()? {
@@ -109,10 +106,7 @@ fn apply_events(
         let choice =
             id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
         if own.is_some() && id.choices.iter().any(|(i, _)| *i == ev.index) {
-            return Err(ExploreError::Usage(format!(
-                "state {id}: write {} has both a choice and a media fault",
-                ev.index
-            )));
+            return Err(ReplayError::ChoiceAndFault { id: id.clone(), write: ev.index });
         }
         if choice.is_some() {
             applied.used += usize::from(own.is_none());
@@ -145,7 +139,7 @@ fn apply_event(
     out: &Path,
     buf: &mut Vec<u8>,
     marks: &mut Vec<String>,
-) -> Result<(), ExploreError> {
+) -> Result<(), ReplayError> {
     match (event, choice) {
         (Event::Mark { text }, _) => marks.push(text.clone()),
         (_, Some(WriteChoice::Omitted)) | (Event::Flush | Event::Error(_), _) => {}
@@ -154,12 +148,12 @@ fn apply_event(
             for (i, sector) in buf.chunks(SECTOR_BYTES as usize).enumerate() {
                 if c.is_none_or(|c| c.keeps_sector(i as u32)) {
                     img.write_all_at(sector, w.offset + i as u64 * SECTOR_BYTES)
-                        .map_err(|e| ExploreError::io(out, e))?;
+                        .map_err(|e| ReplayError::io(out, e))?;
                 }
             }
         }
         (Event::Discard { offset, len } | Event::WriteZeroes { offset, len }, _) => {
-            image::zero_range(img, *offset, *len).map_err(|e| ExploreError::io(out, e))?;
+            image::zero_range(img, *offset, *len).map_err(|e| ReplayError::io(out, e))?;
         }
     }
     Ok(())
@@ -170,11 +164,12 @@ fn apply_event(
 /// write itself, as the explorer lays it.
 fn fault_effects(
     img: &std::fs::File,
+    out: &Path,
     id: &StateId,
     w: &brink_trace::Write,
     reader: &TraceReader,
-) -> Result<(), ExploreError> {
-    let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
+) -> Result<(), ReplayError> {
+    let io = |e| ReplayError::io(out, e);
     match id.fault {
         Some(MediaFault::Garbage(i)) => {
             let half = u64::from(MediaFault::garbage_from((w.len / SECTOR_BYTES) as u32)) * SECTOR_BYTES;
@@ -183,9 +178,8 @@ fn fault_effects(
             img.write_all_at(&garbage, w.offset + half).map_err(io)
         }
         Some(MediaFault::Misdirected(i)) => {
-            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size).ok_or_else(|| {
-                ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to"))
-            })?;
+            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size)
+                .ok_or_else(|| ReplayError::NowhereToMisdirect { id: id.clone(), write: i })?;
             let mut data = Vec::new();
             reader.read_payload(w, &mut data)?;
             img.write_all_at(&data, to).map_err(io)

@@ -3,7 +3,7 @@
 //! ```text
 //! RESULTS/
 //!   run.json              what was explored: trace (path, digest), model, strategy, checkers
-//!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; --resume reads it)
+//!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; resuming reads it)
 //!   states.jsonl          every verdict, one JSON object a line, sorted by state id
 //!   summary.json          counts, times, model, strategy, whether the run is complete
 //! ```
@@ -35,7 +35,7 @@ use brink_pmodel::{CrashState, StateId, WriteChoice};
 use brink_trace::{Event, TraceReader, durable};
 use serde::{Deserialize, Serialize};
 
-use crate::ExploreError;
+use crate::{ExploreError, ResultsError};
 
 pub const RUN: &str = "run.json";
 pub const PARTIAL: &str = "states.partial.jsonl";
@@ -43,6 +43,9 @@ pub const STATES: &str = "states.jsonl";
 pub const SUMMARY: &str = "summary.json";
 pub const MINIMAL: &str = "minimal.jsonl";
 pub const TRACE_INFO: &str = "trace.json";
+/// The partial log is fsynced at least this often, so a power cut loses at most this
+/// much of a run's verdicts.
+const PARTIAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What reports need of the trace, so a results directory explains itself without it:
 /// one letter per event (`w` write, `f` flush, `d` discard, `z` write-zeroes, `m` mark,
@@ -79,7 +82,7 @@ impl TraceInfo {
                 Event::Error(_) => 'e',
             });
         }
-        let attribution = Attribution::of_trace(reader).map_err(|e| ExploreError::Corrupt(e.to_string()))?;
+        let attribution = Attribution::of_trace(reader).map_err(ExploreError::Attribution)?;
         Ok(TraceInfo { trace: reader.dir().display().to_string(), events, marks, attribution })
     }
 }
@@ -158,12 +161,12 @@ pub struct PartialLog {
 }
 
 impl PartialLog {
-    pub fn append(&mut self, rec: &StateRecord) -> Result<(), ExploreError> {
+    pub fn append(&mut self, rec: &StateRecord) -> Result<(), ResultsError> {
         let mut line = serde_json::to_vec(rec).expect("record serializes");
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| ExploreError::io(&self.path, e))?;
-        if self.last_sync.elapsed() > Duration::from_secs(1) {
-            self.file.sync_data().map_err(|e| ExploreError::io(&self.path, e))?;
+        self.file.write_all(&line).map_err(|e| ResultsError::io(&self.path, e))?;
+        if self.last_sync.elapsed() > PARTIAL_SYNC_INTERVAL {
+            self.file.sync_data().map_err(|e| ResultsError::io(&self.path, e))?;
             self.last_sync = Instant::now();
         }
         Ok(())
@@ -172,25 +175,19 @@ impl PartialLog {
 
 /// Open (or, with `resume`, reopen) a results directory. Returns the verdicts already
 /// recorded by an earlier run of the same exploration.
-pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ExploreError> {
+pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ResultsError> {
     let run_path = dir.join(RUN);
     let mut done = Vec::new();
     if dir.exists() {
         if !resume {
-            return Err(ExploreError::Usage(format!(
-                "{} already exists: pass --resume to continue that run, or choose another -o",
-                dir.display()
-            )));
+            return Err(ResultsError::Exists { dir: dir.to_path_buf() });
         }
-        let old: serde_json::Value =
-            std::fs::read(&run_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
-                ExploreError::Usage(format!("{} holds no brink run to resume (no valid {RUN})", dir.display()))
-            })?;
+        let old: serde_json::Value = std::fs::read(&run_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ResultsError::NoRun { dir: dir.to_path_buf() })?;
         if &old != run {
-            return Err(ExploreError::Usage(format!(
-                "{} was explored with other settings (trace, model, strategy or checkers): resume needs the same ones",
-                dir.display()
-            )));
+            return Err(ResultsError::OtherSettings { dir: dir.to_path_buf() });
         }
         if let Ok(f) = File::open(dir.join(PARTIAL)) {
             for line in BufReader::new(f).lines() {
@@ -204,11 +201,11 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
         }
     } else {
         if resume {
-            return Err(ExploreError::Usage(format!("--resume: {} does not exist", dir.display())));
+            return Err(ResultsError::NothingToResume { dir: dir.to_path_buf() });
         }
-        std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| ResultsError::io(dir, e))?;
         durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json"))
-            .map_err(|e| ExploreError::io(&run_path, e))?;
+            .map_err(|e| ResultsError::io(&run_path, e))?;
     }
     // Rewrite the partial log with the whole lines only, so a cut line is not followed
     // by new ones.
@@ -218,24 +215,28 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
         body.extend(serde_json::to_vec(r).expect("json"));
         body.push(b'\n');
     }
-    durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
-    let file = OpenOptions::new().append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
+    let file = OpenOptions::new().append(true).open(&path).map_err(|e| ResultsError::io(&path, e))?;
     Ok((PartialLog { file, path, last_sync: Instant::now() }, done))
 }
 
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).
-pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ExploreError> {
+pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     let path = dir.join(PARTIAL);
-    let f = File::open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    let f = File::open(&path).map_err(|e| ResultsError::io(&path, e))?;
     let mut recs: HashMap<String, StateRecord> = HashMap::new();
     for line in BufReader::new(f).lines() {
-        let line = line.map_err(|e| ExploreError::io(&path, e))?;
-        let r: StateRecord =
-            serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let line = line.map_err(|e| ResultsError::io(&path, e))?;
+        let r: StateRecord = serde_json::from_str(&line).map_err(|e| ResultsError::json(&path, None, e))?;
         recs.insert(r.id.clone(), r);
     }
-    let mut recs: Vec<(StateId, StateRecord)> =
-        recs.into_values().map(|r| (r.id.parse::<StateId>().expect("ids we wrote parse"), r)).collect();
+    let mut recs: Vec<(StateId, StateRecord)> = recs
+        .into_values()
+        .map(|r| match r.id.parse::<StateId>() {
+            Ok(id) => Ok((id, r)),
+            Err(_) => Err(ResultsError::BadStateId { path: path.clone(), line: 0, id: r.id }),
+        })
+        .collect::<Result<_, _>>()?;
     recs.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(recs.into_iter().map(|(_, r)| r).collect())
 }
@@ -257,51 +258,46 @@ pub fn write_final(
     probes: &[StateRecord],
     info: &TraceInfo,
     summary: &impl Serialize,
-) -> Result<(), ExploreError> {
+) -> Result<(), ResultsError> {
     for (name, body) in
         [(STATES, jsonl(recs)), (MINIMAL, jsonl(probes)), (TRACE_INFO, serde_json::to_vec(info).expect("json"))]
     {
         let path = dir.join(name);
-        durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
+        durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     }
     let sp = dir.join(SUMMARY);
     let mut json = serde_json::to_vec_pretty(summary).expect("json");
     json.push(b'\n');
-    durable::write_atomic(&sp, &json).map_err(|e| ExploreError::io(&sp, e))
+    durable::write_atomic(&sp, &json).map_err(|e| ResultsError::io(&sp, e))
 }
 
 /// Read a finished results directory.
-pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ExploreError> {
+pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ResultsError> {
     let sp = dir.join(SUMMARY);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ExploreError::io(&sp, e))?)
-        .map_err(|e| ExploreError::Corrupt(format!("{}: {e}", sp.display())))?;
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ResultsError::io(&sp, e))?)
+        .map_err(|e| ResultsError::json(&sp, None, e))?;
     Ok((summary, read_jsonl(&dir.join(STATES))?))
 }
 
-fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ExploreError> {
-    let f = File::open(path).map_err(|e| ExploreError::io(path, e))?;
+fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
+    let f = File::open(path).map_err(|e| ResultsError::io(path, e))?;
     let mut recs = Vec::new();
     for (n, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| ExploreError::io(path, e))?;
-        recs.push(
-            serde_json::from_str(&line)
-                .map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?,
-        );
+        let line = line.map_err(|e| ResultsError::io(path, e))?;
+        recs.push(serde_json::from_str(&line).map_err(|e| ResultsError::json(path, Some(n + 1), e))?);
     }
     Ok(recs)
 }
 
 /// The records of minimal states the strategy did not generate, and the trace info,
 /// of a finished results directory (absent in runs of older versions: then none).
-pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ExploreError> {
+pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ResultsError> {
     let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
     let path = dir.join(TRACE_INFO);
     let info = match std::fs::read(&path) {
-        Ok(b) => {
-            Some(serde_json::from_slice(&b).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?)
-        }
+        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(&path, None, e))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ExploreError::io(&path, e)),
+        Err(e) => return Err(ResultsError::io(&path, e)),
     };
     Ok((minimal, info))
 }

@@ -208,9 +208,8 @@ fn slot_workers(
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
     fuse_cfg.n_threads = Some(jobs);
-    let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg).map_err(|e| {
-        ExploreError::Setup(format!("cannot mount the state slots (FUSE) on {}: {e}", slot_dir.display()))
-    })?;
+    let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
+        .map_err(|source| ExploreError::SlotMount { path: slot_dir.clone(), source })?;
     let mount = SlotMount {
         session: Some(session),
         _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, work, false),

@@ -14,19 +14,29 @@ use crate::footprint::Piece;
 /// Bytes copied at a time from a piece's source, so a large write is never held whole.
 const CHUNK_BYTES: u64 = 1 << 20;
 
+/// Why a state's image file cannot be built. Its text becomes part of a check's
+/// message (`cannot build the state's image: …`), so each variant shows its cause.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error(transparent)]
+    Trace(#[from] brink_trace::TraceError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Write the durable image with `pieces` written over it (in order, later ones winning)
 /// to `out`.
-pub(crate) fn build(durable: &Path, reader: &TraceReader, pieces: &[Piece], out: &Path) -> Result<(), String> {
-    image::copy_sparse(durable, out).map_err(|e| e.to_string())?;
-    let f = OpenOptions::new().write(true).open(out).map_err(|e| e.to_string())?;
+pub(crate) fn build(durable: &Path, reader: &TraceReader, pieces: &[Piece], out: &Path) -> Result<(), BuildError> {
+    image::copy_sparse(durable, out)?;
+    let f = OpenOptions::new().write(true).open(out)?;
     let mut buf = Vec::new();
     for p in pieces {
         let mut pos = 0;
         while pos < p.len {
             let n = (p.len - pos).min(CHUNK_BYTES);
             buf.resize(n as usize, 0);
-            p.src.advanced(pos).read(reader, &mut buf).map_err(|e| e.to_string())?;
-            f.write_all_at(&buf, p.offset + pos).map_err(|e| e.to_string())?;
+            p.src.advanced(pos).read(reader, &mut buf)?;
+            f.write_all_at(&buf, p.offset + pos)?;
             pos += n;
         }
     }
