@@ -182,7 +182,7 @@ impl<'a> Explorer<'a> {
         }
         // + 1: the no-crash state.
         progress.total.store(target(cfg.strategy, space.states_total).saturating_add(1), Ordering::Relaxed);
-        let (log, done) = results::open(&cfg.results, &crate::run_identity(cfg, &meta), cfg.resume)?;
+        let (log, done) = results::open(&cfg.results, &results::RunIdentity::of(cfg, &meta), cfg.resume)?;
         let done: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
         let seen = seen_of(&cfg.results, &done)?;
         let pool = rayon::ThreadPoolBuilder::new()

@@ -54,7 +54,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use brink_blockdev::{FsKind, MountOptions};
-use brink_check::Verdict;
 use brink_pmodel::{Count, Model, Strategy, count_point};
 use brink_trace::TraceReader;
 use serde::Serialize;
@@ -62,7 +61,7 @@ use serde::Serialize;
 pub use adhash::ImageHash;
 pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
-pub use results::{StateRecord, TornRecord};
+pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
 pub use worker::{CheckerSpec, Recovery};
 
 /// Defaults of an exploration's settings, in one place: the binary's flags and the
@@ -114,85 +113,6 @@ pub struct Progress {
     pub checker_failures: AtomicU64,
 }
 
-/// `summary.json`. Fields may be added.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub trace: String,
-    pub fs: String,
-    pub mount_opts: String,
-    pub model: String,
-    pub strategy: String,
-    pub checkers: Vec<String>,
-    /// Size of the space the strategy visits (for `sample`: the legal space sampled).
-    pub states_total: Count,
-    pub states_generated: u64,
-    /// Distinct (image, marks) pairs among the recorded states; each is checked once, so
-    /// this equals `states_checked` (both count earlier runs of a resumed exploration).
-    pub states_unique: u64,
-    pub states_checked: u64,
-    pub violations: u64,
-    pub checker_failures: u64,
-    pub consistent: u64,
-    pub wall_s: f64,
-    pub states_per_s: f64,
-    pub jobs: usize,
-    /// False when a time budget or an interrupt stopped the run; resuming it continues.
-    pub complete: bool,
-    pub stopped_by: Option<String>,
-    /// For `sample`: the fraction of the legal space the unique samples cover.
-    pub fraction_covered: Option<f64>,
-    /// Time per step summed over states and workers, in ms (this run only).
-    pub time_ms: TimeSummary,
-    /// The verdict on the state without a crash (crate docs, step 5); `None` when the
-    /// run stopped before it.
-    pub no_crash: Option<NoCrash>,
-    /// Media-fault states checked (`ExploreConfig::media_faults`), included in the counts above.
-    pub media_fault_states: u64,
-    /// States checked only to minimize failing ones (not counted in `states_checked`).
-    #[serde(default)]
-    pub minimize_probes: u64,
-    /// Unique states whose verdict came from the verdict cache (`ExploreConfig::cache`), and verdicts
-    /// this run added to it.
-    #[serde(default)]
-    pub cache_hits: u64,
-    #[serde(default)]
-    pub cache_stored: u64,
-}
-
-/// The verdict on the disk as the recording left it, held to every mark.
-#[derive(Debug, Clone, Serialize)]
-pub struct NoCrash {
-    pub id: String,
-    pub verdict: Verdict,
-    /// The first violation's (or checker failure's) message.
-    pub message: Option<String>,
-}
-
-impl NoCrash {
-    fn of(r: &StateRecord) -> NoCrash {
-        NoCrash {
-            id: r.id.clone(),
-            verdict: r.verdict.clone(),
-            message: r
-                .checks
-                .iter()
-                .find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent)
-                .map(|c| c.message.clone()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TimeSummary {
-    pub hash: f64,
-    pub overlay: f64,
-    pub mount: f64,
-    pub checkers: f64,
-    pub unmount: f64,
-    /// Worker time per checked state: `jobs × wall / checked`.
-    pub per_state: f64,
-}
-
 /// Counts of the space, without checking anything.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpaceCount {
@@ -240,20 +160,6 @@ pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, E
         text.push_str("nouuid");
     }
     text.parse().map_err(ExploreError::MountOptions)
-}
-
-/// What was explored, as `run.json` records it: a resumed run must match it.
-fn run_identity(cfg: &ExploreConfig, meta: &brink_trace::TraceMeta) -> serde_json::Value {
-    let checker_names: Vec<String> = cfg.checkers.iter().map(|c| c.name().to_string()).collect();
-    serde_json::json!({
-        "trace": cfg.trace.display().to_string(),
-        "trace_base_digest": meta.base_image_digest,
-        "trace_events": meta.events,
-        "model": cfg.model.name(),
-        "strategy": cfg.strategy.name(),
-        "checkers": checker_names,
-        "media_faults": cfg.media_faults,
-    })
 }
 
 /// Explore `cfg.trace`. See the crate docs for the sequence, `engine.rs` for its steps.
