@@ -93,3 +93,18 @@ impl std::str::FromStr for ImageHash {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not an image hash (64 hex digits)")]
 pub struct BadHash;
+
+#[cfg(test)]
+mod tests {
+    use super::ImageHash;
+
+    #[test]
+    fn text_reads_back() {
+        let mut h = ImageHash::sector(3, &[1u8; 512]);
+        h.add(&ImageHash::sector(9, &[2u8; 512]));
+        assert_eq!(h.to_string().parse::<ImageHash>(), Ok(h));
+        for bad in ["", "12", &"g".repeat(64), &"é".repeat(32)] {
+            assert!(bad.parse::<ImageHash>().is_err(), "{bad}");
+        }
+    }
+}

@@ -35,7 +35,7 @@ use crate::media::{self, FaultState};
 use crate::plan::{self, EpochData};
 use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::Rig;
-use crate::worker::{Recovery, Timings};
+use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
     minimize,
@@ -117,6 +117,8 @@ pub(crate) struct Explorer<'a> {
     sampler: Option<Sampler>,
     /// None before `set_up_rig` and after `tear_down`.
     rig: Option<Rig>,
+    /// Recover and check in process instead of as `cfg.recovery` says (tests).
+    in_process: Option<Arc<dyn InProcessCheck>>,
     timings: Timings,
     checked: AtomicU64,
     generated: u64,
@@ -132,13 +134,13 @@ pub(crate) struct Explorer<'a> {
 
 /// Refuse what cannot run before touching anything: kernel recovery without root, a
 /// file system brink does not explore, userspace recovery of anything but ext4.
-fn preflight(cfg: &ExploreConfig, meta: &TraceMeta) -> Result<FsKind, ExploreError> {
-    if cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
+fn preflight(cfg: &ExploreConfig, meta: &TraceMeta, in_process: bool) -> Result<FsKind, ExploreError> {
+    if !in_process && cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
         return Err(ExploreError::NeedsRoot);
     }
     assert!(cfg.jobs >= 1);
     let fs = crate::fs_of(&meta.fs)?;
-    if cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
+    if !in_process && cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
         return Err(ExploreError::UserspaceNotExt4 { fs });
     }
     Ok(fs)
@@ -167,11 +169,15 @@ fn seen_of(dir: &Path, done: &HashMap<String, Record>) -> Result<HashMap<Key, Se
 
 impl<'a> Explorer<'a> {
     /// Preflight, count the space, open (or reopen, to resume) the results directory.
-    pub(crate) fn open(cfg: &'a ExploreConfig, progress: &'a Progress) -> Result<Explorer<'a>, ExploreError> {
+    pub(crate) fn open(
+        cfg: &'a ExploreConfig,
+        progress: &'a Progress,
+        in_process: Option<Arc<dyn InProcessCheck>>,
+    ) -> Result<Explorer<'a>, ExploreError> {
         let started = Instant::now();
         let reader = Arc::new(TraceReader::open(&cfg.trace)?);
         let meta = reader.meta().clone();
-        let fs = preflight(cfg, &meta)?;
+        let fs = preflight(cfg, &meta, in_process.is_some())?;
         let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
         if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
             return Err(ExploreError::TooManyStates {
@@ -214,6 +220,7 @@ impl<'a> Explorer<'a> {
             cache: None,
             sampler,
             rig: None,
+            in_process,
             timings: Timings::default(),
             checked: AtomicU64::new(0),
             generated: 0,
@@ -241,7 +248,7 @@ impl<'a> Explorer<'a> {
 
     /// The rig, the durable image's hash, and the verdict cache.
     fn set_up_rig(&mut self) -> Result<(), ExploreError> {
-        let rig = Rig::set_up(self.cfg, &self.reader, self.fs)?;
+        let rig = Rig::set_up(self.cfg, &self.reader, self.fs, self.in_process.clone())?;
         self.durable_hash = hash_image(rig.durable_path()).map_err(|e| ExploreError::io(rig.durable_path(), e))?;
         self.rig = Some(rig);
         self.cache = match &self.cfg.cache {

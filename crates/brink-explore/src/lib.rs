@@ -62,7 +62,7 @@ pub use adhash::ImageHash;
 pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
 pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
-pub use worker::{CheckerSpec, Recovery};
+pub use worker::{CheckerSpec, InProcessCheck, Recovery};
 
 /// Defaults of an exploration's settings, in one place: the binary's flags and the
 /// suite's manifests default to these rather than to literals of their own.
@@ -164,5 +164,17 @@ pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, E
 
 /// Explore `cfg.trace`. See the crate docs for the sequence, `engine.rs` for its steps.
 pub fn explore(cfg: &ExploreConfig, progress: &Progress) -> Result<Summary, ExploreError> {
-    engine::Explorer::open(cfg, progress)?.run()
+    engine::Explorer::open(cfg, progress, None)?.run()
+}
+
+/// Explore `cfg.trace` with `check` recovering and checking each state in this process
+/// instead of `cfg.recovery` and `cfg.checkers` (which still name the run in `run.json`
+/// and key the verdict cache): no root, mounts or e2fsprogs needed. For tests of the
+/// engine itself; latent sector errors are not generated (only the slots serve them).
+pub fn explore_in_process(
+    cfg: &ExploreConfig,
+    progress: &Progress,
+    check: Arc<dyn InProcessCheck>,
+) -> Result<Summary, ExploreError> {
+    engine::Explorer::open(cfg, progress, Some(check))?.run()
 }

@@ -25,7 +25,7 @@ use brink_trace::{TraceReader, image};
 
 use crate::footprint::Piece;
 use crate::slots::{SlotFs, Slots};
-use crate::worker::{CheckCtx, Recovery, Timings, Worker};
+use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, engine_failure};
 use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
 
 /// The FUSE mount of the slots, unmounted on drop.
@@ -83,7 +83,8 @@ fn cleanup_stale(work: &Path) {
     let _ = std::fs::remove_dir_all(work);
 }
 
-/// How states reach recovery: served by the FUSE slots, or built as image files.
+/// How states reach recovery: served by the FUSE slots (kernel), built as image files
+/// for e2fsprogs (userspace), or built as image files for an in-process check (tests).
 enum Backend {
     /// Field order is drop order: the mount before the slots it serves.
     Slots {
@@ -91,6 +92,7 @@ enum Backend {
         slots: Arc<Slots>,
     },
     Files,
+    InProcess(Arc<dyn InProcessCheck>),
 }
 
 /// The machine side of a run. Field order is drop order (module docs).
@@ -107,7 +109,12 @@ pub(crate) struct Rig {
 impl Rig {
     /// Create the work area and the durable image, then the workers (and, for kernel
     /// recovery, the slots and their loop devices).
-    pub(crate) fn set_up(cfg: &ExploreConfig, reader: &Arc<TraceReader>, fs: FsKind) -> Result<Rig, ExploreError> {
+    pub(crate) fn set_up(
+        cfg: &ExploreConfig,
+        reader: &Arc<TraceReader>,
+        fs: FsKind,
+        in_process: Option<Arc<dyn InProcessCheck>>,
+    ) -> Result<Rig, ExploreError> {
         // Absolute: checkers run with the mount as their working directory.
         let results_abs = std::path::absolute(&cfg.results).map_err(|e| ExploreError::io(&cfg.results, e))?;
         let work = WorkDir(results_abs.join(".work"));
@@ -120,9 +127,10 @@ impl Rig {
             .write(true)
             .open(&durable_path)
             .map_err(|e| ExploreError::io(&durable_path, e))?;
-        let (backend, workers) = match cfg.recovery {
-            Recovery::Kernel => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
-            Recovery::Userspace => (Backend::Files, file_workers(&work.0, cfg.jobs)?),
+        let (backend, workers) = match (in_process, cfg.recovery) {
+            (Some(check), _) => (Backend::InProcess(check), file_workers(&work.0, cfg.jobs)?),
+            (None, Recovery::Kernel) => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
+            (None, Recovery::Userspace) => (Backend::Files, file_workers(&work.0, cfg.jobs)?),
         };
         let meta = reader.meta();
         let ctx = CheckCtx {
@@ -174,8 +182,37 @@ impl Rig {
                 let build = |img: &Path| state_image::build(&self.durable_path, &self.reader, &pieces, img);
                 w.check_userspace(&self.ctx, build, id, marks, timings)
             }
+            Backend::InProcess(check) => {
+                assert!(bad.is_none(), "latent sector errors need the slots");
+                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)
+            }
         };
         self.workers.lock().expect("workers").push(w);
+        checks
+    }
+
+    /// Build the state's image in the worker's scratch directory and hand it over.
+    fn check_in_process(
+        &self,
+        check: &dyn InProcessCheck,
+        w: &Worker,
+        pieces: &[Piece],
+        id: &str,
+        marks: &[String],
+        timings: &Timings,
+    ) -> Vec<CheckOutcome> {
+        let image = w.scratch.join("state.img");
+        let _ = std::fs::remove_file(&image);
+        let checks = match state_image::build(&self.durable_path, &self.reader, pieces, &image) {
+            Ok(()) => {
+                let started = Instant::now();
+                let checks = check.check(&image, id, marks);
+                Timings::add(&timings.checkers_us, started);
+                checks
+            }
+            Err(e) => vec![engine_failure(format!("cannot build the state's image: {e}"))],
+        };
+        let _ = std::fs::remove_file(&image);
         checks
     }
 

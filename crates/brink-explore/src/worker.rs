@@ -66,6 +66,17 @@ impl Timings {
     }
 }
 
+/// Recovery and checking done inside the explorer's process, on the state's image
+/// file: the seam that lets the whole engine (deduplication, resume, the verdict cache,
+/// minimization, media faults) run without root, mounts or e2fsprogs. Tests give a fake
+/// (`explore_in_process`); brink itself recovers with the kernel or e2fsprogs
+/// ([`Recovery`]).
+pub trait InProcessCheck: Send + Sync {
+    /// The checks of the state whose image, before any recovery, is the file `image`,
+    /// held to `marks` (the marks acknowledged before its crash point).
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome>;
+}
+
 /// How a crash state is recovered before the checkers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -96,7 +107,7 @@ fn mount_violation(e: impl std::fmt::Display) -> CheckOutcome {
     }
 }
 
-fn engine_failure(what: String) -> CheckOutcome {
+pub(crate) fn engine_failure(what: String) -> CheckOutcome {
     CheckOutcome { checker: "brink".into(), verdict: Verdict::CheckerFailure, message: what, details: None, ms: 0 }
 }
 
