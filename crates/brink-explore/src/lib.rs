@@ -33,6 +33,8 @@
 //! never copies an image per state; memory follows the epoch being explored (its
 //! payloads and footprint) and the number of unique states (one small entry each).
 
+#![forbid(unsafe_code)]
+
 mod adhash;
 pub mod cache;
 mod engine;
