@@ -211,7 +211,29 @@ pub(crate) fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary>
             p.checker_failures.load(Ordering::Relaxed)
         ));
     };
-    Ok(crate::with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))?)
+    crate::with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress)).map_err(with_flags)
+}
+
+/// The explorer names settings in words; on the command line, name its flags.
+fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
+    use brink_explore::{ExploreError as E, ResultsError as R};
+    match e {
+        E::TooManyStates { strategy, count, max } => anyhow::anyhow!(
+            "the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample"
+        ),
+        E::NeedsRoot => anyhow::anyhow!(
+            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)"
+        ),
+        E::UnknownFs { fs } => anyhow::anyhow!(
+            "the trace's file system is '{fs}': brink explores ext4, xfs and btrfs (for an import, pass --fs)"
+        ),
+        E::Results(R::Exists { dir }) => anyhow::anyhow!(
+            "{} already exists: pass --resume to continue that run, or choose another -o",
+            dir.display()
+        ),
+        E::Results(R::NothingToResume { dir }) => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
+        e => e.into(),
+    }
 }
 
 pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
