@@ -157,7 +157,7 @@ impl Jail {
         }
     }
 
-    fn interrupted(&self) -> bool {
+    pub(crate) fn interrupted(&self) -> bool {
         self.interrupt.as_ref().is_some_and(|i| i.load(Ordering::Relaxed) != 0)
     }
 
@@ -326,15 +326,18 @@ impl Scope<'_> {
     }
 
     /// Stop every process of the run: SIGTERM, `grace`, then kill. `main_running`: the
-    /// checker's own process has not exited (a timeout or an interrupt).
-    pub fn stop(&self, main_running: bool, grace: Duration) -> Stopped {
+    /// checker's own process has not exited (a timeout or an interrupt). An interrupt
+    /// during the grace period shortens it to [`STOP_GRACE_INTERRUPTED`].
+    pub fn stop(&self, main_running: bool, grace: Duration, interrupted: &dyn Fn() -> bool) -> Stopped {
         let members = self.members();
         let left_behind = members.iter().filter(|p| **p != self.main).count();
         if members.is_empty() && !main_running {
             return Stopped::default();
         }
         self.terminate();
-        if wait_until(grace, || self.members().is_empty()) {
+        let start = Instant::now();
+        let cut_short = || interrupted() && start.elapsed() >= STOP_GRACE_INTERRUPTED;
+        if wait_until(grace, || self.members().is_empty() || cut_short()) && self.members().is_empty() {
             return Stopped { left_behind, ..Stopped::default() };
         }
         let killed = self.members().len();
@@ -391,6 +394,14 @@ fn uses_files_under(dir: &Path, watched: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jail_is_shared_by_workers_and_says_why_it_falls_back() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Jail>();
+        let note = Jail::without_cgroup().fallback_note().unwrap();
+        assert!(note.starts_with("cgroup v2 is unavailable: no cgroup2 file system is mounted; "), "{note}");
+    }
 
     #[test]
     fn stat_fields_are_read_after_the_command_name() {

@@ -182,7 +182,7 @@ impl Jail {
         let ((out, err), (waiter, exit)) = match started {
             Ok(s) => s,
             Err(e) => {
-                scope.stop(true, Duration::ZERO);
+                scope.stop(true, Duration::ZERO, &|| false);
                 let _ = child.wait();
                 return Err(e);
             }
@@ -190,7 +190,7 @@ impl Jail {
         let ending = self.wait_for(&exit, timeout);
         let ms = start.elapsed().as_millis() as u64;
         let grace = if ending == Ending::Interrupted { STOP_GRACE_INTERRUPTED } else { STOP_GRACE };
-        let stopped = scope.stop(ending != Ending::Exited, grace);
+        let stopped = scope.stop(ending != Ending::Exited, grace, &|| self.interrupted());
         let status = reap(child, waiter, &exit, ending)?;
         let capture =
             |r: Reader, stream| r.finish(READ_WAIT_MAX).map_err(|source| RunError::Capture { stream, source });
