@@ -4,6 +4,7 @@
 //! state. Every resource is a guard that releases itself on drop, so no error path
 //! leaves a mount or a loop device behind.
 
+pub mod cgroup;
 mod fskind;
 pub mod fusectl;
 mod loopdev;

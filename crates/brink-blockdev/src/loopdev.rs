@@ -1,7 +1,7 @@
 //! Loop devices through their ioctls (UAPI `<linux/loop.h>`), configured atomically with
 //! `LOOP_CONFIGURE`. Neither `libc` nor `nix` has the loop requests, so they are declared
 //! here with `nix`'s ioctl macros. Those generate `unsafe fn`s (the kernel reads memory
-//! through the argument), and the calls below are this crate's only unsafe code.
+//! through the argument), and the calls below are, with the `pre_exec` hook of `cgroup`, this crate's only unsafe code.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;

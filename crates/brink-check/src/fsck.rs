@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use brink_blockdev::{FsKind, find_program};
 
-use crate::run::{failure, run_bounded};
-use crate::{CheckOutcome, Verdict};
+use crate::run::{CheckRun, Finished, brink_message, failure};
+use crate::{CheckOutcome, Jail, Verdict};
 
 /// The program and arguments that check `device` without changing it.
 pub fn fsck_command(fs: FsKind, device: &Path) -> (&'static str, Vec<String>) {
@@ -50,25 +50,37 @@ fn problem_line(out: &str) -> String {
         .to_string()
 }
 
-pub fn fsck(fs: FsKind, device: &Path, scratch: &Path, timeout: Duration) -> CheckOutcome {
+/// The built-in checker in a jail of its own; `scratch` is not used. Prefer
+/// [`Jail::fsck`](crate::Jail::fsck) on a jail the caller holds.
+pub fn fsck(fs: FsKind, device: &Path, _scratch: &Path, timeout: Duration) -> CheckOutcome {
+    Jail::new().fsck(fs, device, timeout).outcome
+}
+
+pub(crate) fn fsck_in(jail: &Jail, fs: FsKind, device: &Path, timeout: Duration) -> CheckRun {
     let (prog, args) = fsck_command(fs, device);
-    let outcome =
-        |verdict, message: String, ms| CheckOutcome { checker: "fsck".into(), verdict, message, details: None, ms };
+    let run = |verdict, message: String, ms, f: Option<&Finished>| CheckRun {
+        outcome: CheckOutcome { checker: "fsck".into(), verdict, message, details: None, ms },
+        stopped: f.map(|f| f.stopped).unwrap_or_default(),
+        interrupted: f.is_some_and(|f| f.interrupted),
+    };
     let Some(path) = find_program(prog) else {
-        return outcome(Verdict::CheckerFailure, format!("{prog} not found: install {}", fs.package()), 0);
+        return run(Verdict::CheckerFailure, format!("{prog} not found: install {}", fs.package()), 0, None);
     };
     let mut cmd = Command::new(path);
     cmd.args(&args);
-    let f = match run_bounded(cmd, scratch, timeout) {
+    let f = match jail.run_bounded(cmd, None, timeout) {
         Ok(f) => f,
-        Err(e) => return outcome(Verdict::CheckerFailure, e.to_string(), 0),
+        Err(e) => return run(Verdict::CheckerFailure, brink_message(&e), 0, None),
     };
     match f.status.and_then(|s| s.code()) {
-        Some(0) => outcome(Verdict::Consistent, String::new(), f.ms),
+        Some(0) => run(Verdict::Consistent, String::new(), f.ms, Some(&f)),
         Some(c) if found_problems(fs, c) => {
             let text = format!("{}\n{}", f.stdout, f.stderr);
-            outcome(Verdict::Violation, format!("{prog}: {}", problem_line(&text)), f.ms)
+            run(Verdict::Violation, format!("{prog}: {}", problem_line(&text)), f.ms, Some(&f))
         }
-        _ => outcome(Verdict::CheckerFailure, failure(&f, timeout).unwrap_or_else(|| "unexpected exit".into()), f.ms),
+        _ => {
+            let why = failure(&f, timeout).unwrap_or_else(|| "unexpected exit".into());
+            run(Verdict::CheckerFailure, why, f.ms, Some(&f))
+        }
     }
 }

@@ -12,16 +12,31 @@
 //! reported apart from violations. The last stdout line may be one JSON object with
 //! details. A checker may modify the state: each state is private to its run.
 //!
-//! Runs are bounded: the checker's process group is killed at the time limit, and at
-//! most `OUTPUT_BYTES_MAX` of each output stream is read.
+//! Runs are contained and bounded. Every process a checker starts, daemons that leave its
+//! process group included, is stopped when the checker exits, at the time limit, or when
+//! brink is interrupted: SIGTERM, up to `STOP_GRACE` to exit, then SIGKILL. A checker
+//! that must leave a server running cannot: stop it before exiting, or let brink stop
+//! it. Of each output stream the first `OUTPUT_BYTES_MAX` and the last
+//! `OUTPUT_TAIL_BYTES_MAX` bytes are kept, in memory only.
+//!
+//! # Use
+//! Hold one [`Jail`] for a whole exploration (`Jail::new().with_interrupt(flag)`), print
+//! its [`Jail::fallback_note`] once if it has one, and run every checker through
+//! [`Jail::run_checker`] and [`Jail::fsck`]. Each returns a [`CheckRun`]: the outcome,
+//! whether an interrupt cut it short (then it is no verdict), and [`Stopped`]: how many
+//! processes the checker left behind and whether any survived being killed (then the
+//! state's mount may still be busy).
 
 #![forbid(unsafe_code)]
 
+mod capture;
+mod contain;
 mod fsck;
 mod run;
 
+pub use contain::{CgroupUnavailable, Jail, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED, Stopped};
 pub use fsck::{fsck, fsck_command};
-pub use run::{CheckEnv, Finished, Limits, RunError, failure, run_bounded, run_checker, write_marks};
+pub use run::{CheckEnv, CheckRun, Finished, Limits, RunError, failure, run_bounded, run_checker, write_marks};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,11 +65,16 @@ pub struct CheckOutcome {
 }
 
 /// How long a checker may run on one state when no limit is given; past it the checker's
-/// process group is killed and the run is a checker failure.
+/// processes are stopped and the run is a checker failure.
 pub const TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Bytes of each output stream read from a checker.
+/// Bytes kept from the start of each output stream of a checker (a violation's message
+/// is its first stdout line).
 pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;
+
+/// Bytes kept from the end of each output stream past the first `OUTPUT_BYTES_MAX` (the
+/// details object is the last stdout line, a failure's reason the last stderr line).
+pub const OUTPUT_TAIL_BYTES_MAX: u64 = 16 << 10;
 
 /// The class of a checker message: the message with every run of digits replaced by
 /// `#`, so "acknowledged 'txn 17' lost: db holds txns up to 16" and the same failure of

@@ -1,22 +1,29 @@
-//! Running a checker within limits: its own process group (killed on timeout and after
-//! exit, so no straggler keeps the mount busy), output captured to files and read up to
-//! a bound, exit waited for by a helper thread so that a run costs no polling delay.
+//! Running a checker within limits: contained (see `contain`: its own cgroup, or its
+//! process group and the processes using the state's mount), stopped with SIGTERM and a
+//! grace period at the time limit, on an interrupt and after its exit (so no straggler
+//! keeps the mount busy), output read through pipes and kept up to a bound (see
+//! `capture`), exit waited for by a helper thread so that a run costs no polling delay.
 
-use std::fs::File;
-use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use brink_blockdev::FsKind;
+use brink_blockdev::cgroup::{Cgroup, CgroupError};
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 
-use crate::{CheckOutcome, OUTPUT_BYTES_MAX, Verdict};
+use crate::capture::Reader;
+use crate::contain::{Ending, Jail, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED, Scope, Stopped};
+use crate::{CheckOutcome, Verdict};
+
+/// How long the output pipes may stay open after every process of a run was stopped; only
+/// a process the fallback did not find can hold them longer, and its later output is lost.
+const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// The crash state a checker looks at.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +33,8 @@ pub struct CheckEnv<'a> {
     pub state_id: &'a str,
     pub trace: &'a Path,
     pub image: &'a Path,
-    /// A private directory for captured output.
+    /// A private directory of the worker. No longer written by the run (output goes
+    /// through pipes, bounded in memory); kept so that callers need not change.
     pub scratch: &'a Path,
 }
 
@@ -55,9 +63,12 @@ pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    /// The file that captures an output stream could not be created.
-    #[error("cannot create {}: {source}", path.display())]
-    Capture { path: PathBuf, source: std::io::Error },
+    /// An output stream could not be read: what arrived cannot be trusted as a verdict.
+    #[error("cannot read the checker's {stream}")]
+    Capture { stream: &'static str, source: std::io::Error },
+    /// The run's cgroup could not be made or joined.
+    #[error("cannot contain the checker")]
+    Cgroup(#[source] CgroupError),
     /// The program could not be started.
     #[error("cannot start: {source}")]
     Start { source: std::io::Error },
@@ -67,32 +78,40 @@ pub enum RunError {
 }
 
 /// A finished bounded run.
+#[derive(Debug)]
 pub struct Finished {
-    /// None when the time limit was hit.
+    /// None when the time limit was hit or brink was interrupted.
     pub status: Option<ExitStatus>,
+    /// The first `OUTPUT_BYTES_MAX` and last `OUTPUT_TAIL_BYTES_MAX` bytes of each stream;
+    /// when more was written, a line `[brink: N bytes omitted]` between them.
     pub stdout: String,
     pub stderr: String,
+    /// Bytes written but not kept.
+    pub stdout_omitted: u64,
+    pub stderr_omitted: u64,
+    /// Until the checker's own process exited (or was stopped); stopping is not counted.
     pub ms: u64,
+    /// brink's interrupt stopped the run: no verdict, re-check the state later.
+    pub interrupted: bool,
+    /// What was left running and how it was stopped.
+    pub stopped: Stopped,
 }
 
-fn read_bounded(path: &Path) -> String {
-    let mut buf = Vec::new();
-    if let Ok(f) = File::open(path) {
-        let _ = f.take(OUTPUT_BYTES_MAX).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// SIGKILL the process group `pgid`; ESRCH (the group is gone already) is what we want.
-fn kill_group(pgid: Pid) {
-    let _ = killpg(pgid, Signal::SIGKILL);
+/// One checker's outcome on one state, with how its processes were stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRun {
+    pub outcome: CheckOutcome,
+    pub stopped: Stopped,
+    /// brink's interrupt stopped the run: `outcome` is a checker failure that says so,
+    /// not to be recorded; the state is to be checked again on resume.
+    pub interrupted: bool,
 }
 
 /// Start a thread that waits for `pid` to exit without reaping it (waitid with WNOWAIT)
 /// and then sends on the returned channel: the caller waits on the channel with a
-/// deadline, which costs no polling delay. The thread ends once the process exits; the
-/// caller kills the process group and joins the thread before reaping, so the thread
-/// never waits on a pid the kernel could have handed to another process.
+/// deadline, which costs no polling delay. The caller stops the run's processes before
+/// it reaps, so neither the thread nor a process-group signal of the fallback can name
+/// a pid the kernel handed to another process.
 fn spawn_exit_waiter(pid: Pid) -> std::io::Result<(JoinHandle<()>, Receiver<()>)> {
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::Builder::new().name("brink-check-wait".into()).spawn(move || {
@@ -102,47 +121,110 @@ fn spawn_exit_waiter(pid: Pid) -> std::io::Result<(JoinHandle<()>, Receiver<()>)
     Ok((waiter, rx))
 }
 
-/// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group, killing
-/// the group at `timeout`; read at most `OUTPUT_BYTES_MAX` of each stream.
-pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, RunError> {
-    let (out_path, err_path) = (scratch.join("checker.stdout"), scratch.join("checker.stderr"));
-    let capture = |path: &Path| File::create(path).map_err(|source| RunError::Capture { path: path.into(), source });
-    let (out, err) = (capture(&out_path)?, capture(&err_path)?);
-    cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| RunError::Start { source })?;
-    let pgid = Pid::from_raw(child.id() as i32);
-    let exited = match spawn_exit_waiter(pgid) {
-        Ok((thread, exit)) => {
-            let exited = exit.recv_timeout(timeout).is_ok();
-            kill_group(pgid);
-            // The kill ended the child if it was still running, so the thread returns.
-            thread.join().expect("the exit waiter does not panic");
-            exited
-        }
-        Err(source) => {
-            kill_group(pgid);
-            let _ = child.wait();
-            return Err(RunError::Wait { source });
-        }
-    };
+/// Reap the checker's process once its run was stopped. None if it never exited (stuck in
+/// the kernel even after SIGKILL): it and its waiter thread are left, not waited for.
+fn reap(
+    mut child: Child,
+    waiter: JoinHandle<()>,
+    exit: &Receiver<()>,
+    ending: Ending,
+) -> Result<Option<ExitStatus>, RunError> {
+    if ending != Ending::Exited && exit.recv_timeout(KILL_WAIT_MAX).is_err() {
+        return Ok(None);
+    }
+    waiter.join().expect("the exit waiter does not panic");
     let status = child.wait().map_err(|source| RunError::Wait { source })?;
-    Ok(Finished {
-        status: exited.then_some(status),
-        stdout: read_bounded(&out_path),
-        stderr: read_bounded(&err_path),
-        ms: start.elapsed().as_millis() as u64,
-    })
+    Ok((ending == Ending::Exited).then_some(status))
+}
+
+/// The readers of a child's two output streams.
+fn readers(child: &mut Child) -> Result<(Reader, Reader), RunError> {
+    let out = child.stdout.take().expect("stdout is piped");
+    let err = child.stderr.take().expect("stderr is piped");
+    let start = |r: std::io::Result<Reader>, stream| r.map_err(|source| RunError::Capture { stream, source });
+    Ok((start(Reader::spawn(out), "stdout")?, start(Reader::spawn(err), "stderr")?))
+}
+
+impl Jail {
+    /// Run `cmd` contained, stdin empty, output captured; stop it at `timeout`, on an
+    /// interrupt, and stop whatever it left running once it exits. `watched`: the
+    /// directory whose users belong to the run when cgroups are unavailable (the state's
+    /// mount; None when nothing is mounted for it).
+    pub fn run_bounded(&self, cmd: Command, watched: Option<&Path>, timeout: Duration) -> Result<Finished, RunError> {
+        let cgroup = self.run_cgroup().map_err(RunError::Cgroup)?;
+        let result = self.run_in(cmd, cgroup.as_ref(), watched, timeout);
+        if let Some(cg) = &cgroup {
+            // Empty by now unless survivors are reported; then the directory stays and
+            // the jail tries again when dropped.
+            let _ = cg.remove();
+        }
+        result
+    }
+
+    fn run_in(
+        &self,
+        mut cmd: Command,
+        cgroup: Option<&Cgroup>,
+        watched: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Finished, RunError> {
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(cg) = cgroup {
+            cg.join_on_exec(&mut cmd).map_err(RunError::Cgroup)?;
+        }
+        let start = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| RunError::Start { source })?;
+        let scope = Scope { cgroup, main: Pid::from_raw(child.id() as i32), watched };
+        let started = readers(&mut child).and_then(|r| {
+            let waiter = spawn_exit_waiter(scope.main).map_err(|source| RunError::Wait { source })?;
+            Ok((r, waiter))
+        });
+        let ((out, err), (waiter, exit)) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                scope.stop(true, Duration::ZERO, &|| false);
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        let ending = self.wait_for(&exit, timeout);
+        let ms = start.elapsed().as_millis() as u64;
+        let grace = if ending == Ending::Interrupted { STOP_GRACE_INTERRUPTED } else { STOP_GRACE };
+        let stopped = scope.stop(ending != Ending::Exited, grace, &|| self.interrupted());
+        let status = reap(child, waiter, &exit, ending)?;
+        let capture =
+            |r: Reader, stream| r.finish(READ_WAIT_MAX).map_err(|source| RunError::Capture { stream, source });
+        let (out, err) = (capture(out, "stdout")?, capture(err, "stderr")?);
+        Ok(Finished {
+            status,
+            stdout: out.text,
+            stderr: err.text,
+            stdout_omitted: out.omitted,
+            stderr_omitted: err.omitted,
+            ms,
+            interrupted: ending == Ending::Interrupted,
+            stopped,
+        })
+    }
+}
+
+/// Run `cmd` in a jail of its own (see [`Jail::run_bounded`]); `scratch` is not used.
+/// Prefer one [`Jail`] held by the caller: it says once when cgroups are unavailable.
+pub fn run_bounded(cmd: Command, _scratch: &Path, timeout: Duration) -> Result<Finished, RunError> {
+    Jail::new().run_bounded(cmd, None, timeout)
 }
 
 fn last_line(text: &str) -> &str {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
 }
 
-/// Why a run is not a verdict (timeout, signal, exit other than 0 or 1), or None.
+/// Why a run is not a verdict (timeout, interrupt, signal, exit other than 0 or 1), or None.
 pub fn failure(f: &Finished, timeout: Duration) -> Option<String> {
     let Some(status) = f.status else {
-        return Some(format!("timed out after {:.1}s (process group killed)", timeout.as_secs_f64()));
+        if f.interrupted {
+            return Some("interrupted: brink was stopped (its processes were stopped)".into());
+        }
+        return Some(format!("timed out after {:.1}s (its processes were stopped)", timeout.as_secs_f64()));
     };
     if let Some(sig) = status.signal() {
         return Some(format!("killed by signal {sig}"));
@@ -157,29 +239,16 @@ pub fn failure(f: &Finished, timeout: Duration) -> Option<String> {
     }
 }
 
-/// Run one user checker on one state.
-pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckOutcome {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(env.state_root)
-        .env("BRINK_STATE_ROOT", env.state_root)
-        .env("BRINK_MARKS", env.marks_file)
-        .env("BRINK_STATE_ID", env.state_id)
-        .env("BRINK_TRACE", env.trace)
-        .env("BRINK_IMAGE", env.image);
+/// The outcome a finished user checker run means.
+fn judge(name: &str, f: &Finished, timeout: Duration) -> CheckOutcome {
     let outcome =
-        |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
-    let f = match run_bounded(cmd, env.scratch, limits.timeout) {
-        Ok(f) => f,
-        Err(e) => return outcome(Verdict::CheckerFailure, e.to_string(), None, 0),
-    };
-    if let Some(why) = failure(&f, limits.timeout) {
-        return outcome(Verdict::CheckerFailure, why, None, f.ms);
+        |verdict, message: String, details| CheckOutcome { checker: name.into(), verdict, message, details, ms: f.ms };
+    if let Some(why) = failure(f, timeout) {
+        return outcome(Verdict::CheckerFailure, why, None);
     }
     let details = serde_json::from_str::<serde_json::Value>(last_line(&f.stdout)).ok().filter(|v| v.is_object());
     if f.status.and_then(|s| s.code()) == Some(0) {
-        return outcome(Verdict::Consistent, String::new(), details, f.ms);
+        return outcome(Verdict::Consistent, String::new(), details);
     }
     let first = f.stdout.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let message =
@@ -188,12 +257,71 @@ pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -
         } else {
             first.to_string()
         };
-    outcome(Verdict::Violation, message, details, f.ms)
+    outcome(Verdict::Violation, message, details)
+}
+
+impl Jail {
+    /// Run one user checker on one state, contained; processes using the state's mount
+    /// belong to the run in fallback mode.
+    pub fn run_checker(&self, name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckRun {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(command)
+            .current_dir(env.state_root)
+            .env("BRINK_STATE_ROOT", env.state_root)
+            .env("BRINK_MARKS", env.marks_file)
+            .env("BRINK_STATE_ID", env.state_id)
+            .env("BRINK_TRACE", env.trace)
+            .env("BRINK_IMAGE", env.image);
+        match self.run_bounded(cmd, Some(env.state_root), limits.timeout) {
+            Ok(f) => {
+                CheckRun { outcome: judge(name, &f, limits.timeout), stopped: f.stopped, interrupted: f.interrupted }
+            }
+            Err(e) => CheckRun {
+                outcome: CheckOutcome {
+                    checker: name.into(),
+                    verdict: Verdict::CheckerFailure,
+                    message: brink_message(&e),
+                    details: None,
+                    ms: 0,
+                },
+                stopped: Stopped::default(),
+                interrupted: false,
+            },
+        }
+    }
+
+    /// The built-in fsck checker, contained.
+    pub fn fsck(&self, fs: FsKind, device: &Path, timeout: Duration) -> CheckRun {
+        crate::fsck::fsck_in(self, fs, device, timeout)
+    }
+}
+
+/// An error with its causes, as one line.
+pub(crate) fn brink_message(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Run one user checker on one state in a jail of its own (see [`Jail::run_checker`]).
+/// Prefer one [`Jail`] held by the caller: it reports processes left behind and says
+/// once when cgroups are unavailable.
+pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckOutcome {
+    Jail::new().run_checker(name, command, env, limits).outcome
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OUTPUT_BYTES_MAX;
 
     fn check(cmd: &str, timeout_ms: u64) -> CheckOutcome {
         let dir = tempfile::tempdir().unwrap();
