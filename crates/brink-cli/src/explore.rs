@@ -1,4 +1,5 @@
-//! `brink explore`, `brink replay`, `brink report`: flags to configs, progress, tables.
+//! `brink explore`, `brink ext4-modes`, `brink replay`, `brink report`, `brink diff`:
+//! flags to configs, progress, tables, exit codes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
+use brink_explore::{CheckerSpec, ExploreConfig, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
-use brink_suite::{ExploreSpec, Mode, Workload};
+use brink_suite::{Ext4Modes, RunOpts};
 use clap::ValueEnum;
 
 use crate::emit;
+use crate::progress::Bars;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModelArg {
@@ -88,21 +90,20 @@ pub struct CheckOpts {
     cache: Option<PathBuf>,
 }
 
+/// `--recovery`; `auto` asks the explorer's defaults, and says so when it must fall
+/// back to userspace.
 fn recovery(o: &CheckOpts) -> Recovery {
     match o.recovery {
         RecoveryArg::Kernel => Recovery::Kernel,
         RecoveryArg::Userspace => Recovery::Userspace,
         RecoveryArg::Auto => {
-            let root = std::fs::read_to_string("/proc/self/status")
-                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")));
-            if root && Path::new("/dev/fuse").exists() && Path::new("/dev/loop-control").exists() {
-                Recovery::Kernel
-            } else {
+            let r = brink_explore::defaults::recovery_auto();
+            if r == Recovery::Userspace {
                 eprintln!(
                     "brink: note: cannot mount here (not root, or no /dev/fuse or loop devices): recovering states in userspace with e2fsprogs"
                 );
-                Recovery::Userspace
             }
+            r
         }
     }
 }
@@ -193,27 +194,6 @@ fn explore_config(
     })
 }
 
-/// Explore with a progress bar on stderr (hidden when stderr is not a terminal).
-pub(crate) fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
-    let progress = Progress::default();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}")
-            .expect("template"),
-    );
-    let refresh = |bar: &indicatif::ProgressBar| {
-        let p = &progress;
-        bar.set_length(p.total.load(Ordering::Relaxed));
-        bar.set_position(p.done.load(Ordering::Relaxed));
-        bar.set_message(format!(
-            "violations {}  checker failures {}",
-            p.violations.load(Ordering::Relaxed),
-            p.checker_failures.load(Ordering::Relaxed)
-        ));
-    };
-    Ok(crate::with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))?)
-}
-
 pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     if a.count_only {
         let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts))?;
@@ -230,7 +210,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     let results = a.output.clone().expect("required by clap");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
     cfg.media_faults = a.media_faults;
-    let summary = run_explore(&cfg)?;
+    let summary = crate::progress::explore(&cfg)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
@@ -269,44 +249,27 @@ pub struct ModesArgs {
 
 /// `brink ext4-modes`: record and explore one workload under ext4 data=ordered,
 /// data=writeback and data=journal, and compare them in one table. It is the suite's
-/// runner on a workload built from the flags, reported rather than judged.
+/// runner on a workload built from the flags (`brink_suite::Ext4Modes`), reported rather
+/// than judged.
 pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     validate(&a.opts)?;
-    let size = brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?;
-    let command = shlex::try_join(a.command.iter().map(String::as_str))?;
-    let modes: Vec<Mode> = ["ordered", "writeback", "journal"]
-        .into_iter()
-        .map(|m| Mode {
-            name: m.into(),
-            fs: brink_blockdev::FsKind::Ext4,
-            size,
-            mkfs_opts: String::new(),
-            mount_opts: format!("data={m}"),
-            setup: a.setup.clone(),
-            command: command.clone(),
-            expect: None,
-            message: None,
-            strategy: strategy(&a.opts),
-            max_states: a.opts.max_states,
-            inject: Vec::new(),
-            exit_code: Some(0),
-        })
-        .collect();
-    let w = Workload {
-        name: "workload".into(),
-        dir: std::env::current_dir()?,
-        description: command.clone(),
+    let spec = Ext4Modes {
+        command: a.command.clone(),
+        setup: a.setup.clone(),
+        size: brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?,
         checkers: a.opts.checkers.clone(),
-        explore: ExploreSpec {
-            model: model(&a.opts),
-            checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
-        },
-        modes: modes.clone(),
+        model: model(&a.opts),
+        strategy: strategy(&a.opts),
+        max_states: a.opts.max_states,
+        checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
+        dir: std::env::current_dir()?,
     };
-    let mut opts = crate::suite::run_opts(false, 0, a.opts.jobs, interrupt)?;
+    let w = spec.workload()?;
+    let modes = w.modes.clone();
+    let mut opts = RunOpts::new(crate::suite::jobs(a.opts.jobs)?, interrupt);
     opts.cache = a.opts.cache.clone();
-    crate::suite::fresh_dir(&a.output)?;
-    let rows = crate::suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts)?;
+    brink_suite::fresh_dir(&a.output)?;
+    let rows = brink_suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts, &Bars)?;
     emit(&format!("{}\ndetails: brink report {}/MODE/results\n", brink_suite::render_text(&rows), a.output.display()))?;
     Ok(if rows.iter().any(|r| r.violations > 0) { 1 } else { 0 })
 }

@@ -5,17 +5,17 @@
 mod demo;
 mod explore;
 mod faults;
+mod progress;
 mod show;
 mod suite;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use brink_blockdev::{FsKind, MountOptions};
-use brink_record::{Interrupt, Progress, RecordConfig, RecordError, import::DmLogImport};
+use brink_record::{Interrupt, RecordConfig, RecordError, import::DmLogImport};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -182,50 +182,11 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
     })
 }
 
-/// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
-/// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
-pub(crate) fn with_progress<T>(
-    bar: &indicatif::ProgressBar,
-    refresh: impl Fn(&indicatif::ProgressBar) + Sync,
-    work: impl FnOnce() -> T,
-) -> T {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                refresh(bar);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let r = work();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    });
-    bar.finish_and_clear();
-    result
-}
-
-/// Run a recording with a spinner on stderr.
-pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::RecordOutcome, RecordError> {
-    let progress = Progress::default();
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let refresh = |bar: &indicatif::ProgressBar| {
-        let phase = *progress.phase.lock().expect("phase lock");
-        bar.set_message(format!(
-            "{phase}: {} events, {:.1} MiB written",
-            progress.events(),
-            progress.bytes() as f64 / (1 << 20) as f64
-        ));
-    };
-    with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
-}
-
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::Record(args) => {
             let cfg = record_config(args, install_interrupt())?;
-            let out = record_with_progress(&cfg)?;
+            let out = progress::record(&cfg)?;
             let s = &out.stats;
             eprintln!(
                 "brink: recorded {} events ({} writes, {:.1} MiB; {} flushes; {} marks) into {}; workload {} after {:.2}s",
@@ -300,10 +261,11 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = match e.downcast_ref::<RecordError>() {
-                Some(RecordError::Interrupted(signal)) => 128 + signal,
-                _ => 2,
+            let signal = match e.downcast_ref::<RecordError>() {
+                Some(RecordError::Interrupted(signal)) => Some(*signal),
+                _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
             };
+            let code = signal.map_or(2, |signal| 128 + signal);
             // One line: the chain of causes joined, as "what: why".
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("brink: {}", msg.join(": ").replace('\n', " "));

@@ -30,18 +30,13 @@ struct ShowJson<'a> {
     final_image_digest: Option<&'a str>,
 }
 
-/// A command line as one readable line: words quoted where needed, newlines escaped.
+/// A command line as one readable line: words quoted for a POSIX shell (shlex), and
+/// control characters (a newline in an argument) escaped so the row stays one line.
 fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-                a.clone()
-            } else {
-                format!("{a:?}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let words = argv.iter().map(String::as_str);
+    // Only a NUL byte cannot be quoted, and an argument cannot hold one.
+    let line = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
+    line.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }
 
 fn mib(bytes: u64) -> String {

@@ -30,6 +30,7 @@
 
 mod adhash;
 pub mod cache;
+pub mod defaults;
 mod footprint;
 mod minimize;
 mod plan;
