@@ -278,12 +278,14 @@ fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
 }
 
-/// `brink report RESULTS`: the summary and the failing states, for people.
+/// Write a report file crash-safely, saying which file could not be written.
 fn write_file(path: &Path, body: &str) -> Result<()> {
     brink_trace::durable::write_atomic(path, body.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `brink report RESULTS`: the vulnerabilities, the summary and the failing states, for
+/// people (or the summary with the vulnerabilities as JSON).
 pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
     let analysis = brink_triage::analyze(dir)?;
     let (summary, recs) = brink_explore::results::load(dir)?;
@@ -300,9 +302,22 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
         return Ok(0);
     }
-    let g = |k: &str| summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
     let mut out = brink_triage::text(&analysis);
     writeln!(out, "\nresults {}", dir.display())?;
+    summary_rows(&mut out, &summary)?;
+    failing_states(&mut out, dir, &summary, &recs)?;
+    emit(&out)?;
+    Ok(0)
+}
+
+/// A field of `summary.json` as text (empty if absent).
+fn field(summary: &serde_json::Value, k: &str) -> String {
+    summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
+}
+
+/// The summary's rows of `brink report`: what was explored, the verdicts, the costs.
+fn summary_rows(out: &mut String, summary: &serde_json::Value) -> Result<()> {
+    let g = |k: &str| field(summary, k);
     writeln!(out, "  trace        {} ({} {})", g("trace"), g("fs"), g("mount_opts"))?;
     writeln!(out, "  model        {}   strategy {}", g("model"), g("strategy"))?;
     writeln!(out, "  checkers     {}", g("checkers"))?;
@@ -321,13 +336,9 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         g("checker_failures"),
         g("consistent")
     )?;
-    let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    writeln!(
-        out,
-        "  time         {:.1}s ({rate:.1} states/s, {} jobs)",
-        summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0),
-        g("jobs")
-    )?;
+    let float = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let (wall, rate) = (float("wall_s"), float("states_per_s"));
+    writeln!(out, "  time         {wall:.1}s ({rate:.1} states/s, {} jobs)", g("jobs"))?;
     let num = |k: &str| summary.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
     if num("cache_hits") + num("cache_stored") > 0 {
         writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", num("cache_hits"), num("cache_stored"))?;
@@ -335,53 +346,60 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
     if num("minimize_probes") > 0 {
         writeln!(out, "  minimizing   {} more states checked to find minimal failing states", num("minimize_probes"))?;
     }
-    if let Some(n) = summary.get("media_fault_states").and_then(|n| n.as_u64()).filter(|&n| n > 0) {
+    if num("media_fault_states") > 0 {
+        let n = num("media_fault_states");
         writeln!(out, "  media faults {n} states with one media fault each (--media-faults)")?;
     }
     if let Some(n) = summary.get("no_crash").filter(|n| !n.is_null()) {
         let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let message = field("message");
         let sep = if message.is_empty() { "" } else { ": " };
-        writeln!(
-            out,
-            "  no crash     state {} (the disk as left, page cache dropped): {}{sep}{message}",
-            field("id"),
-            field("verdict")
-        )?;
+        let (id, verdict) = (field("id"), field("verdict"));
+        writeln!(out, "  no crash     state {id} (the disk as left, page cache dropped): {verdict}{sep}{message}")?;
     }
     if summary.get("complete") == Some(&serde_json::Value::Bool(false)) {
         writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", g("stopped_by"))?;
     }
+    Ok(())
+}
+
+/// Failing states shown by `brink report`, at most.
+const FAILING_SHOWN_MAX: usize = 50;
+
+/// The failing states (the first [`FAILING_SHOWN_MAX`]), and how to reproduce one.
+fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, recs: &[StateRecord]) -> Result<()> {
     let failing: Vec<&StateRecord> = recs.iter().filter(|r| r.verdict != Verdict::Consistent).collect();
-    if !failing.is_empty() {
-        writeln!(out, "\n{:<24} {:>5} {:<16} {:<14} message", "state", "marks", "verdict", "checker")?;
-        for r in failing.iter().take(50) {
-            let c = r.checks.iter().find(|c| c.verdict == r.verdict);
-            let verdict = match r.verdict {
-                Verdict::Violation => "violation",
-                Verdict::CheckerFailure => "checker-failure",
-                Verdict::Consistent => "consistent",
-            };
-            writeln!(
-                out,
-                "{:<24} {:>5} {:<16} {:<14} {}",
-                short(&r.id, 24),
-                r.marks,
-                verdict,
-                short(c.map_or("", |c| c.checker.as_str()), 14),
-                match &r.fault {
-                    Some(f) => format!("[{f}] {}", c.map_or("", |c| c.message.as_str())),
-                    None => c.map_or("", |c| c.message.as_str()).to_string(),
-                }
-            )?;
-        }
-        if failing.len() > 50 {
-            writeln!(out, "… and {} more in {}", failing.len() - 50, dir.join("states.jsonl").display())?;
-        }
-        writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", g("trace"), failing[0].id)?;
+    if failing.is_empty() {
+        return Ok(());
     }
-    emit(&out)?;
-    Ok(0)
+    writeln!(out, "\n{:<24} {:>5} {:<16} {:<14} message", "state", "marks", "verdict", "checker")?;
+    for r in failing.iter().take(FAILING_SHOWN_MAX) {
+        let c = r.checks.iter().find(|c| c.verdict == r.verdict);
+        let message = c.map_or("", |c| c.message.as_str());
+        let verdict = match r.verdict {
+            Verdict::Violation => "violation",
+            Verdict::CheckerFailure => "checker-failure",
+            Verdict::Consistent => "consistent",
+        };
+        writeln!(
+            out,
+            "{:<24} {:>5} {:<16} {:<14} {}",
+            short(&r.id, 24),
+            r.marks,
+            verdict,
+            short(c.map_or("", |c| c.checker.as_str()), 14),
+            match &r.fault {
+                Some(f) => format!("[{f}] {message}"),
+                None => message.to_string(),
+            }
+        )?;
+    }
+    if failing.len() > FAILING_SHOWN_MAX {
+        let more = failing.len() - FAILING_SHOWN_MAX;
+        writeln!(out, "… and {more} more in {}", dir.join("states.jsonl").display())?;
+    }
+    writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", field(summary, "trace"), failing[0].id)?;
+    Ok(())
 }
 
 /// `brink diff OLD NEW`: the regression report; 1 if a vulnerability is new.
