@@ -376,11 +376,9 @@ fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, rec
     for r in failing.iter().take(FAILING_SHOWN_MAX) {
         let c = r.checks.iter().find(|c| c.verdict == r.verdict);
         let message = c.map_or("", |c| c.message.as_str());
-        let verdict = match r.verdict {
-            Verdict::Violation => "violation",
-            Verdict::CheckerFailure => "checker-failure",
-            Verdict::Consistent => "consistent",
-        };
+        // A state's verdict is spelled as `states.jsonl` spells it: by its type's serde name.
+        let verdict = serde_json::to_value(&r.verdict)?;
+        let verdict = verdict.as_str().unwrap_or_default();
         writeln!(
             out,
             "{:<24} {:>5} {:<16} {:<14} {}",

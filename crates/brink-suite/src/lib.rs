@@ -22,12 +22,14 @@ pub mod manifest;
 pub mod plan;
 pub mod run;
 pub mod sweep;
+pub mod verdict;
 
 pub use error::{ManifestError, Problem, RunError, UnknownStrategy, one_line};
 pub use ext4_modes::Ext4Modes;
-pub use judge::{Example, Outcome, Row, RunFacts, judge, render_markdown, render_text};
+pub use judge::{Example, Explored, Outcome, Row, RunFacts, judge, render_markdown, render_text};
 pub use machine::describe_machine;
 pub use manifest::{Expect, ExploreSpec, Mode, Workload, discover, load};
 pub use plan::{FULL_MAX_STATES_DEFAULT, Plan, RunOpts};
 pub use run::{Driver, Quiet, Selection, Step, fresh_dir, run_workloads, write_tables};
 pub use sweep::{Sweep, SweepRow, SweepTarget};
+pub use verdict::{NoCrash, RowVerdict, UnknownWord};

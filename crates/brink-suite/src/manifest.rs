@@ -47,9 +47,9 @@ use brink_explore::defaults::CHECKER_TIMEOUT_DEFAULT;
 
 use crate::error::{ManifestError, Problem, UnknownStrategy};
 
-/// The outcome a mode must have.
+/// The outcome a mode must have (spelled by [`crate::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Expect {
     /// No violation and no checker failure in any explored state.
     Clean,

@@ -17,7 +17,7 @@ use brink_pmodel::Strategy;
 use brink_record::{RecordConfig, RecordError, RecordOutcome};
 
 use crate::error::{RunError, one_line};
-use crate::judge::{Row, RunFacts, judge};
+use crate::judge::{Explored, Row, RunFacts, judge};
 use crate::manifest::{Mode, Workload};
 use crate::plan::{Plan, RunOpts};
 
@@ -125,7 +125,7 @@ fn run_mode(
         mode,
         exit: (rec.exit.to_string(), rec.exit.code),
         workload_stderr: &stderr,
-        summary: &summary,
+        explored: Explored::from(&summary),
         records: &records,
         record_s,
         explore_s,
