@@ -2,6 +2,8 @@
 //! presents the results. Exit codes: 0 success, 1 violations found (later commands),
 //! 2 usage or input error, 128+N when stopped by signal N.
 
+#![forbid(unsafe_code)]
+
 mod demo;
 mod explore;
 mod faults;

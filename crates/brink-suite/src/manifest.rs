@@ -317,8 +317,10 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, ManifestE
 
 #[cfg(test)]
 mod tests {
-    use super::parse_strategy;
     use brink_pmodel::Strategy;
+    use expect_test::expect;
+
+    use super::{load, parse_strategy};
 
     #[test]
     fn strategies() {
@@ -330,5 +332,128 @@ mod tests {
         for bad in ["omit-0", "omit-", "sample-x", "sample-5-seed-", "random"] {
             assert_eq!(parse_strategy(bad), Err(crate::UnknownStrategy(bad.into())), "{bad}");
         }
+    }
+
+    const GOOD: &str = r#"
+description = "a workload"
+setup = "sh {dir}/setup.sh {args}"
+command = "sh {dir}/workload.sh {args}"
+mount_opts = "data=ordered"
+checkers = ["{checkers}/c/check.sh", "fsck"]
+
+[explore]
+strategy = "omit-one"
+checker_timeout = 5
+
+[[mode]]
+name = "ordered"
+args = "A B"
+expect = "violations"
+message = "lost"
+
+[[mode]]
+name = "journal"
+mount_opts = "data=journal"
+strategy = "exhaustive"
+max_states = 500
+exit_code = 1
+expect = "clean"
+"#;
+
+    /// Load `manifest` as `ROOT/w/workload.toml`, with `{checkers}` standing for
+    /// `ROOT/checkers`: the workload as one line per mode, or the error's line, with
+    /// ROOT written for the temporary folder.
+    fn loaded(manifest: &str) -> String {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("workload.toml"), manifest).unwrap();
+        let got = match load(&dir, &root.path().join("checkers")) {
+            Ok(w) => {
+                let mut out = format!("{} {:?} checkers {:?} {:?}\n", w.name, w.description, w.checkers, w.explore);
+                for m in &w.modes {
+                    out += &format!(
+                        "{}: {} {} {:?} {:?} max {} exit {:?} expect {:?} message {:?}\n  setup {:?}\n  command {:?}\n",
+                        m.name,
+                        m.fs.name(),
+                        m.size,
+                        m.mount_opts,
+                        m.strategy,
+                        m.max_states,
+                        m.exit_code,
+                        m.expect,
+                        m.message,
+                        m.setup,
+                        m.command
+                    );
+                }
+                out
+            }
+            Err(e) => crate::one_line(&e),
+        };
+        got.replace(&root.path().display().to_string(), "ROOT")
+    }
+
+    /// Placeholders resolved (absolute, shell-quoted paths; the mode's args), mode
+    /// settings over the top level's, defaults filled in.
+    #[test]
+    fn a_manifest_resolves_to_its_modes() {
+        expect![[r#"
+            w "a workload" checkers ["ROOT/checkers/c/check.sh", "fsck"] ExploreSpec { model: Model { cache: Writeback, torn: None }, checker_timeout: 5s }
+            ordered: ext4 67108864 "data=ordered" OmitK(1) max 100000 exit Some(0) expect Some(Violations) message Some("lost")
+              setup Some("sh ROOT/w/setup.sh A B")
+              command "sh ROOT/w/workload.sh A B"
+            journal: ext4 67108864 "data=journal" Exhaustive max 500 exit Some(1) expect Some(Clean) message None
+              setup Some("sh ROOT/w/setup.sh ")
+              command "sh ROOT/w/workload.sh "
+        "#]].assert_eq(&loaded(GOOD));
+    }
+
+    /// Each way a manifest can be wrong, and the one line that says so.
+    #[test]
+    fn bad_manifests_say_what_is_wrong() {
+        let cases: [(&str, &str); 10] = [
+            ("[[mode]]\nname = \"ordered\"", "[[mode]]\nname = \"ordered\"\nbogus = 1"),
+            ("expect = \"clean\"", "expect = \"maybe\""),
+            ("checker_timeout = 5", "checker_timeout = 0"),
+            ("name = \"journal\"", "name = \"ordered\""),
+            ("name = \"journal\"", "name = \"a/b\""),
+            ("name = \"journal\"", "name = \"journal\"\nfs = \"zfs\""),
+            ("name = \"journal\"", "name = \"journal\"\nsize = \"lots\""),
+            ("strategy = \"exhaustive\"", "strategy = \"random\""),
+            ("expect = \"clean\"", "expect = \"clean\"\nmessage = \"lost\""),
+            ("checkers = [\"{checkers}/c/check.sh\", \"fsck\"]", "checkers = []"),
+        ];
+        let mut got: Vec<String> = cases.iter().map(|(from, to)| loaded(&GOOD.replacen(from, to, 1))).collect();
+        got.push(loaded(GOOD.split("[[mode]]").next().unwrap()));
+        expect![[r#"
+            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `inject`, `exit_code`, `expect`, `message`
+            ROOT/w/workload.toml: unknown variant `maybe`, expected `clean` or `violations`
+            ROOT/w/workload.toml: checker_timeout 0 must be between 0 and 86400 seconds
+            ROOT/w/workload.toml: two modes are named 'ordered'
+            ROOT/w/workload.toml: mode name 'a/b' must be non-empty, without '/', not starting with '.'
+            ROOT/w/workload.toml: unknown file system 'zfs' (expected ext4, xfs or btrfs)
+            ROOT/w/workload.toml: bad size 'lots': use bytes or a K, M, G or T suffix
+            ROOT/w/workload.toml: mode 'journal': unknown strategy 'random': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S
+            ROOT/w/workload.toml: mode 'journal': a message is only meaningful with expect = "violations"
+            ROOT/w/workload.toml: no checkers: name at least one ("fsck" is built in)
+            ROOT/w/workload.toml: missing field `mode`"#]].assert_eq(&got.join("\n"));
+    }
+
+    #[test]
+    fn missing_folders_and_workloads_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let got = [
+            super::discover(&r.join("none"), &[]).map(|_| ()),
+            super::discover(r, &[]).map(|_| ()),
+            super::discover(r, &["w".to_string()]).map(|_| ()),
+        ]
+        .map(|e| crate::one_line(&e.unwrap_err()).replace(&r.display().to_string(), "ROOT"));
+        expect![[r#"
+            cannot read ROOT/none: No such file or directory (os error 2)
+            ROOT: no workload folders (with a workload.toml) here
+            ROOT/w/workload.toml: no workload named 'w' in ROOT"#]]
+        .assert_eq(&got.join("\n"));
     }
 }
