@@ -64,3 +64,44 @@ impl Ext4Modes {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use brink_pmodel::{CacheModel, Model, Strategy, Torn};
+    use expect_test::expect;
+
+    use super::Ext4Modes;
+    use crate::Workload;
+
+    /// The workload of `brink ext4-modes -- sh -c 'echo "a b" > f'`.
+    pub(crate) fn workload() -> Workload {
+        Ext4Modes {
+            command: vec!["sh".into(), "-c".into(), "echo \"a b\" > f".into()],
+            setup: Some("printf old > f".into()),
+            size: 64 << 20,
+            checkers: vec!["fsck".into()],
+            model: Model { cache: CacheModel::Writeback, torn: Torn::None },
+            strategy: Strategy::Exhaustive,
+            max_states: 1000,
+            checker_timeout: Duration::from_secs(30),
+            dir: "/work".into(),
+        }
+        .workload()
+        .unwrap()
+    }
+
+    /// One mode per data mode, the command quoted back into one shell line.
+    #[test]
+    fn one_mode_per_data_mode() {
+        let w = workload();
+        let modes: Vec<String> =
+            w.modes.iter().map(|m| format!("{}: {} {:?} {:?}", m.name, m.mount_opts, m.command, m.expect)).collect();
+        expect![[r#"
+            ordered: data=ordered "sh -c 'echo \"a b\" > f'" None
+            writeback: data=writeback "sh -c 'echo \"a b\" > f'" None
+            journal: data=journal "sh -c 'echo \"a b\" > f'" None"#]]
+        .assert_eq(&modes.join("\n"));
+    }
+}

@@ -229,6 +229,8 @@ pub fn render(rows: &[SweepRow], markdown: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use expect_test::expect;
+
     use super::*;
 
     #[test]
@@ -236,5 +238,62 @@ mod tests {
         let i = Injection { target: Target::File("db/wal".into()), nth: 3, permanent: false };
         assert_eq!(i.to_string(), "file:db/wal@3,once");
         assert_eq!(i.to_string().parse::<Injection>().unwrap(), i);
+    }
+
+    /// The modes of a sweep: the run without an injection, then one per point, none
+    /// judged and any exit accepted; for each target kind.
+    #[test]
+    fn a_sweep_is_one_mode_per_point() {
+        let w = crate::ext4_modes::tests::workload();
+        let base = &w.modes[0];
+        let mut got = String::new();
+        for (target, permanent) in
+            [(SweepTarget::Flushes, false), (SweepTarget::Writes, true), (SweepTarget::File("db/wal".into()), false)]
+        {
+            let sweep = Sweep { target, permanent, max_points: 2 };
+            let modes = sweep.modes(base, 2);
+            let inject = |m: &Mode| m.inject.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+            let names: Vec<String> = modes.iter().map(|m| format!("{} [{}]", m.name, inject(m))).collect();
+            got += &format!("{}: {}\n", sweep.what(), names.join(" | "));
+            assert!(modes.iter().all(|m| m.expect.is_none() && m.exit_code.is_none() && m.message.is_none()));
+        }
+        expect![[r#"
+            flushes: none [] | flush:1,once [flush:1,once] | flush:2,once [flush:2,once]
+            writes: none [] | write:1,permanent [write:1,permanent] | write:2,permanent [write:2,permanent]
+            writes to db/wal: none [] | file:db/wal,once [file:db/wal,once] | file:db/wal@2,once [file:db/wal@2,once]
+        "#]]
+        .assert_eq(&got);
+    }
+
+    /// The sweep's table, for a terminal and in Markdown.
+    #[test]
+    fn the_sweep_table() {
+        let m = &crate::ext4_modes::tests::workload().modes[0];
+        let row = |point: &str, fired, said: &str, violations| {
+            let mut row = Row::failed("w", m, String::new(), "/r/t".into(), "/r/r".into());
+            (row.outcome, row.exit, row.said, row.violations, row.unique) =
+                (Outcome::Reported, "exit 1".into(), said.into(), violations, 12);
+            SweepRow { point: point.into(), fired, row }
+        };
+        let rows = [
+            row("none", 0, "", 0),
+            row("flush:1,once", 1, "fsync failed: Input/output error, retrying once | then giving up", 2),
+            row("flush:2,once", 0, "", 0),
+        ];
+        assert!(rows[1].failed() && !rows[0].failed());
+        expect![[r#"
+            point         fired  app exit  app said (last line)                  unique  violations  no crash  example
+            none          0      exit 1                                          12      0           -         
+            flush:1,once  1      exit 1    fsync failed: Input/output error, r…  12      2           -         
+            flush:2,once  0      exit 1                                          12      0           -         
+        "#]]
+        .assert_eq(&render(&rows, false));
+        expect![[r#"
+            | point | fired | app exit | app said (last line) | unique | violations | no crash | example |
+            |---|---:|---|---|---:|---:|---|---|
+            | none | 0 | exit 1 |  | 12 | 0 | - |  |
+            | flush:1,once | 1 | exit 1 | fsync failed: Input/output error, retrying once \| then giving up | 12 | 2 | - |  |
+            | flush:2,once | 0 | exit 1 |  | 12 | 0 | - |  |
+        "#]].assert_eq(&render(&rows, true));
     }
 }
