@@ -68,14 +68,14 @@ pub struct CheckOpts {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Refuse exhaustive runs with more states than this.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = brink_explore::defaults::MAX_STATES_DEFAULT)]
     max_states: u128,
     /// States checked at once (default: twice the number of CPUs, since a state spends
     /// most of its time waiting on the kernel and the FUSE disk rather than computing).
     #[arg(long)]
     jobs: Option<usize>,
     /// Seconds a checker may run on one state.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = brink_explore::defaults::CHECKER_TIMEOUT_DEFAULT.as_secs_f64())]
     checker_timeout: f64,
     /// Stop after this many seconds, keeping what is done (resume later with --resume).
     #[arg(long)]
@@ -240,7 +240,7 @@ pub struct ModesArgs {
     /// Shell command run before recording (the base image), as for `brink record`.
     #[arg(long)]
     setup: Option<String>,
-    #[arg(long, default_value = "64M")]
+    #[arg(long, default_value = crate::IMAGE_SIZE_DEFAULT)]
     size: String,
     /// The workload, after `--`.
     #[arg(last = true, required = true)]

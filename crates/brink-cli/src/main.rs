@@ -117,7 +117,7 @@ struct RecordArgs {
     #[arg(long, default_value = "")]
     mount_opts: String,
     /// Image size: bytes, or with K, M or G (binary units).
-    #[arg(long, default_value = "64M")]
+    #[arg(long, default_value = IMAGE_SIZE_DEFAULT)]
     size: String,
     /// Shell command run in the mounted file system before recording; its result is the
     /// trace's base image.
@@ -155,6 +155,10 @@ enum ImportKind {
         mount_opts: String,
     },
 }
+
+/// The image size when none is given, as the flags write it: the suite's default
+/// (`brink_suite::manifest::SIZE_DEFAULT`), so a recording and a manifest agree.
+const IMAGE_SIZE_DEFAULT: &str = "64M";
 
 /// Signals that stop a run cleanly: the flag is polled, guards clean up, exit is 128+N.
 fn install_interrupt() -> Interrupt {
@@ -275,4 +279,13 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_flags_default_image_size_is_the_suites() {
+        let size = brink_blockdev::parse_size(super::IMAGE_SIZE_DEFAULT).unwrap();
+        assert_eq!(size, brink_suite::manifest::SIZE_DEFAULT);
+    }
 }

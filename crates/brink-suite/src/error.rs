@@ -14,7 +14,7 @@ pub enum ManifestError {
     Read { path: PathBuf, source: std::io::Error },
     /// A manifest (or folder) that can be read but says something wrong.
     #[error("{}: {problem}", path.display())]
-    Invalid { path: PathBuf, problem: Problem },
+    Invalid { path: PathBuf, problem: ManifestProblem },
 }
 
 /// What is wrong with a manifest or a folder of workloads. Where another crate rejects a
@@ -22,7 +22,7 @@ pub enum ManifestError {
 /// text: it is the user's answer, not a cause to walk.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Problem {
+pub enum ManifestProblem {
     /// Not TOML, or keys the manifest does not know (its parser's message).
     #[error("{0}")]
     Syntax(String),

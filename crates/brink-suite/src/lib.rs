@@ -24,7 +24,7 @@ pub mod run;
 pub mod sweep;
 pub mod verdict;
 
-pub use error::{ManifestError, Problem, RunError, UnknownStrategy, one_line};
+pub use error::{ManifestError, ManifestProblem, RunError, UnknownStrategy, one_line};
 pub use ext4_modes::Ext4Modes;
 pub use judge::{Example, Explored, Outcome, Row, RunFacts, judge, render_markdown, render_text};
 pub use machine::describe_machine;

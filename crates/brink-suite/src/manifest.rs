@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use brink_explore::defaults::CHECKER_TIMEOUT_DEFAULT;
 
-use crate::error::{ManifestError, Problem, UnknownStrategy};
+use crate::error::{ManifestError, ManifestProblem, UnknownStrategy};
 
 /// The outcome a mode must have (spelled by [`crate::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,19 +205,19 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> 
     let path = dir.join("workload.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
     let bad = |problem| ManifestError::Invalid { path: path.clone(), problem };
-    let raw: RawManifest = toml::from_str(&text).map_err(|e| bad(Problem::Syntax(e.message().to_string())))?;
+    let raw: RawManifest = toml::from_str(&text).map_err(|e| bad(ManifestProblem::Syntax(e.message().to_string())))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let places = Placeholders { dir: quote(&dir), checkers: quote(&checkers_dir) };
     if raw.mode.is_empty() {
-        return Err(bad(Problem::NoModes));
+        return Err(bad(ManifestProblem::NoModes));
     }
     if raw.checkers.is_empty() {
-        return Err(bad(Problem::NoCheckers));
+        return Err(bad(ManifestProblem::NoCheckers));
     }
     let e = &raw.explore;
     let timeout = e.checker_timeout.unwrap_or(CHECKER_TIMEOUT_DEFAULT.as_secs_f64());
     if !(timeout > 0.0 && timeout < CHECKER_TIMEOUT_MAX_S) {
-        return Err(bad(Problem::CheckerTimeout(timeout)));
+        return Err(bad(ManifestProblem::CheckerTimeout(timeout)));
     }
     let explore = ExploreSpec {
         model: Model { cache: e.model.unwrap_or(CacheModel::Writeback), torn: e.torn.unwrap_or(Torn::None) },
@@ -226,7 +226,7 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> 
     let mut modes: Vec<Mode> = Vec::new();
     for m in &raw.mode {
         if modes.iter().any(|o| o.name == m.name) {
-            return Err(bad(Problem::DuplicateMode(m.name.clone())));
+            return Err(bad(ManifestProblem::DuplicateMode(m.name.clone())));
         }
         modes.push(resolve_mode(&raw, m, &places).map_err(bad)?);
     }
@@ -241,30 +241,34 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> 
 }
 
 /// One `[[mode]]`, its settings completed from the top level and the defaults.
-fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result<Mode, Problem> {
+fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result<Mode, ManifestProblem> {
     if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
-        return Err(Problem::ModeName(m.name.clone()));
+        return Err(ManifestProblem::ModeName(m.name.clone()));
     }
     let fs: FsKind =
-        m.fs.as_deref().or(raw.fs.as_deref()).unwrap_or("ext4").parse().map_err(|e| Problem::FileSystem(text(e)))?;
+        m.fs.as_deref()
+            .or(raw.fs.as_deref())
+            .unwrap_or("ext4")
+            .parse()
+            .map_err(|e| ManifestProblem::FileSystem(text(e)))?;
     let size = match m.size.as_deref().or(raw.size.as_deref()) {
-        Some(s) => brink_blockdev::parse_size(s).map_err(|e| Problem::Size(text(e)))?,
+        Some(s) => brink_blockdev::parse_size(s).map_err(|e| ManifestProblem::Size(text(e)))?,
         None => SIZE_DEFAULT.max(fs.min_image_bytes()),
     };
     let with_mode = |message: String| (m.name.clone(), message);
     let mount_opts = m.mount_opts.clone().or_else(|| raw.mount_opts.clone()).unwrap_or_default();
     mount_opts.parse::<brink_blockdev::MountOptions>().map_err(|e| {
         let (mode, message) = with_mode(text(e));
-        Problem::MountOptions { mode, message }
+        ManifestProblem::MountOptions { mode, message }
     })?;
     if m.message.is_some() && m.expect == Expect::Clean {
-        return Err(Problem::MessageWhenClean(m.name.clone()));
+        return Err(ManifestProblem::MessageWhenClean(m.name.clone()));
     }
     let args = m.args.clone().unwrap_or_default();
     let inject = m.inject.iter().map(|s| s.parse().map_err(text)).collect::<Result<_, _>>();
-    let inject = inject.map_err(|message| Problem::Injection { mode: m.name.clone(), message })?;
+    let inject = inject.map_err(|message| ManifestProblem::Injection { mode: m.name.clone(), message })?;
     let strategy = match m.strategy.as_deref().or(raw.explore.strategy.as_deref()) {
-        Some(st) => parse_strategy(st).map_err(|error| Problem::Strategy { mode: m.name.clone(), error })?,
+        Some(st) => parse_strategy(st).map_err(|error| ManifestProblem::Strategy { mode: m.name.clone(), error })?,
         None => Strategy::Exhaustive,
     };
     Ok(Mode {
@@ -297,7 +301,7 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, ManifestE
                 } else {
                     Err(ManifestError::Invalid {
                         path: d.join("workload.toml"),
-                        problem: Problem::NoSuchWorkload { name: n.clone(), root: root.to_path_buf() },
+                        problem: ManifestProblem::NoSuchWorkload { name: n.clone(), root: root.to_path_buf() },
                     })
                 }
             })
@@ -310,7 +314,7 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, ManifestE
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(ManifestError::Invalid { path: root.to_path_buf(), problem: Problem::NoWorkloads });
+        return Err(ManifestError::Invalid { path: root.to_path_buf(), problem: ManifestProblem::NoWorkloads });
     }
     Ok(dirs)
 }

@@ -9,7 +9,7 @@ use brink_explore::{CheckerSpec, ExploreConfig, Recovery};
 use brink_pmodel::Strategy;
 use brink_record::{Interrupt, RecordConfig};
 
-use crate::error::{ManifestError, Problem};
+use crate::error::{ManifestError, ManifestProblem};
 use crate::manifest::{Mode, Workload};
 
 /// Refuse a `full` run's mode whose exhaustive space is larger than this, by default.
@@ -47,7 +47,7 @@ impl Workload {
     pub fn plan(&self, mode: &Mode, dir: &Path, opts: &RunOpts) -> Result<Plan, ManifestError> {
         let mount_opts = mode.mount_opts.parse().map_err(|e| ManifestError::Invalid {
             path: self.dir.join("workload.toml"),
-            problem: Problem::MountOptions { mode: mode.name.clone(), message: crate::manifest::text(e) },
+            problem: ManifestProblem::MountOptions { mode: mode.name.clone(), message: crate::manifest::text(e) },
         })?;
         let (strategy, max_states) =
             if opts.full { (Strategy::Exhaustive, opts.full_max_states) } else { (mode.strategy, mode.max_states) };
