@@ -5,11 +5,12 @@
 # would script it with losetup and mount), on the same states. Writes
 # results/bench/explore.md.
 #
-#   sudo bench/explore.sh          # SHELL_STATES=200: states timed in the shell loop
+#   bench/explore.sh   (as root)   # SHELL_STATES=200: states timed in the shell loop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHELL_STATES=${SHELL_STATES:-200}
 OUT=results/bench/explore.md
+RAW=results/bench/explore   # each run's summary.json, beside the table
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 cargo build --release -q -p brink-cli
 B=$PWD/target/release/brink
@@ -29,8 +30,9 @@ COUNT=$("$B" explore "$WORK/trace" --count-only)
 
 run_brink() { # jobs -> summary json
   rm -rf "$WORK/res"
-  "$B" explore "$WORK/trace" --checker true --jobs "$1" -o "$WORK/res" --json
+  "$B" explore "$WORK/trace" --checker true --jobs "$1" -o "$WORK/res" --json | tee "$RAW/jobs-$1.json"
 }
+rm -rf "$RAW" && mkdir -p "$RAW"
 declare -A RATE PER MOUNT UMOUNT CHECK HASH OVER CHECKED
 for j in 1 2 4; do
   read -r RATE[$j] PER[$j] MOUNT[$j] UMOUNT[$j] CHECK[$j] HASH[$j] OVER[$j] CHECKED[$j] < <(run_brink "$j" | python3 -c '
@@ -61,6 +63,7 @@ done
 t1=$(date +%s.%N)
 SHELL_RATE=$(python3 -c "print(f'{${#IDS[@]}/($t1-$t0):.0f}')")
 SHELL_MS=$(python3 -c "print(f'{1000*($t1-$t0)/${#IDS[@]}:.2f}')")
+echo "states ${#IDS[@]} start $t0 end $t1" > "$RAW/shell-loop.txt"
 
 # Memory: a trace with 1 GiB written (four 256 MiB files, each written and fsynced),
 # explored with the prefix strategy; peak RSS of the brink process.
@@ -70,14 +73,15 @@ TMPDIR=$WORK "$B" record --fs ext4 --size 2G -o "$WORK/big" -- \
 BIG_WRITTEN=$("$B" show --json "$WORK/big" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_written"] >> 20)')
 /usr/bin/time -f "%M" -o "$WORK/rss" "$B" explore "$WORK/big" --checker true --strategy prefix -o "$WORK/big-res" --json > "$WORK/big.json"
 BIG_RSS=$(( $(cat "$WORK/rss") / 1024 ))
+cp "$WORK/big.json" "$RAW/memory-prefix.json"; echo "peak_rss_kib $(cat "$WORK/rss")" > "$RAW/memory-prefix-rss.txt"
 BIG_STATES=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["states_checked"], "states in %.1f s" % d["wall_s"])' "$WORK/big.json")
 rm -f "$WORK/rand.bin"
 
 {
   echo "# Explore speed: states per second with a checker that does nothing"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) by \`bench/explore.sh\`."
-  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), Linux $(uname -r)."
+  echo "By \`bench/explore.sh\`; each run's summary in \`$RAW/\`, the shell loop's times in \`$RAW/shell-loop.txt\`."
+  sh results/provenance.sh
   echo "Trace: ext4 data=ordered, 64 MiB image, six rounds of three small files and a \`sync\`: $COUNT"
   echo "Checker: \`true\` (run through \`sh -c\`, as every checker is)."
   echo

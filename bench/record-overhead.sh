@@ -3,7 +3,7 @@
 # image and under `brink record`, side by side in one run (alternating, REPS times
 # each, median taken), and writes results/bench/record-overhead.md.
 #
-#   sudo bench/record-overhead.sh            # REPS=3 SQLITE_TXNS=500 SEQ_MIB=256
+#   bench/record-overhead.sh   (as root)   # REPS=3 SQLITE_TXNS=500 SEQ_MIB=256
 #
 # Workloads (ext4, data=ordered, 1 GiB image, same mkfs options brink uses):
 #   sqlite: sqlite3 CLI, journal_mode=DELETE, synchronous=FULL, one INSERT per
@@ -18,6 +18,7 @@ SQLITE_TXNS=${SQLITE_TXNS:-500}
 SEQ_MIB=${SEQ_MIB:-256}
 SIZE=1G
 OUT=results/bench/record-overhead.md
+RAW=results/bench/record-overhead.tsv   # every repetition, beside the table
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 cargo build --release -q -p brink-cli
@@ -79,6 +80,7 @@ brink_run() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A P_TOT P_WL B_TOT B_WL B_W B_S
+printf 'workload\trep\tplain_total_s\tplain_workload_s\tbrink_total_s\tbrink_workload_s\tbytes_written\tbytes_stored\n' > "$RAW.new"
 for wl in sqlite seq; do
   for r in $(seq 1 "$REPS"); do
     read -r pt pw < <(plain "$wl")
@@ -86,6 +88,7 @@ for wl in sqlite seq; do
     P_TOT[$wl]+="$pt "; P_WL[$wl]+="$pw "; B_TOT[$wl]+="$bt "; B_WL[$wl]+="$bw "
     B_W[$wl]=$bwr; B_S[$wl]=$bst
     echo "$wl rep $r: plain total ${pt}s workload ${pw}s | brink total ${bt}s workload ${bw}s" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$r" "$pt" "$pw" "$bt" "$bw" "$bwr" "$bst" >> "$RAW.new"
   done
 done
 
@@ -95,8 +98,8 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 {
   echo "# Recording overhead: plain loop mount vs \`brink record\`"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) by \`bench/record-overhead.sh\` (REPS=$REPS, SQLITE_TXNS=$SQLITE_TXNS, SEQ_MIB=$SEQ_MIB), medians."
-  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), Linux $(uname -r)."
+  echo "By \`bench/record-overhead.sh\` (REPS=$REPS, SQLITE_TXNS=$SQLITE_TXNS, SEQ_MIB=$SEQ_MIB), medians; every repetition in \`$RAW\`."
+  sh results/provenance.sh
   echo "ext4 data=ordered on a 1 GiB image (4 KiB blocks, no lazy init), image file on the host's ext4; $(sqlite3 --version | cut -d' ' -f1,2 | sed 's/^/SQLite /')."
   echo
   echo "| workload | plain workload s | brink workload s | ratio | plain total s | brink total s | ratio | bytes written | bytes stored |"
@@ -114,4 +117,5 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo "includes making the trace durable (fsync of the pack: for seq, 256 MiB of random data"
   echo "that cannot be deduplicated) and the content digests of the base and final images."
 } > "$OUT"
+mv "$RAW.new" "$RAW"
 cat "$OUT"

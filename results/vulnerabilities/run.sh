@@ -8,7 +8,8 @@ brink=${BRINK:-target/release/brink}
 out=${OUT:-/tmp/brink-vulnerabilities}
 rm -rf "$out"
 "$brink" suite workloads atomic-replace-buggy stale-data append-log-buggy fsync-retry sqlite-eio -o "$out" >/dev/null || true
-python3 results/vulnerabilities/table.py "$brink" "$out" > results/vulnerabilities.md
+rm -rf results/vulnerabilities/raw && mkdir -p results/vulnerabilities/raw
+python3 results/vulnerabilities/table.py "$brink" "$out" results/vulnerabilities/raw > results/vulnerabilities.md
 "$brink" report "$out/atomic-replace-buggy/data=ordered/results" --html results/vulnerabilities/atomic-replace-buggy.html >/dev/null
 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,900 \
   --screenshot=results/vulnerabilities/report.png "file://$PWD/results/vulnerabilities/atomic-replace-buggy.html" 2>/dev/null

@@ -14,7 +14,14 @@
 //! block it overwrites.
 //!
 //! Limits: `INODES_MAX` base inodes are read (more are left unattributed, with a note),
-//! directory paths are resolved `PATH_DEPTH_MAX` levels deep.
+//! directory paths are resolved `PATH_DEPTH_MAX` levels deep, an extent tree is followed
+//! only where each level is one less deep than its parent, and an inode owns at most as
+//! many blocks as the file system has.
+//!
+//! Corrupt input: a superblock that describes an impossible layout (a file system larger
+//! than its image, groups larger than their bitmaps, tables outside the file system) is a
+//! `LayoutError`, and the trace is then not attributed, with the error as its note. Blocks
+//! past the end of the image read as zeros.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -24,6 +31,29 @@ use brink_trace::{Event, TraceReader};
 
 use crate::{AttribError, Attribution, Item, Kind, WriteItems, merge};
 
+/// Why the ext4 layout of a base image cannot be read. Attribution then covers none of
+/// the trace's writes and says why in its notes (the error and its sources).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    #[error("cannot read the base image's size")]
+    Size(#[source] std::io::Error),
+    #[error("cannot read the superblock")]
+    ReadSuperblock(#[source] std::io::Error),
+    #[error("the base image holds no ext4 superblock")]
+    NoSuperblock,
+    #[error("the superblock describes an impossible layout: {0}")]
+    Impossible(&'static str),
+    #[error(
+        "the file system's {blocks} blocks of {block_bytes} bytes do not fit in the base image of {image_bytes} bytes"
+    )]
+    LargerThanImage { blocks: u64, block_bytes: u64, image_bytes: u64 },
+    #[error("cannot read the group descriptors")]
+    ReadGroupDescriptors(#[source] std::io::Error),
+    #[error("the bitmaps or the inode table of block group {group} lie outside the file system")]
+    GroupOutside { group: u64 },
+}
+
 const INODES_MAX: u64 = 1 << 20;
 const PATH_DEPTH_MAX: usize = 64;
 const ROOT_INO: u32 = 2;
@@ -31,6 +61,10 @@ const JBD2_MAGIC: u32 = 0xC03B_3998;
 const EXT4_MAGIC: u16 = 0xEF53;
 const EXTENT_MAGIC: u16 = 0xF30A;
 const EXTENTS_FL: u32 = 0x8_0000;
+/// The largest group descriptor ext4 defines.
+const DESC_BYTES_MAX: u64 = 1024;
+/// How deep an extent tree may be (ext4's own limit).
+const EXTENT_DEPTH_MAX: usize = 5;
 
 fn le16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
@@ -58,6 +92,7 @@ enum Static {
 
 struct Geo {
     bs: u64,
+    blocks: u64,
     inodes: u64,
     ipg: u64,
     isz: u64,
@@ -76,43 +111,115 @@ impl Geo {
         let byte = idx * self.isz;
         Some((start + byte / self.bs, (byte % self.bs) as usize))
     }
+
+    /// The journal's blocks, in journal order, from the extents of its inode.
+    fn place_journal(&mut self, img: &File, journal_ino: u32) {
+        let bs = self.bs;
+        let Some((b, off)) = self.inode_loc(journal_ino) else { return };
+        let blk = read_block(img, bs, b);
+        let inode = &blk[off..off + 128];
+        let mut owned = Vec::new();
+        extents(inode, &mut owned, &|b| read_block(img, bs, b), self.blocks);
+        for (_, phys, kind) in owned {
+            if kind == Own::Data {
+                self.journal_of.insert(phys, self.journal_blocks.len() as u64);
+                self.journal_blocks.push(phys);
+            }
+        }
+    }
 }
 
 fn read_block(img: &File, bs: u64, b: u64) -> Vec<u8> {
     let mut buf = vec![0u8; bs as usize];
     // A block past the end of the image reads as zeros (a corrupt pointer, not ours to fail on).
-    let _ = img.read_exact_at(&mut buf, b * bs);
+    if let Some(at) = b.checked_mul(bs) {
+        let _ = img.read_exact_at(&mut buf, at);
+    }
     buf
 }
 
-fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
-    let mut sb = vec![0u8; 1024];
-    img.read_exact_at(&mut sb, 1024).map_err(|e| format!("cannot read the superblock: {e}"))?;
-    if le16(&sb, 56) != EXT4_MAGIC {
-        return Err("the base image holds no ext4 superblock".into());
+/// The fields of the superblock the reader needs.
+struct Superblock {
+    bs: u64,
+    inodes: u64,
+    blocks: u64,
+    /// The first data block (1 with 1 KiB blocks, else 0).
+    first: u64,
+    bpg: u64,
+    ipg: u64,
+    isz: u64,
+    /// Bytes per group descriptor.
+    desc: u64,
+    meta_bg: bool,
+    sparse: bool,
+    reserved_gdt: u64,
+    journal_ino: u32,
+}
+
+impl Superblock {
+    fn read(img: &File) -> Result<Superblock, LayoutError> {
+        let mut sb = vec![0u8; 1024];
+        img.read_exact_at(&mut sb, 1024).map_err(LayoutError::ReadSuperblock)?;
+        if le16(&sb, 56) != EXT4_MAGIC {
+            return Err(LayoutError::NoSuperblock);
+        }
+        let is64 = le32(&sb, 96) & 0x80 != 0;
+        let sb = Superblock {
+            bs: 1024u64 << le32(&sb, 24).min(6),
+            inodes: u64::from(le32(&sb, 0)),
+            blocks: u64::from(le32(&sb, 4)) | if is64 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 },
+            first: u64::from(le32(&sb, 20)),
+            bpg: u64::from(le32(&sb, 32)).max(1),
+            ipg: u64::from(le32(&sb, 40)).max(1),
+            isz: u64::from(le16(&sb, 88)).max(128),
+            desc: if is64 { u64::from(le16(&sb, 0xFE)).max(32) } else { 32 },
+            meta_bg: le32(&sb, 96) & 0x10 != 0,
+            sparse: le32(&sb, 100) & 0x1 != 0,
+            reserved_gdt: u64::from(le16(&sb, 0xCE)),
+            journal_ino: le32(&sb, 0xE0),
+        };
+        let image_bytes = img.metadata().map_err(LayoutError::Size)?.len();
+        sb.check(image_bytes)?;
+        Ok(sb)
     }
-    let mut notes = Vec::new();
-    let bs = 1024u64 << le32(&sb, 24).min(6);
-    let inodes = u64::from(le32(&sb, 0));
-    let blocks =
-        u64::from(le32(&sb, 4)) | if le32(&sb, 96) & 0x80 != 0 { u64::from(le32(&sb, 0x150)) << 32 } else { 0 };
-    let first = u64::from(le32(&sb, 20));
-    let bpg = u64::from(le32(&sb, 32)).max(1);
-    let ipg = u64::from(le32(&sb, 40)).max(1);
-    let isz = u64::from(le16(&sb, 88)).max(128);
-    let is64 = le32(&sb, 96) & 0x80 != 0;
-    let meta_bg = le32(&sb, 96) & 0x10 != 0;
-    let sparse = le32(&sb, 100) & 0x1 != 0;
-    let desc = if is64 { u64::from(le16(&sb, 0xFE)).max(32) } else { 32 };
-    let reserved_gdt = u64::from(le16(&sb, 0xCE));
-    let journal_ino = le32(&sb, 0xE0);
-    if meta_bg {
-        notes.push("meta_bg layout: group descriptors past the first group are not attributed".into());
+
+    /// What every ext4 file system satisfies, checked so a corrupt superblock is an
+    /// error rather than a panic or an allocation of its made-up size.
+    fn check(&self, image_bytes: u64) -> Result<(), LayoutError> {
+        let impossible = |what| Err(LayoutError::Impossible(what));
+        if self.first >= self.blocks {
+            return impossible("no block past the first data block");
+        }
+        if self.blocks.checked_mul(self.bs).is_none_or(|fs| fs > image_bytes) {
+            let (blocks, block_bytes) = (self.blocks, self.bs);
+            return Err(LayoutError::LargerThanImage { blocks, block_bytes, image_bytes });
+        }
+        if self.bpg > 8 * self.bs || self.ipg > 8 * self.bs {
+            return impossible("a block group larger than its bitmap");
+        }
+        if !self.isz.is_power_of_two() || self.isz > self.bs {
+            return impossible("an inode size that is not a power of two from 128 bytes to the block size");
+        }
+        if self.desc > DESC_BYTES_MAX {
+            return impossible("a group descriptor over 1024 bytes");
+        }
+        if 1 + self.gdt_blocks() + self.reserved_gdt >= self.bpg {
+            return impossible("group descriptors that do not fit in a block group");
+        }
+        Ok(())
     }
-    let groups = (blocks - first).div_ceil(bpg);
-    let gdt_blocks = (groups * desc).div_ceil(bs);
-    let mut statics = HashMap::new();
-    let is_backup = |g: u64| {
+
+    fn groups(&self) -> u64 {
+        (self.blocks - self.first).div_ceil(self.bpg)
+    }
+
+    fn gdt_blocks(&self) -> u64 {
+        (self.groups() * self.desc).div_ceil(self.bs)
+    }
+
+    /// Whether group `g` holds a copy of the superblock and the group descriptors: every
+    /// group without `sparse_super`, else groups 0, 1 and the powers of 3, 5 and 7.
+    fn has_backup(&self, g: u64) -> bool {
         let pow = |base: u64| {
             let mut x = 1;
             while x < g {
@@ -120,51 +227,63 @@ fn geometry(img: &File) -> Result<(Geo, Vec<String>), String> {
             }
             x == g
         };
-        g == 0 || !sparse || g == 1 || pow(3) || pow(5) || pow(7)
-    };
-    for g in 0..groups {
-        if is_backup(g) {
-            let start = first + g * bpg;
+        g == 0 || !self.sparse || g == 1 || pow(3) || pow(5) || pow(7)
+    }
+
+    /// The superblock and group descriptor blocks (reserved ones included) of every group
+    /// that has them.
+    fn backup_statics(&self) -> HashMap<u64, Static> {
+        let mut statics = HashMap::new();
+        for g in (0..self.groups()).filter(|&g| self.has_backup(g)) {
+            let start = self.first + g * self.bpg;
             statics.insert(start, Static::Superblock);
-            for b in 0..gdt_blocks + reserved_gdt {
+            for b in 0..self.gdt_blocks() + self.reserved_gdt {
                 statics.insert(start + 1 + b, Static::Gdt);
             }
         }
+        statics
     }
-    let gdt = {
-        let mut buf = vec![0u8; (gdt_blocks * bs) as usize];
-        img.read_exact_at(&mut buf, (first + 1) * bs).map_err(|e| format!("cannot read the group descriptors: {e}"))?;
-        buf
-    };
-    let itable_blocks = (ipg * isz).div_ceil(bs);
-    let mut itables = Vec::new();
-    for g in 0..groups {
-        let d = &gdt[(g * desc) as usize..((g + 1) * desc) as usize];
-        let hi = |o: usize| if desc >= 64 { u64::from(le32(d, o)) << 32 } else { 0 };
-        let (bb, ib, it) =
-            (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
-        statics.insert(bb, Static::BlockBitmap);
-        statics.insert(ib, Static::InodeBitmap);
-        for b in it..it + itable_blocks {
-            statics.insert(b, Static::InodeTable { group: g, start: it });
-        }
-        itables.push(it);
-    }
-    let mut geo =
-        Geo { bs, inodes, ipg, isz, statics, itables, journal_of: HashMap::new(), journal_blocks: Vec::new() };
-    if journal_ino != 0 {
-        if let Some((b, off)) = geo.inode_loc(journal_ino) {
-            let blk = read_block(img, bs, b);
-            let inode = &blk[off..off + 128];
-            let mut owned = Vec::new();
-            extents(inode, &mut owned, &|b| read_block(img, bs, b), 0);
-            for (_, phys, kind) in owned {
-                if kind == Own::Data {
-                    geo.journal_of.insert(phys, geo.journal_blocks.len() as u64);
-                    geo.journal_blocks.push(phys);
-                }
+
+    /// Read the group descriptors: each group's bitmaps and inode table go into
+    /// `statics`; the inode tables' first blocks are returned, by group.
+    fn group_tables(&self, img: &File, statics: &mut HashMap<u64, Static>) -> Result<Vec<u64>, LayoutError> {
+        let (bs, desc) = (self.bs, self.desc);
+        let mut gdt = vec![0u8; (self.gdt_blocks() * bs) as usize];
+        img.read_exact_at(&mut gdt, (self.first + 1) * bs).map_err(LayoutError::ReadGroupDescriptors)?;
+        let itable_blocks = (self.ipg * self.isz).div_ceil(bs);
+        let mut itables = Vec::new();
+        for g in 0..self.groups() {
+            let d = &gdt[(g * desc) as usize..((g + 1) * desc) as usize];
+            let hi = |o: usize| if desc >= 64 { u64::from(le32(d, o)) << 32 } else { 0 };
+            let (bb, ib, it) =
+                (u64::from(le32(d, 0)) | hi(0x20), u64::from(le32(d, 4)) | hi(0x24), u64::from(le32(d, 8)) | hi(0x28));
+            if bb >= self.blocks || ib >= self.blocks || it.checked_add(itable_blocks).is_none_or(|e| e > self.blocks) {
+                return Err(LayoutError::GroupOutside { group: g });
             }
+            statics.insert(bb, Static::BlockBitmap);
+            statics.insert(ib, Static::InodeBitmap);
+            for b in it..it + itable_blocks {
+                statics.insert(b, Static::InodeTable { group: g, start: it });
+            }
+            itables.push(it);
         }
+        Ok(itables)
+    }
+}
+
+fn geometry(img: &File) -> Result<(Geo, Vec<String>), LayoutError> {
+    let sb = Superblock::read(img)?;
+    let mut notes = Vec::new();
+    if sb.meta_bg {
+        notes.push("meta_bg layout: group descriptors past the first group are not attributed".into());
+    }
+    let mut statics = sb.backup_statics();
+    let itables = sb.group_tables(img, &mut statics)?;
+    let (bs, blocks, inodes, ipg, isz) = (sb.bs, sb.blocks, sb.inodes, sb.ipg, sb.isz);
+    let (journal_of, journal_blocks) = (HashMap::new(), Vec::new());
+    let mut geo = Geo { bs, blocks, inodes, ipg, isz, statics, itables, journal_of, journal_blocks };
+    if sb.journal_ino != 0 {
+        geo.place_journal(img, sb.journal_ino);
         if geo.journal_blocks.is_empty() {
             notes.push("the journal inode's blocks could not be read: journal writes are not placed".into());
         }
@@ -180,8 +299,9 @@ enum Own {
 }
 
 /// The blocks an inode owns: (logical block, physical block, kind), through its extent
-/// tree (`read` fetches index and leaf blocks). Non-extent inodes own nothing here.
-fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, depth_seen: usize) {
+/// tree (`read` fetches index and leaf blocks). Non-extent inodes own nothing here. At
+/// most `limit` blocks (the file system's size: a corrupt tree names no more).
+fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> Vec<u8>, limit: u64) {
     let mode = le16(inode, 0);
     let own = match mode & 0xF000 {
         0x4000 => Own::Dir,
@@ -191,35 +311,51 @@ fn extents(inode: &[u8], out: &mut Vec<(u64, u64, Own)>, read: &dyn Fn(u64) -> V
     if le32(inode, 0x20) & EXTENTS_FL == 0 {
         return;
     }
-    walk_extent_node(&inode[0x28..0x28 + 60], own, out, read, depth_seen);
+    let mut walk = ExtentWalk { own, out, read, limit: usize::try_from(limit).unwrap_or(usize::MAX) };
+    walk.node(&inode[0x28..0x28 + 60], 0);
 }
 
-fn walk_extent_node(
-    node: &[u8],
+/// A walk of one inode's extent tree.
+struct ExtentWalk<'a> {
     own: Own,
-    out: &mut Vec<(u64, u64, Own)>,
-    read: &dyn Fn(u64) -> Vec<u8>,
-    depth_seen: usize,
-) {
-    if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > 5 {
-        return;
-    }
-    let entries = usize::from(le16(node, 2)).min((node.len() - 12) / 12);
-    let depth = le16(node, 6);
-    for e in 0..entries {
-        let x = &node[12 + e * 12..24 + e * 12];
-        if depth == 0 {
-            let logical = u64::from(le32(x, 0));
-            let len = u64::from(le16(x, 4));
-            let len = if len > 32768 { len - 32768 } else { len }; // uninitialized extents
-            let start = u64::from(le16(x, 6)) << 32 | u64::from(le32(x, 8));
-            for i in 0..len.min(1 << 20) {
-                out.push((logical + i, start + i, own));
+    out: &'a mut Vec<(u64, u64, Own)>,
+    read: &'a dyn Fn(u64) -> Vec<u8>,
+    limit: usize,
+}
+
+impl ExtentWalk<'_> {
+    fn node(&mut self, node: &[u8], depth_seen: usize) {
+        if node.len() < 12 || le16(node, 0) != EXTENT_MAGIC || depth_seen > EXTENT_DEPTH_MAX {
+            return;
+        }
+        let entries = usize::from(le16(node, 2)).min((node.len() - 12) / 12);
+        let depth = le16(node, 6);
+        for e in 0..entries {
+            let x = &node[12 + e * 12..24 + e * 12];
+            if depth == 0 {
+                let logical = u64::from(le32(x, 0));
+                let len = u64::from(le16(x, 4));
+                let len = if len > 32768 { len - 32768 } else { len }; // uninitialized extents
+                let start = u64::from(le16(x, 6)) << 32 | u64::from(le32(x, 8));
+                for i in 0..len.min(1 << 20) {
+                    if self.out.len() >= self.limit {
+                        return;
+                    }
+                    self.out.push((logical + i, start + i, self.own));
+                }
+            } else {
+                let leaf = u64::from(le16(x, 8)) << 32 | u64::from(le32(x, 4));
+                if self.out.len() >= self.limit {
+                    return;
+                }
+                self.out.push((0, leaf, Own::Tree));
+                let child = (self.read)(leaf);
+                // Each level is one less deep than its parent: a corrupt tree that
+                // points back up (or anywhere else) is not followed.
+                if child.len() >= 12 && le16(&child, 6).checked_add(1) == Some(depth) {
+                    self.node(&child, depth_seen + 1);
+                }
             }
-        } else {
-            let leaf = u64::from(le16(x, 8)) << 32 | u64::from(le32(x, 4));
-            out.push((0, leaf, Own::Tree));
-            walk_extent_node(&read(leaf), own, out, read, depth_seen + 1);
         }
     }
 }
@@ -311,10 +447,6 @@ enum Raw {
 /// it with '.', name).
 type NameAt = (u64, u64, Option<u32>, String);
 
-struct Names {
-    entries: HashMap<u32, Vec<NameAt>>,
-}
-
 /// One write, classified block by block: (event index, offset, length, per block: what
 /// it was, bytes, whether a journal copy).
 type RawWrite = (u64, u64, u64, Vec<(Raw, u64, bool)>);
@@ -345,7 +477,7 @@ impl Pass<'_> {
         let (img, bs) = (self.img, self.geo.bs);
         let journal = &self.journal.blocks;
         let read = |b: u64| journal.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
-        extents(inode, &mut owned, &read, 0);
+        extents(inode, &mut owned, &read, self.geo.blocks);
         for (_, phys, kind) in owned {
             let list = self.owners.entry(phys).or_default();
             if list.last().is_none_or(|l| l.1 != ino || l.2 != kind) {
@@ -486,43 +618,61 @@ impl Pass<'_> {
     }
 }
 
-pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError> {
-    let base = reader.base_image_path();
-    let img = File::open(&base).map_err(|e| AttribError::Io { path: base.display().to_string(), source: e })?;
-    let (geo, mut notes) = match geometry(&img) {
-        Ok(g) => g,
-        Err(e) => return Attribution::not_covered(reader, e),
-    };
-    let bs = geo.bs;
-    let mut p = Pass {
-        img: &img,
-        geo: &geo,
-        disk: View::default(),
-        journal: View::default(),
-        jmap: HashMap::new(),
-        tag_bytes: 16,
-        csum_tail: 4,
-        owners: HashMap::new(),
-        raw_names: Vec::new(),
-        dirs_disk: HashMap::new(),
-        dirs_journal: HashMap::new(),
-    };
-    if let Some(&j0) = geo.journal_blocks.first() {
-        p.journal_features(&read_block(&img, bs, j0));
+impl<'a> Pass<'a> {
+    fn new(img: &'a File, geo: &'a Geo) -> Pass<'a> {
+        let mut p = Pass {
+            img,
+            geo,
+            disk: View::default(),
+            journal: View::default(),
+            jmap: HashMap::new(),
+            tag_bytes: 16,
+            csum_tail: 4,
+            owners: HashMap::new(),
+            raw_names: Vec::new(),
+            dirs_disk: HashMap::new(),
+            dirs_journal: HashMap::new(),
+        };
+        if let Some(&j0) = geo.journal_blocks.first() {
+            p.journal_features(&read_block(img, geo.bs, j0));
+        }
+        p
     }
-    // The base image: every inode in use, and the entries of every directory.
-    if geo.inodes > INODES_MAX {
-        notes.push(format!("{} inodes: only the first {INODES_MAX} of the base image are read", geo.inodes));
+
+    /// The base image: every inode in use, and the entries of every directory.
+    fn read_base(&mut self, notes: &mut Vec<String>) {
+        let geo = self.geo;
+        if geo.inodes > INODES_MAX {
+            notes.push(format!("{} inodes: only the first {INODES_MAX} of the base image are read", geo.inodes));
+        }
+        for (g, &start) in geo.itables.iter().enumerate() {
+            self.read_base_inode_table(g as u64, start);
+        }
+        let dir_blocks: Vec<u64> = self
+            .owners
+            .iter()
+            .filter(|(_, l)| l.iter().any(|o| o.2 == Own::Dir))
+            .map(|(b, _)| *b)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for b in dir_blocks {
+            if let Some(entries) = dir_entries(&read_block(self.img, geo.bs, b), geo.inodes) {
+                self.register_dir(0, b, &entries, None);
+            }
+        }
     }
-    let mut dirs = Vec::new();
-    for (g, &start) in geo.itables.iter().enumerate() {
+
+    /// The inodes in use of group `g`'s inode table, which starts at block `start`.
+    fn read_base_inode_table(&mut self, g: u64, start: u64) {
+        let geo = self.geo;
         let per_block = geo.bs / geo.isz;
-        for k in 0..(geo.ipg * geo.isz).div_ceil(bs) {
-            let first_ino = g as u64 * geo.ipg + k * per_block + 1;
+        for k in 0..(geo.ipg * geo.isz).div_ceil(geo.bs) {
+            let first_ino = g * geo.ipg + k * per_block + 1;
             if first_ino > geo.inodes.min(INODES_MAX) {
                 break;
             }
-            let blk = read_block(&img, bs, start + k);
+            let blk = read_block(self.img, geo.bs, start + k);
             if blk.iter().all(|&x| x == 0) {
                 continue;
             }
@@ -532,70 +682,80 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
                 if u64::from(ino) > geo.inodes {
                     break;
                 }
-                p.register_inode(0, ino, inode);
-                if le16(inode, 0) & 0xF000 == 0x4000 && le16(inode, 0x1A) != 0 {
-                    dirs.push(ino);
-                }
+                self.register_inode(0, ino, inode);
             }
-        }
-    }
-    let dir_blocks: Vec<u64> = p
-        .owners
-        .iter()
-        .filter(|(_, l)| l.iter().any(|o| o.2 == Own::Dir))
-        .map(|(b, _)| *b)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    for b in dir_blocks {
-        if let Some(entries) = dir_entries(&read_block(&img, bs, b), geo.inodes) {
-            p.register_dir(0, b, &entries, None);
         }
     }
 
-    // Pass 1: every write, block by block.
-    let mut raws: Vec<RawWrite> = Vec::new();
-    let mut buf = Vec::new();
-    for ev in reader.events()? {
-        let ev = ev?;
-        let Event::Write(w) = &ev.event else { continue };
-        reader.read_payload(w, &mut buf)?;
-        let at = ev.index + 1;
+    /// Pass 1: every write, block by block.
+    fn classify_writes(&mut self, reader: &TraceReader) -> Result<Vec<RawWrite>, AttribError> {
+        let mut raws: Vec<RawWrite> = Vec::new();
+        let mut buf = Vec::new();
+        for ev in reader.events()? {
+            let ev = ev?;
+            let Event::Write(w) = &ev.event else { continue };
+            reader.read_payload(w, &mut buf)?;
+            let parts = self.classify_write(ev.index + 1, w.offset, &buf);
+            raws.push((ev.index, w.offset, w.len, parts));
+        }
+        Ok(raws)
+    }
+
+    /// The blocks of one write of `data` at byte `offset`, written at time `at`.
+    fn classify_write(&mut self, at: u64, offset: u64, data: &[u8]) -> Vec<(Raw, u64, bool)> {
+        let bs = self.geo.bs;
+        let end = offset + data.len() as u64;
         let mut parts = Vec::new();
-        let (first, last) = (w.offset / bs, (w.offset + w.len).div_ceil(bs));
-        for b in first..last {
-            let (lo, hi) = ((b * bs).max(w.offset), ((b + 1) * bs).min(w.offset + w.len));
+        for b in offset / bs..end.div_ceil(bs) {
+            let (lo, hi) = ((b * bs).max(offset), ((b + 1) * bs).min(end));
             let mut content =
-                if lo == b * bs && hi == (b + 1) * bs { Vec::new() } else { p.disk.get(&img, bs, b).clone() };
+                if lo == b * bs && hi == (b + 1) * bs { Vec::new() } else { self.disk.get(self.img, bs, b).clone() };
+            let part = &data[(lo - offset) as usize..(hi - offset) as usize];
             if content.is_empty() {
-                content.extend_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
+                content.extend_from_slice(part);
             } else {
-                content[(lo - b * bs) as usize..(hi - b * bs) as usize]
-                    .copy_from_slice(&buf[(lo - w.offset) as usize..(hi - w.offset) as usize]);
+                content[(lo - b * bs) as usize..(hi - b * bs) as usize].copy_from_slice(part);
             }
-            let (raw, journal) = match geo.journal_of.get(&b) {
-                Some(&j) => p.journal_block(at, j, &content),
-                None => (p.block(at, b, &content, false), false),
+            let (raw, journal) = match self.geo.journal_of.get(&b) {
+                Some(&j) => self.journal_block(at, j, &content),
+                None => (self.block(at, b, &content, false), false),
             };
             parts.push((raw, hi - lo, journal));
         }
-        raws.push((ev.index, w.offset, w.len, parts));
+        parts
+    }
+}
+
+/// Pass 2: names blocks and inodes by path, as of a time.
+struct Namer<'a> {
+    owners: &'a HashMap<u64, Vec<(u64, u32, Own)>>,
+    /// Every name of every inode, in time order.
+    names: HashMap<u32, Vec<NameAt>>,
+}
+
+impl<'a> Namer<'a> {
+    /// Keep the entries of blocks that some inode owns as a directory, or that name
+    /// themselves with '.'.
+    fn new(p: &'a Pass) -> Namer<'a> {
+        let is_dir_block = |b: u64| p.owners.get(&b).is_some_and(|l| l.iter().any(|o| o.2 == Own::Dir));
+        let mut names: HashMap<u32, Vec<NameAt>> = HashMap::new();
+        for (at, block, dot, name, ino) in &p.raw_names {
+            if dot.is_some() || is_dir_block(*block) {
+                names.entry(*ino).or_default().push((*at, *block, *dot, name.clone()));
+            }
+        }
+        Namer { owners: &p.owners, names }
     }
 
-    // Names: keep the entries of blocks that some inode owns as a directory, or that
-    // name themselves with '.'.
-    let is_dir_block = |b: u64| p.owners.get(&b).is_some_and(|l| l.iter().any(|o| o.2 == Own::Dir));
-    let mut names = Names { entries: HashMap::new() };
-    for (at, block, dot, name, ino) in &p.raw_names {
-        if dot.is_some() || is_dir_block(*block) {
-            names.entries.entry(*ino).or_default().push((*at, *block, *dot, name.clone()));
-        }
-    }
-    let owner_at = |b: u64, at: u64| -> Option<(u32, Own)> {
-        let l = p.owners.get(&b)?;
+    /// The inode that owns block `b` at time `at`: the first owner at or after it, else
+    /// the last one before it.
+    fn owner_at(&self, b: u64, at: u64) -> Option<(u32, Own)> {
+        let l = self.owners.get(&b)?;
         l.iter().find(|o| o.0 >= at).or(l.last()).map(|o| (o.1, o.2))
-    };
-    let path = |ino: u32, at: u64| -> Option<String> {
+    }
+
+    /// The path of inode `ino` at time `at`, by its names at or after it.
+    fn path(&self, ino: u32, at: u64) -> Option<String> {
         let mut parts = Vec::new();
         let mut cur = ino;
         for _ in 0..PATH_DEPTH_MAX {
@@ -604,18 +764,20 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
                 let p = parts.join("/");
                 return Some(if p.is_empty() { "/".into() } else { p });
             }
-            let l = names.entries.get(&cur)?;
+            let l = self.names.get(&cur)?;
             let (_, block, dot, name) = l.iter().find(|e| e.0 >= at).or(l.last())?;
             parts.push(name.clone());
-            cur = dot.or_else(|| owner_at(*block, at).map(|o| o.0))?;
+            cur = dot.or_else(|| self.owner_at(*block, at).map(|o| o.0))?;
         }
         None
-    };
-    let dir_path = |ino: u32, at: u64| path(ino, at).map(|p| if p == "/" { p } else { format!("{p}/") });
+    }
 
-    // Pass 2: name everything.
-    let mut writes = Vec::new();
-    for (index, offset, len, parts) in raws {
+    fn dir_path(&self, ino: u32, at: u64) -> Option<String> {
+        self.path(ino, at).map(|p| if p == "/" { p } else { format!("{p}/") })
+    }
+
+    /// The items of one classified write.
+    fn write_items(&self, (index, offset, len, parts): RawWrite) -> WriteItems {
         let at = index + 1;
         let mut items = Vec::new();
         for (raw, bytes, journal) in parts {
@@ -628,25 +790,50 @@ pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError
                 Raw::Inodes(changed) => {
                     let share = bytes / changed.len() as u64;
                     for ino in changed {
-                        let p = path(ino, at).or(Some(format!("inode {ino}")));
+                        let p = self.path(ino, at).or(Some(format!("inode {ino}")));
                         items.push(Item { bytes: share, ..item(Kind::Inode, p, None) });
                     }
                 }
-                Raw::Other { block, dir } => match owner_at(block, at) {
+                Raw::Other { block, dir } => match self.owner_at(block, at) {
                     Some((ino, Own::Dir)) => {
-                        items.push(item(Kind::Directory, dir_path(ino, at), dir));
+                        items.push(item(Kind::Directory, self.dir_path(ino, at), dir));
                     }
                     Some((ino, own)) => {
                         let kind = if own == Own::Tree { Kind::ExtentTree } else { Kind::Data };
-                        items.push(item(kind, path(ino, at).or(Some(format!("inode {ino}"))), None));
+                        items.push(item(kind, self.path(ino, at).or(Some(format!("inode {ino}"))), None));
                     }
                     None => items.push(item(Kind::Unowned, None, None)),
                 },
             }
         }
-        writes.push(WriteItems { index, offset, len, items: merge(items) });
+        WriteItems { index, offset, len, items: merge(items) }
     }
+}
+
+pub(crate) fn attribute(reader: &TraceReader) -> Result<Attribution, AttribError> {
+    let base = reader.base_image_path();
+    let img = File::open(&base).map_err(|e| AttribError::Io { path: base.display().to_string(), source: e })?;
+    let (geo, mut notes) = match geometry(&img) {
+        Ok(g) => g,
+        Err(e) => return Attribution::not_covered(reader, with_sources(&e)),
+    };
+    let mut p = Pass::new(&img, &geo);
+    p.read_base(&mut notes);
+    let raws = p.classify_writes(reader)?;
+    let namer = Namer::new(&p);
+    let writes = raws.into_iter().map(|r| namer.write_items(r)).collect();
     notes.sort();
     notes.dedup();
     Ok(Attribution { fs: "ext4".into(), covered: true, notes, writes })
+}
+
+/// An error and its sources, `: `-separated, for a note.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out += &format!(": {s}");
+        cur = s.source();
+    }
+    out
 }

@@ -21,12 +21,16 @@
 //! Not attributed on ext4: `meta_bg` layouts, block-mapped (non-extent) files, inline
 //! data, extended attribute blocks (they show as `unowned`).
 
+#![forbid(unsafe_code)]
+
 mod ext4;
 
 use std::collections::BTreeMap;
 
 use brink_trace::{TraceError, TraceReader};
 use serde::{Deserialize, Serialize};
+
+pub use ext4::LayoutError;
 
 /// What part of the file system a piece of a write holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -156,7 +160,11 @@ pub struct Attribution {
     pub writes: Vec<WriteItems>,
 }
 
+/// Why a trace cannot be attributed at all. A base image whose layout cannot be read
+/// is not an error: its attribution covers nothing and its notes say why
+/// ([`LayoutError`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttribError {
     #[error(transparent)]
     Trace(#[from] TraceError),

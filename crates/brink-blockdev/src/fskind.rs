@@ -68,12 +68,17 @@ impl fmt::Display for FsKind {
     }
 }
 
+/// A file-system name brink does not record on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsKindError {
+    #[error("unknown file system '{0}' (expected ext4, xfs or btrfs)")]
+    Unknown(String),
+}
+
 impl FromStr for FsKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        FsKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown file system '{s}' (expected ext4, xfs or btrfs)"))
+    type Err = FsKindError;
+    fn from_str(s: &str) -> Result<Self, FsKindError> {
+        FsKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| FsKindError::Unknown(s.to_string()))
     }
 }

@@ -9,18 +9,31 @@ pub mod fusectl;
 mod loopdev;
 mod mount;
 
-pub use fskind::FsKind;
+pub use fskind::{FsKind, FsKindError};
 pub use loopdev::{LoopDevice, attached_loop_devices};
 pub use mount::{Mount, MountOptions, unmount_path};
 
 use std::path::{Path, PathBuf};
 
+/// A system call on a device or mount failed, or a request could not be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BlockdevError {
+    /// `what` says what brink was doing; `source` is what the kernel answered.
     #[error("{what}: {source}")]
     Sys { what: String, source: std::io::Error },
-    #[error("{0}")]
-    Invalid(String),
+    /// A mount option word holds white space, which mount(2) cannot take.
+    #[error("mount option '{0}' contains whitespace")]
+    MountOptionWhitespace(String),
+}
+
+/// An image size that [`parse_size`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SizeError {
+    /// Not a positive number of bytes with an optional K, M, G or T suffix, or too large.
+    #[error("bad size '{0}': use bytes or a K, M, G or T suffix")]
+    Malformed(String),
 }
 
 impl BlockdevError {
@@ -50,7 +63,7 @@ pub fn is_executable(p: &Path) -> bool {
 }
 
 /// Parse an image size: "64M", "1G", "4096" (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -59,7 +72,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
-                _ => return Err(format!("bad size '{s}': use bytes or a K, M, G or T suffix")),
+                _ => return Err(SizeError::Malformed(s.to_string())),
             };
             (&s[..i], m)
         }
@@ -69,7 +82,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .filter(|&n| n > 0)
-        .ok_or_else(|| format!("bad size '{s}': use bytes or a K, M, G or T suffix"))
+        .ok_or_else(|| SizeError::Malformed(s.to_string()))
 }
 
 #[cfg(test)]

@@ -1,16 +1,26 @@
 //! Loop devices through their ioctls (UAPI `<linux/loop.h>`), configured atomically with
-//! `LOOP_CONFIGURE`. The `libc` crate has no loop constants, so they are defined here.
+//! `LOOP_CONFIGURE`. Neither `libc` nor `nix` has the loop requests, so they are declared
+//! here with `nix`'s ioctl macros. Those generate `unsafe fn`s (the kernel reads memory
+//! through the argument), and the calls below are this crate's only unsafe code.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::errno::Errno;
+
 use crate::BlockdevError;
 
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+// LOOP_CTL_GET_FREE = _IO('L', 0x82) on /dev/loop-control: no argument, answers an index.
+nix::ioctl_none!(loop_ctl_get_free, b'L', 0x82);
+// LOOP_CONFIGURE = _IO('L', 0x0A), though it reads a `struct loop_config` through its
+// argument (the UAPI declares it without a size, hence the "bad" variant).
+nix::ioctl_write_ptr_bad!(loop_configure, nix::request_code_none!(b'L', 0x0A), LoopConfig);
+// LOOP_CLR_FD = _IO('L', 0x01): no argument.
+nix::ioctl_none!(loop_clr_fd, b'L', 0x01);
+// BLKFLSBUF = _IO(0x12, 97) (<linux/fs.h>): no argument.
+nix::ioctl_none!(blkflsbuf, 0x12, 97);
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 /// Attempts at finding a free device when other processes race for the same one.
@@ -52,10 +62,6 @@ pub struct LoopDevice {
     path: PathBuf,
 }
 
-fn ioctl_result(rc: libc::c_int) -> std::io::Result<libc::c_int> {
-    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(rc) }
-}
-
 impl LoopDevice {
     /// Attach `backing` (already open) to a free loop device.
     pub fn attach(backing: &File, backing_path: &Path, read_only: bool) -> Result<LoopDevice, BlockdevError> {
@@ -87,8 +93,8 @@ impl LoopDevice {
         cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
         let mut last_err = None;
         for _ in 0..ATTACH_ATTEMPTS_MAX {
-            // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns an index.
-            let index = ioctl_result(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) })
+            // SAFETY: LOOP_CTL_GET_FREE on an open /dev/loop-control reads no memory.
+            let index = unsafe { loop_ctl_get_free(ctl.as_raw_fd()) }
                 .map_err(|e| BlockdevError::sys("no free loop device", e))?;
             let path = PathBuf::from(format!("/dev/loop{index}"));
             let dev = match OpenOptions::new().read(true).write(!read_only).open(&path) {
@@ -100,11 +106,12 @@ impl LoopDevice {
                     continue;
                 }
             };
-            // SAFETY: cfg is a valid, fully initialised loop_config that outlives the call.
-            match ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &cfg as *const LoopConfig) }) {
+            // SAFETY: cfg is a valid, fully initialised loop_config (its layout checked
+            // against the UAPI's size above) that outlives the call; the kernel only reads it.
+            match unsafe { loop_configure(dev.as_raw_fd(), &raw const cfg) } {
                 Ok(_) => return Ok(LoopDevice { dev: Some(dev), path }),
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    last_err = Some(e); // someone else took it between GET_FREE and CONFIGURE
+                Err(Errno::EBUSY) => {
+                    last_err = Some(Errno::EBUSY.into()); // someone else took it between GET_FREE and CONFIGURE
                 }
                 Err(e) => return Err(BlockdevError::sys(format!("cannot configure {}", path.display()), e)),
             }
@@ -122,10 +129,9 @@ impl LoopDevice {
     /// Drop the device's block cache (BLKFLSBUF): needed when the backing file's content
     /// changed underneath, so that the next mount reads the new content.
     pub fn drop_caches(&self) -> Result<(), BlockdevError> {
-        const BLKFLSBUF: libc::c_ulong = 0x1261;
         let dev = self.dev.as_ref().expect("attached");
-        // SAFETY: BLKFLSBUF takes no argument.
-        ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), BLKFLSBUF, 0) })
+        // SAFETY: BLKFLSBUF on an open block device reads no memory.
+        unsafe { blkflsbuf(dev.as_raw_fd()) }
             .map(|_| ())
             .map_err(|e| BlockdevError::sys(format!("cannot drop the block cache of {}", self.path.display()), e))
     }
@@ -144,13 +150,13 @@ impl LoopDevice {
 
     fn detach_inner(&mut self) -> Result<(), BlockdevError> {
         let Some(dev) = self.dev.take() else { return Ok(()) };
-        // SAFETY: LOOP_CLR_FD takes no argument. With AUTOCLEAR already set this can
-        // answer ENXIO when the device was cleared; that is the state we want.
-        let rc = ioctl_result(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) });
+        // SAFETY: LOOP_CLR_FD on an open loop device reads no memory.
+        let rc = unsafe { loop_clr_fd(dev.as_raw_fd()) };
         drop(dev);
         match rc {
             Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(()),
+            // With AUTOCLEAR already set the device may have been cleared: the state we want.
+            Err(Errno::ENXIO) => Ok(()),
             Err(e) => Err(BlockdevError::sys(format!("cannot detach {}", self.path.display()), e)),
         }
     }

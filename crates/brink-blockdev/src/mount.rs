@@ -41,7 +41,7 @@ impl FromStr for MountOptions {
                 "nodev" => MsFlags::MS_NODEV,
                 "noexec" => MsFlags::MS_NOEXEC,
                 _ if word.contains(char::is_whitespace) => {
-                    return Err(BlockdevError::Invalid(format!("mount option '{word}' contains whitespace")));
+                    return Err(BlockdevError::MountOptionWhitespace(word.to_string()));
                 }
                 _ => {
                     data.push(word);
@@ -61,6 +61,11 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// Mount `source` on `target`; the guard unmounts it on drop.
+    #[expect(
+        clippy::self_named_constructors,
+        reason = "`Mount::mount` reads as the system call it makes; callers in other crates use the name"
+    )]
     pub fn mount(source: &Path, target: &Path, fstype: &str, opts: &MountOptions) -> Result<Mount, BlockdevError> {
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         nix::mount::mount(Some(source), target, Some(fstype), opts.flags, data).map_err(|e| {

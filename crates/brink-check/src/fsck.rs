@@ -61,7 +61,7 @@ pub fn fsck(fs: FsKind, device: &Path, scratch: &Path, timeout: Duration) -> Che
     cmd.args(&args);
     let f = match run_bounded(cmd, scratch, timeout) {
         Ok(f) => f,
-        Err(e) => return outcome(Verdict::CheckerFailure, e, 0),
+        Err(e) => return outcome(Verdict::CheckerFailure, e.to_string(), 0),
     };
     match f.status.and_then(|s| s.code()) {
         Some(0) => outcome(Verdict::Consistent, String::new(), f.ms),

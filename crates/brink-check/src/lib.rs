@@ -15,11 +15,13 @@
 //! Runs are bounded: the checker's process group is killed at the time limit, and at
 //! most `OUTPUT_BYTES_MAX` of each output stream is read.
 
+#![forbid(unsafe_code)]
+
 mod fsck;
 mod run;
 
 pub use fsck::{fsck, fsck_command};
-pub use run::{CheckEnv, Finished, Limits, failure, run_bounded, run_checker, write_marks};
+pub use run::{CheckEnv, Finished, Limits, RunError, failure, run_bounded, run_checker, write_marks};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,10 @@ pub struct CheckOutcome {
     pub details: Option<serde_json::Value>,
     pub ms: u64,
 }
+
+/// How long a checker may run on one state when no limit is given; past it the checker's
+/// process group is killed and the run is a checker failure.
+pub const TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Bytes of each output stream read from a checker.
 pub const OUTPUT_BYTES_MAX: u64 = 64 << 10;

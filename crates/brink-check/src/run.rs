@@ -1,14 +1,20 @@
 //! Running a checker within limits: its own process group (killed on timeout and after
 //! exit, so no straggler keeps the mount busy), output captured to files and read up to
-//! a bound, exit waited for with a pidfd so that a run costs no polling delay.
+//! a bound, exit waited for by a helper thread so that a run costs no polling delay.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
 
 use crate::{CheckOutcome, OUTPUT_BYTES_MAX, Verdict};
 
@@ -29,6 +35,12 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: crate::TIMEOUT_DEFAULT }
+    }
+}
+
 /// Write the `BRINK_MARKS` file: one mark a line, each line ending in a newline.
 pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
     let mut text = String::with_capacity(marks.iter().map(|m| m.len() + 1).sum());
@@ -37,6 +49,21 @@ pub fn write_marks(path: &Path, marks: &[String]) -> std::io::Result<()> {
         text.push('\n');
     }
     std::fs::write(path, text)
+}
+
+/// Why a bounded run could not be made (what the checker itself did is in [`Finished`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The file that captures an output stream could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Capture { path: PathBuf, source: std::io::Error },
+    /// The program could not be started.
+    #[error("cannot start: {source}")]
+    Start { source: std::io::Error },
+    /// Its exit could not be waited for.
+    #[error("cannot wait: {source}")]
+    Wait { source: std::io::Error },
 }
 
 /// A finished bounded run.
@@ -56,59 +83,50 @@ fn read_bounded(path: &Path) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn kill_group(pgid: u32) {
-    // SAFETY: kill(2) on the process group we created; ESRCH is fine.
-    unsafe {
-        libc::kill(-(pgid as i32), libc::SIGKILL);
-    }
+/// SIGKILL the process group `pgid`; ESRCH (the group is gone already) is what we want.
+fn kill_group(pgid: Pid) {
+    let _ = killpg(pgid, Signal::SIGKILL);
 }
 
-/// Wait for `child` to exit for at most `timeout`. True if it exited (not yet reaped).
-fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    // SAFETY: pidfd_open returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) };
-    if fd < 0 {
-        // No pidfd (a kernel before 5.3): poll.
-        while Instant::now() < end {
-            if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        return false;
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if rc > 0 {
-            return true;
-        }
-        if rc == 0 || left.is_zero() {
-            return false;
-        }
-        // EINTR: poll again with the time left.
-    }
+/// Start a thread that waits for `pid` to exit without reaping it (waitid with WNOWAIT)
+/// and then sends on the returned channel: the caller waits on the channel with a
+/// deadline, which costs no polling delay. The thread ends once the process exits; the
+/// caller kills the process group and joins the thread before reaping, so the thread
+/// never waits on a pid the kernel could have handed to another process.
+fn spawn_exit_waiter(pid: Pid) -> std::io::Result<(JoinHandle<()>, Receiver<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::Builder::new().name("brink-check-wait".into()).spawn(move || {
+        while waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) == Err(Errno::EINTR) {}
+        let _ = tx.send(());
+    })?;
+    Ok((waiter, rx))
 }
 
-/// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group.
 /// Run `cmd` (stdout and stderr to files in `scratch`) in its own process group, killing
 /// the group at `timeout`; read at most `OUTPUT_BYTES_MAX` of each stream.
-pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, String> {
+pub fn run_bounded(mut cmd: Command, scratch: &Path, timeout: Duration) -> Result<Finished, RunError> {
     let (out_path, err_path) = (scratch.join("checker.stdout"), scratch.join("checker.stderr"));
-    let out = File::create(&out_path).map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
-    let err = File::create(&err_path).map_err(|e| format!("cannot create {}: {e}", err_path.display()))?;
+    let capture = |path: &Path| File::create(path).map_err(|source| RunError::Capture { path: path.into(), source });
+    let (out, err) = (capture(&out_path)?, capture(&err_path)?);
     cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    let pgid = child.id();
-    let exited = wait_exit(&mut child, timeout);
-    kill_group(pgid);
-    let status = child.wait().map_err(|e| format!("cannot wait: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| RunError::Start { source })?;
+    let pgid = Pid::from_raw(child.id() as i32);
+    let exited = match spawn_exit_waiter(pgid) {
+        Ok((thread, exit)) => {
+            let exited = exit.recv_timeout(timeout).is_ok();
+            kill_group(pgid);
+            // The kill ended the child if it was still running, so the thread returns.
+            thread.join().expect("the exit waiter does not panic");
+            exited
+        }
+        Err(source) => {
+            kill_group(pgid);
+            let _ = child.wait();
+            return Err(RunError::Wait { source });
+        }
+    };
+    let status = child.wait().map_err(|source| RunError::Wait { source })?;
     Ok(Finished {
         status: exited.then_some(status),
         stdout: read_bounded(&out_path),
@@ -121,7 +139,6 @@ fn last_line(text: &str) -> &str {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
 }
 
-/// Describe why a run is not a verdict, or None if it exited 0 or 1.
 /// Why a run is not a verdict (timeout, signal, exit other than 0 or 1), or None.
 pub fn failure(f: &Finished, timeout: Duration) -> Option<String> {
     let Some(status) = f.status else {
@@ -155,7 +172,7 @@ pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -
         |verdict, message: String, details, ms| CheckOutcome { checker: name.into(), verdict, message, details, ms };
     let f = match run_bounded(cmd, env.scratch, limits.timeout) {
         Ok(f) => f,
-        Err(e) => return outcome(Verdict::CheckerFailure, e, None, 0),
+        Err(e) => return outcome(Verdict::CheckerFailure, e.to_string(), None, 0),
     };
     if let Some(why) = failure(&f, limits.timeout) {
         return outcome(Verdict::CheckerFailure, why, None, f.ms);

@@ -60,22 +60,22 @@ pub struct CheckOpts {
     #[arg(long, value_enum, default_value = "exhaustive")]
     strategy: StrategyArg,
     /// For `--strategy omit-k`: how many volatile writes may be dropped.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = brink_explore::defaults::OMIT_K)]
     k: u32,
     /// For `--strategy sample`.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = brink_explore::defaults::SAMPLES)]
     samples: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Refuse exhaustive runs with more states than this.
-    #[arg(long, default_value_t = brink_explore::defaults::MAX_STATES_DEFAULT)]
+    #[arg(long, default_value_t = brink_explore::defaults::STATES_MAX)]
     max_states: u128,
     /// States checked at once (default: twice the number of CPUs, since a state spends
     /// most of its time waiting on the kernel and the FUSE disk rather than computing).
     #[arg(long)]
     jobs: Option<usize>,
     /// Seconds a checker may run on one state.
-    #[arg(long, default_value_t = brink_explore::defaults::CHECKER_TIMEOUT_DEFAULT.as_secs_f64())]
+    #[arg(long, default_value_t = brink_explore::defaults::CHECKER_TIMEOUT.as_secs_f64())]
     checker_timeout: f64,
     /// Stop after this many seconds, keeping what is done (resume later with --resume).
     #[arg(long)]
@@ -194,6 +194,28 @@ fn explore_config(
     })
 }
 
+/// The explorer names settings in words; on the command line, name its flags.
+fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
+    use brink_explore::{ExploreError as E, ResultsError as R};
+    match e {
+        E::TooManyStates { strategy, count, max } => anyhow::anyhow!(
+            "the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample"
+        ),
+        E::NeedsRoot => anyhow::anyhow!(
+            "kernel recovery needs root (it mounts every crash state): run as root, or use --recovery userspace (ext4)"
+        ),
+        E::UnknownFs { fs } => anyhow::anyhow!(
+            "the trace's file system is '{fs}': brink explores ext4, xfs and btrfs (for an import, pass --fs)"
+        ),
+        E::Results(R::Exists { dir }) => anyhow::anyhow!(
+            "{} already exists: pass --resume to continue that run, or choose another -o",
+            dir.display()
+        ),
+        E::Results(R::NothingToResume { dir }) => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
+        e => e.into(),
+    }
+}
+
 pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     if a.count_only {
         let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts))?;
@@ -210,7 +232,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     let results = a.output.clone().expect("required by clap");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
     cfg.media_faults = a.media_faults;
-    let summary = crate::progress::explore(&cfg)?;
+    let summary = crate::progress::explore(&cfg).map_err(with_flags)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {

@@ -183,16 +183,30 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
         argv: args.command,
         output: args.output,
         interrupt,
-        inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, brink_record::InjectionSpecError>>()?,
         watch: Vec::new(),
     })
+}
+
+/// The recorder names settings in words; `brink record` users set them with flags.
+fn name_flag(e: RecordError) -> anyhow::Error {
+    use brink_record::Setting;
+    let Some(setting) = e.setting() else { return e.into() };
+    let flag = match setting {
+        Setting::ImageSize => "--size",
+        Setting::MkfsOptions => "--mkfs-opts",
+        Setting::MountOptions => "--mount-opts",
+        Setting::SetupCommand => "--setup",
+        _ => return e.into(),
+    };
+    anyhow::anyhow!("{}", e.to_string().replace(setting.words(), flag))
 }
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::Record(args) => {
             let cfg = record_config(args, install_interrupt())?;
-            let out = progress::record(&cfg)?;
+            let out = progress::record(&cfg).map_err(name_flag)?;
             let s = &out.stats;
             eprintln!(
                 "brink: recorded {} events ({} writes, {:.1} MiB; {} flushes; {} marks) into {}; workload {} after {:.2}s",
@@ -272,8 +286,14 @@ fn main() {
                 _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
             };
             let code = signal.map_or(2, |signal| 128 + signal);
-            // One line: the chain of causes joined, as "what: why".
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // One line: the chain of causes joined, as "what: why". Library errors spell
+            // out their cause too, so a cause already in the message before it is skipped.
+            let mut msg: Vec<String> = Vec::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !msg.last().is_some_and(|m| m.contains(&cause)) {
+                    msg.push(cause);
+                }
+            }
             eprintln!("brink: {}", msg.join(": ").replace('\n', " "));
             code
         }

@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use brink_attrib::Attribution;
-use brink_trace::{Event, Failed, SECTOR_BYTES, TraceReader, TraceSummary, image};
+use brink_trace::{Event, Failed, SECTOR_BYTES, TraceReader, TraceSummary};
 use serde::Serialize;
 
 use crate::emit;
@@ -206,27 +206,16 @@ fn cells(event: &Event) -> (Option<u64>, Option<u64>, String) {
 }
 
 pub fn verify(trace: &Path) -> Result<i32> {
-    let reader = TraceReader::open(trace)?;
-    let tmp = tempfile::Builder::new().prefix("brink-verify-").tempdir()?;
-    let img_path = tmp.path().join("image");
-    image::copy_sparse(&reader.base_image_path(), &img_path)?;
-    let img = std::fs::OpenOptions::new().read(true).write(true).open(&img_path)?;
-    let applied = image::replay(&reader, &img, &img_path, None)?;
-    drop(img);
-    let got = image::digest_file(&img_path)?;
-    match &reader.meta().final_image_digest {
-        Some(want) if *want == got => {
-            emit(&format!(
-                "ok: replaying {applied} events onto the base image gives the recorded final image (digest {got})\n"
-            ))?;
-            Ok(0)
-        }
-        Some(want) => bail!("replaying {applied} events gives digest {got}, but the recorded final image has {want}"),
-        None => {
-            emit(&format!(
-                "ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"
-            ))?;
-            Ok(0)
-        }
+    let r = brink_trace::verify(trace)?;
+    let (applied, got) = (r.events, &r.digest);
+    if r.compared {
+        emit(&format!(
+            "ok: replaying {applied} events onto the base image gives the recorded final image (digest {got})\n"
+        ))?;
+    } else {
+        emit(&format!(
+            "ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"
+        ))?;
     }
+    Ok(0)
 }

@@ -71,3 +71,40 @@ impl fmt::Display for ImageHash {
         Ok(())
     }
 }
+
+/// A hash as `Display` writes it: 64 hex digits, most significant word first.
+impl std::str::FromStr for ImageHash {
+    type Err = BadHash;
+
+    fn from_str(hex: &str) -> Result<ImageHash, BadHash> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(BadHash);
+        }
+        let mut words = [0u64; 4];
+        for (i, w) in words.iter_mut().enumerate() {
+            let at = (3 - i) * 16;
+            *w = u64::from_str_radix(&hex[at..at + 16], 16).map_err(|_| BadHash)?;
+        }
+        Ok(ImageHash(words))
+    }
+}
+
+/// Text that is not an image hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an image hash (64 hex digits)")]
+pub struct BadHash;
+
+#[cfg(test)]
+mod tests {
+    use super::ImageHash;
+
+    #[test]
+    fn text_reads_back() {
+        let mut h = ImageHash::sector(3, &[1u8; 512]);
+        h.add(&ImageHash::sector(9, &[2u8; 512]));
+        assert_eq!(h.to_string().parse::<ImageHash>(), Ok(h));
+        for bad in ["", "12", &"g".repeat(64), &"é".repeat(32)] {
+            assert!(bad.parse::<ImageHash>().is_err(), "{bad}");
+        }
+    }
+}

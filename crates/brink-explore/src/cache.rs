@@ -6,7 +6,7 @@
 //! (the same one the explorer deduplicates by), the marks' texts, the file system and
 //! mount options, the recovery mode, the brink version, and each checker's *identity*:
 //! its command line and the content of every regular file in the folder of each word
-//! of it that names a file (so editing `checkers/app/check.sh` or a helper beside it
+//! of it that names a file (so editing `checkers/sqlite/check.sh` or a helper beside it
 //! invalidates its verdicts; a checker that reads files elsewhere is not tracked).
 //!
 //! Wire format: `DIR/verdicts.jsonl`, one `{"key":…,"checks":[…]}` a line, appended one

@@ -1,23 +1,26 @@
-//! Defaults that depend on the machine an exploration runs on, decided here so that every
-//! front end (the binary, the suite, a test) decides them the same way: how many states
-//! to check at once, and whether the kernel can recover states here or e2fsprogs must do
-//! it in userspace.
+//! Defaults of an exploration's settings, in one place: the binary's flags and the
+//! suite's manifests default to these rather than to literals of their own. Two depend on
+//! the machine and are decided here too, so that every front end (the binary, the suite,
+//! a test) decides them the same way: how many states to check at once ([`jobs`]), and
+//! whether the kernel can recover states here or e2fsprogs must do it in userspace
+//! ([`recovery_auto`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::Recovery;
 
-/// Jobs per CPU by default: a state spends most of its time waiting on the kernel and the
-/// FUSE disk rather than computing, so twice the CPUs keeps them busy.
+/// Exhaustive runs with more states than this are refused (`ExploreConfig::max_states`).
+pub const STATES_MAX: u128 = 1_000_000;
+/// How long a checker may run on one state (`ExploreConfig::checker_timeout`).
+pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// States the `sample` strategy draws.
+pub const SAMPLES: u64 = 1000;
+/// Volatile writes the `omit-k` strategy may drop.
+pub const OMIT_K: u32 = 2;
+/// Jobs per CPU: a state spends most of its time waiting on the kernel and the FUSE
+/// disk rather than computing, so twice the CPUs keeps them busy.
 pub const JOBS_PER_CPU: usize = 2;
-
-/// The bound on an exhaustive space when none is given: above it, an exploration is
-/// refused rather than left to run for days.
-pub const MAX_STATES_DEFAULT: u128 = 1_000_000;
-
-/// How long a checker may run on one state when no limit is given.
-pub const CHECKER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// A number of jobs that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -125,7 +125,7 @@ pub struct Footprint {
 }
 
 fn read_durable(durable: &File, offset: u64, out: &mut [u8]) -> Result<(), ExploreError> {
-    durable.read_exact_at(out, offset).map_err(|e| ExploreError::Setup(format!("reading the durable image: {e}")))
+    durable.read_exact_at(out, offset).map_err(ExploreError::ReadDurable)
 }
 
 /// Terms of `[offset, offset+len)` of `src` minus the durable terms there, only for the
@@ -336,9 +336,7 @@ impl Footprint {
                 let n = (w.len - pos).min(STREAM_BYTES);
                 buf.resize(n as usize, 0);
                 w.src.advanced(pos).read(reader, &mut buf)?;
-                durable
-                    .write_all_at(&buf, w.offset + pos)
-                    .map_err(|e| ExploreError::Setup(format!("writing the durable image: {e}")))?;
+                durable.write_all_at(&buf, w.offset + pos).map_err(ExploreError::WriteDurable)?;
                 pos += n;
             }
         }

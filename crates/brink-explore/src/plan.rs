@@ -40,14 +40,9 @@ pub fn for_each_epoch(
         events = ev.index + 1;
         let aligned = |offset: u64, len: u64| -> Result<u32, ExploreError> {
             if offset % SECTOR_BYTES != 0 || len % SECTOR_BYTES != 0 || len == 0 {
-                return Err(ExploreError::Unsupported(format!(
-                    "event {}: {len} bytes at byte {offset} is not whole sectors",
-                    ev.index
-                )));
+                return Err(ExploreError::Unaligned { event: ev.index, offset, len });
             }
-            u32::try_from(len / SECTOR_BYTES).map_err(|_| {
-                ExploreError::Unsupported(format!("event {}: a write of {len} bytes is too large", ev.index))
-            })
+            u32::try_from(len / SECTOR_BYTES).map_err(|_| ExploreError::WriteTooLarge { event: ev.index, len })
         };
         match ev.event {
             Event::Write(w) => {

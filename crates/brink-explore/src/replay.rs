@@ -9,7 +9,7 @@ use std::path::Path;
 use brink_pmodel::{MediaFault, StateId, WriteChoice};
 use brink_trace::{Event, SECTOR_BYTES, TraceReader, image};
 
-use crate::ExploreError;
+use crate::ReplayError;
 
 /// What a materialized state is held to.
 #[derive(Debug)]
@@ -21,34 +21,76 @@ pub struct Materialized {
     pub note: Option<String>,
 }
 
-pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialized, ExploreError> {
+/// Write the state `id` of the trace at `trace` to the image file `out`.
+pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialized, ReplayError> {
     let reader = TraceReader::open(trace)?;
     if id.position > reader.meta().events {
-        return Err(ExploreError::Usage(format!("state {id}: the trace has only {} events", reader.meta().events)));
+        return Err(ReplayError::PastTheEnd { id: id.clone(), events: reader.meta().events });
     }
-    // Pass 1: the last flush before the point starts the epoch.
-    let mut epoch_start = 0u64;
+    let epoch_start = epoch_start(&reader, id.position)?;
+    image::copy_sparse(&reader.base_image_path(), out)?;
+    let img = OpenOptions::new().read(true).write(true).open(out).map_err(|e| ReplayError::io(out, e))?;
+    let applied = apply_events(&reader, id, epoch_start, &img, out)?;
+    if applied.used != id.choices.len() {
+        let first_unused = id.choices.iter().map(|(i, _)| *i).find(|&i| i >= id.position).unwrap_or(id.position);
+        return Err(not_volatile(id, first_unused));
+    }
+    // The fault's effects beyond the write's own sectors are laid over the whole state,
+    // as the explorer lays them.
+    if let Some(w) = &applied.faulted {
+        fault_effects(&img, out, id, w, &reader)?;
+    }
+    img.sync_all().map_err(|e| ReplayError::io(out, e))?;
+    let note = match id.fault {
+        Some(MediaFault::Latent(i)) => Some(format!(
+            "the latent sector error on write {i}'s first sector fails reads only while brink explore serves the state; this image reads it fine"
+        )),
+        _ => None,
+    };
+    if let Some(f) = id.fault.filter(|_| applied.faulted.is_none()) {
+        return Err(not_volatile(id, f.write()));
+    }
+    Ok(Materialized { marks: applied.marks, note })
+}
+
+fn not_volatile(id: &StateId, event: u64) -> ReplayError {
+    ReplayError::NotVolatile { id: id.clone(), event }
+}
+
+/// Where the epoch of the crash point starts: after the last flush before it.
+fn epoch_start(reader: &TraceReader, position: u64) -> Result<u64, ReplayError> {
+    let mut start = 0u64;
     for ev in reader.events()? {
         let ev = ev?;
-        if ev.index >= id.position {
+        if ev.index >= position {
             break;
         }
         if ev.event == Event::Flush {
-            epoch_start = ev.index + 1;
+            start = ev.index + 1;
         }
     }
-    image::copy_sparse(&reader.base_image_path(), out)?;
-    let img = OpenOptions::new().read(true).write(true).open(out).map_err(|e| ExploreError::io(out, e))?;
-    let mut marks = Vec::new();
+    Ok(start)
+}
+
+/// What applying the events before the crash point found.
+struct Applied {
+    marks: Vec<String>,
+    /// How many of the id's choices named an event.
+    used: usize,
+    /// The write the id's media fault is on.
+    faulted: Option<brink_trace::Write>,
+}
+
+/// Apply every event before the crash point to `img`, as the id chooses.
+fn apply_events(
+    reader: &TraceReader,
+    id: &StateId,
+    epoch_start: u64,
+    img: &std::fs::File,
+    out: &Path,
+) -> Result<Applied, ReplayError> {
+    let mut applied = Applied { marks: Vec::new(), used: 0, faulted: None };
     let mut buf = Vec::new();
-    let mut used = 0usize;
-    let mut faulted = None;
-    let not_volatile = |i: u64| {
-        ExploreError::Usage(format!(
-            "state {id} does not fit this trace: event {i} is not a volatile write at crash point {}",
-            id.position
-        ))
-    };
     for ev in reader.events()? {
         let ev = ev?;
         if ev.index >= id.position {
@@ -56,69 +98,65 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
         }
         let own = match (&ev.event, id.fault) {
             (Event::Write(w), Some(f)) if f.write() == ev.index => {
-                faulted = Some(w.clone());
+                applied.faulted = Some(w.clone());
                 f.own_sectors((w.len / SECTOR_BYTES) as u32)
             }
             _ => None,
         };
         let choice =
             id.choices.binary_search_by_key(&ev.index, |(i, _)| *i).ok().map(|k| &id.choices[k].1).or(own.as_ref());
-        let in_epoch = ev.index >= epoch_start;
         if own.is_some() && id.choices.iter().any(|(i, _)| *i == ev.index) {
-            return Err(ExploreError::Usage(format!(
-                "state {id}: write {} has both a choice and a media fault",
-                ev.index
-            )));
+            return Err(ReplayError::ChoiceAndFault { id: id.clone(), write: ev.index });
         }
         if choice.is_some() {
-            used += usize::from(own.is_none());
-            let volatile = in_epoch
-                && match &ev.event {
-                    Event::Write(w) => !w.flags.fua(),
-                    Event::Discard { .. } | Event::WriteZeroes { .. } => matches!(choice, Some(WriteChoice::Omitted)),
-                    _ => false,
-                };
-            if !volatile {
-                return Err(not_volatile(ev.index));
+            applied.used += usize::from(own.is_none());
+            if !volatile(&ev.event, choice, ev.index >= epoch_start) {
+                return Err(not_volatile(id, ev.index));
             }
         }
-        match (&ev.event, choice) {
-            (Event::Mark { text }, _) => marks.push(text.clone()),
-            (_, Some(WriteChoice::Omitted)) | (Event::Flush | Event::Error(_), _) => {}
-            (Event::Write(w), c) => {
-                reader.read_payload(w, &mut buf)?;
-                for (i, sector) in buf.chunks(SECTOR_BYTES as usize).enumerate() {
-                    if c.is_none_or(|c| c.keeps_sector(i as u32)) {
-                        img.write_all_at(sector, w.offset + i as u64 * SECTOR_BYTES)
-                            .map_err(|e| ExploreError::io(out, e))?;
-                    }
+        apply_event(reader, &ev.event, choice, img, out, &mut buf, &mut applied.marks)?;
+    }
+    Ok(applied)
+}
+
+/// Whether an event may be chosen (dropped or torn): a write of the epoch that is not
+/// FUA, or a discard or write-zeroes of the epoch that is dropped.
+fn volatile(event: &Event, choice: Option<&WriteChoice>, in_epoch: bool) -> bool {
+    in_epoch
+        && match event {
+            Event::Write(w) => !w.flags.fua(),
+            Event::Discard { .. } | Event::WriteZeroes { .. } => matches!(choice, Some(WriteChoice::Omitted)),
+            _ => false,
+        }
+}
+
+/// One event's effect on the image (a write's kept sectors, zeros), or its mark.
+fn apply_event(
+    reader: &TraceReader,
+    event: &Event,
+    choice: Option<&WriteChoice>,
+    img: &std::fs::File,
+    out: &Path,
+    buf: &mut Vec<u8>,
+    marks: &mut Vec<String>,
+) -> Result<(), ReplayError> {
+    match (event, choice) {
+        (Event::Mark { text }, _) => marks.push(text.clone()),
+        (_, Some(WriteChoice::Omitted)) | (Event::Flush | Event::Error(_), _) => {}
+        (Event::Write(w), c) => {
+            reader.read_payload(w, buf)?;
+            for (i, sector) in buf.chunks(SECTOR_BYTES as usize).enumerate() {
+                if c.is_none_or(|c| c.keeps_sector(i as u32)) {
+                    img.write_all_at(sector, w.offset + i as u64 * SECTOR_BYTES)
+                        .map_err(|e| ReplayError::io(out, e))?;
                 }
             }
-            (Event::Discard { offset, len } | Event::WriteZeroes { offset, len }, _) => {
-                image::zero_range(&img, *offset, *len).map_err(|e| ExploreError::io(out, e))?;
-            }
+        }
+        (Event::Discard { offset, len } | Event::WriteZeroes { offset, len }, _) => {
+            image::zero_range(img, *offset, *len).map_err(|e| ReplayError::io(out, e))?;
         }
     }
-    if used != id.choices.len() {
-        let first_unused = id.choices.iter().map(|(i, _)| *i).find(|&i| i >= id.position).unwrap_or(id.position);
-        return Err(not_volatile(first_unused));
-    }
-    // The fault's effects beyond the write's own sectors are laid over the whole state,
-    // as the explorer lays them.
-    if let Some(w) = &faulted {
-        fault_effects(&img, id, w, &reader)?;
-    }
-    img.sync_all().map_err(|e| ExploreError::io(out, e))?;
-    let note = match id.fault {
-        Some(MediaFault::Latent(i)) => Some(format!(
-            "the latent sector error on write {i}'s first sector fails reads only while brink explore serves the state; this image reads it fine"
-        )),
-        _ => None,
-    };
-    if let Some(f) = id.fault.filter(|_| faulted.is_none()) {
-        return Err(not_volatile(f.write()));
-    }
-    Ok(Materialized { marks, note })
+    Ok(())
 }
 
 /// The part of a media fault that lands outside the write's own sectors: a garbage
@@ -126,11 +164,12 @@ pub fn materialize(trace: &Path, id: &StateId, out: &Path) -> Result<Materialize
 /// write itself, as the explorer lays it.
 fn fault_effects(
     img: &std::fs::File,
+    out: &Path,
     id: &StateId,
     w: &brink_trace::Write,
     reader: &TraceReader,
-) -> Result<(), ExploreError> {
-    let io = |e| ExploreError::Setup(format!("writing the state's image: {e}"));
+) -> Result<(), ReplayError> {
+    let io = |e| ReplayError::io(out, e);
     match id.fault {
         Some(MediaFault::Garbage(i)) => {
             let half = u64::from(MediaFault::garbage_from((w.len / SECTOR_BYTES) as u32)) * SECTOR_BYTES;
@@ -139,9 +178,8 @@ fn fault_effects(
             img.write_all_at(&garbage, w.offset + half).map_err(io)
         }
         Some(MediaFault::Misdirected(i)) => {
-            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size).ok_or_else(|| {
-                ExploreError::Usage(format!("state {id}: write {i} has nowhere to be misdirected to"))
-            })?;
+            let to = MediaFault::misdirected_to(w.offset, w.len, reader.meta().image_size)
+                .ok_or_else(|| ReplayError::NowhereToMisdirect { id: id.clone(), write: i })?;
             let mut data = Vec::new();
             reader.read_payload(w, &mut data)?;
             img.write_all_at(&data, to).map_err(io)

@@ -3,7 +3,7 @@
 //! ```text
 //! RESULTS/
 //!   run.json              what was explored: trace (path, digest), model, strategy, checkers
-//!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; --resume reads it)
+//!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; resuming reads it)
 //!   states.jsonl          every verdict, one JSON object a line, sorted by state id
 //!   summary.json          counts, times, model, strategy, whether the run is complete
 //! ```
@@ -19,6 +19,13 @@
 //! - `verdict`: `violation` if any check found one, else `checker-failure` if any
 //!   checker failed, else `consistent`.
 //!
+//! Invariants of `states.jsonl`, asserted when it is read back (`Results::load`,
+//! `check_states`): ids sorted and each once; one representative (no `dup_of`) per
+//! (`image`, `marks`); every `dup_of` names the representative of its own image and
+//! marks; `verdict` is the overall verdict of `checks`. Every file here has a type that
+//! reads and writes it: `RunIdentity` (`run.json`), `StateRecord` (`states.jsonl`,
+//! `minimal.jsonl`), `TraceInfo` (`trace.json`), `Summary` (`summary.json`).
+//!
 //! `states.jsonl` and `summary.json` are replaced atomically (temp, fsync, rename, fsync
 //! the directory). Lines of `states.partial.jsonl` are written one `write(2)` each, so a
 //! killed run keeps every finished verdict; it is fsynced at least once a second.
@@ -31,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use brink_attrib::Attribution;
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{CrashState, StateId, WriteChoice};
+use brink_pmodel::{Count, CrashState, StateId, WriteChoice};
 use brink_trace::{Event, TraceReader, durable};
 use serde::{Deserialize, Serialize};
 
-use crate::ExploreError;
+use crate::{ExploreError, ResultsError};
 
 pub const RUN: &str = "run.json";
 pub const PARTIAL: &str = "states.partial.jsonl";
@@ -43,6 +50,9 @@ pub const STATES: &str = "states.jsonl";
 pub const SUMMARY: &str = "summary.json";
 pub const MINIMAL: &str = "minimal.jsonl";
 pub const TRACE_INFO: &str = "trace.json";
+/// The partial log is fsynced at least this often, so a power cut loses at most this
+/// much of a run's verdicts.
+const PARTIAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What reports need of the trace, so a results directory explains itself without it:
 /// one letter per event (`w` write, `f` flush, `d` discard, `z` write-zeroes, `m` mark,
@@ -79,7 +89,7 @@ impl TraceInfo {
                 Event::Error(_) => 'e',
             });
         }
-        let attribution = Attribution::of_trace(reader).map_err(|e| ExploreError::Corrupt(e.to_string()))?;
+        let attribution = Attribution::of_trace(reader).map_err(ExploreError::Attribution)?;
         Ok(TraceInfo { trace: reader.dir().display().to_string(), events, marks, attribution })
     }
 }
@@ -111,6 +121,128 @@ pub struct StateRecord {
     /// `states.jsonl` or, if the strategy did not generate it, in `minimal.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimal: Option<String>,
+}
+
+/// `summary.json`. Fields may be added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub trace: String,
+    pub fs: String,
+    pub mount_opts: String,
+    pub model: String,
+    pub strategy: String,
+    pub checkers: Vec<String>,
+    /// Size of the space the strategy visits (for `sample`: the legal space sampled).
+    #[serde(deserialize_with = "count_from_json")]
+    pub states_total: Count,
+    pub states_generated: u64,
+    /// Distinct (image, marks) pairs among the recorded states; each is checked once, so
+    /// this equals `states_checked` (both count earlier runs of a resumed exploration).
+    pub states_unique: u64,
+    pub states_checked: u64,
+    pub violations: u64,
+    pub checker_failures: u64,
+    pub consistent: u64,
+    pub wall_s: f64,
+    pub states_per_s: f64,
+    pub jobs: usize,
+    /// False when a time budget or an interrupt stopped the run; resuming it continues.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    /// For `sample`: the fraction of the legal space the unique samples cover.
+    pub fraction_covered: Option<f64>,
+    /// Time per step summed over states and workers, in ms (this run only).
+    pub time_ms: TimeSummary,
+    /// The verdict on the state without a crash (crate docs, step 5); `None` when the
+    /// run stopped before it.
+    pub no_crash: Option<NoCrash>,
+    /// Media-fault states checked (`ExploreConfig::media_faults`), included in the counts above.
+    pub media_fault_states: u64,
+    /// States checked only to minimize failing ones (not counted in `states_checked`).
+    #[serde(default)]
+    pub minimize_probes: u64,
+    /// Unique states whose verdict came from the verdict cache (`ExploreConfig::cache`), and verdicts
+    /// this run added to it.
+    #[serde(default)]
+    pub cache_hits: u64,
+    #[serde(default)]
+    pub cache_stored: u64,
+}
+
+/// The verdict on the disk as the recording left it, held to every mark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoCrash {
+    pub id: String,
+    pub verdict: Verdict,
+    /// The first violation's (or checker failure's) message.
+    pub message: Option<String>,
+}
+
+impl NoCrash {
+    pub(crate) fn of(r: &StateRecord) -> NoCrash {
+        NoCrash {
+            id: r.id.clone(),
+            verdict: r.verdict.clone(),
+            message: r
+                .checks
+                .iter()
+                .find(|c| c.verdict == r.verdict && r.verdict != Verdict::Consistent)
+                .map(|c| c.message.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeSummary {
+    pub hash: f64,
+    pub overlay: f64,
+    pub mount: f64,
+    pub checkers: f64,
+    pub unmount: f64,
+    /// Worker time per checked state: `jobs × wall / checked`.
+    pub per_state: f64,
+}
+
+/// `summary.json`'s `states_total`: a number, or a string when it does not fit in u64
+/// (`Count`'s JSON form; saturated: "more than …").
+fn count_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Number(u64),
+        Text(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Number(n) => Ok(Count(u128::from(n))),
+        Form::Text(t) if t.starts_with("more than ") => Ok(Count::MAX),
+        Form::Text(t) => t.parse().map(Count).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `run.json`: what was explored. Resuming needs the same identity. Fields may be added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    pub trace: String,
+    pub trace_base_digest: String,
+    pub trace_events: u64,
+    pub model: String,
+    pub strategy: String,
+    pub checkers: Vec<String>,
+    pub media_faults: bool,
+}
+
+impl RunIdentity {
+    pub fn of(cfg: &crate::ExploreConfig, meta: &brink_trace::TraceMeta) -> RunIdentity {
+        RunIdentity {
+            trace: cfg.trace.display().to_string(),
+            trace_base_digest: meta.base_image_digest.clone(),
+            trace_events: meta.events,
+            model: cfg.model.name(),
+            strategy: cfg.strategy.name(),
+            checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
+            media_faults: cfg.media_faults,
+        }
+    }
 }
 
 pub fn overall(checks: &[CheckOutcome]) -> Verdict {
@@ -158,12 +290,12 @@ pub struct PartialLog {
 }
 
 impl PartialLog {
-    pub fn append(&mut self, rec: &StateRecord) -> Result<(), ExploreError> {
+    pub fn append(&mut self, rec: &StateRecord) -> Result<(), ResultsError> {
         let mut line = serde_json::to_vec(rec).expect("record serializes");
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| ExploreError::io(&self.path, e))?;
-        if self.last_sync.elapsed() > Duration::from_secs(1) {
-            self.file.sync_data().map_err(|e| ExploreError::io(&self.path, e))?;
+        self.file.write_all(&line).map_err(|e| ResultsError::io(&self.path, e))?;
+        if self.last_sync.elapsed() > PARTIAL_SYNC_INTERVAL {
+            self.file.sync_data().map_err(|e| ResultsError::io(&self.path, e))?;
             self.last_sync = Instant::now();
         }
         Ok(())
@@ -172,25 +304,22 @@ impl PartialLog {
 
 /// Open (or, with `resume`, reopen) a results directory. Returns the verdicts already
 /// recorded by an earlier run of the same exploration.
-pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ExploreError> {
+pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ResultsError> {
+    // Compared and written as a JSON value: a run.json with a field this version does
+    // not know is another exploration's, and keys are written sorted.
+    let run = &serde_json::to_value(run).expect("json");
     let run_path = dir.join(RUN);
     let mut done = Vec::new();
     if dir.exists() {
         if !resume {
-            return Err(ExploreError::Usage(format!(
-                "{} already exists: pass --resume to continue that run, or choose another -o",
-                dir.display()
-            )));
+            return Err(ResultsError::Exists { dir: dir.to_path_buf() });
         }
-        let old: serde_json::Value =
-            std::fs::read(&run_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
-                ExploreError::Usage(format!("{} holds no brink run to resume (no valid {RUN})", dir.display()))
-            })?;
+        let old: serde_json::Value = std::fs::read(&run_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ResultsError::NoRun { dir: dir.to_path_buf() })?;
         if &old != run {
-            return Err(ExploreError::Usage(format!(
-                "{} was explored with other settings (trace, model, strategy or checkers): resume needs the same ones",
-                dir.display()
-            )));
+            return Err(ResultsError::OtherSettings { dir: dir.to_path_buf() });
         }
         if let Ok(f) = File::open(dir.join(PARTIAL)) {
             for line in BufReader::new(f).lines() {
@@ -204,11 +333,11 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
         }
     } else {
         if resume {
-            return Err(ExploreError::Usage(format!("--resume: {} does not exist", dir.display())));
+            return Err(ResultsError::NothingToResume { dir: dir.to_path_buf() });
         }
-        std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| ResultsError::io(dir, e))?;
         durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json"))
-            .map_err(|e| ExploreError::io(&run_path, e))?;
+            .map_err(|e| ResultsError::io(&run_path, e))?;
     }
     // Rewrite the partial log with the whole lines only, so a cut line is not followed
     // by new ones.
@@ -218,24 +347,28 @@ pub fn open(dir: &Path, run: &serde_json::Value, resume: bool) -> Result<(Partia
         body.extend(serde_json::to_vec(r).expect("json"));
         body.push(b'\n');
     }
-    durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
-    let file = OpenOptions::new().append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
+    let file = OpenOptions::new().append(true).open(&path).map_err(|e| ResultsError::io(&path, e))?;
     Ok((PartialLog { file, path, last_sync: Instant::now() }, done))
 }
 
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).
-pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ExploreError> {
+pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     let path = dir.join(PARTIAL);
-    let f = File::open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    let f = File::open(&path).map_err(|e| ResultsError::io(&path, e))?;
     let mut recs: HashMap<String, StateRecord> = HashMap::new();
     for line in BufReader::new(f).lines() {
-        let line = line.map_err(|e| ExploreError::io(&path, e))?;
-        let r: StateRecord =
-            serde_json::from_str(&line).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let line = line.map_err(|e| ResultsError::io(&path, e))?;
+        let r: StateRecord = serde_json::from_str(&line).map_err(|e| ResultsError::json(&path, None, e))?;
         recs.insert(r.id.clone(), r);
     }
-    let mut recs: Vec<(StateId, StateRecord)> =
-        recs.into_values().map(|r| (r.id.parse::<StateId>().expect("ids we wrote parse"), r)).collect();
+    let mut recs: Vec<(StateId, StateRecord)> = recs
+        .into_values()
+        .map(|r| match r.id.parse::<StateId>() {
+            Ok(id) => Ok((id, r)),
+            Err(_) => Err(ResultsError::BadStateId { path: path.clone(), line: 0, id: r.id }),
+        })
+        .collect::<Result<_, _>>()?;
     recs.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(recs.into_iter().map(|(_, r)| r).collect())
 }
@@ -256,52 +389,134 @@ pub fn write_final(
     recs: &[StateRecord],
     probes: &[StateRecord],
     info: &TraceInfo,
-    summary: &impl Serialize,
-) -> Result<(), ExploreError> {
+    summary: &Summary,
+) -> Result<(), ResultsError> {
     for (name, body) in
         [(STATES, jsonl(recs)), (MINIMAL, jsonl(probes)), (TRACE_INFO, serde_json::to_vec(info).expect("json"))]
     {
         let path = dir.join(name);
-        durable::write_atomic(&path, &body).map_err(|e| ExploreError::io(&path, e))?;
+        durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     }
     let sp = dir.join(SUMMARY);
     let mut json = serde_json::to_vec_pretty(summary).expect("json");
     json.push(b'\n');
-    durable::write_atomic(&sp, &json).map_err(|e| ExploreError::io(&sp, e))
+    durable::write_atomic(&sp, &json).map_err(|e| ResultsError::io(&sp, e))
 }
 
-/// Read a finished results directory.
-pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ExploreError> {
+/// Read a finished results directory's summary (untyped) and states; `Results::load`
+/// reads it typed and checked.
+pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ResultsError> {
     let sp = dir.join(SUMMARY);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ExploreError::io(&sp, e))?)
-        .map_err(|e| ExploreError::Corrupt(format!("{}: {e}", sp.display())))?;
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ResultsError::io(&sp, e))?)
+        .map_err(|e| ResultsError::json(&sp, None, e))?;
     Ok((summary, read_jsonl(&dir.join(STATES))?))
 }
 
-fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ExploreError> {
-    let f = File::open(path).map_err(|e| ExploreError::io(path, e))?;
+fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
+    let f = File::open(path).map_err(|e| ResultsError::io(path, e))?;
     let mut recs = Vec::new();
     for (n, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| ExploreError::io(path, e))?;
-        recs.push(
-            serde_json::from_str(&line)
-                .map_err(|e| ExploreError::Corrupt(format!("{}: line {}: {e}", path.display(), n + 1)))?,
-        );
+        let line = line.map_err(|e| ResultsError::io(path, e))?;
+        recs.push(serde_json::from_str(&line).map_err(|e| ResultsError::json(path, Some(n + 1), e))?);
     }
     Ok(recs)
 }
 
 /// The records of minimal states the strategy did not generate, and the trace info,
 /// of a finished results directory (absent in runs of older versions: then none).
-pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ExploreError> {
+pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ResultsError> {
     let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
     let path = dir.join(TRACE_INFO);
     let info = match std::fs::read(&path) {
-        Ok(b) => {
-            Some(serde_json::from_slice(&b).map_err(|e| ExploreError::Corrupt(format!("{}: {e}", path.display())))?)
-        }
+        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(&path, None, e))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ExploreError::io(&path, e)),
+        Err(e) => return Err(ResultsError::io(&path, e)),
     };
     Ok((minimal, info))
+}
+
+/// A finished results directory, read back typed and checked: `states.jsonl` holds its
+/// invariants (`check_states`), or loading fails.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Results {
+    /// `run.json` (absent in directories written by hand).
+    pub run: Option<RunIdentity>,
+    pub summary: Summary,
+    /// `states.jsonl`: sorted by state id, each id once.
+    pub states: Vec<StateRecord>,
+    /// `minimal.jsonl`: minimal states the strategy did not generate (none in runs of
+    /// older versions).
+    pub minimal: Vec<StateRecord>,
+    /// `trace.json` (absent in runs of older versions).
+    pub trace: Option<TraceInfo>,
+}
+
+impl Results {
+    pub fn load(dir: &Path) -> Result<Results, ResultsError> {
+        let run = match std::fs::read(dir.join(RUN)) {
+            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(&dir.join(RUN), None, e))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ResultsError::io(&dir.join(RUN), e)),
+        };
+        let sp = dir.join(SUMMARY);
+        let summary = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ResultsError::io(&sp, e))?)
+            .map_err(|e| ResultsError::json(&sp, None, e))?;
+        let states = read_jsonl(&dir.join(STATES))?;
+        check_states(&dir.join(STATES), &states)?;
+        let (minimal, trace) = load_analysis(dir)?;
+        Ok(Results { run, summary, states, minimal, trace })
+    }
+}
+
+/// The invariants of `states.jsonl` (`path`), as the explorer writes it:
+/// - every id is a state id, and its record's `position` is the id's;
+/// - ids are sorted (in state id order), each once;
+/// - each record's `verdict` is the overall verdict of its `checks`;
+/// - each (image, marks) has one representative (a record without `dup_of`): states with
+///   the same image and marks are checked once;
+/// - a `dup_of` names a representative with the same image and marks.
+pub fn check_states(path: &Path, states: &[StateRecord]) -> Result<(), ResultsError> {
+    let broken = |line: usize, what: String| ResultsError::Invariant { path: path.to_path_buf(), line, what };
+    let mut prev: Option<StateId> = None;
+    let mut reps: HashMap<(&str, u64), &str> = HashMap::new();
+    for (n, r) in states.iter().enumerate() {
+        let line = n + 1;
+        let id: StateId =
+            r.id.parse().map_err(|_| ResultsError::BadStateId { path: path.to_path_buf(), line, id: r.id.clone() })?;
+        if r.image.parse::<crate::ImageHash>().is_err() {
+            return Err(ResultsError::BadImageHash { path: path.to_path_buf(), hex: r.image.clone() });
+        }
+        if id.position != r.position {
+            return Err(broken(line, format!("state {} has position {}, not its id's", r.id, r.position)));
+        }
+        if prev.as_ref().is_some_and(|p| *p >= id) {
+            return Err(broken(line, format!("state {} is out of order: states are sorted by id, each once", r.id)));
+        }
+        if r.verdict != overall(&r.checks) {
+            return Err(broken(line, format!("state {}'s verdict is not the overall verdict of its checks", r.id)));
+        }
+        if r.dup_of.is_none() {
+            if let Some(other) = reps.insert((r.image.as_str(), r.marks), r.id.as_str()) {
+                return Err(broken(
+                    line,
+                    format!("states {other} and {} both represent one image and marks, which is checked once", r.id),
+                ));
+            }
+        }
+        prev = Some(id);
+    }
+    for (n, r) in states.iter().enumerate() {
+        let Some(rep) = &r.dup_of else { continue };
+        if reps.get(&(r.image.as_str(), r.marks)) != Some(&rep.as_str()) {
+            return Err(broken(
+                n + 1,
+                format!(
+                    "state {} names {rep} as its representative, which does not represent its image and marks",
+                    r.id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

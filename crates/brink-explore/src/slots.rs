@@ -25,6 +25,15 @@ use fuser::{
 use crate::footprint::{Piece, Src};
 
 const PAGE: u64 = 4096;
+
+/// Why a slot cannot serve a read or a write; the FUSE reply is EIO either way.
+#[derive(Debug, thiserror::Error)]
+enum SlotError {
+    #[error("cannot read the durable image")]
+    Durable(#[source] std::io::Error),
+    #[error("cannot read a write's payload from the trace")]
+    Payload(#[source] brink_trace::TraceError),
+}
 const ROOT: INodeNo = INodeNo(1);
 const TTL: Duration = Duration::from_secs(60);
 
@@ -82,25 +91,25 @@ impl Slots {
     }
 
     /// The state's bytes at `[offset, offset + buf.len())`, without written pages.
-    fn compose(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.base.read_exact_at(buf, offset).map_err(|e| format!("reading the durable image: {e}"))?;
+    fn compose(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), SlotError> {
+        self.base.read_exact_at(buf, offset).map_err(SlotError::Durable)?;
         let end = offset + buf.len() as u64;
         for (&k, (e, src)) in ov.segs.range(..end).rev().take_while(|(_, (e, _))| *e > offset) {
             let (a, b) = (k.max(offset), (*e).min(end));
             src.advanced(a - k)
                 .read(&self.reader, &mut buf[(a - offset) as usize..(b - offset) as usize])
-                .map_err(|e| e.to_string())?;
+                .map_err(SlotError::Payload)?;
         }
         Ok(())
     }
 
-    fn page(&self, ov: &Overlay, page: u64) -> Result<Box<[u8]>, String> {
+    fn page(&self, ov: &Overlay, page: u64) -> Result<Box<[u8]>, SlotError> {
         let mut buf = vec![0u8; self.page_len(page)].into_boxed_slice();
         self.compose(ov, page * PAGE, &mut buf)?;
         Ok(buf)
     }
 
-    fn write_into(&self, ov: &mut Overlay, offset: u64, data: &[u8]) -> Result<(), String> {
+    fn write_into(&self, ov: &mut Overlay, offset: u64, data: &[u8]) -> Result<(), SlotError> {
         let mut done = 0usize;
         while done < data.len() {
             let pos = offset + done as u64;
@@ -117,7 +126,7 @@ impl Slots {
         Ok(())
     }
 
-    fn read_from(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_from(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), SlotError> {
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
@@ -134,7 +143,7 @@ impl Slots {
 
     /// Zero a range without materializing it: whole pages in it are dropped and a zero
     /// piece laid under; pages it only touches get zeros written.
-    fn zero_range(&self, ov: &mut Overlay, offset: u64, len: u64) -> Result<(), String> {
+    fn zero_range(&self, ov: &mut Overlay, offset: u64, len: u64) -> Result<(), SlotError> {
         let end = offset + len;
         let whole: Vec<u64> =
             ov.pages.keys().copied().filter(|&p| p * PAGE >= offset && p * PAGE + PAGE <= end).collect();

@@ -2,12 +2,15 @@
 //! Checking a state: drop the block cache, mount (the kernel recovers the journal),
 //! optionally fsck, run the checkers with the state's marks, unmount.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
 use brink_check::{CheckEnv, CheckOutcome, Limits, Verdict, fsck, run_checker};
+
+use crate::state_image::BuildError;
 
 /// A checker as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,17 @@ impl Timings {
     }
 }
 
+/// Recovery and checking done inside the explorer's process, on the state's image
+/// file: the seam that lets the whole engine (deduplication, resume, the verdict cache,
+/// minimization, media faults) run without root, mounts or e2fsprogs. Tests give a fake
+/// (`explore_in_process`); brink itself recovers with the kernel or e2fsprogs
+/// ([`Recovery`]).
+pub trait InProcessCheck: Send + Sync {
+    /// The checks of the state whose image, before any recovery, is the file `image`,
+    /// held to `marks` (the marks acknowledged before its crash point).
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome>;
+}
+
 /// How a crash state is recovered before the checkers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -93,7 +107,7 @@ fn mount_violation(e: impl std::fmt::Display) -> CheckOutcome {
     }
 }
 
-fn engine_failure(what: String) -> CheckOutcome {
+pub(crate) fn engine_failure(what: String) -> CheckOutcome {
     CheckOutcome { checker: "brink".into(), verdict: Verdict::CheckerFailure, message: what, details: None, ms: 0 }
 }
 
@@ -177,7 +191,7 @@ impl Worker {
     pub fn check_userspace(
         &self,
         ctx: &CheckCtx,
-        build: impl FnOnce(&Path) -> Result<(), String>,
+        build: impl FnOnce(&Path) -> Result<(), BuildError>,
         state_id: &str,
         marks: &[String],
         t: &Timings,
@@ -187,21 +201,10 @@ impl Worker {
         let image = self.scratch.join("state.img");
         let _ = std::fs::remove_file(&image);
         let _ = std::fs::remove_dir_all(&self.mnt);
-        if let Err(e) = build(&image).and_then(|_| std::fs::create_dir(&self.mnt).map_err(|e| e.to_string())) {
+        if let Err(e) = build(&image).and_then(|_| std::fs::create_dir(&self.mnt).map_err(BuildError::Io)) {
             return vec![engine_failure(format!("cannot build the state's image: {e}"))];
         }
-        let tool = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<String, String> {
-            let path =
-                brink_blockdev::find_program(prog).ok_or_else(|| format!("{prog} not found: install e2fsprogs"))?;
-            let mut cmd = std::process::Command::new(path);
-            cmd.args(args);
-            let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)?;
-            // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
-            match f.status.and_then(|s| s.code()) {
-                Some(0 | 1) => Ok(f.stderr),
-                _ => Err(brink_check::failure(&f, ctx.timeout).unwrap_or_default()),
-            }
-        };
+        let tool = |prog: &'static str, args: &[&OsStr]| self.run_tool(ctx, prog, args);
         let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()]);
         Timings::add(&t.mount_us, started);
         if let Err(e) = replay {
@@ -241,4 +244,31 @@ impl Worker {
         let _ = std::fs::remove_file(&image);
         out
     }
+
+    /// Run an e2fsprogs tool on the state's image; its stderr if it succeeded.
+    fn run_tool(&self, ctx: &CheckCtx, prog: &'static str, args: &[&OsStr]) -> Result<String, ToolError> {
+        let path = brink_blockdev::find_program(prog).ok_or(ToolError::NotFound { prog })?;
+        let mut cmd = std::process::Command::new(path);
+        cmd.args(args);
+        let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout).map_err(|e| ToolError::Run(e.to_string()))?;
+        // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
+        match f.status.and_then(|s| s.code()) {
+            Some(0 | 1) => Ok(f.stderr),
+            _ => Err(ToolError::Failed(brink_check::failure(&f, ctx.timeout).unwrap_or_default())),
+        }
+    }
+}
+
+/// Why an e2fsprogs tool did not do its job. The text becomes part of a check's
+/// message, worded as brink-check words a process that could not run or failed.
+#[derive(Debug, thiserror::Error)]
+enum ToolError {
+    #[error("{prog} not found: install e2fsprogs")]
+    NotFound { prog: &'static str },
+    /// The process could not be run (brink-check's wording).
+    #[error("{0}")]
+    Run(String),
+    /// It ran and failed: its exit status and output, as brink-check words them.
+    #[error("{0}")]
+    Failed(String),
 }

@@ -14,9 +14,19 @@ impl Count {
     pub fn saturated(self) -> bool {
         self.0 == u128::MAX
     }
+    /// The sum, saturating at [`Count::MAX`].
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "saturating: a `+` would hide that the sum stops at Count::MAX, which callers must report"
+    )]
     pub fn add(self, o: Count) -> Count {
         Count(self.0.saturating_add(o.0))
     }
+    /// The product, saturating at [`Count::MAX`].
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "saturating: a `*` would hide that the product stops at Count::MAX, which callers must report"
+    )]
     pub fn mul(self, o: Count) -> Count {
         Count(self.0.saturating_mul(o.0))
     }

@@ -122,7 +122,9 @@ impl fmt::Display for StateId {
     }
 }
 
+/// A state id that does not parse; holds the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParseIdError(pub String);
 
 impl fmt::Display for ParseIdError {

@@ -32,8 +32,9 @@
 //! 2. Atomicity as in `writeback`.
 //!
 //! Torn variants (with either cache model):
-//! - `--torn sector`: a write of several 512-byte sectors may persist any subset of its
-//!   sectors (sectors themselves are atomic).
+//! - `--torn sector`: a write of several sectors may persist any subset of its sectors
+//!   (sectors themselves are atomic). A sector is the trace's (`brink_trace::SECTOR_BYTES`,
+//!   512 bytes); this crate counts sectors and never needs their size in bytes.
 //! - `--torn prefix`: a write persists a prefix of its sectors (the device writes in
 //!   order and stops at the crash).
 //!
@@ -64,6 +65,8 @@
 //! keeps the first four sectors of write 7; `120~m7` is `120` with write 7 misdirected.
 //! Ids depend only on the trace, the model and the strategy, so they are the same on any
 //! machine and at any parallelism.
+
+#![forbid(unsafe_code)]
 
 mod count;
 mod epoch;
@@ -118,6 +121,3 @@ impl Model {
         }
     }
 }
-
-/// Sector size of the model: tearing happens at this granularity.
-pub const SECTOR_BYTES: u64 = 512;

@@ -261,7 +261,7 @@ impl StateIter {
         let vol = epoch.volatile(point);
         let sp = space(model, strategy);
         let kind = match (strategy, sp) {
-            (Strategy::Sample { .. }, _) => IterKind::Sampled(sample_seeds.to_vec().into_iter()),
+            (Strategy::Sample { .. }, _) => IterKind::Sampled(Vec::from(sample_seeds).into_iter()),
             (_, Space::OmitK(k)) => IterKind::OmitK { k, combo: Some(Vec::new()), digits: Vec::new() },
             (_, sp) => {
                 let count = count_space(model, sp, &vol);

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brink_trace::ExitInfo;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use crate::RecordError;
 
@@ -33,10 +35,8 @@ impl Interrupt {
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 fn kill_group(pgid: u32) {
-    // SAFETY: kill(2) on a process group we created; ESRCH (already gone) is fine.
-    unsafe {
-        libc::kill(-(pgid as i32), libc::SIGKILL);
-    }
+    // ESRCH (the group is gone already) is the state we want.
+    let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
 }
 
 /// Run `cmd` to completion in its own process group; kill the group afterwards.

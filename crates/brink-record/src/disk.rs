@@ -42,9 +42,11 @@ const TTL: Duration = Duration::from_secs(60);
 const PR_SET_IO_FLUSHER: libc::c_int = 57;
 
 /// Mark the calling thread as one that writeback depends on. Failure (old kernel, no
-/// capability) only loses the memory-pressure protection.
+/// capability) only loses the memory-pressure protection. Neither `nix` nor std wraps
+/// this prctl, hence the crate's one unsafe block.
 pub(crate) fn set_io_flusher() {
-    // SAFETY: prctl with integer arguments.
+    // SAFETY: PR_SET_IO_FLUSHER takes integer arguments only; the kernel reads no memory
+    // from this process, and the call changes a flag of the calling thread alone.
     unsafe {
         libc::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0);
     }
@@ -112,6 +114,7 @@ fn attr(ino: INodeNo, size: u64) -> FileAttr {
     FileAttr {
         ino,
         size,
+        // st_blocks counts 512-byte units whatever the disk's sector size.
         blocks: size.div_ceil(512),
         atime: SystemTime::UNIX_EPOCH,
         mtime: SystemTime::UNIX_EPOCH,

@@ -32,6 +32,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use brink_blockdev::FsKind;
+use brink_trace::SECTOR_BYTES;
 
 use crate::RecordError;
 
@@ -52,15 +53,54 @@ pub struct Injection {
     pub permanent: bool,
 }
 
-impl FromStr for Injection {
-    type Err = String;
+/// An injection spec that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InjectionSpecError {
+    #[error(
+        "bad injection '{0}': use flush:N, write:N, sectors:A-B[@N] or file:PATH[@N], optionally ,once or ,permanent"
+    )]
+    Syntax(String),
+    #[error("bad injection '{spec}': the sector range {start}-{end} is empty or too large")]
+    SectorRange { spec: String, start: u64, end: u64 },
+}
 
-    fn from_str(s: &str) -> Result<Injection, String> {
-        let usage = || {
-            format!(
-                "bad injection '{s}': use flush:N, write:N, sectors:A-B[@N] or file:PATH[@N], optionally ,once or ,permanent"
-            )
-        };
+/// Why a `file:PATH` target cannot be aimed at the base image.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileTargetError {
+    /// The file's blocks could not be read from the image's metadata.
+    #[error("{path} in the base image: {source}")]
+    Metadata { path: String, source: MetadataError },
+    /// The file exists but holds no data blocks yet.
+    #[error("{path} has no data blocks in the base image: create and fill it in the setup command")]
+    NoDataBlocks { path: String },
+}
+
+/// Why the file system's metadata tool did not give a file's blocks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    #[error("{tool} not found: install {package}")]
+    ToolMissing { tool: &'static str, package: &'static str },
+    #[error("running {tool}: {source}")]
+    ToolFailed { tool: &'static str, source: std::io::Error },
+    /// The tool's own complaint (no such file, a bad path), as it printed it.
+    #[error("{line}")]
+    Complaint { tool: &'static str, line: String },
+    #[error("{tool} did not report the block size")]
+    NoBlockSize { tool: &'static str },
+    #[error("xfs_db cannot name a path with white space; use sectors:A-B")]
+    WhiteSpaceInPath,
+    #[error("xfs_db printed an extent brink cannot read: {line}")]
+    UnreadableExtent { line: String },
+}
+
+impl FromStr for Injection {
+    type Err = InjectionSpecError;
+
+    fn from_str(s: &str) -> Result<Injection, InjectionSpecError> {
+        let usage = || InjectionSpecError::Syntax(s.to_string());
         let (spec, permanent) = match s.rsplit_once(',') {
             Some((spec, "permanent")) => (spec, true),
             Some((spec, "once")) => (spec, false),
@@ -79,10 +119,10 @@ impl FromStr for Injection {
             "sectors" => {
                 let (a, b) = arg.split_once('-').ok_or_else(usage)?;
                 let (a, b) = (a.parse::<u64>().map_err(|_| usage())?, b.parse::<u64>().map_err(|_| usage())?);
-                if a >= b || b > u64::MAX / 512 {
-                    return Err(format!("bad injection '{s}': the sector range {a}-{b} is empty or too large"));
+                if a >= b || b > u64::MAX / SECTOR_BYTES {
+                    return Err(InjectionSpecError::SectorRange { spec: s.to_string(), start: a, end: b });
                 }
-                Target::Bytes(a * 512, b * 512)
+                Target::Bytes(a * SECTOR_BYTES, b * SECTOR_BYTES)
             }
             "file" if !arg.is_empty() => Target::File(arg.trim_start_matches('/').to_string()),
             _ => return Err(usage()),
@@ -96,7 +136,7 @@ impl std::fmt::Display for Injection {
         match &self.target {
             Target::Flush(n) => write!(f, "flush:{n}")?,
             Target::Write(n) => write!(f, "write:{n}")?,
-            Target::Bytes(a, b) => write!(f, "sectors:{}-{}", a / 512, b / 512)?,
+            Target::Bytes(a, b) => write!(f, "sectors:{}-{}", a / SECTOR_BYTES, b / SECTOR_BYTES)?,
             Target::File(p) => write!(f, "file:{p}")?,
         }
         if self.nth > 1 {
@@ -195,7 +235,7 @@ pub(crate) fn preflight<'a>(
             Target::Bytes(_, end) if *end > size => {
                 return Err(RecordError::Precondition(format!(
                     "injection {i}: the range ends past the {}-sector image",
-                    size / 512
+                    size / SECTOR_BYTES
                 )));
             }
             Target::File(_) if fs == FsKind::Btrfs => {
@@ -224,7 +264,7 @@ pub(crate) fn arm(inject: &[Injection], watch: &[Injection], fs: FsKind, image: 
         .chain(watch.iter().map(|i| (i, false)))
         .map(|(i, fails)| {
             Rule::new(i, fails, |p| {
-                file_ranges(fs, image, p).map_err(|e| RecordError::Precondition(format!("injection {i}: {e}")))
+                file_ranges(fs, image, p).map_err(|source| RecordError::Injection { injection: i.to_string(), source })
             })
         })
         .collect::<Result<_, _>>()?;
@@ -242,53 +282,53 @@ fn metadata_tool(fs: FsKind) -> (&'static str, &'static str) {
 /// Run the metadata tool of `fs` on `image` with `requests`, in order. debugfs prints a
 /// failed request's complaint on stderr and exits 0 all the same; xfs_db prints it on
 /// stdout, where its caller finds it.
-fn read_metadata(fs: FsKind, image: &Path, requests: &[&str]) -> Result<String, String> {
+fn read_metadata(fs: FsKind, image: &Path, requests: &[&str]) -> Result<String, MetadataError> {
     let (tool, package) = metadata_tool(fs);
-    let prog = brink_blockdev::find_program(tool).ok_or_else(|| format!("{tool} not found: install {package}"))?;
+    let prog = brink_blockdev::find_program(tool).ok_or(MetadataError::ToolMissing { tool, package })?;
     let mut cmd = Command::new(prog);
     match fs {
         FsKind::Xfs => cmd.arg("-r").args(requests.iter().flat_map(|r| ["-c", r])),
         _ => cmd.arg("-R").arg(requests.join("; ")),
     };
-    let o = cmd.arg(image).output().map_err(|e| format!("running {tool}: {e}"))?;
+    let o = cmd.arg(image).output().map_err(|source| MetadataError::ToolFailed { tool, source })?;
     let err = String::from_utf8_lossy(&o.stderr);
     if let Some(line) = err.lines().find(|l| !l.starts_with("debugfs ") && !l.trim().is_empty()) {
-        return Err(line.trim().to_string());
+        return Err(MetadataError::Complaint { tool, line: line.trim().to_string() });
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// The byte ranges of `path`'s data blocks in the image, merged.
-fn file_ranges(fs: FsKind, image: &Path, path: &str) -> Result<Vec<(u64, u64)>, String> {
-    let in_base = |e: String| format!("{path} in the base image: {e}");
+fn file_ranges(fs: FsKind, image: &Path, path: &str) -> Result<Vec<(u64, u64)>, FileTargetError> {
+    let in_base = |source| FileTargetError::Metadata { path: path.to_string(), source };
     let (block, extents) = match fs {
         FsKind::Xfs => xfs_extents(image, path).map_err(in_base)?,
         _ => ext4_extents(image, path).map_err(in_base)?,
     };
     if extents.is_empty() {
-        return Err(format!("{path} has no data blocks in the base image: create and fill it in --setup"));
+        return Err(FileTargetError::NoDataBlocks { path: path.to_string() });
     }
     Ok(merge(block, extents))
 }
 
 /// ext4, through debugfs: the block size and each data block as a 1-block extent.
-fn ext4_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), String> {
+fn ext4_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), MetadataError> {
     let stats = read_metadata(FsKind::Ext4, image, &["stats"])?;
-    let block = field(&stats, "Block size:").ok_or("debugfs did not report the block size")?;
+    let block = field(&stats, "Block size:").ok_or(MetadataError::NoBlockSize { tool: "debugfs" })?;
     let out = read_metadata(FsKind::Ext4, image, &[&format!("blocks \"/{path}\"")])?;
     Ok((block, out.split_whitespace().filter_map(|b| b.parse().ok()).map(|b| (b, 1)).collect()))
 }
 
 /// XFS, through xfs_db: the data fork's extents. A start block is printed as
 /// `(AG/AGBLOCK)`; its place on the disk is `AG * agblocks + AGBLOCK` blocks.
-fn xfs_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), String> {
+fn xfs_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), MetadataError> {
     if path.contains(char::is_whitespace) {
-        return Err("xfs_db cannot name a path with white space; use sectors:A-B".into());
+        return Err(MetadataError::WhiteSpaceInPath);
     }
     let sb = read_metadata(FsKind::Xfs, image, &["sb 0", "print blocksize agblocks"])?;
     let (block, agblocks) = match (field(&sb, "blocksize ="), field(&sb, "agblocks =")) {
         (Some(b), Some(a)) => (b, a),
-        _ => return Err("xfs_db did not report the block size".into()),
+        _ => return Err(MetadataError::NoBlockSize { tool: "xfs_db" }),
     };
     // xfs_db prints a failed request's complaint on standard output, before the extents.
     let out = read_metadata(FsKind::Xfs, image, &[&format!("path /{path}"), "bmap -d"])?;
@@ -298,9 +338,9 @@ fn xfs_extents(image: &Path, path: &str) -> Result<(u64, Vec<(u64, u64)>), Strin
         let words: Vec<&str> = line.split_whitespace().collect();
         let after = |key: &str, n: usize| words.iter().position(|w| *w == key).and_then(|i| words.get(i + n));
         let (Some(ag), Some(count)) = (after("startblock", 2), after("count", 1)) else {
-            return Err(line.trim().to_string());
+            return Err(MetadataError::Complaint { tool: "xfs_db", line: line.trim().to_string() });
         };
-        let unreadable = || format!("xfs_db printed an extent brink cannot read: {line}");
+        let unreadable = || MetadataError::UnreadableExtent { line: line.to_string() };
         let (a, b) = ag.trim_matches(|c| c == '(' || c == ')').split_once('/').ok_or_else(unreadable)?;
         let parse = |v: &str| v.parse::<u64>().map_err(|_| unreadable());
         extents.push((parse(a)? * agblocks + parse(b)?, parse(count)?));
@@ -355,6 +395,25 @@ mod tests {
         {
             assert!(bad.parse::<Injection>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_and_name_no_flag() {
+        let e = "sectors:9-8".parse::<Injection>().unwrap_err();
+        assert_eq!(e, InjectionSpecError::SectorRange { spec: "sectors:9-8".into(), start: 9, end: 8 });
+        assert_eq!(e.to_string(), "bad injection 'sectors:9-8': the sector range 9-8 is empty or too large");
+        let e = "disk:3".parse::<Injection>().unwrap_err();
+        assert!(e.to_string().starts_with("bad injection 'disk:3': use flush:N, write:N"), "{e}");
+        let e = crate::RecordError::Injection {
+            injection: "file:db,once".into(),
+            source: FileTargetError::NoDataBlocks { path: "db".into() },
+        };
+        assert_eq!(e.setting(), Some(crate::Setting::SetupCommand));
+        assert_eq!(
+            e.to_string(),
+            "injection file:db,once: db has no data blocks in the base image: create and fill it in the setup command"
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   daemon completes, with marks from the workload interleaved in exact order.
 //! - [`import`]: readers of other block-write logs (dm-log-writes, QEMU `blklogwrites`).
 //!
-//! Nothing else in brink touches `/dev/fuse`.
+//! Of the recorders, only [`record`] touches `/dev/fuse`. (The explorer serves crash
+//! states through a FUSE mount of its own, its `slots`.)
 
 mod child;
 mod disk;
@@ -16,13 +17,19 @@ mod logger;
 mod recorder;
 
 pub use child::Interrupt;
-pub use inject::{Injection, Target};
+pub use inject::{FileTargetError, Injection, InjectionSpecError, MetadataError, Target};
 pub use recorder::{Progress, RecordConfig, RecordOutcome, record};
 
-use brink_blockdev::BlockdevError;
+use brink_blockdev::{BlockdevError, FsKind};
+
+/// The image size a recording gets when none is given: large enough for ext4 with a
+/// journal, small enough that exploring its crash states stays cheap.
+pub const IMAGE_BYTES_DEFAULT: u64 = 64 << 20;
 use brink_trace::TraceError;
 
+/// Why a recording or an import failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordError {
     /// Something about the machine or the request that the user must change.
     #[error("{0}")]
@@ -41,6 +48,42 @@ pub enum RecordError {
     Blockdev(#[from] BlockdevError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    /// The image is smaller than mkfs accepts for the file system.
+    #[error("image size {} MiB is too small for {fs} (at least {} MiB): raise the image size", size >> 20, min >> 20)]
+    ImageTooSmall { size: u64, fs: FsKind, min: u64 },
+    /// The extra mkfs arguments do not split as a shell would split them.
+    #[error("cannot parse the mkfs options '{0}': unbalanced quotes")]
+    MkfsOptions(String),
+    /// The file system did not mount with the mount options given.
+    #[error("{source} (check the mount options; the kernel log, dmesg, says more)")]
+    Mount { source: BlockdevError },
+    /// A `file:PATH` injection cannot be aimed at the base image.
+    #[error("injection {injection}: {source}")]
+    Injection { injection: String, source: inject::FileTargetError },
+}
+
+/// A recording setting that an error asks the user to change. Messages name it in words
+/// ([`Setting::words`]); a front end that sets it another way (a command-line flag, a
+/// manifest key) can say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    ImageSize,
+    MkfsOptions,
+    MountOptions,
+    SetupCommand,
+}
+
+impl Setting {
+    /// How messages name the setting.
+    pub fn words(self) -> &'static str {
+        match self {
+            Setting::ImageSize => "the image size",
+            Setting::MkfsOptions => "the mkfs options",
+            Setting::MountOptions => "the mount options",
+            Setting::SetupCommand => "the setup command",
+        }
+    }
 }
 
 fn signal_name(signal: i32) -> String {
@@ -53,6 +96,19 @@ fn signal_name(signal: i32) -> String {
 }
 
 impl RecordError {
+    /// The setting this error asks the user to change, if it names one.
+    pub fn setting(&self) -> Option<Setting> {
+        match self {
+            RecordError::ImageTooSmall { .. } => Some(Setting::ImageSize),
+            RecordError::MkfsOptions(_) => Some(Setting::MkfsOptions),
+            RecordError::Mount { .. } => Some(Setting::MountOptions),
+            RecordError::Injection { source: inject::FileTargetError::NoDataBlocks { .. }, .. } => {
+                Some(Setting::SetupCommand)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         RecordError::Io { what: what.into(), source }
     }

@@ -148,22 +148,17 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
         }
     };
     if cfg.size < cfg.fs.min_image_bytes() {
-        return pre(format!(
-            "image size {} MiB is too small for {} (at least {} MiB): raise --size",
-            cfg.size >> 20,
-            cfg.fs,
-            cfg.fs.min_image_bytes() >> 20
-        ));
+        return Err(RecordError::ImageTooSmall { size: cfg.size, fs: cfg.fs, min: cfg.fs.min_image_bytes() });
     }
     if cfg.size % 4096 != 0 {
         return pre(format!("image size {} is not a multiple of 4096 bytes", cfg.size));
     }
     if shlex::split(&cfg.mkfs_opts).is_none() {
-        return pre(format!("cannot parse --mkfs-opts '{}': unbalanced quotes", cfg.mkfs_opts));
+        return Err(RecordError::MkfsOptions(cfg.mkfs_opts.clone()));
     }
     crate::inject::preflight(cfg.inject.iter().chain(&cfg.watch), cfg.fs, cfg.size)?;
     let Some(prog) = cfg.argv.first() else {
-        return pre("no workload command given (brink record … -- CMD ARGS…)".into());
+        return pre("no workload command given".into());
     };
     let workload = resolve_program(prog).ok_or_else(|| {
         RecordError::Precondition(format!(
@@ -199,31 +194,179 @@ fn output_files(work: &Path, name: &str) -> Result<(PathBuf, PathBuf, File, File
     Ok((out, err, o, e2))
 }
 
-/// Record `cfg.argv` on a fresh file system. See the module docs for the sequence.
-pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, RecordError> {
-    let (mkfs, workload) = preflight(cfg)?;
-    let interrupt = &cfg.interrupt;
+/// Where things live in the recorder's work directory.
+struct WorkPaths {
+    /// The work directory itself, which also holds the captured output.
+    root: PathBuf,
+    /// The FUSE mount point serving `disk.img` and `mark`.
+    fuse_dir: PathBuf,
+    /// Where the file system is mounted for the setup command and the workload.
+    mnt: PathBuf,
+    /// The file behind the FUSE disk: the image as it stands.
+    backing: PathBuf,
+}
 
-    // Declaration order = reverse drop order: see the module docs.
-    let writer = TraceWriter::create(&cfg.output)?;
+/// Create the work directory, its layout, and the empty backing image of `size` bytes.
+fn work_area(size: u64) -> Result<(tempfile::TempDir, WorkPaths, File), RecordError> {
     let work = tempfile::Builder::new()
         .prefix("brink-rec-")
         .tempdir()
         .map_err(|e| RecordError::io("creating a work directory", e))?;
-    let fuse_dir = work.path().join("fuse");
-    let mnt = work.path().join("mnt");
-    let backing_path = work.path().join(DISK_NAME);
-    for d in [&fuse_dir, &mnt] {
+    let paths = WorkPaths {
+        root: work.path().to_path_buf(),
+        fuse_dir: work.path().join("fuse"),
+        mnt: work.path().join("mnt"),
+        backing: work.path().join(DISK_NAME),
+    };
+    for d in [&paths.fuse_dir, &paths.mnt] {
         std::fs::create_dir(d).map_err(|e| RecordError::io(format!("creating {}", d.display()), e))?;
     }
     let backing = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .open(&backing_path)
+        .open(&paths.backing)
         .map_err(|e| RecordError::io("creating the disk image", e))?;
-    backing.set_len(cfg.size).map_err(|e| RecordError::io("sizing the disk image", e))?;
+    backing.set_len(size).map_err(|e| RecordError::io("sizing the disk image", e))?;
+    Ok((work, paths, backing))
+}
 
+/// Serve the backing image as `disk.img` in a FUSE mount on `paths.fuse_dir`.
+fn start_disk(paths: &WorkPaths, disk: DiskFs, progress: &Progress) -> Result<FuseMount, RecordError> {
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![
+        fuser::MountOption::FSName("brink".into()),
+        fuser::MountOption::Subtype("brink".into()),
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoExec,
+    ];
+    fuse_cfg.n_threads = Some(1);
+    progress.set("starting the FUSE disk");
+    let session = fuser::spawn_mount(disk, &paths.fuse_dir, &fuse_cfg)
+        .map_err(|e| RecordError::Failed(format!("cannot mount the FUSE disk on {}: {e}", paths.fuse_dir.display())))?;
+    Ok(FuseMount {
+        session: Some(session),
+        _watchdog: brink_blockdev::fusectl::watchdog(&paths.fuse_dir, &paths.root, true),
+        mountpoint: paths.fuse_dir.clone(),
+    })
+}
+
+/// Put a loop device on the FUSE disk.
+fn attach_disk(paths: &WorkPaths) -> Result<LoopDevice, RecordError> {
+    let disk_path = paths.fuse_dir.join(DISK_NAME);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk_path)
+        .map_err(|e| RecordError::io(format!("opening {}", disk_path.display()), e))?;
+    Ok(LoopDevice::attach(&f, &disk_path, false)?)
+}
+
+fn mount_err(source: brink_blockdev::BlockdevError) -> RecordError {
+    RecordError::Mount { source }
+}
+
+/// Make the file system on `dev` and run the setup command in it (not logged: this
+/// builds the base image). Leaves the file system unmounted.
+fn make_fs(
+    cfg: &RecordConfig,
+    mkfs: &Path,
+    dev: &Path,
+    paths: &WorkPaths,
+    progress: &Progress,
+) -> Result<(), RecordError> {
+    progress.set("mkfs");
+    let (_, mkfs_err, o, e) = output_files(&paths.root, "mkfs")?;
+    let mut cmd = Command::new(mkfs);
+    cmd.args(cfg.fs.mkfs_args())
+        .args(shlex::split(&cfg.mkfs_opts).expect("checked in preflight"))
+        .arg(dev)
+        .stdout(Stdio::from(o))
+        .stderr(Stdio::from(e));
+    check_status(child::run(cmd, cfg.fs.mkfs_program(), &cfg.interrupt)?, cfg.fs.mkfs_program(), &mkfs_err)?;
+    if let Some(setup) = &cfg.setup {
+        progress.set("setup");
+        let m = Mount::mount(dev, &paths.mnt, cfg.fs.name(), &cfg.mount_opts).map_err(mount_err)?;
+        let (_, setup_err, o, e) = output_files(&paths.root, "setup")?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(setup).current_dir(&paths.mnt).env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME));
+        cmd.stdout(Stdio::from(o)).stderr(Stdio::from(e));
+        check_status(child::run(cmd, "the setup command", &cfg.interrupt)?, "the setup command", &setup_err)?;
+        m.unmount()?;
+    }
+    Ok(())
+}
+
+/// What came of the workload run.
+struct WorkloadRun {
+    status: std::process::ExitStatus,
+    wall_ms: u64,
+    watched: Vec<u64>,
+    out_path: PathBuf,
+    err_path: PathBuf,
+}
+
+/// Mount, arm the injections, run the workload, unmount (the unmount is logged too).
+fn run_workload(
+    cfg: &RecordConfig,
+    workload: &Path,
+    dev: &Path,
+    paths: &WorkPaths,
+    log: &Mutex<Log>,
+    faults: crate::inject::Armed,
+    progress: &Progress,
+) -> Result<WorkloadRun, RecordError> {
+    progress.set("recording");
+    let fstype = cfg.fs.name();
+    let m = Mount::mount(dev, &paths.mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
+    // Injections count from here: the mount's own requests are never failed.
+    log.lock().expect("log lock").faults = faults;
+    let (out_path, err_path, o, e) = output_files(&paths.root, "workload")?;
+    let mut cmd = Command::new(workload);
+    cmd.args(&cfg.argv[1..])
+        .current_dir(&paths.mnt)
+        .env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME))
+        .env("BRINK_FS", fstype)
+        .stdout(Stdio::from(o))
+        .stderr(Stdio::from(e));
+    let started = Instant::now();
+    let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt)?;
+    let wall_ms = started.elapsed().as_millis() as u64;
+    let watched = log.lock().expect("log lock").faults.watched();
+    progress.set("unmounting");
+    m.unmount()?;
+    Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path })
+}
+
+/// The trace's metadata for a finished recording.
+fn trace_meta(cfg: &RecordConfig, run: &WorkloadRun, final_digest: String) -> TraceMeta {
+    let (stdout, out_cut) = child::tail(&run.out_path, OUTPUT_BYTES_MAX);
+    let (stderr, err_cut) = child::tail(&run.err_path, OUTPUT_BYTES_MAX);
+    let mut meta = TraceMeta::new("fuse-loop", cfg.fs.name(), cfg.size);
+    meta.mkfs_opts = cfg.mkfs_opts.clone();
+    meta.mount_opts = cfg.mount_opts.text.clone();
+    meta.final_image_digest = Some(final_digest);
+    meta.injections = cfg.inject.iter().map(|i| i.to_string()).collect();
+    meta.workload = Some(WorkloadInfo {
+        argv: cfg.argv.clone(),
+        setup: cfg.setup.clone(),
+        exit: child::exit_info(run.status),
+        stdout,
+        stderr,
+        output_truncated: out_cut || err_cut,
+        wall_ms: run.wall_ms,
+    });
+    meta
+}
+
+/// Record `cfg.argv` on a fresh file system. See the module docs for the sequence.
+pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, RecordError> {
+    let (mkfs, workload) = preflight(cfg)?;
+
+    // Declaration order = reverse drop order: see the module docs.
+    let writer = TraceWriter::create(&cfg.output)?;
+    let (work, paths, backing) = work_area(cfg.size)?;
     let log = Arc::new(Mutex::new(Log {
         phase: Phase::Prepare,
         queue: None,
@@ -237,90 +380,23 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         log: log.clone(),
         counters: progress.counters.clone(),
     };
-    let mut fuse_cfg = fuser::Config::default();
-    fuse_cfg.mount_options = vec![
-        fuser::MountOption::FSName("brink".into()),
-        fuser::MountOption::Subtype("brink".into()),
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoDev,
-        fuser::MountOption::NoExec,
-    ];
-    fuse_cfg.n_threads = Some(1);
-    progress.set("starting the FUSE disk");
-    let session = fuser::spawn_mount(disk, &fuse_dir, &fuse_cfg)
-        .map_err(|e| RecordError::Failed(format!("cannot mount the FUSE disk on {}: {e}", fuse_dir.display())))?;
-    let fuse = FuseMount {
-        session: Some(session),
-        _watchdog: brink_blockdev::fusectl::watchdog(&fuse_dir, work.path(), true),
-        mountpoint: fuse_dir.clone(),
-    };
-
-    let disk_path = fuse_dir.join(DISK_NAME);
-    let loop_dev = {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&disk_path)
-            .map_err(|e| RecordError::io(format!("opening {}", disk_path.display()), e))?;
-        LoopDevice::attach(&f, &disk_path, false)?
-    };
+    let fuse = start_disk(&paths, disk, progress)?;
+    let loop_dev = attach_disk(&paths)?;
     let dev = loop_dev.path().to_path_buf();
-
-    progress.set("mkfs");
-    let (_, mkfs_err, o, e) = output_files(work.path(), "mkfs")?;
-    let mut cmd = Command::new(&mkfs);
-    cmd.args(cfg.fs.mkfs_args())
-        .args(shlex::split(&cfg.mkfs_opts).expect("checked in preflight"))
-        .arg(&dev)
-        .stdout(Stdio::from(o))
-        .stderr(Stdio::from(e));
-    check_status(child::run(cmd, cfg.fs.mkfs_program(), interrupt)?, cfg.fs.mkfs_program(), &mkfs_err)?;
-
-    let fstype = cfg.fs.name();
-    let mount_err = |e: brink_blockdev::BlockdevError| {
-        RecordError::Precondition(format!("{e} (check --mount-opts; the kernel log, dmesg, says more)"))
-    };
-    if let Some(setup) = &cfg.setup {
-        progress.set("setup");
-        let m = Mount::mount(&dev, &mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
-        let (_, setup_err, o, e) = output_files(work.path(), "setup")?;
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(setup).current_dir(&mnt).env("BRINK_MARK", fuse_dir.join(MARK_NAME));
-        cmd.stdout(Stdio::from(o)).stderr(Stdio::from(e));
-        check_status(child::run(cmd, "the setup command", interrupt)?, "the setup command", &setup_err)?;
-        m.unmount()?;
-    }
-    interrupt.check()?;
+    make_fs(cfg, &mkfs, &dev, &paths, progress)?;
+    cfg.interrupt.check()?;
 
     // The clean, unmounted disk is the base image: every later state grows from it.
     progress.set("saving the base image");
-    image::copy_sparse(&backing_path, &writer.base_image_path())?;
+    image::copy_sparse(&paths.backing, &writer.base_image_path())?;
     let faults = crate::inject::arm(&cfg.inject, &cfg.watch, cfg.fs, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
-
-    progress.set("recording");
-    let m = Mount::mount(&dev, &mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
-    // Injections count from here: the mount's own requests are never failed.
-    log.lock().expect("log lock").faults = faults;
-    let (out_path, err_path, o, e) = output_files(work.path(), "workload")?;
-    let mut cmd = Command::new(&workload);
-    cmd.args(&cfg.argv[1..])
-        .current_dir(&mnt)
-        .env("BRINK_MARK", fuse_dir.join(MARK_NAME))
-        .env("BRINK_FS", fstype)
-        .stdout(Stdio::from(o))
-        .stderr(Stdio::from(e));
-    let started = Instant::now();
-    let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), interrupt)?;
-    let wall_ms = started.elapsed().as_millis() as u64;
-    let watched = log.lock().expect("log lock").faults.watched();
-    progress.set("unmounting");
-    m.unmount()?;
+    let run = run_workload(cfg, &workload, &dev, &paths, &log, faults, progress)?;
 
     let writer = logger.stop()?;
     let ignored_marks = log.lock().expect("log lock").ignored_marks;
     progress.set("hashing the final image");
-    let final_digest = image::digest_file(&backing_path)?;
+    let final_digest = image::digest_file(&paths.backing)?;
     loop_dev.detach()?;
     fuse.unmount()?;
     let unrecorded = log.lock().expect("log lock").unrecorded;
@@ -329,25 +405,11 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     }
 
     progress.set("finishing the trace");
-    let (stdout, out_cut) = child::tail(&out_path, OUTPUT_BYTES_MAX);
-    let (stderr, err_cut) = child::tail(&err_path, OUTPUT_BYTES_MAX);
-    let exit = child::exit_info(status);
     let stats = writer.stats();
-    let mut meta = TraceMeta::new("fuse-loop", fstype, cfg.size);
-    meta.mkfs_opts = cfg.mkfs_opts.clone();
-    meta.mount_opts = cfg.mount_opts.text.clone();
-    meta.final_image_digest = Some(final_digest);
-    meta.injections = cfg.inject.iter().map(|i| i.to_string()).collect();
-    meta.workload = Some(WorkloadInfo {
-        argv: cfg.argv.clone(),
-        setup: cfg.setup.clone(),
-        exit,
-        stdout,
-        stderr,
-        output_truncated: out_cut || err_cut,
-        wall_ms,
-    });
+    let meta = trace_meta(cfg, &run, final_digest);
+    let exit = child::exit_info(run.status);
     let trace = writer.finish(meta)?;
+    drop(backing);
     drop(work);
-    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: wall_ms, ignored_marks, watched })
+    Ok(RecordOutcome { trace, stats, exit, workload_wall_ms: run.wall_ms, ignored_marks, watched: run.watched })
 }

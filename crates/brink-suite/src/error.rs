@@ -9,8 +9,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
-    /// A file or folder that cannot be read.
-    #[error("cannot read {}", path.display())]
+    /// A file or folder that cannot be read (why is the source, as in the explorer's
+    /// errors: one line reads "PATH: why").
+    #[error("{}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// A manifest (or folder) that can be read but says something wrong.
     #[error("{}: {problem}", path.display())]
@@ -71,13 +72,15 @@ pub enum RunError {
     #[error(transparent)]
     Explore(#[from] brink_explore::ExploreError),
     #[error(transparent)]
+    Results(#[from] brink_explore::ResultsError),
+    #[error(transparent)]
     Trace(#[from] brink_trace::TraceError),
     /// An output folder that exists: a run never mixes its results with another's.
     #[error("{} already exists; choose a new directory", .0.display())]
     Exists(PathBuf),
     #[error("creating {}", path.display())]
     CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {}", path.display())]
+    #[error("{}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
     /// An exploration that stopped before its end (a time budget, a signal).
     #[error("stopped by {why}; the results so far are in {}", dir.display())]
@@ -103,12 +106,18 @@ impl RunError {
     }
 }
 
-/// An error and its causes on one line, as "what: why: …", for a table cell.
+/// An error and its causes on one line, as "what: why: …", for a table cell. A cause
+/// whose text the message before it already holds is skipped (some libraries spell their
+/// cause out in their message, others leave it to `source()`), as the binary's one-line
+/// errors do.
 pub fn one_line(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
+    let mut parts: Vec<String> = vec![e.to_string()];
     let mut cause = e.source();
     while let Some(c) = cause {
-        parts.push(c.to_string());
+        let text = c.to_string();
+        if !parts.last().is_some_and(|m| m.contains(&text)) {
+            parts.push(text);
+        }
         cause = c.source();
     }
     parts.join(": ").replace('\n', " ")

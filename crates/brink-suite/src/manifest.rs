@@ -43,7 +43,7 @@ use brink_blockdev::FsKind;
 use brink_pmodel::{CacheModel, Model, Strategy, Torn};
 use serde::{Deserialize, Serialize};
 
-use brink_explore::defaults::CHECKER_TIMEOUT_DEFAULT;
+use brink_explore::defaults::CHECKER_TIMEOUT;
 
 use crate::error::{ManifestError, ManifestProblem, UnknownStrategy};
 
@@ -102,7 +102,7 @@ pub struct Mode {
 /// Default bound on an exhaustive exploration, per mode.
 pub const MAX_STATES_DEFAULT: u128 = 100_000;
 /// The image size when a manifest gives none (raised to the file system's minimum).
-pub const SIZE_DEFAULT: u64 = 64 << 20;
+pub const SIZE_DEFAULT: u64 = brink_record::IMAGE_BYTES_DEFAULT;
 /// A checker timeout must be below a day: a longer one is a typo.
 pub const CHECKER_TIMEOUT_MAX_S: f64 = 86_400.0;
 
@@ -215,7 +215,7 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> 
         return Err(bad(ManifestProblem::NoCheckers));
     }
     let e = &raw.explore;
-    let timeout = e.checker_timeout.unwrap_or(CHECKER_TIMEOUT_DEFAULT.as_secs_f64());
+    let timeout = e.checker_timeout.unwrap_or(CHECKER_TIMEOUT.as_secs_f64());
     if !(timeout > 0.0 && timeout < CHECKER_TIMEOUT_MAX_S) {
         return Err(bad(ManifestProblem::CheckerTimeout(timeout)));
     }
@@ -455,7 +455,7 @@ expect = "clean"
         ]
         .map(|e| crate::one_line(&e.unwrap_err()).replace(&r.display().to_string(), "ROOT"));
         expect![[r#"
-            cannot read ROOT/none: No such file or directory (os error 2)
+            ROOT/none: No such file or directory (os error 2)
             ROOT: no workload folders (with a workload.toml) here
             ROOT/w/workload.toml: no workload named 'w' in ROOT"#]]
         .assert_eq(&got.join("\n"));

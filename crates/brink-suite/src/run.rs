@@ -119,7 +119,7 @@ fn run_mode(
     if let Some(why) = &summary.stopped_by {
         return Err(RunError::Stopped { why: why.clone(), dir: dir.to_path_buf() });
     }
-    let (_, records) = brink_explore::results::load(&plan.explore.results)?;
+    let records = brink_explore::Results::load(&plan.explore.results)?.states;
     Ok(judge(&RunFacts {
         workload: &w.name,
         mode,

@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::event::{EventDecodeError, EventError};
+
+/// What went wrong reading or writing a trace, and where.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TraceError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -15,6 +19,13 @@ pub enum TraceError {
     Truncated { path: PathBuf, offset: u64, what: String },
     #[error("{}: offset {offset}: corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, offset: u64, what: String },
+    /// Event record `index`, at byte `offset` of `events.log`, passes its checksum but
+    /// does not decode.
+    #[error("{}: offset {offset}: corrupt: event {index} does not decode: {source}", path.display())]
+    Undecodable { path: PathBuf, offset: u64, index: u64, source: EventDecodeError },
+    /// Event `index` decodes but cannot be in this trace.
+    #[error("{}: offset {offset}: corrupt: event {index}: {source}", path.display())]
+    BadEvent { path: PathBuf, offset: u64, index: u64, source: EventError },
     #[error("{}: offset {offset}: missing payload: the pack ends at {pack_len}", path.display())]
     MissingPayload { path: PathBuf, offset: u64, pack_len: u64 },
     #[error("{}: {what}", path.display())]

@@ -86,10 +86,60 @@ pub(crate) fn encode(ev: &Event) -> Vec<u8> {
     bincode::serde::encode_to_vec(ev, config()).expect("event encodes")
 }
 
-pub(crate) fn decode(body: &[u8]) -> Result<Event, String> {
-    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config()).map_err(|e| e.to_string())?;
+/// Why an event record's body is not an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The encoder's own complaint (an unknown variant index, a short body, …).
+    #[error(transparent)]
+    Encoding(#[from] bincode::error::DecodeError),
+    /// The body holds an event and then more bytes.
+    #[error("{0} trailing bytes after the event")]
+    TrailingBytes(usize),
+}
+
+/// Why a well-formed event cannot be in its trace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    #[error("range {offset}+{len} lies outside the {image_size}-byte image")]
+    OutsideImage { offset: u64, len: u64, image_size: u64 },
+    #[error("write length {len} outside 1..={max}", max = crate::WRITE_BYTES_MAX)]
+    WriteLength { len: u64 },
+    #[error("write of {len} bytes lists {chunks} chunks")]
+    ChunkCount { len: u64, chunks: usize },
+    #[error("mark of {len} bytes")]
+    MarkLength { len: usize },
+}
+
+pub(crate) fn decode(body: &[u8]) -> Result<Event, EventDecodeError> {
+    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config())?;
     if used != body.len() {
-        return Err(format!("{} trailing bytes after the event", body.len() - used));
+        return Err(EventDecodeError::TrailingBytes(body.len() - used));
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format in the crate docs, pinned: variant indices and field layout of the
+    /// `Error` event, which came later than the others within version 1.
+    #[test]
+    fn error_events_encode_as_documented() {
+        let write = encode(&Event::Error(Failed::Write { offset: 0x1000, len: 0x200 }));
+        let mut want = Vec::new();
+        want.extend(5u32.to_le_bytes()); // Event::Error
+        want.extend(0u32.to_le_bytes()); // Failed::Write
+        want.extend(0x1000u64.to_le_bytes());
+        want.extend(0x200u64.to_le_bytes());
+        assert_eq!(write, want);
+        let flush = encode(&Event::Error(Failed::Flush));
+        assert_eq!(flush, [5, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(decode(&write).unwrap(), Event::Error(Failed::Write { offset: 0x1000, len: 0x200 }));
+        assert_eq!(encode(&Event::Flush), [1, 0, 0, 0], "indices of the older kinds are unchanged");
+        assert!(matches!(decode(&[6, 0, 0, 0]), Err(EventDecodeError::Encoding(_))), "no kind 6 yet");
+        assert!(matches!(decode(&[1, 0, 0, 0, 0]), Err(EventDecodeError::TrailingBytes(1))));
+    }
 }

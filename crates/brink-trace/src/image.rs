@@ -3,8 +3,11 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{FallocateFlags, copy_file_range, fallocate};
+use nix::unistd::{Whence, lseek};
 
 use crate::error::IoContext;
 use crate::{Event, TraceError, TraceReader};
@@ -30,24 +33,15 @@ fn copy_range(input: &File, output: &File, mut off: u64, mut len: u64) -> std::i
     while len > 0 {
         let mut off_in = off as i64;
         let mut off_out = off as i64;
-        // SAFETY: both fds are valid; offsets are passed by pointer and updated by the kernel.
-        let n = unsafe {
-            libc::copy_file_range(
-                input.as_raw_fd(),
-                &mut off_in,
-                output.as_raw_fd(),
-                &mut off_out,
-                len.min(1 << 30) as usize,
-                0,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)) {
+        let chunk = len.min(1 << 30) as usize;
+        let n = match copy_file_range(input, Some(&mut off_in), output, Some(&mut off_out), chunk) {
+            Ok(n) => n,
+            // Not across these file systems, or not at all: copy through memory.
+            Err(Errno::EXDEV | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EINVAL) => {
                 return copy_range_slow(input, output, off, len);
             }
-            return Err(e);
-        }
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "source shrank while copying"));
         }
@@ -126,33 +120,20 @@ pub fn for_each_data(
 
 /// The next data extent at or after `pos` as `(start, end)`, or `None` past the last.
 pub fn next_extent(f: &File, pos: u64) -> std::io::Result<Option<(u64, u64)>> {
-    // SAFETY: lseek on an fd we own.
-    let data = unsafe { libc::lseek(f.as_raw_fd(), pos as i64, libc::SEEK_DATA) };
-    if data < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
-    }
-    // SAFETY: as above.
-    let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
-    if hole < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let data = match lseek(f, pos as i64, Whence::SeekData) {
+        Ok(data) => data,
+        Err(Errno::ENXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let hole = lseek(f, data, Whence::SeekHole)?;
     Ok(Some((data as u64, hole as u64)))
 }
 
 /// Make `[offset, offset+len)` of `file` read back as zeros, punching a hole where the
 /// file system can and writing zeros where it cannot.
 pub fn zero_range(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    // SAFETY: fallocate on an fd we own.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            offset as i64,
-            len as i64,
-        )
-    };
-    if rc == 0 {
+    let punch = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    if fallocate(file, punch, offset as i64, len as i64).is_ok() {
         return Ok(());
     }
     let zeros = vec![0u8; 1 << 20];

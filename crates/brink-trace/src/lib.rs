@@ -31,8 +31,10 @@
 //! `body` is one [`Event`] encoded with bincode 2 (serde, little-endian, fixed-width
 //! integers): a `u32` variant index followed by the variant's fields in declaration order
 //! (`Vec` and `String` are a `u64` length then the elements). Variant indices are stable:
-//! 0 `Write`, 1 `Flush`, 2 `Discard`, 3 `WriteZeroes`, 4 `Mark`; new kinds get new indices
-//! at the end. `body_len` is at most [`EVENT_BYTES_MAX`]. The number of records and the
+//! 0 `Write`, 1 `Flush`, 2 `Discard`, 3 `WriteZeroes`, 4 `Mark`, 5 `Error`; new kinds get
+//! new indices at the end. `Error`'s one field, the failed request ([`Failed`]), is itself
+//! a `u32` variant index and fields: 0 `Write {offset: u64, len: u64}`, 1 `Flush`.
+//! `body_len` is at most [`EVENT_BYTES_MAX`]. The number of records and the
 //! byte length of the file are repeated in `meta.json` (`events`, `events_log_bytes`), so a
 //! log cut at a record boundary is still detected.
 //!
@@ -50,9 +52,26 @@
 //! - `Discard {offset, len}` / `WriteZeroes {offset, len}`: the range reads back as zeros
 //!   (the recorder's disk punches a hole; an importer maps discards the same way).
 //! - `Mark {text}`: the workload acknowledged something; ordered exactly against the I/O.
+//! - `Error(Write {offset, len})` / `Error(Flush)`: brink failed this request on purpose
+//!   (fault injection; `meta.json`'s `injections` lists the rules). The kernel saw EIO and
+//!   nothing reached the media: a failed write leaves `[offset, offset+len)` as it was, a
+//!   failed flush makes nothing durable. What the kernel did next is in the events that
+//!   follow. Replay skips it.
+//!
+//! **Compatibility of `Error`.** The `Error` event (index 5) came after version 1 was
+//! first written, and the version was not bumped for it: it is a new kind at the end, as
+//! the rule above allows, and a trace recorded without fault injection holds none, so it
+//! is byte for byte what an earlier brink wrote. Every reader of version 1 that knows
+//! `Error` (this one and later) reads both. A brink that predates fault injection reads a
+//! trace holding an `Error` event up to that event, then reports it as corrupt (an unknown
+//! variant index) instead of asking for an upgrade; the next new event kind should bump
+//! the version, so that such a reader gives the clearer message.
 //!
 //! Replaying every event in order onto `base.img` gives the disk as it stood when
-//! recording ended; `meta.json` holds its blake3 (`final_image_digest`) where known.
+//! recording ended; `meta.json` holds its content digest (`final_image_digest`, see
+//! [`image::digest_file`]) where known, and [`verify`] checks the one against the other.
+
+#![forbid(unsafe_code)]
 
 pub mod durable;
 mod error;
@@ -61,13 +80,15 @@ pub mod image;
 mod meta;
 mod reader;
 mod summary;
+mod verify;
 mod writer;
 
 pub use error::TraceError;
-pub use event::{ChunkRef, Event, Failed, Write, WriteFlags};
+pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
 pub use reader::{EventIter, PositionedEvent, TraceReader};
 pub use summary::TraceSummary;
+pub use verify::{VerifyError, VerifyReport, verify};
 pub use writer::{TraceWriter, WriterStats};
 
 /// The format version this build writes and the newest it reads.

@@ -29,7 +29,8 @@ pub struct TraceMeta {
     pub final_image_digest: Option<String>,
     #[serde(default)]
     pub workload: Option<WorkloadInfo>,
-    /// Fault injections armed while recording (`--inject` specs); empty without.
+    /// Fault injections armed while recording, as their specs (`flush:3,once`, …); empty
+    /// without.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub injections: Vec<String>,
 }

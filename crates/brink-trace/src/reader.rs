@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::IoContext;
-use crate::event::decode;
+use crate::event::{EventError, decode};
 use crate::{
     CHUNK_BYTES, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
     PACK_MAGIC, TraceError, TraceMeta, WRITE_BYTES_MAX, Write, files,
@@ -252,32 +252,38 @@ impl EventIter {
         if crc32fast::hash(&self.body) != crc {
             return Err(self.corrupt(format!("event {} fails its checksum", self.index)));
         }
-        let event =
-            decode(&self.body).map_err(|e| self.corrupt(format!("event {} does not decode: {e}", self.index)))?;
-        self.validate(&event).map_err(|what| self.corrupt(format!("event {}: {what}", self.index)))?;
+        let (path, offset, index) = (self.path.clone(), self.offset, self.index);
+        let event = decode(&self.body).map_err(|source| TraceError::Undecodable {
+            path: path.clone(),
+            offset,
+            index,
+            source,
+        })?;
+        self.validate(&event).map_err(|source| TraceError::BadEvent { path, offset, index, source })?;
         let item = PositionedEvent { index: self.index, offset: start, event };
         self.offset = start + 8 + len as u64;
         self.index += 1;
         Ok(item)
     }
 
-    fn validate(&self, event: &Event) -> Result<(), String> {
+    fn validate(&self, event: &Event) -> Result<(), EventError> {
+        let image_size = self.image_size;
         let in_image = |offset: u64, len: u64| match offset.checked_add(len) {
-            Some(end) if end <= self.image_size => Ok(()),
-            _ => Err(format!("range {offset}+{len} lies outside the {}-byte image", self.image_size)),
+            Some(end) if end <= image_size => Ok(()),
+            _ => Err(EventError::OutsideImage { offset, len, image_size }),
         };
         match event {
             Event::Write(w) => {
                 if w.len == 0 || w.len > WRITE_BYTES_MAX {
-                    return Err(format!("write length {} outside 1..={WRITE_BYTES_MAX}", w.len));
+                    return Err(EventError::WriteLength { len: w.len });
                 }
                 if w.chunks.len() as u64 != w.len.div_ceil(CHUNK_BYTES as u64) {
-                    return Err(format!("write of {} bytes lists {} chunks", w.len, w.chunks.len()));
+                    return Err(EventError::ChunkCount { len: w.len, chunks: w.chunks.len() });
                 }
                 in_image(w.offset, w.len)
             }
             Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => in_image(*offset, *len),
-            Event::Mark { text } if text.len() > MARK_BYTES_MAX => Err(format!("mark of {} bytes", text.len())),
+            Event::Mark { text } if text.len() > MARK_BYTES_MAX => Err(EventError::MarkLength { len: text.len() }),
             Event::Error(Failed::Write { offset, len }) => in_image(*offset, *len),
             Event::Mark { .. } | Event::Flush | Event::Error(Failed::Flush) => Ok(()),
         }

@@ -25,6 +25,8 @@
 //! application. Where the file system is not attributed (XFS, btrfs) the signature is
 //! the kind and message class alone.
 
+#![forbid(unsafe_code)]
+
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -131,7 +133,16 @@ struct Ctx<'a> {
     no_crash_class: Option<String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(info: Option<&'a TraceInfo>, recs: &[StateRecord]) -> Ctx<'a> {
+        let end = info.map(|i| i.events.len().to_string());
+        let no_crash_class = recs
+            .iter()
+            .find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation)
+            .map(|r| first_violation(r).1);
+        Ctx { info, no_crash_class }
+    }
+
     /// The first injected error before `p`.
     fn first_error(&self, p: u64) -> Option<u64> {
         self.events().iter().take(p.min(usize::MAX as u64) as usize).position(|&k| k == b'e').map(|i| i as u64)
@@ -284,81 +295,99 @@ fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)>
 fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     let (message, class) = first_violation(m);
     if ctx.no_crash_class.as_deref() == Some(class.as_str()) {
-        return Explained {
-            kind: VulnKind::Durability,
-            signature: vec!["lost without a crash".into()],
-            because: format!(
-                "the disk as the run left it (no crash, page cache dropped) fails the same way, so the data never reached the disk{}",
-                ctx.first_error(u64::MAX)
-                    .map(|e| format!(" (an injected I/O error at event {e} threw it away and the application went on)"))
-                    .unwrap_or_default()
-            ),
-            class,
-        };
+        return lost_without_a_crash(ctx, class);
+    }
+    if let Some(f) = id.fault {
+        return media(ctx, m, f, class);
     }
     let attributed = ctx.info.is_some_and(|i| i.attribution.covered);
-    if let Some(f) = id.fault {
-        let items = ctx.items(&[f.write()]);
-        let t = telling(&items);
-        let fault = m.fault.clone().unwrap_or_else(|| f.describe());
-        let because = if t.is_empty() { fault } else { format!("{fault}, on {}", name_items(&t)) };
-        return Explained {
-            kind: VulnKind::Media,
-            signature: [vec![fault_kind(&f)], keys(&t)].concat(),
-            because,
-            class,
-        };
+    let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
+    let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
+    if !torn.is_empty() {
+        return torn_write(ctx, &torn, unattributed, class);
     }
     let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
-    let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
     let all: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
     let later: Vec<u64> = all
         .first()
         .map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect())
         .unwrap_or_default();
-    let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
-    if !torn.is_empty() {
-        let items = ctx.items(&torn);
-        let t = telling(&items);
-        return Explained {
-            kind: VulnKind::Atomicity,
-            signature: keys(&t),
-            because: format!("{} persisted only in part (a torn write){unattributed}", name_or(&t, "a write")),
-            class,
-        };
-    }
     if !later.is_empty() {
-        let (lost, kept) = (ctx.items(&dropped), ctx.items(&later));
-        let tl = telling(&lost);
-        let lost_paths: BTreeSet<Option<&str>> = tl.iter().map(|i| i.path.as_deref()).collect();
-        let lost_keys: BTreeSet<String> = tl.iter().map(|i| i.key()).collect();
-        // What the reader should compare: the same file's other parts (its inode for
-        // lost data), else the later writes' telling items.
-        let same: Vec<&Item> = kept
-            .iter()
-            .filter(|i| {
-                !i.kind.is_journal_bookkeeping()
-                    && lost_paths.contains(&i.path.as_deref())
-                    && !lost_keys.contains(&i.key())
-            })
-            .collect();
-        let tk = if same.is_empty() { telling(&kept) } else { same };
-        return Explained {
-            kind: VulnKind::Ordering,
-            signature: keys(&tl),
-            because: format!(
-                "{} did not persist while {}, written after it, did{unattributed}",
-                name_or(&tl, "an earlier write"),
-                name_or(&tk, "a later write")
-            ),
-            class,
-        };
+        return out_of_order(ctx, &dropped, &later, unattributed, class);
     }
-    // In order: what was still to come.
-    let mut late = all.clone();
+    in_order(ctx, m, id, &message, unattributed, class)
+}
+
+/// The no-crash state fails the same way: the data never reached the disk at all.
+fn lost_without_a_crash(ctx: &Ctx, class: String) -> Explained {
+    Explained {
+        kind: VulnKind::Durability,
+        signature: vec!["lost without a crash".into()],
+        because: format!(
+            "the disk as the run left it (no crash, page cache dropped) fails the same way, so the data never reached the disk{}",
+            ctx.first_error(u64::MAX)
+                .map(|e| format!(" (an injected I/O error at event {e} threw it away and the application went on)"))
+                .unwrap_or_default()
+        ),
+        class,
+    }
+}
+
+/// A media-fault state: the fault and what the faulted write holds.
+fn media(ctx: &Ctx, m: &StateRecord, f: brink_pmodel::MediaFault, class: String) -> Explained {
+    let items = ctx.items(&[f.write()]);
+    let t = telling(&items);
+    let fault = m.fault.clone().unwrap_or_else(|| f.describe());
+    let because = if t.is_empty() { fault } else { format!("{fault}, on {}", name_items(&t)) };
+    Explained { kind: VulnKind::Media, signature: [vec![fault_kind(&f)], keys(&t)].concat(), because, class }
+}
+
+/// The minimal state tears writes: what they hold persisted in part.
+fn torn_write(ctx: &Ctx, torn: &[u64], unattributed: &str, class: String) -> Explained {
+    let items = ctx.items(torn);
+    let t = telling(&items);
+    Explained {
+        kind: VulnKind::Atomicity,
+        signature: keys(&t),
+        because: format!("{} persisted only in part (a torn write){unattributed}", name_or(&t, "a write")),
+        class,
+    }
+}
+
+/// The minimal state drops writes while `later` ones of the same epoch persisted.
+fn out_of_order(ctx: &Ctx, dropped: &[u64], later: &[u64], unattributed: &str, class: String) -> Explained {
+    let (lost, kept) = (ctx.items(dropped), ctx.items(later));
+    let tl = telling(&lost);
+    let lost_paths: BTreeSet<Option<&str>> = tl.iter().map(|i| i.path.as_deref()).collect();
+    let lost_keys: BTreeSet<String> = tl.iter().map(|i| i.key()).collect();
+    // What the reader should compare: the same file's other parts (its inode for
+    // lost data), else the later writes' telling items.
+    let same: Vec<&Item> = kept
+        .iter()
+        .filter(|i| {
+            !i.kind.is_journal_bookkeeping() && lost_paths.contains(&i.path.as_deref()) && !lost_keys.contains(&i.key())
+        })
+        .collect();
+    let tk = if same.is_empty() { telling(&kept) } else { same };
+    Explained {
+        kind: VulnKind::Ordering,
+        signature: keys(&tl),
+        because: format!(
+            "{} did not persist while {}, written after it, did{unattributed}",
+            name_or(&tl, "an earlier write"),
+            name_or(&tk, "a later write")
+        ),
+        class,
+    }
+}
+
+/// Everything persisted in order: the failure is what was still to come (the minimal
+/// state's writes and those up to the next flush).
+fn in_order(ctx: &Ctx, m: &StateRecord, id: &StateId, message: &str, unattributed: &str, class: String) -> Explained {
+    let mut late: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
     late.extend(ctx.window(id.position));
     let items = ctx.items(&late);
-    let t = named_in(telling(&items), &message);
+    let t = named_in(telling(&items), message);
     let broken = broken_marks(ctx.info, m);
     if let Some(e) = ctx.first_error(id.position).filter(|_| !broken.is_empty()) {
         return Explained {
@@ -418,96 +447,24 @@ fn vuln_id(kind: VulnKind, signature: &[String], class: &str) -> String {
     format!("V{}", &h.finalize().to_hex()[..8])
 }
 
+/// A vulnerability being gathered: its explanation and its minimal state are those of
+/// the minimal state with the fewest drops (then the smallest id).
+struct Group<'a> {
+    ex: Explained,
+    states: Vec<String>,
+    marks: BTreeMap<u64, String>,
+    best: Option<(usize, StateId, &'a StateRecord)>,
+}
+
 /// Triage a finished results directory.
 pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     let (summary, recs) = results::load(dir)?;
     let (probes, info) = results::load_analysis(dir)?;
-    let end = info.as_ref().map(|i| i.events.len().to_string());
-    let no_crash_class = recs
-        .iter()
-        .find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation)
-        .map(|r| first_violation(r).1);
-    let ctx = Ctx { info: info.as_ref(), no_crash_class };
+    let ctx = Ctx::new(info.as_ref(), &recs);
     let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
-    let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(&probes).map(|r| (r.id.as_str(), r)).collect();
-
-    /// A vulnerability being gathered: its explanation and its minimal state are those
-    /// of the minimal state with the fewest drops (then the smallest id).
-    struct Group<'a> {
-        ex: Explained,
-        states: Vec<String>,
-        marks: BTreeMap<u64, String>,
-        best: Option<(usize, StateId, &'a StateRecord)>,
-    }
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut explained: HashMap<String, (String, Explained)> = HashMap::new();
-    let mut positions: BTreeMap<u64, (Verdict, u64)> = BTreeMap::new();
-    for r in &recs {
-        let e = positions.entry(r.position).or_insert((Verdict::Consistent, 0));
-        e.1 += 1;
-        if rank(&r.verdict) > rank(&e.0) {
-            e.0 = r.verdict.clone();
-        }
-        if r.verdict != Verdict::Violation {
-            continue;
-        }
-        let mid = r.minimal.clone().unwrap_or_else(|| r.id.clone());
-        let m = by_id.get(mid.as_str()).copied().unwrap_or(r);
-        let Ok(id) = m.id.parse::<StateId>() else { continue };
-        let vid = match explained.get(&mid) {
-            Some((vid, _)) => vid.clone(),
-            None => {
-                let ex = explain(&ctx, m, &id);
-                let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
-                explained.insert(mid.clone(), (vid.clone(), ex));
-                vid
-            }
-        };
-        let ex = &explained[&mid].1;
-        let g = groups.entry(vid).or_insert_with(|| Group {
-            ex: ex.clone(),
-            states: Vec::new(),
-            marks: BTreeMap::new(),
-            best: None,
-        });
-        g.states.push(r.id.clone());
-        g.marks.extend(broken_marks(info.as_ref(), r));
-        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
-            g.ex.because = ex.because.clone();
-            g.best = Some((id.choices.len(), id, m));
-        }
-    }
-
-    let mut vulns = Vec::new();
-    for (vid, g) in groups {
-        let (_, id, m) = g.best.expect("a group has a state");
-        let (message, _) = first_violation(m);
-        let writes = id
-            .choices
-            .iter()
-            .map(|(i, c)| MinimalWrite {
-                index: *i,
-                what: if *c == WriteChoice::Omitted { "dropped" } else { "torn" }.into(),
-                holds: ctx.items(&[*i]).iter().map(|it| it.describe()).collect::<BTreeSet<_>>().into_iter().collect(),
-            })
-            .collect();
-        vulns.push(Vulnerability {
-            id: vid,
-            kind: g.ex.kind,
-            sentence: format!("{message}: {}", g.ex.because),
-            class: g.ex.class,
-            signature: g.ex.signature,
-            states: g.states.len() as u64,
-            state_ids: g.states.iter().take(STATE_IDS_MAX).cloned().collect(),
-            marks_broken: g.marks.into_values().collect(),
-            minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
-            repro: format!(
-                "brink replay {} {} -o DIR",
-                shlex::try_quote(&trace).unwrap_or_else(|_| trace.as_str().into()),
-                m.id
-            ),
-        });
-    }
+    let groups = gather(&ctx, &recs, &probes);
+    let mut vulns: Vec<Vulnerability> =
+        groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect();
     // Most states first, then by id: the order a person reads them in.
     vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
     let mut notes = info.as_ref().map(|i| i.attribution.notes.clone()).unwrap_or_default();
@@ -524,9 +481,85 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
         attributed: info.as_ref().is_some_and(|i| i.attribution.covered),
         notes,
         vulnerabilities: vulns,
-        positions,
+        positions: positions(&recs),
         info,
     })
+}
+
+/// Per crash position, the worst verdict and how many states.
+fn positions(recs: &[StateRecord]) -> BTreeMap<u64, (Verdict, u64)> {
+    let mut positions: BTreeMap<u64, (Verdict, u64)> = BTreeMap::new();
+    for r in recs {
+        let e = positions.entry(r.position).or_insert((Verdict::Consistent, 0));
+        e.1 += 1;
+        if rank(&r.verdict) > rank(&e.0) {
+            e.0 = r.verdict.clone();
+        }
+    }
+    positions
+}
+
+/// Every violating state into the vulnerability of its minimal state (its record in
+/// `recs` or `probes`), by vulnerability id.
+fn gather<'a>(ctx: &Ctx, recs: &'a [StateRecord], probes: &'a [StateRecord]) -> BTreeMap<String, Group<'a>> {
+    let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(probes).map(|r| (r.id.as_str(), r)).collect();
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut explained: HashMap<String, (String, Explained)> = HashMap::new();
+    for r in recs.iter().filter(|r| r.verdict == Verdict::Violation) {
+        let mid = r.minimal.clone().unwrap_or_else(|| r.id.clone());
+        let m = by_id.get(mid.as_str()).copied().unwrap_or(r);
+        let Ok(id) = m.id.parse::<StateId>() else { continue };
+        let vid = match explained.get(&mid) {
+            Some((vid, _)) => vid.clone(),
+            None => {
+                let ex = explain(ctx, m, &id);
+                let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+                explained.insert(mid.clone(), (vid.clone(), ex));
+                vid
+            }
+        };
+        let ex = &explained[&mid].1;
+        let g = groups.entry(vid).or_insert_with(|| Group {
+            ex: ex.clone(),
+            states: Vec::new(),
+            marks: BTreeMap::new(),
+            best: None,
+        });
+        g.states.push(r.id.clone());
+        g.marks.extend(broken_marks(ctx.info, r));
+        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
+            g.ex.because = ex.because.clone();
+            g.best = Some((id.choices.len(), id, m));
+        }
+    }
+    groups
+}
+
+/// A gathered vulnerability, told by its best minimal state.
+fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability {
+    let (_, id, m) = g.best.expect("a group has a state");
+    let (message, _) = first_violation(m);
+    let writes = id
+        .choices
+        .iter()
+        .map(|(i, c)| MinimalWrite {
+            index: *i,
+            what: if *c == WriteChoice::Omitted { "dropped" } else { "torn" }.into(),
+            holds: ctx.items(&[*i]).iter().map(|it| it.describe()).collect::<BTreeSet<_>>().into_iter().collect(),
+        })
+        .collect();
+    Vulnerability {
+        id: vid,
+        kind: g.ex.kind,
+        sentence: format!("{message}: {}", g.ex.because),
+        class: g.ex.class,
+        signature: g.ex.signature,
+        states: g.states.len() as u64,
+        state_ids: g.states.iter().take(STATE_IDS_MAX).cloned().collect(),
+        marks_broken: g.marks.into_values().collect(),
+        minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
+        repro: format!("brink replay {} {} -o DIR", shlex::try_quote(trace).unwrap_or_else(|_| trace.into()), m.id),
+    }
 }
 
 fn rank(v: &Verdict) -> u8 {
@@ -559,5 +592,61 @@ pub fn diff(old: &Analysis, new: &Analysis) -> Diff {
         added: new.vulnerabilities.iter().filter(|v| !old_ids.contains(v.id.as_str())).cloned().collect(),
         fixed: old.vulnerabilities.iter().filter(|v| !new_ids.contains(v.id.as_str())).cloned().collect(),
         unchanged: new.vulnerabilities.iter().filter(|v| old_ids.contains(v.id.as_str())).cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids of `results/vulnerabilities.md`, recomputed from their kinds, signatures and
+    /// classes: a change of the hash would renumber every vulnerability a user tracks.
+    #[test]
+    fn vulnerability_ids_are_pinned() {
+        let id = |kind, sig: &[&str], class: &str| {
+            vuln_id(kind, &sig.iter().map(|s| s.to_string()).collect::<Vec<_>>(), class)
+        };
+        let appended = "acknowledged 'appended #' lost: logs/app.log holds # valid records";
+        let config = "acknowledged 'config v#' lost: config holds version #";
+        let ids = [
+            id(VulnKind::Durability, &[], appended),
+            id(VulnKind::Durability, &["file:logs/app.log"], appended),
+            id(VulnKind::Durability, &["directory:/"], appended),
+            id(VulnKind::Durability, &[], config),
+            id(VulnKind::Ordering, &[], config),
+            id(VulnKind::Durability, &["directory:/"], config),
+            id(
+                VulnKind::Durability,
+                &["lost without a crash"],
+                "acknowledged 'data v#' lost: # of # bytes of data are not the new version",
+            ),
+            id(
+                VulnKind::Durability,
+                &["after an injected I/O error"],
+                "acknowledged 'txn #' lost: app.db holds txns up to #",
+            ),
+            id(
+                VulnKind::Ordering,
+                &["file:report.dat"],
+                "./report.dat shows bytes never written to it: stale data of a deleted file ('SECRET-KEY…')",
+            ),
+            id(
+                VulnKind::Atomicity,
+                &["directory:/"],
+                "./report.dat shows bytes never written to it: stale data of a deleted file ('SECRET-KEY…')",
+            ),
+        ];
+        expect_test::expect![[r#"
+            V87a3fb98
+            V5629db8c
+            V1794fa2d
+            V50ac0e69
+            Vecea319e
+            Vdc4ef2e8
+            V5fc8c554
+            V171e1c8a
+            V10188961
+            Va89e6871"#]]
+        .assert_eq(&ids.join("\n"));
     }
 }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use brink_check::Verdict;
 
+use brink_explore::results::TraceInfo;
+
 use crate::{Analysis, Diff, Vulnerability};
 
 /// The vulnerabilities, for a terminal.
@@ -107,7 +109,22 @@ fn timeline(a: &Analysis) -> String {
         s,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"trace timeline\">"
     );
-    // Epoch bands.
+    epoch_bands(&mut s, ev, &x);
+    event_ticks(&mut s, ev, &x);
+    marks_and_positions(&mut s, a, info, &x);
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"150\" font-size=\"11\" fill=\"#333\">event 0</text><text x=\"{:.1}\" y=\"150\" font-size=\"11\" fill=\"#333\" text-anchor=\"end\">event {}</text>",
+        w - right,
+        ev.len()
+    );
+    legend(&mut s);
+    s.push_str("</svg>");
+    s
+}
+
+/// Epochs (the events up to and including each flush) as alternating bands.
+fn epoch_bands(s: &mut String, ev: &[u8], x: &dyn Fn(f64) -> f64) {
     let mut start = 0usize;
     let mut band = 0;
     for (i, &k) in ev.iter().enumerate().chain(std::iter::once((ev.len(), &b'f'))) {
@@ -123,6 +140,10 @@ fn timeline(a: &Analysis) -> String {
             start = i + 1;
         }
     }
+}
+
+/// Writes as ticks, flushes as lines, injected errors as crosses.
+fn event_ticks(s: &mut String, ev: &[u8], x: &dyn Fn(f64) -> f64) {
     for (i, &k) in ev.iter().enumerate() {
         let xi = x(i as f64 + 0.5);
         match k {
@@ -147,6 +168,10 @@ fn timeline(a: &Analysis) -> String {
             _ => {}
         }
     }
+}
+
+/// Marks as labelled diamonds, crash positions as dots coloured by their worst verdict.
+fn marks_and_positions(s: &mut String, a: &Analysis, info: &TraceInfo, x: &dyn Fn(f64) -> f64) {
     for m in &info.marks {
         let xi = x(m.index as f64 + 0.5);
         let _ = write!(
@@ -167,12 +192,10 @@ fn timeline(a: &Analysis) -> String {
             verdict_word(v)
         );
     }
-    let _ = write!(
-        s,
-        "<text x=\"{left}\" y=\"150\" font-size=\"11\" fill=\"#333\">event 0</text><text x=\"{:.1}\" y=\"150\" font-size=\"11\" fill=\"#333\" text-anchor=\"end\">event {}</text>",
-        w - right,
-        ev.len()
-    );
+}
+
+/// What the dots' colours mean.
+fn legend(s: &mut String) {
     let legend = [("#2e7d32", "consistent"), ("#ef6c00", "checker failure"), ("#c62828", "violation")];
     for (k, (c, l)) in legend.iter().enumerate() {
         let lx = 300.0 + k as f64 * 150.0;
@@ -182,8 +205,6 @@ fn timeline(a: &Analysis) -> String {
             lx + 9.0
         );
     }
-    s.push_str("</svg>");
-    s
 }
 
 fn verdict_word(v: &Verdict) -> &'static str {
@@ -249,38 +270,43 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
         let _ = writeln!(h, "<div class=\"vuln ok\">No violating state.</div>");
     }
     for v in &a.vulnerabilities {
-        let _ = writeln!(
-            h,
-            "<div class=\"vuln\" id=\"{}\"><h3>{} <span class=\"kind\">{}</span> · {} state{}</h3><p>{}</p>",
-            v.id,
-            v.id,
-            v.kind.name(),
-            v.states,
-            if v.states == 1 { "" } else { "s" },
-            esc(&v.sentence)
-        );
-        let _ = writeln!(h, "<p>Minimal state <code>{}</code>: {}</p>", esc(&v.minimal.id), esc(&minimal_words(v)));
-        if !v.marks_broken.is_empty() {
-            let _ = writeln!(
-                h,
-                "<p>Acknowledged marks broken: {}</p>",
-                v.marks_broken.iter().map(|m| format!("<code>{}</code>", esc(m))).collect::<Vec<_>>().join(" ")
-            );
-        }
-        let _ = writeln!(
-            h,
-            "<p>Signature: {}</p><p>Reproduce: <code>{}</code></p><p class=\"sub\">States: {}{}</p></div>",
-            esc(&v.signature.join("; ")),
-            esc(&v.repro),
-            esc(&v.state_ids.join(" ")),
-            if v.states as usize > v.state_ids.len() { " …" } else { "" }
-        );
+        vulnerability_html(&mut h, v);
     }
     for n in &a.notes {
         let _ = writeln!(h, "<p class=\"sub\">note: {}</p>", esc(n));
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// One vulnerability's box.
+fn vulnerability_html(h: &mut String, v: &Vulnerability) {
+    let _ = writeln!(
+        h,
+        "<div class=\"vuln\" id=\"{}\"><h3>{} <span class=\"kind\">{}</span> · {} state{}</h3><p>{}</p>",
+        v.id,
+        v.id,
+        v.kind.name(),
+        v.states,
+        if v.states == 1 { "" } else { "s" },
+        esc(&v.sentence)
+    );
+    let _ = writeln!(h, "<p>Minimal state <code>{}</code>: {}</p>", esc(&v.minimal.id), esc(&minimal_words(v)));
+    if !v.marks_broken.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p>Acknowledged marks broken: {}</p>",
+            v.marks_broken.iter().map(|m| format!("<code>{}</code>", esc(m))).collect::<Vec<_>>().join(" ")
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<p>Signature: {}</p><p>Reproduce: <code>{}</code></p><p class=\"sub\">States: {}{}</p></div>",
+        esc(&v.signature.join("; ")),
+        esc(&v.repro),
+        esc(&v.state_ids.join(" ")),
+        if v.states as usize > v.state_ids.len() { " …" } else { "" }
+    );
 }
 
 /// The regression report of `brink diff`.

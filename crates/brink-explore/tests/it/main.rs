@@ -1,6 +1,9 @@
 //! The explorer's pure parts on synthetic traces with known answers (issue 3): space
 //! counts, materializing a state by id, and the additive image hash.
 
+mod engine;
+mod results;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ use brink_trace::{MARK_BYTES_MAX, TraceMeta, TraceWriter, WRITE_BYTES_MAX, Write
 
 use crate::RecordError;
 
-const MAGIC: u64 = 0x6a73_6677_7368_72;
+const MAGIC: u64 = 0x6a_7366_7773_6872;
 const FLUSH: u64 = 1;
 const FUA: u64 = 2;
 const DISCARD: u64 = 4;
@@ -78,15 +78,8 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordError> {
-    let file = File::open(&req.log)
-        .map_err(|e| RecordError::Precondition(format!("cannot open {}: {e}", req.log.display())))?;
-    let len = file.metadata().map_err(|e| RecordError::io("reading the log's size", e))?.len();
-    let log = Log { path: req.log.clone(), file, len };
-    let base_len = std::fs::metadata(&req.base)
-        .map_err(|e| RecordError::Precondition(format!("cannot open base image {}: {e}", req.base.display())))?
-        .len();
-
+/// The superblock's entry count and sector size, checked.
+fn superblock(log: &Log) -> Result<(u64, u64), RecordError> {
     let sb = log.read(0, 28, "the superblock")?;
     if le64(&sb, 0) != MAGIC {
         return Err(log.bad(0, "not a dm-log-writes log (bad magic)"));
@@ -100,70 +93,98 @@ pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordErr
     if !ss.is_power_of_two() || !(32..(16 << 20)).contains(&ss) {
         return Err(log.bad(24, format!("impossible sector size {ss}")));
     }
-    let ss = ss as u64;
+    Ok((nr_entries, u64::from(ss)))
+}
+
+pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordError> {
+    let file = File::open(&req.log)
+        .map_err(|e| RecordError::Precondition(format!("cannot open {}: {e}", req.log.display())))?;
+    let len = file.metadata().map_err(|e| RecordError::io("reading the log's size", e))?.len();
+    let log = Log { path: req.log.clone(), file, len };
+    let base_len = std::fs::metadata(&req.base)
+        .map_err(|e| RecordError::Precondition(format!("cannot open base image {}: {e}", req.base.display())))?
+        .len();
+    let (nr_entries, ss) = superblock(&log)?;
 
     let mut writer = TraceWriter::create(&req.output)?;
     image::copy_sparse(&req.base, &writer.base_image_path())?;
     let mut pos = ss;
     for i in 0..nr_entries {
         req.interrupt.check()?;
-        let h = log.read(pos, ss, &format!("the header of entry {i}"))?;
-        let (sector, nr_sectors, flags, data_len) = (le64(&h, 0), le64(&h, 8), le64(&h, 16), le64(&h, 24));
-        let header_at = pos;
-        let entry = |what: String| log.bad(header_at, format!("entry {i}: {what}"));
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(entry(format!("unknown flags {flags:#x}")));
-        }
-        if flags == 0 && nr_sectors == 0 {
-            return Err(entry("malformed: no flags and no sectors".into()));
-        }
-        if flags != MARK && h[32] != 0 {
-            return Err(entry("malformed: header is not zero-padded".into()));
-        }
-        let range = sector
-            .checked_mul(ss)
-            .zip(nr_sectors.checked_mul(ss))
-            .filter(|&(off, n)| off.checked_add(n).is_some_and(|end| end <= base_len));
-        let Some((offset, bytes)) = range else {
-            return Err(entry(format!(
-                "sectors {sector}+{nr_sectors} (of {ss} bytes) lie outside the {base_len}-byte base image"
-            )));
-        };
-        pos += ss;
-        if flags & MARK != 0 {
-            if data_len > ss - 32 || data_len as usize > MARK_BYTES_MAX {
-                return Err(entry(format!("mark text of {data_len} bytes does not fit its header")));
-            }
-            let text = String::from_utf8_lossy(&h[32..32 + data_len as usize]).into_owned();
-            writer.mark(&text)?;
-            continue;
-        }
-        if flags & DISCARD != 0 {
-            writer.discard(offset, bytes)?;
-            continue;
-        }
-        if flags & FLUSH != 0 {
-            writer.flush()?;
-        }
-        if nr_sectors > 0 {
-            if bytes > WRITE_BYTES_MAX {
-                return Err(entry(format!("write of {bytes} bytes is larger than the limit of {WRITE_BYTES_MAX}")));
-            }
-            let data = log.read(pos, bytes, &format!("the data of entry {i}"))?;
-            let mut wf = 0;
-            if flags & FUA != 0 {
-                wf |= WriteFlags::FUA;
-            }
-            if flags & METADATA != 0 {
-                wf |= WriteFlags::METADATA;
-            }
-            writer.write(offset, &data, WriteFlags(wf))?;
-            pos += bytes;
-        }
+        pos = import_entry(&log, &mut writer, Entry { index: i, pos, ss, base_len })?;
     }
     let stats = writer.stats();
     let mut meta = TraceMeta::new("dm-log-writes", &req.fs, base_len);
     meta.mount_opts = req.mount_opts.clone();
     let trace = writer.finish(meta)?;
     Ok(DmLogSummary { trace, entries: nr_entries, sector_size: ss as u32, stats })
+}
+
+/// Where one entry sits: its index, the byte offset of its header, the log's sector
+/// size and the base image's length (every range must lie inside it).
+#[derive(Clone, Copy)]
+struct Entry {
+    index: u64,
+    pos: u64,
+    ss: u64,
+    base_len: u64,
+}
+
+/// Check entry `e` and append what it maps to; returns the offset of the next entry.
+fn import_entry(log: &Log, writer: &mut TraceWriter, e: Entry) -> Result<u64, RecordError> {
+    let Entry { index: i, mut pos, ss, base_len } = e;
+    let h = log.read(pos, ss, &format!("the header of entry {i}"))?;
+    let (sector, nr_sectors, flags, data_len) = (le64(&h, 0), le64(&h, 8), le64(&h, 16), le64(&h, 24));
+    let header_at = pos;
+    let entry = |what: String| log.bad(header_at, format!("entry {i}: {what}"));
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(entry(format!("unknown flags {flags:#x}")));
+    }
+    if flags == 0 && nr_sectors == 0 {
+        return Err(entry("malformed: no flags and no sectors".into()));
+    }
+    if flags != MARK && h[32] != 0 {
+        return Err(entry("malformed: header is not zero-padded".into()));
+    }
+    let range = sector
+        .checked_mul(ss)
+        .zip(nr_sectors.checked_mul(ss))
+        .filter(|&(off, n)| off.checked_add(n).is_some_and(|end| end <= base_len));
+    let Some((offset, bytes)) = range else {
+        return Err(entry(format!(
+            "sectors {sector}+{nr_sectors} (of {ss} bytes) lie outside the {base_len}-byte base image"
+        )));
+    };
+    pos += ss;
+    if flags & MARK != 0 {
+        if data_len > ss - 32 || data_len as usize > MARK_BYTES_MAX {
+            return Err(entry(format!("mark text of {data_len} bytes does not fit its header")));
+        }
+        let text = String::from_utf8_lossy(&h[32..32 + data_len as usize]).into_owned();
+        writer.mark(&text)?;
+        return Ok(pos);
+    }
+    if flags & DISCARD != 0 {
+        writer.discard(offset, bytes)?;
+        return Ok(pos);
+    }
+    if flags & FLUSH != 0 {
+        writer.flush()?;
+    }
+    if nr_sectors > 0 {
+        if bytes > WRITE_BYTES_MAX {
+            return Err(entry(format!("write of {bytes} bytes is larger than the limit of {WRITE_BYTES_MAX}")));
+        }
+        let data = log.read(pos, bytes, &format!("the data of entry {i}"))?;
+        let mut wf = 0;
+        if flags & FUA != 0 {
+            wf |= WriteFlags::FUA;
+        }
+        if flags & METADATA != 0 {
+            wf |= WriteFlags::METADATA;
+        }
+        writer.write(offset, &data, WriteFlags(wf))?;
+        pos += bytes;
+    }
+    Ok(pos)
 }

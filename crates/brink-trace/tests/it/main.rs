@@ -233,3 +233,43 @@ fn digest_follows_content_not_holes() {
     File::create(&z2).unwrap().set_len(8192).unwrap();
     assert_ne!(image::digest_file(&z1).unwrap(), image::digest_file(&z2).unwrap());
 }
+
+/// `sample`'s trace again, with `final_digest` recorded as the final image's digest.
+fn sample_with_final(dir: &Path, name: &str, final_digest: Option<String>) -> PathBuf {
+    let t = sample(dir);
+    let mut meta: TraceMeta = serde_json::from_slice(&fs::read(t.join("meta.json")).unwrap()).unwrap();
+    meta.final_image_digest = final_digest;
+    fs::write(t.join("meta.json"), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    let named = dir.join(name);
+    fs::rename(&t, &named).unwrap();
+    named
+}
+
+#[test]
+fn verify_replays_onto_the_base_and_compares_with_the_final_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The disk `sample` leaves: what round_trip_and_replay spells out byte by byte.
+    let want_path = tmp.path().join("want");
+    let mut want = vec![0u8; IMAGE as usize];
+    want[..8192].fill(0xab);
+    want[65536..65536 + 8192].fill(0xab);
+    want[4096..8192].fill(0); // the discard after the 512-byte write
+    fs::write(&want_path, &want).unwrap();
+    let digest = image::digest_file(&want_path).unwrap();
+
+    let good = sample_with_final(tmp.path(), "good", Some(digest.clone()));
+    let r = brink_trace::verify(&good).unwrap();
+    assert_eq!((r.events, r.digest.as_str(), r.compared), (6, digest.as_str(), true));
+
+    let unknown = sample_with_final(tmp.path(), "unknown", None);
+    let r = brink_trace::verify(&unknown).unwrap();
+    assert_eq!((r.events, r.digest.as_str(), r.compared), (6, digest.as_str(), false));
+
+    let wrong = sample_with_final(tmp.path(), "wrong", Some("0".repeat(64)));
+    let e = brink_trace::verify(&wrong).unwrap_err();
+    assert!(matches!(&e, brink_trace::VerifyError::Mismatch { events: 6, got, .. } if *got == digest), "{e}");
+    assert!(e.to_string().starts_with("replaying 6 events gives digest "), "{e}");
+
+    let e = brink_trace::verify(&tmp.path().join("none")).unwrap_err();
+    assert!(matches!(e, brink_trace::VerifyError::Trace(TraceError::NotATrace { .. })), "{e}");
+}

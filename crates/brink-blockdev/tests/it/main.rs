@@ -1,0 +1,45 @@
+//! Integration tests of the kernel block devices: a loop device attached, flushed and
+//! detached through the ioctls brink declares itself (the only unsafe code in the crate).
+
+use std::fs::File;
+use std::path::Path;
+
+use brink_blockdev::{LoopDevice, attached_loop_devices};
+
+/// True if loop devices can be attached here; otherwise fails the test, or skips it
+/// loudly when BRINK_SKIP_PRIVILEGED=1 (the convention of brink-cli's tests).
+fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let loopctl = Path::new("/dev/loop-control").exists();
+    if root && loopctl {
+        return true;
+    }
+    let why = format!("{test} needs root and /dev/loop-control (root={root}, loop-control={loopctl})");
+    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED {why}");
+        return false;
+    }
+    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+}
+
+#[test]
+fn a_loop_device_attaches_flushes_and_detaches() {
+    if !privileged("a_loop_device_attaches_flushes_and_detaches") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backing_path = dir.path().join("disk.img");
+    let backing = File::options().read(true).write(true).create_new(true).open(&backing_path).unwrap();
+    backing.set_len(4 << 20).unwrap();
+    for read_only in [false, true] {
+        let dev = LoopDevice::attach(&backing, &backing_path, read_only).unwrap();
+        let path = dev.path().to_path_buf();
+        assert!(path.to_string_lossy().starts_with("/dev/loop"), "{path:?}");
+        assert!(
+            attached_loop_devices().iter().any(|(d, b)| *d == path && *b == backing_path),
+            "{path:?} is not listed with its backing file"
+        );
+        dev.drop_caches().unwrap();
+        dev.detach().unwrap();
+    }
+}

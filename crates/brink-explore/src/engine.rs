@@ -1,0 +1,613 @@
+//! The engine: one exploration as a sequence of steps, each a method of [`Explorer`].
+//!
+//! ```text
+//! open            preflight, the size of the space, the results directory (resume: the
+//!                 verdicts already recorded, and the (image, marks) keys they checked)
+//! set up the rig  work area, durable image, workers (rig.rs)
+//! each epoch      generate its states → hash them → dedup by (image, marks) → check the
+//!                 representatives → record the duplicates → minimize the violations →
+//!                 media faults → advance the durable image
+//! no crash        the disk as the recording left it, held to every mark
+//! tear down       release the rig before writing anything final
+//! summary         states.jsonl, minimal.jsonl, trace.json, summary.json (results.rs)
+//! ```
+//!
+//! Parallel steps (hashing, checking, minimizing, media faults) run on a rayon pool of
+//! `jobs` threads, each check on a worker of the rig; the sequential steps between them
+//! own the explorer. A time budget or a signal stops the run between states (`Stop`):
+//! what is done is kept and `resume` continues it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brink_blockdev::FsKind;
+use brink_check::{CheckOutcome, Verdict};
+use brink_pmodel::{Count, CrashState, Sampler, StateId, StateIter, Strategy, count_point};
+use brink_trace::{TraceMeta, TraceReader};
+use rayon::prelude::*;
+
+use crate::cache::VerdictCache;
+use crate::footprint::{Footprint, Piece, hash_image};
+use crate::media::{self, FaultState};
+use crate::plan::{self, EpochData};
+use crate::results::{self, PartialLog, StateRecord as Record};
+use crate::rig::Rig;
+use crate::worker::{InProcessCheck, Recovery, Timings};
+use crate::{
+    ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
+    minimize,
+};
+
+/// What deduplication keys a state by: its image's hash and how many marks it is held to.
+type Key = (ImageHash, u64);
+
+/// A checked key: the state that represents it and its checks.
+struct Seen {
+    rep: String,
+    checks: Vec<CheckOutcome>,
+}
+
+/// Whether the run should stop, and why: a time budget ran out or a signal came.
+struct Stop<'a> {
+    stopped: AtomicBool,
+    why: Mutex<Option<String>>,
+    interrupt: &'a AtomicUsize,
+    budget: Option<Duration>,
+    started: Instant,
+}
+
+impl Stop<'_> {
+    /// True once the run must stop; the first reason found is kept for the summary.
+    fn now(&self) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return true;
+        }
+        let why = match self.interrupt.load(Ordering::Relaxed) {
+            0 => {
+                self.budget.filter(|b| self.started.elapsed() > *b).map(|b| format!("time budget of {}s", b.as_secs()))
+            }
+            s => Some(format!("signal {s}")),
+        };
+        if let Some(why) = why {
+            self.stopped.store(true, Ordering::Relaxed);
+            self.why.lock().expect("lock").get_or_insert(why);
+            return true;
+        }
+        false
+    }
+}
+
+/// One epoch being explored: its writes, footprint, states and their hashes.
+struct EpochRun<'e> {
+    ed: &'e EpochData,
+    fp: &'e Footprint,
+    marks: &'e [String],
+    states: &'e [CrashState],
+    hashes: &'e [ImageHash],
+}
+
+impl EpochRun<'_> {
+    fn key(&self, i: usize) -> Key {
+        (self.hashes[i], self.states[i].marks_before)
+    }
+
+    fn marks_of(&self, s: &CrashState) -> &[String] {
+        &self.marks[..s.marks_before as usize]
+    }
+}
+
+/// One exploration (module docs).
+pub(crate) struct Explorer<'a> {
+    cfg: &'a ExploreConfig,
+    progress: &'a Progress,
+    stop: Stop<'a>,
+    reader: Arc<TraceReader>,
+    meta: TraceMeta,
+    fs: FsKind,
+    space: SpaceCount,
+    log: Mutex<PartialLog>,
+    /// Verdicts an earlier run of the same exploration recorded, by state id.
+    done: HashMap<String, Record>,
+    seen: HashMap<Key, Seen>,
+    pool: rayon::ThreadPool,
+    cache: Option<VerdictCache>,
+    sampler: Option<Sampler>,
+    /// None before `set_up_rig` and after `tear_down`.
+    rig: Option<Rig>,
+    /// Recover and check in process instead of as `cfg.recovery` says (tests).
+    in_process: Option<Arc<dyn InProcessCheck>>,
+    timings: Timings,
+    checked: AtomicU64,
+    generated: u64,
+    media_states: u64,
+    /// Each violating state's minimal state (minimize.rs).
+    minimal_of: HashMap<String, StateId>,
+    /// States checked only to minimize others.
+    probes: Mutex<HashMap<Key, Record>>,
+    durable_hash: ImageHash,
+    last_epoch: u64,
+    marks: Vec<String>,
+}
+
+/// Refuse what cannot run before touching anything: kernel recovery without root, a
+/// file system brink does not explore, userspace recovery of anything but ext4.
+fn preflight(cfg: &ExploreConfig, meta: &TraceMeta, in_process: bool) -> Result<FsKind, ExploreError> {
+    if !in_process && cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
+        return Err(ExploreError::NeedsRoot);
+    }
+    assert!(cfg.jobs >= 1);
+    let fs = crate::fs_of(&meta.fs)?;
+    if !in_process && cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
+        return Err(ExploreError::UserspaceNotExt4 { fs });
+    }
+    Ok(fs)
+}
+
+/// How many states the run will generate (for the progress display).
+fn target(strategy: Strategy, total: Count) -> u64 {
+    match strategy {
+        Strategy::Sample { samples, .. } => samples.min(u64::try_from(total.0).unwrap_or(u64::MAX)),
+        _ => u64::try_from(total.0).unwrap_or(u64::MAX),
+    }
+}
+
+/// The keys an earlier run checked: every record that is not a duplicate.
+fn seen_of(dir: &Path, done: &HashMap<String, Record>) -> Result<HashMap<Key, Seen>, ExploreError> {
+    let mut seen = HashMap::new();
+    for r in done.values().filter(|r| r.dup_of.is_none()) {
+        let hash = r
+            .image
+            .parse()
+            .map_err(|_| ResultsError::BadImageHash { path: dir.join(results::PARTIAL), hex: r.image.clone() })?;
+        seen.insert((hash, r.marks), Seen { rep: r.id.clone(), checks: r.checks.clone() });
+    }
+    Ok(seen)
+}
+
+impl<'a> Explorer<'a> {
+    /// Preflight, count the space, open (or reopen, to resume) the results directory.
+    pub(crate) fn open(
+        cfg: &'a ExploreConfig,
+        progress: &'a Progress,
+        in_process: Option<Arc<dyn InProcessCheck>>,
+    ) -> Result<Explorer<'a>, ExploreError> {
+        let started = Instant::now();
+        let reader = Arc::new(TraceReader::open(&cfg.trace)?);
+        let meta = reader.meta().clone();
+        let fs = preflight(cfg, &meta, in_process.is_some())?;
+        let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
+        if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
+            return Err(ExploreError::TooManyStates {
+                strategy: cfg.strategy.name(),
+                count: space.states_total,
+                max: cfg.max_states,
+            });
+        }
+        // + 1: the no-crash state.
+        progress.total.store(target(cfg.strategy, space.states_total).saturating_add(1), Ordering::Relaxed);
+        let (log, done) = results::open(&cfg.results, &results::RunIdentity::of(cfg, &meta), cfg.resume)?;
+        let done: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let seen = seen_of(&cfg.results, &done)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.jobs)
+            .build()
+            .map_err(|source| ExploreError::Pool { jobs: cfg.jobs, source })?;
+        let sampler = match cfg.strategy {
+            Strategy::Sample { samples, seed } => Some(Sampler::new(space.states_total, samples, seed)),
+            _ => None,
+        };
+        Ok(Explorer {
+            cfg,
+            progress,
+            stop: Stop {
+                stopped: AtomicBool::new(false),
+                why: Mutex::new(None),
+                interrupt: &cfg.interrupt,
+                budget: cfg.time_budget,
+                started,
+            },
+            reader,
+            meta,
+            fs,
+            space,
+            log: Mutex::new(log),
+            done,
+            seen,
+            pool,
+            cache: None,
+            sampler,
+            rig: None,
+            in_process,
+            timings: Timings::default(),
+            checked: AtomicU64::new(0),
+            generated: 0,
+            media_states: 0,
+            minimal_of: HashMap::new(),
+            probes: Mutex::new(HashMap::new()),
+            durable_hash: ImageHash::default(),
+            last_epoch: 0,
+            marks: Vec::new(),
+        })
+    }
+
+    /// The whole run, in order (module docs).
+    pub(crate) fn run(mut self) -> Result<Summary, ExploreError> {
+        self.set_up_rig()?;
+        self.explore_epochs()?;
+        self.check_no_crash()?;
+        self.tear_down()?;
+        self.summary()
+    }
+
+    fn rig(&self) -> &Rig {
+        self.rig.as_ref().expect("the rig is set up")
+    }
+
+    /// The rig, the durable image's hash, and the verdict cache.
+    fn set_up_rig(&mut self) -> Result<(), ExploreError> {
+        let rig = Rig::set_up(self.cfg, &self.reader, self.fs, self.in_process.clone())?;
+        self.durable_hash = hash_image(rig.durable_path()).map_err(|e| ExploreError::io(rig.durable_path(), e))?;
+        self.rig = Some(rig);
+        self.cache = match &self.cfg.cache {
+            Some(dir) => Some(VerdictCache::open(
+                dir,
+                &self.cfg.checkers,
+                &format!("{:?} {} {}", self.cfg.recovery, self.fs, self.meta.mount_opts),
+            )?),
+            None => None,
+        };
+        Ok(())
+    }
+
+    fn explore_epochs(&mut self) -> Result<(), ExploreError> {
+        let reader = self.reader.clone();
+        let mut marks = Vec::new();
+        let walked = plan::for_each_epoch(&reader, &mut marks, |ed, marks| self.epoch(&ed, marks));
+        self.marks = marks;
+        walked
+    }
+
+    /// One epoch's steps; false once the run stops.
+    fn epoch(&mut self, ed: &EpochData, marks: &[String]) -> Result<bool, ExploreError> {
+        self.last_epoch = ed.epoch.number;
+        if self.stop.now() {
+            return Ok(false);
+        }
+        let fp = Footprint::new(&self.reader, &ed.writes, self.rig().durable(), self.durable_hash)?;
+        let states = self.generate(ed);
+        let hashes = self.hash(&fp, ed, &states)?;
+        let ep = EpochRun { ed, fp: &fp, marks, states: &states, hashes: &hashes };
+        let (reps, dups) = self.dedup(&ep);
+        self.check_representatives(&ep, &reps)?;
+        self.record_duplicates(&ep, &dups)?;
+        self.minimize(&ep)?;
+        if self.cfg.media_faults {
+            self.check_media_faults(&ep)?;
+        }
+        if self.stop.now() {
+            return Ok(false);
+        }
+        self.advance(&fp)?;
+        Ok(true)
+    }
+
+    /// The epoch's states the strategy visits, in id order, each once.
+    fn generate(&mut self, ed: &EpochData) -> Vec<CrashState> {
+        let mut states: Vec<CrashState> = Vec::new();
+        for p in &ed.epoch.points {
+            let seeds = match &mut self.sampler {
+                Some(s) => s.take(count_point(self.cfg.model, self.cfg.strategy, &ed.epoch, p)),
+                None => Vec::new(),
+            };
+            states.extend(StateIter::new(self.cfg.model, self.cfg.strategy, &ed.epoch, p, &seeds));
+        }
+        states.sort_by(|a, b| a.id.cmp(&b.id));
+        states.dedup_by(|a, b| a.id == b.id); // repeated samples
+        self.generated += states.len() as u64;
+        states
+    }
+
+    /// Each state's image hash, in parallel.
+    fn hash(&self, fp: &Footprint, ed: &EpochData, states: &[CrashState]) -> Result<Vec<ImageHash>, ExploreError> {
+        let started = Instant::now();
+        let durable = self.rig().durable();
+        let hashes = self.pool.install(|| {
+            states.par_iter().map(|s| fp.hash(&self.reader, durable, &ed.epoch, s)).collect::<Result<Vec<_>, _>>()
+        })?;
+        Timings::add(&self.timings.hash_us, started);
+        Ok(hashes)
+    }
+
+    /// Representatives (first of each key, in id order) and duplicates. A state an
+    /// earlier run already checked has its key in `seen`, so it lands among the
+    /// duplicates and is skipped there.
+    fn dedup(&self, ep: &EpochRun) -> (Vec<usize>, Vec<usize>) {
+        let mut reps = Vec::new();
+        let mut dups = Vec::new();
+        let mut epoch_keys: HashSet<Key> = HashSet::new();
+        for i in 0..ep.states.len() {
+            let key = ep.key(i);
+            if self.seen.contains_key(&key) || !epoch_keys.insert(key) {
+                dups.push(i);
+            } else {
+                reps.push(i);
+            }
+        }
+        (reps, dups)
+    }
+
+    /// Check the representatives in parallel and remember their checks.
+    fn check_representatives(&mut self, ep: &EpochRun, reps: &[usize]) -> Result<(), ExploreError> {
+        let this = &*self;
+        let results: Vec<Option<(usize, Vec<CheckOutcome>)>> = self
+            .pool
+            .install(|| reps.par_iter().map(|&i| this.check_representative(ep, i)).collect::<Result<Vec<_>, _>>())?;
+        for (i, checks) in results.into_iter().flatten() {
+            self.seen.insert(ep.key(i), Seen { rep: ep.states[i].id.to_string(), checks });
+        }
+        Ok(())
+    }
+
+    /// None when the run is stopping.
+    fn check_representative(
+        &self,
+        ep: &EpochRun,
+        i: usize,
+    ) -> Result<Option<(usize, Vec<CheckOutcome>)>, ExploreError> {
+        let s = &ep.states[i];
+        let id = s.id.to_string();
+        if self.stop.now() {
+            return Ok(None);
+        }
+        let checks = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.fp.pieces(&ep.ed.epoch, s))?;
+        self.record(&Record::new(s, ep.hashes[i].to_string(), checks.clone(), None))?;
+        Ok(Some((i, checks)))
+    }
+
+    /// A duplicate repeats its representative's checks and names it.
+    fn record_duplicates(&self, ep: &EpochRun, dups: &[usize]) -> Result<(), ExploreError> {
+        for &i in dups {
+            let s = &ep.states[i];
+            let id = s.id.to_string();
+            if self.done.contains_key(&id) {
+                self.progress.done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // The representative may be unchecked if the run is stopping.
+            if let Some(rep) = self.seen.get(&ep.key(i)) {
+                self.record(&Record::new(s, ep.hashes[i].to_string(), rep.checks.clone(), Some(rep.rep.clone())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The minimal state of each violating state of the epoch (minimize.rs).
+    fn minimize(&mut self, ep: &EpochRun) -> Result<(), ExploreError> {
+        let checks: Vec<Option<Vec<CheckOutcome>>> =
+            (0..ep.states.len()).map(|i| self.seen.get(&ep.key(i)).map(|x| x.checks.clone())).collect();
+        let this = &*self;
+        let found = self.pool.install(|| minimize::epoch(ep.states, &checks, &|cs| this.probe(ep, cs)))?;
+        self.minimal_of.extend(found);
+        Ok(())
+    }
+
+    /// The checks of any state of the epoch, for minimization: known ones looked up,
+    /// others checked and kept apart as probes. None (no checks) once the run stops.
+    fn probe(&self, ep: &EpochRun, cs: &CrashState) -> Result<Vec<CheckOutcome>, ExploreError> {
+        let h = ep.fp.hash(&self.reader, self.rig().durable(), &ep.ed.epoch, cs)?;
+        let key = (h, cs.marks_before);
+        if let Some(x) = self.seen.get(&key) {
+            return Ok(x.checks.clone());
+        }
+        if let Some(r) = self.probes.lock().expect("probes").get(&key) {
+            return Ok(r.checks.clone());
+        }
+        if self.stop.now() {
+            return Ok(Vec::new());
+        }
+        let id = cs.id.to_string();
+        let c = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.fp.pieces(&ep.ed.epoch, cs))?;
+        self.probes.lock().expect("probes").insert(key, Record::new(cs, h.to_string(), c.clone(), None));
+        Ok(c)
+    }
+
+    /// The epoch's media-fault states (media.rs), each checked: none is deduplicated.
+    fn check_media_faults(&mut self, ep: &EpochRun) -> Result<(), ExploreError> {
+        let faulty = media::fault_states(ep.ed, self.meta.image_size, self.rig().serves_latent_errors());
+        self.progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
+        self.generated += faulty.len() as u64;
+        self.media_states += faulty.len() as u64;
+        let this = &*self;
+        self.pool.install(|| faulty.par_iter().try_for_each(|f| this.check_media_fault(ep, f)))
+    }
+
+    fn check_media_fault(&self, ep: &EpochRun, f: &FaultState) -> Result<(), ExploreError> {
+        let id = f.state.id.to_string();
+        if self.stop.now() || self.done.contains_key(&id) {
+            return Ok(());
+        }
+        let overlay_start = Instant::now();
+        let mut pieces = ep.fp.pieces(&ep.ed.epoch, &f.base);
+        pieces.extend(f.extra.iter().cloned());
+        let checks = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state));
+        // Not deduplicated: the key is the id's hash, not the image's.
+        let key = ImageHash::sector(u64::MAX, id.as_bytes());
+        self.record(&Record::new(&f.state, key.to_string(), checks, None))
+    }
+
+    /// Everything the epoch wrote is durable from the next epoch on.
+    fn advance(&mut self, fp: &Footprint) -> Result<(), ExploreError> {
+        let durable = self.rig().durable();
+        let hash = fp.hash_all(&self.reader, durable)?;
+        fp.apply_all(&self.reader, durable)?;
+        self.durable_hash = hash;
+        Ok(())
+    }
+
+    /// Check one state on a free worker of the rig.
+    fn check_state(
+        &self,
+        pieces: Vec<Piece>,
+        bad: Option<(u64, u64)>,
+        overlay_start: Instant,
+        id: &str,
+        marks: &[String],
+    ) -> Vec<CheckOutcome> {
+        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings);
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        checks
+    }
+
+    /// A unique state's checks: from the cache, or checked (and then cached).
+    fn check_unique(
+        &self,
+        hash: ImageHash,
+        marks: &[String],
+        id: &str,
+        pieces: &dyn Fn() -> Vec<Piece>,
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
+        if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&hash, marks)) {
+            return Ok(c);
+        }
+        let start = Instant::now();
+        let checks = self.check_state(pieces(), None, start, id, marks);
+        if let Some(c) = &self.cache {
+            c.put(&hash, marks, &checks)?;
+        }
+        Ok(checks)
+    }
+
+    /// Count a finished verdict and append it to the partial log.
+    fn record(&self, rec: &Record) -> Result<(), ExploreError> {
+        match rec.verdict {
+            Verdict::Violation => self.progress.violations.fetch_add(1, Ordering::Relaxed),
+            Verdict::CheckerFailure => self.progress.checker_failures.fetch_add(1, Ordering::Relaxed),
+            Verdict::Consistent => 0,
+        };
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+        Ok(self.log.lock().expect("log lock").append(rec)?)
+    }
+
+    /// No crash, page cache dropped (crate docs, step 5): the durable image now holds
+    /// every write. Its id is the trace's event count.
+    fn check_no_crash(&mut self) -> Result<(), ExploreError> {
+        if self.stop.now() {
+            return Ok(());
+        }
+        let end = StateId { position: self.meta.events, choices: Vec::new(), fault: None };
+        let end_id = end.to_string();
+        let s = CrashState { id: end, epoch: self.last_epoch, marks_before: self.marks.len() as u64 };
+        let key = (self.durable_hash, s.marks_before);
+        let rec = match (self.done.get(&end_id), self.seen.get(&key)) {
+            (Some(_), _) => None,
+            (None, Some(rep)) if rep.rep != end_id => {
+                Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone())))
+            }
+            (None, Some(_)) => None, // the last epoch already checked it
+            (None, None) => Some(Record::new(
+                &s,
+                key.0.to_string(),
+                self.check_unique(key.0, &self.marks, &end_id, &Vec::new)?,
+                None,
+            )),
+        };
+        if let Some(rec) = rec {
+            self.generated += 1;
+            self.record(&rec)?;
+        }
+        Ok(())
+    }
+
+    /// Make the cache durable and release the rig before writing the results.
+    fn tear_down(&mut self) -> Result<(), ExploreError> {
+        if let Some(c) = &self.cache {
+            c.sync()?;
+        }
+        if let Some(rig) = self.rig.take() {
+            rig.tear_down();
+        }
+        Ok(())
+    }
+
+    /// Every record, sorted, with its minimal state; the probes that are some state's
+    /// minimal state and not among the records; how many probes were checked.
+    fn final_records(&self) -> Result<(Vec<Record>, Vec<Record>, u64), ExploreError> {
+        let mut recs = results::collect(&self.cfg.results)?;
+        for r in &mut recs {
+            r.minimal = self.minimal_of.get(&r.id).map(|m| m.to_string());
+        }
+        let known: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        let wanted: HashSet<String> = self.minimal_of.values().map(|m| m.to_string()).collect();
+        let probes = std::mem::take(&mut *self.probes.lock().expect("probes"));
+        let minimize_probes = probes.len() as u64;
+        let mut probes: Vec<Record> =
+            probes.into_values().filter(|p| wanted.contains(&p.id) && !known.contains(p.id.as_str())).collect();
+        probes.sort_by(|a, b| a.id.cmp(&b.id));
+        probes.dedup_by(|a, b| a.id == b.id);
+        Ok((recs, probes, minimize_probes))
+    }
+
+    /// Write the final results (results.rs) and return the summary.
+    fn summary(self) -> Result<Summary, ExploreError> {
+        let wall = self.stop.started.elapsed().as_secs_f64();
+        // Verdict counts come from the records, so a resumed run counts what earlier runs
+        // found; each unique (image, marks) has exactly one record without `dup_of`.
+        let (recs, probes, minimize_probes) = self.final_records()?;
+        let summary = self.summary_of(&recs, wall, minimize_probes);
+        let info = results::TraceInfo::of_trace(&self.reader)?;
+        results::write_final(&self.cfg.results, &recs, &probes, &info, &summary)?;
+        Ok(summary)
+    }
+
+    fn summary_of(&self, recs: &[Record], wall: f64, minimize_probes: u64) -> Summary {
+        let cfg = self.cfg;
+        let checked = self.checked.load(Ordering::Relaxed);
+        let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
+        let checked_all = count(&|r| r.dup_of.is_none());
+        let stopped_by = self.stop.why.lock().expect("lock").clone();
+        let end_id = StateId { position: self.meta.events, choices: Vec::new(), fault: None }.to_string();
+        Summary {
+            trace: cfg.trace.display().to_string(),
+            fs: self.meta.fs.clone(),
+            mount_opts: self.meta.mount_opts.clone(),
+            model: cfg.model.name(),
+            strategy: cfg.strategy.name(),
+            checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
+            states_total: self.space.states_total,
+            states_generated: self.generated,
+            states_unique: checked_all,
+            states_checked: checked_all,
+            violations: count(&|r| r.verdict == Verdict::Violation),
+            checker_failures: count(&|r| r.verdict == Verdict::CheckerFailure),
+            consistent: count(&|r| r.verdict == Verdict::Consistent),
+            wall_s: wall,
+            states_per_s: if wall > 0.0 { checked as f64 / wall } else { 0.0 },
+            jobs: cfg.jobs,
+            complete: stopped_by.is_none(),
+            stopped_by,
+            fraction_covered: matches!(cfg.strategy, Strategy::Sample { .. })
+                .then(|| self.generated as f64 / self.space.states_total.as_f64().max(1.0)),
+            time_ms: self.time_summary(wall, checked),
+            media_fault_states: self.media_states,
+            minimize_probes,
+            cache_hits: self.cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
+            cache_stored: self.cache.as_ref().map_or(0, |c| c.stored.load(Ordering::Relaxed)),
+            no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
+        }
+    }
+
+    fn time_summary(&self, wall: f64, checked: u64) -> TimeSummary {
+        let t = &self.timings;
+        TimeSummary {
+            hash: Timings::ms(&t.hash_us),
+            overlay: Timings::ms(&t.overlay_us),
+            mount: Timings::ms(&t.mount_us),
+            checkers: Timings::ms(&t.checkers_us),
+            unmount: Timings::ms(&t.unmount_us),
+            per_state: if checked > 0 { self.cfg.jobs as f64 * wall * 1000.0 / checked as f64 } else { 0.0 },
+        }
+    }
+}

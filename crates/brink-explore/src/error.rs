@@ -1,0 +1,126 @@
+//! The explorer's errors, one enum per concern: running an exploration
+//! ([`ExploreError`]), reading and writing a results directory ([`ResultsError`]) and
+//! materializing one state ([`ReplayError`]).
+//!
+//! Messages state the problem and name settings in words ("the maximum number of
+//! states", "resume"), never as a command-line flag: the binary and a suite manifest
+//! spell settings differently, and each maps the words to its own spelling. The cause,
+//! where there is one, is the error's `source()`, not part of its message, so a caller
+//! printing the chain prints each part once.
+
+use std::path::{Path, PathBuf};
+
+use brink_blockdev::FsKind;
+use brink_pmodel::{Count, StateId};
+
+/// Why an exploration (or counting its space) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExploreError {
+    #[error(transparent)]
+    Trace(#[from] brink_trace::TraceError),
+    #[error(transparent)]
+    Blockdev(#[from] brink_blockdev::BlockdevError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("kernel recovery needs root (it mounts every crash state): run as root, or recover in userspace (ext4)")]
+    NeedsRoot,
+    #[error(
+        "the trace's file system is '{fs}': brink explores ext4, xfs and btrfs (for an imported trace, name its file system when importing)"
+    )]
+    UnknownFs { fs: String },
+    #[error("userspace recovery uses e2fsprogs and covers ext4 only, not {fs}")]
+    UserspaceNotExt4 { fs: FsKind },
+    #[error(
+        "the {strategy} space has {count} states, more than the maximum number of states ({max}): raise that maximum, or use the prefix, omit-one or sample strategy"
+    )]
+    TooManyStates { strategy: String, count: Count, max: u128 },
+    #[error("bad mount options in the trace")]
+    MountOptions(#[source] brink_blockdev::BlockdevError),
+    #[error("event {event}: {len} bytes at byte {offset} is not whole sectors")]
+    Unaligned { event: u64, offset: u64, len: u64 },
+    #[error("event {event}: a write of {len} bytes is too large")]
+    WriteTooLarge { event: u64, len: u64 },
+    #[error("cannot read the durable image")]
+    ReadDurable(#[source] std::io::Error),
+    #[error("cannot write the durable image")]
+    WriteDurable(#[source] std::io::Error),
+    #[error("cannot mount the state slots (FUSE) on {}", path.display())]
+    SlotMount { path: PathBuf, source: std::io::Error },
+    #[error("cannot start {jobs} worker threads")]
+    Pool { jobs: usize, source: rayon::ThreadPoolBuildError },
+    #[error("cannot attribute the trace's writes")]
+    Attribution(#[source] brink_attrib::AttribError),
+}
+
+impl ExploreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ExploreError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Why a results directory cannot be opened, resumed or read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultsError {
+    #[error("{}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} already exists: resume continues that run, or choose another results directory", dir.display())]
+    Exists { dir: PathBuf },
+    #[error("cannot resume: {} does not exist", dir.display())]
+    NothingToResume { dir: PathBuf },
+    #[error("{} holds no brink run to resume (no valid {})", dir.display(), crate::results::RUN)]
+    NoRun { dir: PathBuf },
+    #[error(
+        "{} was explored with other settings (trace, model, strategy or checkers): resume needs the same ones",
+        dir.display()
+    )]
+    OtherSettings { dir: PathBuf },
+    /// A line (or, without a line number, a whole file) that is not what brink writes.
+    #[error("{}{}", path.display(), line.map(|n| format!(": line {n}")).unwrap_or_default())]
+    Json { path: PathBuf, line: Option<usize>, source: serde_json::Error },
+    #[error("bad image hash '{hex}' in {}", path.display())]
+    BadImageHash { path: PathBuf, hex: String },
+    #[error("{}: line {line}: bad state id '{id}'", path.display())]
+    BadStateId { path: PathBuf, line: usize, id: String },
+    /// `states.jsonl` breaks one of its invariants (results.rs): it was not written by
+    /// brink, or was edited.
+    #[error("{}: line {line}: {what}", path.display())]
+    Invariant { path: PathBuf, line: usize, what: String },
+}
+
+impl ResultsError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ResultsError::Io { path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn json(path: &Path, line: Option<usize>, source: serde_json::Error) -> Self {
+        ResultsError::Json { path: path.to_path_buf(), line, source }
+    }
+}
+
+/// Why a state cannot be materialized (`replay::materialize`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    #[error(transparent)]
+    Trace(#[from] brink_trace::TraceError),
+    #[error("{}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("state {id}: the trace has only {events} events")]
+    PastTheEnd { id: StateId, events: u64 },
+    #[error("state {id} does not fit this trace: event {event} is not a volatile write at crash point {}", id.position)]
+    NotVolatile { id: StateId, event: u64 },
+    #[error("state {id}: write {write} has both a choice and a media fault")]
+    ChoiceAndFault { id: StateId, write: u64 },
+    #[error("state {id}: write {write} has nowhere to be misdirected to")]
+    NowhereToMisdirect { id: StateId, write: u64 },
+}
+
+impl ReplayError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ReplayError::Io { path: path.to_path_buf(), source }
+    }
+}

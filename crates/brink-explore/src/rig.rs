@@ -1,0 +1,279 @@
+//! The rig: what a run sets up on the machine to check states, and takes down before
+//! it writes its results.
+//!
+//! Everything lives in a work area, `RESULTS/.work`: the *durable image* (a private
+//! sparse copy of the trace's base image, advanced epoch by epoch), and one worker per
+//! job with a scratch directory. With kernel recovery the rig also mounts the FUSE
+//! slots (`slots.rs`) on `.work/slots` and attaches one loop device per slot, once for
+//! the whole run, with a mount point per worker; with userspace recovery each worker
+//! builds its state as an image file instead (`state_image.rs`).
+//!
+//! Teardown order matters: loop devices first (they hold the slot files open), then
+//! the slot mount, then the slots and the durable image, then the work area itself.
+//! Dropping a `Rig` releases everything in that order too, so an error mid-run leaves
+//! no mount behind. A run killed outright leaves its mounts: the next run on the same
+//! results directory removes them first (`cleanup_stale`).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use brink_blockdev::{FsKind, LoopDevice, unmount_path};
+use brink_check::CheckOutcome;
+use brink_trace::{TraceReader, image};
+
+use crate::footprint::Piece;
+use crate::slots::{SlotFs, Slots};
+use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, engine_failure};
+use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
+
+/// The FUSE mount of the slots, unmounted on drop.
+struct SlotMount {
+    session: Option<fuser::BackgroundSession>,
+    dir: PathBuf,
+    _watchdog: Option<brink_blockdev::fusectl::Watchdog>,
+}
+
+impl Drop for SlotMount {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            if unmount_path(&self.dir).is_ok() {
+                let _ = s.join();
+            } else {
+                let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+                std::mem::forget(s);
+            }
+        }
+    }
+}
+
+/// The work area under RESULTS/.work, removed on drop (after the guards inside it).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A run killed outright (SIGKILL, power loss) leaves its mounts in the work area:
+/// unmount them (deepest first, lazily if the FUSE daemon is gone) and remove the area.
+/// The loop devices were attached with AUTOCLEAR and detach once unmounted.
+fn cleanup_stale(work: &Path) {
+    let prefix = work.display().to_string();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+        let mut targets: Vec<String> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|t| t.replace("\\040", " "))
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        // A FUSE server that died leaves requests that can never be answered: fail them.
+        for t in &targets {
+            brink_blockdev::fusectl::abort(Path::new(t));
+        }
+        for t in targets {
+            if unmount_path(Path::new(&t)).is_err() {
+                let _ = nix::mount::umount2(Path::new(&t), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
+}
+
+/// How states reach recovery: served by the FUSE slots (kernel), built as image files
+/// for e2fsprogs (userspace), or built as image files for an in-process check (tests).
+enum Backend {
+    /// Field order is drop order: the mount before the slots it serves.
+    Slots {
+        _mount: SlotMount,
+        slots: Arc<Slots>,
+    },
+    Files,
+    InProcess(Arc<dyn InProcessCheck>),
+}
+
+/// The machine side of a run. Field order is drop order (module docs).
+pub(crate) struct Rig {
+    workers: Mutex<Vec<Worker>>,
+    backend: Backend,
+    durable: File,
+    durable_path: PathBuf,
+    work: WorkDir,
+    reader: Arc<TraceReader>,
+    ctx: CheckCtx,
+}
+
+impl Rig {
+    /// Create the work area and the durable image, then the workers (and, for kernel
+    /// recovery, the slots and their loop devices).
+    pub(crate) fn set_up(
+        cfg: &ExploreConfig,
+        reader: &Arc<TraceReader>,
+        fs: FsKind,
+        in_process: Option<Arc<dyn InProcessCheck>>,
+    ) -> Result<Rig, ExploreError> {
+        // Absolute: checkers run with the mount as their working directory.
+        let results_abs = std::path::absolute(&cfg.results).map_err(|e| ExploreError::io(&cfg.results, e))?;
+        let work = WorkDir(results_abs.join(".work"));
+        cleanup_stale(&work.0);
+        std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
+        let durable_path = work.0.join("durable.img");
+        image::copy_sparse(&reader.base_image_path(), &durable_path)?;
+        let durable = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&durable_path)
+            .map_err(|e| ExploreError::io(&durable_path, e))?;
+        let (backend, workers) = match (in_process, cfg.recovery) {
+            (Some(check), _) => (Backend::InProcess(check), file_workers(&work.0, cfg.jobs)?),
+            (None, Recovery::Kernel) => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
+            (None, Recovery::Userspace) => (Backend::Files, file_workers(&work.0, cfg.jobs)?),
+        };
+        let meta = reader.meta();
+        let ctx = CheckCtx {
+            fs,
+            mount_opts: state_mount_options(fs, &meta.mount_opts)?,
+            checkers: cfg.checkers.clone(),
+            timeout: cfg.checker_timeout,
+            trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
+        };
+        Ok(Rig { workers: Mutex::new(workers), backend, durable, durable_path, work, reader: reader.clone(), ctx })
+    }
+
+    /// The image of everything flushed before the current epoch.
+    pub(crate) fn durable(&self) -> &File {
+        &self.durable
+    }
+
+    pub(crate) fn durable_path(&self) -> &Path {
+        &self.durable_path
+    }
+
+    /// Whether a state can fail reads (a latent sector error): only slots serve reads.
+    pub(crate) fn serves_latent_errors(&self) -> bool {
+        matches!(self.backend, Backend::Slots { .. })
+    }
+
+    /// Check one state, the durable image with `pieces` over it (and reads of `bad`
+    /// failing), on a free worker.
+    pub(crate) fn check(
+        &self,
+        pieces: Vec<Piece>,
+        bad: Option<(u64, u64)>,
+        overlay_start: Instant,
+        id: &str,
+        marks: &[String],
+        timings: &Timings,
+    ) -> Vec<CheckOutcome> {
+        let w = self.workers.lock().expect("workers").pop().expect("a free worker per thread");
+        let checks = match &self.backend {
+            Backend::Slots { slots, .. } => {
+                slots.set(w.slot, pieces, bad);
+                Timings::add(&timings.overlay_us, overlay_start);
+                let checks = w.check(&self.ctx, id, marks, timings);
+                slots.clear(w.slot);
+                checks
+            }
+            Backend::Files => {
+                assert!(bad.is_none(), "latent sector errors need the slots");
+                let build = |img: &Path| state_image::build(&self.durable_path, &self.reader, &pieces, img);
+                w.check_userspace(&self.ctx, build, id, marks, timings)
+            }
+            Backend::InProcess(check) => {
+                assert!(bad.is_none(), "latent sector errors need the slots");
+                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)
+            }
+        };
+        self.workers.lock().expect("workers").push(w);
+        checks
+    }
+
+    /// Build the state's image in the worker's scratch directory and hand it over.
+    fn check_in_process(
+        &self,
+        check: &dyn InProcessCheck,
+        w: &Worker,
+        pieces: &[Piece],
+        id: &str,
+        marks: &[String],
+        timings: &Timings,
+    ) -> Vec<CheckOutcome> {
+        let image = w.scratch.join("state.img");
+        let _ = std::fs::remove_file(&image);
+        let checks = match state_image::build(&self.durable_path, &self.reader, pieces, &image) {
+            Ok(()) => {
+                let started = Instant::now();
+                let checks = check.check(&image, id, marks);
+                Timings::add(&timings.checkers_us, started);
+                checks
+            }
+            Err(e) => vec![engine_failure(format!("cannot build the state's image: {e}"))],
+        };
+        let _ = std::fs::remove_file(&image);
+        checks
+    }
+
+    /// Release the machine's resources, in order (module docs).
+    pub(crate) fn tear_down(self) {
+        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _ } = self;
+        drop(workers.into_inner().expect("workers"));
+        drop(backend);
+        drop(durable);
+        drop(work);
+    }
+}
+
+/// Kernel recovery: the slots mounted on `work/slots`, a loop device on each slot file
+/// and a mount point and scratch directory per worker.
+fn slot_workers(
+    work: &Path,
+    durable_path: &Path,
+    reader: &Arc<TraceReader>,
+    jobs: usize,
+) -> Result<(Backend, Vec<Worker>), ExploreError> {
+    let slots = Slots::new(
+        File::open(durable_path).map_err(|e| ExploreError::io(durable_path, e))?,
+        reader.meta().image_size,
+        reader.clone(),
+        jobs,
+    );
+    let slot_dir = work.join("slots");
+    std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![fuser::MountOption::FSName("brink-slots".into()), fuser::MountOption::NoExec];
+    fuse_cfg.n_threads = Some(jobs);
+    let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
+        .map_err(|source| ExploreError::SlotMount { path: slot_dir.clone(), source })?;
+    let mount = SlotMount {
+        session: Some(session),
+        _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, work, false),
+        dir: slot_dir.clone(),
+    };
+    let mut workers = Vec::new();
+    for i in 0..jobs {
+        let path = slot_dir.join(Slots::file_name(i));
+        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        let dev = LoopDevice::attach(&f, &path, false)?;
+        let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
+        for d in [&mnt, &scratch] {
+            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+        }
+        workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
+    }
+    Ok((Backend::Slots { _mount: mount, slots }, workers))
+}
+
+/// Recovery on image files: a scratch directory per worker, the state's files
+/// extracted under it.
+fn file_workers(work: &Path, jobs: usize) -> Result<Vec<Worker>, ExploreError> {
+    let mut workers = Vec::new();
+    for i in 0..jobs {
+        let scratch = work.join(format!("scratch{i}"));
+        std::fs::create_dir(&scratch).map_err(|e| ExploreError::io(&scratch, e))?;
+        workers.push(Worker { slot: i, dev: None, mnt: scratch.join("root"), scratch });
+    }
+    Ok(workers)
+}

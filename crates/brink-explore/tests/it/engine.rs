@@ -1,0 +1,268 @@
+//! The whole engine without root: `explore_in_process` with a fake recovery that reads
+//! the state's image file in this process. Deduplication, resume (a stopped run, a
+//! partial log cut by a kill), the verdict cache and minimization run as in a real
+//! exploration; only the kernel's recovery and the checkers are replaced.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use brink_check::{CheckOutcome, Verdict};
+use brink_explore::{
+    CheckerSpec, ExploreConfig, ExploreError, InProcessCheck, Progress, Recovery, Results, ResultsError, Summary,
+    explore_in_process, results,
+};
+use brink_pmodel::{Model, Strategy};
+use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
+
+const IMAGE: u64 = 64 * 4096;
+
+/// Epoch 0: A@0, B@8 (sectors), mark "m1", C@16; flush. Epoch 1: B again (the same
+/// bytes, so dropping it changes nothing), E@24. 7 events.
+fn trace(dir: &Path) -> PathBuf {
+    let out = dir.join("t");
+    let mut w = TraceWriter::create(&out).unwrap();
+    File::create(w.base_image_path()).unwrap().set_len(IMAGE).unwrap();
+    w.write(0, &[b'A'; 4096], WriteFlags::default()).unwrap(); // 0
+    w.write(8 * 512, &[b'B'; 4096], WriteFlags::default()).unwrap(); // 1
+    w.mark("m1").unwrap(); // 2
+    w.write(16 * 512, &[b'C'; 1024], WriteFlags::default()).unwrap(); // 3
+    w.flush().unwrap(); // 4
+    w.write(8 * 512, &[b'B'; 4096], WriteFlags::default()).unwrap(); // 5
+    w.write(24 * 512, &[b'E'; 512], WriteFlags::default()).unwrap(); // 6
+    w.finish(TraceMeta::new("test", "ext4", IMAGE)).unwrap()
+}
+
+/// The application's promise: once "m1" is acknowledged, B is on the disk. Counts its
+/// calls, and raises `stop_after` calls' worth of interrupt (signal 15) when asked to.
+struct Fake {
+    calls: AtomicUsize,
+    stop_after: Option<(usize, Arc<AtomicUsize>)>,
+}
+
+impl Fake {
+    fn new() -> Arc<Fake> {
+        Arc::new(Fake { calls: AtomicUsize::new(0), stop_after: None })
+    }
+}
+
+impl InProcessCheck for Fake {
+    fn check(&self, image: &Path, _state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some((after, interrupt)) = &self.stop_after {
+            if n >= *after {
+                interrupt.store(15, Ordering::SeqCst);
+            }
+        }
+        let mut b = vec![0u8; 4096];
+        File::open(image).unwrap().read_exact_at(&mut b, 8 * 512).unwrap();
+        let lost = marks.iter().any(|m| m == "m1") && b.iter().any(|&x| x != b'B');
+        let (verdict, message) = if lost {
+            (Verdict::Violation, "acknowledged B lost".to_string())
+        } else {
+            (Verdict::Consistent, String::new())
+        };
+        vec![CheckOutcome { checker: "fake".into(), verdict, message, details: None, ms: 0 }]
+    }
+}
+
+fn config(trace: &Path, results: &Path) -> ExploreConfig {
+    ExploreConfig {
+        trace: trace.to_path_buf(),
+        results: results.to_path_buf(),
+        model: Model::WRITEBACK,
+        strategy: Strategy::Exhaustive,
+        max_states: brink_explore::defaults::STATES_MAX,
+        checkers: vec![CheckerSpec::Command("fake".into())],
+        jobs: 2,
+        checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
+        time_budget: None,
+        resume: false,
+        recovery: Recovery::Kernel,
+        media_faults: false,
+        cache: None,
+        interrupt: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+fn run(cfg: &ExploreConfig, fake: &Arc<Fake>) -> Result<Summary, ExploreError> {
+    explore_in_process(cfg, &Progress::default(), fake.clone())
+}
+
+fn states(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(results::STATES)).unwrap()
+}
+
+#[test]
+fn each_image_and_marks_is_checked_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(&trace(tmp.path()), &tmp.path().join("r"));
+    let fake = Fake::new();
+    let s = run(&cfg, &fake).unwrap();
+    // Points: before the mark (2 volatile: 4 states), end of epoch 0 (3: 8), end of
+    // epoch 1 (2: 4). Rewriting B changes nothing, so 7-5 is 7, and 7-6 and 7-5-6 are
+    // 4 (A, B, C and the same mark). The no-crash state is state 7.
+    assert_eq!((s.states_total.0, s.states_generated, s.states_unique), (16, 16, 13));
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 13);
+    assert_eq!((s.violations, s.consistent, s.minimize_probes), (4, 12, 0));
+    assert!(s.complete && s.stopped_by.is_none());
+    let no_crash = s.no_crash.as_ref().unwrap();
+    assert_eq!((no_crash.id.as_str(), &no_crash.verdict), ("7", &Verdict::Consistent));
+    let r = Results::load(&cfg.results).unwrap();
+    // summary.json reads back as written (floats to within their last digit).
+    let floats = Summary { wall_s: 0.0, states_per_s: 0.0, time_ms: r.summary.time_ms.clone(), ..s.clone() };
+    assert_eq!(Summary { wall_s: 0.0, states_per_s: 0.0, ..r.summary.clone() }, floats);
+    let dup = |id: &str| r.states.iter().find(|x| x.id == id).unwrap().dup_of.clone();
+    assert_eq!(dup("7"), None);
+    assert_eq!((dup("7-5"), dup("7-6"), dup("7-5-6")), (Some("7".into()), Some("4".into()), Some("4".into())));
+    // Every state that loses B after "m1" is explained by the one that drops only B.
+    let failing: Vec<(&str, Option<&str>)> = r
+        .states
+        .iter()
+        .filter(|x| x.verdict == Verdict::Violation)
+        .map(|x| (x.id.as_str(), x.minimal.as_deref()))
+        .collect();
+    assert_eq!(
+        failing,
+        [("4-0-1", Some("4-1")), ("4-0-1-3", Some("4-1")), ("4-1", Some("4-1")), ("4-1-3", Some("4-1"))]
+    );
+    assert!(!cfg.results.join(".work").exists(), "the rig is torn down");
+}
+
+#[test]
+fn the_same_run_gives_the_same_states_at_any_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let one = ExploreConfig { jobs: 1, ..config(&t, &tmp.path().join("one")) };
+    let four = ExploreConfig { jobs: 4, ..config(&t, &tmp.path().join("four")) };
+    run(&one, &Fake::new()).unwrap();
+    run(&four, &Fake::new()).unwrap();
+    assert_eq!(states(&one.results), states(&four.results));
+}
+
+#[test]
+fn minimal_states_outside_the_strategy_are_probed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&trace(tmp.path()), &tmp.path().join("r"));
+    // `prefix` drops a suffix of the volatile writes: 4-1-3 fails, and its minimal
+    // state 4-1 (drop only B) is not a prefix state, so it is checked as a probe.
+    cfg.strategy = Strategy::Prefix;
+    let s = run(&cfg, &Fake::new()).unwrap();
+    assert!(s.minimize_probes >= 1, "{s:?}");
+    let r = Results::load(&cfg.results).unwrap();
+    let failing = r.states.iter().find(|x| x.id == "4-1-3").unwrap();
+    assert_eq!(failing.minimal.as_deref(), Some("4-1"));
+    assert!(r.states.iter().all(|x| x.id != "4-1"));
+    assert_eq!(r.minimal.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["4-1"]);
+    assert_eq!(r.minimal[0].verdict, Verdict::Violation);
+}
+
+#[test]
+fn the_verdict_cache_answers_a_second_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let mut first = config(&t, &tmp.path().join("first"));
+    first.cache = Some(tmp.path().join("cache"));
+    let s = run(&first, &Fake::new()).unwrap();
+    assert_eq!((s.cache_hits, s.cache_stored), (0, 13));
+    let second = ExploreConfig { results: tmp.path().join("second"), ..first.clone() };
+    let fake = Fake::new();
+    let s = run(&second, &fake).unwrap();
+    assert_eq!((s.cache_hits, s.cache_stored), (13, 0));
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "nothing checked again");
+    assert_eq!(states(&first.results), states(&second.results));
+    // Other checkers: other verdicts, nothing reused.
+    let third = ExploreConfig {
+        results: tmp.path().join("third"),
+        checkers: vec![CheckerSpec::Command("another".into())],
+        ..first.clone()
+    };
+    let fake = Fake::new();
+    assert_eq!(run(&third, &fake).unwrap().cache_hits, 0);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 13);
+}
+
+#[test]
+fn resume_continues_a_stopped_run_to_the_same_states() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+
+    let mut cfg = config(&t, &tmp.path().join("r"));
+    cfg.jobs = 1;
+    let stopper = Arc::new(Fake { calls: AtomicUsize::new(0), stop_after: Some((5, cfg.interrupt.clone())) });
+    let s = run(&cfg, &stopper).unwrap();
+    assert!(!s.complete);
+    assert_eq!(s.stopped_by.as_deref(), Some("signal 15"));
+    assert!(s.no_crash.is_none());
+    // A kill in the middle of a line leaves it cut: resuming drops it.
+    let partial = cfg.results.join(results::PARTIAL);
+    let mut log = std::fs::read(&partial).unwrap();
+    let kept = log.iter().filter(|&&b| b == b'\n').count();
+    log.extend_from_slice(b"{\"id\":\"4-0\",\"posi");
+    std::fs::write(&partial, log).unwrap();
+
+    cfg.interrupt.store(0, Ordering::SeqCst);
+    cfg.resume = true;
+    let fake = Fake::new();
+    let s = run(&cfg, &fake).unwrap();
+    assert!(s.complete);
+    assert_eq!(s.states_unique, 13, "counts include the earlier run's");
+    assert!(fake.calls.load(Ordering::SeqCst) <= 13 - kept.min(5), "done states are not checked again");
+    assert_eq!(states(&cfg.results), states(&whole.results));
+}
+
+#[test]
+fn resume_needs_the_same_exploration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let cfg = config(&t, &tmp.path().join("r"));
+    run(&cfg, &Fake::new()).unwrap();
+    let words = |e: ExploreError| {
+        let text = e.to_string();
+        assert!(!text.contains("--"), "no flags in library messages: {text}");
+        (e, text)
+    };
+    let (e, text) = words(run(&cfg, &Fake::new()).unwrap_err());
+    assert!(matches!(e, ExploreError::Results(ResultsError::Exists { .. })), "{text}");
+    let other = ExploreConfig { strategy: Strategy::Prefix, resume: true, ..cfg.clone() };
+    let (e, text) = words(run(&other, &Fake::new()).unwrap_err());
+    assert!(matches!(e, ExploreError::Results(ResultsError::OtherSettings { .. })), "{text}");
+    let missing = ExploreConfig { results: tmp.path().join("nope"), resume: true, ..cfg.clone() };
+    let (e, text) = words(run(&missing, &Fake::new()).unwrap_err());
+    assert!(matches!(e, ExploreError::Results(ResultsError::NothingToResume { .. })), "{text}");
+    let small = ExploreConfig { results: tmp.path().join("small"), max_states: 10, ..cfg.clone() };
+    let (e, text) = words(run(&small, &Fake::new()).unwrap_err());
+    assert!(matches!(e, ExploreError::TooManyStates { .. }), "{text}");
+    assert!(text.contains("the maximum number of states (10)"), "{text}");
+    assert!(!small.results.exists(), "refused before anything is written");
+}
+
+#[test]
+fn a_time_budget_stops_the_run_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&trace(tmp.path()), &tmp.path().join("r"));
+    cfg.time_budget = Some(Duration::ZERO);
+    let s = run(&cfg, &Fake::new()).unwrap();
+    assert!(!s.complete);
+    assert_eq!(s.stopped_by.as_deref(), Some("time budget of 0s"));
+    assert_eq!(s.states_checked, 0);
+    Results::load(&cfg.results).unwrap();
+}
+
+#[test]
+fn media_fault_states_are_checked_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&trace(tmp.path()), &tmp.path().join("r"));
+    cfg.media_faults = true;
+    let s = run(&cfg, &Fake::new()).unwrap();
+    assert!(s.media_fault_states > 0);
+    let r = Results::load(&cfg.results).unwrap();
+    let faults: Vec<&str> = r.states.iter().filter_map(|x| x.fault.as_deref()).collect();
+    assert_eq!(faults.len() as u64, s.media_fault_states);
+    assert!(faults.iter().all(|f| !f.contains("latent")), "{faults:?}");
+}

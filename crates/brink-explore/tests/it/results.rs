@@ -1,0 +1,155 @@
+//! Reading a results directory back (`Results::load`): a good one gives typed data, and
+//! each kind of corruption of `states.jsonl` is an error naming the file and line, never
+//! a panic.
+
+use std::path::Path;
+
+use brink_explore::{Results, ResultsError, results};
+
+const H1: &str = "00000000000000000000000000000000000000000000000000000000000000a1";
+const H2: &str = "00000000000000000000000000000000000000000000000000000000000000b2";
+const H3: &str = "00000000000000000000000000000000000000000000000000000000000000c3";
+
+const SUMMARY: &str = r#"{"trace":"/t","fs":"ext4","mount_opts":"","model":"writeback","strategy":"exhaustive",
+"checkers":["c"],"states_total":4,"states_generated":5,"states_unique":3,"states_checked":3,"violations":1,
+"checker_failures":0,"consistent":3,"wall_s":1.0,"states_per_s":3.0,"jobs":1,"complete":true,"stopped_by":null,
+"fraction_covered":null,"time_ms":{"hash":0.0,"overlay":0.0,"mount":0.0,"checkers":0.0,"unmount":0.0,
+"per_state":0.0},"no_crash":{"id":"7","verdict":"consistent","message":null},"media_fault_states":0}"#;
+
+fn consistent(id: &str, position: u64, omitted: &str, image: &str, dup_of: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","position":{position},"epoch":0,"marks":0,"omitted":[{omitted}],"torn":[],"image":"{image}","verdict":"consistent","checks":[{{"checker":"c","verdict":"consistent","ms":1}}],"dup_of":{dup_of}}}"#
+    )
+}
+
+/// Five states: 1 and 4 represent their images, 4-2 repeats 1, 4-3 fails, 7 (no crash)
+/// repeats 4.
+fn good_lines() -> Vec<String> {
+    vec![
+        consistent("1", 1, "", H1, "null"),
+        consistent("4", 4, "", H2, "null"),
+        consistent("4-2", 4, "2", H1, "\"1\""),
+        format!(
+            r#"{{"id":"4-3","position":4,"epoch":0,"marks":0,"omitted":[3],"torn":[],"image":"{H3}","verdict":"violation","checks":[{{"checker":"c","verdict":"violation","message":"lost","ms":1}}],"dup_of":null,"minimal":"4-3"}}"#
+        ),
+        consistent("7", 7, "", H2, "\"4\""),
+    ]
+}
+
+fn write_dir(dir: &Path, lines: &[String]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(results::SUMMARY), SUMMARY).unwrap();
+    std::fs::write(dir.join(results::STATES), lines.join("\n") + "\n").unwrap();
+}
+
+fn load_err(lines: &[String]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dir(tmp.path(), lines);
+    let e = Results::load(tmp.path()).expect_err("corrupt states.jsonl loads");
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn a_good_directory_loads_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dir(tmp.path(), &good_lines());
+    let r = Results::load(tmp.path()).unwrap();
+    assert_eq!(r.summary.states_total.0, 4);
+    assert_eq!(r.summary.no_crash.as_ref().unwrap().id, "7");
+    assert_eq!(r.summary.minimize_probes, 0, "fields added later default");
+    let ids: Vec<&str> = r.states.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["1", "4", "4-2", "4-3", "7"]);
+    assert_eq!(r.states[3].minimal.as_deref(), Some("4-3"));
+    assert!(r.run.is_none() && r.trace.is_none() && r.minimal.is_empty());
+    // The untyped loader still reads the same directory.
+    let (summary, states) = results::load(tmp.path()).unwrap();
+    assert_eq!(summary["violations"], 1);
+    assert_eq!(states, r.states);
+}
+
+#[test]
+fn a_saturated_count_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dir(tmp.path(), &good_lines());
+    let big = SUMMARY.replace(r#""states_total":4"#, &format!(r#""states_total":"more than {}""#, u128::MAX));
+    std::fs::write(tmp.path().join(results::SUMMARY), big).unwrap();
+    assert!(Results::load(tmp.path()).unwrap().summary.states_total.saturated());
+}
+
+#[test]
+fn unsorted_ids_are_an_error() {
+    let mut lines = good_lines();
+    lines.swap(0, 1);
+    let e = load_err(&lines);
+    assert!(e.contains("states.jsonl: line 2: state 1 is out of order"), "{e}");
+}
+
+#[test]
+fn a_repeated_id_is_an_error() {
+    let mut lines = good_lines();
+    lines.insert(1, lines[0].clone());
+    assert!(load_err(&lines).contains("line 2: state 1 is out of order"));
+}
+
+#[test]
+fn two_representatives_of_one_image_are_an_error() {
+    let mut lines = good_lines();
+    lines[2] = consistent("4-2", 4, "2", H1, "null");
+    let e = load_err(&lines);
+    assert!(e.contains("line 3: states 1 and 4-2 both represent one image and marks"), "{e}");
+}
+
+#[test]
+fn a_duplicate_naming_another_image_is_an_error() {
+    let mut lines = good_lines();
+    lines[2] = consistent("4-2", 4, "2", H1, "\"4\"");
+    assert!(load_err(&lines).contains("line 3: state 4-2 names 4 as its representative"));
+    lines[2] = consistent("4-2", 4, "2", H1, "\"9\"");
+    assert!(load_err(&lines).contains("line 3: state 4-2 names 9 as its representative"));
+}
+
+#[test]
+fn a_verdict_that_is_not_its_checks_is_an_error() {
+    let mut lines = good_lines();
+    lines[0] = lines[0].replacen(r#""verdict":"consistent""#, r#""verdict":"violation""#, 1);
+    assert!(load_err(&lines).contains("line 1: state 1's verdict is not the overall verdict"));
+}
+
+#[test]
+fn bad_ids_positions_and_hashes_are_errors() {
+    let mut lines = good_lines();
+    lines[0] = consistent("x-1", 1, "", H1, "null");
+    assert!(load_err(&lines).contains("line 1: bad state id 'x-1'"));
+    let mut lines = good_lines();
+    lines[0] = consistent("1", 2, "", H1, "null");
+    assert!(load_err(&lines).contains("state 1 has position 2"));
+    let mut lines = good_lines();
+    lines[0] = consistent("1", 1, "", "abc", "null");
+    assert!(load_err(&lines).contains("bad image hash 'abc'"));
+}
+
+#[test]
+fn a_cut_line_is_an_error_with_its_number() {
+    let mut lines = good_lines();
+    lines[4].truncate(30);
+    let e = load_err(&lines);
+    assert!(e.contains("states.jsonl: line 5: "), "{e}");
+}
+
+#[test]
+fn a_missing_or_corrupt_summary_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dir(tmp.path(), &good_lines());
+    std::fs::write(tmp.path().join(results::SUMMARY), "{\"trace\":").unwrap();
+    let e = Results::load(tmp.path()).unwrap_err();
+    assert!(matches!(e, ResultsError::Json { line: None, .. }), "{e:?}");
+    std::fs::remove_file(tmp.path().join(results::SUMMARY)).unwrap();
+    let e = Results::load(tmp.path()).unwrap_err();
+    assert!(matches!(e, ResultsError::Io { .. }), "{e:?}");
+}
