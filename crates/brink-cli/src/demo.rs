@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use brink_suite::Outcome;
+use brink_suite::{Outcome, RunOpts};
+
+use crate::progress::Bars;
 
 /// (path under the demo's folder, contents, executable)
 const FILES: &[(&str, &str, bool)] = &[
@@ -53,7 +55,7 @@ fn unpack(root: &Path) -> Result<()> {
 pub fn demo(output: Option<PathBuf>, interrupt: brink_record::Interrupt) -> Result<i32> {
     let out = match output {
         Some(o) => {
-            crate::suite::fresh_dir(&o)?;
+            brink_suite::fresh_dir(&o)?;
             o
         }
         // Kept on purpose: the replay command printed at the end points into it.
@@ -75,9 +77,9 @@ pub fn demo(output: Option<PathBuf>, interrupt: brink_record::Interrupt) -> Resu
         let modes = w.modes.iter().filter(|m| m.fs == brink_blockdev::FsKind::Ext4).cloned().collect();
         selected.push((w, modes));
     }
-    let opts = crate::suite::run_opts(false, 0, None, interrupt)?;
-    let rows = crate::suite::run_workloads(&selected, &|w, m| out.join(&w.name).join(&m.name), &opts)?;
-    crate::suite::write_tables(&out, &rows, "brink demo")?;
+    let opts = RunOpts::new(crate::suite::jobs(None)?, interrupt);
+    let rows = brink_suite::run_workloads(&selected, &|w, m| out.join(&w.name).join(&m.name), &opts, &Bars)?;
+    brink_suite::write_tables(&out, &rows, "brink demo", env!("CARGO_PKG_VERSION"))?;
     let ok = rows.iter().all(|r| r.outcome == Outcome::Pass);
     let mut text = brink_suite::render_text(&rows);
     let caught = rows.iter().find(|r| r.violations > 0 && r.example.is_some());

@@ -1,4 +1,5 @@
-//! `brink explore`, `brink replay`, `brink report`: flags to configs, progress, tables.
+//! `brink explore`, `brink ext4-modes`, `brink replay`, `brink report`, `brink diff`:
+//! flags to configs, progress, tables, exit codes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, StateRecord};
+use brink_explore::{CheckerSpec, ExploreConfig, Recovery, StateRecord};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
-use brink_suite::{ExploreSpec, Mode, Workload};
+use brink_suite::{Ext4Modes, RunOpts};
 use clap::ValueEnum;
 
 use crate::emit;
+use crate::progress::Bars;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModelArg {
@@ -58,22 +60,22 @@ pub struct CheckOpts {
     #[arg(long, value_enum, default_value = "exhaustive")]
     strategy: StrategyArg,
     /// For `--strategy omit-k`: how many volatile writes may be dropped.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = brink_explore::defaults::OMIT_K)]
     k: u32,
     /// For `--strategy sample`.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = brink_explore::defaults::SAMPLES)]
     samples: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Refuse exhaustive runs with more states than this.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = brink_explore::defaults::STATES_MAX)]
     max_states: u128,
     /// States checked at once (default: twice the number of CPUs, since a state spends
     /// most of its time waiting on the kernel and the FUSE disk rather than computing).
     #[arg(long)]
     jobs: Option<usize>,
     /// Seconds a checker may run on one state.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = brink_explore::defaults::CHECKER_TIMEOUT.as_secs_f64())]
     checker_timeout: f64,
     /// Stop after this many seconds, keeping what is done (resume later with --resume).
     #[arg(long)]
@@ -88,21 +90,20 @@ pub struct CheckOpts {
     cache: Option<PathBuf>,
 }
 
+/// `--recovery`; `auto` asks the explorer's defaults, and says so when it must fall
+/// back to userspace.
 fn recovery(o: &CheckOpts) -> Recovery {
     match o.recovery {
         RecoveryArg::Kernel => Recovery::Kernel,
         RecoveryArg::Userspace => Recovery::Userspace,
         RecoveryArg::Auto => {
-            let root = std::fs::read_to_string("/proc/self/status")
-                .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")));
-            if root && Path::new("/dev/fuse").exists() && Path::new("/dev/loop-control").exists() {
-                Recovery::Kernel
-            } else {
+            let r = brink_explore::defaults::recovery_auto();
+            if r == Recovery::Userspace {
                 eprintln!(
                     "brink: note: cannot mount here (not root, or no /dev/fuse or loop devices): recovering states in userspace with e2fsprogs"
                 );
-                Recovery::Userspace
             }
+            r
         }
     }
 }
@@ -193,27 +194,6 @@ fn explore_config(
     })
 }
 
-/// Explore with a progress bar on stderr (hidden when stderr is not a terminal).
-pub(crate) fn run_explore(cfg: &ExploreConfig) -> Result<brink_explore::Summary> {
-    let progress = Progress::default();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}")
-            .expect("template"),
-    );
-    let refresh = |bar: &indicatif::ProgressBar| {
-        let p = &progress;
-        bar.set_length(p.total.load(Ordering::Relaxed));
-        bar.set_position(p.done.load(Ordering::Relaxed));
-        bar.set_message(format!(
-            "violations {}  checker failures {}",
-            p.violations.load(Ordering::Relaxed),
-            p.checker_failures.load(Ordering::Relaxed)
-        ));
-    };
-    crate::with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress)).map_err(with_flags)
-}
-
 /// The explorer names settings in words; on the command line, name its flags.
 fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
     use brink_explore::{ExploreError as E, ResultsError as R};
@@ -252,7 +232,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     let results = a.output.clone().expect("required by clap");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
     cfg.media_faults = a.media_faults;
-    let summary = run_explore(&cfg)?;
+    let summary = crate::progress::explore(&cfg).map_err(with_flags)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
@@ -282,7 +262,7 @@ pub struct ModesArgs {
     /// Shell command run before recording (the base image), as for `brink record`.
     #[arg(long)]
     setup: Option<String>,
-    #[arg(long, default_value = "64M")]
+    #[arg(long, default_value = crate::IMAGE_SIZE_DEFAULT)]
     size: String,
     /// The workload, after `--`.
     #[arg(last = true, required = true)]
@@ -291,44 +271,27 @@ pub struct ModesArgs {
 
 /// `brink ext4-modes`: record and explore one workload under ext4 data=ordered,
 /// data=writeback and data=journal, and compare them in one table. It is the suite's
-/// runner on a workload built from the flags, reported rather than judged.
+/// runner on a workload built from the flags (`brink_suite::Ext4Modes`), reported rather
+/// than judged.
 pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
     validate(&a.opts)?;
-    let size = brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?;
-    let command = shlex::try_join(a.command.iter().map(String::as_str))?;
-    let modes: Vec<Mode> = ["ordered", "writeback", "journal"]
-        .into_iter()
-        .map(|m| Mode {
-            name: m.into(),
-            fs: brink_blockdev::FsKind::Ext4,
-            size,
-            mkfs_opts: String::new(),
-            mount_opts: format!("data={m}"),
-            setup: a.setup.clone(),
-            command: command.clone(),
-            expect: None,
-            message: None,
-            strategy: strategy(&a.opts),
-            max_states: a.opts.max_states,
-            inject: Vec::new(),
-            exit_code: Some(0),
-        })
-        .collect();
-    let w = Workload {
-        name: "workload".into(),
-        dir: std::env::current_dir()?,
-        description: command.clone(),
+    let spec = Ext4Modes {
+        command: a.command.clone(),
+        setup: a.setup.clone(),
+        size: brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?,
         checkers: a.opts.checkers.clone(),
-        explore: ExploreSpec {
-            model: model(&a.opts),
-            checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
-        },
-        modes: modes.clone(),
+        model: model(&a.opts),
+        strategy: strategy(&a.opts),
+        max_states: a.opts.max_states,
+        checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
+        dir: std::env::current_dir()?,
     };
-    let mut opts = crate::suite::run_opts(false, 0, a.opts.jobs, interrupt)?;
+    let w = spec.workload()?;
+    let modes = w.modes.clone();
+    let mut opts = RunOpts::new(crate::suite::jobs(a.opts.jobs)?, interrupt);
     opts.cache = a.opts.cache.clone();
-    crate::suite::fresh_dir(&a.output)?;
-    let rows = crate::suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts)?;
+    brink_suite::fresh_dir(&a.output)?;
+    let rows = brink_suite::run_workloads(&[(w, modes)], &|_, m| a.output.join(&m.name), &opts, &Bars)?;
     emit(&format!("{}\ndetails: brink report {}/MODE/results\n", brink_suite::render_text(&rows), a.output.display()))?;
     Ok(if rows.iter().any(|r| r.violations > 0) { 1 } else { 0 })
 }
@@ -337,12 +300,14 @@ fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
 }
 
-/// `brink report RESULTS`: the summary and the failing states, for people.
+/// Write a report file crash-safely, saying which file could not be written.
 fn write_file(path: &Path, body: &str) -> Result<()> {
     brink_trace::durable::write_atomic(path, body.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `brink report RESULTS`: the vulnerabilities, the summary and the failing states, for
+/// people (or the summary with the vulnerabilities as JSON).
 pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
     let analysis = brink_triage::analyze(dir)?;
     let (summary, recs) = brink_explore::results::load(dir)?;
@@ -359,9 +324,22 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
         return Ok(0);
     }
-    let g = |k: &str| summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
     let mut out = brink_triage::text(&analysis);
     writeln!(out, "\nresults {}", dir.display())?;
+    summary_rows(&mut out, &summary)?;
+    failing_states(&mut out, dir, &summary, &recs)?;
+    emit(&out)?;
+    Ok(0)
+}
+
+/// A field of `summary.json` as text (empty if absent).
+fn field(summary: &serde_json::Value, k: &str) -> String {
+    summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
+}
+
+/// The summary's rows of `brink report`: what was explored, the verdicts, the costs.
+fn summary_rows(out: &mut String, summary: &serde_json::Value) -> Result<()> {
+    let g = |k: &str| field(summary, k);
     writeln!(out, "  trace        {} ({} {})", g("trace"), g("fs"), g("mount_opts"))?;
     writeln!(out, "  model        {}   strategy {}", g("model"), g("strategy"))?;
     writeln!(out, "  checkers     {}", g("checkers"))?;
@@ -380,13 +358,9 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         g("checker_failures"),
         g("consistent")
     )?;
-    let rate = summary.get("states_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    writeln!(
-        out,
-        "  time         {:.1}s ({rate:.1} states/s, {} jobs)",
-        summary.get("wall_s").and_then(|v| v.as_f64()).unwrap_or(0.0),
-        g("jobs")
-    )?;
+    let float = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let (wall, rate) = (float("wall_s"), float("states_per_s"));
+    writeln!(out, "  time         {wall:.1}s ({rate:.1} states/s, {} jobs)", g("jobs"))?;
     let num = |k: &str| summary.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
     if num("cache_hits") + num("cache_stored") > 0 {
         writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", num("cache_hits"), num("cache_stored"))?;
@@ -394,53 +368,58 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
     if num("minimize_probes") > 0 {
         writeln!(out, "  minimizing   {} more states checked to find minimal failing states", num("minimize_probes"))?;
     }
-    if let Some(n) = summary.get("media_fault_states").and_then(|n| n.as_u64()).filter(|&n| n > 0) {
+    if num("media_fault_states") > 0 {
+        let n = num("media_fault_states");
         writeln!(out, "  media faults {n} states with one media fault each (--media-faults)")?;
     }
     if let Some(n) = summary.get("no_crash").filter(|n| !n.is_null()) {
         let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let message = field("message");
         let sep = if message.is_empty() { "" } else { ": " };
-        writeln!(
-            out,
-            "  no crash     state {} (the disk as left, page cache dropped): {}{sep}{message}",
-            field("id"),
-            field("verdict")
-        )?;
+        let (id, verdict) = (field("id"), field("verdict"));
+        writeln!(out, "  no crash     state {id} (the disk as left, page cache dropped): {verdict}{sep}{message}")?;
     }
     if summary.get("complete") == Some(&serde_json::Value::Bool(false)) {
         writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", g("stopped_by"))?;
     }
+    Ok(())
+}
+
+/// Failing states shown by `brink report`, at most.
+const FAILING_SHOWN_MAX: usize = 50;
+
+/// The failing states (the first [`FAILING_SHOWN_MAX`]), and how to reproduce one.
+fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, recs: &[StateRecord]) -> Result<()> {
     let failing: Vec<&StateRecord> = recs.iter().filter(|r| r.verdict != Verdict::Consistent).collect();
-    if !failing.is_empty() {
-        writeln!(out, "\n{:<24} {:>5} {:<16} {:<14} message", "state", "marks", "verdict", "checker")?;
-        for r in failing.iter().take(50) {
-            let c = r.checks.iter().find(|c| c.verdict == r.verdict);
-            let verdict = match r.verdict {
-                Verdict::Violation => "violation",
-                Verdict::CheckerFailure => "checker-failure",
-                Verdict::Consistent => "consistent",
-            };
-            writeln!(
-                out,
-                "{:<24} {:>5} {:<16} {:<14} {}",
-                short(&r.id, 24),
-                r.marks,
-                verdict,
-                short(c.map_or("", |c| c.checker.as_str()), 14),
-                match &r.fault {
-                    Some(f) => format!("[{f}] {}", c.map_or("", |c| c.message.as_str())),
-                    None => c.map_or("", |c| c.message.as_str()).to_string(),
-                }
-            )?;
-        }
-        if failing.len() > 50 {
-            writeln!(out, "… and {} more in {}", failing.len() - 50, dir.join("states.jsonl").display())?;
-        }
-        writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", g("trace"), failing[0].id)?;
+    if failing.is_empty() {
+        return Ok(());
     }
-    emit(&out)?;
-    Ok(0)
+    writeln!(out, "\n{:<24} {:>5} {:<16} {:<14} message", "state", "marks", "verdict", "checker")?;
+    for r in failing.iter().take(FAILING_SHOWN_MAX) {
+        let c = r.checks.iter().find(|c| c.verdict == r.verdict);
+        let message = c.map_or("", |c| c.message.as_str());
+        // A state's verdict is spelled as `states.jsonl` spells it: by its type's serde name.
+        let verdict = serde_json::to_value(&r.verdict)?;
+        let verdict = verdict.as_str().unwrap_or_default();
+        writeln!(
+            out,
+            "{:<24} {:>5} {:<16} {:<14} {}",
+            short(&r.id, 24),
+            r.marks,
+            verdict,
+            short(c.map_or("", |c| c.checker.as_str()), 14),
+            match &r.fault {
+                Some(f) => format!("[{f}] {message}"),
+                None => message.to_string(),
+            }
+        )?;
+    }
+    if failing.len() > FAILING_SHOWN_MAX {
+        let more = failing.len() - FAILING_SHOWN_MAX;
+        writeln!(out, "… and {more} more in {}", dir.join("states.jsonl").display())?;
+    }
+    writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", field(summary, "trace"), failing[0].id)?;
+    Ok(())
 }
 
 /// `brink diff OLD NEW`: the regression report; 1 if a vulnerability is new.

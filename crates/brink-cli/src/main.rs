@@ -2,20 +2,22 @@
 //! presents the results. Exit codes: 0 success, 1 violations found (later commands),
 //! 2 usage or input error, 128+N when stopped by signal N.
 
+#![forbid(unsafe_code)]
+
 mod demo;
 mod explore;
 mod faults;
+mod progress;
 mod show;
 mod suite;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use brink_blockdev::{FsKind, MountOptions};
-use brink_record::{Interrupt, Progress, RecordConfig, RecordError, import::DmLogImport};
+use brink_record::{Interrupt, RecordConfig, RecordError, import::DmLogImport};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -115,7 +117,7 @@ struct RecordArgs {
     #[arg(long, default_value = "")]
     mount_opts: String,
     /// Image size: bytes, or with K, M or G (binary units).
-    #[arg(long, default_value = "64M")]
+    #[arg(long, default_value = IMAGE_SIZE_DEFAULT)]
     size: String,
     /// Shell command run in the mounted file system before recording; its result is the
     /// trace's base image.
@@ -154,6 +156,10 @@ enum ImportKind {
     },
 }
 
+/// The image size when none is given, as the flags write it: the suite's default
+/// (`brink_suite::manifest::SIZE_DEFAULT`), so a recording and a manifest agree.
+const IMAGE_SIZE_DEFAULT: &str = "64M";
+
 /// Signals that stop a run cleanly: the flag is polled, guards clean up, exit is 128+N.
 fn install_interrupt() -> Interrupt {
     let interrupt = Interrupt::default();
@@ -182,29 +188,6 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
     })
 }
 
-/// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
-/// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
-pub(crate) fn with_progress<T>(
-    bar: &indicatif::ProgressBar,
-    refresh: impl Fn(&indicatif::ProgressBar) + Sync,
-    work: impl FnOnce() -> T,
-) -> T {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                refresh(bar);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let r = work();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    });
-    bar.finish_and_clear();
-    result
-}
-
 /// The recorder names settings in words; `brink record` users set them with flags.
 fn name_flag(e: RecordError) -> anyhow::Error {
     use brink_record::Setting;
@@ -219,27 +202,11 @@ fn name_flag(e: RecordError) -> anyhow::Error {
     anyhow::anyhow!("{}", e.to_string().replace(setting.words(), flag))
 }
 
-/// Run a recording with a spinner on stderr.
-pub(crate) fn record_with_progress(cfg: &RecordConfig) -> Result<brink_record::RecordOutcome, RecordError> {
-    let progress = Progress::default();
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let refresh = |bar: &indicatif::ProgressBar| {
-        let phase = *progress.phase.lock().expect("phase lock");
-        bar.set_message(format!(
-            "{phase}: {} events, {:.1} MiB written",
-            progress.events(),
-            progress.bytes() as f64 / (1 << 20) as f64
-        ));
-    };
-    with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
-}
-
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::Record(args) => {
             let cfg = record_config(args, install_interrupt())?;
-            let out = record_with_progress(&cfg).map_err(name_flag)?;
+            let out = progress::record(&cfg).map_err(name_flag)?;
             let s = &out.stats;
             eprintln!(
                 "brink: recorded {} events ({} writes, {:.1} MiB; {} flushes; {} marks) into {}; workload {} after {:.2}s",
@@ -314,10 +281,11 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = match e.downcast_ref::<RecordError>() {
-                Some(RecordError::Interrupted(signal)) => 128 + signal,
-                _ => 2,
+            let signal = match e.downcast_ref::<RecordError>() {
+                Some(RecordError::Interrupted(signal)) => Some(*signal),
+                _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
             };
+            let code = signal.map_or(2, |signal| 128 + signal);
             // One line: the chain of causes joined, as "what: why". Library errors spell
             // out their cause too, so a cause already in the message before it is skipped.
             let mut msg: Vec<String> = Vec::new();
@@ -331,4 +299,13 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_flags_default_image_size_is_the_suites() {
+        let size = brink_blockdev::parse_size(super::IMAGE_SIZE_DEFAULT).unwrap();
+        assert_eq!(size, brink_suite::manifest::SIZE_DEFAULT);
+    }
 }

@@ -30,18 +30,13 @@ struct ShowJson<'a> {
     final_image_digest: Option<&'a str>,
 }
 
-/// A command line as one readable line: words quoted where needed, newlines escaped.
+/// A command line as one readable line: words quoted for a POSIX shell (shlex), and
+/// control characters (a newline in an argument) escaped so the row stays one line.
 fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-                a.clone()
-            } else {
-                format!("{a:?}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let words = argv.iter().map(String::as_str);
+    // Only a NUL byte cannot be quoted, and an argument cannot hold one.
+    let line = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
+    line.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }
 
 fn mib(bytes: u64) -> String {
@@ -93,90 +88,18 @@ pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result
         return show_files(trace, &reader, json, summary_only);
     }
     let summary = TraceSummary::compute(&reader)?;
-    let meta = reader.meta();
-    let wl = meta.workload.as_ref();
     if json {
-        let obj = ShowJson {
-            trace: trace.display().to_string(),
-            summary: &summary,
-            fs: &meta.fs,
-            mount_opts: &meta.mount_opts,
-            mkfs_opts: &meta.mkfs_opts,
-            image_size: meta.image_size,
-            source: &meta.source,
-            format_version: meta.format_version,
-            workload_argv: wl.map(|w| w.argv.as_slice()),
-            workload_exit: wl.and_then(|w| w.exit.code),
-            workload_signal: wl.and_then(|w| w.exit.signal),
-            workload_wall_ms: wl.map(|w| w.wall_ms),
-            final_image_digest: meta.final_image_digest.as_deref(),
-        };
-        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
+        emit(&(serde_json::to_string_pretty(&show_json(trace, &reader, &summary))? + "\n"))?;
         return Ok(0);
     }
-
-    let mut out = String::new();
-    let row = |out: &mut String, k: &str, v: String| writeln!(out, "  {k:<14} {v}").expect("string write");
-    writeln!(out, "trace {}", trace.display())?;
-    row(&mut out, "source", meta.source.clone());
-    row(&mut out, "file system", format!("{} (mount: '{}', mkfs: '{}')", meta.fs, meta.mount_opts, meta.mkfs_opts));
-    row(&mut out, "image", mib(meta.image_size));
-    if let Some(w) = wl {
-        row(&mut out, "workload", shell_words(&w.argv));
-        if let Some(s) = &w.setup {
-            row(&mut out, "setup", s.clone());
-        }
-        row(&mut out, "exit", format!("{} after {:.2}s", w.exit, w.wall_ms as f64 / 1000.0));
-    }
-    row(&mut out, "events", summary.events.to_string());
-    row(
-        &mut out,
-        "writes",
-        format!("{} ({} written, {} stored)", summary.writes, mib(summary.bytes_written), mib(summary.bytes_stored)),
-    );
-    row(&mut out, "flushes", format!("{} (fua writes: {})", summary.flushes, summary.fua));
-    row(&mut out, "epochs", summary.epochs.to_string());
-    row(&mut out, "discards", summary.discards.to_string());
-    row(&mut out, "marks", summary.marks.to_string());
-    if summary.errors > 0 {
-        row(&mut out, "errors", format!("{} (injected EIO)", summary.errors));
-    }
-    if let Some(w) = wl {
-        for (name, text) in [("stdout", &w.stdout), ("stderr", &w.stderr)] {
-            let lines: Vec<&str> = text.lines().collect();
-            if !lines.is_empty() {
-                let tail = &lines[lines.len().saturating_sub(5)..];
-                row(&mut out, name, format!("(last {} lines) {}", tail.len(), tail.join(" | ")));
-            }
-        }
-    }
+    let mut out = header(trace, &reader, &summary);
     if !summary_only {
-        writeln!(out, "\n{:>8}  {:<12}  {:>12}  {:>9}  {}", "event", "kind", "sector", "sectors", "detail")?;
+        writeln!(out, "\n{:>8}  {:<12}  {:>12}  {:>9}  detail", "event", "kind", "sector", "sectors")?;
         emit(&out)?;
         out.clear();
         for ev in reader.events()? {
             let ev = ev?;
-            let (sector, count, detail) = match &ev.event {
-                Event::Write(w) => {
-                    let mut flags = Vec::new();
-                    if w.flags.fua() {
-                        flags.push("fua");
-                    }
-                    if w.flags.metadata() {
-                        flags.push("meta");
-                    }
-                    (Some(w.offset), Some(w.len), flags.join(","))
-                }
-                Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => {
-                    (Some(*offset), Some(*len), String::new())
-                }
-                Event::Flush => (None, None, String::new()),
-                Event::Mark { text } => (None, None, format!("{text:?}")),
-                Event::Error(Failed::Write { offset, len }) => {
-                    (Some(*offset), Some(*len), "injected EIO on a write".into())
-                }
-                Event::Error(Failed::Flush) => (None, None, "injected EIO on a flush".into()),
-            };
+            let (sector, count, detail) = cells(&ev.event);
             let fmt = |v: Option<u64>| v.map(|v| (v / SECTOR_BYTES).to_string()).unwrap_or_default();
             writeln!(
                 out,
@@ -187,6 +110,7 @@ pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result
                 fmt(count),
                 detail
             )?;
+            // Print as we go: a trace may hold millions of events.
             if out.len() > 1 << 16 {
                 emit(&out)?;
                 out.clear();
@@ -195,6 +119,90 @@ pub fn show(trace: &Path, json: bool, summary_only: bool, files: bool) -> Result
     }
     emit(&out)?;
     Ok(0)
+}
+
+fn show_json<'a>(trace: &Path, reader: &'a TraceReader, summary: &'a TraceSummary) -> ShowJson<'a> {
+    let meta = reader.meta();
+    let wl = meta.workload.as_ref();
+    ShowJson {
+        trace: trace.display().to_string(),
+        summary,
+        fs: &meta.fs,
+        mount_opts: &meta.mount_opts,
+        mkfs_opts: &meta.mkfs_opts,
+        image_size: meta.image_size,
+        source: &meta.source,
+        format_version: meta.format_version,
+        workload_argv: wl.map(|w| w.argv.as_slice()),
+        workload_exit: wl.and_then(|w| w.exit.code),
+        workload_signal: wl.and_then(|w| w.exit.signal),
+        workload_wall_ms: wl.map(|w| w.wall_ms),
+        final_image_digest: meta.final_image_digest.as_deref(),
+    }
+}
+
+/// The summary rows above the event table.
+fn header(trace: &Path, reader: &TraceReader, summary: &TraceSummary) -> String {
+    let meta = reader.meta();
+    let wl = meta.workload.as_ref();
+    let mut out = format!("trace {}\n", trace.display());
+    let mut row = |k: &str, v: String| writeln!(out, "  {k:<14} {v}").expect("string write");
+    row("source", meta.source.clone());
+    row("file system", format!("{} (mount: '{}', mkfs: '{}')", meta.fs, meta.mount_opts, meta.mkfs_opts));
+    row("image", mib(meta.image_size));
+    if let Some(w) = wl {
+        row("workload", shell_words(&w.argv));
+        if let Some(s) = &w.setup {
+            row("setup", s.clone());
+        }
+        row("exit", format!("{} after {:.2}s", w.exit, w.wall_ms as f64 / 1000.0));
+    }
+    row("events", summary.events.to_string());
+    row(
+        "writes",
+        format!("{} ({} written, {} stored)", summary.writes, mib(summary.bytes_written), mib(summary.bytes_stored)),
+    );
+    row("flushes", format!("{} (fua writes: {})", summary.flushes, summary.fua));
+    row("epochs", summary.epochs.to_string());
+    row("discards", summary.discards.to_string());
+    row("marks", summary.marks.to_string());
+    if summary.errors > 0 {
+        row("errors", format!("{} (injected EIO)", summary.errors));
+    }
+    if let Some(w) = wl {
+        for (name, text) in [("stdout", &w.stdout), ("stderr", &w.stderr)] {
+            let lines: Vec<&str> = text.lines().collect();
+            if !lines.is_empty() {
+                let tail = &lines[lines.len().saturating_sub(5)..];
+                row(name, format!("(last {} lines) {}", tail.len(), tail.join(" | ")));
+            }
+        }
+    }
+    out
+}
+
+/// An event's sector, sector count and detail columns (in bytes; None where the event
+/// has no extent).
+fn cells(event: &Event) -> (Option<u64>, Option<u64>, String) {
+    match event {
+        Event::Write(w) => {
+            let mut flags = Vec::new();
+            if w.flags.fua() {
+                flags.push("fua");
+            }
+            if w.flags.metadata() {
+                flags.push("meta");
+            }
+            (Some(w.offset), Some(w.len), flags.join(","))
+        }
+        Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => {
+            (Some(*offset), Some(*len), String::new())
+        }
+        Event::Flush => (None, None, String::new()),
+        Event::Mark { text } => (None, None, format!("{text:?}")),
+        Event::Error(Failed::Write { offset, len }) => (Some(*offset), Some(*len), "injected EIO on a write".into()),
+        Event::Error(Failed::Flush) => (None, None, "injected EIO on a flush".into()),
+    }
 }
 
 pub fn verify(trace: &Path) -> Result<i32> {

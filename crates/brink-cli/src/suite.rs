@@ -1,17 +1,15 @@
-//! `brink suite`: record and explore every workload in every mode, judge each against
-//! its manifest, print one table, and write `suite.json` and `suite.md`. The same
-//! runner serves `brink demo` (bundled workloads) and `brink ext4-modes` (a workload
-//! given on the command line, reported rather than judged).
+//! `brink suite`: flags to a selection of workloads and modes, the suite's runner
+//! (`brink_suite::run`) with progress, one table printed, and the exit code. Also the
+//! flags every runner of workload manifests takes ([`RunArgs`]) and the jobs default.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use brink_explore::Recovery;
-use brink_pmodel::Strategy;
-use brink_suite::{Outcome, Row, RunFacts, RunOpts, Workload};
+use anyhow::{Result, bail};
+use brink_suite::{Outcome, RunOpts};
 
 use crate::emit;
+use crate::progress::Bars;
 
 #[derive(clap::Args)]
 pub struct SuiteArgs {
@@ -31,7 +29,7 @@ pub struct SuiteArgs {
     #[arg(long)]
     full: bool,
     /// With --full: refuse a mode whose space is larger than this.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = brink_suite::FULL_MAX_STATES_DEFAULT)]
     max_states: u128,
     #[command(flatten)]
     run: RunArgs,
@@ -64,123 +62,18 @@ impl RunArgs {
                 .map_or("checkers".into(), |p| p.join("checkers"))
         })
     }
+
+    /// The options of a bounded run: `--jobs` and `--cache`.
+    pub fn run_opts(&self, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
+        let mut opts = RunOpts::new(jobs(self.jobs)?, interrupt);
+        opts.cache = self.cache.clone();
+        Ok(opts)
+    }
 }
 
-/// `--jobs`, or twice the number of CPUs (a state spends most of its time waiting on
-/// the kernel and the FUSE disk rather than computing).
+/// `--jobs`, or the explorer's default (twice the number of CPUs).
 pub(crate) fn jobs(flag: Option<usize>) -> Result<usize> {
-    let jobs = flag.unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    Ok(jobs)
-}
-
-/// Record, explore and judge each mode of each workload; rows in order. Directories are
-/// `dir_of(workload, mode)`.
-pub(crate) fn run_workloads(
-    workloads: &[(Workload, Vec<brink_suite::Mode>)],
-    dir_of: &dyn Fn(&Workload, &brink_suite::Mode) -> PathBuf,
-    opts: &RunOpts,
-) -> Result<Vec<Row>> {
-    let total: usize = workloads.iter().map(|(_, m)| m.len()).sum();
-    let mut rows = Vec::new();
-    for (w, modes) in workloads {
-        for mode in modes {
-            let n = rows.len() + 1;
-            let dir = dir_of(w, mode);
-            match run_mode(w, mode, &dir, opts, &format!("[{n}/{total}] {} {}", w.name, mode.name)) {
-                Ok(row) => rows.push(row),
-                // A signal stops the suite; any other failure is this mode's mismatch.
-                Err(e) if opts.interrupt.0.load(std::sync::atomic::Ordering::Relaxed) != 0 => return Err(e),
-                Err(e) => {
-                    let why = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ");
-                    eprintln!("brink: [{n}/{total}] {} {}: {why}", w.name, mode.name);
-                    rows.push(Row::failed(
-                        &w.name,
-                        mode,
-                        format!("error: {why}"),
-                        dir.join("trace"),
-                        dir.join("results"),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(rows)
-}
-
-fn run_mode(w: &Workload, mode: &brink_suite::Mode, dir: &Path, opts: &RunOpts, label: &str) -> Result<Row> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut plan = w.plan(mode, dir, opts)?;
-    eprintln!("brink: {label}: recording");
-    let t = Instant::now();
-    let rec = crate::record_with_progress(&plan.record)?;
-    let record_s = t.elapsed().as_secs_f64();
-    // A --full run over its bound falls back to the manifest's strategy, and says so.
-    let mut note = String::new();
-    if opts.full {
-        let space = brink_explore::count(&plan.record.output, plan.explore.model, Strategy::Exhaustive)?.states_total;
-        if space.0 > opts.full_max_states {
-            note = format!("exhaustive space {} states > bound {}", space.0, opts.full_max_states);
-            (plan.explore.strategy, plan.explore.max_states) = (mode.strategy, mode.max_states);
-        }
-    }
-    let meta = brink_trace::TraceReader::open(&plan.record.output)?.meta().clone();
-    let stderr = meta.workload.map(|w| w.stderr).unwrap_or_default();
-    eprintln!("brink: {label}: exploring {} events", rec.stats.events);
-    let t = Instant::now();
-    let summary = crate::explore::run_explore(&plan.explore)?;
-    let explore_s = t.elapsed().as_secs_f64();
-    if let Some(why) = &summary.stopped_by {
-        bail!("stopped by {why}; the results so far are in {}", dir.display());
-    }
-    let (_, records) = brink_explore::results::load(&plan.explore.results)?;
-    Ok(brink_suite::judge(&RunFacts {
-        workload: &w.name,
-        mode,
-        exit: (rec.exit.to_string(), rec.exit.code),
-        workload_stderr: &stderr,
-        summary: &summary,
-        records: &records,
-        record_s,
-        explore_s,
-        trace: plan.record.output.clone(),
-        results: plan.explore.results.clone(),
-        note,
-    }))
-}
-
-/// Write `suite.json` (the rows) and `suite.md` (machine, then the table), crash-safely.
-pub(crate) fn write_tables(out: &Path, rows: &[Row], title: &str) -> Result<()> {
-    brink_trace::durable::write_atomic(
-        &out.join("suite.json"),
-        (serde_json::to_string_pretty(rows)? + "\n").as_bytes(),
-    )?;
-    let md = format!(
-        "# {title}\n\n## Machine\n\n{}\n## Results\n\n{}",
-        brink_suite::describe_machine(env!("CARGO_PKG_VERSION")),
-        brink_suite::render_markdown(rows)
-    );
-    brink_trace::durable::write_atomic(&out.join("suite.md"), md.as_bytes())?;
-    Ok(())
-}
-
-pub(crate) fn run_opts(
-    full: bool,
-    full_max_states: u128,
-    jobs: Option<usize>,
-    interrupt: brink_record::Interrupt,
-) -> Result<RunOpts> {
-    Ok(RunOpts { full, full_max_states, jobs: self::jobs(jobs)?, recovery: Recovery::Kernel, interrupt, cache: None })
-}
-
-/// Refuse an output directory that exists (a suite never mixes two runs).
-pub(crate) fn fresh_dir(out: &Path) -> Result<()> {
-    if out.exists() {
-        bail!("{} already exists; choose a new directory", out.display());
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+    brink_explore::defaults::jobs(flag).map_err(|_| anyhow::anyhow!("--jobs must be at least 1"))
 }
 
 pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
@@ -199,13 +92,13 @@ pub fn suite(a: SuiteArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
             bail!("no selected workload has a mode named '{m}'");
         }
     }
-    let mut opts = run_opts(a.full, a.max_states, a.run.jobs, interrupt)?;
-    opts.cache = a.run.cache.clone();
-    fresh_dir(&a.output)?;
+    let mut opts = a.run.run_opts(interrupt)?;
+    (opts.full, opts.full_max_states) = (a.full, a.max_states);
+    brink_suite::fresh_dir(&a.output)?;
     let t = Instant::now();
-    let rows = run_workloads(&selected, &|w, m| a.output.join(&w.name).join(&m.name), &opts)?;
+    let rows = brink_suite::run_workloads(&selected, &|w, m| a.output.join(&w.name).join(&m.name), &opts, &Bars)?;
     let title = if a.full { "brink suite --full (exhaustive)" } else { "brink suite (bounded, as in CI)" };
-    write_tables(&a.output, &rows, title)?;
+    brink_suite::write_tables(&a.output, &rows, title, env!("CARGO_PKG_VERSION"))?;
     if a.run.json {
         emit(&(serde_json::to_string_pretty(&rows)? + "\n"))?;
     } else {

@@ -37,6 +37,7 @@
 
 mod adhash;
 pub mod cache;
+pub mod defaults;
 mod engine;
 mod error;
 mod footprint;
@@ -65,24 +66,6 @@ pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
 pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
 pub use worker::{CheckerSpec, InProcessCheck, Recovery};
-
-/// Defaults of an exploration's settings, in one place: the binary's flags and the
-/// suite's manifests default to these rather than to literals of their own.
-pub mod defaults {
-    use std::time::Duration;
-
-    /// Exhaustive runs with more states than this are refused (`ExploreConfig::max_states`).
-    pub const STATES_MAX: u128 = 1_000_000;
-    /// How long a checker may run on one state (`ExploreConfig::checker_timeout`).
-    pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(30);
-    /// States the `sample` strategy draws.
-    pub const SAMPLES: u64 = 1000;
-    /// Volatile writes the `omit-k` strategy may drop.
-    pub const OMIT_K: u32 = 2;
-    /// Jobs per CPU: a state spends most of its time waiting on the kernel and the FUSE
-    /// disk rather than computing, so twice the CPUs keeps them busy.
-    pub const JOBS_PER_CPU: usize = 2;
-}
 
 #[derive(Debug, Clone)]
 pub struct ExploreConfig {

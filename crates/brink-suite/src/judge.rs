@@ -17,9 +17,11 @@ use brink_explore::{StateRecord, Summary};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Expect, Mode};
+use crate::verdict::{NoCrash, RowVerdict};
 
+/// How a mode came out against its expectation (spelled by [`crate::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Outcome {
     /// As expected.
     Pass,
@@ -77,6 +79,39 @@ impl Row {
     }
 }
 
+/// What judging needs of an exploration's summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explored {
+    pub strategy: String,
+    pub model: String,
+    /// States generated, and the unique ones among them.
+    pub states: u64,
+    pub unique: u64,
+    pub violations: u64,
+    pub checker_failures: u64,
+    /// False when the exploration stopped before its end, `stopped_by` saying why.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    /// The verdict on the disk as the recording left it, if it was checked.
+    pub no_crash: Option<Verdict>,
+}
+
+impl From<&Summary> for Explored {
+    fn from(s: &Summary) -> Explored {
+        Explored {
+            strategy: s.strategy.clone(),
+            model: s.model.clone(),
+            states: s.states_generated,
+            unique: s.states_unique,
+            violations: s.violations,
+            checker_failures: s.checker_failures,
+            complete: s.complete,
+            stopped_by: s.stopped_by.clone(),
+            no_crash: s.no_crash.as_ref().map(|n| n.verdict.clone()),
+        }
+    }
+}
+
 /// What one mode's run produced.
 #[derive(Debug)]
 pub struct RunFacts<'a> {
@@ -85,7 +120,7 @@ pub struct RunFacts<'a> {
     /// The workload's exit, as `brink show` prints it, and its exit code (if it exited).
     pub exit: (String, Option<i32>),
     pub workload_stderr: &'a str,
-    pub summary: &'a Summary,
+    pub explored: Explored,
     pub records: &'a [StateRecord],
     pub record_s: f64,
     pub explore_s: f64,
@@ -96,7 +131,7 @@ pub struct RunFacts<'a> {
 
 /// Compare a run with the mode's expectation.
 pub fn judge(f: &RunFacts) -> Row {
-    let s = f.summary;
+    let s = &f.explored;
     let violating = f.records.iter().filter(|r| r.verdict == Verdict::Violation);
     let messages = || {
         violating.clone().flat_map(|r| r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(move |c| (r, c)))
@@ -143,15 +178,15 @@ pub fn judge(f: &RunFacts) -> Row {
         strategy: s.strategy.clone(),
         note: f.note.clone(),
         model: s.model.clone(),
-        states: s.states_generated,
-        unique: s.states_unique,
+        states: s.states,
+        unique: s.unique,
         violations: s.violations,
         checker_failures: s.checker_failures,
         expected: f.mode.expect,
         outcome,
         why,
         example,
-        no_crash: s.no_crash.as_ref().map(|n| n.verdict.clone()),
+        no_crash: s.no_crash.clone(),
         exit: f.exit.0.clone(),
         said,
         record_s: f.record_s,
@@ -192,22 +227,18 @@ impl Row {
 }
 
 fn expected(e: Option<Expect>) -> &'static str {
-    match e {
-        None => "-",
-        Some(Expect::Clean) => "clean",
-        Some(Expect::Violations) => "violations",
-    }
+    e.map_or("-", Expect::as_str)
 }
 
 impl Row {
     /// The no-crash column: does the disk the workload left behind already break it?
     pub fn no_crash_cell(&self) -> &'static str {
-        match self.no_crash {
-            None => "-",
-            Some(Verdict::Consistent) => "ok",
-            Some(Verdict::Violation) => "VIOLATION",
-            Some(Verdict::CheckerFailure) => "FAILED",
-        }
+        NoCrash::from(self.no_crash.as_ref()).as_str()
+    }
+
+    /// The table's verdict on this row.
+    pub fn verdict(&self) -> RowVerdict {
+        RowVerdict::of(self.outcome, self.violations)
     }
 
     /// What a reader needs to know about the row: a mismatch's reason, or an example
@@ -218,15 +249,6 @@ impl Row {
         } else {
             self.example.as_ref().map_or(String::new(), |e| format!("`{}`: {}", e.state, e.message))
         }
-    }
-}
-
-fn verdict(r: &Row) -> &'static str {
-    match r.outcome {
-        Outcome::Pass => "ok",
-        Outcome::Mismatch => "MISMATCH",
-        Outcome::Reported if r.violations > 0 => "VIOLATIONS",
-        Outcome::Reported => "clean",
     }
 }
 
@@ -252,7 +274,7 @@ pub fn render_text(rows: &[Row]) -> String {
             r.violations,
             r.no_crash_cell(),
             expected(r.expected),
-            verdict(r),
+            r.verdict(),
             r.seconds()
         );
     }
@@ -293,10 +315,13 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.violations,
             r.no_crash_cell(),
             expected(r.expected),
-            verdict(r),
+            r.verdict(),
             r.seconds(),
             what.replace('|', "\\|")
         );
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -43,11 +43,13 @@ use brink_blockdev::FsKind;
 use brink_pmodel::{CacheModel, Model, Strategy, Torn};
 use serde::{Deserialize, Serialize};
 
-use crate::SuiteError;
+use brink_explore::defaults::CHECKER_TIMEOUT;
 
-/// The outcome a mode must have.
+use crate::error::{ManifestError, ManifestProblem, UnknownStrategy};
+
+/// The outcome a mode must have (spelled by [`crate::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Expect {
     /// No violation and no checker failure in any explored state.
     Clean,
@@ -99,7 +101,10 @@ pub struct Mode {
 
 /// Default bound on an exhaustive exploration, per mode.
 pub const MAX_STATES_DEFAULT: u128 = 100_000;
-const SIZE_DEFAULT: u64 = 64 << 20;
+/// The image size when a manifest gives none (raised to the file system's minimum).
+pub const SIZE_DEFAULT: u64 = brink_record::IMAGE_BYTES_DEFAULT;
+/// A checker timeout must be below a day: a longer one is a typo.
+pub const CHECKER_TIMEOUT_MAX_S: f64 = 86_400.0;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,7 +152,7 @@ struct RawMode {
 
 /// A strategy as manifests write it: `exhaustive`, `prefix`, `omit-one`, `omit-K`,
 /// `sample-N` or `sample-N-seed-S`.
-pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
+pub fn parse_strategy(s: &str) -> Result<Strategy, UnknownStrategy> {
     let num = |t: &str| t.parse::<u64>().ok().filter(|&n| n > 0);
     let parsed = match s {
         "exhaustive" => Some(Strategy::Exhaustive),
@@ -168,91 +173,66 @@ pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
             }
         }
     };
-    parsed.ok_or_else(|| {
-        format!("unknown strategy '{s}': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S")
-    })
+    parsed.ok_or_else(|| UnknownStrategy(s.to_string()))
 }
 
 fn quote(p: &Path) -> String {
     shlex::try_quote(&p.to_string_lossy()).map(|s| s.into_owned()).unwrap_or_else(|_| p.display().to_string())
 }
 
+/// Another crate's rejection of a value, as the text the user reads.
+pub(crate) fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// What a manifest's placeholders stand for.
+struct Placeholders {
+    dir: String,
+    checkers: String,
+}
+
+impl Placeholders {
+    fn subst(&self, s: &str, args: &str) -> String {
+        s.replace("{dir}", &self.dir).replace("{checkers}", &self.checkers).replace("{args}", args)
+    }
+}
+
 /// Read `dir/workload.toml`. `checkers_dir` is what `{checkers}` stands for.
-pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
-    let dir = std::path::absolute(dir).map_err(|e| SuiteError::io(dir, e))?;
-    let checkers_dir = std::path::absolute(checkers_dir).map_err(|e| SuiteError::io(checkers_dir, e))?;
+pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> {
+    let read = |path: &Path, source| ManifestError::Read { path: path.to_path_buf(), source };
+    let dir = std::path::absolute(dir).map_err(|e| read(dir, e))?;
+    let checkers_dir = std::path::absolute(checkers_dir).map_err(|e| read(checkers_dir, e))?;
     let path = dir.join("workload.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| SuiteError::io(&path, e))?;
-    let bad = |msg: String| SuiteError::Manifest { path: path.clone(), msg };
-    let raw: RawManifest = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
+    let bad = |problem| ManifestError::Invalid { path: path.clone(), problem };
+    let raw: RawManifest = toml::from_str(&text).map_err(|e| bad(ManifestProblem::Syntax(e.message().to_string())))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let subst = |s: &str, args: &str| {
-        s.replace("{dir}", &quote(&dir)).replace("{checkers}", &quote(&checkers_dir)).replace("{args}", args)
-    };
+    let places = Placeholders { dir: quote(&dir), checkers: quote(&checkers_dir) };
     if raw.mode.is_empty() {
-        return Err(bad("no [[mode]]: name at least one mode with its expected outcome".into()));
+        return Err(bad(ManifestProblem::NoModes));
     }
     if raw.checkers.is_empty() {
-        return Err(bad("no checkers: name at least one (\"fsck\" is built in)".into()));
+        return Err(bad(ManifestProblem::NoCheckers));
     }
-    let e = raw.explore;
-    let timeout = e.checker_timeout.unwrap_or(30.0);
-    if !(timeout > 0.0 && timeout < 86_400.0) {
-        return Err(bad(format!("checker_timeout {timeout} must be between 0 and 86400 seconds")));
+    let e = &raw.explore;
+    let timeout = e.checker_timeout.unwrap_or(CHECKER_TIMEOUT.as_secs_f64());
+    if !(timeout > 0.0 && timeout < CHECKER_TIMEOUT_MAX_S) {
+        return Err(bad(ManifestProblem::CheckerTimeout(timeout)));
     }
     let explore = ExploreSpec {
         model: Model { cache: e.model.unwrap_or(CacheModel::Writeback), torn: e.torn.unwrap_or(Torn::None) },
         checker_timeout: Duration::from_secs_f64(timeout),
     };
-    let mut modes = Vec::new();
-    for m in raw.mode {
-        if modes.iter().any(|o: &Mode| o.name == m.name) {
-            return Err(bad(format!("two modes are named '{}'", m.name)));
+    let mut modes: Vec<Mode> = Vec::new();
+    for m in &raw.mode {
+        if modes.iter().any(|o| o.name == m.name) {
+            return Err(bad(ManifestProblem::DuplicateMode(m.name.clone())));
         }
-        if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
-            return Err(bad(format!("mode name '{}' must be non-empty, without '/', not starting with '.'", m.name)));
-        }
-        let fs =
-            m.fs.as_deref()
-                .or(raw.fs.as_deref())
-                .unwrap_or("ext4")
-                .parse::<FsKind>()
-                .map_err(|e| bad(e.to_string()))?;
-        let size = match m.size.as_deref().or(raw.size.as_deref()) {
-            Some(s) => brink_blockdev::parse_size(s).map_err(|e| bad(e.to_string()))?,
-            None => SIZE_DEFAULT.max(fs.min_image_bytes()),
-        };
-        let mount_opts = m.mount_opts.or_else(|| raw.mount_opts.clone()).unwrap_or_default();
-        mount_opts.parse::<brink_blockdev::MountOptions>().map_err(|e| bad(format!("mode '{}': {e}", m.name)))?;
-        if m.message.is_some() && m.expect == Expect::Clean {
-            return Err(bad(format!("mode '{}': a message is only meaningful with expect = \"violations\"", m.name)));
-        }
-        let args = m.args.unwrap_or_default();
-        let inject = m.inject.iter().map(|s| s.parse()).collect::<Result<_, brink_record::InjectionSpecError>>();
-        let inject = inject.map_err(|e| bad(format!("mode '{}': {e}", m.name)))?;
-        let strategy = match m.strategy.as_deref().or(e.strategy.as_deref()) {
-            Some(st) => parse_strategy(st).map_err(|e| bad(format!("mode '{}': {e}", m.name)))?,
-            None => Strategy::Exhaustive,
-        };
-        modes.push(Mode {
-            name: m.name,
-            fs,
-            size,
-            mkfs_opts: m.mkfs_opts.or_else(|| raw.mkfs_opts.clone()).unwrap_or_default(),
-            mount_opts,
-            setup: raw.setup.as_deref().map(|s| subst(s, &args)),
-            command: subst(&raw.command, &args),
-            expect: Some(m.expect),
-            message: m.message,
-            strategy,
-            inject,
-            exit_code: Some(m.exit_code.unwrap_or(0)),
-            max_states: m.max_states.or(e.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
-        });
+        modes.push(resolve_mode(&raw, m, &places).map_err(bad)?);
     }
     Ok(Workload {
         name,
-        checkers: raw.checkers.iter().map(|c| subst(c, "")).collect(),
+        checkers: raw.checkers.iter().map(|c| places.subst(c, "")).collect(),
         dir,
         description: raw.description,
         explore,
@@ -260,9 +240,57 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, SuiteError> {
     })
 }
 
+/// One `[[mode]]`, its settings completed from the top level and the defaults.
+fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result<Mode, ManifestProblem> {
+    if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
+        return Err(ManifestProblem::ModeName(m.name.clone()));
+    }
+    let fs: FsKind =
+        m.fs.as_deref()
+            .or(raw.fs.as_deref())
+            .unwrap_or("ext4")
+            .parse()
+            .map_err(|e| ManifestProblem::FileSystem(text(e)))?;
+    let size = match m.size.as_deref().or(raw.size.as_deref()) {
+        Some(s) => brink_blockdev::parse_size(s).map_err(|e| ManifestProblem::Size(text(e)))?,
+        None => SIZE_DEFAULT.max(fs.min_image_bytes()),
+    };
+    let with_mode = |message: String| (m.name.clone(), message);
+    let mount_opts = m.mount_opts.clone().or_else(|| raw.mount_opts.clone()).unwrap_or_default();
+    mount_opts.parse::<brink_blockdev::MountOptions>().map_err(|e| {
+        let (mode, message) = with_mode(text(e));
+        ManifestProblem::MountOptions { mode, message }
+    })?;
+    if m.message.is_some() && m.expect == Expect::Clean {
+        return Err(ManifestProblem::MessageWhenClean(m.name.clone()));
+    }
+    let args = m.args.clone().unwrap_or_default();
+    let inject = m.inject.iter().map(|s| s.parse().map_err(text)).collect::<Result<_, _>>();
+    let inject = inject.map_err(|message| ManifestProblem::Injection { mode: m.name.clone(), message })?;
+    let strategy = match m.strategy.as_deref().or(raw.explore.strategy.as_deref()) {
+        Some(st) => parse_strategy(st).map_err(|error| ManifestProblem::Strategy { mode: m.name.clone(), error })?,
+        None => Strategy::Exhaustive,
+    };
+    Ok(Mode {
+        name: m.name.clone(),
+        fs,
+        size,
+        mkfs_opts: m.mkfs_opts.clone().or_else(|| raw.mkfs_opts.clone()).unwrap_or_default(),
+        mount_opts,
+        setup: raw.setup.as_deref().map(|s| places.subst(s, &args)),
+        command: places.subst(&raw.command, &args),
+        expect: Some(m.expect),
+        message: m.message.clone(),
+        strategy,
+        inject,
+        exit_code: Some(m.exit_code.unwrap_or(0)),
+        max_states: m.max_states.or(raw.explore.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
+    })
+}
+
 /// The workload folders under `root` (those holding a `workload.toml`), sorted; or,
 /// when `names` is not empty, exactly those, in the order given.
-pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteError> {
+pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, ManifestError> {
     if !names.is_empty() {
         return names
             .iter()
@@ -271,33 +299,32 @@ pub fn discover(root: &Path, names: &[String]) -> Result<Vec<PathBuf>, SuiteErro
                 if d.join("workload.toml").is_file() {
                     Ok(d)
                 } else {
-                    Err(SuiteError::Manifest {
+                    Err(ManifestError::Invalid {
                         path: d.join("workload.toml"),
-                        msg: format!("no workload named '{n}' in {}", root.display()),
+                        problem: ManifestProblem::NoSuchWorkload { name: n.clone(), root: root.to_path_buf() },
                     })
                 }
             })
             .collect();
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| SuiteError::io(root, e))?
+        .map_err(|source| ManifestError::Read { path: root.to_path_buf(), source })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|d| d.join("workload.toml").is_file())
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(SuiteError::Manifest {
-            path: root.to_path_buf(),
-            msg: "no workload folders (with a workload.toml) here".into(),
-        });
+        return Err(ManifestError::Invalid { path: root.to_path_buf(), problem: ManifestProblem::NoWorkloads });
     }
     Ok(dirs)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_strategy;
     use brink_pmodel::Strategy;
+    use expect_test::expect;
+
+    use super::{load, parse_strategy};
 
     #[test]
     fn strategies() {
@@ -307,7 +334,130 @@ mod tests {
         assert_eq!(parse_strategy("sample-500"), Ok(Strategy::Sample { samples: 500, seed: 0 }));
         assert_eq!(parse_strategy("sample-500-seed-7"), Ok(Strategy::Sample { samples: 500, seed: 7 }));
         for bad in ["omit-0", "omit-", "sample-x", "sample-5-seed-", "random"] {
-            assert!(parse_strategy(bad).is_err(), "{bad}");
+            assert_eq!(parse_strategy(bad), Err(crate::UnknownStrategy(bad.into())), "{bad}");
         }
+    }
+
+    const GOOD: &str = r#"
+description = "a workload"
+setup = "sh {dir}/setup.sh {args}"
+command = "sh {dir}/workload.sh {args}"
+mount_opts = "data=ordered"
+checkers = ["{checkers}/c/check.sh", "fsck"]
+
+[explore]
+strategy = "omit-one"
+checker_timeout = 5
+
+[[mode]]
+name = "ordered"
+args = "A B"
+expect = "violations"
+message = "lost"
+
+[[mode]]
+name = "journal"
+mount_opts = "data=journal"
+strategy = "exhaustive"
+max_states = 500
+exit_code = 1
+expect = "clean"
+"#;
+
+    /// Load `manifest` as `ROOT/w/workload.toml`, with `{checkers}` standing for
+    /// `ROOT/checkers`: the workload as one line per mode, or the error's line, with
+    /// ROOT written for the temporary folder.
+    fn loaded(manifest: &str) -> String {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("w");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("workload.toml"), manifest).unwrap();
+        let got = match load(&dir, &root.path().join("checkers")) {
+            Ok(w) => {
+                let mut out = format!("{} {:?} checkers {:?} {:?}\n", w.name, w.description, w.checkers, w.explore);
+                for m in &w.modes {
+                    out += &format!(
+                        "{}: {} {} {:?} {:?} max {} exit {:?} expect {:?} message {:?}\n  setup {:?}\n  command {:?}\n",
+                        m.name,
+                        m.fs.name(),
+                        m.size,
+                        m.mount_opts,
+                        m.strategy,
+                        m.max_states,
+                        m.exit_code,
+                        m.expect,
+                        m.message,
+                        m.setup,
+                        m.command
+                    );
+                }
+                out
+            }
+            Err(e) => crate::one_line(&e),
+        };
+        got.replace(&root.path().display().to_string(), "ROOT")
+    }
+
+    /// Placeholders resolved (absolute, shell-quoted paths; the mode's args), mode
+    /// settings over the top level's, defaults filled in.
+    #[test]
+    fn a_manifest_resolves_to_its_modes() {
+        expect![[r#"
+            w "a workload" checkers ["ROOT/checkers/c/check.sh", "fsck"] ExploreSpec { model: Model { cache: Writeback, torn: None }, checker_timeout: 5s }
+            ordered: ext4 67108864 "data=ordered" OmitK(1) max 100000 exit Some(0) expect Some(Violations) message Some("lost")
+              setup Some("sh ROOT/w/setup.sh A B")
+              command "sh ROOT/w/workload.sh A B"
+            journal: ext4 67108864 "data=journal" Exhaustive max 500 exit Some(1) expect Some(Clean) message None
+              setup Some("sh ROOT/w/setup.sh ")
+              command "sh ROOT/w/workload.sh "
+        "#]].assert_eq(&loaded(GOOD));
+    }
+
+    /// Each way a manifest can be wrong, and the one line that says so.
+    #[test]
+    fn bad_manifests_say_what_is_wrong() {
+        let cases: [(&str, &str); 10] = [
+            ("[[mode]]\nname = \"ordered\"", "[[mode]]\nname = \"ordered\"\nbogus = 1"),
+            ("expect = \"clean\"", "expect = \"maybe\""),
+            ("checker_timeout = 5", "checker_timeout = 0"),
+            ("name = \"journal\"", "name = \"ordered\""),
+            ("name = \"journal\"", "name = \"a/b\""),
+            ("name = \"journal\"", "name = \"journal\"\nfs = \"zfs\""),
+            ("name = \"journal\"", "name = \"journal\"\nsize = \"lots\""),
+            ("strategy = \"exhaustive\"", "strategy = \"random\""),
+            ("expect = \"clean\"", "expect = \"clean\"\nmessage = \"lost\""),
+            ("checkers = [\"{checkers}/c/check.sh\", \"fsck\"]", "checkers = []"),
+        ];
+        let mut got: Vec<String> = cases.iter().map(|(from, to)| loaded(&GOOD.replacen(from, to, 1))).collect();
+        got.push(loaded(GOOD.split("[[mode]]").next().unwrap()));
+        expect![[r#"
+            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `inject`, `exit_code`, `expect`, `message`
+            ROOT/w/workload.toml: unknown variant `maybe`, expected `clean` or `violations`
+            ROOT/w/workload.toml: checker_timeout 0 must be between 0 and 86400 seconds
+            ROOT/w/workload.toml: two modes are named 'ordered'
+            ROOT/w/workload.toml: mode name 'a/b' must be non-empty, without '/', not starting with '.'
+            ROOT/w/workload.toml: unknown file system 'zfs' (expected ext4, xfs or btrfs)
+            ROOT/w/workload.toml: bad size 'lots': use bytes or a K, M, G or T suffix
+            ROOT/w/workload.toml: mode 'journal': unknown strategy 'random': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S
+            ROOT/w/workload.toml: mode 'journal': a message is only meaningful with expect = "violations"
+            ROOT/w/workload.toml: no checkers: name at least one ("fsck" is built in)
+            ROOT/w/workload.toml: missing field `mode`"#]].assert_eq(&got.join("\n"));
+    }
+
+    #[test]
+    fn missing_folders_and_workloads_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let got = [
+            super::discover(&r.join("none"), &[]).map(|_| ()),
+            super::discover(r, &[]).map(|_| ()),
+            super::discover(r, &["w".to_string()]).map(|_| ()),
+        ]
+        .map(|e| crate::one_line(&e.unwrap_err()).replace(&r.display().to_string(), "ROOT"));
+        expect![[r#"
+            ROOT/none: No such file or directory (os error 2)
+            ROOT: no workload folders (with a workload.toml) here
+            ROOT/w/workload.toml: no workload named 'w' in ROOT"#]]
+        .assert_eq(&got.join("\n"));
     }
 }

@@ -45,8 +45,7 @@ pub fn privileged(test: &str) -> bool {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run brink");
-    out
+    cmd.output().expect("run brink")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -76,6 +75,12 @@ pub fn assert_no_mounts_or_loops(s: &Scratch) {
 /// nothing in it.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch::new()
+    }
 }
 
 impl Scratch {

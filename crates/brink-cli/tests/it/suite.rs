@@ -192,11 +192,15 @@ fn a_failing_workload_is_a_mismatch() {
     assert_no_mounts_or_loops(&s);
 }
 
+/// A case of a bad manifest: what it is, how the good manifest is edited, and a part of
+/// the error it must give.
+type BadCase<'a> = (&'a str, &'a dyn Fn(String) -> String, &'a str);
+
 /// Bad manifests and bad selections: one line, exit 2, before anything runs.
 #[test]
 fn bad_manifests_are_clear_errors() {
     let s = Scratch::new();
-    let cases: [(&str, &dyn Fn(String) -> String, &str); 4] = [
+    let cases: [BadCase; 4] = [
         ("unknown key", &|m| m.replace("[explore]", "[explore]\nstrategey = \"prefix\""), "unknown field `strategey`"),
         (
             "bad expectation",

@@ -1,0 +1,90 @@
+//! Progress for people: a spinner while recording, a bar while exploring (indicatif
+//! hides both when stderr is not a terminal), and the suite runner's steps as lines on
+//! stderr ([`Bars`], the binary's [`Driver`]).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use brink_explore::{ExploreConfig, ExploreError, Summary};
+use brink_record::{Progress, RecordConfig, RecordError, RecordOutcome};
+use brink_suite::{Driver, Step};
+
+/// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
+/// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
+fn with_progress<T>(
+    bar: &indicatif::ProgressBar,
+    refresh: impl Fn(&indicatif::ProgressBar) + Sync,
+    work: impl FnOnce() -> T,
+) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                refresh(bar);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let r = work();
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    result
+}
+
+/// Run a recording with a spinner on stderr.
+pub fn record(cfg: &RecordConfig) -> Result<RecordOutcome, RecordError> {
+    let progress = Progress::default();
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let refresh = |bar: &indicatif::ProgressBar| {
+        let phase = *progress.phase.lock().expect("phase lock");
+        bar.set_message(format!(
+            "{phase}: {} events, {:.1} MiB written",
+            progress.events(),
+            progress.bytes() as f64 / (1 << 20) as f64
+        ));
+    };
+    with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
+}
+
+/// Explore with a progress bar on stderr.
+pub fn explore(cfg: &ExploreConfig) -> Result<Summary, ExploreError> {
+    let progress = brink_explore::Progress::default();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}")
+            .expect("template"),
+    );
+    let refresh = |bar: &indicatif::ProgressBar| {
+        let p = &progress;
+        bar.set_length(p.total.load(Ordering::Relaxed));
+        bar.set_position(p.done.load(Ordering::Relaxed));
+        bar.set_message(format!(
+            "violations {}  checker failures {}",
+            p.violations.load(Ordering::Relaxed),
+            p.checker_failures.load(Ordering::Relaxed)
+        ));
+    };
+    with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))
+}
+
+/// The binary's driver of the suite runner: progress bars, and a line per step.
+pub struct Bars;
+
+impl Driver for Bars {
+    fn record(&self, cfg: &RecordConfig) -> Result<RecordOutcome, RecordError> {
+        record(cfg)
+    }
+    fn explore(&self, cfg: &ExploreConfig) -> Result<Summary, ExploreError> {
+        explore(cfg)
+    }
+    fn step(&self, step: Step<'_>) {
+        match step {
+            Step::Recording { label } => eprintln!("brink: {label}: recording"),
+            Step::Exploring { label, events } => eprintln!("brink: {label}: exploring {events} events"),
+            Step::Failed { label, why } => eprintln!("brink: {label}: {why}"),
+            _ => {}
+        }
+    }
+}
