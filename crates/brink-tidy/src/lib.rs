@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 const TOP_DIRS: &[&str] = &["crates/", "workloads/", "checkers/", "results/", "bench/", ".ci/"];
 
 /// Files at the top of the repository that a document may name on their own.
-const TOP_FILES: &[&str] = &["README.md", "ARCHITECTURE.md", "packages.txt", "setup.sh", "Cargo.toml", "rustfmt.toml", "clippy.toml"];
+const TOP_FILES: &[&str] =
+    &["README.md", "ARCHITECTURE.md", "packages.txt", "setup.sh", "Cargo.toml", "rustfmt.toml", "clippy.toml"];
 
 /// The repository root, two levels above this crate.
 pub fn repo_root() -> PathBuf {
@@ -64,8 +65,9 @@ pub fn named_paths(text: &str) -> Vec<String> {
             continue;
         }
         let path = chunk.split(':').next().unwrap_or("").trim_end_matches(['.', ',', ')']);
-        let placeholder = path.contains(['*', '<', '{', '…', '$']) || path.chars().any(|c| c.is_ascii_uppercase())
-            && !TOP_FILES.iter().any(|f| path.ends_with(f) || path.contains("README"));
+        let placeholder = path.contains(['*', '<', '{', '…', '$'])
+            || path.chars().any(|c| c.is_ascii_uppercase())
+                && !TOP_FILES.iter().any(|f| path.ends_with(f) || path.contains("README"));
         let looks_like = TOP_DIRS.iter().any(|d| path.starts_with(d)) || TOP_FILES.contains(&path);
         if looks_like && !placeholder {
             out.push(path.to_string());
@@ -113,7 +115,10 @@ pub fn modules_missing_from_architecture(root: &Path) -> Vec<String> {
         }
         let named = arch.contains(&format!("`{stem}`")) || arch.contains(&format!("{stem}.rs"));
         if !named {
-            missing.push(format!("{krate}/{}", rel.iter().skip(2).map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/")));
+            missing.push(format!(
+                "{krate}/{}",
+                rel.iter().skip(2).map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/")
+            ));
         }
     }
     missing

@@ -24,8 +24,5 @@ fn architecture_names_every_module() {
 fn named_paths_skips_prose_and_placeholders() {
     let text = "see `crates/brink-trace/src/lib.rs`, `results/NAME.md`, `brink run`, `checkers/*/check.sh`, \
                 `README.md`, `workloads/sqlite/workload.toml:3`";
-    assert_eq!(
-        named_paths(text),
-        ["crates/brink-trace/src/lib.rs", "README.md", "workloads/sqlite/workload.toml"]
-    );
+    assert_eq!(named_paths(text), ["crates/brink-trace/src/lib.rs", "README.md", "workloads/sqlite/workload.toml"]);
 }
