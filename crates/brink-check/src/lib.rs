@@ -50,6 +50,25 @@ pub enum Verdict {
     CheckerFailure,
 }
 
+impl Verdict {
+    /// As the wire formats spell it (`states.jsonl`, `summary.json`): `checker-failure`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Consistent => "consistent",
+            Verdict::Violation => "violation",
+            Verdict::CheckerFailure => "checker-failure",
+        }
+    }
+
+    /// As a sentence spells it: `checker failure`.
+    pub fn in_words(&self) -> &'static str {
+        match self {
+            Verdict::CheckerFailure => "checker failure",
+            v => v.as_str(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     /// The checker's name as given by the user (`fsck` for the built-in).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Recovery, StateRecord};
+use brink_explore::{CheckerSpec, ExploreConfig, Recovery, StateRecord, Summary};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
 use brink_suite::{Ext4Modes, RunOpts};
 use clap::ValueEnum;
@@ -310,7 +310,7 @@ fn write_file(path: &Path, body: &str) -> Result<()> {
 /// people (or the summary with the vulnerabilities as JSON).
 pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
     let analysis = brink_triage::analyze(dir)?;
-    let (summary, recs) = brink_explore::results::load(dir)?;
+    let (summary, recs) = (&analysis.summary, &analysis.states);
     if let Some(p) = html {
         write_file(p, &brink_triage::html(&analysis))?;
     }
@@ -318,7 +318,7 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
         write_file(p, &brink_triage::junit(&analysis))?;
     }
     if json {
-        let mut obj = summary.clone();
+        let mut obj = serde_json::to_value(summary)?;
         obj["vulnerabilities"] = serde_json::to_value(&analysis.vulnerabilities)?;
         obj["attributed"] = analysis.attributed.into();
         emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
@@ -326,61 +326,49 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
     }
     let mut out = brink_triage::text(&analysis);
     writeln!(out, "\nresults {}", dir.display())?;
-    summary_rows(&mut out, &summary)?;
-    failing_states(&mut out, dir, &summary, &recs)?;
+    summary_rows(&mut out, summary)?;
+    failing_states(&mut out, dir, summary, recs)?;
     emit(&out)?;
     Ok(0)
 }
 
-/// A field of `summary.json` as text (empty if absent).
-fn field(summary: &serde_json::Value, k: &str) -> String {
-    summary.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default()
-}
-
 /// The summary's rows of `brink report`: what was explored, the verdicts, the costs.
-fn summary_rows(out: &mut String, summary: &serde_json::Value) -> Result<()> {
-    let g = |k: &str| field(summary, k);
-    writeln!(out, "  trace        {} ({} {})", g("trace"), g("fs"), g("mount_opts"))?;
-    writeln!(out, "  model        {}   strategy {}", g("model"), g("strategy"))?;
-    writeln!(out, "  checkers     {}", g("checkers"))?;
+fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
+    writeln!(out, "  trace        {} ({} {})", s.trace, s.fs, s.mount_opts)?;
+    writeln!(out, "  model        {}   strategy {}", s.model, s.strategy)?;
+    writeln!(out, "  checkers     {}", serde_json::to_string(&s.checkers)?)?;
     writeln!(
         out,
         "  states       {} in the space, {} generated, {} unique, {} checked",
-        g("states_total"),
-        g("states_generated"),
-        g("states_unique"),
-        g("states_checked")
+        serde_json::to_value(s.states_total)?.to_string().trim_matches('"'),
+        s.states_generated,
+        s.states_unique,
+        s.states_checked
     )?;
     writeln!(
         out,
         "  verdicts     {} violations, {} checker failures, {} consistent",
-        g("violations"),
-        g("checker_failures"),
-        g("consistent")
+        s.violations, s.checker_failures, s.consistent
     )?;
-    let float = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let (wall, rate) = (float("wall_s"), float("states_per_s"));
-    writeln!(out, "  time         {wall:.1}s ({rate:.1} states/s, {} jobs)", g("jobs"))?;
-    let num = |k: &str| summary.get(k).and_then(|n| n.as_u64()).unwrap_or(0);
-    if num("cache_hits") + num("cache_stored") > 0 {
-        writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", num("cache_hits"), num("cache_stored"))?;
+    writeln!(out, "  time         {:.1}s ({:.1} states/s, {} jobs)", s.wall_s, s.states_per_s, s.jobs)?;
+    if s.cache_hits + s.cache_stored > 0 {
+        writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", s.cache_hits, s.cache_stored)?;
     }
-    if num("minimize_probes") > 0 {
-        writeln!(out, "  minimizing   {} more states checked to find minimal failing states", num("minimize_probes"))?;
+    if s.minimize_probes > 0 {
+        writeln!(out, "  minimizing   {} more states checked to find minimal failing states", s.minimize_probes)?;
     }
-    if num("media_fault_states") > 0 {
-        let n = num("media_fault_states");
+    if s.media_fault_states > 0 {
+        let n = s.media_fault_states;
         writeln!(out, "  media faults {n} states with one media fault each (--media-faults)")?;
     }
-    if let Some(n) = summary.get("no_crash").filter(|n| !n.is_null()) {
-        let field = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let message = field("message");
+    if let Some(n) = &s.no_crash {
+        let message = n.message.as_deref().unwrap_or_default();
         let sep = if message.is_empty() { "" } else { ": " };
-        let (id, verdict) = (field("id"), field("verdict"));
+        let (id, verdict) = (&n.id, n.verdict.as_str());
         writeln!(out, "  no crash     state {id} (the disk as left, page cache dropped): {verdict}{sep}{message}")?;
     }
-    if summary.get("complete") == Some(&serde_json::Value::Bool(false)) {
-        writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", g("stopped_by"))?;
+    if !s.complete {
+        writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", s.stopped_by.as_deref().unwrap_or("null"))?;
     }
     Ok(())
 }
@@ -389,7 +377,7 @@ fn summary_rows(out: &mut String, summary: &serde_json::Value) -> Result<()> {
 const FAILING_SHOWN_MAX: usize = 50;
 
 /// The failing states (the first [`FAILING_SHOWN_MAX`]), and how to reproduce one.
-fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, recs: &[StateRecord]) -> Result<()> {
+fn failing_states(out: &mut String, dir: &Path, summary: &Summary, recs: &[StateRecord]) -> Result<()> {
     let failing: Vec<&StateRecord> = recs.iter().filter(|r| r.verdict != Verdict::Consistent).collect();
     if failing.is_empty() {
         return Ok(());
@@ -398,9 +386,7 @@ fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, rec
     for r in failing.iter().take(FAILING_SHOWN_MAX) {
         let c = r.checks.iter().find(|c| c.verdict == r.verdict);
         let message = c.map_or("", |c| c.message.as_str());
-        // A state's verdict is spelled as `states.jsonl` spells it: by its type's serde name.
-        let verdict = serde_json::to_value(&r.verdict)?;
-        let verdict = verdict.as_str().unwrap_or_default();
+        let verdict = r.verdict.as_str();
         writeln!(
             out,
             "{:<24} {:>5} {:<16} {:<14} {}",
@@ -418,7 +404,7 @@ fn failing_states(out: &mut String, dir: &Path, summary: &serde_json::Value, rec
         let more = failing.len() - FAILING_SHOWN_MAX;
         writeln!(out, "… and {more} more in {}", dir.join("states.jsonl").display())?;
     }
-    writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", field(summary, "trace"), failing[0].id)?;
+    writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", summary.trace, failing[0].id)?;
     Ok(())
 }
 

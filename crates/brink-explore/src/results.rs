@@ -403,15 +403,6 @@ pub fn write_final(
     durable::write_atomic(&sp, &json).map_err(|e| ResultsError::io(&sp, e))
 }
 
-/// Read a finished results directory's summary (untyped) and states; `Results::load`
-/// reads it typed and checked.
-pub fn load(dir: &Path) -> Result<(serde_json::Value, Vec<StateRecord>), ResultsError> {
-    let sp = dir.join(SUMMARY);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ResultsError::io(&sp, e))?)
-        .map_err(|e| ResultsError::json(&sp, None, e))?;
-    Ok((summary, read_jsonl(&dir.join(STATES))?))
-}
-
 fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     let f = File::open(path).map_err(|e| ResultsError::io(path, e))?;
     let mut recs = Vec::new();
@@ -424,7 +415,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
 
 /// The records of minimal states the strategy did not generate, and the trace info,
 /// of a finished results directory (absent in runs of older versions: then none).
-pub fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ResultsError> {
+fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ResultsError> {
     let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
     let path = dir.join(TRACE_INFO);
     let info = match std::fs::read(&path) {
@@ -474,7 +465,8 @@ impl Results {
 /// - ids are sorted (in state id order), each once;
 /// - each record's `verdict` is the overall verdict of its `checks`;
 /// - each (image, marks) has one representative (a record without `dup_of`): states with
-///   the same image and marks are checked once;
+///   the same image and marks are checked once (media-fault states, never deduplicated,
+///   are left out of this rule);
 /// - a `dup_of` names a representative with the same image and marks.
 pub fn check_states(path: &Path, states: &[StateRecord]) -> Result<(), ResultsError> {
     let broken = |line: usize, what: String| ResultsError::Invariant { path: path.to_path_buf(), line, what };
@@ -496,7 +488,9 @@ pub fn check_states(path: &Path, states: &[StateRecord]) -> Result<(), ResultsEr
         if r.verdict != overall(&r.checks) {
             return Err(broken(line, format!("state {}'s verdict is not the overall verdict of its checks", r.id)));
         }
-        if r.dup_of.is_none() {
+        // Media-fault states are never deduplicated (a latent sector error leaves the image
+        // as it is), so only crash states take part in the one-representative rule.
+        if r.dup_of.is_none() && r.fault.is_none() {
             if let Some(other) = reps.insert((r.image.as_str(), r.marks), r.id.as_str()) {
                 return Err(broken(
                     line,

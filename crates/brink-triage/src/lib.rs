@@ -34,8 +34,8 @@ use std::path::Path;
 
 use brink_attrib::{Item, Kind};
 use brink_check::{Verdict, violation_class};
-use brink_explore::results::{self, TraceInfo};
-use brink_explore::{ExploreError, StateRecord};
+use brink_explore::results::TraceInfo;
+use brink_explore::{ExploreError, Results, StateRecord, Summary};
 use brink_pmodel::{StateId, WriteChoice};
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +114,7 @@ pub struct MinimalWrite {
 pub struct Analysis {
     pub results: String,
     pub trace: String,
-    pub summary: serde_json::Value,
+    pub summary: Summary,
     pub vulnerabilities: Vec<Vulnerability>,
     /// Whether the trace's writes are attributed (ext4).
     pub attributed: bool,
@@ -125,6 +125,9 @@ pub struct Analysis {
     pub positions: BTreeMap<u64, (Verdict, u64)>,
     #[serde(skip)]
     pub info: Option<TraceInfo>,
+    /// `states.jsonl`, as loaded (sorted by id, its invariants checked).
+    #[serde(skip)]
+    pub states: Vec<StateRecord>,
 }
 
 struct Ctx<'a> {
@@ -458,10 +461,9 @@ struct Group<'a> {
 
 /// Triage a finished results directory.
 pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
-    let (summary, recs) = results::load(dir)?;
-    let (probes, info) = results::load_analysis(dir)?;
+    let Results { summary, states: recs, minimal: probes, trace: info, .. } = Results::load(dir)?;
     let ctx = Ctx::new(info.as_ref(), &recs);
-    let trace = summary.get("trace").and_then(|t| t.as_str()).unwrap_or("TRACE").to_string();
+    let trace = summary.trace.clone();
     let groups = gather(&ctx, &recs, &probes);
     let mut vulns: Vec<Vulnerability> =
         groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect();
@@ -483,6 +485,7 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
         vulnerabilities: vulns,
         positions: positions(&recs),
         info,
+        states: recs,
     })
 }
 

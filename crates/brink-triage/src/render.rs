@@ -189,7 +189,7 @@ fn marks_and_positions(s: &mut String, a: &Analysis, info: &TraceInfo, x: &dyn F
             s,
             "<circle cx=\"{xi:.1}\" cy=\"70\" r=\"5\" fill=\"{}\"><title>crash before event {p}: {count} state(s), worst {}</title></circle>",
             verdict_colour(v),
-            verdict_word(v)
+            v.in_words()
         );
     }
 }
@@ -207,20 +207,9 @@ fn legend(s: &mut String) {
     }
 }
 
-fn verdict_word(v: &Verdict) -> &'static str {
-    match v {
-        Verdict::Consistent => "consistent",
-        Verdict::CheckerFailure => "checker failure",
-        Verdict::Violation => "violation",
-    }
-}
-
 /// One self-contained page: no scripts, no external assets.
 pub fn html(a: &Analysis) -> String {
     let sum = &a.summary;
-    let get = |k: &str| {
-        sum.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default()
-    };
     let mut h = String::new();
     let _ = write!(
         h,
@@ -252,17 +241,17 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
     );
     let _ = writeln!(
         h,
-        "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}s</td></tr></table>",
-        esc(&get("fs")),
-        esc(&get("mount_opts")),
-        esc(&get("model")),
-        esc(&get("strategy")),
-        esc(&get("states_generated")),
-        esc(&get("states_unique")),
-        esc(&get("violations")),
-        esc(&get("checker_failures")),
-        esc(&get("consistent")),
-        sum.get("wall_s").and_then(|v| v.as_f64()).map(|w| format!("{w:.1}")).unwrap_or_default()
+        "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}s</td></tr></table>",
+        esc(&sum.fs),
+        esc(&sum.mount_opts),
+        esc(&sum.model),
+        esc(&sum.strategy),
+        sum.states_generated,
+        sum.states_unique,
+        sum.violations,
+        sum.checker_failures,
+        sum.consistent,
+        sum.wall_s
     );
     let _ = writeln!(h, "<h2>The trace over time</h2>{}", timeline(a));
     let _ = writeln!(h, "<h2>Vulnerabilities</h2>");
