@@ -422,56 +422,29 @@ pub fn diff(old: &Path, new: &Path, json: bool) -> Result<i32> {
 
 /// `brink replay TRACE STATE_ID -o DIR`: one state, recovered and left mounted.
 pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i32> {
+    use brink_explore::replay::Recovery;
     let id: StateId = state.parse()?;
-    if out.exists() {
-        bail!("{} already exists; choose a new directory", out.display());
-    }
-    std::fs::create_dir_all(out)?;
-    let image = out.join("state.img");
-    let m = brink_explore::replay::materialize(trace, &id, &image)?;
-    if let Some(f) = id.fault {
+    let r = brink_explore::replay::replay(trace, &id, out, !no_mount)?;
+    if let Some(f) = &id.fault {
         eprintln!("brink: media fault: {}", f.describe());
     }
-    if let Some(note) = &m.note {
+    if let Some(note) = &r.note {
         eprintln!("brink: note: {note}");
     }
-    let marks = out.join("marks");
-    brink_check::write_marks(&marks, &m.marks)?;
-    let meta = brink_trace::TraceReader::open(trace)?.meta().clone();
-    let fs = meta.fs.parse::<brink_blockdev::FsKind>();
-    if no_mount || fs.is_err() {
-        let why = if no_mount { "not recovered: --no-mount" } else { "file system unknown: not mounted" };
-        emit(&format!("state {id} is in {} ({why})\nmarks: {}\n", image.display(), marks.display()))?;
-        return Ok(0);
-    }
-    let fs = fs.expect("checked");
-    let mnt = out.join("mnt");
-    std::fs::create_dir(&mnt)?;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(&image)?;
-    let dev = brink_blockdev::LoopDevice::attach(&f, &image, false)?;
-    let opts = brink_explore::state_mount_options(fs, &meta.mount_opts)?;
-    match brink_blockdev::Mount::mount(dev.path(), &mnt, fs.name(), &opts) {
-        Ok(mount) => {
-            let target = mount.leak();
-            let dev = dev.leak();
-            emit(&format!(
-                "state {id}: recovered by the kernel and mounted at {}\n  image {} on {}\n  marks it is held to: {} ({} marks)\nclean up with: umount {}   (the loop device then detaches itself)\n",
-                target.display(),
-                image.display(),
-                dev.display(),
-                marks.display(),
-                m.marks.len(),
-                target.display()
-            ))?;
-        }
-        Err(e) => {
-            drop(dev);
-            emit(&format!(
-                "state {id}: the image does not mount ({e})\n  image {} (inspect it, e.g. e2fsck -fn)\n  marks: {}\n",
-                image.display(),
-                marks.display()
-            ))?;
-        }
-    }
+    let (image, marks) = (r.image.display(), r.marks_file.display());
+    emit(&match &r.recovery {
+        Recovery::NotAsked => format!("state {id} is in {image} (not recovered: --no-mount)\nmarks: {marks}\n"),
+        Recovery::UnknownFs => format!("state {id} is in {image} (file system unknown: not mounted)\nmarks: {marks}\n"),
+        Recovery::Mounted { target, device } => format!(
+            "state {id}: recovered by the kernel and mounted at {}\n  image {image} on {}\n  marks it is held to: {marks} ({} marks)\nclean up with: umount {}   (the loop device then detaches itself)\n",
+            target.display(),
+            device.display(),
+            r.marks,
+            target.display()
+        ),
+        Recovery::DoesNotMount(e) => format!(
+            "state {id}: the image does not mount ({e})\n  image {image} (inspect it, e.g. e2fsck -fn)\n  marks: {marks}\n"
+        ),
+    })?;
     Ok(0)
 }

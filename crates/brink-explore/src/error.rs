@@ -117,6 +117,12 @@ pub enum ReplayError {
     ChoiceAndFault { id: StateId, write: u64 },
     #[error("state {id}: write {write} has nowhere to be misdirected to")]
     NowhereToMisdirect { id: StateId, write: u64 },
+    #[error("{} already exists; choose a new directory", path.display())]
+    OutputExists { path: PathBuf },
+    #[error(transparent)]
+    Blockdev(#[from] brink_blockdev::BlockdevError),
+    #[error("bad mount options in the trace")]
+    MountOptions(#[source] brink_blockdev::BlockdevError),
 }
 
 impl ReplayError {

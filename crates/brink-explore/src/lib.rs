@@ -136,7 +136,7 @@ fn fs_of(meta_fs: &str) -> Result<FsKind, ExploreError> {
 
 /// Mount options for recovering states of a trace: the recorded ones, plus `nouuid`
 /// for XFS (several slots hold file systems with the same UUID at once).
-pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, ExploreError> {
+pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, brink_blockdev::BlockdevError> {
     let mut text = recorded.to_string();
     if fs == FsKind::Xfs && !text.split(',').any(|o| o == "nouuid") {
         if !text.is_empty() {
@@ -144,7 +144,7 @@ pub fn state_mount_options(fs: FsKind, recorded: &str) -> Result<MountOptions, E
         }
         text.push_str("nouuid");
     }
-    text.parse().map_err(ExploreError::MountOptions)
+    text.parse()
 }
 
 /// Explore `cfg.trace`. See the crate docs for the sequence, `engine.rs` for its steps.

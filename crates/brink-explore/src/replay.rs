@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use brink_pmodel::{MediaFault, StateId, WriteChoice};
 use brink_trace::{Event, SECTOR_BYTES, TraceReader, image};
@@ -186,4 +186,65 @@ fn fault_effects(
         }
         Some(MediaFault::Latent(_)) | None => Ok(()),
     }
+}
+
+/// One state left for a person to inspect (`brink replay`): its image, its marks and, when
+/// asked and possible, the file system recovered by the kernel and left mounted.
+#[derive(Debug)]
+pub struct Replayed {
+    /// `OUT/state.img`.
+    pub image: PathBuf,
+    /// `OUT/marks`: the marks the state is held to, one a line.
+    pub marks_file: PathBuf,
+    pub marks: usize,
+    /// What the image cannot show (see [`Materialized::note`]).
+    pub note: Option<String>,
+    pub recovery: Recovery,
+}
+
+/// What became of the kernel's recovery of a replayed state.
+#[derive(Debug)]
+pub enum Recovery {
+    /// Not asked for: the image only.
+    NotAsked,
+    /// The trace's file system is not one brink mounts.
+    UnknownFs,
+    /// Recovered and mounted at `target` through the loop device `device`; both stay
+    /// (the loop device detaches itself when the file system is unmounted).
+    Mounted { target: PathBuf, device: PathBuf },
+    /// The kernel refused to mount it: why.
+    DoesNotMount(String),
+}
+
+/// Materialize state `id` of `trace` into the new directory `out` (`state.img`, `marks`)
+/// and, if `mount`, let the kernel recover it and leave it mounted at `out/mnt`.
+pub fn replay(trace: &Path, id: &StateId, out: &Path, mount: bool) -> Result<Replayed, ReplayError> {
+    if out.exists() {
+        return Err(ReplayError::OutputExists { path: out.to_path_buf() });
+    }
+    std::fs::create_dir_all(out).map_err(|e| ReplayError::io(out, e))?;
+    let image = out.join("state.img");
+    let m = materialize(trace, id, &image)?;
+    let marks_file = out.join("marks");
+    brink_check::write_marks(&marks_file, &m.marks).map_err(|e| ReplayError::io(&marks_file, e))?;
+    let meta = TraceReader::open(trace)?.meta().clone();
+    let recovery = match meta.fs.parse::<brink_blockdev::FsKind>() {
+        _ if !mount => Recovery::NotAsked,
+        Err(_) => Recovery::UnknownFs,
+        Ok(fs) => mount_state(fs, &meta.mount_opts, &image, &out.join("mnt"))?,
+    };
+    Ok(Replayed { image, marks_file, marks: m.marks.len(), note: m.note, recovery })
+}
+
+/// Attach `image` to a loop device and mount it at `mnt` (created here) with the options
+/// the explorer mounts states with; on success both are left in place.
+fn mount_state(fs: brink_blockdev::FsKind, opts: &str, image: &Path, mnt: &Path) -> Result<Recovery, ReplayError> {
+    std::fs::create_dir(mnt).map_err(|e| ReplayError::io(mnt, e))?;
+    let f = OpenOptions::new().read(true).write(true).open(image).map_err(|e| ReplayError::io(image, e))?;
+    let dev = brink_blockdev::LoopDevice::attach(&f, image, false)?;
+    let opts = crate::state_mount_options(fs, opts).map_err(ReplayError::MountOptions)?;
+    Ok(match brink_blockdev::Mount::mount(dev.path(), mnt, fs.name(), &opts) {
+        Ok(m) => Recovery::Mounted { target: m.leak(), device: dev.leak() },
+        Err(e) => Recovery::DoesNotMount(e.to_string()),
+    })
 }

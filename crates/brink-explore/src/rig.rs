@@ -135,7 +135,7 @@ impl Rig {
         let meta = reader.meta();
         let ctx = CheckCtx {
             fs,
-            mount_opts: state_mount_options(fs, &meta.mount_opts)?,
+            mount_opts: state_mount_options(fs, &meta.mount_opts).map_err(ExploreError::MountOptions)?,
             checkers: cfg.checkers.clone(),
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
