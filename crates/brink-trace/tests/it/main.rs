@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use brink_trace::{Event, TraceError, TraceMeta, TraceReader, TraceWriter, WriteFlags, image};
 
+mod fuzz;
+mod mutate;
 mod trust;
 
 const IMAGE: u64 = 1 << 20;

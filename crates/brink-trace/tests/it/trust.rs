@@ -68,9 +68,13 @@ fn read_all_bounded(t: &Path) -> Result<(), TraceError> {
     let (tx, rx) = mpsc::channel();
     let dir = t.to_path_buf();
     std::thread::spawn(move || {
-        let _ = tx.send(read_all(&dir));
+        let _ = tx.send(std::panic::catch_unwind(|| read_all(&dir)));
     });
-    rx.recv_timeout(HANG_LIMIT).unwrap_or_else(|_| panic!("reading {} hangs", t.display()))
+    match rx.recv_timeout(HANG_LIMIT) {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("reading {} hangs", t.display()),
+    }
 }
 
 #[test]
