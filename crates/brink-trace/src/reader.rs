@@ -277,6 +277,14 @@ impl EventIter {
             return Err(self.corrupt(format!("event {} has impossible length {len}", self.index)));
         }
         let start = self.offset;
+        // A length that runs past the log's end is refused before its buffer is made.
+        if start + 8 + u64::from(len) > self.end {
+            return Err(TraceError::Truncated {
+                path: self.path.clone(),
+                offset: self.end,
+                what: format!("record body of event {} (of {})", self.index, self.total),
+            });
+        }
         self.offset += 8;
         self.read_full(len as usize, "record body")?;
         self.offset = start;

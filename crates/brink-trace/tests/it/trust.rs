@@ -203,3 +203,21 @@ fn trailing_bytes_after_the_last_event_are_an_error() {
     assert!(matches!(e, TraceError::TrailingBytes { bytes: 12, .. }), "{e}");
     assert!(e.to_string().ends_with(&format!("events.log: 12 trailing bytes after the last event at offset {end}")));
 }
+
+#[test]
+fn record_length_past_the_end_of_the_log_is_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = sample(tmp.path());
+    let mut f = OpenOptions::new().append(true).open(t.join("events.log")).unwrap();
+    f.write_all(&brink_trace::EVENT_BYTES_MAX.to_le_bytes()).unwrap();
+    f.write_all(&[0; 4]).unwrap();
+    let mut m = meta_of(&t);
+    m.events += 1;
+    m.events_log_bytes += 8;
+    set_meta(&t, &m);
+    let e = read_all_bounded(&t).unwrap_err();
+    assert!(matches!(e, TraceError::Truncated { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with(&format!("offset {}: truncated: record body of event 6 (of 7)", m.events_log_bytes))
+    );
+}
