@@ -52,6 +52,18 @@ impl TraceError {
     }
 }
 
+/// Longest quotation from the input (a parser's complaint that quotes a value) in an
+/// error message, in characters: a message is one line a user reads, whatever the input.
+pub const ERROR_DETAIL_CHARS_MAX: usize = 300;
+
+/// `text` cut to [`ERROR_DETAIL_CHARS_MAX`] characters, with "…" where it was cut.
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(ERROR_DETAIL_CHARS_MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// Attach a path to an I/O result.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &std::path::Path) -> Result<T, TraceError>;

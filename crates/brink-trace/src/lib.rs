@@ -91,7 +91,7 @@ mod summary;
 mod verify;
 mod writer;
 
-pub use error::TraceError;
+pub use error::{ERROR_DETAIL_CHARS_MAX, TraceError};
 pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
 pub use open::{open_regular, read_capped};

@@ -87,10 +87,11 @@ fn read_meta(dir: &Path) -> Result<TraceMeta, TraceError> {
         }
         Err(e) => return Err(e),
     };
+    // The parser quotes the offending value, which may be megabytes long.
     let meta: TraceMeta = serde_json::from_slice(&json).map_err(|e| TraceError::Corrupt {
         path: meta_path.clone(),
         offset: 0,
-        what: format!("invalid metadata: {e}"),
+        what: format!("invalid metadata: {}", crate::error::clip(&e.to_string())),
     })?;
     if meta.format_version > FORMAT_VERSION {
         return Err(TraceError::NewerVersion {

@@ -221,3 +221,16 @@ fn record_length_past_the_end_of_the_log_is_truncation() {
         e.to_string().ends_with(&format!("offset {}: truncated: record body of event 6 (of 7)", m.events_log_bytes))
     );
 }
+
+#[test]
+fn meta_json_error_quotes_a_bounded_part_of_a_huge_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = sample(tmp.path());
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(t.join("meta.json")).unwrap()).unwrap();
+    v["image_size"] = serde_json::json!("x".repeat(1 << 20));
+    fs::write(t.join("meta.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = read_all_bounded(&t).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("invalid metadata: invalid type: string \"xxx") && msg.ends_with('…'), "{msg}");
+    assert!(msg.len() < 1000, "{} bytes of error message", msg.len());
+}
