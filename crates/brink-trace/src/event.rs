@@ -126,6 +126,9 @@ pub enum EventError {
     /// importer gives whole sectors, and the explorer cuts writes at sector boundaries.
     #[error("{kind} of {len} bytes at byte {offset} is not whole {sector}-byte sectors", sector = crate::SECTOR_BYTES)]
     NotWholeSectors { kind: &'static str, offset: u64, len: u64 },
+    /// A range of more sectors than the explorer counts (2^32 - 1, 2 TiB).
+    #[error("{kind} of {len} bytes is more than {max} sectors", max = u32::MAX)]
+    TooManySectors { kind: &'static str, len: u64 },
 }
 
 pub(crate) fn decode(body: &[u8]) -> Result<Event, EventDecodeError> {

@@ -318,6 +318,9 @@ impl EventIter {
             if offset % SECTOR_BYTES != 0 || len % SECTOR_BYTES != 0 || len == 0 {
                 return Err(EventError::NotWholeSectors { kind: event.kind(), offset, len });
             }
+            if len / SECTOR_BYTES > u64::from(u32::MAX) {
+                return Err(EventError::TooManySectors { kind: event.kind(), len });
+            }
             in_image(offset, len)
         };
         match event {

@@ -180,6 +180,7 @@ fn events_that_are_not_whole_sectors_are_refused_by_the_reader() {
         (w(512, 100), "write of 100 bytes at byte 512 is not whole 512-byte sectors"),
         (Event::Discard { offset: 512, len: 0 }, "discard of 0 bytes at byte 512 is not whole 512-byte sectors"),
         (Event::WriteZeroes { offset: 1, len: 512 }, "write-zeroes of 512 bytes at byte 1 is not whole"),
+        (Event::Discard { offset: 0, len: 1 << 41 }, "discard of 2199023255552 bytes is more than 4294967295 sectors"),
     ];
     for (i, (ev, want)) in cases.iter().enumerate() {
         let t = sample(&subdir(tmp.path(), &i.to_string()));
