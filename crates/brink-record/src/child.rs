@@ -83,8 +83,26 @@ pub(crate) fn tail(path: &Path, max: u64) -> (String, bool) {
     (String::from_utf8_lossy(&buf).into_owned(), cut)
 }
 
-/// The last non-empty line of a captured output, for one-line error messages.
-pub(crate) fn last_line(path: &Path) -> String {
-    let (text, _) = tail(path, 4096);
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+/// Longest line of a captured output quoted in an error message, in characters.
+const QUOTED_LINE_CHARS_MAX: usize = 300;
+
+/// The last `n` non-empty lines of a captured output, oldest first, for one-line error
+/// messages: trimmed, control characters (escape sequences, carriage returns) replaced,
+/// each cut at [`QUOTED_LINE_CHARS_MAX`] characters.
+pub(crate) fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let (text, _) = tail(path, 16 << 10);
+    let mut lines: Vec<String> = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(|l| {
+            let clean: String =
+                l.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).take(QUOTED_LINE_CHARS_MAX).collect();
+            if l.chars().count() > QUOTED_LINE_CHARS_MAX { format!("{clean}…") } else { clean }
+        })
+        .collect();
+    lines.reverse();
+    lines
 }

@@ -14,6 +14,12 @@
 //!   kernel silently stop sending flushes or discards for the rest of the mount.
 //! - A line written to `mark` is queued by the same thread before the `write(2)` returns,
 //!   so it falls exactly between the block requests completed before and after it.
+//!
+//! Who may write what: the mount allows other users (`allow_other`) and lets the kernel
+//! check modes (`default_permissions`). `mark` is mode 0666, so a workload that runs the
+//! application as another user (PostgreSQL refuses root; `setpriv`, `su`, `runuser`)
+//! can acknowledge from it; `disk.img` is 0600, root's alone. The recorder's work
+//! directory, which holds the mount, is 0711 so that such a user can reach `mark`.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -32,6 +38,8 @@ use fuser::{
 
 pub(crate) const DISK_NAME: &str = "disk.img";
 pub(crate) const MARK_NAME: &str = "mark";
+/// `mark` is writable by every user of the workload (see the module docs).
+const MARK_MODE: u16 = 0o666;
 const ROOT: INodeNo = INodeNo(1);
 const DISK: INodeNo = INodeNo(2);
 const MARK: INodeNo = INodeNo(3);
@@ -110,7 +118,11 @@ pub(crate) struct DiskFs {
 }
 
 fn attr(ino: INodeNo, size: u64) -> FileAttr {
-    let (kind, perm) = if ino == ROOT { (FileType::Directory, 0o755) } else { (FileType::RegularFile, 0o600) };
+    let (kind, perm) = match ino {
+        ROOT => (FileType::Directory, 0o755),
+        MARK => (FileType::RegularFile, MARK_MODE),
+        _ => (FileType::RegularFile, 0o600),
+    };
     FileAttr {
         ino,
         size,

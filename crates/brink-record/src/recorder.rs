@@ -12,6 +12,7 @@
 //! error or an interrupt at any step leaves nothing behind.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -177,20 +178,38 @@ fn resolve_program(prog: &str) -> Option<PathBuf> {
     find_on_path(prog)
 }
 
-fn check_status(status: std::process::ExitStatus, what: &str, stderr: &Path) -> Result<(), RecordError> {
+/// Lines of a failed step's output quoted in its error.
+const FAILURE_LINES: usize = 3;
+
+/// `Ok` if the step succeeded; else an error quoting the last lines the step wrote to
+/// stderr (or to stdout, if stderr is empty), since they usually say why.
+fn check_status(status: std::process::ExitStatus, what: &str, stdout: &Path, stderr: &Path) -> Result<(), RecordError> {
     if status.success() {
         return Ok(());
     }
-    let line = child::last_line(stderr);
-    let detail = if line.is_empty() { String::new() } else { format!(": {line}") };
+    let mut lines = child::last_lines(stderr, FAILURE_LINES);
+    if lines.is_empty() {
+        lines = child::last_lines(stdout, FAILURE_LINES);
+    }
+    let detail = if lines.is_empty() { String::new() } else { format!(": {}", lines.join(" | ")) };
     Err(RecordError::Failed(format!("{what} failed ({}){detail}", child::exit_info(status))))
 }
 
+/// Create the capture files of a step's stdout and stderr, readable by root alone (the
+/// work directory can be entered by anyone, for `$BRINK_MARK`).
 fn output_files(work: &Path, name: &str) -> Result<(PathBuf, PathBuf, File, File), RecordError> {
     let out = work.join(format!("{name}.stdout"));
     let err = work.join(format!("{name}.stderr"));
-    let o = File::create(&out).map_err(|e| RecordError::io("creating an output capture file", e))?;
-    let e2 = File::create(&err).map_err(|e| RecordError::io("creating an output capture file", e))?;
+    let create = |p: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(p)
+            .map_err(|e| RecordError::io("creating an output capture file", e))
+    };
+    let (o, e2) = (create(&out)?, create(&err)?);
     Ok((out, err, o, e2))
 }
 
@@ -206,6 +225,9 @@ struct WorkPaths {
     backing: PathBuf,
 }
 
+/// The work directory's mode: others may enter it (to reach `$BRINK_MARK`), not list it.
+const WORK_DIR_MODE: u32 = 0o711;
+
 /// Create the work directory, its layout, and the empty backing image of `size` bytes.
 fn work_area(size: u64) -> Result<(tempfile::TempDir, WorkPaths, File), RecordError> {
     let work = tempfile::Builder::new()
@@ -218,6 +240,10 @@ fn work_area(size: u64) -> Result<(tempfile::TempDir, WorkPaths, File), RecordEr
         mnt: work.path().join("mnt"),
         backing: work.path().join(DISK_NAME),
     };
+    // Enterable by anyone (not listable), so that a workload that runs the application
+    // as another user can reach `$BRINK_MARK` and the mount; what is inside is root's.
+    std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(WORK_DIR_MODE))
+        .map_err(|e| RecordError::io(format!("opening up {}", paths.root.display()), e))?;
     for d in [&paths.fuse_dir, &paths.mnt] {
         std::fs::create_dir(d).map_err(|e| RecordError::io(format!("creating {}", d.display()), e))?;
     }
@@ -225,6 +251,7 @@ fn work_area(size: u64) -> Result<(tempfile::TempDir, WorkPaths, File), RecordEr
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&paths.backing)
         .map_err(|e| RecordError::io("creating the disk image", e))?;
     backing.set_len(size).map_err(|e| RecordError::io("sizing the disk image", e))?;
@@ -240,7 +267,13 @@ fn start_disk(paths: &WorkPaths, disk: DiskFs, progress: &Progress) -> Result<Fu
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoExec,
+        // The kernel checks the files' modes: `mark` is writable by anyone, `disk.img`
+        // by root alone. Without this, allow_other would let anyone write the disk.
+        fuser::MountOption::DefaultPermissions,
     ];
+    // allow_other: a workload may run the application as another user (PostgreSQL
+    // refuses to run as root), which must still be able to write marks.
+    fuse_cfg.acl = fuser::SessionACL::All;
     fuse_cfg.n_threads = Some(1);
     progress.set("starting the FUSE disk");
     let session = fuser::spawn_mount(disk, &paths.fuse_dir, &fuse_cfg)
@@ -277,22 +310,24 @@ fn make_fs(
     progress: &Progress,
 ) -> Result<(), RecordError> {
     progress.set("mkfs");
-    let (_, mkfs_err, o, e) = output_files(&paths.root, "mkfs")?;
+    let (mkfs_out, mkfs_err, o, e) = output_files(&paths.root, "mkfs")?;
     let mut cmd = Command::new(mkfs);
     cmd.args(cfg.fs.mkfs_args())
         .args(shlex::split(&cfg.mkfs_opts).expect("checked in preflight"))
         .arg(dev)
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
-    check_status(child::run(cmd, cfg.fs.mkfs_program(), &cfg.interrupt)?, cfg.fs.mkfs_program(), &mkfs_err)?;
+    let status = child::run(cmd, cfg.fs.mkfs_program(), &cfg.interrupt)?;
+    check_status(status, cfg.fs.mkfs_program(), &mkfs_out, &mkfs_err)?;
     if let Some(setup) = &cfg.setup {
         progress.set("setup");
         let m = Mount::mount(dev, &paths.mnt, cfg.fs.name(), &cfg.mount_opts).map_err(mount_err)?;
-        let (_, setup_err, o, e) = output_files(&paths.root, "setup")?;
+        let (setup_out, setup_err, o, e) = output_files(&paths.root, "setup")?;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg(setup).current_dir(&paths.mnt).env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME));
         cmd.stdout(Stdio::from(o)).stderr(Stdio::from(e));
-        check_status(child::run(cmd, "the setup command", &cfg.interrupt)?, "the setup command", &setup_err)?;
+        let status = child::run(cmd, "the setup command", &cfg.interrupt)?;
+        check_status(status, "the setup command", &setup_out, &setup_err)?;
         m.unmount()?;
     }
     Ok(())

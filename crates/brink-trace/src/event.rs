@@ -81,6 +81,18 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_little_endian().with_fixed_int_encoding()
 }
 
+/// The decoder's configuration: the encoding's, plus a limit on what one decode may
+/// claim, so that a length field inside a record (a mark's text, a write's chunk list)
+/// that passes the checksum but says "2^64 bytes" is an error before anything is
+/// allocated, not a "capacity overflow" panic or an allocation abort. No record is longer
+/// than [`crate::EVENT_BYTES_MAX`], so no valid event reaches the limit.
+fn decode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<{ crate::EVENT_BYTES_MAX as usize }>()
+}
+
 pub(crate) fn encode(ev: &Event) -> Vec<u8> {
     // Encoding an in-memory value into a Vec cannot fail for these plain types.
     bincode::serde::encode_to_vec(ev, config()).expect("event encodes")
@@ -108,12 +120,19 @@ pub enum EventError {
     WriteLength { len: u64 },
     #[error("write of {len} bytes lists {chunks} chunks")]
     ChunkCount { len: u64, chunks: usize },
-    #[error("mark of {len} bytes")]
+    #[error("mark of {len} bytes is longer than the limit of {max}", max = crate::MARK_BYTES_MAX)]
     MarkLength { len: usize },
+    /// A write, discard or write-zeroes that is not whole sectors: every recorder and
+    /// importer gives whole sectors, and the explorer cuts writes at sector boundaries.
+    #[error("{kind} of {len} bytes at byte {offset} is not whole {sector}-byte sectors", sector = crate::SECTOR_BYTES)]
+    NotWholeSectors { kind: &'static str, offset: u64, len: u64 },
+    /// A range of more sectors than the explorer counts (2^32 - 1, 2 TiB).
+    #[error("{kind} of {len} bytes is more than {max} sectors", max = u32::MAX)]
+    TooManySectors { kind: &'static str, len: u64 },
 }
 
 pub(crate) fn decode(body: &[u8]) -> Result<Event, EventDecodeError> {
-    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, config())?;
+    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(body, decode_config())?;
     if used != body.len() {
         return Err(EventDecodeError::TrailingBytes(body.len() - used));
     }

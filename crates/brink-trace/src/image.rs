@@ -15,7 +15,7 @@ use crate::{Event, TraceError, TraceReader};
 /// Copy `src` to a new file `dst`, keeping holes: only data extents are copied, with
 /// `copy_file_range` (which reflinks where the file system can). `dst` is fsynced.
 pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), TraceError> {
-    let input = File::open(src).at(src)?;
+    let input = crate::open_regular(src)?;
     let len = input.metadata().at(src)?.len();
     let output = File::options().write(true).create_new(true).open(dst).at(dst)?;
     output.set_len(len).at(dst)?;
@@ -72,7 +72,7 @@ pub const DIGEST_BLOCK_BYTES: u64 = 4096;
 /// however their holes are laid out, and the cost follows the data, not the image size
 /// (holes are skipped with SEEK_DATA).
 pub fn digest_file(path: &Path) -> Result<String, TraceError> {
-    let f = File::open(path).at(path)?;
+    let f = crate::open_regular(path)?;
     let len = f.metadata().at(path)?.len();
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"brink image digest v1");

@@ -70,6 +70,13 @@
 //! Replaying every event in order onto `base.img` gives the disk as it stood when
 //! recording ended; `meta.json` holds its content digest (`final_image_digest`, see
 //! [`image::digest_file`]) where known, and [`verify`] checks the one against the other.
+//! `base_image_digest` is the same digest of `base.img`; [`check_base_image`] checks it.
+//!
+//! **Limits.** A trace is input from anywhere, so every length in it is bounded before
+//! anything is allocated: a record by [`EVENT_BYTES_MAX`], a write by [`WRITE_BYTES_MAX`],
+//! a mark by [`MARK_BYTES_MAX`], `meta.json` by [`META_BYTES_MAX`]; every file must be a
+//! regular file ([`open_regular`]). Writes, discards and write-zeroes are whole
+//! [`SECTOR_BYTES`] sectors, and `events.log` ends where its last event does.
 
 #![forbid(unsafe_code)]
 
@@ -78,17 +85,19 @@ mod error;
 mod event;
 pub mod image;
 mod meta;
+mod open;
 mod reader;
 mod summary;
 mod verify;
 mod writer;
 
-pub use error::TraceError;
+pub use error::{ERROR_DETAIL_CHARS_MAX, TraceError};
 pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
+pub use open::{open_regular, read_capped};
 pub use reader::{EventIter, PositionedEvent, TraceReader};
 pub use summary::TraceSummary;
-pub use verify::{VerifyError, VerifyReport, verify};
+pub use verify::{VerifyError, VerifyReport, check_base_image, verify};
 pub use writer::{TraceWriter, WriterStats};
 
 /// The format version this build writes and the newest it reads.
@@ -104,6 +113,10 @@ pub const EVENT_BYTES_MAX: u32 = 16 << 20;
 pub const WRITE_BYTES_MAX: u64 = 256 << 20;
 /// Longest mark text, in bytes.
 pub const MARK_BYTES_MAX: usize = 4096;
+/// Largest `meta.json` a reader accepts. What brink writes there is bounded (the
+/// workload's output is capped at 64 KiB a stream, which JSON escaping can grow sixfold);
+/// the cap keeps a `meta.json` linked to an endless file from filling memory.
+pub const META_BYTES_MAX: u64 = 16 << 20;
 
 /// File names inside a trace directory.
 pub mod files {

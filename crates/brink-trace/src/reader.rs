@@ -11,7 +11,8 @@ use crate::error::IoContext;
 use crate::event::{EventError, decode};
 use crate::{
     CHUNK_BYTES, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
-    PACK_MAGIC, TraceError, TraceMeta, WRITE_BYTES_MAX, Write, files,
+    META_BYTES_MAX, PACK_MAGIC, SECTOR_BYTES, TraceError, TraceMeta, WRITE_BYTES_MAX, Write, files, open_regular,
+    read_capped,
 };
 
 /// An open trace. `Sync`: payload reads are positional, so threads may share it.
@@ -73,47 +74,58 @@ fn check_len(path: &Path, file: &File, expected: u64) -> Result<(), TraceError> 
     Ok(())
 }
 
+/// Read and parse `meta.json`, refusing a newer format version.
+fn read_meta(dir: &Path) -> Result<TraceMeta, TraceError> {
+    let meta_path = dir.join(files::META);
+    let json = match read_capped(&meta_path, META_BYTES_MAX) {
+        Ok(j) => j,
+        Err(TraceError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TraceError::NotATrace {
+                path: dir.into(),
+                reason: format!("no {} (an unfinished recording or another directory)", files::META),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    // The parser quotes the offending value, which may be megabytes long.
+    let meta: TraceMeta = serde_json::from_slice(&json).map_err(|e| TraceError::Corrupt {
+        path: meta_path.clone(),
+        offset: 0,
+        what: format!("invalid metadata: {}", crate::error::clip(&e.to_string())),
+    })?;
+    if meta.format_version > FORMAT_VERSION {
+        return Err(TraceError::NewerVersion {
+            path: meta_path,
+            found: meta.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(meta)
+}
+
 impl TraceReader {
+    /// Open the trace in `dir`: read `meta.json` (at most [`META_BYTES_MAX`] bytes) and
+    /// check the other files' headers and sizes against it. Every file must be a regular
+    /// file ([`open_regular`]). The base image's content is not read here; see
+    /// [`TraceReader::check_base_image`].
     pub fn open(dir: &Path) -> Result<TraceReader, TraceError> {
         if !dir.is_dir() {
             return Err(TraceError::NotATrace { path: dir.into(), reason: "no such directory".into() });
         }
-        let meta_path = dir.join(files::META);
-        let json = match std::fs::read(&meta_path) {
-            Ok(j) => j,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TraceError::NotATrace {
-                    path: dir.into(),
-                    reason: format!("no {} (an unfinished recording or another directory)", files::META),
-                });
-            }
-            Err(e) => return Err(TraceError::io(meta_path, e)),
-        };
-        let meta: TraceMeta = serde_json::from_slice(&json).map_err(|e| TraceError::Corrupt {
-            path: meta_path.clone(),
-            offset: 0,
-            what: format!("invalid metadata: {e}"),
-        })?;
-        if meta.format_version > FORMAT_VERSION {
-            return Err(TraceError::NewerVersion {
-                path: meta_path,
-                found: meta.format_version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        let meta = read_meta(dir)?;
         let events_path = dir.join(files::EVENTS);
-        let mut events = File::open(&events_path).at(&events_path)?;
+        let mut events = open_regular(&events_path)?;
         check_header(&events_path, &mut events, EVENTS_MAGIC)?;
         check_len(&events_path, &events, meta.events_log_bytes)?;
         let pack_path = dir.join(files::PACK);
-        let mut pack = File::open(&pack_path).at(&pack_path)?;
+        let mut pack = open_regular(&pack_path)?;
         check_header(&pack_path, &mut pack, PACK_MAGIC)?;
         let pack_len = pack.metadata().at(&pack_path)?.len();
         if pack_len > meta.pack_bytes {
             check_len(&pack_path, &pack, meta.pack_bytes)?;
         }
         let base = dir.join(files::BASE_IMAGE);
-        let base_len = std::fs::metadata(&base).at(&base)?.len();
+        let base_len = open_regular(&base)?.metadata().at(&base)?.len();
         if base_len != meta.image_size {
             return Err(TraceError::Invalid {
                 path: base,
@@ -123,6 +135,23 @@ impl TraceReader {
         // A pack shorter than meta.json says is reported when a payload in the missing
         // part is read, with the offset that is missing.
         Ok(TraceReader { dir: dir.into(), meta, pack_path, pack, pack_len })
+    }
+
+    /// Check `base.img` against the digest `meta.json` records for it (reading all its
+    /// data): a damaged base image gives wrong crash states even where every event
+    /// replays, and [`crate::verify`] alone misses damage in blocks the workload rewrote.
+    pub fn check_base_image(&self) -> Result<(), TraceError> {
+        let path = self.base_image_path();
+        let want = &self.meta.base_image_digest;
+        if want.is_empty() {
+            let meta_path = self.dir.join(files::META);
+            return Err(TraceError::Invalid { path: meta_path, what: "no base image digest recorded".into() });
+        }
+        let got = crate::image::digest_file(&path)?;
+        if got != *want {
+            return Err(TraceError::BaseImageDigest { path, got, want: want.clone() });
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -145,7 +174,7 @@ impl TraceReader {
     /// Stream the events from the start. Each call opens its own file handle.
     pub fn events(&self) -> Result<EventIter, TraceError> {
         let path = self.dir.join(files::EVENTS);
-        let file = File::open(&path).at(&path)?;
+        let file = open_regular(&path)?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         std::io::copy(&mut (&mut reader).take(HEADER_BYTES), &mut std::io::sink()).at(&path)?;
         Ok(EventIter {
@@ -154,6 +183,7 @@ impl TraceReader {
             offset: HEADER_BYTES,
             index: 0,
             total: self.meta.events,
+            end: self.meta.events_log_bytes,
             image_size: self.meta.image_size,
             done: false,
             body: Vec::new(),
@@ -211,6 +241,8 @@ pub struct EventIter {
     offset: u64,
     index: u64,
     total: u64,
+    /// Where the last event must end: `meta.json`'s length of the log.
+    end: u64,
     image_size: u64,
     done: bool,
     body: Vec<u8>,
@@ -246,6 +278,14 @@ impl EventIter {
             return Err(self.corrupt(format!("event {} has impossible length {len}", self.index)));
         }
         let start = self.offset;
+        // A length that runs past the log's end is refused before its buffer is made.
+        if start + 8 + u64::from(len) > self.end {
+            return Err(TraceError::Truncated {
+                path: self.path.clone(),
+                offset: self.end,
+                what: format!("record body of event {} (of {})", self.index, self.total),
+            });
+        }
         self.offset += 8;
         self.read_full(len as usize, "record body")?;
         self.offset = start;
@@ -272,6 +312,17 @@ impl EventIter {
             Some(end) if end <= image_size => Ok(()),
             _ => Err(EventError::OutsideImage { offset, len, image_size }),
         };
+        // Whole sectors, as the explorer needs them: refused here too, so that every
+        // command (show, verify, explore) takes or refuses the same traces.
+        let sectors = |offset: u64, len: u64| {
+            if offset % SECTOR_BYTES != 0 || len % SECTOR_BYTES != 0 || len == 0 {
+                return Err(EventError::NotWholeSectors { kind: event.kind(), offset, len });
+            }
+            if len / SECTOR_BYTES > u64::from(u32::MAX) {
+                return Err(EventError::TooManySectors { kind: event.kind(), len });
+            }
+            in_image(offset, len)
+        };
         match event {
             Event::Write(w) => {
                 if w.len == 0 || w.len > WRITE_BYTES_MAX {
@@ -280,9 +331,9 @@ impl EventIter {
                 if w.chunks.len() as u64 != w.len.div_ceil(CHUNK_BYTES as u64) {
                     return Err(EventError::ChunkCount { len: w.len, chunks: w.chunks.len() });
                 }
-                in_image(w.offset, w.len)
+                sectors(w.offset, w.len)
             }
-            Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => in_image(*offset, *len),
+            Event::Discard { offset, len } | Event::WriteZeroes { offset, len } => sectors(*offset, *len),
             Event::Mark { text } if text.len() > MARK_BYTES_MAX => Err(EventError::MarkLength { len: text.len() }),
             Event::Error(Failed::Write { offset, len }) => in_image(*offset, *len),
             Event::Mark { .. } | Event::Flush | Event::Error(Failed::Flush) => Ok(()),
@@ -299,6 +350,10 @@ impl Iterator for EventIter {
         }
         if self.index == self.total {
             self.done = true;
+            if self.offset != self.end {
+                let bytes = self.end.saturating_sub(self.offset);
+                return Some(Err(TraceError::TrailingBytes { path: self.path.clone(), offset: self.offset, bytes }));
+            }
             return None;
         }
         let r = self.next_event();

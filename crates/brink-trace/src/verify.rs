@@ -37,11 +37,18 @@ pub enum VerifyError {
     Mismatch { events: u64, got: String, want: String },
 }
 
-/// Replay every event of the trace in `dir` onto a sparse copy of its base image (in a
-/// temporary directory, removed afterwards) and compare the result's digest with the
-/// recorded final image digest.
+/// Check the base image of the trace in `dir` against the digest its `meta.json`
+/// records ([`TraceReader::check_base_image`]), for callers that hold no reader.
+pub fn check_base_image(dir: &Path) -> Result<(), TraceError> {
+    TraceReader::open(dir)?.check_base_image()
+}
+
+/// Check the base image of the trace in `dir` against its recorded digest, then replay
+/// every event onto a sparse copy of it (in a temporary directory, removed afterwards)
+/// and compare the result's digest with the recorded final image digest.
 pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let reader = TraceReader::open(dir)?;
+    reader.check_base_image()?;
     let tmp =
         tempfile::Builder::new().prefix("brink-verify-").tempdir().map_err(|source| VerifyError::Scratch { source })?;
     let img_path = tmp.path().join("image");

@@ -17,9 +17,9 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use brink_trace::{MARK_BYTES_MAX, TraceMeta, TraceWriter, WRITE_BYTES_MAX, WriteFlags, image};
+use brink_trace::{MARK_BYTES_MAX, TraceError, TraceMeta, TraceWriter, WRITE_BYTES_MAX, WriteFlags, image};
 
 use crate::RecordError;
 
@@ -30,6 +30,14 @@ const DISCARD: u64 = 4;
 const MARK: u64 = 8;
 const METADATA: u64 = 16;
 const KNOWN_FLAGS: u64 = FLUSH | FUA | DISCARD | MARK | METADATA;
+/// Bytes of an entry header before its mark text: sector, nr_sectors, flags, data_len.
+const ENTRY_HEADER_BYTES: u64 = 32;
+/// Smallest log sector size: the kernel target uses the log device's logical block size
+/// and QEMU refuses less than 512, so a smaller one is damage. It also keeps every write
+/// whole 512-byte trace sectors, and every header large enough for its fields.
+const LOG_SECTOR_BYTES_MIN: u32 = 512;
+/// Largest log sector size (QEMU's limit).
+const LOG_SECTOR_BYTES_MAX: u32 = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct DmLogImport {
@@ -90,19 +98,35 @@ fn superblock(log: &Log) -> Result<(u64, u64), RecordError> {
     }
     let nr_entries = le64(&sb, 16);
     let ss = u32::from_le_bytes(sb[24..28].try_into().expect("4 bytes"));
-    if !ss.is_power_of_two() || !(32..(16 << 20)).contains(&ss) {
-        return Err(log.bad(24, format!("impossible sector size {ss}")));
+    if !ss.is_power_of_two() || !(LOG_SECTOR_BYTES_MIN..=LOG_SECTOR_BYTES_MAX).contains(&ss) {
+        return Err(log.bad(
+            24,
+            format!(
+                "impossible sector size {ss} (a power of two from {LOG_SECTOR_BYTES_MIN} to {LOG_SECTOR_BYTES_MAX})"
+            ),
+        ));
     }
     Ok((nr_entries, u64::from(ss)))
 }
 
+/// Open an input file (`what` names it in the message) if it is a regular file, without
+/// blocking on a FIFO ([`brink_trace::open_regular`]).
+fn open_input(path: &Path, what: &str) -> Result<File, RecordError> {
+    brink_trace::open_regular(path).map_err(|e| match e {
+        TraceError::Io { source, .. } => {
+            RecordError::Precondition(format!("cannot open {what}{}: {source}", path.display()))
+        }
+        e => RecordError::Precondition(format!("cannot open {what}{e}")),
+    })
+}
+
 pub fn import_dm_log_writes(req: &DmLogImport) -> Result<DmLogSummary, RecordError> {
-    let file = File::open(&req.log)
-        .map_err(|e| RecordError::Precondition(format!("cannot open {}: {e}", req.log.display())))?;
+    let file = open_input(&req.log, "")?;
     let len = file.metadata().map_err(|e| RecordError::io("reading the log's size", e))?.len();
     let log = Log { path: req.log.clone(), file, len };
-    let base_len = std::fs::metadata(&req.base)
-        .map_err(|e| RecordError::Precondition(format!("cannot open base image {}: {e}", req.base.display())))?
+    let base_len = open_input(&req.base, "base image ")?
+        .metadata()
+        .map_err(|e| RecordError::io("reading the base image's size", e))?
         .len();
     let (nr_entries, ss) = superblock(&log)?;
 
@@ -143,7 +167,7 @@ fn import_entry(log: &Log, writer: &mut TraceWriter, e: Entry) -> Result<u64, Re
     if flags == 0 && nr_sectors == 0 {
         return Err(entry("malformed: no flags and no sectors".into()));
     }
-    if flags != MARK && h[32] != 0 {
+    if flags != MARK && h[ENTRY_HEADER_BYTES as usize] != 0 {
         return Err(entry("malformed: header is not zero-padded".into()));
     }
     let range = sector
@@ -157,14 +181,19 @@ fn import_entry(log: &Log, writer: &mut TraceWriter, e: Entry) -> Result<u64, Re
     };
     pos += ss;
     if flags & MARK != 0 {
-        if data_len > ss - 32 || data_len as usize > MARK_BYTES_MAX {
+        if data_len > ss - ENTRY_HEADER_BYTES || data_len as usize > MARK_BYTES_MAX {
             return Err(entry(format!("mark text of {data_len} bytes does not fit its header")));
         }
-        let text = String::from_utf8_lossy(&h[32..32 + data_len as usize]).into_owned();
+        let start = ENTRY_HEADER_BYTES as usize;
+        let text = String::from_utf8_lossy(&h[start..start + data_len as usize]).into_owned();
         writer.mark(&text)?;
         return Ok(pos);
     }
     if flags & DISCARD != 0 {
+        // Nothing to discard: the explorer refuses such an event, so the import does.
+        if nr_sectors == 0 {
+            return Err(entry("malformed: a discard of 0 sectors".into()));
+        }
         writer.discard(offset, bytes)?;
         return Ok(pos);
     }

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use brink_trace::{Event, TraceError, TraceMeta, TraceReader, TraceWriter, WriteFlags, image};
 
+mod fuzz;
+mod mutate;
+mod trust;
+
 const IMAGE: u64 = 1 << 20;
 
 fn meta() -> TraceMeta {
