@@ -53,9 +53,10 @@ pub fn abort(mountpoint: &Path) {
 pub struct Watchdog(Child);
 
 /// Watches the process from its status: a zombie leader, or a pending SIGKILL, means
-/// the process is dying; then, or once it is gone, abort the connection, lazily unmount
-/// every mount under the work directory (deepest first; the loop devices under them
-/// detach themselves, AUTOCLEAR) and, if asked, remove the directory. A dead FUSE mount left in
+/// the process is dying; then, or once it is gone, abort the connection, wait (bounded)
+/// for its threads to finish (one may be inside mount(2)), lazily unmount every mount
+/// under the work directory (deepest first; the loop devices under them detach
+/// themselves, AUTOCLEAR) and, if asked, remove the directory. A dead FUSE mount left in
 /// the mount table would otherwise break tools that stat every mount (mkfs.btrfs does).
 const WATCH: &str = r#"
 pid=$1; conn=$2; work=$3; remove=$4
@@ -67,10 +68,21 @@ dying() {
   done
   return 1
 }
+mounts() {
+  awk -v w="$work" 'index($2, w) == 1 { print length($2), $2 }' /proc/self/mounts | sort -rn | cut -d' ' -f2-
+}
 while ! dying; do sleep 0.05; done
 echo 1 > "$conn/abort" 2>/dev/null
-awk -v w="$work" 'index($2, w) == 1 { print length($2), $2 }' /proc/self/mounts | sort -rn | cut -d' ' -f2- |
-  while read -r m; do umount -l "$m" 2>/dev/null; done
+# A thread of the dying process may be inside mount(2), and completes it after the
+# abort: wait (bounded) until no thread of the process is left (gone, or a zombie leader
+# alone), so that the one pass below sees every mount it made. One pass only: a later run
+# may reuse the work area as soon as it is clean.
+n=0
+while [ $n -lt 200 ] && s=$(cat /proc/$pid/status 2>/dev/null); do
+  case "$s" in *"State:	Z"*) [ "$(ls /proc/$pid/task 2>/dev/null | wc -l)" -le 1 ] && break;; esac
+  sleep 0.05; n=$((n + 1))
+done
+mounts | while read -r m; do umount -l "$m" 2>/dev/null; done
 [ "$remove" = remove ] && rm -rf "$work"
 exit 0
 "#;
