@@ -432,7 +432,7 @@ impl<'a> Explorer<'a> {
         let overlay_start = Instant::now();
         let mut pieces = ep.fp.pieces(&ep.ed.epoch, &f.base);
         pieces.extend(f.extra.iter().cloned());
-        let checks = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state));
+        let checks = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state))?;
         // Not deduplicated: the key is the id's hash, not the image's.
         let key = ImageHash::sector(u64::MAX, id.as_bytes());
         self.record(&Record::new(&f.state, key.to_string(), checks, None))
@@ -455,10 +455,10 @@ impl<'a> Explorer<'a> {
         overlay_start: Instant,
         id: &str,
         marks: &[String],
-    ) -> Vec<CheckOutcome> {
-        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings);
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
+        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings)?;
         self.checked.fetch_add(1, Ordering::Relaxed);
-        checks
+        Ok(checks)
     }
 
     /// A unique state's checks: from the cache, or checked (and then cached).
@@ -473,7 +473,7 @@ impl<'a> Explorer<'a> {
             return Ok(c);
         }
         let start = Instant::now();
-        let checks = self.check_state(pieces(), None, start, id, marks);
+        let checks = self.check_state(pieces(), None, start, id, marks)?;
         if let Some(c) = &self.cache {
             c.put(&hash, marks, &checks)?;
         }

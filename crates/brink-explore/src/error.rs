@@ -51,6 +51,12 @@ pub enum ExploreError {
     SlotMount { path: PathBuf, source: std::io::Error },
     #[error("cannot start {jobs} worker threads")]
     Pool { jobs: usize, source: rayon::ThreadPoolBuildError },
+    /// Checkers left more state file systems busy than a run retires slots for
+    /// (rig.rs): their processes still hold them.
+    #[error(
+        "processes started by the checkers kept {retired} states' file systems busy after their checks, as many as a run can set aside: stop those processes (the checker must wait for what it starts), then resume"
+    )]
+    SlotsExhausted { retired: usize },
     #[error("cannot attribute the trace's writes")]
     Attribution(#[source] brink_attrib::AttribError),
 }

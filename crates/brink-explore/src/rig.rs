@@ -16,6 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +28,10 @@ use crate::footprint::Piece;
 use crate::slots::{SlotFs, Slots};
 use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, engine_failure};
 use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
+
+/// Slots a run may retire (`Rig::retire`) before it stops: each one is a file system a
+/// checker's process kept alive, holding a loop device until that process ends.
+pub(crate) const SLOTS_RETIRED_MAX: usize = 8;
 
 /// The FUSE mount of the slots, unmounted on drop.
 struct SlotMount {
@@ -90,6 +95,8 @@ enum Backend {
     Slots {
         _mount: SlotMount,
         slots: Arc<Slots>,
+        /// The next slot never used yet, to replace a retired one (`Rig::retire`).
+        spare: Mutex<usize>,
     },
     Files,
     InProcess(Arc<dyn InProcessCheck>),
@@ -104,6 +111,8 @@ pub(crate) struct Rig {
     work: WorkDir,
     reader: Arc<TraceReader>,
     ctx: CheckCtx,
+    /// A stale slot could not be replaced: the pool is short of a worker.
+    short: AtomicBool,
 }
 
 impl Rig {
@@ -140,7 +149,16 @@ impl Rig {
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
         };
-        Ok(Rig { workers: Mutex::new(workers), backend, durable, durable_path, work, reader: reader.clone(), ctx })
+        Ok(Rig {
+            workers: Mutex::new(workers),
+            backend,
+            durable,
+            durable_path,
+            work,
+            reader: reader.clone(),
+            ctx,
+            short: AtomicBool::new(false),
+        })
     }
 
     /// The image of everything flushed before the current epoch.
@@ -167,15 +185,24 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Vec<CheckOutcome> {
-        let w = self.workers.lock().expect("workers").pop().expect("a free worker per thread");
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
+        let Some(mut w) = self.workers.lock().expect("workers").pop() else {
+            // Only a slot that could not be replaced leaves a thread without a worker,
+            // and that stopped the run.
+            assert!(self.short.load(Ordering::Relaxed), "a free worker per thread");
+            return Err(ExploreError::SlotsExhausted { retired: SLOTS_RETIRED_MAX });
+        };
         let checks = match &self.backend {
-            Backend::Slots { slots, .. } => {
+            Backend::Slots { slots, spare, .. } => {
                 slots.set(w.slot, pieces, bad);
                 Timings::add(&timings.overlay_us, overlay_start);
-                let checks = w.check(&self.ctx, id, marks, timings);
-                slots.clear(w.slot);
-                checks
+                let c = w.check(&self.ctx, id, marks, timings);
+                if c.stale {
+                    w = self.retire(w, slots, spare).inspect_err(|_| self.short.store(true, Ordering::Relaxed))?;
+                } else {
+                    slots.clear(w.slot);
+                }
+                c.checks
             }
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
@@ -188,7 +215,28 @@ impl Rig {
             }
         };
         self.workers.lock().expect("workers").push(w);
-        checks
+        Ok(checks)
+    }
+
+    /// Replace a worker whose slot is stale (`SlotCheck::stale`) with one on a slot never
+    /// used, under a new loop device. The old slot keeps its overlay (the file system
+    /// that outlived its check may still read and write it) and is never used again;
+    /// its loop device detaches itself once that file system is gone (AUTOCLEAR).
+    fn retire(&self, w: Worker, slots: &Slots, spare: &Mutex<usize>) -> Result<Worker, ExploreError> {
+        let Worker { slot: _, dev, mnt, scratch } = w;
+        drop(dev);
+        let slot = {
+            let mut next = spare.lock().expect("spare slots");
+            if *next >= slots.count() {
+                return Err(ExploreError::SlotsExhausted { retired: SLOTS_RETIRED_MAX });
+            }
+            *next += 1;
+            *next - 1
+        };
+        let path = self.work.0.join("slots").join(Slots::file_name(slot));
+        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        let dev = LoopDevice::attach(&f, &path, false)?;
+        Ok(Worker { slot, dev: Some(dev), mnt, scratch })
     }
 
     /// Build the state's image in the worker's scratch directory and hand it over.
@@ -218,7 +266,7 @@ impl Rig {
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _ } = self;
+        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _, short: _ } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);
@@ -238,7 +286,7 @@ fn slot_workers(
         File::open(durable_path).map_err(|e| ExploreError::io(durable_path, e))?,
         reader.meta().image_size,
         reader.clone(),
-        jobs,
+        jobs + SLOTS_RETIRED_MAX,
     );
     let slot_dir = work.join("slots");
     std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
@@ -263,7 +311,7 @@ fn slot_workers(
         }
         workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
     }
-    Ok((Backend::Slots { _mount: mount, slots }, workers))
+    Ok((Backend::Slots { _mount: mount, slots, spare: Mutex::new(jobs) }, workers))
 }
 
 /// Recovery on image files: a scratch directory per worker, the state's files

@@ -3,6 +3,7 @@
 //! optionally fsck, run the checkers with the state's marks, unmount.
 
 use std::ffi::OsStr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -107,6 +108,45 @@ fn mount_violation(e: impl std::fmt::Display) -> CheckOutcome {
     }
 }
 
+/// What a check left behind besides its outcomes.
+#[derive(Debug)]
+pub struct SlotCheck {
+    pub checks: Vec<CheckOutcome>,
+    /// The state's file system outlived the check (a process the checker started keeps
+    /// it): it stays on the slot's loop device, and the kernel would hand it out again
+    /// for the next mount of that device instead of reading the next state. The slot is
+    /// retired (rig.rs) and the state is a checker failure saying so.
+    pub stale: bool,
+}
+
+/// Why a state whose file system outlived its check is a checker failure.
+const BUSY: &str = "a process the checker started kept the state's file system busy";
+
+impl SlotCheck {
+    fn fresh(checks: Vec<CheckOutcome>) -> SlotCheck {
+        SlotCheck { checks, stale: false }
+    }
+
+    /// The unmount failed (EBUSY): the mount was detached lazily and lives on.
+    fn busy(e: &brink_blockdev::BlockdevError) -> SlotCheck {
+        SlotCheck { checks: vec![engine_failure(format!("{BUSY}: {}", error_chain(e)))], stale: true }
+    }
+}
+
+/// An error and its causes, each once, joined by ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub(crate) fn engine_failure(what: String) -> CheckOutcome {
     CheckOutcome { checker: "brink".into(), verdict: Verdict::CheckerFailure, message: what, details: None, ms: 0 }
 }
@@ -124,36 +164,56 @@ impl Worker {
         })
     }
 
-    /// Recover and check the state currently in this worker's slot.
-    pub fn check(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], t: &Timings) -> Vec<CheckOutcome> {
+    /// Recover and check the state currently in this worker's slot. A slot left stale
+    /// (`SlotCheck::stale`) must not check another state.
+    pub fn check(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], t: &Timings) -> SlotCheck {
         let mut out = Vec::new();
         let started = Instant::now();
         let mount = self.mount(ctx);
         Timings::add(&t.mount_us, started);
         let mut m = match mount {
             Ok(m) => m,
-            Err(o) => return vec![o],
+            Err(o) => return SlotCheck::fresh(vec![o]),
         };
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
             if let Err(e) = m.unmount() {
-                return vec![engine_failure(e.to_string())];
+                return SlotCheck::busy(&e);
             }
             out.push(fsck(ctx.fs, self.dev().path(), &self.scratch, ctx.timeout));
             m = match self.mount(ctx) {
                 Ok(m) => m,
                 Err(o) => {
                     out.push(o);
-                    return out;
+                    return self.released(out);
                 }
             };
         }
         self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out);
         let started = Instant::now();
-        if let Err(e) = m.unmount() {
-            out.push(engine_failure(e.to_string()));
-        }
+        let unmounted = m.unmount();
         Timings::add(&t.unmount_us, started);
-        out
+        match unmounted {
+            Ok(()) => self.released(out),
+            Err(e) => SlotCheck::busy(&e),
+        }
+    }
+
+    /// `checks` if the file system is gone from the loop device after its unmount. A
+    /// process in another mount namespace can keep it alive with nothing mounted here;
+    /// the next mount of the device would then be that file system again, not the next
+    /// state. A mounted block device refuses an exclusive open.
+    fn released(&self, checks: Vec<CheckOutcome>) -> SlotCheck {
+        let path = self.dev().path();
+        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => SlotCheck {
+                checks: vec![engine_failure(format!(
+                    "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
+                    path.display()
+                ))],
+                stale: true,
+            },
+            _ => SlotCheck::fresh(checks),
+        }
     }
 
     fn run_checkers(
