@@ -169,6 +169,22 @@ pub struct Summary {
     pub cache_stored: u64,
 }
 
+impl Summary {
+    /// States the run could not judge: every checker failure (a checker missing,
+    /// hanging, crashing, or leaving processes behind in the state) leaves its state
+    /// without a verdict on the application. A run with any is not a pass, whatever
+    /// its violations: an exit status must not say "clean" over them.
+    pub fn unjudged(&self) -> u64 {
+        self.checker_failures
+    }
+
+    /// Whether the run judged every state it recorded and found nothing: no violation
+    /// and no state left unjudged.
+    pub fn passed(&self) -> bool {
+        self.violations == 0 && self.unjudged() == 0
+    }
+}
+
 /// The verdict on the disk as the recording left it, held to every mark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoCrash {

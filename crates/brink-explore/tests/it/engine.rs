@@ -266,3 +266,33 @@ fn media_fault_states_are_checked_in_process() {
     assert_eq!(faults.len() as u64, s.media_fault_states);
     assert!(faults.iter().all(|f| !f.contains("latent")), "{faults:?}");
 }
+
+/// A checker that judges nothing: every state a checker failure (a missing checker).
+struct Missing;
+
+impl InProcessCheck for Missing {
+    fn check(&self, _image: &Path, _state_id: &str, _marks: &[String]) -> Vec<CheckOutcome> {
+        let message = "exit 127: sh: 1: ./check: not found".to_string();
+        vec![CheckOutcome {
+            checker: "./check".into(),
+            verdict: Verdict::CheckerFailure,
+            message,
+            details: None,
+            ms: 0,
+        }]
+    }
+}
+
+#[test]
+fn unjudged_states_are_never_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let cfg = config(&t, &tmp.path().join("r"));
+    let s = explore_in_process(&cfg, &Progress::default(), Arc::new(Missing)).unwrap();
+    assert_eq!((s.violations, s.consistent), (0, 0));
+    assert_eq!(s.unjudged(), s.states_generated, "every state is unjudged");
+    assert!(!s.passed(), "0 violations with every state unjudged is not a pass");
+    let judged = run(&config(&t, &tmp.path().join("judged")), &Fake::new()).unwrap();
+    assert_eq!(judged.unjudged(), 0);
+    assert!(!judged.passed(), "it found violations");
+}
