@@ -75,6 +75,9 @@ pub enum ResultsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{} already exists: resume continues that run, or choose another results directory", dir.display())]
     Exists { dir: PathBuf },
+    /// Another run holds the directory's lock (results.rs): `holder` names it.
+    #[error("{} is in use by another brink run ({holder}): one run at a time per results directory", dir.display())]
+    Busy { dir: PathBuf, holder: String },
     #[error("cannot resume: {} does not exist", dir.display())]
     NothingToResume { dir: PathBuf },
     #[error("{} holds no brink run to resume (no valid {})", dir.display(), crate::results::RUN)]

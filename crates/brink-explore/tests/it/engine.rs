@@ -296,3 +296,57 @@ fn unjudged_states_are_never_a_pass() {
     assert_eq!(judged.unjudged(), 0);
     assert!(!judged.passed(), "it found violations");
 }
+
+/// Holds its first check until told to go on, saying when it got there.
+struct Gate {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    first: AtomicUsize,
+    inner: Arc<Fake>,
+}
+
+impl InProcessCheck for Gate {
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+        if self.first.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+        }
+        self.inner.check(image, state_id, marks)
+    }
+}
+
+#[test]
+fn one_run_per_results_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+    let cfg = config(&t, &tmp.path().join("r"));
+    let (entered, entered_rx) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(Gate {
+        entered: std::sync::Mutex::new(entered),
+        go: std::sync::Mutex::new(go_rx),
+        first: AtomicUsize::new(0),
+        inner: Fake::new(),
+    });
+    let first = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || explore_in_process(&cfg, &Progress::default(), gate))
+    };
+    entered_rx.recv().unwrap();
+    // A second resume while the first run checks its first state: refused, naming the
+    // holder, before it touches anything of the first run's.
+    let second = ExploreConfig { resume: true, ..cfg.clone() };
+    let e = run(&second, &Fake::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ExploreError::Results(ResultsError::Busy { .. })), "{text}");
+    assert!(text.contains(&format!("pid {}, started ", std::process::id())), "{text}");
+    assert!(text.contains(" UTC"), "{text}");
+    go.send(()).unwrap();
+    let s = first.join().unwrap().unwrap();
+    assert!(s.complete);
+    assert_eq!(states(&cfg.results), states(&whole.results), "the first run was left alone");
+    // Released at the end: resuming the finished run is allowed.
+    assert!(run(&second, &Fake::new()).unwrap().complete);
+}
