@@ -35,6 +35,7 @@ use crate::media::{self, FaultState};
 use crate::plan::{self, EpochData};
 use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::Rig;
+use crate::settings;
 use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
@@ -132,16 +133,22 @@ pub(crate) struct Explorer<'a> {
     marks: Vec<String>,
 }
 
-/// Refuse what cannot run before touching anything: kernel recovery without root, a
-/// file system brink does not explore, userspace recovery of anything but ext4.
+/// Refuse what cannot run before touching anything: a numeric setting out of range,
+/// kernel recovery without root, a file system brink does not explore, userspace
+/// recovery of anything but ext4, a program the recovery or a checker runs missing.
 fn preflight(cfg: &ExploreConfig, meta: &TraceMeta, in_process: bool) -> Result<FsKind, ExploreError> {
+    settings::validate(cfg)?;
     if !in_process && cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
         return Err(ExploreError::NeedsRoot);
     }
-    assert!(cfg.jobs >= 1);
     let fs = crate::fs_of(&meta.fs)?;
     if !in_process && cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
         return Err(ExploreError::UserspaceNotExt4 { fs });
+    }
+    if !in_process {
+        if let Some(m) = settings::missing_tool(cfg.recovery, &cfg.checkers, fs, &brink_blockdev::find_program) {
+            return Err(m.into());
+        }
     }
     Ok(fs)
 }

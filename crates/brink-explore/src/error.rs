@@ -25,6 +25,10 @@ pub enum ExploreError {
     Results(#[from] ResultsError),
     #[error("{}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Setting(#[from] crate::SettingError),
+    #[error(transparent)]
+    MissingTool(#[from] crate::MissingTool),
     #[error("kernel recovery needs root (it mounts every crash state): run as root, or recover in userspace (ext4)")]
     NeedsRoot,
     #[error(

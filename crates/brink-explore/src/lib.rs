@@ -46,6 +46,7 @@ mod plan;
 pub mod replay;
 pub mod results;
 mod rig;
+mod settings;
 mod slots;
 mod state_image;
 mod worker;
@@ -64,6 +65,7 @@ pub use adhash::ImageHash;
 pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
 pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
+pub use settings::{MissingTool, Setting, SettingError, seconds};
 pub use worker::{CheckerSpec, InProcessCheck, Recovery};
 
 /// Defaults of an exploration's settings, in one place: the binary's flags and the
@@ -75,6 +77,12 @@ pub mod defaults {
     pub const STATES_MAX: u128 = 1_000_000;
     /// How long a checker may run on one state (`ExploreConfig::checker_timeout`).
     pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The longest checker timeout accepted: a day (settings.rs).
+    pub const CHECKER_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
+    /// The longest time budget accepted: a year (settings.rs).
+    pub const TIME_BUDGET_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+    /// The most jobs accepted: each holds a slot, a loop device and a mount at once.
+    pub const JOBS_MAX: usize = 256;
     /// States the `sample` strategy draws.
     pub const SAMPLES: u64 = 1000;
     /// Volatile writes the `omit-k` strategy may drop.

@@ -350,3 +350,31 @@ fn one_run_per_results_directory() {
     // Released at the end: resuming the finished run is allowed.
     assert!(run(&second, &Fake::new()).unwrap().complete);
 }
+
+#[test]
+fn settings_out_of_range_are_refused_before_any_state() {
+    use brink_explore::{Setting, SettingError, seconds};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    // What a flag or a manifest gives in seconds: an error, never a panic.
+    for secs in [f64::INFINITY, 1e300, -1.0] {
+        assert!(seconds(Setting::TimeBudget, secs).is_err(), "{secs}");
+        assert!(seconds(Setting::CheckerTimeout, secs).is_err(), "{secs}");
+    }
+    let bad = [
+        ExploreConfig { checker_timeout: Duration::ZERO, ..config(&t, &tmp.path().join("a")) },
+        ExploreConfig { checker_timeout: Duration::MAX, ..config(&t, &tmp.path().join("b")) },
+        ExploreConfig { time_budget: Some(Duration::MAX), ..config(&t, &tmp.path().join("c")) },
+        ExploreConfig { jobs: 0, ..config(&t, &tmp.path().join("d")) },
+    ];
+    for cfg in bad {
+        let fake = Fake::new();
+        let e = run(&cfg, &fake).unwrap_err();
+        assert!(
+            matches!(e, ExploreError::Setting(SettingError::NotPositive { .. } | SettingError::TooLarge { .. })),
+            "{e}"
+        );
+        assert!(!cfg.results.exists(), "refused before anything is written: {e}");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    }
+}
