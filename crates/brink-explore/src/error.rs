@@ -61,6 +61,23 @@ pub enum ExploreError {
         "processes started by the checkers kept {retired} states' file systems busy after their checks, as many as a run can set aside: stop those processes (the checker must wait for what it starts), then resume"
     )]
     SlotsExhausted { retired: usize },
+    /// brink's own scratch files (a state's image, its marks, extracted files) could not
+    /// be written: no state is judged from them.
+    #[error("cannot write brink's scratch file {}: no state is judged from it", path.display())]
+    Scratch { path: PathBuf, source: std::io::Error },
+    /// The scratch directory's file system is (nearly) full after a step: what the step
+    /// wrote there (a checker's captured output) may be cut.
+    #[error(
+        "the file system of {} has {avail} bytes left, less than the {min} a state's checks need: their output may be cut, so the state is not judged; make room, then resume",
+        path.display()
+    )]
+    ScratchFull { path: PathBuf, avail: u64, min: u64 },
+    /// A program of the userspace recovery disappeared after the run started.
+    #[error("{prog} is no longer installed")]
+    ToolGone { prog: &'static str },
+    /// A program of the userspace recovery could not be run or its output captured.
+    #[error("cannot run {prog}")]
+    Tool { prog: &'static str, source: brink_check::RunError },
     #[error("cannot attribute the trace's writes")]
     Attribution(#[source] brink_attrib::AttribError),
 }

@@ -26,7 +26,7 @@ use brink_trace::{TraceReader, image};
 
 use crate::footprint::Piece;
 use crate::slots::{SlotFs, Slots};
-use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, engine_failure};
+use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, build_error};
 use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
 
 /// Slots a run may retire (`Rig::retire`) before it stops: each one is a file system a
@@ -111,8 +111,9 @@ pub(crate) struct Rig {
     work: WorkDir,
     reader: Arc<TraceReader>,
     ctx: CheckCtx,
-    /// A stale slot could not be replaced: the pool is short of a worker.
-    short: AtomicBool,
+    /// A check failed with an error (brink's, not the state's): its worker is gone and
+    /// the run is stopping, so no other check starts (`check`).
+    broken: AtomicBool,
 }
 
 impl Rig {
@@ -157,7 +158,7 @@ impl Rig {
             work,
             reader: reader.clone(),
             ctx,
-            short: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         })
     }
 
@@ -176,7 +177,8 @@ impl Rig {
     }
 
     /// Check one state, the durable image with `pieces` over it (and reads of `bad`
-    /// failing), on a free worker.
+    /// failing), on a free worker. None: not checked, because an error (returned by
+    /// another check) is stopping the run and its worker is gone.
     pub(crate) fn check(
         &self,
         pieces: Vec<Piece>,
@@ -185,20 +187,53 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Result<Vec<CheckOutcome>, ExploreError> {
-        let Some(mut w) = self.workers.lock().expect("workers").pop() else {
-            // Only a slot that could not be replaced leaves a thread without a worker,
-            // and that stopped the run.
-            assert!(self.short.load(Ordering::Relaxed), "a free worker per thread");
-            return Err(ExploreError::SlotsExhausted { retired: SLOTS_RETIRED_MAX });
+    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+        let popped = self.workers.lock().expect("workers").pop();
+        let w = match popped {
+            Some(w) if !self.broken.load(Ordering::SeqCst) => w,
+            Some(w) => {
+                self.workers.lock().expect("workers").push(w);
+                return Ok(None);
+            }
+            None => {
+                // Only an error loses a worker, and it marks the rig broken first.
+                assert!(self.broken.load(Ordering::SeqCst), "a free worker per thread");
+                return Ok(None);
+            }
         };
+        match self.check_on(w, pieces, bad, overlay_start, id, marks, timings) {
+            Ok((w, checks)) => {
+                self.workers.lock().expect("workers").push(w);
+                Ok(Some(checks))
+            }
+            Err(e) => {
+                // The worker may be unusable (its slot stale, its scratch unwritable):
+                // it is dropped, and no later check starts.
+                self.broken.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// `check` on worker `w`; the worker to use next (`w`, or its replacement).
+    #[expect(clippy::too_many_arguments, reason = "`check`'s arguments and the worker")]
+    fn check_on(
+        &self,
+        mut w: Worker,
+        pieces: Vec<Piece>,
+        bad: Option<(u64, u64)>,
+        overlay_start: Instant,
+        id: &str,
+        marks: &[String],
+        timings: &Timings,
+    ) -> Result<(Worker, Vec<CheckOutcome>), ExploreError> {
         let checks = match &self.backend {
             Backend::Slots { slots, spare, .. } => {
                 slots.set(w.slot, pieces, bad);
                 Timings::add(&timings.overlay_us, overlay_start);
-                let c = w.check(&self.ctx, id, marks, timings);
+                let c = w.check(&self.ctx, id, marks, timings)?;
                 if c.stale {
-                    w = self.retire(w, slots, spare).inspect_err(|_| self.short.store(true, Ordering::Relaxed))?;
+                    w = self.retire(w, slots, spare)?;
                 } else {
                     slots.clear(w.slot);
                 }
@@ -207,15 +242,14 @@ impl Rig {
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
                 let build = |img: &Path| state_image::build(&self.durable_path, &self.reader, &pieces, img);
-                w.check_userspace(&self.ctx, build, id, marks, timings)
+                w.check_userspace(&self.ctx, build, id, marks, timings)?
             }
             Backend::InProcess(check) => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
-                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)
+                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?
             }
         };
-        self.workers.lock().expect("workers").push(w);
-        Ok(checks)
+        Ok((w, checks))
     }
 
     /// Replace a worker whose slot is stale (`SlotCheck::stale`) with one on a slot never
@@ -248,25 +282,20 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Vec<CheckOutcome> {
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
         let image = w.scratch.join("state.img");
         let _ = std::fs::remove_file(&image);
-        let checks = match state_image::build(&self.durable_path, &self.reader, pieces, &image) {
-            Ok(()) => {
-                let started = Instant::now();
-                let checks = check.check(&image, id, marks);
-                Timings::add(&timings.checkers_us, started);
-                checks
-            }
-            Err(e) => vec![engine_failure(format!("cannot build the state's image: {e}"))],
-        };
+        state_image::build(&self.durable_path, &self.reader, pieces, &image).map_err(|e| build_error(&image, e))?;
+        let started = Instant::now();
+        let checks = check.check(&image, id, marks);
+        Timings::add(&timings.checkers_us, started);
         let _ = std::fs::remove_file(&image);
-        checks
+        Ok(checks)
     }
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _, short: _ } = self;
+        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _, broken: _ } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);

@@ -378,3 +378,50 @@ fn settings_out_of_range_are_refused_before_any_state() {
         assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
     }
 }
+
+/// Judges as `Fake`, but on its third call makes every scratch directory of the run
+/// unwritable (a file where the directory was), as a full or failing disk would.
+struct Sabotage(Arc<Fake>);
+
+impl InProcessCheck for Sabotage {
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+        let checks = self.0.check(image, state_id, marks);
+        if self.0.calls.load(Ordering::SeqCst) == 3 {
+            let work = image.parent().unwrap().parent().unwrap();
+            for e in std::fs::read_dir(work).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name().unwrap().to_string_lossy().starts_with("scratch") {
+                    std::fs::remove_dir_all(&p).unwrap();
+                    std::fs::write(&p, b"not a directory").unwrap();
+                }
+            }
+        }
+        checks
+    }
+}
+
+#[test]
+fn brinks_own_io_errors_are_brinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+    let mut cfg = config(&t, &tmp.path().join("r"));
+    let e = explore_in_process(&cfg, &Progress::default(), Arc::new(Sabotage(Fake::new()))).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ExploreError::Scratch { .. }), "the run stops: {text}");
+    assert!(text.contains("cannot write brink's scratch file") && text.contains("scratch"), "{text}");
+    assert!(!cfg.results.join(results::SUMMARY).exists(), "no summary from a failed run");
+    // What was recorded is what the whole run found: nothing from the broken states.
+    let recorded = results::collect(&cfg.results).unwrap();
+    let expected = Results::load(&whole.results).unwrap().states;
+    assert!(!recorded.is_empty() && recorded.len() < expected.len(), "{} recorded", recorded.len());
+    for r in &recorded {
+        let w = expected.iter().find(|x| x.id == r.id).unwrap();
+        assert_eq!((&r.verdict, &r.checks), (&w.verdict, &w.checks), "state {}", r.id);
+    }
+    // Resuming checks the rest, to the same states as the whole run.
+    cfg.resume = true;
+    assert!(run(&cfg, &Fake::new()).unwrap().complete);
+    assert_eq!(states(&cfg.results), states(&whole.results));
+}
