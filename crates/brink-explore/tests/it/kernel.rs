@@ -153,3 +153,63 @@ fn a_stale_slot_never_judges_a_state() {
         }
     }
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily if need be) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let size = format!("size={bytes}");
+        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(size.as_str()))
+            .unwrap();
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn verdicts(dir: &Path) -> Vec<(String, Verdict, Vec<String>)> {
+    let r = Results::load(dir).unwrap();
+    r.states.into_iter().map(|s| (s.id, s.verdict, s.checks.into_iter().map(|c| c.message).collect())).collect()
+}
+
+#[test]
+fn a_full_results_disk_never_changes_a_verdict() {
+    use std::os::unix::fs::MetadataExt;
+    if !privileged("a_full_results_disk_never_changes_a_verdict") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let pids = tmp.path().join("pids");
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
+    explore(&clean, &Progress::default()).unwrap();
+    // Room for the durable image (its allocated blocks) and a little more; a checker's
+    // output flood fills the rest once, on state 4-0, then the checker's own message
+    // cannot be written: it would be another verdict.
+    let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
+    let _small = Tmpfs::mount(&tmp.path().join("small"), used + (3 << 20));
+    let flag = tmp.path().join("flooded");
+    let flood = format!(
+        "if [ \"$BRINK_STATE_ID\" = 4-0 ] && [ ! -e {0} ]; then touch {0}; head -c 64M /dev/zero; fi; {1}",
+        flag.display(),
+        checker("none", &pids)
+    );
+    let mut cfg = config(&t, &tmp.path().join("small/r"), flood);
+    let e = explore(&cfg, &Progress::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, brink_explore::ExploreError::ScratchFull { .. }), "{text}");
+    assert!(text.contains("the state is not judged"), "{text}");
+    let recorded = brink_explore::results::collect(&cfg.results).unwrap();
+    assert!(recorded.iter().all(|r| r.id != "4-0"), "no verdict from the state whose output was cut");
+    // Resuming (the work area, flood included, is removed first) finishes the run with
+    // the clean run's verdicts.
+    cfg.resume = true;
+    assert!(explore(&cfg, &Progress::default()).unwrap().complete);
+    assert_eq!(verdicts(&cfg.results), verdicts(&clean.results));
+}
