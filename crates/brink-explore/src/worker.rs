@@ -17,6 +17,10 @@ use crate::state_image::BuildError;
 /// The least room the scratch file system must have after a step for its output to be
 /// trusted whole (`ensure_room`): a step that ran out of space may have been cut.
 const SCRATCH_ROOM_MIN: u64 = 1 << 20;
+/// How long a state's file system may take to leave its loop device after the unmount
+/// before the slot counts as stale (`Worker::released`), and how often to look.
+const RELEASE_WAIT_MAX: Duration = Duration::from_secs(2);
+const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 /// A checker as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,17 +222,28 @@ impl Worker {
     /// process in another mount namespace can keep it alive with nothing mounted here;
     /// the next mount of the device would then be that file system again, not the next
     /// state. A mounted block device refuses an exclusive open.
+    ///
+    /// The release can also lag the unmount for a moment: when another task holds a
+    /// passing reference to the mount (one reading the mount table), that task drops the
+    /// last one and frees the file system, not the unmount. Hence the wait.
     fn released(&self, checks: Vec<CheckOutcome>) -> SlotCheck {
         let path = self.dev().path();
-        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => SlotCheck {
-                checks: vec![engine_failure(format!(
-                    "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
-                    path.display()
-                ))],
-                stale: true,
-            },
-            _ => SlotCheck::fresh(checks),
+        let started = Instant::now();
+        loop {
+            match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                _ => return SlotCheck::fresh(checks),
+            }
+            if started.elapsed() >= RELEASE_WAIT_MAX {
+                return SlotCheck {
+                    checks: vec![engine_failure(format!(
+                        "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
+                        path.display()
+                    ))],
+                    stale: true,
+                };
+            }
+            std::thread::sleep(RELEASE_POLL);
         }
     }
 

@@ -77,8 +77,13 @@ fn ext4_trace(dir: &Path) -> PathBuf {
 /// its own session with its working directory in the state (as `pg_ctl` leaves a
 /// server), and writes that process's id to `pids`.
 fn checker(escape: &str, pids: &Path) -> String {
+    checker_leaving(escape, "setsid sleep 20", pids)
+}
+
+/// As `checker`, the process left behind being `command`.
+fn checker_leaving(escape: &str, command: &str, pids: &Path) -> String {
     format!(
-        "if [ \"$BRINK_STATE_ID\" = {escape} ]; then setsid sleep 20 </dev/null >/dev/null 2>&1 & echo $! >> {}; fi; \
+        "if [ \"$BRINK_STATE_ID\" = {escape} ]; then {command} </dev/null >/dev/null 2>&1 & echo $! >> {}; fi; \
          old=; for f in {}; do grep -q N $f || old=\"$old $f\"; done; \
          if [ -n \"$old\" ]; then echo \"old:$old\"; exit 1; fi",
         pids.display(),
@@ -126,13 +131,30 @@ fn a_stale_slot_never_judges_a_state() {
     if !privileged("a_stale_slot_never_judges_a_state") {
         return;
     }
+    // The unmount fails (EBUSY): the process's working directory is in the state.
+    same_verdicts_but_one("setsid sleep 20", "a process the checker started kept the state's file system busy");
+}
+
+#[test]
+fn a_file_system_kept_in_another_mount_namespace_is_not_reused() {
+    if !privileged("a_file_system_kept_in_another_mount_namespace_is_not_reused") {
+        return;
+    }
+    // The unmount succeeds, but a copy of the mount in another namespace keeps the file
+    // system alive on the slot's loop device.
+    same_verdicts_but_one("setsid unshare -m --propagation private sleep 20", "stayed in use after its unmount");
+}
+
+/// A checker that leaves `command` running on state 4-0 gives the clean checker's
+/// verdicts on every other state; 4-0 is a checker failure saying `why`.
+fn same_verdicts_but_one(command: &str, why: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let t = ext4_trace(tmp.path());
     let pids = tmp.path().join("pids");
     let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
     explore(&clean, &Progress::default()).unwrap();
     // "4-0": the state without the first rewrite, checked early; states after it differ.
-    let escaped = config(&t, &tmp.path().join("escaped"), checker("4-0", &pids));
+    let escaped = config(&t, &tmp.path().join("escaped"), checker_leaving("4-0", command, &pids));
     let outcome = explore(&escaped, &Progress::default());
     kill_escaped(&pids, tmp.path());
     let s = outcome.unwrap();
@@ -146,7 +168,7 @@ fn a_stale_slot_never_judges_a_state() {
         if e.id == "4-0" {
             assert_eq!(e.verdict, Verdict::CheckerFailure);
             let message = &e.checks[0].message;
-            assert!(message.contains("a process the checker started kept the state's file system busy"), "{message}");
+            assert!(message.contains(why), "{message}");
         } else {
             let msgs = |r: &brink_explore::StateRecord| r.checks.iter().map(|c| c.message.clone()).collect::<Vec<_>>();
             assert_eq!((&c.verdict, msgs(c)), (&e.verdict, msgs(e)), "state {}", e.id);
