@@ -8,6 +8,14 @@
 //! the whole run, with a mount point per worker; with userspace recovery each worker
 //! builds its state as an image file instead (`state_image.rs`).
 //!
+//! A slot is never reused once its state's file system outlived the check (a process
+//! the checker started holds it, `SlotCheck::stale`): the kernel would hand that file
+//! system out again for the next mount of the loop device, and every later state of
+//! the slot would be judged from it. The worker moves to a spare slot under a new loop
+//! device (`Rig::retire`); after `SLOTS_RETIRED_MAX` of them the run stops with an
+//! error. A check that fails with an error (brink's own I/O) loses its worker and
+//! breaks the rig: no later check starts, and the error stops the run.
+//!
 //! Teardown order matters: loop devices first (they hold the slot files open), then
 //! the slot mount, then the slots and the durable image, then the work area itself.
 //! Dropping a `Rig` releases everything in that order too, so an error mid-run leaves

@@ -1,6 +1,13 @@
 //! A worker owns one slot: its loop device, its mount point and a scratch directory.
 //! Checking a state: drop the block cache, mount (the kernel recovers the journal),
 //! optionally fsck, run the checkers with the state's marks, unmount.
+//!
+//! What the worker vouches for (issue 13): a verdict comes from the state's own file
+//! system, and only from output brink captured whole. After the unmount the loop
+//! device must be free again; if the file system outlived the check the state is a
+//! checker failure and the slot is stale (`SlotCheck`, retired by the rig). brink's
+//! own I/O failing (the state's image, the marks file, a scratch file system too full
+//! for a checker's output to be trusted) is an error, never a verdict.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::OpenOptionsExt as _;
