@@ -72,6 +72,13 @@ pub enum ExploreError {
         path.display()
     )]
     ScratchFull { path: PathBuf, avail: u64, min: u64 },
+    /// The scratch directory's file system has no inode left: a checker's output
+    /// cannot be captured.
+    #[error(
+        "the file system of {} has no inode left: a state's checks cannot capture their output, so the state is not judged; make room, then resume",
+        path.display()
+    )]
+    NoInodes { path: PathBuf },
     /// A program of the userspace recovery disappeared after the run started.
     #[error("{prog} is no longer installed")]
     ToolGone { prog: &'static str },

@@ -396,5 +396,10 @@ pub(crate) fn ensure_room(scratch: &Path) -> Result<(), ExploreError> {
     if avail < SCRATCH_ROOM_MIN {
         return Err(ExploreError::ScratchFull { path: scratch.to_path_buf(), avail, min: SCRATCH_ROOM_MIN });
     }
+    // Out of inodes, no capture file can be created (file systems without an inode
+    // count report none in total).
+    if st.files() > 0 && st.files_available() == 0 {
+        return Err(ExploreError::NoInodes { path: scratch.to_path_buf() });
+    }
     Ok(())
 }
