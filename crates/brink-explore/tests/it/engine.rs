@@ -406,7 +406,8 @@ fn brinks_own_io_errors_are_brinks() {
     let t = trace(tmp.path());
     let whole = config(&t, &tmp.path().join("whole"));
     run(&whole, &Fake::new()).unwrap();
-    let mut cfg = config(&t, &tmp.path().join("r"));
+    // One job: the sabotage must not pull another check's image from under it.
+    let mut cfg = ExploreConfig { jobs: 1, ..config(&t, &tmp.path().join("r")) };
     let e = explore_in_process(&cfg, &Progress::default(), Arc::new(Sabotage(Fake::new()))).unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, ExploreError::Scratch { .. }), "the run stops: {text}");

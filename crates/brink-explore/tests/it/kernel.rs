@@ -15,6 +15,11 @@ use brink_pmodel::{Model, Strategy};
 use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
 
 const IMAGE: u64 = 16 << 20;
+
+/// Held by each test here: a process another test leaves in its own mount namespace
+/// holds a copy of every mount of the moment, this test's states included, and would
+/// make them outlive their checks too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const FILES: [&str; 4] = ["f1", "f2", "f3", "f4"];
 
 /// True if the kernel's recovery can run here; otherwise fails the test, or skips it
@@ -148,6 +153,7 @@ fn a_file_system_kept_in_another_mount_namespace_is_not_reused() {
 /// A checker that leaves `command` running on state 4-0 gives the clean checker's
 /// verdicts on every other state; 4-0 is a checker failure saying `why`.
 fn same_verdicts_but_one(command: &str, why: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
     let t = ext4_trace(tmp.path());
     let pids = tmp.path().join("pids");
@@ -206,6 +212,7 @@ fn a_full_results_disk_never_changes_a_verdict() {
     if !privileged("a_full_results_disk_never_changes_a_verdict") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
     let t = ext4_trace(tmp.path());
     let pids = tmp.path().join("pids");
