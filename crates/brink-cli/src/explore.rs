@@ -249,7 +249,14 @@ fn exit_code(summary: &brink_explore::Summary, interrupt: &brink_record::Interru
             return 128 + signal as i32;
         }
     }
-    if summary.violations > 0 { 1 } else { 0 }
+    if summary.violations > 0 {
+        return 1;
+    }
+    if summary.unjudged() > 0 {
+        eprintln!("brink: checker failures left {} states unjudged: this run is not a pass", summary.unjudged());
+        return 2;
+    }
+    0
 }
 
 #[derive(clap::Args)]

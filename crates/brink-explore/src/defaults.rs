@@ -12,8 +12,15 @@ use crate::Recovery;
 
 /// Exhaustive runs with more states than this are refused (`ExploreConfig::max_states`).
 pub const STATES_MAX: u128 = 1_000_000;
-/// How long a checker may run on one state (`ExploreConfig::checker_timeout`).
-pub const CHECKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a checker may run on one state (`ExploreConfig::checker_timeout`): the
+/// checker protocol's own default.
+pub const CHECKER_TIMEOUT: Duration = brink_check::TIMEOUT_DEFAULT;
+/// The longest checker timeout accepted: a day (settings.rs).
+pub const CHECKER_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
+/// The longest time budget accepted: a year (settings.rs).
+pub const TIME_BUDGET_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The most jobs accepted: each holds a slot, a loop device and a mount at once.
+pub const JOBS_MAX: usize = 256;
 /// States the `sample` strategy draws.
 pub const SAMPLES: u64 = 1000;
 /// Volatile writes the `omit-k` strategy may drop.

@@ -35,6 +35,7 @@ use crate::media::{self, FaultState};
 use crate::plan::{self, EpochData};
 use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::Rig;
+use crate::settings;
 use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
@@ -132,16 +133,22 @@ pub(crate) struct Explorer<'a> {
     marks: Vec<String>,
 }
 
-/// Refuse what cannot run before touching anything: kernel recovery without root, a
-/// file system brink does not explore, userspace recovery of anything but ext4.
+/// Refuse what cannot run before touching anything: a numeric setting out of range,
+/// kernel recovery without root, a file system brink does not explore, userspace
+/// recovery of anything but ext4, a program the recovery or a checker runs missing.
 fn preflight(cfg: &ExploreConfig, meta: &TraceMeta, in_process: bool) -> Result<FsKind, ExploreError> {
+    settings::validate(cfg)?;
     if !in_process && cfg.recovery == Recovery::Kernel && !nix::unistd::geteuid().is_root() {
         return Err(ExploreError::NeedsRoot);
     }
-    assert!(cfg.jobs >= 1);
     let fs = crate::fs_of(&meta.fs)?;
     if !in_process && cfg.recovery == Recovery::Userspace && fs != FsKind::Ext4 {
         return Err(ExploreError::UserspaceNotExt4 { fs });
+    }
+    if !in_process {
+        if let Some(m) = settings::missing_tool(cfg.recovery, &cfg.checkers, fs, &brink_blockdev::find_program) {
+            return Err(m.into());
+        }
     }
     Ok(fs)
 }
@@ -362,7 +369,10 @@ impl<'a> Explorer<'a> {
         if self.stop.now() {
             return Ok(None);
         }
-        let checks = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.fp.pieces(&ep.ed.epoch, s))?;
+        let Some(checks) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.fp.pieces(&ep.ed.epoch, s))?
+        else {
+            return Ok(None);
+        };
         self.record(&Record::new(s, ep.hashes[i].to_string(), checks.clone(), None))?;
         Ok(Some((i, checks)))
     }
@@ -409,7 +419,9 @@ impl<'a> Explorer<'a> {
             return Ok(Vec::new());
         }
         let id = cs.id.to_string();
-        let c = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.fp.pieces(&ep.ed.epoch, cs))?;
+        let Some(c) = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.fp.pieces(&ep.ed.epoch, cs))? else {
+            return Ok(Vec::new());
+        };
         self.probes.lock().expect("probes").insert(key, Record::new(cs, h.to_string(), c.clone(), None));
         Ok(c)
     }
@@ -432,7 +444,9 @@ impl<'a> Explorer<'a> {
         let overlay_start = Instant::now();
         let mut pieces = ep.fp.pieces(&ep.ed.epoch, &f.base);
         pieces.extend(f.extra.iter().cloned());
-        let checks = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state));
+        let Some(checks) = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state))? else {
+            return Ok(());
+        };
         // Not deduplicated: the key is the id's hash, not the image's.
         let key = ImageHash::sector(u64::MAX, id.as_bytes());
         self.record(&Record::new(&f.state, key.to_string(), checks, None))
@@ -447,7 +461,8 @@ impl<'a> Explorer<'a> {
         Ok(())
     }
 
-    /// Check one state on a free worker of the rig.
+    /// Check one state on a free worker of the rig; None when the run is stopping on
+    /// another check's error (`Rig::check`).
     fn check_state(
         &self,
         pieces: Vec<Piece>,
@@ -455,29 +470,32 @@ impl<'a> Explorer<'a> {
         overlay_start: Instant,
         id: &str,
         marks: &[String],
-    ) -> Vec<CheckOutcome> {
-        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings);
-        self.checked.fetch_add(1, Ordering::Relaxed);
-        checks
+    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings)?;
+        if checks.is_some() {
+            self.checked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(checks)
     }
 
-    /// A unique state's checks: from the cache, or checked (and then cached).
+    /// A unique state's checks: from the cache, or checked (and then cached). None as
+    /// for `check_state`.
     fn check_unique(
         &self,
         hash: ImageHash,
         marks: &[String],
         id: &str,
         pieces: &dyn Fn() -> Vec<Piece>,
-    ) -> Result<Vec<CheckOutcome>, ExploreError> {
+    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
         if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&hash, marks)) {
-            return Ok(c);
+            return Ok(Some(c));
         }
         let start = Instant::now();
-        let checks = self.check_state(pieces(), None, start, id, marks);
+        let Some(checks) = self.check_state(pieces(), None, start, id, marks)? else { return Ok(None) };
         if let Some(c) = &self.cache {
             c.put(&hash, marks, &checks)?;
         }
-        Ok(checks)
+        Ok(Some(checks))
     }
 
     /// Count a finished verdict and append it to the partial log.
@@ -507,12 +525,11 @@ impl<'a> Explorer<'a> {
                 Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone())))
             }
             (None, Some(_)) => None, // the last epoch already checked it
-            (None, None) => Some(Record::new(
-                &s,
-                key.0.to_string(),
-                self.check_unique(key.0, &self.marks, &end_id, &Vec::new)?,
-                None,
-            )),
+            (None, None) => {
+                let checks = self.check_unique(key.0, &self.marks, &end_id, &Vec::new)?;
+                // Sequential: no other check can have failed and broken the rig.
+                Some(Record::new(&s, key.0.to_string(), checks.expect("a worker is free"), None))
+            }
         };
         if let Some(rec) = rec {
             self.generated += 1;

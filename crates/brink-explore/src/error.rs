@@ -25,6 +25,10 @@ pub enum ExploreError {
     Results(#[from] ResultsError),
     #[error("{}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Setting(#[from] crate::SettingError),
+    #[error(transparent)]
+    MissingTool(#[from] crate::MissingTool),
     #[error("kernel recovery needs root (it mounts every crash state): run as root, or recover in userspace (ext4)")]
     NeedsRoot,
     #[error(
@@ -51,6 +55,36 @@ pub enum ExploreError {
     SlotMount { path: PathBuf, source: std::io::Error },
     #[error("cannot start {jobs} worker threads")]
     Pool { jobs: usize, source: rayon::ThreadPoolBuildError },
+    /// Checkers left more state file systems busy than a run retires slots for
+    /// (rig.rs): their processes still hold them.
+    #[error(
+        "processes started by the checkers kept {retired} states' file systems busy after their checks, as many as a run can set aside: stop those processes (the checker must wait for what it starts), then resume"
+    )]
+    SlotsExhausted { retired: usize },
+    /// brink's own scratch files (a state's image, its marks, extracted files) could not
+    /// be written: no state is judged from them.
+    #[error("cannot write brink's scratch file {}: no state is judged from it", path.display())]
+    Scratch { path: PathBuf, source: std::io::Error },
+    /// The scratch directory's file system is (nearly) full after a step: what the step
+    /// wrote there (a checker's captured output) may be cut.
+    #[error(
+        "the file system of {} has {avail} bytes left, less than the {min} a state's checks need: their output may be cut, so the state is not judged; make room, then resume",
+        path.display()
+    )]
+    ScratchFull { path: PathBuf, avail: u64, min: u64 },
+    /// The scratch directory's file system has no inode left: a checker's output
+    /// cannot be captured.
+    #[error(
+        "the file system of {} has no inode left: a state's checks cannot capture their output, so the state is not judged; make room, then resume",
+        path.display()
+    )]
+    NoInodes { path: PathBuf },
+    /// A program of the userspace recovery disappeared after the run started.
+    #[error("{prog} is no longer installed")]
+    ToolGone { prog: &'static str },
+    /// A program of the userspace recovery could not be run or its output captured.
+    #[error("cannot run {prog}")]
+    Tool { prog: &'static str, source: brink_check::RunError },
     #[error("cannot attribute the trace's writes")]
     Attribution(#[source] brink_attrib::AttribError),
 }
@@ -69,6 +103,9 @@ pub enum ResultsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{} already exists: resume continues that run, or choose another results directory", dir.display())]
     Exists { dir: PathBuf },
+    /// Another run holds the directory's lock (results.rs): `holder` names it.
+    #[error("{} is in use by another brink run ({holder}): one run at a time per results directory", dir.display())]
+    Busy { dir: PathBuf, holder: String },
     #[error("cannot resume: {} does not exist", dir.display())]
     NothingToResume { dir: PathBuf },
     #[error("{} holds no brink run to resume (no valid {})", dir.display(), crate::results::RUN)]

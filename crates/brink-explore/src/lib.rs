@@ -24,6 +24,13 @@
 //! 6. Verdicts are appended to `states.partial.jsonl` as they finish; the end writes
 //!    `states.jsonl` sorted by state id and `summary.json` (`results`).
 //!
+//! What a run refuses to do (issue 13): start with a setting out of range or a program
+//! it needs missing (`settings.rs`); share its results directory with another run
+//! (a lock, `results.rs`); judge a state from another state's file system (a stale
+//! slot is retired, `rig.rs`); record a verdict when its own I/O failed (the run stops,
+//! and resume checks that state); call a run with unjudged states a pass
+//! (`Summary::unjudged`).
+//!
 //! Where each part lives: the sequence itself in `engine.rs` (one method a step); the
 //! machine side (work area, durable image, FUSE slots, loop devices, workers) in
 //! `rig.rs`; media-fault states in `media.rs`; a state as an image file in
@@ -47,6 +54,7 @@ mod plan;
 pub mod replay;
 pub mod results;
 mod rig;
+mod settings;
 mod slots;
 mod state_image;
 mod worker;
@@ -65,6 +73,7 @@ pub use adhash::ImageHash;
 pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
 pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
+pub use settings::{MissingTool, Setting, SettingError, seconds};
 pub use worker::{CheckerSpec, InProcessCheck, Recovery};
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,14 @@
 //!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; resuming reads it)
 //!   states.jsonl          every verdict, one JSON object a line, sorted by state id
 //!   summary.json          counts, times, model, strategy, whether the run is complete
+//!   .lock                 held (flock) by the run using the directory; names it: `pid N, started T`
 //! ```
+//!
+//! One run at a time: a run takes `.lock` (an exclusive, non-blocking `flock`) before it
+//! reads or writes anything else here, and holds it until its last file is written; a
+//! second run (a second resume while the first runs) is refused and told who holds it.
+//! The lock file is never removed: removing it would let a third run lock a new file
+//! while a second still holds the old one.
 //!
 //! A `states.jsonl` line:
 //! `{"id":"120-3","position":120,"epoch":4,"marks":3,"omitted":[3],"torn":[{"write":7,"sectors":"f"}],
@@ -33,6 +40,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +48,7 @@ use brink_attrib::Attribution;
 use brink_check::{CheckOutcome, Verdict};
 use brink_pmodel::{Count, CrashState, StateId, WriteChoice};
 use brink_trace::{Event, TraceReader, durable};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::{ExploreError, ResultsError};
@@ -50,6 +59,7 @@ pub const STATES: &str = "states.jsonl";
 pub const SUMMARY: &str = "summary.json";
 pub const MINIMAL: &str = "minimal.jsonl";
 pub const TRACE_INFO: &str = "trace.json";
+pub const LOCK: &str = ".lock";
 /// The partial log is fsynced at least this often, so a power cut loses at most this
 /// much of a run's verdicts.
 const PARTIAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -169,6 +179,22 @@ pub struct Summary {
     pub cache_stored: u64,
 }
 
+impl Summary {
+    /// States the run could not judge: every checker failure (a checker missing,
+    /// hanging, crashing, or leaving processes behind in the state) leaves its state
+    /// without a verdict on the application. A run with any is not a pass, whatever
+    /// its violations: an exit status must not say "clean" over them.
+    pub fn unjudged(&self) -> u64 {
+        self.checker_failures
+    }
+
+    /// Whether the run judged every state it recorded and found nothing: no violation
+    /// and no state left unjudged.
+    pub fn passed(&self) -> bool {
+        self.violations == 0 && self.unjudged() == 0
+    }
+}
+
 /// The verdict on the disk as the recording left it, held to every mark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoCrash {
@@ -282,11 +308,61 @@ impl StateRecord {
     }
 }
 
-/// Appends finished verdicts; fsyncs at most once a second.
+/// Appends finished verdicts; fsyncs at most once a second. Holds the directory's lock.
 pub struct PartialLog {
     file: File,
     path: PathBuf,
     last_sync: Instant,
+    _lock: RunLock,
+}
+
+/// The results directory's lock (module docs), released when dropped.
+pub struct RunLock(#[expect(dead_code, reason = "held, never read")] Flock<File>);
+
+impl RunLock {
+    /// Take `dir`'s lock, or say which run holds it.
+    pub fn take(dir: &Path) -> Result<RunLock, ResultsError> {
+        let path = dir.join(LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| ResultsError::io(&path, e))?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut holder = String::new();
+                let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "a run starting now".to_string() } else { holder.to_string() };
+                return Err(ResultsError::Busy { dir: dir.to_path_buf(), holder });
+            }
+            Err((_, e)) => return Err(ResultsError::io(&path, e.into())),
+        };
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let holder = format!("pid {}, started {}\n", std::process::id(), utc(started.as_secs()));
+        lock.set_len(0).map_err(|e| ResultsError::io(&path, e))?;
+        lock.write_all_at(holder.as_bytes(), 0).map_err(|e| ResultsError::io(&path, e))?;
+        Ok(RunLock(lock))
+    }
+}
+
+/// `secs` since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil calendar from days,
+/// after Howard Hinnant's `civil_from_days`).
+fn utc(secs: u64) -> String {
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 impl PartialLog {
@@ -310,10 +386,12 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
     let run = &serde_json::to_value(run).expect("json");
     let run_path = dir.join(RUN);
     let mut done = Vec::new();
+    let lock;
     if dir.exists() {
         if !resume {
             return Err(ResultsError::Exists { dir: dir.to_path_buf() });
         }
+        lock = RunLock::take(dir)?;
         let old: serde_json::Value = std::fs::read(&run_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -336,6 +414,7 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
             return Err(ResultsError::NothingToResume { dir: dir.to_path_buf() });
         }
         std::fs::create_dir_all(dir).map_err(|e| ResultsError::io(dir, e))?;
+        lock = RunLock::take(dir)?;
         durable::write_atomic(&run_path, &serde_json::to_vec_pretty(run).expect("json"))
             .map_err(|e| ResultsError::io(&run_path, e))?;
     }
@@ -349,7 +428,7 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
     }
     durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     let file = OpenOptions::new().append(true).open(&path).map_err(|e| ResultsError::io(&path, e))?;
-    Ok((PartialLog { file, path, last_sync: Instant::now() }, done))
+    Ok((PartialLog { file, path, last_sync: Instant::now(), _lock: lock }, done))
 }
 
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).

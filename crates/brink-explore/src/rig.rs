@@ -8,6 +8,14 @@
 //! the whole run, with a mount point per worker; with userspace recovery each worker
 //! builds its state as an image file instead (`state_image.rs`).
 //!
+//! A slot is never reused once its state's file system outlived the check (a process
+//! the checker started holds it, `SlotCheck::stale`): the kernel would hand that file
+//! system out again for the next mount of the loop device, and every later state of
+//! the slot would be judged from it. The worker moves to a spare slot under a new loop
+//! device (`Rig::retire`); after `SLOTS_RETIRED_MAX` of them the run stops with an
+//! error. A check that fails with an error (brink's own I/O) loses its worker and
+//! breaks the rig: no later check starts, and the error stops the run.
+//!
 //! Teardown order matters: loop devices first (they hold the slot files open), then
 //! the slot mount, then the slots and the durable image, then the work area itself.
 //! Dropping a `Rig` releases everything in that order too, so an error mid-run leaves
@@ -16,6 +24,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,8 +34,12 @@ use brink_trace::{TraceReader, image};
 
 use crate::footprint::Piece;
 use crate::slots::{SlotFs, Slots};
-use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, engine_failure};
+use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, build_error};
 use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
+
+/// Slots a run may retire (`Rig::retire`) before it stops: each one is a file system a
+/// checker's process kept alive, holding a loop device until that process ends.
+pub(crate) const SLOTS_RETIRED_MAX: usize = 8;
 
 /// The FUSE mount of the slots, unmounted on drop.
 struct SlotMount {
@@ -90,6 +103,8 @@ enum Backend {
     Slots {
         _mount: SlotMount,
         slots: Arc<Slots>,
+        /// The next slot never used yet, to replace a retired one (`Rig::retire`).
+        spare: Mutex<usize>,
     },
     Files,
     InProcess(Arc<dyn InProcessCheck>),
@@ -104,6 +119,9 @@ pub(crate) struct Rig {
     work: WorkDir,
     reader: Arc<TraceReader>,
     ctx: CheckCtx,
+    /// A check failed with an error (brink's, not the state's): its worker is gone and
+    /// the run is stopping, so no other check starts (`check`).
+    broken: AtomicBool,
 }
 
 impl Rig {
@@ -140,7 +158,16 @@ impl Rig {
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
         };
-        Ok(Rig { workers: Mutex::new(workers), backend, durable, durable_path, work, reader: reader.clone(), ctx })
+        Ok(Rig {
+            workers: Mutex::new(workers),
+            backend,
+            durable,
+            durable_path,
+            work,
+            reader: reader.clone(),
+            ctx,
+            broken: AtomicBool::new(false),
+        })
     }
 
     /// The image of everything flushed before the current epoch.
@@ -158,7 +185,8 @@ impl Rig {
     }
 
     /// Check one state, the durable image with `pieces` over it (and reads of `bad`
-    /// failing), on a free worker.
+    /// failing), on a free worker. None: not checked, because an error (returned by
+    /// another check) is stopping the run and its worker is gone.
     pub(crate) fn check(
         &self,
         pieces: Vec<Piece>,
@@ -167,28 +195,90 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Vec<CheckOutcome> {
-        let w = self.workers.lock().expect("workers").pop().expect("a free worker per thread");
+    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+        let popped = self.workers.lock().expect("workers").pop();
+        let w = match popped {
+            Some(w) if !self.broken.load(Ordering::SeqCst) => w,
+            Some(w) => {
+                self.workers.lock().expect("workers").push(w);
+                return Ok(None);
+            }
+            None => {
+                // Only an error loses a worker, and it marks the rig broken first.
+                assert!(self.broken.load(Ordering::SeqCst), "a free worker per thread");
+                return Ok(None);
+            }
+        };
+        match self.check_on(w, pieces, bad, overlay_start, id, marks, timings) {
+            Ok((w, checks)) => {
+                self.workers.lock().expect("workers").push(w);
+                Ok(Some(checks))
+            }
+            Err(e) => {
+                // The worker may be unusable (its slot stale, its scratch unwritable):
+                // it is dropped, and no later check starts.
+                self.broken.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// `check` on worker `w`; the worker to use next (`w`, or its replacement).
+    #[expect(clippy::too_many_arguments, reason = "`check`'s arguments and the worker")]
+    fn check_on(
+        &self,
+        mut w: Worker,
+        pieces: Vec<Piece>,
+        bad: Option<(u64, u64)>,
+        overlay_start: Instant,
+        id: &str,
+        marks: &[String],
+        timings: &Timings,
+    ) -> Result<(Worker, Vec<CheckOutcome>), ExploreError> {
         let checks = match &self.backend {
-            Backend::Slots { slots, .. } => {
+            Backend::Slots { slots, spare, .. } => {
                 slots.set(w.slot, pieces, bad);
                 Timings::add(&timings.overlay_us, overlay_start);
-                let checks = w.check(&self.ctx, id, marks, timings);
-                slots.clear(w.slot);
-                checks
+                let c = w.check(&self.ctx, id, marks, timings)?;
+                if c.stale {
+                    w = self.retire(w, slots, spare)?;
+                } else {
+                    slots.clear(w.slot);
+                }
+                c.checks
             }
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
                 let build = |img: &Path| state_image::build(&self.durable_path, &self.reader, &pieces, img);
-                w.check_userspace(&self.ctx, build, id, marks, timings)
+                w.check_userspace(&self.ctx, build, id, marks, timings)?
             }
             Backend::InProcess(check) => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
-                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)
+                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?
             }
         };
-        self.workers.lock().expect("workers").push(w);
-        checks
+        Ok((w, checks))
+    }
+
+    /// Replace a worker whose slot is stale (`SlotCheck::stale`) with one on a slot never
+    /// used, under a new loop device. The old slot keeps its overlay (the file system
+    /// that outlived its check may still read and write it) and is never used again;
+    /// its loop device detaches itself once that file system is gone (AUTOCLEAR).
+    fn retire(&self, w: Worker, slots: &Slots, spare: &Mutex<usize>) -> Result<Worker, ExploreError> {
+        let Worker { slot: _, dev, mnt, scratch } = w;
+        drop(dev);
+        let slot = {
+            let mut next = spare.lock().expect("spare slots");
+            if *next >= slots.count() {
+                return Err(ExploreError::SlotsExhausted { retired: SLOTS_RETIRED_MAX });
+            }
+            *next += 1;
+            *next - 1
+        };
+        let path = self.work.0.join("slots").join(Slots::file_name(slot));
+        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        let dev = LoopDevice::attach(&f, &path, false)?;
+        Ok(Worker { slot, dev: Some(dev), mnt, scratch })
     }
 
     /// Build the state's image in the worker's scratch directory and hand it over.
@@ -200,25 +290,20 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Vec<CheckOutcome> {
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
         let image = w.scratch.join("state.img");
         let _ = std::fs::remove_file(&image);
-        let checks = match state_image::build(&self.durable_path, &self.reader, pieces, &image) {
-            Ok(()) => {
-                let started = Instant::now();
-                let checks = check.check(&image, id, marks);
-                Timings::add(&timings.checkers_us, started);
-                checks
-            }
-            Err(e) => vec![engine_failure(format!("cannot build the state's image: {e}"))],
-        };
+        state_image::build(&self.durable_path, &self.reader, pieces, &image).map_err(|e| build_error(&image, e))?;
+        let started = Instant::now();
+        let checks = check.check(&image, id, marks);
+        Timings::add(&timings.checkers_us, started);
         let _ = std::fs::remove_file(&image);
-        checks
+        Ok(checks)
     }
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _ } = self;
+        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _, broken: _ } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);
@@ -238,7 +323,7 @@ fn slot_workers(
         File::open(durable_path).map_err(|e| ExploreError::io(durable_path, e))?,
         reader.meta().image_size,
         reader.clone(),
-        jobs,
+        jobs + SLOTS_RETIRED_MAX,
     );
     let slot_dir = work.join("slots");
     std::fs::create_dir(&slot_dir).map_err(|e| ExploreError::io(&slot_dir, e))?;
@@ -263,7 +348,7 @@ fn slot_workers(
         }
         workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
     }
-    Ok((Backend::Slots { _mount: mount, slots }, workers))
+    Ok((Backend::Slots { _mount: mount, slots, spare: Mutex::new(jobs) }, workers))
 }
 
 /// Recovery on image files: a scratch directory per worker, the state's files

@@ -1,8 +1,16 @@
 //! A worker owns one slot: its loop device, its mount point and a scratch directory.
 //! Checking a state: drop the block cache, mount (the kernel recovers the journal),
 //! optionally fsck, run the checkers with the state's marks, unmount.
+//!
+//! What the worker vouches for (issue 13): a verdict comes from the state's own file
+//! system, and only from output brink captured whole. After the unmount the loop
+//! device must be free again; if the file system outlived the check the state is a
+//! checker failure and the slot is stale (`SlotCheck`, retired by the rig). brink's
+//! own I/O failing (the state's image, the marks file, a scratch file system too full
+//! for a checker's output to be trusted) is an error, never a verdict.
 
 use std::ffi::OsStr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +18,16 @@ use std::time::{Duration, Instant};
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
 use brink_check::{CheckEnv, CheckOutcome, Limits, Verdict, fsck, run_checker};
 
+use crate::ExploreError;
 use crate::state_image::BuildError;
+
+/// The least room the scratch file system must have after a step for its output to be
+/// trusted whole (`ensure_room`): a step that ran out of space may have been cut.
+const SCRATCH_ROOM_MIN: u64 = 1 << 20;
+/// How long a state's file system may take to leave its loop device after the unmount
+/// before the slot counts as stale (`Worker::released`), and how often to look.
+const RELEASE_WAIT_MAX: Duration = Duration::from_secs(2);
+const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 /// A checker as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +124,45 @@ fn mount_violation(e: impl std::fmt::Display) -> CheckOutcome {
     }
 }
 
+/// What a check left behind besides its outcomes.
+#[derive(Debug)]
+pub struct SlotCheck {
+    pub checks: Vec<CheckOutcome>,
+    /// The state's file system outlived the check (a process the checker started keeps
+    /// it): it stays on the slot's loop device, and the kernel would hand it out again
+    /// for the next mount of that device instead of reading the next state. The slot is
+    /// retired (rig.rs) and the state is a checker failure saying so.
+    pub stale: bool,
+}
+
+/// Why a state whose file system outlived its check is a checker failure.
+const BUSY: &str = "a process the checker started kept the state's file system busy";
+
+impl SlotCheck {
+    fn fresh(checks: Vec<CheckOutcome>) -> SlotCheck {
+        SlotCheck { checks, stale: false }
+    }
+
+    /// The unmount failed (EBUSY): the mount was detached lazily and lives on.
+    fn busy(e: &brink_blockdev::BlockdevError) -> SlotCheck {
+        SlotCheck { checks: vec![engine_failure(format!("{BUSY}: {}", error_chain(e)))], stale: true }
+    }
+}
+
+/// An error and its causes, each once, joined by ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub(crate) fn engine_failure(what: String) -> CheckOutcome {
     CheckOutcome { checker: "brink".into(), verdict: Verdict::CheckerFailure, message: what, details: None, ms: 0 }
 }
@@ -124,36 +180,78 @@ impl Worker {
         })
     }
 
-    /// Recover and check the state currently in this worker's slot.
-    pub fn check(&self, ctx: &CheckCtx, state_id: &str, marks: &[String], t: &Timings) -> Vec<CheckOutcome> {
+    /// Recover and check the state currently in this worker's slot. A slot left stale
+    /// (`SlotCheck::stale`) must not check another state.
+    ///
+    /// An error is brink's own I/O failing (its scratch files, the room for a checker's
+    /// output): the state is not judged and the run stops.
+    pub fn check(
+        &self,
+        ctx: &CheckCtx,
+        state_id: &str,
+        marks: &[String],
+        t: &Timings,
+    ) -> Result<SlotCheck, ExploreError> {
         let mut out = Vec::new();
         let started = Instant::now();
         let mount = self.mount(ctx);
         Timings::add(&t.mount_us, started);
         let mut m = match mount {
             Ok(m) => m,
-            Err(o) => return vec![o],
+            Err(o) => return Ok(SlotCheck::fresh(vec![o])),
         };
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
             if let Err(e) = m.unmount() {
-                return vec![engine_failure(e.to_string())];
+                return Ok(SlotCheck::busy(&e));
             }
             out.push(fsck(ctx.fs, self.dev().path(), &self.scratch, ctx.timeout));
+            ensure_room(&self.scratch)?;
             m = match self.mount(ctx) {
                 Ok(m) => m,
                 Err(o) => {
                     out.push(o);
-                    return out;
+                    return Ok(self.released(out));
                 }
             };
         }
-        self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out);
+        // On an error the mount's guard unmounts it (lazily if it stays busy).
+        self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out)?;
         let started = Instant::now();
-        if let Err(e) = m.unmount() {
-            out.push(engine_failure(e.to_string()));
-        }
+        let unmounted = m.unmount();
         Timings::add(&t.unmount_us, started);
-        out
+        Ok(match unmounted {
+            Ok(()) => self.released(out),
+            Err(e) => SlotCheck::busy(&e),
+        })
+    }
+
+    /// `checks` if the file system is gone from the loop device after its unmount. A
+    /// process in another mount namespace can keep it alive with nothing mounted here;
+    /// the next mount of the device would then be that file system again, not the next
+    /// state. A mounted block device refuses an exclusive open.
+    ///
+    /// The release can also lag the unmount for a moment: when another task holds a
+    /// passing reference to the mount (one reading the mount table), that task drops the
+    /// last one and frees the file system, not the unmount. Hence the wait.
+    fn released(&self, checks: Vec<CheckOutcome>) -> SlotCheck {
+        let path = self.dev().path();
+        let started = Instant::now();
+        loop {
+            match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                _ => return SlotCheck::fresh(checks),
+            }
+            if started.elapsed() >= RELEASE_WAIT_MAX {
+                return SlotCheck {
+                    checks: vec![engine_failure(format!(
+                        "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
+                        path.display()
+                    ))],
+                    stale: true,
+                };
+            }
+            std::thread::sleep(RELEASE_POLL);
+        }
     }
 
     fn run_checkers(
@@ -164,12 +262,11 @@ impl Worker {
         image: &Path,
         t: &Timings,
         out: &mut Vec<CheckOutcome>,
-    ) {
+    ) -> Result<(), ExploreError> {
         let marks_file = self.scratch.join("marks");
-        if let Err(e) = brink_check::write_marks(&marks_file, marks) {
-            out.push(engine_failure(format!("cannot write the marks file: {e}")));
-            return;
-        }
+        brink_check::write_marks(&marks_file, marks)
+            .map_err(|source| ExploreError::Scratch { path: marks_file.clone(), source })?;
+        ensure_room(&self.scratch)?;
         for spec in &ctx.checkers {
             let CheckerSpec::Command(cmd) = spec else { continue };
             let env = CheckEnv {
@@ -181,13 +278,18 @@ impl Worker {
                 scratch: &self.scratch,
             };
             let started = Instant::now();
-            out.push(run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout }));
+            let outcome = run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
             Timings::add(&t.checkers_us, started);
+            // Its output went to files in the scratch directory: if that file system
+            // filled up, the output may be cut and the verdict with it.
+            ensure_room(&self.scratch)?;
+            out.push(outcome);
         }
+        Ok(())
     }
 
     /// Userspace recovery: build the state as an image file, replay its journal with
-    /// e2fsck, extract its files with debugfs, and check those.
+    /// e2fsck, extract its files with debugfs, and check those. Errors as for `check`.
     pub fn check_userspace(
         &self,
         ctx: &CheckCtx,
@@ -195,32 +297,35 @@ impl Worker {
         state_id: &str,
         marks: &[String],
         t: &Timings,
-    ) -> Vec<CheckOutcome> {
+    ) -> Result<Vec<CheckOutcome>, ExploreError> {
         let mut out = Vec::new();
         let started = Instant::now();
         let image = self.scratch.join("state.img");
         let _ = std::fs::remove_file(&image);
         let _ = std::fs::remove_dir_all(&self.mnt);
-        if let Err(e) = build(&image).and_then(|_| std::fs::create_dir(&self.mnt).map_err(BuildError::Io)) {
-            return vec![engine_failure(format!("cannot build the state's image: {e}"))];
-        }
+        build(&image).map_err(|e| build_error(&image, e))?;
+        std::fs::create_dir(&self.mnt).map_err(|source| ExploreError::Scratch { path: self.mnt.clone(), source })?;
         let tool = |prog: &'static str, args: &[&OsStr]| self.run_tool(ctx, prog, args);
-        let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()]);
+        let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()])?;
         Timings::add(&t.mount_us, started);
         if let Err(e) = replay {
-            return vec![CheckOutcome {
+            return Ok(vec![CheckOutcome {
                 checker: "recovery".into(),
                 verdict: Verdict::Violation,
                 message: format!("userspace journal replay failed: {e}"),
                 details: None,
                 ms: 0,
-            }];
+            }]);
         }
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
             out.push(fsck(ctx.fs, &image, &self.scratch, ctx.timeout));
+            ensure_room(&self.scratch)?;
         }
         let rdump = format!("rdump / {}", self.mnt.display());
-        match tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()]) {
+        // debugfs reports a file it could not write on stderr and still exits 0, so
+        // `run_tool` checks the room left: files cut by a full disk would be the
+        // application's fault in the checker's eyes.
+        match tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()])? {
             Ok(stderr) if stderr.contains("Bad magic") || stderr.contains("while trying to open") => {
                 out.push(CheckOutcome {
                     checker: "recovery".into(),
@@ -232,43 +337,69 @@ impl Worker {
                     details: None,
                     ms: 0,
                 });
-                return out;
+                return Ok(out);
             }
             Ok(_) => {}
             Err(e) => {
                 out.push(engine_failure(format!("debugfs failed: {e}")));
-                return out;
+                return Ok(out);
             }
         }
-        self.run_checkers(ctx, state_id, marks, &image, t, &mut out);
+        self.run_checkers(ctx, state_id, marks, &image, t, &mut out)?;
         let _ = std::fs::remove_file(&image);
-        out
+        Ok(out)
     }
 
-    /// Run an e2fsprogs tool on the state's image; its stderr if it succeeded.
-    fn run_tool(&self, ctx: &CheckCtx, prog: &'static str, args: &[&OsStr]) -> Result<String, ToolError> {
-        let path = brink_blockdev::find_program(prog).ok_or(ToolError::NotFound { prog })?;
+    /// Run an e2fsprogs tool on the state's image. The outer error is brink's (the tool
+    /// is gone, cannot start, its output cannot be captured or may be cut); the inner
+    /// one is the tool failing, in brink-check's words; Ok(Ok) is its stderr after a
+    /// success.
+    fn run_tool(
+        &self,
+        ctx: &CheckCtx,
+        prog: &'static str,
+        args: &[&OsStr],
+    ) -> Result<Result<String, String>, ExploreError> {
+        let path = brink_blockdev::find_program(prog).ok_or(ExploreError::ToolGone { prog })?;
         let mut cmd = std::process::Command::new(path);
         cmd.args(args);
-        let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout).map_err(|e| ToolError::Run(e.to_string()))?;
+        let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)
+            .map_err(|source| ExploreError::Tool { prog, source })?;
+        ensure_room(&self.scratch)?;
         // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
-        match f.status.and_then(|s| s.code()) {
+        Ok(match f.status.and_then(|s| s.code()) {
             Some(0 | 1) => Ok(f.stderr),
-            _ => Err(ToolError::Failed(brink_check::failure(&f, ctx.timeout).unwrap_or_default())),
-        }
+            _ => Err(brink_check::failure(&f, ctx.timeout).unwrap_or_default()),
+        })
     }
 }
 
-/// Why an e2fsprogs tool did not do its job. The text becomes part of a check's
-/// message, worded as brink-check words a process that could not run or failed.
-#[derive(Debug, thiserror::Error)]
-enum ToolError {
-    #[error("{prog} not found: install e2fsprogs")]
-    NotFound { prog: &'static str },
-    /// The process could not be run (brink-check's wording).
-    #[error("{0}")]
-    Run(String),
-    /// It ran and failed: its exit status and output, as brink-check words them.
-    #[error("{0}")]
-    Failed(String),
+/// The error of building a state's image at `image`: reading the trace, or writing the
+/// image (brink's scratch).
+pub(crate) fn build_error(image: &Path, e: BuildError) -> ExploreError {
+    match e {
+        // Copying the durable image into place: writing `image` failed.
+        BuildError::Trace(brink_trace::TraceError::Io { path, source }) if path == image => {
+            ExploreError::Scratch { path, source }
+        }
+        BuildError::Trace(e) => ExploreError::Trace(e),
+        BuildError::Io(source) => ExploreError::Scratch { path: image.to_path_buf(), source },
+    }
+}
+
+/// Refuse to judge a state when the file system of `scratch` is (nearly) full: what
+/// brink and the checkers wrote there (captured output, extracted files) may be cut.
+pub(crate) fn ensure_room(scratch: &Path) -> Result<(), ExploreError> {
+    let st = nix::sys::statvfs::statvfs(scratch)
+        .map_err(|e| ExploreError::Scratch { path: scratch.to_path_buf(), source: e.into() })?;
+    let avail = st.blocks_available().saturating_mul(st.fragment_size());
+    if avail < SCRATCH_ROOM_MIN {
+        return Err(ExploreError::ScratchFull { path: scratch.to_path_buf(), avail, min: SCRATCH_ROOM_MIN });
+    }
+    // Out of inodes, no capture file can be created (file systems without an inode
+    // count report none in total).
+    if st.files() > 0 && st.files_available() == 0 {
+        return Err(ExploreError::NoInodes { path: scratch.to_path_buf() });
+    }
+    Ok(())
 }

@@ -67,8 +67,6 @@ impl Ext4Modes {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::time::Duration;
-
     use brink_pmodel::{CacheModel, Model, Strategy, Torn};
     use expect_test::expect;
 
@@ -80,12 +78,12 @@ pub(crate) mod tests {
         Ext4Modes {
             command: vec!["sh".into(), "-c".into(), "echo \"a b\" > f".into()],
             setup: Some("printf old > f".into()),
-            size: 64 << 20,
+            size: brink_record::IMAGE_BYTES_DEFAULT,
             checkers: vec!["fsck".into()],
             model: Model { cache: CacheModel::Writeback, torn: Torn::None },
             strategy: Strategy::Exhaustive,
             max_states: 1000,
-            checker_timeout: Duration::from_secs(30),
+            checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
             dir: "/work".into(),
         }
         .workload()

@@ -266,3 +266,163 @@ fn media_fault_states_are_checked_in_process() {
     assert_eq!(faults.len() as u64, s.media_fault_states);
     assert!(faults.iter().all(|f| !f.contains("latent")), "{faults:?}");
 }
+
+/// A checker that judges nothing: every state a checker failure (a missing checker).
+struct Missing;
+
+impl InProcessCheck for Missing {
+    fn check(&self, _image: &Path, _state_id: &str, _marks: &[String]) -> Vec<CheckOutcome> {
+        let message = "exit 127: sh: 1: ./check: not found".to_string();
+        vec![CheckOutcome {
+            checker: "./check".into(),
+            verdict: Verdict::CheckerFailure,
+            message,
+            details: None,
+            ms: 0,
+        }]
+    }
+}
+
+#[test]
+fn unjudged_states_are_never_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let cfg = config(&t, &tmp.path().join("r"));
+    let s = explore_in_process(&cfg, &Progress::default(), Arc::new(Missing)).unwrap();
+    assert_eq!((s.violations, s.consistent), (0, 0));
+    assert_eq!(s.unjudged(), s.states_generated, "every state is unjudged");
+    assert!(!s.passed(), "0 violations with every state unjudged is not a pass");
+    let judged = run(&config(&t, &tmp.path().join("judged")), &Fake::new()).unwrap();
+    assert_eq!(judged.unjudged(), 0);
+    assert!(!judged.passed(), "it found violations");
+}
+
+/// Holds its first check until told to go on, saying when it got there.
+struct Gate {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    first: AtomicUsize,
+    inner: Arc<Fake>,
+}
+
+impl InProcessCheck for Gate {
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+        if self.first.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+        }
+        self.inner.check(image, state_id, marks)
+    }
+}
+
+#[test]
+fn one_run_per_results_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+    let cfg = config(&t, &tmp.path().join("r"));
+    let (entered, entered_rx) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(Gate {
+        entered: std::sync::Mutex::new(entered),
+        go: std::sync::Mutex::new(go_rx),
+        first: AtomicUsize::new(0),
+        inner: Fake::new(),
+    });
+    let first = {
+        let cfg = cfg.clone();
+        std::thread::spawn(move || explore_in_process(&cfg, &Progress::default(), gate))
+    };
+    entered_rx.recv().unwrap();
+    // A second resume while the first run checks its first state: refused, naming the
+    // holder, before it touches anything of the first run's.
+    let second = ExploreConfig { resume: true, ..cfg.clone() };
+    let e = run(&second, &Fake::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ExploreError::Results(ResultsError::Busy { .. })), "{text}");
+    assert!(text.contains(&format!("pid {}, started ", std::process::id())), "{text}");
+    assert!(text.contains(" UTC"), "{text}");
+    go.send(()).unwrap();
+    let s = first.join().unwrap().unwrap();
+    assert!(s.complete);
+    assert_eq!(states(&cfg.results), states(&whole.results), "the first run was left alone");
+    // Released at the end: resuming the finished run is allowed.
+    assert!(run(&second, &Fake::new()).unwrap().complete);
+}
+
+#[test]
+fn settings_out_of_range_are_refused_before_any_state() {
+    use brink_explore::{Setting, SettingError, seconds};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    // What a flag or a manifest gives in seconds: an error, never a panic.
+    for secs in [f64::INFINITY, 1e300, -1.0] {
+        assert!(seconds(Setting::TimeBudget, secs).is_err(), "{secs}");
+        assert!(seconds(Setting::CheckerTimeout, secs).is_err(), "{secs}");
+    }
+    let bad = [
+        ExploreConfig { checker_timeout: Duration::ZERO, ..config(&t, &tmp.path().join("a")) },
+        ExploreConfig { checker_timeout: Duration::MAX, ..config(&t, &tmp.path().join("b")) },
+        ExploreConfig { time_budget: Some(Duration::MAX), ..config(&t, &tmp.path().join("c")) },
+        ExploreConfig { jobs: 0, ..config(&t, &tmp.path().join("d")) },
+    ];
+    for cfg in bad {
+        let fake = Fake::new();
+        let e = run(&cfg, &fake).unwrap_err();
+        assert!(
+            matches!(e, ExploreError::Setting(SettingError::NotPositive { .. } | SettingError::TooLarge { .. })),
+            "{e}"
+        );
+        assert!(!cfg.results.exists(), "refused before anything is written: {e}");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    }
+}
+
+/// Judges as `Fake`, but on its third call makes every scratch directory of the run
+/// unwritable (a file where the directory was), as a full or failing disk would.
+struct Sabotage(Arc<Fake>);
+
+impl InProcessCheck for Sabotage {
+    fn check(&self, image: &Path, state_id: &str, marks: &[String]) -> Vec<CheckOutcome> {
+        let checks = self.0.check(image, state_id, marks);
+        if self.0.calls.load(Ordering::SeqCst) == 3 {
+            let work = image.parent().unwrap().parent().unwrap();
+            for e in std::fs::read_dir(work).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name().unwrap().to_string_lossy().starts_with("scratch") {
+                    std::fs::remove_dir_all(&p).unwrap();
+                    std::fs::write(&p, b"not a directory").unwrap();
+                }
+            }
+        }
+        checks
+    }
+}
+
+#[test]
+fn brinks_own_io_errors_are_brinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+    // One job: the sabotage must not pull another check's image from under it.
+    let mut cfg = ExploreConfig { jobs: 1, ..config(&t, &tmp.path().join("r")) };
+    let e = explore_in_process(&cfg, &Progress::default(), Arc::new(Sabotage(Fake::new()))).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ExploreError::Scratch { .. }), "the run stops: {text}");
+    assert!(text.contains("cannot write brink's scratch file") && text.contains("scratch"), "{text}");
+    assert!(!cfg.results.join(results::SUMMARY).exists(), "no summary from a failed run");
+    // What was recorded is what the whole run found: nothing from the broken states.
+    let recorded = results::collect(&cfg.results).unwrap();
+    let expected = Results::load(&whole.results).unwrap().states;
+    assert!(!recorded.is_empty() && recorded.len() < expected.len(), "{} recorded", recorded.len());
+    for r in &recorded {
+        let w = expected.iter().find(|x| x.id == r.id).unwrap();
+        assert_eq!((&r.verdict, &r.checks), (&w.verdict, &w.checks), "state {}", r.id);
+    }
+    // Resuming checks the rest, to the same states as the whole run.
+    cfg.resume = true;
+    assert!(run(&cfg, &Fake::new()).unwrap().complete);
+    assert_eq!(states(&cfg.results), states(&whole.results));
+}

@@ -2,6 +2,7 @@
 //! counts, materializing a state by id, and the additive image hash.
 
 mod engine;
+mod kernel;
 mod results;
 
 use std::fs::File;

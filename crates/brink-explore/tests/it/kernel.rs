@@ -1,0 +1,244 @@
+//! The engine with the kernel's recovery (root, loop devices, FUSE, e2fsprogs): what only
+//! the kernel can show. A checker that leaves a process behind in a state's file system
+//! (issue 13) must not make that file system the next state its slot checks.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use brink_check::Verdict;
+use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, Results, explore};
+use brink_pmodel::{Model, Strategy};
+use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
+
+const IMAGE: u64 = 16 << 20;
+
+/// Held by each test here: a process another test leaves in its own mount namespace
+/// holds a copy of every mount of the moment, this test's states included, and would
+/// make them outlive their checks too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const FILES: [&str; 4] = ["f1", "f2", "f3", "f4"];
+
+/// True if the kernel's recovery can run here; otherwise fails the test, or skips it
+/// loudly when BRINK_SKIP_PRIVILEGED=1 (the convention of brink-cli's tests).
+fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let fuse = Path::new("/dev/fuse").exists();
+    let loopctl = Path::new("/dev/loop-control").exists();
+    let tools =
+        brink_blockdev::find_program("mkfs.ext4").is_some() && brink_blockdev::find_program("debugfs").is_some();
+    if root && fuse && loopctl && tools {
+        return true;
+    }
+    let why = format!(
+        "{test} needs root, /dev/fuse, /dev/loop-control and e2fsprogs (root={root}, fuse={fuse}, loop-control={loopctl}, e2fsprogs={tools})"
+    );
+    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED {why}");
+        return false;
+    }
+    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An ext4 image holding `FILES`, each one 4 KiB block of 'O'; then a trace that
+/// rewrites each file's block with 'N' (volatile writes) and flushes. Every subset of
+/// the rewrites is a state with its own content, so a state checked on another state's
+/// file system gets another verdict.
+fn ext4_trace(dir: &Path) -> PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir(&files).unwrap();
+    for f in FILES {
+        std::fs::write(files.join(f), [b'O'; 4096]).unwrap();
+    }
+    let img = dir.join("base.img");
+    File::create(&img).unwrap().set_len(IMAGE).unwrap();
+    run(Command::new(brink_blockdev::find_program("mkfs.ext4").unwrap())
+        .args(["-F", "-q", "-b", "4096", "-d"])
+        .arg(&files)
+        .arg(&img));
+    let mut w = TraceWriter::create(&dir.join("t")).unwrap();
+    std::fs::copy(&img, w.base_image_path()).unwrap();
+    for f in FILES {
+        let out = run(Command::new(brink_blockdev::find_program("debugfs").unwrap())
+            .args(["-R", &format!("bmap /{f} 0")])
+            .arg(&img));
+        let block: u64 = out.trim().parse().unwrap_or_else(|_| panic!("debugfs bmap: {out}"));
+        w.write(block * 4096, &[b'N'; 4096], WriteFlags::default()).unwrap();
+    }
+    w.flush().unwrap();
+    w.finish(TraceMeta::new("test", "ext4", IMAGE)).unwrap()
+}
+
+/// Violation naming the files still old; on state `escape`, it also leaves a process in
+/// its own session with its working directory in the state (as `pg_ctl` leaves a
+/// server), and writes that process's id to `pids`.
+fn checker(escape: &str, pids: &Path) -> String {
+    checker_leaving(escape, "setsid sleep 20", pids)
+}
+
+/// As `checker`, the process left behind being `command`.
+fn checker_leaving(escape: &str, command: &str, pids: &Path) -> String {
+    format!(
+        "if [ \"$BRINK_STATE_ID\" = {escape} ]; then {command} </dev/null >/dev/null 2>&1 & echo $! >> {}; fi; \
+         old=; for f in {}; do grep -q N $f || old=\"$old $f\"; done; \
+         if [ -n \"$old\" ]; then echo \"old:$old\"; exit 1; fi",
+        pids.display(),
+        FILES.join(" ")
+    )
+}
+
+fn config(trace: &Path, results: &Path, checker: String) -> ExploreConfig {
+    ExploreConfig {
+        trace: trace.to_path_buf(),
+        results: results.to_path_buf(),
+        model: Model::WRITEBACK,
+        strategy: Strategy::Exhaustive,
+        max_states: brink_explore::defaults::STATES_MAX,
+        checkers: vec![CheckerSpec::Command(checker)],
+        // One slot: every state after the escape is mounted from the same loop device.
+        jobs: 1,
+        checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
+        time_budget: None,
+        resume: false,
+        recovery: Recovery::Kernel,
+        media_faults: false,
+        cache: None,
+        interrupt: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+/// Kill the processes the checker left (by the ids it wrote), then wait until no loop
+/// device is backed by a slot of `dir` any more.
+fn kill_escaped(pids: &Path, dir: &Path) {
+    for pid in std::fs::read_to_string(pids).unwrap_or_default().split_whitespace() {
+        let pid = nix::unistd::Pid::from_raw(pid.parse().unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let started = Instant::now();
+    let dir = dir.display().to_string();
+    while brink_blockdev::attached_loop_devices().iter().any(|(_, b)| b.display().to_string().starts_with(&dir)) {
+        assert!(started.elapsed() < Duration::from_secs(10), "a slot's loop device stays attached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_stale_slot_never_judges_a_state() {
+    if !privileged("a_stale_slot_never_judges_a_state") {
+        return;
+    }
+    // The unmount fails (EBUSY): the process's working directory is in the state.
+    same_verdicts_but_one("setsid sleep 20", "a process the checker started kept the state's file system busy");
+}
+
+#[test]
+fn a_file_system_kept_in_another_mount_namespace_is_not_reused() {
+    if !privileged("a_file_system_kept_in_another_mount_namespace_is_not_reused") {
+        return;
+    }
+    // The unmount succeeds, but a copy of the mount in another namespace keeps the file
+    // system alive on the slot's loop device.
+    same_verdicts_but_one("setsid unshare -m --propagation private sleep 20", "stayed in use after its unmount");
+}
+
+/// A checker that leaves `command` running on state 4-0 gives the clean checker's
+/// verdicts on every other state; 4-0 is a checker failure saying `why`.
+fn same_verdicts_but_one(command: &str, why: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let pids = tmp.path().join("pids");
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
+    explore(&clean, &Progress::default()).unwrap();
+    // "4-0": the state without the first rewrite, checked early; states after it differ.
+    let escaped = config(&t, &tmp.path().join("escaped"), checker_leaving("4-0", command, &pids));
+    let outcome = explore(&escaped, &Progress::default());
+    kill_escaped(&pids, tmp.path());
+    let s = outcome.unwrap();
+    assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one state escaped");
+    let (clean, escaped) = (Results::load(&clean.results).unwrap(), Results::load(&escaped.results).unwrap());
+    assert_eq!(s.checker_failures, 1, "{s:?}");
+    assert_eq!(clean.states.len(), escaped.states.len());
+    assert!(clean.states.iter().any(|r| r.verdict == Verdict::Violation));
+    for (c, e) in clean.states.iter().zip(&escaped.states) {
+        assert_eq!(c.id, e.id);
+        if e.id == "4-0" {
+            assert_eq!(e.verdict, Verdict::CheckerFailure);
+            let message = &e.checks[0].message;
+            assert!(message.contains(why), "{message}");
+        } else {
+            let msgs = |r: &brink_explore::StateRecord| r.checks.iter().map(|c| c.message.clone()).collect::<Vec<_>>();
+            assert_eq!((&c.verdict, msgs(c)), (&e.verdict, msgs(e)), "state {}", e.id);
+        }
+    }
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily if need be) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let size = format!("size={bytes}");
+        nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(size.as_str()))
+            .unwrap();
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn verdicts(dir: &Path) -> Vec<(String, Verdict, Vec<String>)> {
+    let r = Results::load(dir).unwrap();
+    r.states.into_iter().map(|s| (s.id, s.verdict, s.checks.into_iter().map(|c| c.message).collect())).collect()
+}
+
+#[test]
+fn a_full_results_disk_never_changes_a_verdict() {
+    use std::os::unix::fs::MetadataExt;
+    if !privileged("a_full_results_disk_never_changes_a_verdict") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let pids = tmp.path().join("pids");
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
+    explore(&clean, &Progress::default()).unwrap();
+    // Room for the durable image (its allocated blocks) and a little more; a checker's
+    // output flood fills the rest once, on state 4-0, then the checker's own message
+    // cannot be written: it would be another verdict.
+    let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
+    let _small = Tmpfs::mount(&tmp.path().join("small"), used + (3 << 20));
+    let flag = tmp.path().join("flooded");
+    let flood = format!(
+        "if [ \"$BRINK_STATE_ID\" = 4-0 ] && [ ! -e {0} ]; then touch {0}; head -c 64M /dev/zero; fi; {1}",
+        flag.display(),
+        checker("none", &pids)
+    );
+    let mut cfg = config(&t, &tmp.path().join("small/r"), flood);
+    let e = explore(&cfg, &Progress::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, brink_explore::ExploreError::ScratchFull { .. }), "{text}");
+    assert!(text.contains("the state is not judged"), "{text}");
+    let recorded = brink_explore::results::collect(&cfg.results).unwrap();
+    assert!(recorded.iter().all(|r| r.id != "4-0"), "no verdict from the state whose output was cut");
+    // Resuming (the work area, flood included, is removed first) finishes the run with
+    // the clean run's verdicts.
+    cfg.resume = true;
+    assert!(explore(&cfg, &Progress::default()).unwrap().complete);
+    assert_eq!(verdicts(&cfg.results), verdicts(&clean.results));
+}
