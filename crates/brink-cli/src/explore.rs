@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Recovery, StateRecord, Summary};
+use brink_explore::{CheckerSpec, ExploreConfig, Recovery, Setting, StateRecord, Summary};
 use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
 use brink_suite::{Ext4Modes, RunOpts};
 use clap::ValueEnum;
@@ -167,6 +167,11 @@ fn validate(o: &CheckOpts) -> Result<()> {
     Ok(())
 }
 
+/// A flag's seconds as a `Duration`, refused (not a panic) when out of the setting's range.
+fn secs(setting: brink_explore::Setting, flag: &str, value: f64) -> Result<Duration> {
+    brink_explore::seconds(setting, value).with_context(|| flag.to_string())
+}
+
 fn explore_config(
     o: &CheckOpts,
     trace: &Path,
@@ -184,8 +189,8 @@ fn explore_config(
         max_states: o.max_states,
         checkers: o.checkers.iter().map(|c| CheckerSpec::parse(c)).collect(),
         jobs,
-        checker_timeout: Duration::from_secs_f64(o.checker_timeout),
-        time_budget: o.time_budget.map(Duration::from_secs_f64),
+        checker_timeout: secs(Setting::CheckerTimeout, "--checker-timeout", o.checker_timeout)?,
+        time_budget: o.time_budget.map(|t| secs(Setting::TimeBudget, "--time-budget", t)).transpose()?,
         resume,
         recovery: recovery(o),
         media_faults: false,
@@ -290,7 +295,7 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
         model: model(&a.opts),
         strategy: strategy(&a.opts),
         max_states: a.opts.max_states,
-        checker_timeout: Duration::from_secs_f64(a.opts.checker_timeout),
+        checker_timeout: secs(Setting::CheckerTimeout, "--checker-timeout", a.opts.checker_timeout)?,
         dir: std::env::current_dir()?,
     };
     let w = spec.workload()?;

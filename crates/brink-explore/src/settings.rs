@@ -62,6 +62,11 @@ impl std::fmt::Display for Setting {
     }
 }
 
+/// A number as a person reads it: huge ones in scientific notation (`1e300`), not 301 digits.
+fn short(v: f64) -> String {
+    if v.abs() >= 1e12 { format!("{v:e}") } else { format!("{v}") }
+}
+
 /// Why a numeric setting is refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -72,7 +77,7 @@ pub enum SettingError {
     NotPositive { setting: Setting, value: f64 },
     #[error("{setting} must not be negative, not {value}")]
     Negative { setting: Setting, value: f64 },
-    #[error("{setting} of {value} is more than its maximum, {max}")]
+    #[error("{setting} of {} is more than its maximum, {}", short(*value), short(*max))]
     TooLarge { setting: Setting, value: f64, max: f64 },
 }
 
