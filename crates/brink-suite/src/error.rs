@@ -31,7 +31,7 @@ pub enum ManifestProblem {
     NoModes,
     #[error("no checkers: name at least one (\"fsck\" is built in)")]
     NoCheckers,
-    #[error("checker_timeout {0} must be between 0 and {max} seconds", max = crate::manifest::CHECKER_TIMEOUT_MAX_S)]
+    #[error("checker_timeout {0} must be between 0 and {max} seconds", max = brink_explore::defaults::CHECKER_TIMEOUT_MAX.as_secs())]
     CheckerTimeout(f64),
     #[error("two modes are named '{0}'")]
     DuplicateMode(String),

@@ -103,8 +103,6 @@ pub struct Mode {
 pub const MAX_STATES_DEFAULT: u128 = 100_000;
 /// The image size when a manifest gives none (raised to the file system's minimum).
 pub const SIZE_DEFAULT: u64 = brink_record::IMAGE_BYTES_DEFAULT;
-/// A checker timeout must be below a day: a longer one is a typo.
-pub const CHECKER_TIMEOUT_MAX_S: f64 = 86_400.0;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,12 +214,11 @@ pub fn load(dir: &Path, checkers_dir: &Path) -> Result<Workload, ManifestError> 
     }
     let e = &raw.explore;
     let timeout = e.checker_timeout.unwrap_or(CHECKER_TIMEOUT.as_secs_f64());
-    if !(timeout > 0.0 && timeout < CHECKER_TIMEOUT_MAX_S) {
-        return Err(bad(ManifestProblem::CheckerTimeout(timeout)));
-    }
+    let checker_timeout = brink_explore::seconds(brink_explore::Setting::CheckerTimeout, timeout)
+        .map_err(|_| bad(ManifestProblem::CheckerTimeout(timeout)))?;
     let explore = ExploreSpec {
         model: Model { cache: e.model.unwrap_or(CacheModel::Writeback), torn: e.torn.unwrap_or(Torn::None) },
-        checker_timeout: Duration::from_secs_f64(timeout),
+        checker_timeout,
     };
     let mut modes: Vec<Mode> = Vec::new();
     for m in &raw.mode {
