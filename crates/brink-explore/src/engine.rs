@@ -183,6 +183,8 @@ impl<'a> Explorer<'a> {
     ) -> Result<Explorer<'a>, ExploreError> {
         let started = Instant::now();
         let reader = Arc::new(TraceReader::open(&cfg.trace)?);
+        // Every state starts from base.img: a damaged one would be blamed on the application.
+        reader.check_base_image()?;
         let meta = reader.meta().clone();
         let fs = preflight(cfg, &meta, in_process.is_some())?;
         let space = count(&cfg.trace, cfg.model, cfg.strategy)?;

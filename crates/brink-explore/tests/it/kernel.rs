@@ -131,13 +131,24 @@ fn kill_escaped(pids: &Path, dir: &Path) {
     }
 }
 
+/// `command`, run by a shell that first leaves the checker's cgroup for the root of the
+/// cgroup v2 tree: a process brink's containment cannot find, so that the stale-slot
+/// defence behind it is what the test sees.
+fn out_of_the_cgroup(command: &str) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let root = mounts.lines().map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[2] == "cgroup2");
+    let root = root.expect("a cgroup2 mount (brink contains checkers in cgroup v2)")[1];
+    format!("sh -c 'echo $$ > {root}/cgroup.procs; exec {command}'")
+}
+
 #[test]
 fn a_stale_slot_never_judges_a_state() {
     if !privileged("a_stale_slot_never_judges_a_state") {
         return;
     }
     // The unmount fails (EBUSY): the process's working directory is in the state.
-    same_verdicts_but_one("setsid sleep 20", "a process the checker started kept the state's file system busy");
+    let leaves = out_of_the_cgroup("setsid sleep 20");
+    same_verdicts_but_one(&leaves, "a process the checker started kept the state's file system busy");
 }
 
 #[test]
@@ -147,7 +158,34 @@ fn a_file_system_kept_in_another_mount_namespace_is_not_reused() {
     }
     // The unmount succeeds, but a copy of the mount in another namespace keeps the file
     // system alive on the slot's loop device.
-    same_verdicts_but_one("setsid unshare -m --propagation private sleep 20", "stayed in use after its unmount");
+    let leaves = out_of_the_cgroup("setsid unshare -m --propagation private sleep 20");
+    same_verdicts_but_one(&leaves, "stayed in use after its unmount");
+}
+
+/// Issue 13's escaped daemon (`pg_ctl` starts its server in a session of its own): the
+/// checker's cgroup holds it, so brink stops it, the unmount succeeds, and every state
+/// gets the clean run's verdict.
+#[test]
+fn an_escaped_daemon_is_stopped_and_changes_no_verdict() {
+    if !privileged("an_escaped_daemon_is_stopped_and_changes_no_verdict") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let pids = tmp.path().join("pids");
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
+    explore(&clean, &Progress::default()).unwrap();
+    let escaped = config(&t, &tmp.path().join("escaped"), checker("4-0", &pids));
+    let outcome = explore(&escaped, &Progress::default());
+    let pid = std::fs::read_to_string(&pids).unwrap();
+    // A zombie is dead: it waits only for its new parent (here pid 1) to reap it.
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.trim()).join("status")).unwrap_or_default();
+    let alive = !status.is_empty() && !status.contains("State:\tZ");
+    kill_escaped(&pids, tmp.path());
+    assert_eq!(outcome.unwrap().checker_failures, 0);
+    assert!(!alive, "the escaped process {} outlived its checker", pid.trim());
+    assert_eq!(verdicts(&escaped.results), verdicts(&clean.results));
 }
 
 /// A checker that leaves `command` running on state 4-0 gives the clean checker's
@@ -218,14 +256,16 @@ fn a_full_results_disk_never_changes_a_verdict() {
     let pids = tmp.path().join("pids");
     let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
     explore(&clean, &Progress::default()).unwrap();
-    // Room for the durable image (its allocated blocks) and a little more; a checker's
-    // output flood fills the rest once, on state 4-0, then the checker's own message
-    // cannot be written: it would be another verdict.
+    // Room for the durable image (its allocated blocks) and a little more; on state 4-0
+    // the checker fills the rest once (beside its marks file, in brink's scratch area):
+    // whatever brink writes next for that state could fail, so it must not judge it.
+    // (A checker's own output is held in memory, capped: it cannot fill the disk.)
     let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
     let _small = Tmpfs::mount(&tmp.path().join("small"), used + (3 << 20));
     let flag = tmp.path().join("flooded");
     let flood = format!(
-        "if [ \"$BRINK_STATE_ID\" = 4-0 ] && [ ! -e {0} ]; then touch {0}; head -c 64M /dev/zero; fi; {1}",
+        "if [ \"$BRINK_STATE_ID\" = 4-0 ] && [ ! -e {0} ]; then touch {0}; \
+         head -c 64M /dev/zero > \"$(dirname \"$BRINK_MARKS\")/flood\" 2>/dev/null; fi; {1}",
         flag.display(),
         checker("none", &pids)
     );
