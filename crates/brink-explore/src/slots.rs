@@ -9,7 +9,6 @@
 //! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
 //! the caller before each mount.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -23,6 +22,7 @@ use fuser::{
 };
 
 use crate::footprint::{Piece, Src};
+use crate::overlay::Overlay;
 
 const PAGE: u64 = 4096;
 
@@ -33,37 +33,11 @@ enum SlotError {
     Durable(#[source] std::io::Error),
     #[error("cannot read a write's payload from the trace")]
     Payload(#[source] brink_trace::TraceError),
+    #[error("the read touches the state's latent sector error")]
+    Latent,
 }
 const ROOT: INodeNo = INodeNo(1);
 const TTL: Duration = Duration::from_secs(60);
-
-/// One slot's state: pieces of the crash state, and pages written since.
-#[derive(Debug, Default)]
-struct Overlay {
-    /// Disjoint byte ranges: start → (end, source).
-    segs: BTreeMap<u64, (u64, Src)>,
-    pages: HashMap<u64, Box<[u8]>>,
-    /// A latent sector error: reads touching this byte range fail with EIO.
-    bad: Option<(u64, u64)>,
-}
-
-impl Overlay {
-    /// Lay `src` over `[start, end)`, replacing what was there.
-    fn insert(&mut self, start: u64, end: u64, src: Src) {
-        let overlapping: Vec<u64> =
-            self.segs.range(..end).rev().take_while(|(_, (e, _))| *e > start).map(|(k, _)| *k).collect();
-        for k in overlapping {
-            let (e, old) = self.segs.remove(&k).expect("present");
-            if k < start {
-                self.segs.insert(k, (start, old.clone()));
-            }
-            if e > end {
-                self.segs.insert(end, (e, old.advanced(end - k)));
-            }
-        }
-        self.segs.insert(start, (end, src));
-    }
-}
 
 /// What the engine and the FUSE daemon share.
 pub struct Slots {
@@ -94,8 +68,8 @@ impl Slots {
     fn compose(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), SlotError> {
         self.base.read_exact_at(buf, offset).map_err(SlotError::Durable)?;
         let end = offset + buf.len() as u64;
-        for (&k, (e, src)) in ov.segs.range(..end).rev().take_while(|(_, (e, _))| *e > offset) {
-            let (a, b) = (k.max(offset), (*e).min(end));
+        for (k, e, src) in ov.meeting(offset, end) {
+            let (a, b) = (k.max(offset), e.min(end));
             src.advanced(a - k)
                 .read(&self.reader, &mut buf[(a - offset) as usize..(b - offset) as usize])
                 .map_err(SlotError::Payload)?;
@@ -163,9 +137,7 @@ impl Slots {
     /// Make `slot` read as the durable image with `pieces` laid on in order.
     pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) {
         let mut ov = self.overlays[slot].lock().expect("overlay lock");
-        ov.pages.clear();
-        ov.segs.clear();
-        ov.bad = bad;
+        ov.reset(bad);
         for p in pieces {
             ov.insert(p.offset, p.offset + p.len, p.src);
         }
@@ -173,10 +145,22 @@ impl Slots {
 
     /// Drop a slot's overlay (and its memory).
     pub fn clear(&self, slot: usize) {
-        let mut ov = self.overlays[slot].lock().expect("overlay lock");
-        ov.pages = HashMap::new();
-        ov.segs.clear();
-        ov.bad = None;
+        *self.overlays[slot].lock().expect("overlay lock") = Overlay::default();
+    }
+
+    /// What a read of up to `size` bytes at `offset` of `slot` returns: short at the end
+    /// of the image, an error where it touches the latent sector error.
+    fn read(&self, slot: usize, offset: u64, size: u32) -> Result<Vec<u8>, SlotError> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; u64::from(size).min(self.size - offset) as usize];
+        let ov = self.overlays[slot].lock().expect("overlay lock");
+        if ov.touches_bad(offset, buf.len() as u64) {
+            return Err(SlotError::Latent);
+        }
+        self.read_from(&ov, offset, &mut buf)?;
+        Ok(buf)
     }
 }
 
@@ -276,16 +260,8 @@ impl Filesystem for SlotFs {
         reply: ReplyData,
     ) {
         let Some(slot) = self.slot_of(ino) else { return reply.error(Errno::EISDIR) };
-        if offset >= self.0.size {
-            return reply.data(&[]);
-        }
-        let mut buf = vec![0u8; (size as u64).min(self.0.size - offset) as usize];
-        let ov = self.0.overlays[slot].lock().expect("overlay lock");
-        if ov.bad.is_some_and(|(a, b)| offset < b && a < offset + buf.len() as u64) {
-            return reply.error(Errno::EIO);
-        }
-        match self.0.read_from(&ov, offset, &mut buf) {
-            Ok(()) => reply.data(&buf),
+        match self.0.read(slot, offset, size) {
+            Ok(buf) => reply.data(&buf),
             Err(_) => reply.error(Errno::EIO),
         }
     }
