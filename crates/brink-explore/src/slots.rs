@@ -342,3 +342,206 @@ impl Filesystem for SlotFs {
         reply.statfs(self.0.size / 4096, 0, 0, self.0.count() as u64, 0, 4096, 255, 4096);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A slot's reads and writes without FUSE: the durable image is a file of `.`, the
+    //! pieces come from a tiny trace, and each image is shown as runs of one byte
+    //! ("[start,end) byte"), `0` for zeros and `~` for a media fault's garbage.
+
+    use std::path::Path;
+
+    use brink_trace::{Event, TraceMeta, TraceWriter, WriteFlags};
+    use expect_test::expect;
+
+    use super::*;
+
+    /// Three pages and a quarter: the last page is short.
+    const SIZE: u64 = 3 * PAGE + 1024;
+
+    /// Slots over a durable image of `.`, and the trace's writes: 2048 `A`, 1024 `B`.
+    fn rig(dir: &Path) -> (Arc<Slots>, Vec<Arc<brink_trace::Write>>) {
+        let mut w = TraceWriter::create(&dir.join("t")).unwrap();
+        std::fs::write(w.base_image_path(), vec![b'.'; SIZE as usize]).unwrap();
+        w.write(0, &[b'A'; 2048], WriteFlags::default()).unwrap();
+        w.write(0, &[b'B'; 1024], WriteFlags::default()).unwrap();
+        let reader = TraceReader::open(&w.finish(TraceMeta::new("test", "ext4", SIZE)).unwrap()).unwrap();
+        let writes = reader
+            .events()
+            .unwrap()
+            .filter_map(|e| match e.unwrap().event {
+                Event::Write(w) => Some(Arc::new(w)),
+                _ => None,
+            })
+            .collect();
+        let base = File::open(reader.base_image_path()).unwrap();
+        (Slots::new(base, SIZE, Arc::new(reader), 1), writes)
+    }
+
+    fn piece(offset: u64, len: u64, src: Src) -> Piece {
+        Piece { offset, len, src }
+    }
+
+    fn runs(bytes: &[u8], at: u64) -> String {
+        let show = |b: u8| match b {
+            b'.' | b'A'..=b'Z' => b as char,
+            0 => '0',
+            _ => '~',
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut start = 0;
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || show(bytes[i]) != show(bytes[start]) {
+                out.push(format!("[{},{}) {}", at + start as u64, at + i as u64, show(bytes[start])));
+                start = i;
+            }
+        }
+        out.join("\n")
+    }
+
+    /// The whole slot as read through `Slots::read`, in reads of at most 4 KiB, and
+    /// checked against unaligned reads of its parts.
+    fn image(slots: &Slots) -> String {
+        let mut all = Vec::new();
+        while (all.len() as u64) < SIZE {
+            all.extend(slots.read(0, all.len() as u64, PAGE as u32).unwrap());
+        }
+        for (offset, len) in [(1, 10), (1000, 5000), (4095, 2), (SIZE - 7, 100), (0, SIZE as u32)] {
+            let got = slots.read(0, offset, len).unwrap();
+            assert_eq!(got, all[offset as usize..(offset + len as u64).min(SIZE) as usize], "{offset}+{len}");
+        }
+        runs(&all, 0)
+    }
+
+    fn pages(slots: &Slots) -> Vec<(u64, usize)> {
+        let ov = slots.overlays[0].lock().unwrap();
+        let mut pages: Vec<(u64, usize)> = ov.pages.iter().map(|(&p, b)| (p, b.len())).collect();
+        pages.sort_unstable();
+        pages
+    }
+
+    #[test]
+    fn pieces_are_read_over_the_durable_image_later_ones_winning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        let (a, b) = (Src::Write(w[0].clone(), 0), Src::Write(w[1].clone(), 0));
+        let pieces = vec![
+            piece(1024, 2048, a.clone()),
+            piece(2560, 1024, b),
+            // Across the boundary of pages 0 and 1.
+            piece(3584, 1024, Src::Zero),
+            piece(2 * PAGE + 100, 8, Src::Garbage { seed: 7, offset: 0 }),
+            // A piece from the middle of a write, as a torn write gives.
+            piece(12000, 512, a.advanced(1024)),
+            // To the end of the short last page.
+            piece(SIZE - 124, 124, Src::Zero),
+        ];
+        slots.set(0, pieces, None);
+        expect![[r#"
+            [0,1024) .
+            [1024,2560) A
+            [2560,3584) B
+            [3584,4608) 0
+            [4608,8292) .
+            [8292,8300) ~
+            [8300,12000) .
+            [12000,12512) A
+            [12512,13188) .
+            [13188,13312) 0"#]]
+        .assert_eq(&image(&slots));
+        assert!(pages(&slots).is_empty(), "reads materialize no page");
+        slots.set(0, vec![], None);
+        expect!["[0,13312) ."].assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn writes_copy_whole_pages_into_the_overlay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        {
+            let mut ov = slots.overlays[0].lock().unwrap();
+            // Across pages 0 and 1, then the last bytes of the short last page.
+            slots.write_into(&mut ov, PAGE - 6, &[b'W'; 10]).unwrap();
+            slots.write_into(&mut ov, SIZE - 4, &[b'W'; 4]).unwrap();
+        }
+        expect!["[(0, 4096), (1, 4096), (3, 1024)]"].assert_eq(&format!("{:?}", pages(&slots)));
+        expect![[r#"
+            [0,1024) .
+            [1024,3072) A
+            [3072,4090) .
+            [4090,4100) W
+            [4100,13308) .
+            [13308,13312) W"#]]
+        .assert_eq(&image(&slots));
+        // A new state forgets the pages.
+        slots.set(0, vec![], None);
+        assert!(pages(&slots).is_empty());
+        expect!["[0,13312) ."].assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn zero_range_drops_whole_pages_and_zeroes_the_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        let mut ov = slots.overlays[0].lock().unwrap();
+        for at in [100, PAGE + 10, 2 * PAGE + 4000] {
+            slots.write_into(&mut ov, at, &[b'W'; 10]).unwrap();
+        }
+        // [2048, 11240): page 1 whole, pages 0 and 2 in part.
+        slots.zero_range(&mut ov, 2048, 2 * PAGE + 1000).unwrap();
+        drop(ov);
+        expect!["[(0, 4096), (2, 4096)]"].assert_eq(&format!("{:?}", pages(&slots)));
+        expect![[r#"
+            [0,100) .
+            [100,110) W
+            [110,1024) .
+            [1024,2048) A
+            [2048,11240) 0
+            [11240,12192) .
+            [12192,12202) W
+            [12202,13312) ."#]]
+        .assert_eq(&image(&slots));
+        // Inside one written page.
+        slots.zero_range(&mut slots.overlays[0].lock().unwrap(), 105, 100).unwrap();
+        expect![[r#"
+            [0,100) .
+            [100,105) W
+            [105,205) 0
+            [205,1024) .
+            [1024,2048) A
+            [2048,11240) 0
+            [11240,12192) .
+            [12192,12202) W
+            [12202,13312) ."#]]
+        .assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn reads_touching_a_latent_sector_error_fail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, _) = rig(tmp.path());
+        slots.set(0, vec![], Some((PAGE, PAGE + 512)));
+        let reads = [(0, 4096), (4096, 512), (4000, 200), (4607, 1), (4608, 512), (SIZE, 10), (SIZE - 10, 4096)];
+        let show = |slots: &Slots| {
+            let got = reads.map(|(offset, size)| match slots.read(0, offset, size) {
+                Ok(buf) => format!("{offset}+{size}: {} bytes", buf.len()),
+                Err(e) => format!("{offset}+{size}: {e}"),
+            });
+            got.join("\n")
+        };
+        expect![[r#"
+            0+4096: 4096 bytes
+            4096+512: the read touches the state's latent sector error
+            4000+200: the read touches the state's latent sector error
+            4607+1: the read touches the state's latent sector error
+            4608+512: 512 bytes
+            13312+10: 0 bytes
+            13302+4096: 10 bytes"#]]
+        .assert_eq(&show(&slots));
+        // The error belongs to the state: clearing the slot lifts it.
+        slots.clear(0);
+        assert!(show(&slots).lines().all(|l| l.ends_with(" bytes")));
+    }
+}
