@@ -5,6 +5,10 @@
 //! for the whole run; switching states only swaps the overlay. Memory per slot follows
 //! what recovery and the checker write, not the size of the state.
 //!
+//! Which piece covers which bytes, and the latent sector error's range, are kept in
+//! `overlay.rs`, apart from FUSE, so that tests check them without root; the tests here
+//! read and write a slot through [`Slots`] without mounting it.
+//!
 //! Slot files are opened with FOPEN_DIRECT_IO, so the FUSE page cache never holds a
 //! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
 //! the caller before each mount.
