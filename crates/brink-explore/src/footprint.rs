@@ -354,3 +354,146 @@ pub fn hash_image(path: &std::path::Path) -> std::io::Result<ImageHash> {
     })?;
     Ok(h)
 }
+
+#[cfg(test)]
+mod tests {
+    //! A footprint on hand-made epochs: the pieces of chosen states (dropped, torn and
+    //! overlapping writes, a discard), and, for every state of a torn-sector model, the
+    //! additive hash and the image the pieces build agreeing with `replay::materialize`.
+
+    use std::path::{Path, PathBuf};
+
+    use brink_pmodel::{CacheModel, Model, StateId, StateIter, Strategy, Torn};
+    use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
+    use expect_test::expect;
+
+    use super::*;
+    use crate::plan::{self, EpochData};
+
+    const IMAGE: u64 = 64 * S;
+    const TORN_SECTOR: Model = Model { cache: CacheModel::Writeback, torn: Torn::Sector };
+
+    /// Over a base image of `x`: epoch 0 writes A over sectors 0..4 (0), B over 2..4 (1),
+    /// a mark (2), C over 16 (3), discards 20..22 (4), flushes (5); epoch 1 writes D over
+    /// 1..3 (6) and E over 30 (7).
+    fn trace(dir: &Path) -> PathBuf {
+        let mut w = TraceWriter::create(&dir.join("t")).unwrap();
+        std::fs::write(w.base_image_path(), vec![b'x'; IMAGE as usize]).unwrap();
+        let plain = WriteFlags::default();
+        w.write(0, &[b'A'; 4 * S as usize], plain).unwrap();
+        w.write(2 * S, &[b'B'; 2 * S as usize], plain).unwrap();
+        w.mark("m").unwrap();
+        w.write(16 * S, &[b'C'; S as usize], plain).unwrap();
+        w.discard(20 * S, 2 * S).unwrap();
+        w.flush().unwrap();
+        w.write(S, &[b'D'; 2 * S as usize], plain).unwrap();
+        w.write(30 * S, &[b'E'; S as usize], plain).unwrap();
+        w.finish(TraceMeta::new("test", "ext4", IMAGE)).unwrap()
+    }
+
+    /// Walk the epochs as the explorer does: a footprint over the durable image, then
+    /// the epoch's writes applied to it. `each` sees the durable image's path.
+    fn for_each_footprint(t: &Path, mut each: impl FnMut(&TraceReader, &EpochData, &Footprint, &Path)) {
+        let reader = TraceReader::open(t).unwrap();
+        let durable_path = t.with_file_name("durable.img");
+        brink_trace::image::copy_sparse(&reader.base_image_path(), &durable_path).unwrap();
+        let durable = File::options().read(true).write(true).open(&durable_path).unwrap();
+        let mut durable_hash = hash_image(&durable_path).unwrap();
+        let mut marks = Vec::new();
+        plan::for_each_epoch(&reader, &mut marks, |ed, _| {
+            let fp = Footprint::new(&reader, &ed.writes, &durable, durable_hash)?;
+            each(&reader, &ed, &fp, &durable_path);
+            durable_hash = fp.hash_all(&reader, &durable)?;
+            fp.apply_all(&reader, &durable)?;
+            assert_eq!(durable_hash, hash_image(&durable_path).unwrap(), "epoch {}", ed.epoch.number);
+            Ok(true)
+        })
+        .unwrap();
+    }
+
+    /// Pieces in sectors, each naming its write by event index ("w3+1": write 3, from its
+    /// sector 1), then the state's first 32 sectors as their first bytes.
+    fn show(ed: &EpochData, reader: &TraceReader, durable: &Path, id: &str, pieces: &[Piece]) -> String {
+        let name = |src: &Src| match src {
+            Src::Write(w, off) => {
+                let j = ed.writes.iter().position(|d| d.src.as_ref().is_some_and(|s| Arc::ptr_eq(s, w))).unwrap();
+                format!("w{}+{}", ed.epoch.writes[j].index, off / S)
+            }
+            Src::Zero => "zero".into(),
+            Src::Garbage { .. } => "garbage".into(),
+        };
+        let runs: Vec<String> =
+            pieces.iter().map(|p| format!("[{},{}) {}", p.offset / S, (p.offset + p.len) / S, name(&p.src))).collect();
+        let img = durable.with_file_name(format!("{id}.img"));
+        crate::state_image::build(durable, reader, pieces, &img).unwrap();
+        let bytes = std::fs::read(&img).unwrap();
+        std::fs::remove_file(&img).unwrap();
+        let sectors: String =
+            (0..32).map(|s| bytes[s * S as usize]).map(|b| if b == 0 { '0' } else { b as char }).collect();
+        let runs = if runs.is_empty() { "no pieces".into() } else { runs.join(" ") };
+        format!("{id:<10} {sectors}  {runs}")
+    }
+
+    fn state(id: &str) -> CrashState {
+        CrashState { id: id.parse::<StateId>().unwrap(), epoch: 0, marks_before: 0 }
+    }
+
+    #[test]
+    fn pieces_of_chosen_states() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = trace(tmp.path());
+        let chosen: [&[&str]; 2] =
+            [&["5", "5-1", "5-0", "5-4", "5-0t9", "5-0t6-1t1", "5-1t2", "2", "2-0-1"], &["8", "8-6", "8-6t2", "8-6-7"]];
+        let mut lines = Vec::new();
+        for_each_footprint(&t, |reader, ed, fp, durable| {
+            for id in chosen[ed.epoch.number as usize] {
+                lines.push(show(ed, reader, durable, id, &fp.pieces(&ed.epoch, &state(id))));
+            }
+        });
+        expect![[r#"
+            5          AABBxxxxxxxxxxxxCxxx00xxxxxxxxxx  [0,4) w0+0 [2,4) w1+0 [16,17) w3+0 [20,22) zero
+            5-1        AAAAxxxxxxxxxxxxCxxx00xxxxxxxxxx  [0,4) w0+0 [16,17) w3+0 [20,22) zero
+            5-0        xxBBxxxxxxxxxxxxCxxx00xxxxxxxxxx  [2,4) w1+0 [16,17) w3+0 [20,22) zero
+            5-4        AABBxxxxxxxxxxxxCxxxxxxxxxxxxxxx  [0,4) w0+0 [2,4) w1+0 [16,17) w3+0
+            5-0t9      AxBBxxxxxxxxxxxxCxxx00xxxxxxxxxx  [0,1) w0+0 [3,4) w0+3 [2,4) w1+0 [16,17) w3+0 [20,22) zero
+            5-0t6-1t1  xABxxxxxxxxxxxxxCxxx00xxxxxxxxxx  [1,3) w0+1 [2,3) w1+0 [16,17) w3+0 [20,22) zero
+            5-1t2      AAABxxxxxxxxxxxxCxxx00xxxxxxxxxx  [0,4) w0+0 [3,4) w1+1 [16,17) w3+0 [20,22) zero
+            2          AABBxxxxxxxxxxxxxxxxxxxxxxxxxxxx  [0,4) w0+0 [2,4) w1+0
+            2-0-1      xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx  no pieces
+            8          ADDBxxxxxxxxxxxxCxxx00xxxxxxxxEx  [1,3) w6+0 [30,31) w7+0
+            8-6        AABBxxxxxxxxxxxxCxxx00xxxxxxxxEx  [30,31) w7+0
+            8-6t2      AADBxxxxxxxxxxxxCxxx00xxxxxxxxEx  [2,3) w6+1 [30,31) w7+0
+            8-6-7      AABBxxxxxxxxxxxxCxxx00xxxxxxxxxx  no pieces"#]]
+        .assert_eq(&lines.join("\n"));
+    }
+
+    #[test]
+    fn every_states_hash_and_image_are_those_of_materialize() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = trace(tmp.path());
+        let img = tmp.path().join("materialized.img");
+        let mut checked = Vec::new();
+        for_each_footprint(&t, |reader, ed, fp, durable| {
+            let durable_file = File::open(durable).unwrap();
+            let mut n = 0;
+            for p in &ed.epoch.points {
+                for s in StateIter::new(TORN_SECTOR, Strategy::Exhaustive, &ed.epoch, p, &[]) {
+                    let _ = std::fs::remove_file(&img);
+                    crate::replay::materialize(&t, &s.id, &img).unwrap();
+                    let hash = fp.hash(reader, &durable_file, &ed.epoch, &s).unwrap();
+                    assert_eq!(hash, hash_image(&img).unwrap(), "state {}", s.id);
+                    let built = durable.with_file_name("built.img");
+                    crate::state_image::build(durable, reader, &fp.pieces(&ed.epoch, &s), &built).unwrap();
+                    assert!(std::fs::read(&built).unwrap() == std::fs::read(&img).unwrap(), "state {}", s.id);
+                    std::fs::remove_file(&built).unwrap();
+                    n += 1;
+                }
+            }
+            checked.push(format!("epoch {}: {n} states", ed.epoch.number));
+        });
+        expect![[r#"
+            epoch 0: 320 states
+            epoch 1: 8 states"#]]
+        .assert_eq(&checked.join("\n"));
+    }
+}

@@ -50,6 +50,7 @@ mod error;
 mod footprint;
 mod media;
 mod minimize;
+mod overlay;
 mod plan;
 pub mod replay;
 pub mod results;

@@ -5,11 +5,14 @@
 //! for the whole run; switching states only swaps the overlay. Memory per slot follows
 //! what recovery and the checker write, not the size of the state.
 //!
+//! Which piece covers which bytes, and the latent sector error's range, are kept in
+//! `overlay.rs`, apart from FUSE, so that tests check them without root; the tests here
+//! read and write a slot through [`Slots`] without mounting it.
+//!
 //! Slot files are opened with FOPEN_DIRECT_IO, so the FUSE page cache never holds a
 //! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
 //! the caller before each mount.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -23,6 +26,7 @@ use fuser::{
 };
 
 use crate::footprint::{Piece, Src};
+use crate::overlay::Overlay;
 
 const PAGE: u64 = 4096;
 
@@ -33,37 +37,11 @@ enum SlotError {
     Durable(#[source] std::io::Error),
     #[error("cannot read a write's payload from the trace")]
     Payload(#[source] brink_trace::TraceError),
+    #[error("the read touches the state's latent sector error")]
+    Latent,
 }
 const ROOT: INodeNo = INodeNo(1);
 const TTL: Duration = Duration::from_secs(60);
-
-/// One slot's state: pieces of the crash state, and pages written since.
-#[derive(Debug, Default)]
-struct Overlay {
-    /// Disjoint byte ranges: start → (end, source).
-    segs: BTreeMap<u64, (u64, Src)>,
-    pages: HashMap<u64, Box<[u8]>>,
-    /// A latent sector error: reads touching this byte range fail with EIO.
-    bad: Option<(u64, u64)>,
-}
-
-impl Overlay {
-    /// Lay `src` over `[start, end)`, replacing what was there.
-    fn insert(&mut self, start: u64, end: u64, src: Src) {
-        let overlapping: Vec<u64> =
-            self.segs.range(..end).rev().take_while(|(_, (e, _))| *e > start).map(|(k, _)| *k).collect();
-        for k in overlapping {
-            let (e, old) = self.segs.remove(&k).expect("present");
-            if k < start {
-                self.segs.insert(k, (start, old.clone()));
-            }
-            if e > end {
-                self.segs.insert(end, (e, old.advanced(end - k)));
-            }
-        }
-        self.segs.insert(start, (end, src));
-    }
-}
 
 /// What the engine and the FUSE daemon share.
 pub struct Slots {
@@ -94,8 +72,8 @@ impl Slots {
     fn compose(&self, ov: &Overlay, offset: u64, buf: &mut [u8]) -> Result<(), SlotError> {
         self.base.read_exact_at(buf, offset).map_err(SlotError::Durable)?;
         let end = offset + buf.len() as u64;
-        for (&k, (e, src)) in ov.segs.range(..end).rev().take_while(|(_, (e, _))| *e > offset) {
-            let (a, b) = (k.max(offset), (*e).min(end));
+        for (k, e, src) in ov.meeting(offset, end) {
+            let (a, b) = (k.max(offset), e.min(end));
             src.advanced(a - k)
                 .read(&self.reader, &mut buf[(a - offset) as usize..(b - offset) as usize])
                 .map_err(SlotError::Payload)?;
@@ -163,9 +141,7 @@ impl Slots {
     /// Make `slot` read as the durable image with `pieces` laid on in order.
     pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) {
         let mut ov = self.overlays[slot].lock().expect("overlay lock");
-        ov.pages.clear();
-        ov.segs.clear();
-        ov.bad = bad;
+        ov.reset(bad);
         for p in pieces {
             ov.insert(p.offset, p.offset + p.len, p.src);
         }
@@ -173,10 +149,22 @@ impl Slots {
 
     /// Drop a slot's overlay (and its memory).
     pub fn clear(&self, slot: usize) {
-        let mut ov = self.overlays[slot].lock().expect("overlay lock");
-        ov.pages = HashMap::new();
-        ov.segs.clear();
-        ov.bad = None;
+        *self.overlays[slot].lock().expect("overlay lock") = Overlay::default();
+    }
+
+    /// What a read of up to `size` bytes at `offset` of `slot` returns: short at the end
+    /// of the image, an error where it touches the latent sector error.
+    fn read(&self, slot: usize, offset: u64, size: u32) -> Result<Vec<u8>, SlotError> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; u64::from(size).min(self.size - offset) as usize];
+        let ov = self.overlays[slot].lock().expect("overlay lock");
+        if ov.touches_bad(offset, buf.len() as u64) {
+            return Err(SlotError::Latent);
+        }
+        self.read_from(&ov, offset, &mut buf)?;
+        Ok(buf)
     }
 }
 
@@ -276,16 +264,8 @@ impl Filesystem for SlotFs {
         reply: ReplyData,
     ) {
         let Some(slot) = self.slot_of(ino) else { return reply.error(Errno::EISDIR) };
-        if offset >= self.0.size {
-            return reply.data(&[]);
-        }
-        let mut buf = vec![0u8; (size as u64).min(self.0.size - offset) as usize];
-        let ov = self.0.overlays[slot].lock().expect("overlay lock");
-        if ov.bad.is_some_and(|(a, b)| offset < b && a < offset + buf.len() as u64) {
-            return reply.error(Errno::EIO);
-        }
-        match self.0.read_from(&ov, offset, &mut buf) {
-            Ok(()) => reply.data(&buf),
+        match self.0.read(slot, offset, size) {
+            Ok(buf) => reply.data(&buf),
             Err(_) => reply.error(Errno::EIO),
         }
     }
@@ -364,5 +344,208 @@ impl Filesystem for SlotFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         reply.statfs(self.0.size / 4096, 0, 0, self.0.count() as u64, 0, 4096, 255, 4096);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A slot's reads and writes without FUSE: the durable image is a file of `.`, the
+    //! pieces come from a tiny trace, and each image is shown as runs of one byte
+    //! ("[start,end) byte"), `0` for zeros and `~` for a media fault's garbage.
+
+    use std::path::Path;
+
+    use brink_trace::{Event, TraceMeta, TraceWriter, WriteFlags};
+    use expect_test::expect;
+
+    use super::*;
+
+    /// Three pages and a quarter: the last page is short.
+    const SIZE: u64 = 3 * PAGE + 1024;
+
+    /// Slots over a durable image of `.`, and the trace's writes: 2048 `A`, 1024 `B`.
+    fn rig(dir: &Path) -> (Arc<Slots>, Vec<Arc<brink_trace::Write>>) {
+        let mut w = TraceWriter::create(&dir.join("t")).unwrap();
+        std::fs::write(w.base_image_path(), vec![b'.'; SIZE as usize]).unwrap();
+        w.write(0, &[b'A'; 2048], WriteFlags::default()).unwrap();
+        w.write(0, &[b'B'; 1024], WriteFlags::default()).unwrap();
+        let reader = TraceReader::open(&w.finish(TraceMeta::new("test", "ext4", SIZE)).unwrap()).unwrap();
+        let writes = reader
+            .events()
+            .unwrap()
+            .filter_map(|e| match e.unwrap().event {
+                Event::Write(w) => Some(Arc::new(w)),
+                _ => None,
+            })
+            .collect();
+        let base = File::open(reader.base_image_path()).unwrap();
+        (Slots::new(base, SIZE, Arc::new(reader), 1), writes)
+    }
+
+    fn piece(offset: u64, len: u64, src: Src) -> Piece {
+        Piece { offset, len, src }
+    }
+
+    fn runs(bytes: &[u8], at: u64) -> String {
+        let show = |b: u8| match b {
+            b'.' | b'A'..=b'Z' => b as char,
+            0 => '0',
+            _ => '~',
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut start = 0;
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || show(bytes[i]) != show(bytes[start]) {
+                out.push(format!("[{},{}) {}", at + start as u64, at + i as u64, show(bytes[start])));
+                start = i;
+            }
+        }
+        out.join("\n")
+    }
+
+    /// The whole slot as read through `Slots::read`, in reads of at most 4 KiB, and
+    /// checked against unaligned reads of its parts.
+    fn image(slots: &Slots) -> String {
+        let mut all = Vec::new();
+        while (all.len() as u64) < SIZE {
+            all.extend(slots.read(0, all.len() as u64, PAGE as u32).unwrap());
+        }
+        for (offset, len) in [(1, 10), (1000, 5000), (4095, 2), (SIZE - 7, 100), (0, SIZE as u32)] {
+            let got = slots.read(0, offset, len).unwrap();
+            assert_eq!(got, all[offset as usize..(offset + len as u64).min(SIZE) as usize], "{offset}+{len}");
+        }
+        runs(&all, 0)
+    }
+
+    fn pages(slots: &Slots) -> Vec<(u64, usize)> {
+        let ov = slots.overlays[0].lock().unwrap();
+        let mut pages: Vec<(u64, usize)> = ov.pages.iter().map(|(&p, b)| (p, b.len())).collect();
+        pages.sort_unstable();
+        pages
+    }
+
+    #[test]
+    fn pieces_are_read_over_the_durable_image_later_ones_winning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        let (a, b) = (Src::Write(w[0].clone(), 0), Src::Write(w[1].clone(), 0));
+        let pieces = vec![
+            piece(1024, 2048, a.clone()),
+            piece(2560, 1024, b),
+            // Across the boundary of pages 0 and 1.
+            piece(3584, 1024, Src::Zero),
+            piece(2 * PAGE + 100, 8, Src::Garbage { seed: 7, offset: 0 }),
+            // A piece from the middle of a write, as a torn write gives.
+            piece(12000, 512, a.advanced(1024)),
+            // To the end of the short last page.
+            piece(SIZE - 124, 124, Src::Zero),
+        ];
+        slots.set(0, pieces, None);
+        expect![[r#"
+            [0,1024) .
+            [1024,2560) A
+            [2560,3584) B
+            [3584,4608) 0
+            [4608,8292) .
+            [8292,8300) ~
+            [8300,12000) .
+            [12000,12512) A
+            [12512,13188) .
+            [13188,13312) 0"#]]
+        .assert_eq(&image(&slots));
+        assert!(pages(&slots).is_empty(), "reads materialize no page");
+        slots.set(0, vec![], None);
+        expect!["[0,13312) ."].assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn writes_copy_whole_pages_into_the_overlay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        {
+            let mut ov = slots.overlays[0].lock().unwrap();
+            // Across pages 0 and 1, then the last bytes of the short last page.
+            slots.write_into(&mut ov, PAGE - 6, &[b'W'; 10]).unwrap();
+            slots.write_into(&mut ov, SIZE - 4, &[b'W'; 4]).unwrap();
+        }
+        expect!["[(0, 4096), (1, 4096), (3, 1024)]"].assert_eq(&format!("{:?}", pages(&slots)));
+        expect![[r#"
+            [0,1024) .
+            [1024,3072) A
+            [3072,4090) .
+            [4090,4100) W
+            [4100,13308) .
+            [13308,13312) W"#]]
+        .assert_eq(&image(&slots));
+        // A new state forgets the pages.
+        slots.set(0, vec![], None);
+        assert!(pages(&slots).is_empty());
+        expect!["[0,13312) ."].assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn zero_range_drops_whole_pages_and_zeroes_the_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, w) = rig(tmp.path());
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        let mut ov = slots.overlays[0].lock().unwrap();
+        for at in [100, PAGE + 10, 2 * PAGE + 4000] {
+            slots.write_into(&mut ov, at, &[b'W'; 10]).unwrap();
+        }
+        // [2048, 11240): page 1 whole, pages 0 and 2 in part.
+        slots.zero_range(&mut ov, 2048, 2 * PAGE + 1000).unwrap();
+        drop(ov);
+        expect!["[(0, 4096), (2, 4096)]"].assert_eq(&format!("{:?}", pages(&slots)));
+        expect![[r#"
+            [0,100) .
+            [100,110) W
+            [110,1024) .
+            [1024,2048) A
+            [2048,11240) 0
+            [11240,12192) .
+            [12192,12202) W
+            [12202,13312) ."#]]
+        .assert_eq(&image(&slots));
+        // Inside one written page.
+        slots.zero_range(&mut slots.overlays[0].lock().unwrap(), 105, 100).unwrap();
+        expect![[r#"
+            [0,100) .
+            [100,105) W
+            [105,205) 0
+            [205,1024) .
+            [1024,2048) A
+            [2048,11240) 0
+            [11240,12192) .
+            [12192,12202) W
+            [12202,13312) ."#]]
+        .assert_eq(&image(&slots));
+    }
+
+    #[test]
+    fn reads_touching_a_latent_sector_error_fail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, _) = rig(tmp.path());
+        slots.set(0, vec![], Some((PAGE, PAGE + 512)));
+        let reads = [(0, 4096), (4096, 512), (4000, 200), (4607, 1), (4608, 512), (SIZE, 10), (SIZE - 10, 4096)];
+        let show = |slots: &Slots| {
+            let got = reads.map(|(offset, size)| match slots.read(0, offset, size) {
+                Ok(buf) => format!("{offset}+{size}: {} bytes", buf.len()),
+                Err(e) => format!("{offset}+{size}: {e}"),
+            });
+            got.join("\n")
+        };
+        expect![[r#"
+            0+4096: 4096 bytes
+            4096+512: the read touches the state's latent sector error
+            4000+200: the read touches the state's latent sector error
+            4607+1: the read touches the state's latent sector error
+            4608+512: 512 bytes
+            13312+10: 0 bytes
+            13302+4096: 10 bytes"#]]
+        .assert_eq(&show(&slots));
+        // The error belongs to the state: clearing the slot lifts it.
+        slots.clear(0);
+        assert!(show(&slots).lines().all(|l| l.ends_with(" bytes")));
     }
 }
