@@ -172,12 +172,31 @@ impl Worker {
         self.dev.as_ref().expect("kernel recovery has a loop device")
     }
 
-    fn mount(&self, ctx: &CheckCtx) -> Result<Mount, CheckOutcome> {
-        self.dev().drop_caches().map_err(|e| engine_failure(e.to_string()))?;
-        Mount::mount(self.dev().path(), &self.mnt, ctx.fs.name(), &ctx.mount_opts).map_err(|e| {
-            let brink_blockdev::BlockdevError::Sys { source, .. } = &e else { return mount_violation(&e) };
-            mount_violation(source)
-        })
+    /// Mount the state in this worker's slot. The kernel refusing it is a verdict on the
+    /// state (a violation), except EBUSY: that says the slot's device is claimed (a
+    /// moment's lag of brink's own machinery, or a process the last checker left), not
+    /// that the image is bad. It is retried for a moment; if it lasts, the slot is stale and
+    /// the state a checker failure, never a violation.
+    fn mount(&self, ctx: &CheckCtx) -> Result<Mount, SlotCheck> {
+        use brink_blockdev::BlockdevError;
+        let failure = |what: String| SlotCheck::fresh(vec![engine_failure(what)]);
+        self.dev().drop_caches().map_err(|e| failure(e.to_string()))?;
+        let started = Instant::now();
+        loop {
+            match Mount::mount(self.dev().path(), &self.mnt, ctx.fs.name(), &ctx.mount_opts) {
+                Ok(m) => return Ok(m),
+                Err(BlockdevError::Sys { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                    if started.elapsed() >= RELEASE_WAIT_MAX {
+                        let dev = self.dev().path().display();
+                        let what = format!("the slot's device {dev} stayed claimed (busy): the state was not mounted");
+                        return Err(SlotCheck { checks: vec![engine_failure(what)], stale: true });
+                    }
+                    std::thread::sleep(RELEASE_POLL);
+                }
+                Err(BlockdevError::Sys { source, .. }) => return Err(SlotCheck::fresh(vec![mount_violation(source)])),
+                Err(e) => return Err(SlotCheck::fresh(vec![mount_violation(e)])),
+            }
+        }
     }
 
     /// Recover and check the state currently in this worker's slot. A slot left stale
@@ -198,7 +217,7 @@ impl Worker {
         Timings::add(&t.mount_us, started);
         let mut m = match mount {
             Ok(m) => m,
-            Err(o) => return Ok(SlotCheck::fresh(vec![o])),
+            Err(failed) => return Ok(failed),
         };
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
             if let Err(e) = m.unmount() {
@@ -208,8 +227,12 @@ impl Worker {
             ensure_room(&self.scratch)?;
             m = match self.mount(ctx) {
                 Ok(m) => m,
-                Err(o) => {
-                    out.push(o);
+                Err(failed) if failed.stale => {
+                    out.extend(failed.checks);
+                    return Ok(SlotCheck { checks: out, stale: true });
+                }
+                Err(failed) => {
+                    out.extend(failed.checks);
                     return Ok(self.released(out));
                 }
             };
