@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every resource is held by a guard declared so that drops run in the reverse order of
-//! setup (file system, loop device, FUSE mount, work directory, unfinished trace): an
+//! setup (file system, loop device, FUSE mount, unfinished trace, work directory): an
 //! error or an interrupt at any step leaves nothing behind. A watchdog process cleans up
 //! if brink is killed outright (`kill -9`): it kills the children's cgroup, unmounts the
 //! work area and removes it and the unfinished trace; the next recording into the same
@@ -419,15 +419,23 @@ fn output_parent(output: &Path) -> &Path {
 /// Start the watchdog that cleans up if brink is killed outright (`kill -9`): it kills
 /// the children's cgroup (or process group), so that none pins the file system, unmounts
 /// everything in the work area and removes it and the unfinished trace.
-fn watchdog(paths: &WorkPaths, group: &Workgroup, writer: &TraceWriter) -> Option<Watchdog> {
-    let unfinished = writer.base_image_path().parent().map(Path::to_path_buf);
+fn watchdog(paths: &WorkPaths, group: &Workgroup, unfinished: Option<&Path>) -> Option<Watchdog> {
     watchdog::start(&watchdog::Cleanup {
         work: paths.root.clone(),
         remove_work: true,
         cgroup: group.cgroup_path().map(Path::to_path_buf),
         pgid_file: group.pgid_file().map(Path::to_path_buf),
-        remove: unfinished.into_iter().collect(),
+        remove: unfinished.map(Path::to_path_buf).into_iter().collect(),
     })
+}
+
+/// The unfinished trace directory `TraceWriter::create` makes for `output`
+/// (`.NAME.tmp-PID` beside it), named before it exists so that the watchdog, started
+/// first, knows what to remove.
+fn unfinished_trace_dir(output: &Path) -> Option<PathBuf> {
+    let name = output.file_name()?.to_string_lossy();
+    let parent = std::path::absolute(output_parent(output)).ok()?;
+    Some(parent.join(format!(".{name}.tmp-{}", std::process::id())))
 }
 
 /// Record `cfg.argv` on a fresh file system. See the module docs for the sequence.
@@ -435,12 +443,20 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let (mkfs, workload) = preflight(cfg)?;
 
     // Declaration order = reverse drop order: see the module docs.
+    // The watchdog starts before anything it cleans up exists, so that a `kill -9` at
+    // any later moment leaves nothing behind.
     crate::contain::remove_stale_trace_dirs(output_parent(&cfg.output));
-    let writer = TraceWriter::create(&cfg.output)?;
     let (work, paths, backing) = work_area(cfg.size)?;
     let group = Workgroup::new(paths.root.join(PGID_FILE));
     progress.containment_note.lock().expect("note lock").clone_from(&group.note().map(str::to_string));
-    let _watchdog = watchdog(&paths, &group, &writer);
+    let unfinished = unfinished_trace_dir(&cfg.output);
+    let _watchdog = watchdog(&paths, &group, unfinished.as_deref());
+    let writer = TraceWriter::create(&cfg.output)?;
+    assert_eq!(
+        writer.base_image_path().parent().map(std::path::absolute).and_then(Result::ok),
+        unfinished,
+        "the watchdog removes the trace's unfinished directory"
+    );
     let log = Arc::new(Mutex::new(Log {
         phase: Phase::Prepare,
         queue: None,
