@@ -216,18 +216,9 @@ impl Drop for Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroup::{Cgroup, cgroup2_mount, unescape_mount_path};
+    use crate::cgroup::{Cgroup, cgroup2_mount};
+    use crate::mount_points_under as mounts_under;
     use std::time::{Duration, Instant};
-
-    /// Mount points under `dir`, unescaped.
-    fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-        let text = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        text.lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .map(unescape_mount_path)
-            .filter(|m| m.starts_with(dir))
-            .collect()
-    }
 
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let start = Instant::now();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brink_blockdev::cgroup::{cgroup2_mount, unescape_mount_path};
+use brink_blockdev::cgroup::cgroup2_mount;
 
 use crate::{Scratch, brink, privileged, stderr};
 
@@ -38,12 +38,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
     }
-}
-
-/// Mount points under `dir` (unescaped, as the kernel escapes them in mountinfo).
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mount_path).filter(|m| m.starts_with(dir)).collect()
 }
 
 /// Loop devices whose backing file is under `dir`.
@@ -76,7 +70,7 @@ fn unfinished_in(dir: &Path) -> Vec<String> {
 /// What a killed recording may have left, as one line per kind; empty when clean.
 fn leftovers(s: &Scratch, outdir: &Path, marker: &str, pid: u32) -> Vec<String> {
     let mut left = Vec::new();
-    let mounts = mounts_under(s.dir.path());
+    let mounts = brink_blockdev::mount_points_under(s.dir.path());
     if !mounts.is_empty() {
         left.push(format!("mounts {mounts:?}"));
     }
