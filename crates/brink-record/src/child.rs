@@ -45,24 +45,21 @@ pub(crate) fn run(
     cmd.stdin(Stdio::null());
     group.prepare(&mut cmd, what)?;
     let mut child = cmd.spawn().map_err(|e| RecordError::Precondition(format!("cannot run {what}: {e}")))?;
-    let pgid = child.id();
-    group.started(pgid);
+    group.started(child.id());
     loop {
         if let Err(e) = interrupt.check() {
-            group.stop(pgid, true);
-            let _ = child.kill();
+            group.stop(&mut child, true);
             let _ = child.wait();
             return Err(e);
         }
         match child.try_wait() {
             Ok(Some(status)) => {
-                group.stop(pgid, false);
+                group.stop(&mut child, false);
                 return Ok(status);
             }
             Ok(None) => std::thread::sleep(POLL_INTERVAL),
             Err(e) => {
-                group.stop(pgid, true);
-                let _ = child.kill();
+                group.stop(&mut child, true);
                 let _ = child.wait();
                 return Err(RecordError::io(format!("waiting for {what}"), e));
             }

@@ -16,7 +16,7 @@
 //! group is then not stopped. The group's id is written to a file the watchdog reads.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount};
@@ -102,18 +102,22 @@ impl Workgroup {
         }
     }
 
-    /// Stop every process left of the child whose process group is `pgid`: SIGTERM, a
-    /// grace period (shorter if `interrupted`), then SIGKILL.
-    pub(crate) fn stop(&self, pgid: u32, interrupted: bool) {
+    /// Stop `child` and every process it left: SIGTERM, a grace period (shorter if
+    /// `interrupted`), then SIGKILL. The child is reaped once it exits (its zombie would
+    /// keep its process group alive).
+    pub(crate) fn stop(&self, child: &mut Child, interrupted: bool) {
         let grace = if interrupted { STOP_GRACE_INTERRUPTED } else { STOP_GRACE };
         match &self.cgroup {
             Some(cg) => stop_cgroup(cg, grace),
             None => {
-                let group = Pid::from_raw(pgid as i32);
-                let gone = || killpg(group, None) == Err(Errno::ESRCH);
+                let group = Pid::from_raw(child.id() as i32);
+                let mut gone = || {
+                    let _ = child.try_wait();
+                    killpg(group, None) == Err(Errno::ESRCH)
+                };
                 if !gone() {
                     let _ = killpg(group, Signal::SIGTERM);
-                    if !wait_until(grace, gone) {
+                    if !wait_until(grace, &mut gone) {
                         let _ = killpg(group, Signal::SIGKILL);
                         wait_until(KILL_WAIT_MAX, gone);
                     }
@@ -229,7 +233,30 @@ fn stale_trace_pid(name: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::stale_trace_pid;
+    use super::*;
+
+    /// Without cgroup v2 the process group stands in: a child that ignores SIGTERM is
+    /// killed after the grace period, and the watchdog's group file is gone afterwards.
+    #[test]
+    fn without_cgroup_the_process_group_is_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pgid_file = tmp.path().join("child.pgid");
+        let group = Workgroup { cgroup: None, note: Some("test".into()), pgid_file: pgid_file.clone() };
+        assert_eq!(group.pgid_file(), Some(pgid_file.as_path()));
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "trap '' TERM; sleep 30 & trap '' TERM; wait"]);
+        group.prepare(&mut cmd, "the test").unwrap();
+        let mut child = cmd.spawn().unwrap();
+        group.started(child.id());
+        assert_eq!(std::fs::read_to_string(&pgid_file).unwrap(), child.id().to_string());
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        group.stop(&mut child, true);
+        assert!(started.elapsed() >= STOP_GRACE_INTERRUPTED, "SIGTERM was ignored: the grace period passed");
+        assert_eq!(killpg(Pid::from_raw(child.id() as i32), None), Err(Errno::ESRCH), "the group is gone");
+        assert!(child.try_wait().unwrap().is_some(), "the child is reaped");
+        assert!(!pgid_file.exists());
+    }
 
     #[test]
     fn unfinished_trace_directory_names_are_recognised() {
