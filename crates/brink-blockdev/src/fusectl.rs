@@ -29,8 +29,11 @@ fn ensure_fusectl() {
 /// hang if its server is gone).
 pub fn connection_dir(mountpoint: &Path) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let target = mountpoint.to_str()?;
-    let line = info.lines().rev().find(|l| l.split_whitespace().nth(4) == Some(target))?;
+    // Mount points are compared unescaped: the kernel writes a space as `\040`.
+    let line = info
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().nth(4).is_some_and(|t| crate::cgroup::unescape_mount_path(t) == mountpoint))?;
     let fstype = line.split(" - ").nth(1)?.split_whitespace().next()?;
     if !fstype.starts_with("fuse") {
         return None;
@@ -47,19 +50,82 @@ pub fn abort(mountpoint: &Path) {
     }
 }
 
-/// Aborts a FUSE connection when this process dies or is being killed. Stopped (and
-/// the connection left alone) on drop.
+/// Cleans up after this process when it dies or is being killed. Stopped (and nothing
+/// touched) on drop.
 #[derive(Debug)]
 pub struct Watchdog(Child);
 
+/// What a [`Watchdog`] cleans up once the process it watches is dying.
+#[derive(Debug, Clone, Default)]
+pub struct Cleanup {
+    /// Every FUSE connection mounted under it is aborted and every mount under it
+    /// unmounted lazily, deepest first.
+    pub work: PathBuf,
+    /// Remove `work` afterwards, and keep unmounting (bounded) until nothing under it is
+    /// mounted. Not for a directory a later run reuses: one pass, or it would race.
+    pub remove_work: bool,
+    /// A cgroup v2 directory whose processes are killed (`cgroup.kill`) before anything
+    /// is unmounted, then removed: the workload's, whose working directory would
+    /// otherwise pin the lazily detached file system and its loop device.
+    pub cgroup: Option<PathBuf>,
+    /// Without a cgroup: a file holding the id of a process group to SIGKILL instead
+    /// (written by the process as it starts each child; absent when none runs).
+    pub pgid_file: Option<PathBuf>,
+    /// Further paths removed last (an unfinished output directory).
+    pub remove: Vec<PathBuf>,
+}
+
+/// Mount points under `$W`, read from /proc/self/mountinfo: `abort` prints the fusectl
+/// connection (device minor) of each FUSE mount, `umount` lazily unmounts every mount
+/// point, deepest first, and prints how many it found. The kernel escapes space, tab,
+/// newline and backslash in mount points as `\040 \011 \012 \134`: they are unescaped
+/// before the comparison, and passed to umount shell-quoted (`\047` is a single quote),
+/// so any byte in a path works. The work path comes through the environment because
+/// `awk -v` would interpret its backslashes.
+const MOUNTS_AWK: &str = r#"
+function oct(c) { return substr(c, 1, 1) * 64 + substr(c, 2, 1) * 8 + substr(c, 3, 1) }
+function unesc(s,   out, i, c) {
+  out = ""
+  while ((i = index(s, "\\")) > 0) {
+    c = substr(s, i + 1, 3)
+    if (c ~ /^[0-7][0-7][0-7]$/) { out = out substr(s, 1, i - 1) sprintf("%c", oct(c)); s = substr(s, i + 4) }
+    else { out = out substr(s, 1, i); s = substr(s, i + 1) }
+  }
+  return out s
+}
+function q(s,   out, i) {
+  out = "\047"
+  while ((i = index(s, "\047")) > 0) { out = out substr(s, 1, i - 1) "\047\\\047\047"; s = substr(s, i + 1) }
+  return out s "\047"
+}
+BEGIN { w = ENVIRON["W"] }
+{
+  m = unesc($5)
+  if (m != w && substr(m, 1, length(w) + 1) != w "/") next
+  for (i = 7; i <= NF && $i != "-"; i++) {}
+  if (mode == "abort") { if ($(i + 1) ~ /^fuse/) { split($3, d, ":"); print d[2] }; next }
+  n++; path[n] = m
+}
+END {
+  if (mode != "umount") exit
+  for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++)
+    if (length(path[b]) > length(path[a])) { t = path[a]; path[a] = path[b]; path[b] = t }
+  for (a = 1; a <= n; a++) system("umount -l " q(path[a]) " 2>/dev/null")
+  print n + 0
+}
+"#;
+
 /// Watches the process from its status: a zombie leader, or a pending SIGKILL, means
-/// the process is dying; then, or once it is gone, abort the connection, wait (bounded)
-/// for its threads to finish (one may be inside mount(2)), lazily unmount every mount
-/// under the work directory (deepest first; the loop devices under them detach
-/// themselves, AUTOCLEAR) and, if asked, remove the directory. A dead FUSE mount left in
-/// the mount table would otherwise break tools that stat every mount (mkfs.btrfs does).
+/// the process is dying; then, or once it is gone: abort the FUSE connections under the
+/// work directory, kill the workload's cgroup (or process group), wait (bounded) for the
+/// process's threads to finish (one may be inside mount(2)) and for the cgroup to empty,
+/// lazily unmount every mount under the work directory (deepest first; the loop devices
+/// under them detach themselves, AUTOCLEAR), and remove what it was asked to. A dead
+/// FUSE mount left in the mount table would otherwise break tools that stat every mount
+/// (mkfs.btrfs does).
 const WATCH: &str = r#"
-pid=$1; conn=$2; work=$3; remove=$4
+pid=$1; W=$2; remove=$3; cgroup=$4; pgfile=$5; awkprog=$6; shift 6
+export W LC_ALL=C
 dying() {
   s=$(cat /proc/$pid/status 2>/dev/null) || return 0
   case "$s" in *"State:	Z"*) return 0;; esac
@@ -68,38 +134,69 @@ dying() {
   done
   return 1
 }
-mounts() {
-  awk -v w="$work" 'index($2, w) == 1 { print length($2), $2 }' /proc/self/mounts | sort -rn | cut -d' ' -f2-
-}
+populated() { [ -n "$cgroup" ] && grep -q '^populated 1' "$cgroup/cgroup.events" 2>/dev/null; }
 while ! dying; do sleep 0.05; done
-echo 1 > "$conn/abort" 2>/dev/null
+for c in $(awk -v mode=abort "$awkprog" /proc/self/mountinfo); do
+  echo 1 > "/sys/fs/fuse/connections/$c/abort" 2>/dev/null
+done
+[ -n "$cgroup" ] && echo 1 > "$cgroup/cgroup.kill" 2>/dev/null
+[ -n "$pgfile" ] && g=$(cat "$pgfile" 2>/dev/null) && [ -n "$g" ] && kill -9 "-$g" 2>/dev/null
 # A thread of the dying process may be inside mount(2), and completes it after the
 # abort: wait (bounded) until no thread of the process is left (gone, or a zombie leader
-# alone), so that the one pass below sees every mount it made. One pass only: a later run
-# may reuse the work area as soon as it is clean.
+# alone), so that the unmounting below sees every mount it made.
 n=0
 while [ $n -lt 200 ] && s=$(cat /proc/$pid/status 2>/dev/null); do
   case "$s" in *"State:	Z"*) [ "$(ls /proc/$pid/task 2>/dev/null | wc -l)" -le 1 ] && break;; esac
   sleep 0.05; n=$((n + 1))
 done
-mounts | while read -r m; do umount -l "$m" 2>/dev/null; done
-[ "$remove" = remove ] && rm -rf "$work"
+n=0
+while [ $n -lt 100 ] && populated; do echo 1 > "$cgroup/cgroup.kill" 2>/dev/null; sleep 0.05; n=$((n + 1)); done
+if [ "$remove" = remove ]; then
+  # The work area is this run's alone: unmount until nothing is left (bounded).
+  n=0
+  while [ $n -lt 100 ] && [ "$(awk -v mode=umount "$awkprog" /proc/self/mountinfo)" != 0 ]; do
+    sleep 0.05; n=$((n + 1))
+  done
+else
+  # One pass only: a later run may reuse the work area as soon as it is clean.
+  awk -v mode=umount "$awkprog" /proc/self/mountinfo >/dev/null
+fi
+[ -n "$cgroup" ] && rmdir "$cgroup" 2>/dev/null
+[ "$remove" = remove ] && rm -rf "$W"
+for p in "$@"; do rm -rf "$p"; done
 exit 0
 "#;
 
 /// Start a watchdog for the FUSE connection at `mountpoint`, served by this process;
 /// if the process is killed, everything mounted under `work` is unmounted, and `work`
 /// removed if `remove_work` (not for a directory a later run reuses: it would race).
+/// None if `mountpoint` is not a FUSE mount or the watchdog cannot start.
 pub fn watchdog(mountpoint: &Path, work: &Path, remove_work: bool) -> Option<Watchdog> {
-    let conn = connection_dir(mountpoint)?;
+    connection_dir(mountpoint)?;
+    start(&Cleanup { work: work.to_path_buf(), remove_work, ..Cleanup::default() })
+}
+
+/// Start a watchdog that does `cleanup` once this process is dying. It needs nothing
+/// mounted yet: the FUSE connections are looked up when it acts. None if it cannot start.
+pub fn start(cleanup: &Cleanup) -> Option<Watchdog> {
+    start_for(std::process::id(), cleanup)
+}
+
+/// [`start`], watching the process `pid` (tests watch a child they kill).
+fn start_for(pid: u32, cleanup: &Cleanup) -> Option<Watchdog> {
+    ensure_fusectl();
+    let opt = |p: &Option<PathBuf>| p.clone().unwrap_or_default();
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(WATCH)
         .arg("brink-fuse-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(conn)
-        .arg(work)
-        .arg(if remove_work { "remove" } else { "keep" })
+        .arg(pid.to_string())
+        .arg(&cleanup.work)
+        .arg(if cleanup.remove_work { "remove" } else { "keep" })
+        .arg(opt(&cleanup.cgroup))
+        .arg(opt(&cleanup.pgid_file))
+        .arg(MOUNTS_AWK)
+        .args(&cleanup.remove)
         .process_group(0) // a terminal's Ctrl-C must not take it along
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -113,5 +210,77 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::{Cgroup, cgroup2_mount};
+    use crate::mount_points_under as mounts_under;
+    use std::time::{Duration, Instant};
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Issue 13: with a space in the results path the lookups compared the kernel's
+    /// escaped text (`\040`) with the raw path, found nothing, and left every mount of a
+    /// killed run. Here the work path holds a space, a tab, a newline, a backslash and a
+    /// quote; a process in a cgroup keeps its working directory in the innermost mount.
+    #[test]
+    fn the_watchdog_unmounts_paths_with_spaces_tabs_newlines_and_backslashes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("a b\tc\nd\\e'f");
+        let inner = work.join("mnt").join("in ner");
+        std::fs::create_dir_all(work.join("mnt")).unwrap();
+        let tmpfs = |p: &Path| {
+            nix::mount::mount(Some("tmpfs"), p, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap()
+        };
+        tmpfs(&work.join("mnt"));
+        std::fs::create_dir(&inner).unwrap();
+        tmpfs(&inner);
+        let extra = tmp.path().join(".out put.tmp-1");
+        std::fs::create_dir(&extra).unwrap();
+        let cgroup = cgroup2_mount()
+            .ok()
+            .and_then(|root| Cgroup::create(&root.join(format!("brink-test-watchdog-{}", std::process::id()))).ok());
+        let mut pinning = Command::new("sleep");
+        pinning.arg("1000").current_dir(&inner);
+        if let Some(cg) = &cgroup {
+            cg.join_on_exec(&mut pinning).unwrap();
+        } else {
+            pinning.process_group(0);
+        }
+        let mut pinning = pinning.spawn().unwrap();
+        let pgid_file = tmp.path().join("pgid");
+        std::fs::write(&pgid_file, pinning.id().to_string()).unwrap();
+        let mut watched = Command::new("sleep").arg("1000").spawn().unwrap();
+        let cleanup = Cleanup {
+            work: work.clone(),
+            remove_work: true,
+            cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
+            pgid_file: Some(pgid_file),
+            remove: vec![extra.clone()],
+        };
+        let dog = start_for(watched.id(), &cleanup).unwrap();
+        assert_eq!(mounts_under(&work).len(), 2);
+        watched.kill().unwrap();
+        watched.wait().unwrap();
+        wait_for("the pinning process is killed", || pinning.try_wait().unwrap().is_some());
+        wait_for("nothing is mounted under the work path", || mounts_under(&work).is_empty());
+        wait_for("the work path and the unfinished output are removed", || !work.exists() && !extra.exists());
+        if let Some(cg) = &cgroup {
+            wait_for("the cgroup is removed", || !cg.path().exists());
+        }
+        drop(dog);
     }
 }

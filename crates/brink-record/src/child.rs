@@ -1,11 +1,11 @@
 //! Child processes (mkfs, setup, the workload) run in their own process group, so a
 //! terminal's Ctrl-C reaches brink alone and brink decides what dies: on an interrupt,
-//! or when the workload exits leaving children behind, the whole group is killed before
-//! the file system is unmounted.
+//! or when the workload exits leaving children behind, everything it started is stopped
+//! (see `contain`) before the file system is unmounted.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brink_trace::ExitInfo;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
 use crate::RecordError;
+use crate::contain::Workgroup;
 
 /// Set by the binary's signal handlers (the signal number); polled by long steps.
 #[derive(Debug, Clone, Default)]
@@ -34,31 +33,33 @@ impl Interrupt {
 /// How often a running child is polled for exit and for an interrupt.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
-fn kill_group(pgid: u32) {
-    // ESRCH (the group is gone already) is the state we want.
-    let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
-}
-
-/// Run `cmd` to completion in its own process group; kill the group afterwards.
-pub(crate) fn run(mut cmd: Command, what: &str, interrupt: &Interrupt) -> Result<ExitStatus, RecordError> {
+/// Run `cmd` to completion in its own process group, contained in `group`; stop every
+/// process it left behind afterwards (see `contain`).
+pub(crate) fn run(
+    mut cmd: Command,
+    what: &str,
+    interrupt: &Interrupt,
+    group: &Workgroup,
+) -> Result<ExitStatus, RecordError> {
     interrupt.check()?;
-    cmd.process_group(0).stdin(Stdio::null());
+    cmd.stdin(Stdio::null());
+    group.prepare(&mut cmd, what)?;
     let mut child = cmd.spawn().map_err(|e| RecordError::Precondition(format!("cannot run {what}: {e}")))?;
-    let pgid = child.id();
+    group.started(child.id());
     loop {
         if let Err(e) = interrupt.check() {
-            kill_group(pgid);
+            group.stop(&mut child, true);
             let _ = child.wait();
             return Err(e);
         }
         match child.try_wait() {
             Ok(Some(status)) => {
-                kill_group(pgid);
+                group.stop(&mut child, false);
                 return Ok(status);
             }
             Ok(None) => std::thread::sleep(POLL_INTERVAL),
             Err(e) => {
-                kill_group(pgid);
+                group.stop(&mut child, true);
                 let _ = child.wait();
                 return Err(RecordError::io(format!("waiting for {what}"), e));
             }

@@ -10,6 +10,7 @@
 //! states through a FUSE mount of its own, its `slots`.)
 
 mod child;
+mod contain;
 mod disk;
 pub mod import;
 mod inject;

@@ -3,13 +3,16 @@
 //! ```text
 //! FUSE mount (disk.img, mark) → loop device on disk.img → mkfs → mount → setup → unmount
 //!   → copy disk.img to the trace's base image → start logging → mount → workload
-//!   → kill its process group → unmount (logged too) → stop logging → hash the final image
+//!   → stop what it left running (its cgroup) → unmount (logged too) → stop logging → hash the final image
 //!   → detach loop → unmount FUSE → finish the trace (crash-safe)
 //! ```
 //!
 //! Every resource is held by a guard declared so that drops run in the reverse order of
-//! setup (file system, loop device, FUSE mount, work directory, unfinished trace): an
-//! error or an interrupt at any step leaves nothing behind.
+//! setup (file system, loop device, FUSE mount, unfinished trace, work directory): an
+//! error or an interrupt at any step leaves nothing behind. A watchdog process cleans up
+//! if brink is killed outright (`kill -9`): it kills the children's cgroup, unmounts the
+//! work area and removes it and the unfinished trace; the next recording into the same
+//! directory removes unfinished traces whose recorder is gone.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use brink_blockdev::fusectl::{self as watchdog, Watchdog};
 use brink_blockdev::{
     FsKind, LoopDevice, Mount, MountOptions, find_on_path, find_program, is_executable, unmount_path,
 };
@@ -26,6 +30,7 @@ use brink_trace::{ExitInfo, TraceMeta, TraceWriter, WorkloadInfo, WriterStats, i
 
 use crate::RecordError;
 use crate::child::{self, Interrupt};
+use crate::contain::Workgroup;
 use crate::disk::{Counters, DISK_NAME, DiskFs, Log, MARK_NAME, Phase};
 use crate::logger::Logger;
 
@@ -68,6 +73,7 @@ pub struct RecordOutcome {
 pub struct Progress {
     pub phase: Mutex<&'static str>,
     counters: Arc<Counters>,
+    containment_note: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -76,6 +82,11 @@ impl Progress {
     }
     pub fn bytes(&self) -> u64 {
         self.counters.bytes.load(Ordering::Relaxed)
+    }
+    /// Why the workload is contained by its process group rather than a cgroup v2 (a
+    /// daemon that leaves the group is not stopped), once known; None with a cgroup.
+    pub fn containment_note(&self) -> Option<String> {
+        self.containment_note.lock().expect("note lock").clone()
     }
     fn set(&self, phase: &'static str) {
         *self.phase.lock().expect("phase lock") = phase;
@@ -86,7 +97,6 @@ impl Progress {
 struct FuseMount {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
-    _watchdog: Option<brink_blockdev::fusectl::Watchdog>,
 }
 
 impl FuseMount {
@@ -278,11 +288,7 @@ fn start_disk(paths: &WorkPaths, disk: DiskFs, progress: &Progress) -> Result<Fu
     progress.set("starting the FUSE disk");
     let session = fuser::spawn_mount(disk, &paths.fuse_dir, &fuse_cfg)
         .map_err(|e| RecordError::Failed(format!("cannot mount the FUSE disk on {}: {e}", paths.fuse_dir.display())))?;
-    Ok(FuseMount {
-        session: Some(session),
-        _watchdog: brink_blockdev::fusectl::watchdog(&paths.fuse_dir, &paths.root, true),
-        mountpoint: paths.fuse_dir.clone(),
-    })
+    Ok(FuseMount { session: Some(session), mountpoint: paths.fuse_dir.clone() })
 }
 
 /// Put a loop device on the FUSE disk.
@@ -300,15 +306,18 @@ fn mount_err(source: brink_blockdev::BlockdevError) -> RecordError {
     RecordError::Mount { source }
 }
 
+/// Where the recorder's children run: the work area, the loop device holding the file
+/// system, and the cgroup that contains them.
+struct Site<'a> {
+    paths: &'a WorkPaths,
+    dev: &'a Path,
+    group: &'a Workgroup,
+}
+
 /// Make the file system on `dev` and run the setup command in it (not logged: this
 /// builds the base image). Leaves the file system unmounted.
-fn make_fs(
-    cfg: &RecordConfig,
-    mkfs: &Path,
-    dev: &Path,
-    paths: &WorkPaths,
-    progress: &Progress,
-) -> Result<(), RecordError> {
+fn make_fs(cfg: &RecordConfig, mkfs: &Path, site: &Site, progress: &Progress) -> Result<(), RecordError> {
+    let Site { paths, dev, group } = *site;
     progress.set("mkfs");
     let (mkfs_out, mkfs_err, o, e) = output_files(&paths.root, "mkfs")?;
     let mut cmd = Command::new(mkfs);
@@ -317,7 +326,7 @@ fn make_fs(
         .arg(dev)
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
-    let status = child::run(cmd, cfg.fs.mkfs_program(), &cfg.interrupt)?;
+    let status = child::run(cmd, cfg.fs.mkfs_program(), &cfg.interrupt, group)?;
     check_status(status, cfg.fs.mkfs_program(), &mkfs_out, &mkfs_err)?;
     if let Some(setup) = &cfg.setup {
         progress.set("setup");
@@ -326,7 +335,7 @@ fn make_fs(
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg(setup).current_dir(&paths.mnt).env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME));
         cmd.stdout(Stdio::from(o)).stderr(Stdio::from(e));
-        let status = child::run(cmd, "the setup command", &cfg.interrupt)?;
+        let status = child::run(cmd, "the setup command", &cfg.interrupt, group)?;
         check_status(status, "the setup command", &setup_out, &setup_err)?;
         m.unmount()?;
     }
@@ -346,12 +355,12 @@ struct WorkloadRun {
 fn run_workload(
     cfg: &RecordConfig,
     workload: &Path,
-    dev: &Path,
-    paths: &WorkPaths,
+    site: &Site,
     log: &Mutex<Log>,
     faults: crate::inject::Armed,
     progress: &Progress,
 ) -> Result<WorkloadRun, RecordError> {
+    let Site { paths, dev, group } = *site;
     progress.set("recording");
     let fstype = cfg.fs.name();
     let m = Mount::mount(dev, &paths.mnt, fstype, &cfg.mount_opts).map_err(mount_err)?;
@@ -366,7 +375,7 @@ fn run_workload(
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
     let started = Instant::now();
-    let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt)?;
+    let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt, group)?;
     let wall_ms = started.elapsed().as_millis() as u64;
     let watched = log.lock().expect("log lock").faults.watched();
     progress.set("unmounting");
@@ -395,13 +404,59 @@ fn trace_meta(cfg: &RecordConfig, run: &WorkloadRun, final_digest: String) -> Tr
     meta
 }
 
+/// The work directory's file holding the running child's process group id, for the
+/// watchdog when there is no cgroup.
+const PGID_FILE: &str = "child.pgid";
+
+/// The directory a trace is written into (as `TraceWriter::create` finds it).
+fn output_parent(output: &Path) -> &Path {
+    match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Start the watchdog that cleans up if brink is killed outright (`kill -9`): it kills
+/// the children's cgroup (or process group), so that none pins the file system, unmounts
+/// everything in the work area and removes it and the unfinished trace.
+fn watchdog(paths: &WorkPaths, group: &Workgroup, unfinished: Option<&Path>) -> Option<Watchdog> {
+    watchdog::start(&watchdog::Cleanup {
+        work: paths.root.clone(),
+        remove_work: true,
+        cgroup: group.cgroup_path().map(Path::to_path_buf),
+        pgid_file: group.pgid_file().map(Path::to_path_buf),
+        remove: unfinished.map(Path::to_path_buf).into_iter().collect(),
+    })
+}
+
+/// The unfinished trace directory `TraceWriter::create` makes for `output`
+/// (`.NAME.tmp-PID` beside it), named before it exists so that the watchdog, started
+/// first, knows what to remove.
+fn unfinished_trace_dir(output: &Path) -> Option<PathBuf> {
+    let name = output.file_name()?.to_string_lossy();
+    let parent = std::path::absolute(output_parent(output)).ok()?;
+    Some(parent.join(format!(".{name}.tmp-{}", std::process::id())))
+}
+
 /// Record `cfg.argv` on a fresh file system. See the module docs for the sequence.
 pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, RecordError> {
     let (mkfs, workload) = preflight(cfg)?;
 
     // Declaration order = reverse drop order: see the module docs.
-    let writer = TraceWriter::create(&cfg.output)?;
+    // The watchdog starts before anything it cleans up exists, so that a `kill -9` at
+    // any later moment leaves nothing behind.
+    crate::contain::remove_stale_trace_dirs(output_parent(&cfg.output));
     let (work, paths, backing) = work_area(cfg.size)?;
+    let group = Workgroup::new(paths.root.join(PGID_FILE));
+    progress.containment_note.lock().expect("note lock").clone_from(&group.note().map(str::to_string));
+    let unfinished = unfinished_trace_dir(&cfg.output);
+    let _watchdog = watchdog(&paths, &group, unfinished.as_deref());
+    let writer = TraceWriter::create(&cfg.output)?;
+    assert_eq!(
+        writer.base_image_path().parent().map(std::path::absolute).and_then(Result::ok),
+        unfinished,
+        "the watchdog removes the trace's unfinished directory"
+    );
     let log = Arc::new(Mutex::new(Log {
         phase: Phase::Prepare,
         queue: None,
@@ -418,7 +473,8 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let fuse = start_disk(&paths, disk, progress)?;
     let loop_dev = attach_disk(&paths)?;
     let dev = loop_dev.path().to_path_buf();
-    make_fs(cfg, &mkfs, &dev, &paths, progress)?;
+    let site = Site { paths: &paths, dev: &dev, group: &group };
+    make_fs(cfg, &mkfs, &site, progress)?;
     cfg.interrupt.check()?;
 
     // The clean, unmounted disk is the base image: every later state grows from it.
@@ -426,7 +482,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     image::copy_sparse(&paths.backing, &writer.base_image_path())?;
     let faults = crate::inject::arm(&cfg.inject, &cfg.watch, cfg.fs, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
-    let run = run_workload(cfg, &workload, &dev, &paths, &log, faults, progress)?;
+    let run = run_workload(cfg, &workload, &site, &log, faults, progress)?;
 
     let writer = logger.stop()?;
     let ignored_marks = log.lock().expect("log lock").ignored_marks;
