@@ -272,10 +272,14 @@ pub(crate) fn emit(text: &str) -> Result<()> {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help and --version print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("brink: {}", explore::usage_error(&e));
+            std::process::exit(2);
         }
     };
     let code = match run(cli) {
