@@ -115,6 +115,20 @@ pub fn usage_error(e: &clap::Error) -> String {
     format!("{line} (see --help)")
 }
 
+/// An error as one line: the chain of causes joined, as "what: why". Library errors
+/// spell out their cause too, so a cause already said anywhere before it is skipped
+/// (not only in the message just before: "…: No space left on device (os error 28)"
+/// must not repeat after a cause that does not say it).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg: Vec<String> = Vec::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !msg.iter().any(|m| m.contains(&cause)) {
+            msg.push(cause);
+        }
+    }
+    msg.join(": ").replace('\n', " ")
+}
+
 /// `--recovery`; `auto` asks the explorer's defaults, and says so when it must fall
 /// back to userspace.
 fn recovery(o: &CheckOpts) -> Recovery {
@@ -503,4 +517,31 @@ pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i
         ),
     })?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 13: an error line never repeats its cause, wherever in the chain it was said.
+    #[test]
+    fn errors_do_not_repeat_their_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "RESULTS/states.jsonl")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(28);
+        let said = format!("the run stopped: {io}");
+        let e = anyhow::Error::new(Outer(io)).context(said);
+        let line = super::error_line(&e);
+        assert_eq!(line.matches("(os error 28)").count(), 1, "{line}");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("cannot write X");
+        assert_eq!(super::error_line(&e), "cannot write X: No space left on device (os error 28)");
+    }
 }
