@@ -51,7 +51,7 @@ pub enum StrategyArg {
 pub struct CheckOpts {
     /// A checker command (run with `sh -c` in the recovered file system), or `fsck` for
     /// the file system's own checker. Repeatable.
-    #[arg(long = "checker")]
+    #[arg(long = "checker", value_parser = checker_command)]
     checkers: Vec<String>,
     #[arg(long, value_enum, default_value = "writeback")]
     model: ModelArg,
@@ -88,6 +88,45 @@ pub struct CheckOpts {
     /// and checker identity), and add this run's to it.
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
+}
+
+/// A `--checker` is a command: an empty or blank one would pass every state.
+fn checker_command(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() { Err("a checker is a command, and this one is empty".into()) } else { Ok(s.to_string()) }
+}
+
+/// A usage error of the argument parser as one line (without `error: `, the usage and
+/// the advice to try `--help`), its tips kept after a `;`.
+pub fn usage_error(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand) {
+        return "a command is required (brink --help lists them)".into();
+    }
+    let text = e.render().to_string();
+    let text = text.split("\nUsage:").next().unwrap_or_default();
+    let text = text.split("\nFor more information").next().unwrap_or_default();
+    let parts: Vec<String> = text
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let line = parts.join("; ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    format!("{line} (see --help)")
+}
+
+/// An error as one line: the chain of causes joined, as "what: why". Library errors
+/// spell out their cause too, so a cause already said anywhere before it is skipped
+/// (not only in the message just before: "…: No space left on device (os error 28)"
+/// must not repeat after a cause that does not say it).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg: Vec<String> = Vec::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !msg.iter().any(|m| m.contains(&cause)) {
+            msg.push(cause);
+        }
+    }
+    msg.join(": ").replace('\n', " ")
 }
 
 /// `--recovery`; `auto` asks the explorer's defaults, and says so when it must fall
@@ -420,9 +459,28 @@ fn failing_states(out: &mut String, dir: &Path, summary: &Summary, recs: &[State
     Ok(())
 }
 
+/// Vulnerability ids of two workloads never match, so a diff of them would call every
+/// vulnerability fixed and new: refused. A workload is told by its file system and its
+/// checkers (the workload command may change between the versions compared).
+fn same_workload(old: &Path, a: &Summary, new: &Path, b: &Summary) -> Result<()> {
+    let what = if a.fs != b.fs {
+        format!("file system {} and {}", a.fs, b.fs)
+    } else if a.checkers != b.checkers {
+        format!("checkers {} and {}", serde_json::to_string(&a.checkers)?, serde_json::to_string(&b.checkers)?)
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{} and {} are explorations of different workloads ({what}): diff compares two explorations of one workload",
+        old.display(),
+        new.display()
+    )
+}
+
 /// `brink diff OLD NEW`: the regression report; 1 if a vulnerability is new.
 pub fn diff(old: &Path, new: &Path, json: bool) -> Result<i32> {
     let (a, b) = (brink_triage::analyze(old)?, brink_triage::analyze(new)?);
+    same_workload(old, &a.summary, new, &b.summary)?;
     let d = brink_triage::diff(&a, &b);
     if json {
         emit(&(serde_json::to_string_pretty(&d)? + "\n"))?;
@@ -459,4 +517,31 @@ pub fn replay(trace: &Path, state: &str, out: &Path, no_mount: bool) -> Result<i
         ),
     })?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 13: an error line never repeats its cause, wherever in the chain it was said.
+    #[test]
+    fn errors_do_not_repeat_their_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "RESULTS/states.jsonl")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(28);
+        let said = format!("the run stopped: {io}");
+        let e = anyhow::Error::new(Outer(io)).context(said);
+        let line = super::error_line(&e);
+        assert_eq!(line.matches("(os error 28)").count(), 1, "{line}");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("cannot write X");
+        assert_eq!(super::error_line(&e), "cannot write X: No space left on device (os error 28)");
+    }
 }

@@ -272,10 +272,14 @@ pub(crate) fn emit(text: &str) -> Result<()> {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help and --version print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("brink: {}", explore::usage_error(&e));
+            std::process::exit(2);
         }
     };
     let code = match run(cli) {
@@ -286,15 +290,7 @@ fn main() {
                 _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
             };
             let code = signal.map_or(2, |signal| 128 + signal);
-            // One line: the chain of causes joined, as "what: why". Library errors spell
-            // out their cause too, so a cause already in the message before it is skipped.
-            let mut msg: Vec<String> = Vec::new();
-            for cause in e.chain().map(|c| c.to_string()) {
-                if !msg.last().is_some_and(|m| m.contains(&cause)) {
-                    msg.push(cause);
-                }
-            }
-            eprintln!("brink: {}", msg.join(": ").replace('\n', " "));
+            eprintln!("brink: {}", explore::error_line(&e));
             code
         }
     };

@@ -383,6 +383,7 @@ impl PartialLog {
 pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, Vec<StateRecord>), ResultsError> {
     // Compared and written as a JSON value: a run.json with a field this version does
     // not know is another exploration's, and keys are written sorted.
+    let events = run.trace_events;
     let run = &serde_json::to_value(run).expect("json");
     let run_path = dir.join(RUN);
     let mut done = Vec::new();
@@ -396,19 +397,10 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ResultsError::NoRun { dir: dir.to_path_buf() })?;
-        if &old != run {
+        if canonical_trace(old) != canonical_trace(run.clone()) {
             return Err(ResultsError::OtherSettings { dir: dir.to_path_buf() });
         }
-        if let Ok(f) = File::open(dir.join(PARTIAL)) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                // A line cut by a kill is the last one; everything before it is whole.
-                match serde_json::from_str::<StateRecord>(&line) {
-                    Ok(r) => done.push(r),
-                    Err(_) => break,
-                }
-            }
-        }
+        done = read_partial(&dir.join(PARTIAL), events)?;
     } else {
         if resume {
             return Err(ResultsError::NothingToResume { dir: dir.to_path_buf() });
@@ -429,6 +421,70 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
     durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     let file = OpenOptions::new().append(true).open(&path).map_err(|e| ResultsError::io(&path, e))?;
     Ok((PartialLog { file, path, last_sync: Instant::now(), _lock: lock }, done))
+}
+
+/// A run identity (as JSON) with its trace path canonical, so `T`, `./T`, `T/` and the
+/// absolute path name one trace. A path that no longer resolves is compared as written,
+/// less a trailing `/`.
+fn canonical_trace(mut run: serde_json::Value) -> serde_json::Value {
+    if let Some(t) = run.get_mut("trace") {
+        if let Some(text) = t.as_str() {
+            let canonical = match std::fs::canonicalize(text) {
+                Ok(p) => p.display().to_string(),
+                Err(_) if text.len() > 1 => text.trim_end_matches('/').to_string(),
+                Err(_) => text.to_string(),
+            };
+            *t = canonical.into();
+        }
+    }
+    run
+}
+
+/// The whole records of a partial log left by an earlier run of a trace of `events`
+/// events. A line cut by a kill can only be the last one, without its newline: it is
+/// dropped (its state is checked again). Any other line that is not a record of a state
+/// of this trace is an error naming it, never skipped nor kept.
+fn read_partial(path: &Path, events: u64) -> Result<Vec<StateRecord>, ResultsError> {
+    let body = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ResultsError::io(path, e)),
+    };
+    let mut done = Vec::new();
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    // After the last newline: empty, or the line a kill cut.
+    let whole = &lines[..lines.len() - 1];
+    for (n, line) in whole.iter().enumerate() {
+        let line_no = n + 1;
+        let r: StateRecord = serde_json::from_slice(line).map_err(|e| ResultsError::json(path, Some(line_no), e))?;
+        let bad_id = || ResultsError::BadStateId { path: path.to_path_buf(), line: line_no, id: r.id.clone() };
+        let id: StateId = r.id.parse().map_err(|_| bad_id())?;
+        if id.to_string() != r.id {
+            return Err(bad_id());
+        }
+        if let Some(what) = outside_the_space(&id, &r, events) {
+            return Err(ResultsError::Invariant { path: path.to_path_buf(), line: line_no, what });
+        }
+        done.push(r);
+    }
+    Ok(done)
+}
+
+/// Why a recorded state cannot be a state of a trace of `events` events, if it cannot.
+fn outside_the_space(id: &StateId, r: &StateRecord, events: u64) -> Option<String> {
+    let p = id.position;
+    let why = if p > events {
+        format!("a crash before event {p}, past the trace's {events} events")
+    } else if r.position != p {
+        format!("position {}, not its id's", r.position)
+    } else if id.choices.iter().any(|(i, _)| *i >= p) || id.fault.is_some_and(|f| f.write() >= p) {
+        format!("a write at or after its crash position {p}")
+    } else if r.image.parse::<crate::ImageHash>().is_err() {
+        format!("a bad image hash '{}'", r.image)
+    } else {
+        return None;
+    };
+    Some(format!("state {} is outside this trace's state space: {why}", r.id))
 }
 
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).

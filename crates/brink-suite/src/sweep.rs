@@ -190,6 +190,26 @@ fn cells(r: &SweepRow) -> Vec<String> {
     ]
 }
 
+/// `cell` in at most `w` characters, its end cut to `…`.
+fn cut(cell: &str, w: usize) -> String {
+    if cell.chars().count() <= w { cell.to_string() } else { cell.chars().take(w - 1).collect::<String>() + "…" }
+}
+
+/// A point in at most `w` characters: cut in the middle, never in its `@N,…` (what
+/// tells the rows of one target apart).
+fn cut_point(point: &str, w: usize) -> String {
+    let n = point.chars().count();
+    if n <= w {
+        return point.to_string();
+    }
+    let tail: String = match point.rfind('@') {
+        Some(at) => point[at..].to_string(),
+        None => return cut(point, w),
+    };
+    let keep = w.saturating_sub(tail.chars().count() + 1);
+    point.chars().take(keep).collect::<String>() + "…" + &tail
+}
+
 /// The sweep's table: per point, whether it fired, what the application did, and the
 /// verdicts (with crash states, and without a crash).
 pub fn render(rows: &[SweepRow], markdown: bool) -> String {
@@ -211,11 +231,7 @@ pub fn render(rows: &[SweepRow], markdown: bool) -> String {
     let line = |c: &[String]| {
         let mut l = String::new();
         for (i, w) in widths.iter().enumerate() {
-            let cell: String = if c[i].chars().count() > *w {
-                c[i].chars().take(w - 1).collect::<String>() + "…"
-            } else {
-                c[i].clone()
-            };
+            let cell = if i == 0 { cut_point(&c[i], *w) } else { cut(&c[i], *w) };
             let _ = write!(l, "{cell:<w$}  ");
         }
         l + &c[HEAD.len() - 1]
@@ -266,6 +282,22 @@ mod tests {
     }
 
     /// The sweep's table, for a terminal and in Markdown.
+    /// Issue 13: the point column keeps the `@N` that tells the rows apart.
+    #[test]
+    fn sweep_table_keeps_the_points_at_n() {
+        let long = "file:var/lib/postgresql/data/pg_wal/000000010000000000000001";
+        let m = &crate::ext4_modes::tests::workload().modes[0];
+        let row = |n| {
+            let row = Row::failed("w", m, String::new(), "/r/t".into(), "/r/r".into());
+            SweepRow { point: format!("{long}@{n},once"), fired: 1, row }
+        };
+        let table = render(&[row(7), row(12)], false);
+        let points: Vec<&str> = table.lines().skip(1).map(|l| l.split("  ").next().unwrap()).collect();
+        assert_eq!(points.len(), 2, "{table}");
+        assert!(points[0].ends_with("…@7,once") && points[1].ends_with("…@12,once"), "{table}");
+        assert!(points.iter().all(|p| p.chars().count() <= 40), "{table}");
+    }
+
     #[test]
     fn the_sweep_table() {
         let m = &crate::ext4_modes::tests::workload().modes[0];

@@ -27,19 +27,24 @@
 
 #![forbid(unsafe_code)]
 
+mod printable;
 mod render;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use brink_attrib::{Item, Kind};
-use brink_check::{Verdict, violation_class};
+use brink_check::Verdict;
 use brink_explore::results::TraceInfo;
 use brink_explore::{ExploreError, Results, StateRecord, Summary};
 use brink_pmodel::{StateId, WriteChoice};
 use serde::{Deserialize, Serialize};
 
+pub use printable::{class_text, printable};
 pub use render::{diff_text, html, junit, text};
+
+use printable::violation_class;
 
 /// ALICE's vulnerability kinds, plus media faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -278,8 +283,12 @@ struct Explained {
 }
 
 fn first_violation(r: &StateRecord) -> (String, String) {
-    let message =
-        r.checks.iter().find(|c| c.verdict == Verdict::Violation).map(|c| c.message.clone()).unwrap_or_default();
+    let message = r
+        .checks
+        .iter()
+        .find(|c| c.verdict == Verdict::Violation)
+        .map(|c| printable(&c.message).into_owned())
+        .unwrap_or_default();
     (message, violation_class(&r.checks).unwrap_or_default())
 }
 
@@ -291,7 +300,7 @@ fn broken_marks(info: Option<&TraceInfo>, r: &StateRecord) -> Vec<(u64, String)>
         .iter()
         .take(r.marks as usize)
         .filter(|m| !m.text.is_empty() && msgs.iter().any(|msg| msg.contains(&m.text)))
-        .map(|m| (m.index, m.text.clone()))
+        .map(|m| (m.index, printable(&m.text).into_owned()))
         .collect()
 }
 
@@ -461,7 +470,7 @@ struct Group<'a> {
 
 /// Triage a finished results directory.
 pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
-    let Results { summary, states: recs, minimal: probes, trace: info, .. } = Results::load(dir)?;
+    let Results { mut summary, states: mut recs, minimal: probes, trace: info, .. } = Results::load(dir)?;
     let ctx = Ctx::new(info.as_ref(), &recs);
     let trace = summary.trace.clone();
     let groups = gather(&ctx, &recs, &probes);
@@ -469,6 +478,7 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
         groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect();
     // Most states first, then by id: the order a person reads them in.
     vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
+    printable_messages(&mut summary, &mut recs);
     let mut notes = info.as_ref().map(|i| i.attribution.notes.clone()).unwrap_or_default();
     if info.is_none() {
         notes.push(
@@ -487,6 +497,19 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
         info,
         states: recs,
     })
+}
+
+/// The messages a report shows, made printable once grouping (which classes the raw
+/// messages) is done.
+fn printable_messages(summary: &mut Summary, recs: &mut [StateRecord]) {
+    for c in recs.iter_mut().flat_map(|r| r.checks.iter_mut()) {
+        if let Cow::Owned(m) = printable(&c.message) {
+            c.message = m;
+        }
+    }
+    if let Some(m) = summary.no_crash.as_mut().and_then(|n| n.message.as_mut()) {
+        *m = printable(m).into_owned();
+    }
 }
 
 /// Per crash position, the worst verdict and how many states.

@@ -9,6 +9,7 @@ mod errors;
 mod explore;
 mod import;
 mod inject;
+mod inputs;
 mod kill9;
 mod record;
 mod suite;

@@ -150,3 +150,72 @@ fn a_missing_or_corrupt_summary_is_an_error() {
     let e = Results::load(tmp.path()).unwrap_err();
     assert!(matches!(e, ResultsError::Io { .. }), "{e:?}");
 }
+
+fn run_of(trace: &Path) -> results::RunIdentity {
+    results::RunIdentity {
+        trace: trace.display().to_string(),
+        trace_base_digest: "d".into(),
+        trace_events: 7,
+        model: "writeback".into(),
+        strategy: "exhaustive".into(),
+        checkers: vec!["c".into()],
+        media_faults: false,
+    }
+}
+
+/// Issue 13: `T`, `./T`, `T/` and the absolute path are one trace to `--resume`.
+#[test]
+fn resume_compares_trace_paths_canonicalized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    std::fs::create_dir_all(tmp.path().join("sub")).unwrap();
+    std::fs::create_dir(&trace).unwrap();
+    let dir = tmp.path().join("r");
+    drop(results::open(&dir, &run_of(&trace), false).unwrap());
+    let t = trace.display().to_string();
+    for alias in
+        [format!("{t}/"), format!("{}/./trace", tmp.path().display()), format!("{}/sub/../trace", tmp.path().display())]
+    {
+        let reopened = results::open(&dir, &run_of(Path::new(&alias)), true);
+        assert!(reopened.is_ok(), "{alias}: {:?}", reopened.err().map(|e| e.to_string()));
+    }
+    let other = tmp.path().join("sub");
+    let e = results::open(&dir, &run_of(&other), true).err().expect("another trace resumes");
+    assert!(matches!(e, ResultsError::OtherSettings { .. }), "{e}");
+}
+
+/// Issue 13: a partial log's line that is not a state of this trace (a bad id, an id
+/// past the trace or with writes after its crash, JSON that is not a record) is an error
+/// naming the line, never kept and never a panic; only a cut last line is dropped.
+#[test]
+fn resume_refuses_partial_lines_outside_the_state_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace");
+    std::fs::create_dir(&trace).unwrap();
+    let good = consistent("1", 1, "", H1, "null");
+    let cases = [
+        (consistent("x-1", 1, "", H1, "null"), "line 2: bad state id 'x-1'"),
+        (consistent("9", 9, "", H1, "null"), "line 2: state 9 is outside this trace's state space"),
+        (consistent("3-5", 3, "5", H1, "null"), "line 2: state 3-5 is outside"),
+        (consistent("3~g4", 3, "", H1, "null"), "line 2: state 3~g4 is outside"),
+        (consistent("3", 2, "", H1, "null"), "line 2: state 3 is outside"),
+        (consistent("03", 3, "", H1, "null"), "line 2: bad state id '03'"),
+        (consistent("3", 3, "", "zz", "null"), "line 2: state 3 is outside"),
+        ("[1,2]".to_string(), "line 2"),
+    ];
+    for (n, (bad, want)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("r{n}"));
+        drop(results::open(&dir, &run_of(&trace), false).unwrap());
+        let body = format!("{good}\n{bad}\n{good}\n");
+        std::fs::write(dir.join(results::PARTIAL), body).unwrap();
+        let e = results::open(&dir, &run_of(&trace), true).err().expect("a bad partial line resumes");
+        assert!(e.to_string().contains(want), "{bad}: {e}");
+        assert!(e.to_string().contains(results::PARTIAL), "{e}");
+    }
+    // A cut last line is what a kill leaves: dropped, the rest kept.
+    let dir = tmp.path().join("cut");
+    drop(results::open(&dir, &run_of(&trace), false).unwrap());
+    std::fs::write(dir.join(results::PARTIAL), format!("{good}\n{{\"id\":\"4-0\",\"posi")).unwrap();
+    let (_, done) = results::open(&dir, &run_of(&trace), true).unwrap();
+    assert_eq!(done.len(), 1);
+}

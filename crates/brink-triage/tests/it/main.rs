@@ -406,3 +406,28 @@ fn html_is_one_page_with_every_vulnerability() {
     // The page is long; its hash catches any change (refresh with UPDATE_EXPECT=1).
     expect!["9cab86ad5d469c62"].assert_eq(&blake3::hash(h.as_bytes()).to_hex()[..16]);
 }
+
+/// Issue 13: a checker printing control characters (colours, bells, carriage returns,
+/// garbage) neither reaches the terminal, HTML or JUnit raw nor turns each garbage
+/// variant into its own vulnerability.
+#[test]
+fn control_characters_in_checker_messages_are_escaped_and_grouped() {
+    let states = vec![
+        state("3", 0, None, None),
+        state("5", 1, Some("\x1b[31mconfig holds version 0\x1b[0m"), None),
+        state("6", 1, Some("garbage \x07\x01qz\rx"), None),
+        state("8", 1, Some("garbage \x02\x1bk\x7fa"), None),
+        state("9", 1, Some("garbage \x05w\x08"), None),
+    ];
+    let a = analyze(&states, &[], None);
+    let ids: std::collections::BTreeSet<&str> = a.vulnerabilities.iter().map(|v| v.class.as_str()).collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["config holds version #", "garbage …"]);
+    let (text, html, junit) = (brink_triage::text(&a), brink_triage::html(&a), brink_triage::junit(&a));
+    for out in [&text, &html, &junit] {
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "a raw control character in {out:?}");
+    }
+    assert!(text.contains("\\x1b[31mconfig holds version 0\\x1b[0m"), "{text}");
+    for r in &a.states {
+        assert!(!r.checks.iter().any(|c| c.message.chars().any(char::is_control)), "{r:?}");
+    }
+}
