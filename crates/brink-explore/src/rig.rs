@@ -74,23 +74,15 @@ impl Drop for WorkDir {
 /// unmount them (deepest first, lazily if the FUSE daemon is gone) and remove the area.
 /// The loop devices were attached with AUTOCLEAR and detach once unmounted.
 fn cleanup_stale(work: &Path) {
-    let prefix = work.display().to_string();
-    if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
-        let mut targets: Vec<String> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .map(|t| t.replace("\\040", " "))
-            .filter(|t| t.starts_with(&prefix))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        // A FUSE server that died leaves requests that can never be answered: fail them.
-        for t in &targets {
-            brink_blockdev::fusectl::abort(Path::new(t));
-        }
-        for t in targets {
-            if unmount_path(Path::new(&t)).is_err() {
-                let _ = nix::mount::umount2(Path::new(&t), nix::mount::MntFlags::MNT_DETACH);
-            }
+    // Unescaped (a space in a path is `\040` in the mount table) and deepest first.
+    let targets = brink_blockdev::mount_points_under(work);
+    // A FUSE server that died leaves requests that can never be answered: fail them.
+    for t in &targets {
+        brink_blockdev::fusectl::abort(t);
+    }
+    for t in targets {
+        if unmount_path(&t).is_err() {
+            let _ = nix::mount::umount2(&t, nix::mount::MntFlags::MNT_DETACH);
         }
     }
     let _ = std::fs::remove_dir_all(work);
