@@ -10,6 +10,7 @@ mod explore;
 mod import;
 mod inject;
 mod record;
+mod signals;
 mod suite;
 mod triage;
 
