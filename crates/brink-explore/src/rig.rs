@@ -158,6 +158,7 @@ impl Rig {
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
             jail: brink_check::Jail::new().with_interrupt(cfg.interrupt.clone()),
+            interrupt: cfg.interrupt.clone(),
             left_behind: AtomicU64::new(0),
         };
         Ok(Rig {

@@ -12,7 +12,8 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
@@ -60,8 +61,11 @@ pub struct CheckCtx {
     /// Where every checker and tool of the run is contained, stopped early by brink's
     /// interrupt (one per run, so its fallback note is said once).
     pub jail: Jail,
+    /// brink's interrupt (the signal number, 0 until one comes), as the jail sees it.
+    pub interrupt: Arc<AtomicUsize>,
     /// Processes the runs' checkers left running (escaped daemons, stray children),
-    /// each stopped by the jail, summed over the run.
+    /// each stopped by the jail, summed over the run (runs stopped by the interrupt are
+    /// not counted: their children were not left, they were cut short).
     pub left_behind: AtomicU64,
 }
 
@@ -69,9 +73,20 @@ impl CheckCtx {
     /// The outcome of a contained run, counting what it left behind; None when brink's
     /// interrupt stopped it: its outcome says nothing about the state, which is left
     /// unchecked (resume checks it again).
+    ///
+    /// A checker failure that ends after the interrupt is not a verdict either: a second
+    /// signal kills every checker at once (the binary's `hurry`), so the run can end
+    /// "killed by signal 9" before the jail sees the interrupt.
     fn outcome(&self, run: CheckRun) -> Option<CheckOutcome> {
+        if run.interrupted || self.interrupted() && run.outcome.verdict == Verdict::CheckerFailure {
+            return None;
+        }
         self.left_behind.fetch_add(run.stopped.left_behind as u64, Ordering::Relaxed);
-        (!run.interrupted).then_some(run.outcome)
+        Some(run.outcome)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -402,11 +417,14 @@ impl Worker {
         let mut cmd = std::process::Command::new(path);
         cmd.args(args);
         let f = ctx.jail.run_bounded(cmd, None, ctx.timeout).map_err(|source| ExploreError::Tool { prog, source })?;
-        ctx.left_behind.fetch_add(f.stopped.left_behind as u64, Ordering::Relaxed);
         ensure_room(&self.scratch)?;
-        if f.interrupted {
+        // As for a checker (`CheckCtx::outcome`): after the interrupt, a failure is not
+        // the state's.
+        let failed = !matches!(f.status.and_then(|s| s.code()), Some(0 | 1));
+        if f.interrupted || ctx.interrupted() && failed {
             return Ok(None);
         }
+        ctx.left_behind.fetch_add(f.stopped.left_behind as u64, Ordering::Relaxed);
         // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
         Ok(Some(match f.status.and_then(|s| s.code()) {
             Some(0 | 1) => Ok(f.stderr),
