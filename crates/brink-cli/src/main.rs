@@ -199,7 +199,9 @@ fn install_panic_hook() {
 /// the commands poll (checker runs included); guards clean up; exit is 128+N. A second
 /// signal (an impatient Ctrl-C) skips the grace period of the checkers still running,
 /// not the cleanup: every process of brink's checker cgroup is killed at once
-/// ([`hurry`]), and the unmounts and detaches proceed as usual.
+/// ([`hurry`]), and the unmounts and detaches proceed as usual. A third one exits at
+/// once, for a brink stuck where nothing polls the flag (the kernel's own waits); what
+/// it leaves mounted, the explorer's watchdog and the next run remove.
 fn install_interrupt() -> Interrupt {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let interrupt = Interrupt::default();
@@ -207,9 +209,16 @@ fn install_interrupt() -> Interrupt {
     // Registration only fails for forbidden signals, which these are not.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).expect("signal handler");
     let listener = std::thread::Builder::new().name("brink-signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            if flag.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                hurry();
+        for (n, signal) in signals.forever().enumerate() {
+            match n {
+                0 => flag.store(signal as usize, Ordering::SeqCst),
+                1 => {
+                    eprintln!(
+                        "brink: stopping now: checkers are killed without waiting (a third signal exits at once)"
+                    );
+                    hurry();
+                }
+                _ => std::process::exit(128 + flag.load(Ordering::SeqCst) as i32),
             }
         }
     });
