@@ -1,6 +1,7 @@
 //! The `brink` binary: parses flags into the library crates' configs, runs them, and
 //! presents the results. Exit codes: 0 success, 1 violations found (later commands),
-//! 2 usage or input error, 128+N when stopped by signal N.
+//! 2 usage or input error, 101 an internal error (a panic: brink's bug), 128+N when
+//! stopped by signal N.
 
 #![forbid(unsafe_code)]
 
@@ -169,12 +170,15 @@ const PANIC_EXIT: i32 = 101;
 /// thread nobody joins, or a guard that blocks while unwinding, must not hang brink.
 const PANIC_EXIT_MAX: Duration = Duration::from_secs(10);
 
+/// Set by the first panic, on any thread: the exit status is then [`PANIC_EXIT`] even if
+/// the command itself returned (a panic on a thread it did not wait for).
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
 /// A panic is brink's bug: one line naming it and where, then unwinding runs the guards
 /// (unmounts, loop devices, work areas) and `main` exits [`PANIC_EXIT`]. Only the first
 /// panic is printed (a scoped thread's panic is raised again by its scope). A watchdog
 /// exits the process if the cleanup does not end in [`PANIC_EXIT_MAX`].
 fn install_panic_hook() {
-    static PANICKED: AtomicBool = AtomicBool::new(false);
     std::panic::set_hook(Box::new(|info| {
         if PANICKED.swap(true, Ordering::SeqCst) {
             return;
@@ -371,7 +375,7 @@ fn main() {
         Ok(Err(e)) => error_code(&e),
         Err(_) => PANIC_EXIT,
     };
-    std::process::exit(code);
+    std::process::exit(if PANICKED.load(Ordering::SeqCst) { PANIC_EXIT } else { code });
 }
 
 #[cfg(test)]
