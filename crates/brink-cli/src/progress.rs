@@ -122,3 +122,21 @@ impl Driver for Bars {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refresh thread used to wait for a flag the panicking closure never set: the
+    /// scope joined it forever and the panic never reached `main`.
+    #[test]
+    fn a_panic_under_the_progress_display_ends_it() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let bar = indicatif::ProgressBar::hidden();
+            let r = std::panic::catch_unwind(|| with_progress(&bar, |_| {}, || panic!("inside the work")));
+            tx.send(r.is_err()).unwrap();
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true), "the panic did not come back");
+    }
+}
