@@ -225,3 +225,24 @@ fn resume_over_a_bad_state_id_is_one_line_exit_2() {
     assert!(err.starts_with("brink: ") && err.contains("not-a-state"), "{err}");
     assert_no_mounts_or_loops(&s);
 }
+
+/// A checker that leaves a daemon behind (its own session, its working directory in the
+/// state's mount) changes no verdict, and the processes brink stopped are said once, at
+/// the end, and counted in summary.json.
+#[test]
+fn processes_left_behind_are_reported_once() {
+    if !privileged("processes_left_behind_are_reported_once") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s);
+    let o = run(&mut explore(&s, &t, "r", &["--checker", "setsid sleep 20 & true", "--jobs", "1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("processes running")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    let n = summary(&s, "r")["processes_left_behind"].as_u64().unwrap();
+    assert!(n >= 1, "{}", summary(&s, "r"));
+    assert!(said[0].starts_with(&format!("brink: checkers left {n} processes running")), "{err}");
+    assert_no_mounts_or_loops(&s);
+}
