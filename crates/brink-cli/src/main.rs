@@ -1,6 +1,7 @@
 //! The `brink` binary: parses flags into the library crates' configs, runs them, and
 //! presents the results. Exit codes: 0 success, 1 violations found (later commands),
-//! 2 usage or input error, 128+N when stopped by signal N.
+//! 2 usage or input error, 101 an internal error (a panic: brink's bug), 128+N when
+//! stopped by signal N.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,8 @@ mod suite;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use brink_blockdev::{FsKind, MountOptions};
@@ -160,14 +163,82 @@ enum ImportKind {
 /// (`brink_suite::manifest::SIZE_DEFAULT`), so a recording and a manifest agree.
 const IMAGE_SIZE_DEFAULT: &str = "64M";
 
-/// Signals that stop a run cleanly: the flag is polled, guards clean up, exit is 128+N.
+/// The exit status of a panic (an internal error), as Rust's own.
+const PANIC_EXIT: i32 = 101;
+
+/// How long the cleanup after a panic may take before brink exits anyway: a panic on a
+/// thread nobody joins, or a guard that blocks while unwinding, must not hang brink.
+const PANIC_EXIT_MAX: Duration = Duration::from_secs(10);
+
+/// Set by the first panic, on any thread: the exit status is then [`PANIC_EXIT`] even if
+/// the command itself returned (a panic on a thread it did not wait for).
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// A panic is brink's bug: one line naming it and where, then unwinding runs the guards
+/// (unmounts, loop devices, work areas) and `main` exits [`PANIC_EXIT`]. Only the first
+/// panic is printed (a scoped thread's panic is raised again by its scope). A watchdog
+/// exits the process if the cleanup does not end in [`PANIC_EXIT_MAX`].
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if PANICKED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message")
+            .replace('\n', " ");
+        let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+        eprintln!("brink: internal error: {message}{at}");
+        let _ = std::thread::Builder::new().name("brink-panic-exit".into()).spawn(|| {
+            std::thread::sleep(PANIC_EXIT_MAX);
+            std::process::exit(PANIC_EXIT);
+        });
+    }));
+}
+
+/// Signals that stop a run cleanly: the first one's number goes into the flag, which
+/// the commands poll (checker runs included); guards clean up; exit is 128+N. A second
+/// signal (an impatient Ctrl-C) skips the grace period of the checkers still running,
+/// not the cleanup: every process of brink's checker cgroup is killed at once
+/// ([`hurry`]), and the unmounts and detaches proceed as usual. A third one exits at
+/// once, for a brink stuck where nothing polls the flag (the kernel's own waits); what
+/// it leaves mounted, the explorer's watchdog and the next run remove.
 fn install_interrupt() -> Interrupt {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let interrupt = Interrupt::default();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        // Registration only fails for forbidden signals, which these are not.
-        signal_hook::flag::register_usize(sig, Arc::clone(&interrupt.0), sig as usize).expect("signal handler");
-    }
+    let flag = Arc::clone(&interrupt.0);
+    // Registration only fails for forbidden signals, which these are not.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).expect("signal handler");
+    let listener = std::thread::Builder::new().name("brink-signals".into()).spawn(move || {
+        for (n, signal) in signals.forever().enumerate() {
+            match n {
+                0 => flag.store(signal as usize, Ordering::SeqCst),
+                1 => {
+                    eprintln!(
+                        "brink: stopping now: checkers are killed without waiting (a third signal exits at once)"
+                    );
+                    hurry();
+                }
+                _ => std::process::exit(128 + flag.load(Ordering::SeqCst) as i32),
+            }
+        }
+    });
+    listener.expect("a thread for signals");
     interrupt
+}
+
+/// Kill every checker process brink contains (its cgroup `<cgroup2>/brink-<pid>`, see
+/// `brink_check::Jail`) without their grace period. Without cgroup v2 there is nothing
+/// to kill at once: the checkers get the interrupted grace period (half a second).
+fn hurry() {
+    let Ok(root) = brink_blockdev::cgroup::cgroup2_mount() else { return };
+    let ours = root.join(format!("brink-{}", std::process::id()));
+    if ours.exists() {
+        let _ = brink_blockdev::cgroup::Cgroup::existing(&ours).kill();
+    }
 }
 
 fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig> {
@@ -269,6 +340,17 @@ pub(crate) fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// Print `e` as one line; its exit status (128+N when a signal stopped the run, else 2).
+fn error_code(e: &anyhow::Error) -> i32 {
+    let signal = match e.downcast_ref::<RecordError>() {
+        Some(RecordError::Interrupted(signal)) => Some(*signal),
+        _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
+    };
+    let code = signal.map_or(2, |signal| 128 + signal);
+    eprintln!("brink: {}", explore::error_line(e));
+    code
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -282,19 +364,14 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            let signal = match e.downcast_ref::<RecordError>() {
-                Some(RecordError::Interrupted(signal)) => Some(*signal),
-                _ => e.downcast_ref::<brink_suite::RunError>().and_then(brink_suite::RunError::interrupted),
-            };
-            let code = signal.map_or(2, |signal| 128 + signal);
-            eprintln!("brink: {}", explore::error_line(&e));
-            code
-        }
+    install_panic_hook();
+    // Unwind safety: after a panic nothing of the run is used again; the process exits.
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => error_code(&e),
+        Err(_) => PANIC_EXIT,
     };
-    std::process::exit(code);
+    std::process::exit(if PANICKED.load(Ordering::SeqCst) { PANIC_EXIT } else { code });
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! hides both when stderr is not a terminal), and the suite runner's steps as lines on
 //! stderr ([`Bars`], the binary's [`Driver`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use brink_explore::{ExploreConfig, ExploreError, Summary};
@@ -11,25 +11,49 @@ use brink_suite::{Driver, Step};
 
 /// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
 /// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
+///
+/// The refresh thread is told to stop by a guard, so it stops when `work` panics too:
+/// the scope waits for its threads before it raises the panic again, and a stop flag set
+/// only after `work` returned would keep the process alive forever.
 fn with_progress<T>(
     bar: &indicatif::ProgressBar,
     refresh: impl Fn(&indicatif::ProgressBar) + Sync,
     work: impl FnOnce() -> T,
 ) -> T {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
+    let done = AtomicBool::new(false);
+    // Dropped after the scope has joined the refresh thread: nothing redraws the bar.
+    let _clear = Clear(bar);
+    std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 refresh(bar);
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(REFRESH_EVERY);
             }
         });
-        let r = work();
-        done.store(true, Ordering::Relaxed);
-        r
-    });
-    bar.finish_and_clear();
-    result
+        let _stop = Stop(&done);
+        work()
+    })
+}
+
+/// How often the progress display is refreshed.
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
+
+/// Tells the refresh thread to stop when dropped, by a return or a panic.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Clears the bar when dropped, by a return or a panic.
+struct Clear<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for Clear<'_> {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Run a recording with a spinner on stderr.
@@ -66,7 +90,17 @@ pub fn explore(cfg: &ExploreConfig) -> Result<Summary, ExploreError> {
             p.checker_failures.load(Ordering::Relaxed)
         ));
     };
-    with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))
+    let summary = with_progress(&bar, refresh, || brink_explore::explore(cfg, &progress))?;
+    if let Some(note) = &summary.containment_note {
+        eprintln!("brink: note: {note}");
+    }
+    if summary.processes_left_behind > 0 {
+        eprintln!(
+            "brink: checkers left {} processes running (daemons or background children); brink stopped them",
+            summary.processes_left_behind
+        );
+    }
+    Ok(summary)
 }
 
 /// The binary's driver of the suite runner: progress bars, and a line per step.
@@ -86,5 +120,23 @@ impl Driver for Bars {
             Step::Failed { label, why } => eprintln!("brink: {label}: {why}"),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refresh thread used to wait for a flag the panicking closure never set: the
+    /// scope joined it forever and the panic never reached `main`.
+    #[test]
+    fn a_panic_under_the_progress_display_ends_it() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let bar = indicatif::ProgressBar::hidden();
+            let r = std::panic::catch_unwind(|| with_progress(&bar, |_| {}, || panic!("inside the work")));
+            tx.send(r.is_err()).unwrap();
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true), "the panic did not come back");
     }
 }

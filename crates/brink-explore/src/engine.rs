@@ -131,7 +131,16 @@ pub(crate) struct Explorer<'a> {
     durable_hash: ImageHash,
     last_epoch: u64,
     marks: Vec<String>,
+    /// Read from the rig at `tear_down`: processes the checkers left behind, and why
+    /// checkers were contained without cgroup v2.
+    processes_left_behind: u64,
+    containment_note: Option<String>,
 }
+
+/// A test hook (brink-cli's `tests/it/signals.rs`): with this variable set to
+/// `explore-check`, checking a state panics, on a worker thread, with the rig set up and
+/// the progress display running. It shows that a panic ends brink with cleanup.
+const PANIC_AT: &str = "BRINK_PANIC_AT";
 
 /// Refuse what cannot run before touching anything: a numeric setting out of range,
 /// kernel recovery without root, a file system brink does not explore, userspace
@@ -239,6 +248,8 @@ impl<'a> Explorer<'a> {
             durable_hash: ImageHash::default(),
             last_epoch: 0,
             marks: Vec::new(),
+            processes_left_behind: 0,
+            containment_note: None,
         })
     }
 
@@ -370,6 +381,9 @@ impl<'a> Explorer<'a> {
         let id = s.id.to_string();
         if self.stop.now() {
             return Ok(None);
+        }
+        if std::env::var_os(PANIC_AT).is_some_and(|v| v == "explore-check") {
+            panic!("{PANIC_AT}=explore-check: a panic while checking state {id}");
         }
         let Some(checks) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.fp.pieces(&ep.ed.epoch, s))?
         else {
@@ -527,11 +541,15 @@ impl<'a> Explorer<'a> {
                 Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone())))
             }
             (None, Some(_)) => None, // the last epoch already checked it
-            (None, None) => {
-                let checks = self.check_unique(key.0, &self.marks, &end_id, &Vec::new)?;
-                // Sequential: no other check can have failed and broken the rig.
-                Some(Record::new(&s, key.0.to_string(), checks.expect("a worker is free"), None))
-            }
+            (None, None) => match self.check_unique(key.0, &self.marks, &end_id, &Vec::new)? {
+                Some(checks) => Some(Record::new(&s, key.0.to_string(), checks, None)),
+                // brink's interrupt stopped a checker: the run stops (the summary says
+                // why) and resume checks the state again.
+                None => {
+                    assert!(self.stop.now(), "only an interrupt leaves the state unchecked here");
+                    None
+                }
+            },
         };
         if let Some(rec) = rec {
             self.generated += 1;
@@ -546,6 +564,8 @@ impl<'a> Explorer<'a> {
             c.sync()?;
         }
         if let Some(rig) = self.rig.take() {
+            self.processes_left_behind = rig.processes_left_behind();
+            self.containment_note = rig.containment_note();
             rig.tear_down();
         }
         Ok(())
@@ -615,6 +635,8 @@ impl<'a> Explorer<'a> {
             cache_hits: self.cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
             cache_stored: self.cache.as_ref().map_or(0, |c| c.stored.load(Ordering::Relaxed)),
             no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
+            processes_left_behind: self.processes_left_behind,
+            containment_note: self.containment_note.clone(),
         }
     }
 

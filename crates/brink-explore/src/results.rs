@@ -177,6 +177,18 @@ pub struct Summary {
     pub cache_hits: u64,
     #[serde(default)]
     pub cache_stored: u64,
+    /// Processes checkers left running (escaped daemons, stray children) that brink
+    /// stopped, in this run; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub processes_left_behind: u64,
+    /// Why checkers were contained without cgroup v2 (processes found by process group
+    /// and by their files under the state's mount); absent when cgroup v2 was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment_note: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {

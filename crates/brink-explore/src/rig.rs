@@ -24,7 +24,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -149,6 +149,9 @@ impl Rig {
             checkers: cfg.checkers.clone(),
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
+            jail: brink_check::Jail::new().with_interrupt(cfg.interrupt.clone()),
+            interrupt: cfg.interrupt.clone(),
+            left_behind: AtomicU64::new(0),
         };
         Ok(Rig {
             workers: Mutex::new(workers),
@@ -160,6 +163,16 @@ impl Rig {
             ctx,
             broken: AtomicBool::new(false),
         })
+    }
+
+    /// Why checker runs are contained without cgroup v2 (to say once), or None.
+    pub(crate) fn containment_note(&self) -> Option<String> {
+        self.ctx.jail.fallback_note()
+    }
+
+    /// Processes the checkers left running so far, each stopped.
+    pub(crate) fn processes_left_behind(&self) -> u64 {
+        self.ctx.left_behind.load(Ordering::Relaxed)
     }
 
     /// The image of everything flushed before the current epoch.
@@ -178,7 +191,8 @@ impl Rig {
 
     /// Check one state, the durable image with `pieces` over it (and reads of `bad`
     /// failing), on a free worker. None: not checked, because an error (returned by
-    /// another check) is stopping the run and its worker is gone.
+    /// another check) is stopping the run and its worker is gone, or because brink's
+    /// interrupt stopped a checker (the state is checked again on resume).
     pub(crate) fn check(
         &self,
         pieces: Vec<Piece>,
@@ -204,7 +218,7 @@ impl Rig {
         match self.check_on(w, pieces, bad, overlay_start, id, marks, timings) {
             Ok((w, checks)) => {
                 self.workers.lock().expect("workers").push(w);
-                Ok(Some(checks))
+                Ok(checks)
             }
             Err(e) => {
                 // The worker may be unusable (its slot stale, its scratch unwritable):
@@ -215,7 +229,8 @@ impl Rig {
         }
     }
 
-    /// `check` on worker `w`; the worker to use next (`w`, or its replacement).
+    /// `check` on worker `w`; the worker to use next (`w`, or its replacement), and the
+    /// checks (None when interrupted).
     #[expect(clippy::too_many_arguments, reason = "`check`'s arguments and the worker")]
     fn check_on(
         &self,
@@ -226,7 +241,7 @@ impl Rig {
         id: &str,
         marks: &[String],
         timings: &Timings,
-    ) -> Result<(Worker, Vec<CheckOutcome>), ExploreError> {
+    ) -> Result<(Worker, Option<Vec<CheckOutcome>>), ExploreError> {
         let checks = match &self.backend {
             Backend::Slots { slots, spare, .. } => {
                 slots.set(w.slot, pieces, bad);
@@ -237,7 +252,7 @@ impl Rig {
                 } else {
                     slots.clear(w.slot);
                 }
-                c.checks
+                (!c.interrupted).then_some(c.checks)
             }
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
@@ -246,7 +261,7 @@ impl Rig {
             }
             Backend::InProcess(check) => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
-                self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?
+                Some(self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?)
             }
         };
         Ok((w, checks))

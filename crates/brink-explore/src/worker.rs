@@ -12,11 +12,12 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::{FsKind, LoopDevice, Mount, MountOptions};
-use brink_check::{CheckEnv, CheckOutcome, Limits, Verdict, fsck, run_checker};
+use brink_check::{CheckEnv, CheckOutcome, CheckRun, Jail, Limits, Verdict};
 
 use crate::ExploreError;
 use crate::state_image::BuildError;
@@ -51,13 +52,42 @@ impl CheckerSpec {
 }
 
 /// What every check needs besides the state.
-#[derive(Debug)]
 pub struct CheckCtx {
     pub fs: FsKind,
     pub mount_opts: MountOptions,
     pub checkers: Vec<CheckerSpec>,
     pub timeout: Duration,
     pub trace: PathBuf,
+    /// Where every checker and tool of the run is contained, stopped early by brink's
+    /// interrupt (one per run, so its fallback note is said once).
+    pub jail: Jail,
+    /// brink's interrupt (the signal number, 0 until one comes), as the jail sees it.
+    pub interrupt: Arc<AtomicUsize>,
+    /// Processes the runs' checkers left running (escaped daemons, stray children),
+    /// each stopped by the jail, summed over the run (runs stopped by the interrupt are
+    /// not counted: their children were not left, they were cut short).
+    pub left_behind: AtomicU64,
+}
+
+impl CheckCtx {
+    /// The outcome of a contained run, counting what it left behind; None when brink's
+    /// interrupt stopped it: its outcome says nothing about the state, which is left
+    /// unchecked (resume checks it again).
+    ///
+    /// A checker failure that ends after the interrupt is not a verdict either: a second
+    /// signal kills every checker at once (the binary's `hurry`), so the run can end
+    /// "killed by signal 9" before the jail sees the interrupt.
+    fn outcome(&self, run: CheckRun) -> Option<CheckOutcome> {
+        if run.interrupted || self.interrupted() && run.outcome.verdict == Verdict::CheckerFailure {
+            return None;
+        }
+        self.left_behind.fetch_add(run.stopped.left_behind as u64, Ordering::Relaxed);
+        Some(run.outcome)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed) != 0
+    }
 }
 
 /// Time spent per step, summed over all states and workers (microseconds).
@@ -133,6 +163,8 @@ pub struct SlotCheck {
     /// for the next mount of that device instead of reading the next state. The slot is
     /// retired (rig.rs) and the state is a checker failure saying so.
     pub stale: bool,
+    /// brink's interrupt stopped a checker: the checks are incomplete and not a verdict.
+    pub interrupted: bool,
 }
 
 /// Why a state whose file system outlived its check is a checker failure.
@@ -140,12 +172,16 @@ const BUSY: &str = "a process the checker started kept the state's file system b
 
 impl SlotCheck {
     fn fresh(checks: Vec<CheckOutcome>) -> SlotCheck {
-        SlotCheck { checks, stale: false }
+        SlotCheck { checks, stale: false, interrupted: false }
     }
 
     /// The unmount failed (EBUSY): the mount was detached lazily and lives on.
     fn busy(e: &brink_blockdev::BlockdevError) -> SlotCheck {
-        SlotCheck { checks: vec![engine_failure(format!("{BUSY}: {}", error_chain(e)))], stale: true }
+        SlotCheck {
+            checks: vec![engine_failure(format!("{BUSY}: {}", error_chain(e)))],
+            stale: true,
+            interrupted: false,
+        }
     }
 }
 
@@ -189,7 +225,7 @@ impl Worker {
                     if started.elapsed() >= RELEASE_WAIT_MAX {
                         let dev = self.dev().path().display();
                         let what = format!("the slot's device {dev} stayed claimed (busy): the state was not mounted");
-                        return Err(SlotCheck { checks: vec![engine_failure(what)], stale: true });
+                        return Err(SlotCheck { checks: vec![engine_failure(what)], stale: true, interrupted: false });
                     }
                     std::thread::sleep(RELEASE_POLL);
                 }
@@ -223,13 +259,16 @@ impl Worker {
             if let Err(e) = m.unmount() {
                 return Ok(SlotCheck::busy(&e));
             }
-            out.push(fsck(ctx.fs, self.dev().path(), &self.scratch, ctx.timeout));
+            let Some(o) = ctx.outcome(ctx.jail.fsck(ctx.fs, self.dev().path(), ctx.timeout)) else {
+                return Ok(SlotCheck { checks: out, stale: false, interrupted: true });
+            };
+            out.push(o);
             ensure_room(&self.scratch)?;
             m = match self.mount(ctx) {
                 Ok(m) => m,
                 Err(failed) if failed.stale => {
                     out.extend(failed.checks);
-                    return Ok(SlotCheck { checks: out, stale: true });
+                    return Ok(SlotCheck { checks: out, stale: true, interrupted: false });
                 }
                 Err(failed) => {
                     out.extend(failed.checks);
@@ -238,14 +277,16 @@ impl Worker {
             };
         }
         // On an error the mount's guard unmounts it (lazily if it stays busy).
-        self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out)?;
+        let finished = self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out)?;
         let started = Instant::now();
         let unmounted = m.unmount();
         Timings::add(&t.unmount_us, started);
-        Ok(match unmounted {
+        let mut c = match unmounted {
             Ok(()) => self.released(out),
             Err(e) => SlotCheck::busy(&e),
-        })
+        };
+        c.interrupted = !finished;
+        Ok(c)
     }
 
     /// `checks` if the file system is gone from the loop device after its unmount. A
@@ -271,12 +312,15 @@ impl Worker {
                         path.display()
                     ))],
                     stale: true,
+                    interrupted: false,
                 };
             }
             std::thread::sleep(RELEASE_POLL);
         }
     }
 
+    /// Run the user checkers on the recovered state; false when brink's interrupt
+    /// stopped one (the rest are not run).
     fn run_checkers(
         &self,
         ctx: &CheckCtx,
@@ -285,7 +329,7 @@ impl Worker {
         image: &Path,
         t: &Timings,
         out: &mut Vec<CheckOutcome>,
-    ) -> Result<(), ExploreError> {
+    ) -> Result<bool, ExploreError> {
         let marks_file = self.scratch.join("marks");
         brink_check::write_marks(&marks_file, marks)
             .map_err(|source| ExploreError::Scratch { path: marks_file.clone(), source })?;
@@ -301,18 +345,20 @@ impl Worker {
                 scratch: &self.scratch,
             };
             let started = Instant::now();
-            let outcome = run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
+            let run = ctx.jail.run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
             Timings::add(&t.checkers_us, started);
             // Its output went to files in the scratch directory: if that file system
             // filled up, the output may be cut and the verdict with it.
             ensure_room(&self.scratch)?;
+            let Some(outcome) = ctx.outcome(run) else { return Ok(false) };
             out.push(outcome);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Userspace recovery: build the state as an image file, replay its journal with
-    /// e2fsck, extract its files with debugfs, and check those. Errors as for `check`.
+    /// e2fsck, extract its files with debugfs, and check those. Errors as for `check`;
+    /// None when brink's interrupt stopped a tool or a checker (no verdict).
     pub fn check_userspace(
         &self,
         ctx: &CheckCtx,
@@ -320,7 +366,7 @@ impl Worker {
         state_id: &str,
         marks: &[String],
         t: &Timings,
-    ) -> Result<Vec<CheckOutcome>, ExploreError> {
+    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
         let mut out = Vec::new();
         let started = Instant::now();
         let image = self.scratch.join("state.img");
@@ -329,26 +375,33 @@ impl Worker {
         build(&image).map_err(|e| build_error(&image, e))?;
         std::fs::create_dir(&self.mnt).map_err(|source| ExploreError::Scratch { path: self.mnt.clone(), source })?;
         let tool = |prog: &'static str, args: &[&OsStr]| self.run_tool(ctx, prog, args);
-        let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()])?;
+        let Some(replay) = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()])?
+        else {
+            return Ok(None);
+        };
         Timings::add(&t.mount_us, started);
         if let Err(e) = replay {
-            return Ok(vec![CheckOutcome {
+            return Ok(Some(vec![CheckOutcome {
                 checker: "recovery".into(),
                 verdict: Verdict::Violation,
                 message: format!("userspace journal replay failed: {e}"),
                 details: None,
                 ms: 0,
-            }]);
+            }]));
         }
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
-            out.push(fsck(ctx.fs, &image, &self.scratch, ctx.timeout));
+            let Some(o) = ctx.outcome(ctx.jail.fsck(ctx.fs, &image, ctx.timeout)) else { return Ok(None) };
+            out.push(o);
             ensure_room(&self.scratch)?;
         }
         let rdump = format!("rdump / {}", self.mnt.display());
         // debugfs reports a file it could not write on stderr and still exits 0, so
         // `run_tool` checks the room left: files cut by a full disk would be the
         // application's fault in the checker's eyes.
-        match tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()])? {
+        let Some(extracted) = tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()])? else {
+            return Ok(None);
+        };
+        match extracted {
             Ok(stderr) if stderr.contains("Bad magic") || stderr.contains("while trying to open") => {
                 out.push(CheckOutcome {
                     checker: "recovery".into(),
@@ -360,40 +413,46 @@ impl Worker {
                     details: None,
                     ms: 0,
                 });
-                return Ok(out);
+                return Ok(Some(out));
             }
             Ok(_) => {}
             Err(e) => {
                 out.push(engine_failure(format!("debugfs failed: {e}")));
-                return Ok(out);
+                return Ok(Some(out));
             }
         }
-        self.run_checkers(ctx, state_id, marks, &image, t, &mut out)?;
+        let finished = self.run_checkers(ctx, state_id, marks, &image, t, &mut out)?;
         let _ = std::fs::remove_file(&image);
-        Ok(out)
+        Ok(finished.then_some(out))
     }
 
     /// Run an e2fsprogs tool on the state's image. The outer error is brink's (the tool
     /// is gone, cannot start, its output cannot be captured or may be cut); the inner
-    /// one is the tool failing, in brink-check's words; Ok(Ok) is its stderr after a
-    /// success.
+    /// one is the tool failing, in brink-check's words; Ok(Some(Ok)) is its stderr
+    /// after a success; Ok(None): brink's interrupt stopped the tool.
     fn run_tool(
         &self,
         ctx: &CheckCtx,
         prog: &'static str,
         args: &[&OsStr],
-    ) -> Result<Result<String, String>, ExploreError> {
+    ) -> Result<Option<Result<String, String>>, ExploreError> {
         let path = brink_blockdev::find_program(prog).ok_or(ExploreError::ToolGone { prog })?;
         let mut cmd = std::process::Command::new(path);
         cmd.args(args);
-        let f = brink_check::run_bounded(cmd, &self.scratch, ctx.timeout)
-            .map_err(|source| ExploreError::Tool { prog, source })?;
+        let f = ctx.jail.run_bounded(cmd, None, ctx.timeout).map_err(|source| ExploreError::Tool { prog, source })?;
         ensure_room(&self.scratch)?;
+        // As for a checker (`CheckCtx::outcome`): after the interrupt, a failure is not
+        // the state's.
+        let failed = !matches!(f.status.and_then(|s| s.code()), Some(0 | 1));
+        if f.interrupted || ctx.interrupted() && failed {
+            return Ok(None);
+        }
+        ctx.left_behind.fetch_add(f.stopped.left_behind as u64, Ordering::Relaxed);
         // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
-        Ok(match f.status.and_then(|s| s.code()) {
+        Ok(Some(match f.status.and_then(|s| s.code()) {
             Some(0 | 1) => Ok(f.stderr),
             _ => Err(brink_check::failure(&f, ctx.timeout).unwrap_or_default()),
-        })
+        }))
     }
 }
 

@@ -12,6 +12,7 @@ mod inject;
 mod inputs;
 mod kill9;
 mod record;
+mod signals;
 mod suite;
 mod triage;
 
