@@ -69,7 +69,11 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordOutcome, RecordError> {
             progress.bytes() as f64 / (1 << 20) as f64
         ));
     };
-    with_progress(&bar, refresh, || brink_record::record(cfg, &progress))
+    let out = with_progress(&bar, refresh, || brink_record::record(cfg, &progress));
+    if let Some(note) = progress.containment_note() {
+        eprintln!("brink: note: {note}");
+    }
+    out
 }
 
 /// Explore with a progress bar on stderr.
