@@ -33,6 +33,37 @@ pub enum CgroupError {
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
     move |source| CgroupError::Io { what, path: path.to_path_buf(), source }
 }
+/// How long the processes left in a cgroup have, after SIGTERM, to exit by themselves (a
+/// database flushing and closing its files) before they are killed.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The grace period when brink itself is interrupted: SIGINT must stop brink within about
+/// two seconds, in-flight checkers and workloads included.
+pub const STOP_GRACE_INTERRUPTED: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long killed processes may take to be gone (a process in uninterruptible sleep
+/// exits only when its I/O ends) before they are reported as survivors.
+pub const KILL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a freeze may take to reach every process before SIGTERM is sent anyway.
+pub const FREEZE_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often membership is read again while waiting for processes to exit.
+pub const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Poll `done` every [`STOP_POLL`] for up to `max`; whether it became true.
+pub fn wait_until(max: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= max {
+            return false;
+        }
+        std::thread::sleep(STOP_POLL);
+    }
+}
 
 /// Undo the octal escapes of `/proc/mounts` (`\040` is a space, `\011` a tab, `\012` a
 /// newline, `\134` a backslash).

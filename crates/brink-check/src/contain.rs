@@ -22,30 +22,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount};
+use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount, wait_until};
+pub use brink_blockdev::cgroup::{FREEZE_WAIT_MAX, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// How long the processes of a run have, after SIGTERM, to exit by themselves (a
-/// database flushing and closing its files) before they are killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// The grace period when brink itself is interrupted: SIGINT must stop brink within about
-/// two seconds, in-flight checkers included.
-pub const STOP_GRACE_INTERRUPTED: Duration = Duration::from_millis(500);
-
-/// How long SIGKILLed processes may take to be gone (a process in uninterruptible
-/// sleep exits only when its I/O ends) before they are reported as survivors.
-pub const KILL_WAIT_MAX: Duration = Duration::from_secs(5);
-
-/// How long a freeze may take to reach every process before SIGTERM is sent anyway.
-const FREEZE_WAIT_MAX: Duration = Duration::from_millis(200);
-
 /// How often an interrupt is looked for while a checker runs.
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);
-
-/// How often membership is read again while waiting for processes to exit.
-const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// Why a [`Jail`] cannot use cgroup v2.
 #[derive(Debug, thiserror::Error)]
@@ -252,20 +235,6 @@ fn empty_tree(path: &Path) {
     }
     wait_until(KILL_WAIT_MAX, || !cg.is_populated().unwrap_or(false));
     let _ = cg.remove();
-}
-
-/// Poll `done` every [`STOP_POLL`] for up to `max`; whether it became true.
-fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if start.elapsed() >= max {
-            return false;
-        }
-        std::thread::sleep(STOP_POLL);
-    }
 }
 
 /// The processes of one run.

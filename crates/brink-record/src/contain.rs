@@ -17,30 +17,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount};
+use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount, wait_until};
+pub use brink_blockdev::cgroup::{FREEZE_WAIT_MAX, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::RecordError;
-
-/// How long processes left behind have, after SIGTERM, to exit by themselves.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// The grace period when brink is interrupted: it must stop within about two seconds.
-pub const STOP_GRACE_INTERRUPTED: Duration = Duration::from_millis(500);
-
-/// How long killed processes may take to be gone (one in uninterruptible sleep exits
-/// only when its I/O ends).
-const KILL_WAIT_MAX: Duration = Duration::from_secs(5);
-
-/// How long a freeze may take to reach every process before SIGTERM is sent anyway.
-const FREEZE_WAIT_MAX: Duration = Duration::from_millis(200);
-
-/// How often membership is read again while waiting for processes to exit.
-const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// The prefix of the recorder's cgroups; the process id follows.
 const CGROUP_PREFIX: &str = "brink-record-";
@@ -198,20 +183,6 @@ fn stop_cgroup(cg: &Cgroup, grace: Duration) {
     }
 }
 
-/// Poll `done` every [`STOP_POLL`] for up to `max`; whether it became true.
-fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if start.elapsed() >= max {
-            return false;
-        }
-        std::thread::sleep(STOP_POLL);
-    }
-}
-
 /// Remove the unfinished trace directories (`.NAME.tmp-PID`) in `parent` whose process
 /// is gone: a recorder killed outright (`kill -9`, power loss) leaves one behind.
 pub(crate) fn remove_stale_trace_dirs(parent: &Path) {
@@ -233,6 +204,8 @@ fn stale_trace_pid(name: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     /// Without cgroup v2 the process group stands in: a child that ignores SIGTERM is
