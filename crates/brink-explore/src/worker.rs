@@ -375,12 +375,12 @@ impl Worker {
         build(&image).map_err(|e| build_error(&image, e))?;
         std::fs::create_dir(&self.mnt).map_err(|source| ExploreError::Scratch { path: self.mnt.clone(), source })?;
         let tool = |prog: &'static str, args: &[&OsStr]| self.run_tool(ctx, prog, args);
-        let Some(replay) = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()])?
-        else {
-            return Ok(None);
-        };
+        let replay = tool("e2fsck", &["-y".as_ref(), "-E".as_ref(), "journal_only".as_ref(), image.as_os_str()])?;
         Timings::add(&t.mount_us, started);
-        if let Err(e) = replay {
+        if let ToolRun::Interrupted = replay {
+            return Ok(None);
+        }
+        if let ToolRun::Failed { why: e } = replay {
             return Ok(Some(vec![CheckOutcome {
                 checker: "recovery".into(),
                 verdict: Verdict::Violation,
@@ -398,11 +398,11 @@ impl Worker {
         // debugfs reports a file it could not write on stderr and still exits 0, so
         // `run_tool` checks the room left: files cut by a full disk would be the
         // application's fault in the checker's eyes.
-        let Some(extracted) = tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()])? else {
-            return Ok(None);
-        };
-        match extracted {
-            Ok(stderr) if stderr.contains("Bad magic") || stderr.contains("while trying to open") => {
+        match tool("debugfs", &["-R".as_ref(), rdump.as_ref(), image.as_os_str()])? {
+            ToolRun::Interrupted => return Ok(None),
+            ToolRun::Succeeded { stderr }
+                if stderr.contains("Bad magic") || stderr.contains("while trying to open") =>
+            {
                 out.push(CheckOutcome {
                     checker: "recovery".into(),
                     verdict: Verdict::Violation,
@@ -415,8 +415,8 @@ impl Worker {
                 });
                 return Ok(Some(out));
             }
-            Ok(_) => {}
-            Err(e) => {
+            ToolRun::Succeeded { .. } => {}
+            ToolRun::Failed { why: e } => {
                 out.push(engine_failure(format!("debugfs failed: {e}")));
                 return Ok(Some(out));
             }
@@ -426,16 +426,10 @@ impl Worker {
         Ok(finished.then_some(out))
     }
 
-    /// Run an e2fsprogs tool on the state's image. The outer error is brink's (the tool
-    /// is gone, cannot start, its output cannot be captured or may be cut); the inner
-    /// one is the tool failing, in brink-check's words; Ok(Some(Ok)) is its stderr
-    /// after a success; Ok(None): brink's interrupt stopped the tool.
-    fn run_tool(
-        &self,
-        ctx: &CheckCtx,
-        prog: &'static str,
-        args: &[&OsStr],
-    ) -> Result<Option<Result<String, String>>, ExploreError> {
+    /// Run an e2fsprogs tool on the state's image. An error is brink's (the tool is
+    /// gone, cannot start, its output cannot be captured or may be cut); how the tool
+    /// itself ended is the [`ToolRun`].
+    fn run_tool(&self, ctx: &CheckCtx, prog: &'static str, args: &[&OsStr]) -> Result<ToolRun, ExploreError> {
         let path = brink_blockdev::find_program(prog).ok_or(ExploreError::ToolGone { prog })?;
         let mut cmd = std::process::Command::new(path);
         cmd.args(args);
@@ -445,15 +439,25 @@ impl Worker {
         // the state's.
         let failed = !matches!(f.status.and_then(|s| s.code()), Some(0 | 1));
         if f.interrupted || ctx.interrupted() && failed {
-            return Ok(None);
+            return Ok(ToolRun::Interrupted);
         }
         ctx.left_behind.fetch_add(f.stopped.left_behind as u64, Ordering::Relaxed);
         // e2fsck: 0 nothing done, 1 the journal was replayed; debugfs always exits 0.
-        Ok(Some(match f.status.and_then(|s| s.code()) {
-            Some(0 | 1) => Ok(f.stderr),
-            _ => Err(brink_check::failure(&f, ctx.timeout).unwrap_or_default()),
-        }))
+        Ok(match f.status.and_then(|s| s.code()) {
+            Some(0 | 1) => ToolRun::Succeeded { stderr: f.stderr },
+            _ => ToolRun::Failed { why: brink_check::failure(&f, ctx.timeout).unwrap_or_default() },
+        })
     }
+}
+
+/// How an e2fsprogs tool run on a state's image ended.
+enum ToolRun {
+    /// It did its work; its stderr (debugfs reports unreadable images there and exits 0).
+    Succeeded { stderr: String },
+    /// It failed, in brink-check's words.
+    Failed { why: String },
+    /// brink's interrupt stopped it: the state is not judged.
+    Interrupted,
 }
 
 /// The error of building a state's image at `image`: reading the trace, or writing the
