@@ -17,4 +17,6 @@ cp "$out/suite.json" results/suite/suite.json
   cat results/suite/intro.md
   # The suite's own suite.md from its machine section on (its title is replaced above).
   sed -n '/^## Machine/,$p' "$out/suite.md"
+  echo
+  python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); ok=sum(1 for r in rows if r["outcome"]=="pass"); print(f"{len(rows)} modes, {ok} with the expected verdict.")' results/suite/suite.json
 } > results/suite.md
