@@ -17,6 +17,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A cgroup v2 operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,27 +34,28 @@ pub enum CgroupError {
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
     move |source| CgroupError::Io { what, path: path.to_path_buf(), source }
 }
+
 /// How long the processes left in a cgroup have, after SIGTERM, to exit by themselves (a
 /// database flushing and closing its files) before they are killed.
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The grace period when brink itself is interrupted: SIGINT must stop brink within about
 /// two seconds, in-flight checkers and workloads included.
-pub const STOP_GRACE_INTERRUPTED: std::time::Duration = std::time::Duration::from_millis(500);
+pub const STOP_GRACE_INTERRUPTED: Duration = Duration::from_millis(500);
 
 /// How long killed processes may take to be gone (a process in uninterruptible sleep
 /// exits only when its I/O ends) before they are reported as survivors.
-pub const KILL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+pub const KILL_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// How long a freeze may take to reach every process before SIGTERM is sent anyway.
-pub const FREEZE_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(200);
+pub const FREEZE_WAIT_MAX: Duration = Duration::from_millis(200);
 
 /// How often membership is read again while waiting for processes to exit.
-pub const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+pub const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// Poll `done` every [`STOP_POLL`] for up to `max`; whether it became true.
-pub fn wait_until(max: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
+pub fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
     loop {
         if done() {
             return true;
@@ -103,6 +105,22 @@ pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
     let path = Path::new("/proc/mounts");
     let text = std::fs::read_to_string(path).map_err(io_err("read", path))?;
     cgroup2_mount_in(&text).ok_or(CgroupError::NotMounted)
+}
+
+/// Empty and remove every cgroup `<prefix><pid>` directly under `root` whose process is
+/// gone: what a brink killed outright (`kill -9`) left behind.
+pub fn sweep_dead(root: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            Cgroup::existing(&e.path()).remove_tree();
+        }
+    }
 }
 
 /// One cgroup v2 directory. Dropping it does nothing: removal is [`Cgroup::remove`],
@@ -174,6 +192,37 @@ impl Cgroup {
     /// Remove the (empty) cgroup directory.
     pub fn remove(&self) -> Result<(), CgroupError> {
         std::fs::remove_dir(&self.path).map_err(io_err("remove the cgroup", &self.path))
+    }
+
+    /// SIGTERM every process in the cgroup. The ids are read while it is frozen: a frozen
+    /// process cannot exit, so no id can name a process that replaced one of them. A
+    /// process stuck in the kernel may not freeze; it is signalled anyway (a later
+    /// `cgroup.kill` needs no ids).
+    pub fn terminate(&self) {
+        let frozen = self.set_frozen(true).is_ok();
+        if frozen {
+            wait_until(FREEZE_WAIT_MAX, || self.is_frozen().unwrap_or(true));
+        }
+        for pid in self.procs().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        if frozen {
+            let _ = self.set_frozen(false);
+        }
+    }
+
+    /// Kill everything in this cgroup and its children and remove the directories,
+    /// children first, each after a bounded wait ([`KILL_WAIT_MAX`]) for its processes to
+    /// go. A directory whose processes outlive the wait stays.
+    pub fn remove_tree(&self) {
+        let _ = self.kill();
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                Cgroup::existing(&e.path()).remove_tree();
+            }
+        }
+        wait_until(KILL_WAIT_MAX, || !self.is_populated().unwrap_or(false));
+        let _ = self.remove();
     }
 
     /// Make `cmd`'s process join this cgroup between fork and exec, so the program and

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount, wait_until};
-pub use brink_blockdev::cgroup::{FREEZE_WAIT_MAX, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED};
+pub use brink_blockdev::cgroup::{KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
@@ -167,7 +167,7 @@ impl Jail {
 
     fn cgroup_parent() -> Result<Cgroup, CgroupUnavailable> {
         let root = cgroup2_mount().map_err(CgroupUnavailable::Cgroup)?;
-        STALE_SWEEP.call_once(|| sweep_stale(&root));
+        STALE_SWEEP.call_once(|| brink_blockdev::cgroup::sweep_dead(&root, "brink-"));
         let path = root.join(format!("brink-{}", std::process::id()));
         let mut jails = JAILS.lock().unwrap_or_else(PoisonError::into_inner);
         if *jails == 0 {
@@ -203,38 +203,10 @@ impl Drop for Jail {
             // Runs remove their own cgroups; what is left holds survivors. Kill them
             // once more; the directory stays if they still do not go.
             if parent.remove().is_err() {
-                empty_tree(parent.path());
+                parent.remove_tree();
             }
         }
     }
-}
-
-/// Kill and remove every `brink-<pid>` cgroup whose process is gone.
-fn sweep_stale(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("brink-")).and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid as u32 != std::process::id() && kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH) {
-            empty_tree(&e.path());
-        }
-    }
-}
-
-/// Kill everything in the cgroup tree at `path` and remove its directories, children
-/// first, each after a bounded wait for its processes to go.
-fn empty_tree(path: &Path) {
-    let cg = Cgroup::existing(path);
-    let _ = cg.kill();
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            empty_tree(&e.path());
-        }
-    }
-    wait_until(KILL_WAIT_MAX, || !cg.is_populated().unwrap_or(false));
-    let _ = cg.remove();
 }
 
 /// The processes of one run.
@@ -265,19 +237,7 @@ impl Scope<'_> {
             }
             return;
         };
-        // Frozen processes cannot exit, so the ids read cannot name a process that
-        // replaced one of them. A process stuck in the kernel may not freeze; it is
-        // signalled anyway (the cgroup.kill after the grace period needs no ids).
-        let frozen = cg.set_frozen(true).is_ok();
-        if frozen {
-            wait_until(FREEZE_WAIT_MAX, || cg.is_frozen().unwrap_or(true));
-        }
-        for p in self.members() {
-            let _ = kill(p, Signal::SIGTERM);
-        }
-        if frozen {
-            let _ = cg.set_frozen(false);
-        }
+        cg.terminate();
     }
 
     fn kill_all(&self) {

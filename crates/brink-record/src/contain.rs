@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use brink_blockdev::cgroup::{Cgroup, CgroupError, cgroup2_mount, wait_until};
-pub use brink_blockdev::cgroup::{FREEZE_WAIT_MAX, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED};
+use brink_blockdev::cgroup::{
+    Cgroup, CgroupError, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED, cgroup2_mount, wait_until,
+};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -116,9 +117,7 @@ impl Workgroup {
 impl Drop for Workgroup {
     fn drop(&mut self) {
         if let Some(cg) = &self.cgroup {
-            let _ = cg.kill();
-            wait_until(KILL_WAIT_MAX, || !cg.is_populated().unwrap_or(false));
-            let _ = cg.remove();
+            cg.remove_tree();
         }
     }
 }
@@ -134,7 +133,7 @@ enum Unavailable {
 
 fn create_cgroup() -> Result<Cgroup, Unavailable> {
     let root = cgroup2_mount()?;
-    sweep_stale(&root);
+    brink_blockdev::cgroup::sweep_dead(&root, CGROUP_PREFIX);
     let cg = Cgroup::create(&root.join(format!("{CGROUP_PREFIX}{}", std::process::id())))?;
     // The root cgroup has no cgroup.kill, so a child (ours) tells.
     if !cg.path().join("cgroup.kill").exists() {
@@ -144,25 +143,6 @@ fn create_cgroup() -> Result<Cgroup, Unavailable> {
     Ok(cg)
 }
 
-/// Kill and remove the cgroups of recorders that are gone (killed before their
-/// watchdog could, or without one).
-fn sweep_stale(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(CGROUP_PREFIX)).and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
-            let cg = Cgroup::existing(&e.path());
-            let _ = cg.kill();
-            wait_until(KILL_WAIT_MAX, || !cg.is_populated().unwrap_or(false));
-            let _ = cg.remove();
-        }
-    }
-}
-
 /// SIGTERM every process in `cg` (frozen while listed), up to `grace` to exit, then
 /// `cgroup.kill` and a bounded wait until it is empty.
 fn stop_cgroup(cg: &Cgroup, grace: Duration) {
@@ -170,13 +150,7 @@ fn stop_cgroup(cg: &Cgroup, grace: Duration) {
     if empty() {
         return;
     }
-    if cg.set_frozen(true).is_ok() {
-        wait_until(FREEZE_WAIT_MAX, || cg.is_frozen().unwrap_or(true));
-    }
-    for pid in cg.procs().unwrap_or_default() {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    let _ = cg.set_frozen(false);
+    cg.terminate();
     if !wait_until(grace, empty) {
         let _ = cg.kill();
         wait_until(KILL_WAIT_MAX, empty);
