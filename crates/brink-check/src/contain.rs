@@ -120,12 +120,7 @@ impl Jail {
     /// Why cgroup v2 is not used, as one line to print once; None when it is used.
     pub fn fallback_note(&self) -> Option<String> {
         let Mode::Fallback { why } = &self.mode else { return None };
-        let mut text = why.to_string();
-        let mut cause = std::error::Error::source(why);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
+        let text = crate::error_line(why);
         Some(format!(
             "{text}; checker processes are found by process group and by their files under the state's mount \
              (a daemon that leaves both is not stopped)"

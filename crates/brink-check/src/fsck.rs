@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use brink_blockdev::{FsKind, find_program};
 
-use crate::run::{CheckRun, Finished, brink_message, failure};
+use crate::run::{CheckRun, Finished, error_line, failure};
 use crate::{CheckOutcome, Jail, Verdict};
 
 /// The program and arguments that check `device` without changing it.
@@ -70,7 +70,7 @@ pub(crate) fn fsck_in(jail: &Jail, fs: FsKind, device: &Path, timeout: Duration)
     cmd.args(&args);
     let f = match jail.run_bounded(cmd, None, timeout) {
         Ok(f) => f,
-        Err(e) => return run(Verdict::CheckerFailure, brink_message(&e), 0, None),
+        Err(e) => return run(Verdict::CheckerFailure, error_line(&e), 0, None),
     };
     match f.status.and_then(|s| s.code()) {
         Some(0) => run(Verdict::Consistent, String::new(), f.ms, Some(&f)),

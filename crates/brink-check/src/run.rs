@@ -281,7 +281,7 @@ impl Jail {
                 outcome: CheckOutcome {
                     checker: name.into(),
                     verdict: Verdict::CheckerFailure,
-                    message: brink_message(&e),
+                    message: error_line(&e),
                     details: None,
                     ms: 0,
                 },
@@ -297,8 +297,10 @@ impl Jail {
     }
 }
 
-/// An error with its causes, as one line.
-pub(crate) fn brink_message(e: &dyn std::error::Error) -> String {
+/// An error with its causes, as one line "what: why: …". Errors in this workspace often
+/// spell out their cause in their own message too, so a cause already said anywhere
+/// before it is skipped.
+pub fn error_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

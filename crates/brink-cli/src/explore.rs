@@ -120,13 +120,7 @@ pub fn usage_error(e: &clap::Error) -> String {
 /// (not only in the message just before: "…: No space left on device (os error 28)"
 /// must not repeat after a cause that does not say it).
 pub fn error_line(e: &anyhow::Error) -> String {
-    let mut msg: Vec<String> = Vec::new();
-    for cause in e.chain().map(|c| c.to_string()) {
-        if !msg.iter().any(|m| m.contains(&cause)) {
-            msg.push(cause);
-        }
-    }
-    msg.join(": ").replace('\n', " ")
+    brink_check::error_line(e.as_ref()).replace('\n', " ")
 }
 
 /// `--recovery`; `auto` asks the explorer's defaults, and says so when it must fall

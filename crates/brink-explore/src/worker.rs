@@ -178,25 +178,11 @@ impl SlotCheck {
     /// The unmount failed (EBUSY): the mount was detached lazily and lives on.
     fn busy(e: &brink_blockdev::BlockdevError) -> SlotCheck {
         SlotCheck {
-            checks: vec![engine_failure(format!("{BUSY}: {}", error_chain(e)))],
+            checks: vec![engine_failure(format!("{BUSY}: {}", brink_check::error_line(e)))],
             stale: true,
             interrupted: false,
         }
     }
-}
-
-/// An error and its causes, each once, joined by ": ".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let part = c.to_string();
-        if !text.contains(&part) {
-            text = format!("{text}: {part}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 pub(crate) fn engine_failure(what: String) -> CheckOutcome {
@@ -353,8 +339,9 @@ impl Worker {
             let started = Instant::now();
             let run = ctx.jail.run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
             Timings::add(&t.checkers_us, started);
-            // Its output went to files in the scratch directory: if that file system
-            // filled up, the output may be cut and the verdict with it.
+            // Its output is held in memory, but what it wrote beside brink's scratch
+            // files (temporary files, a server's log) may have been cut if that file
+            // system filled up, and the verdict with it.
             ensure_room(&self.scratch)?;
             let Some(outcome) = ctx.outcome(run) else { return Ok(false) };
             out.push(outcome);
@@ -480,7 +467,8 @@ pub(crate) fn build_error(image: &Path, e: BuildError) -> ExploreError {
 }
 
 /// Refuse to judge a state when the file system of `scratch` is (nearly) full: what
-/// brink and the checkers wrote there (captured output, extracted files) may be cut.
+/// brink and the checkers wrote there (the marks file, extracted files, a checker's own
+/// temporary files) may be cut.
 pub(crate) fn ensure_room(scratch: &Path) -> Result<(), ExploreError> {
     let st = nix::sys::statvfs::statvfs(scratch)
         .map_err(|e| ExploreError::Scratch { path: scratch.to_path_buf(), source: e.into() })?;
@@ -488,8 +476,8 @@ pub(crate) fn ensure_room(scratch: &Path) -> Result<(), ExploreError> {
     if avail < SCRATCH_ROOM_MIN {
         return Err(ExploreError::ScratchFull { path: scratch.to_path_buf(), avail, min: SCRATCH_ROOM_MIN });
     }
-    // Out of inodes, no capture file can be created (file systems without an inode
-    // count report none in total).
+    // Out of inodes, no file can be created there (file systems without an inode count
+    // report none in total).
     if st.files() > 0 && st.files_available() == 0 {
         return Err(ExploreError::NoInodes { path: scratch.to_path_buf() });
     }
