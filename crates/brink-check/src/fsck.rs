@@ -50,12 +50,6 @@ fn problem_line(out: &str) -> String {
         .to_string()
 }
 
-/// The built-in checker in a jail of its own; `scratch` is not used. Prefer
-/// [`Jail::fsck`](crate::Jail::fsck) on a jail the caller holds.
-pub fn fsck(fs: FsKind, device: &Path, _scratch: &Path, timeout: Duration) -> CheckOutcome {
-    Jail::new().fsck(fs, device, timeout).outcome
-}
-
 pub(crate) fn fsck_in(jail: &Jail, fs: FsKind, device: &Path, timeout: Duration) -> CheckRun {
     let (prog, args) = fsck_command(fs, device);
     let run = |verdict, message: String, ms, f: Option<&Finished>| CheckRun {

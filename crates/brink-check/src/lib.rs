@@ -35,10 +35,8 @@ mod fsck;
 mod run;
 
 pub use contain::{CgroupUnavailable, Jail, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED, Stopped};
-pub use fsck::{fsck, fsck_command};
-pub use run::{
-    CheckEnv, CheckRun, Finished, Limits, RunError, error_line, failure, run_bounded, run_checker, write_marks,
-};
+pub use fsck::fsck_command;
+pub use run::{CheckEnv, CheckRun, Finished, Limits, RunError, error_line, failure, write_marks};
 
 use serde::{Deserialize, Serialize};
 

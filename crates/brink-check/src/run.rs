@@ -33,9 +33,6 @@ pub struct CheckEnv<'a> {
     pub state_id: &'a str,
     pub trace: &'a Path,
     pub image: &'a Path,
-    /// A private directory of the worker. No longer written by the run (output goes
-    /// through pipes, bounded in memory); kept so that callers need not change.
-    pub scratch: &'a Path,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,12 +205,6 @@ impl Jail {
     }
 }
 
-/// Run `cmd` in a jail of its own (see [`Jail::run_bounded`]); `scratch` is not used.
-/// Prefer one [`Jail`] held by the caller: it says once when cgroups are unavailable.
-pub fn run_bounded(cmd: Command, _scratch: &Path, timeout: Duration) -> Result<Finished, RunError> {
-    Jail::new().run_bounded(cmd, None, timeout)
-}
-
 fn last_line(text: &str) -> &str {
     text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
 }
@@ -313,13 +304,6 @@ pub fn error_line(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Run one user checker on one state in a jail of its own (see [`Jail::run_checker`]).
-/// Prefer one [`Jail`] held by the caller: it reports processes left behind and says
-/// once when cgroups are unavailable.
-pub fn run_checker(name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckOutcome {
-    Jail::new().run_checker(name, command, env, limits).outcome
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,9 +319,8 @@ mod tests {
             state_id: "12-3",
             trace: Path::new("/trace"),
             image: Path::new("/dev/null"),
-            scratch: dir.path(),
         };
-        run_checker("c", cmd, &env, &Limits { timeout: Duration::from_millis(timeout_ms) })
+        Jail::new().run_checker("c", cmd, &env, &Limits { timeout: Duration::from_millis(timeout_ms) }).outcome
     }
 
     #[test]

@@ -328,14 +328,7 @@ impl Worker {
         ensure_room(&self.scratch)?;
         for spec in &ctx.checkers {
             let CheckerSpec::Command(cmd) = spec else { continue };
-            let env = CheckEnv {
-                state_root: &self.mnt,
-                marks_file: &marks_file,
-                state_id,
-                trace: &ctx.trace,
-                image,
-                scratch: &self.scratch,
-            };
+            let env = CheckEnv { state_root: &self.mnt, marks_file: &marks_file, state_id, trace: &ctx.trace, image };
             let started = Instant::now();
             let run = ctx.jail.run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
             Timings::add(&t.checkers_us, started);

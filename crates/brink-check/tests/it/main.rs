@@ -59,7 +59,6 @@ impl State {
             state_id: "1-2",
             trace: Path::new("/trace"),
             image: Path::new("/dev/null"),
-            scratch: self.dir.path(),
         };
         jail.run_checker("c", cmd, &env, &Limits { timeout })
     }
