@@ -282,9 +282,7 @@ impl Rig {
             *next += 1;
             *next - 1
         };
-        let path = self.work.0.join("slots").join(Slots::file_name(slot));
-        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
-        let dev = LoopDevice::attach(&f, &path, false)?;
+        let dev = attach_slot(&self.work.0.join("slots"), slot)?;
         Ok(Worker { slot, dev: Some(dev), mnt, scratch })
     }
 
@@ -346,9 +344,7 @@ fn slot_workers(
     };
     let mut workers = Vec::new();
     for i in 0..jobs {
-        let path = slot_dir.join(Slots::file_name(i));
-        let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
-        let dev = LoopDevice::attach(&f, &path, false)?;
+        let dev = attach_slot(&slot_dir, i)?;
         let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
         for d in [&mnt, &scratch] {
             std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
@@ -356,6 +352,13 @@ fn slot_workers(
         workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
     }
     Ok((Backend::Slots { _mount: mount, slots, spare: Mutex::new(jobs) }, workers))
+}
+
+/// A loop device over slot `slot`'s file in the mounted slots at `slot_dir`.
+fn attach_slot(slot_dir: &Path, slot: usize) -> Result<LoopDevice, ExploreError> {
+    let path = slot_dir.join(Slots::file_name(slot));
+    let f = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+    Ok(LoopDevice::attach(&f, &path, false)?)
 }
 
 /// Recovery on image files: a scratch directory per worker, the state's files
