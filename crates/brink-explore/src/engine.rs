@@ -38,8 +38,8 @@ use crate::rig::Rig;
 use crate::settings;
 use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
-    ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary, count,
-    minimize,
+    ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary,
+    count_in, minimize,
 };
 
 /// What deduplication keys a state by: its image's hash and how many marks it is held to.
@@ -196,7 +196,7 @@ impl<'a> Explorer<'a> {
         reader.check_base_image()?;
         let meta = reader.meta().clone();
         let fs = preflight(cfg, &meta, in_process.is_some())?;
-        let space = count(&cfg.trace, cfg.model, cfg.strategy)?;
+        let space = count_in(&reader, cfg.model, cfg.strategy)?;
         if cfg.strategy == Strategy::Exhaustive && space.states_total.0 > cfg.max_states {
             return Err(ExploreError::TooManyStates {
                 strategy: cfg.strategy.name(),
@@ -525,13 +525,18 @@ impl<'a> Explorer<'a> {
         Ok(self.log.lock().expect("log lock").append(rec)?)
     }
 
+    /// The no-crash state's id: a crash after the trace's last event.
+    fn no_crash_id(&self) -> StateId {
+        StateId { position: self.meta.events, choices: Vec::new(), fault: None }
+    }
+
     /// No crash, page cache dropped (crate docs, step 5): the durable image now holds
     /// every write. Its id is the trace's event count.
     fn check_no_crash(&mut self) -> Result<(), ExploreError> {
         if self.stop.now() {
             return Ok(());
         }
-        let end = StateId { position: self.meta.events, choices: Vec::new(), fault: None };
+        let end = self.no_crash_id();
         let end_id = end.to_string();
         let s = CrashState { id: end, epoch: self.last_epoch, marks_before: self.marks.len() as u64 };
         let key = (self.durable_hash, s.marks_before);
@@ -607,7 +612,7 @@ impl<'a> Explorer<'a> {
         let count = |f: &dyn Fn(&Record) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
         let checked_all = count(&|r| r.dup_of.is_none());
         let stopped_by = self.stop.why.lock().expect("lock").clone();
-        let end_id = StateId { position: self.meta.events, choices: Vec::new(), fault: None }.to_string();
+        let end_id = self.no_crash_id().to_string();
         Summary {
             trace: cfg.trace.display().to_string(),
             fs: self.meta.fs.clone(),

@@ -120,7 +120,11 @@ pub struct SpaceCount {
 
 /// Count the states `strategy` visits (exact; saturates at 2^128 − 1).
 pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
-    let reader = TraceReader::open(trace)?;
+    count_in(&TraceReader::open(trace)?, model, strategy)
+}
+
+/// [`count`] over a trace already open.
+pub(crate) fn count_in(reader: &TraceReader, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
     let mut c = SpaceCount {
         model: model.name(),
         strategy: strategy.name(),
@@ -129,7 +133,7 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
         states_total: Count::ZERO,
     };
     let mut marks = Vec::new();
-    plan::for_each_epoch(&reader, &mut marks, |ed, _| {
+    plan::for_each_epoch(reader, &mut marks, |ed, _| {
         c.epochs += 1;
         for p in &ed.epoch.points {
             c.crash_points += 1;
