@@ -560,17 +560,19 @@ fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     Ok(recs)
 }
 
-/// The records of minimal states the strategy did not generate, and the trace info,
-/// of a finished results directory (absent in runs of older versions: then none).
-fn load_analysis(dir: &Path) -> Result<(Vec<StateRecord>, Option<TraceInfo>), ResultsError> {
-    let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
-    let path = dir.join(TRACE_INFO);
-    let info = match std::fs::read(&path) {
-        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(&path, None, e))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(ResultsError::io(&path, e)),
-    };
-    Ok((minimal, info))
+/// The JSON file at `path`, or None if there is none (files older versions did not write).
+fn read_json_if_any<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ResultsError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(path, None, e))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ResultsError::io(path, e)),
+    }
+}
+
+/// The JSON file at `path`, which must be there.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ResultsError> {
+    let b = std::fs::read(path).map_err(|e| ResultsError::io(path, e))?;
+    serde_json::from_slice(&b).map_err(|e| ResultsError::json(path, None, e))
 }
 
 /// A finished results directory, read back typed and checked: `states.jsonl` holds its
@@ -592,17 +594,12 @@ pub struct Results {
 
 impl Results {
     pub fn load(dir: &Path) -> Result<Results, ResultsError> {
-        let run = match std::fs::read(dir.join(RUN)) {
-            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(&dir.join(RUN), None, e))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ResultsError::io(&dir.join(RUN), e)),
-        };
-        let sp = dir.join(SUMMARY);
-        let summary = serde_json::from_slice(&std::fs::read(&sp).map_err(|e| ResultsError::io(&sp, e))?)
-            .map_err(|e| ResultsError::json(&sp, None, e))?;
+        let run = read_json_if_any(&dir.join(RUN))?;
+        let summary = read_json(&dir.join(SUMMARY))?;
         let states = read_jsonl(&dir.join(STATES))?;
         check_states(&dir.join(STATES), &states)?;
-        let (minimal, trace) = load_analysis(dir)?;
+        let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
+        let trace = read_json_if_any(&dir.join(TRACE_INFO))?;
         Ok(Results { run, summary, states, minimal, trace })
     }
 }
