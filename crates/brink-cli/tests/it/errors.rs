@@ -5,7 +5,8 @@ use std::os::unix::process::CommandExt;
 
 use crate::{Scratch, brink, privileged, run, stderr};
 
-fn one_line_error(o: &std::process::Output, needle: &str) {
+/// `o` failed with exit 2 and one `brink: ` line on stderr that contains `needle`.
+pub(crate) fn one_line_error(o: &std::process::Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.starts_with("brink: "), "{err}");

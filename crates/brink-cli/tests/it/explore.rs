@@ -47,11 +47,11 @@ fn explore(s: &Scratch, trace: &Path, out: &str, extra: &[&str]) -> Output {
     run(brink().env("TMPDIR", s.tmpdir()).arg("explore").arg(trace).arg("-o").arg(s.path(out)).args(extra))
 }
 
-fn summary(s: &Scratch, out: &str) -> serde_json::Value {
+pub(crate) fn summary(s: &Scratch, out: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(s.path(out).join("summary.json")).unwrap()).unwrap()
 }
 
-fn records(s: &Scratch, out: &str) -> Vec<StateRecord> {
+pub(crate) fn records(s: &Scratch, out: &str) -> Vec<StateRecord> {
     std::fs::read_to_string(s.path(out).join("states.jsonl"))
         .unwrap()
         .lines()
@@ -189,7 +189,8 @@ fn hanging_and_crashing_checkers_are_failures_not_violations() {
     assert_no_mounts_or_loops(&s);
 }
 
-fn without_times(recs: Vec<StateRecord>) -> Vec<StateRecord> {
+/// The records with every check's time set to 0: what two runs of one exploration share.
+pub(crate) fn without_times(recs: Vec<StateRecord>) -> Vec<StateRecord> {
     recs.into_iter()
         .map(|mut r| {
             r.checks.iter_mut().for_each(|c| c.ms = 0);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
 use serde_json::{Value, json};
 
+use crate::errors::one_line_error;
 use crate::{brink, run, stderr};
 
 /// How long one run of brink on a mutant may take before it counts as a hang.
@@ -295,14 +296,6 @@ fn mutated_inputs_never_panic_hang_or_say_more_than_one_line() {
     }
     let first: Vec<&String> = failures.iter().take(10).collect();
     assert!(failures.is_empty(), "{} failing runs; the first:\n{first:#?}", failures.len());
-}
-
-fn one_line_error(o: &std::process::Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.starts_with("brink: "), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "expected '{needle}' in: {err}");
 }
 
 /// Issue 13: the argument parser's errors are one `brink: ` line and exit 2; help and

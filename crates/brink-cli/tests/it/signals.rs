@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use brink_explore::StateRecord;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::explore::{records, summary, without_times};
 use crate::{Scratch, assert_no_mounts_or_loops, brink, privileged, run, stderr};
 
 /// How long a stopped brink may take to exit here: the promise is two seconds; the
@@ -79,15 +79,13 @@ fn stderr_of(child: Child) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn records(s: &Scratch, out: &str) -> Vec<StateRecord> {
-    let text = std::fs::read_to_string(s.path(out).join("states.jsonl")).unwrap();
-    let mut recs: Vec<StateRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    recs.iter_mut().flat_map(|r| r.checks.iter_mut()).for_each(|c| c.ms = 0);
-    recs
-}
-
-fn summary(s: &Scratch, out: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(s.path(out).join("summary.json")).unwrap()).unwrap()
+/// Start `cmd` with its stderr kept, then wait for it ([`HANG_BOUND`] at most): its exit
+/// code (None if it hung and was killed) and its stderr.
+fn spawn_and_wait(cmd: &mut std::process::Command, before_wait: impl FnOnce(&Child)) -> (Option<i32>, String) {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    before_wait(&child);
+    let status = wait_at_most(&mut child, HANG_BOUND);
+    (status.and_then(|s| s.code()), stderr_of(child))
 }
 
 /// Every checker of the run was still sleeping when it was stopped: no state has a
@@ -108,15 +106,9 @@ fn a_panic_prints_one_line_cleans_up_and_exits_101() {
     }
     let s = Scratch::new();
     let t = record(&s);
-    let mut child = explore(&s, &t, "r", &["--checker", "true", "--jobs", "2"])
-        .env("BRINK_PANIC_AT", "explore-check")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_at_most(&mut child, HANG_BOUND);
-    let err = stderr_of(child);
-    assert_eq!(status.and_then(|s| s.code()), Some(101), "a panic exits 101, never hangs: {err}");
+    let mut cmd = explore(&s, &t, "r", &["--checker", "true", "--jobs", "2"]);
+    let (code, err) = spawn_and_wait(cmd.env("BRINK_PANIC_AT", "explore-check"), |_| {});
+    assert_eq!(code, Some(101), "a panic exits 101, never hangs: {err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {err}");
     assert!(
@@ -140,18 +132,14 @@ fn sigint_stops_in_flight_checkers_within_two_seconds_and_resume_rechecks_them()
     let o = run(&mut explore(&s, &t, "whole", &["--checker", &c, "--jobs", "2"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     std::fs::write(&hold, "").unwrap();
-    let mut child = explore(&s, &t, "r", &["--checker", &c, "--jobs", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&s.path("started"));
-    sigint(&child);
-    let signalled = Instant::now();
-    let status = wait_at_most(&mut child, HANG_BOUND);
+    let mut signalled = Instant::now();
+    let (code, err) = spawn_and_wait(&mut explore(&s, &t, "r", &["--checker", &c, "--jobs", "2"]), |child| {
+        wait_for(&s.path("started"));
+        sigint(child);
+        signalled = Instant::now();
+    });
     let took = signalled.elapsed();
-    let err = stderr_of(child);
-    assert_eq!(status.and_then(|s| s.code()), Some(130), "{err}");
+    assert_eq!(code, Some(130), "{err}");
     assert!(took < STOP_BOUND, "SIGINT took {took:?} to stop brink with checkers in flight: {err}");
     assert_eq!(summary(&s, "r")["complete"], false);
     assert_no_mounts_or_loops(&s);
@@ -161,7 +149,7 @@ fn sigint_stops_in_flight_checkers_within_two_seconds_and_resume_rechecks_them()
     let o = run(&mut explore(&s, &t, "r", &["--checker", &c, "--jobs", "2", "--resume"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(summary(&s, "r")["complete"], true);
-    assert_eq!(records(&s, "r"), records(&s, "whole"));
+    assert_eq!(without_times(records(&s, "r")), without_times(records(&s, "whole")));
     assert_no_mounts_or_loops(&s);
 }
 
@@ -175,23 +163,19 @@ fn a_second_sigint_skips_the_grace_period_but_not_the_cleanup() {
     let hold = s.path("hold");
     std::fs::write(&hold, "").unwrap();
     let c = checker(&s, &hold, true);
-    let mut child = explore(&s, &t, "r", &["--checker", &c, "--jobs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&s.path("started"));
-    // Written before the sleep starts; wait until the line is whole.
-    std::thread::sleep(Duration::from_millis(100));
-    let checker_pid: i32 = std::fs::read_to_string(s.path("started")).unwrap().trim().parse().unwrap();
-    sigint(&child);
-    std::thread::sleep(Duration::from_millis(50));
-    sigint(&child);
-    let signalled = Instant::now();
-    let status = wait_at_most(&mut child, HANG_BOUND);
+    let (mut signalled, mut checker_pid) = (Instant::now(), 0);
+    let (code, err) = spawn_and_wait(&mut explore(&s, &t, "r", &["--checker", &c, "--jobs", "1"]), |child| {
+        wait_for(&s.path("started"));
+        // Written before the sleep starts; wait until the line is whole.
+        std::thread::sleep(Duration::from_millis(100));
+        checker_pid = std::fs::read_to_string(s.path("started")).unwrap().trim().parse().unwrap();
+        sigint(child);
+        std::thread::sleep(Duration::from_millis(50));
+        sigint(child);
+        signalled = Instant::now();
+    });
     let took = signalled.elapsed();
-    let err = stderr_of(child);
-    assert_eq!(status.and_then(|s| s.code()), Some(130), "{err}");
+    assert_eq!(code, Some(130), "{err}");
     assert!(took < STOP_BOUND, "two SIGINTs took {took:?} to stop brink: {err}");
     assert!(!Path::new(&format!("/proc/{checker_pid}")).exists(), "the checker ignoring SIGTERM survived");
     assert_eq!(summary(&s, "r")["complete"], false);
@@ -213,14 +197,9 @@ fn resume_over_a_bad_state_id_is_one_line_exit_2() {
     let mut rec: serde_json::Value = serde_json::from_str(&first).unwrap();
     rec["id"] = "not-a-state".into();
     std::fs::write(s.path("r/states.partial.jsonl"), format!("{rec}\n")).unwrap();
-    let mut child = explore(&s, &t, "r", &["--checker", "true", "--jobs", "2", "--resume"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_at_most(&mut child, HANG_BOUND);
-    let err = stderr_of(child);
-    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    let (code, err) =
+        spawn_and_wait(&mut explore(&s, &t, "r", &["--checker", "true", "--jobs", "2", "--resume"]), |_| {});
+    assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("brink: ") && err.contains("not-a-state"), "{err}");
     assert_no_mounts_or_loops(&s);
