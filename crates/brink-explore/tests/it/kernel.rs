@@ -170,40 +170,50 @@ fn an_escaped_daemon_is_stopped_and_changes_no_verdict() {
     if !privileged("an_escaped_daemon_is_stopped_and_changes_no_verdict") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let run = clean_and_escaped("setsid sleep 20");
+    let (pids, outcome) = (&run.pids, run.outcome);
+    let pid = std::fs::read_to_string(pids).unwrap();
+    // A zombie is dead: it waits only for its new parent (here pid 1) to reap it.
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.trim()).join("status")).unwrap_or_default();
+    let alive = !status.is_empty() && !status.contains("State:\tZ");
+    kill_escaped(pids, run.tmp.path());
+    assert_eq!(outcome.unwrap().checker_failures, 0);
+    assert!(!alive, "the escaped process {} outlived its checker", pid.trim());
+    assert_eq!(verdicts(&run.escaped.results), verdicts(&run.clean.results));
+}
+
+/// One trace explored twice: by the clean checker, and by one that leaves `command`
+/// running on state 4-0 (the state without the first rewrite, checked early; states
+/// after it differ). The left process is not killed yet (`kill_escaped`).
+struct CleanAndEscaped {
+    _one: std::sync::MutexGuard<'static, ()>,
+    tmp: tempfile::TempDir,
+    pids: PathBuf,
+    clean: ExploreConfig,
+    escaped: ExploreConfig,
+    outcome: Result<brink_explore::Summary, brink_explore::ExploreError>,
+}
+
+fn clean_and_escaped(command: &str) -> CleanAndEscaped {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
     let t = ext4_trace(tmp.path());
     let pids = tmp.path().join("pids");
     let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
     explore(&clean, &Progress::default()).unwrap();
-    let escaped = config(&t, &tmp.path().join("escaped"), checker("4-0", &pids));
+    let escaped = config(&t, &tmp.path().join("escaped"), checker_leaving("4-0", command, &pids));
     let outcome = explore(&escaped, &Progress::default());
-    let pid = std::fs::read_to_string(&pids).unwrap();
-    // A zombie is dead: it waits only for its new parent (here pid 1) to reap it.
-    let status = std::fs::read_to_string(Path::new("/proc").join(pid.trim()).join("status")).unwrap_or_default();
-    let alive = !status.is_empty() && !status.contains("State:\tZ");
-    kill_escaped(&pids, tmp.path());
-    assert_eq!(outcome.unwrap().checker_failures, 0);
-    assert!(!alive, "the escaped process {} outlived its checker", pid.trim());
-    assert_eq!(verdicts(&escaped.results), verdicts(&clean.results));
+    CleanAndEscaped { _one: one, tmp, pids, clean, escaped, outcome }
 }
 
 /// A checker that leaves `command` running on state 4-0 gives the clean checker's
 /// verdicts on every other state; 4-0 is a checker failure saying `why`.
 fn same_verdicts_but_one(command: &str, why: &str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let tmp = tempfile::tempdir().unwrap();
-    let t = ext4_trace(tmp.path());
-    let pids = tmp.path().join("pids");
-    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
-    explore(&clean, &Progress::default()).unwrap();
-    // "4-0": the state without the first rewrite, checked early; states after it differ.
-    let escaped = config(&t, &tmp.path().join("escaped"), checker_leaving("4-0", command, &pids));
-    let outcome = explore(&escaped, &Progress::default());
-    kill_escaped(&pids, tmp.path());
-    let s = outcome.unwrap();
-    assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one state escaped");
-    let (clean, escaped) = (Results::load(&clean.results).unwrap(), Results::load(&escaped.results).unwrap());
+    let run = clean_and_escaped(command);
+    kill_escaped(&run.pids, run.tmp.path());
+    let s = run.outcome.unwrap();
+    assert_eq!(std::fs::read_to_string(&run.pids).unwrap().lines().count(), 1, "one state escaped");
+    let (clean, escaped) = (Results::load(&run.clean.results).unwrap(), Results::load(&run.escaped.results).unwrap());
     assert_eq!(s.checker_failures, 1, "{s:?}");
     assert_eq!(clean.states.len(), escaped.states.len());
     assert!(clean.states.iter().any(|r| r.verdict == Verdict::Violation));
