@@ -69,7 +69,9 @@ impl InProcessCheck for Fake {
     }
 }
 
-fn config(trace: &Path, results: &Path) -> ExploreConfig {
+/// Exhaustive, write-back, two jobs, kernel recovery named (the in-process check
+/// replaces it), the checker `fake`.
+pub(crate) fn config(trace: &Path, results: &Path) -> ExploreConfig {
     ExploreConfig {
         trace: trace.to_path_buf(),
         results: results.to_path_buf(),

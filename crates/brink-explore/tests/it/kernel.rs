@@ -5,13 +5,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Progress, Recovery, Results, explore};
-use brink_pmodel::{Model, Strategy};
+use brink_explore::{CheckerSpec, ExploreConfig, Progress, Results, explore};
 use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
 
 const IMAGE: u64 = 16 << 20;
@@ -96,24 +93,10 @@ fn checker_leaving(escape: &str, command: &str, pids: &Path) -> String {
     )
 }
 
+/// The engine tests' settings, with `checker` and one job (one slot: every state after
+/// the escape is mounted from the same loop device).
 fn config(trace: &Path, results: &Path, checker: String) -> ExploreConfig {
-    ExploreConfig {
-        trace: trace.to_path_buf(),
-        results: results.to_path_buf(),
-        model: Model::WRITEBACK,
-        strategy: Strategy::Exhaustive,
-        max_states: brink_explore::defaults::STATES_MAX,
-        checkers: vec![CheckerSpec::Command(checker)],
-        // One slot: every state after the escape is mounted from the same loop device.
-        jobs: 1,
-        checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
-        time_budget: None,
-        resume: false,
-        recovery: Recovery::Kernel,
-        media_faults: false,
-        cache: None,
-        interrupt: Arc::new(AtomicUsize::new(0)),
-    }
+    ExploreConfig { checkers: vec![CheckerSpec::Command(checker)], jobs: 1, ..crate::engine::config(trace, results) }
 }
 
 /// Kill the processes the checker left (by the ids it wrote), then wait until no loop
