@@ -7,8 +7,11 @@
 //! the FUSE connection (fusectl's `abort` file) fails those requests and lets the kernel
 //! finish. The watchdog is a small separate process that does this when brink dies.
 
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use std::os::unix::process::CommandExt;
 
@@ -65,8 +68,9 @@ pub struct Cleanup {
     /// mounted. Not for a directory a later run reuses: one pass, or it would race.
     pub remove_work: bool,
     /// A cgroup v2 directory whose processes are killed (`cgroup.kill`) before anything
-    /// is unmounted, then removed: the workload's, whose working directory would
-    /// otherwise pin the lazily detached file system and its loop device.
+    /// is unmounted, then removed with its child cgroups: the workload's, whose working
+    /// directory would otherwise pin the lazily detached file system and its loop
+    /// device, or the parent of the checkers' cgroups.
     pub cgroup: Option<PathBuf>,
     /// Without a cgroup: a file holding the id of a process group to SIGKILL instead
     /// (written by the process as it starts each child; absent when none runs).
@@ -125,6 +129,9 @@ END {
 /// (mkfs.btrfs does).
 const WATCH: &str = r#"
 pid=$1; W=$2; remove=$3; cgroup=$4; pgfile=$5; awkprog=$6; shift 6
+# Stopped by the process it watches: after the command in flight, so that no child of
+# the shell outlives it with a descriptor it holds (`start_holding`).
+trap 'exit 0' TERM
 export W LC_ALL=C
 dying() {
   s=$(cat /proc/$pid/status 2>/dev/null) || return 0
@@ -161,7 +168,10 @@ else
   # One pass only: a later run may reuse the work area as soon as it is clean.
   awk -v mode=umount "$awkprog" /proc/self/mountinfo >/dev/null
 fi
-[ -n "$cgroup" ] && rmdir "$cgroup" 2>/dev/null
+if [ -n "$cgroup" ]; then
+  for d in "$cgroup"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  rmdir "$cgroup" 2>/dev/null
+fi
 [ "$remove" = remove ] && rm -rf "$W"
 for p in "$@"; do rm -rf "$p"; done
 exit 0
@@ -180,6 +190,19 @@ pub fn watchdog(mountpoint: &Path, work: &Path, remove_work: bool) -> Option<Wat
 /// mounted yet: the FUSE connections are looked up when it acts. None if it cannot start.
 pub fn start(cleanup: &Cleanup) -> Option<Watchdog> {
     start_for(std::process::id(), cleanup)
+}
+
+/// [`start`], and the watchdog keeps `hold` open until it is done: given a locked file
+/// (`flock`), the lock outlives a killed process until its cleanup is over, so the next
+/// run cannot start in a work area still being cleaned. The descriptor is inheritable
+/// while the watchdog is spawned (the shell inherits it, and never needs to name it):
+/// call this before the process starts other children.
+pub fn start_holding(cleanup: &Cleanup, hold: BorrowedFd<'_>) -> Option<Watchdog> {
+    let flags = FdFlag::from_bits_retain(fcntl(hold, FcntlArg::F_GETFD).ok()?);
+    fcntl(hold, FcntlArg::F_SETFD(flags - FdFlag::FD_CLOEXEC)).ok()?;
+    let dog = start_for(std::process::id(), cleanup);
+    let _ = fcntl(hold, FcntlArg::F_SETFD(flags));
+    dog
 }
 
 /// [`start`], watching the process `pid` (tests watch a child they kill).
@@ -207,8 +230,13 @@ fn start_for(pid: u32, cleanup: &Cleanup) -> Option<Watchdog> {
 }
 
 impl Drop for Watchdog {
+    /// SIGTERM: the shell exits once the command in flight (at most a short sleep) ends,
+    /// so when this returns nothing of the watchdog holds anything any more.
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }

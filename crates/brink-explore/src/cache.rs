@@ -90,7 +90,8 @@ impl VerdictCache {
         }
         let identity = h.finalize();
         let mut map = HashMap::new();
-        if let Ok(f) = File::open(&path) {
+        // A cache that is not a regular file (a FIFO would block) is read as empty.
+        if let Ok(f) = brink_trace::open_regular(&path) {
             for line in BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
                 if let Ok(l) = serde_json::from_str::<Line>(&line) {

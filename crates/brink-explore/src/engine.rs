@@ -268,7 +268,9 @@ impl<'a> Explorer<'a> {
 
     /// The rig, the durable image's hash, and the verdict cache.
     fn set_up_rig(&mut self) -> Result<(), ExploreError> {
-        let rig = Rig::set_up(self.cfg, &self.reader, self.fs, self.in_process.clone())?;
+        let log = self.log.lock().expect("log lock");
+        let rig = Rig::set_up(self.cfg, &self.reader, self.fs, self.in_process.clone(), log.lock().fd())?;
+        drop(log);
         self.durable_hash = hash_image(rig.durable_path()).map_err(|e| ExploreError::io(rig.durable_path(), e))?;
         self.rig = Some(rig);
         self.cache = match &self.cfg.cache {

@@ -126,6 +126,9 @@ pub enum ResultsError {
     /// brink, or was edited.
     #[error("{}: line {line}: {what}", path.display())]
     Invariant { path: PathBuf, line: usize, what: String },
+    /// A results file that is not a regular file (`results::open_file`).
+    #[error(transparent)]
+    Unreadable { source: brink_trace::TraceError },
 }
 
 impl ResultsError {

@@ -13,7 +13,8 @@
 //! reads or writes anything else here, and holds it until its last file is written; a
 //! second run (a second resume while the first runs) is refused and told who holds it.
 //! The lock file is never removed: removing it would let a third run lock a new file
-//! while a second still holds the old one.
+//! while a second still holds the old one. A run's watchdog holds the lock too, so after
+//! a `kill -9` the next run waits until the killed run's work area is cleaned up.
 //!
 //! A `states.jsonl` line:
 //! `{"id":"120-3","position":120,"epoch":4,"marks":3,"omitted":[3],"torn":[{"write":7,"sectors":"f"}],
@@ -40,6 +41,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write as _};
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,6 +65,14 @@ pub const LOCK: &str = ".lock";
 /// The partial log is fsynced at least this often, so a power cut loses at most this
 /// much of a run's verdicts.
 const PARTIAL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a run waits for a killed run's watchdog to finish cleaning up the work area
+/// and release the lock (it unmounts for at most 5 s after waiting up to 15 s for the
+/// killed process's threads and checkers).
+const CLEANUP_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// How often the lock is tried again meanwhile.
+const CLEANUP_POLL: Duration = Duration::from_millis(50);
 
 /// What reports need of the trace, so a results directory explains itself without it:
 /// one letter per event (`w` write, `f` flush, `d` discard, `z` write-zeroes, `m` mark,
@@ -325,39 +335,67 @@ pub struct PartialLog {
     file: File,
     path: PathBuf,
     last_sync: Instant,
-    _lock: RunLock,
+    lock: RunLock,
 }
 
 /// The results directory's lock (module docs), released when dropped.
-pub struct RunLock(#[expect(dead_code, reason = "held, never read")] Flock<File>);
+pub struct RunLock(Flock<File>);
 
 impl RunLock {
-    /// Take `dir`'s lock, or say which run holds it.
+    /// Take `dir`'s lock, or say which run holds it. A holder that is gone was killed,
+    /// and its watchdog holds the lock until its work area is clean (`rig.rs`): wait
+    /// for that, at most [`CLEANUP_WAIT_MAX`].
     pub fn take(dir: &Path) -> Result<RunLock, ResultsError> {
         let path = dir.join(LOCK);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| ResultsError::io(&path, e))?;
-        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut holder = String::new();
-                let _ = std::io::Read::read_to_string(&mut file, &mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "a run starting now".to_string() } else { holder.to_string() };
-                return Err(ResultsError::Busy { dir: dir.to_path_buf(), holder });
+        let started = Instant::now();
+        let lock = loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| ResultsError::io(&path, e))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut holder = String::new();
+                    let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+                    if holder_is_gone(&holder) && started.elapsed() < CLEANUP_WAIT_MAX {
+                        std::thread::sleep(CLEANUP_POLL);
+                        continue;
+                    }
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() { "a run starting now".to_string() } else { holder.to_string() };
+                    return Err(ResultsError::Busy { dir: dir.to_path_buf(), holder });
+                }
+                Err((_, e)) => return Err(ResultsError::io(&path, e.into())),
             }
-            Err((_, e)) => return Err(ResultsError::io(&path, e.into())),
         };
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let holder = format!("pid {}, started {}\n", std::process::id(), utc(started.as_secs()));
         lock.set_len(0).map_err(|e| ResultsError::io(&path, e))?;
         lock.write_all_at(holder.as_bytes(), 0).map_err(|e| ResultsError::io(&path, e))?;
         Ok(RunLock(lock))
+    }
+
+    /// The locked file, for a watchdog to hold (`fusectl::start_holding`).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Whether the run named in a lock file (`pid N, started …`) has ended: no such process,
+/// or a zombie.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some(pid) = holder.strip_prefix("pid ").and_then(|r| r.split(',').next()).and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
     }
 }
 
@@ -378,6 +416,11 @@ fn utc(secs: u64) -> String {
 }
 
 impl PartialLog {
+    /// The results directory's lock.
+    pub fn lock(&self) -> &RunLock {
+        &self.lock
+    }
+
     pub fn append(&mut self, rec: &StateRecord) -> Result<(), ResultsError> {
         let mut line = serde_json::to_vec(rec).expect("record serializes");
         line.push(b'\n');
@@ -405,8 +448,9 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
             return Err(ResultsError::Exists { dir: dir.to_path_buf() });
         }
         lock = RunLock::take(dir)?;
-        let old: serde_json::Value = std::fs::read(&run_path)
+        let old: serde_json::Value = read_file(&run_path)
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ResultsError::NoRun { dir: dir.to_path_buf() })?;
         if canonical_trace(old) != canonical_trace(run.clone()) {
@@ -432,7 +476,7 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
     }
     durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     let file = OpenOptions::new().append(true).open(&path).map_err(|e| ResultsError::io(&path, e))?;
-    Ok((PartialLog { file, path, last_sync: Instant::now(), _lock: lock }, done))
+    Ok((PartialLog { file, path, last_sync: Instant::now(), lock }, done))
 }
 
 /// A run identity (as JSON) with its trace path canonical, so `T`, `./T`, `T/` and the
@@ -457,11 +501,7 @@ fn canonical_trace(mut run: serde_json::Value) -> serde_json::Value {
 /// dropped (its state is checked again). Any other line that is not a record of a state
 /// of this trace is an error naming it, never skipped nor kept.
 fn read_partial(path: &Path, events: u64) -> Result<Vec<StateRecord>, ResultsError> {
-    let body = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ResultsError::io(path, e)),
-    };
+    let Some(body) = read_file(path)? else { return Ok(Vec::new()) };
     let mut done = Vec::new();
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
     // After the last newline: empty, or the line a kill cut.
@@ -502,7 +542,7 @@ fn outside_the_space(id: &StateId, r: &StateRecord, events: u64) -> Option<Strin
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).
 pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     let path = dir.join(PARTIAL);
-    let f = File::open(&path).map_err(|e| ResultsError::io(&path, e))?;
+    let f = open_file(&path)?;
     let mut recs: HashMap<String, StateRecord> = HashMap::new();
     for line in BufReader::new(f).lines() {
         let line = line.map_err(|e| ResultsError::io(&path, e))?;
@@ -551,7 +591,7 @@ pub fn write_final(
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
-    let f = File::open(path).map_err(|e| ResultsError::io(path, e))?;
+    let f = open_file(path)?;
     let mut recs = Vec::new();
     for (n, line) in BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| ResultsError::io(path, e))?;
@@ -562,17 +602,37 @@ fn read_jsonl(path: &Path) -> Result<Vec<StateRecord>, ResultsError> {
 
 /// The JSON file at `path`, or None if there is none (files older versions did not write).
 fn read_json_if_any<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ResultsError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(path, None, e))?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ResultsError::io(path, e)),
+    match read_file(path)? {
+        Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| ResultsError::json(path, None, e))?)),
+        None => Ok(None),
     }
 }
 
 /// The JSON file at `path`, which must be there.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ResultsError> {
-    let b = std::fs::read(path).map_err(|e| ResultsError::io(path, e))?;
+    let b = read_file(path)?.ok_or_else(|| ResultsError::io(path, std::io::ErrorKind::NotFound.into()))?;
     serde_json::from_slice(&b).map_err(|e| ResultsError::json(path, None, e))
+}
+
+/// A results file opened for reading. Only a regular file: a FIFO in its place would
+/// block the reader, a device never end.
+pub(crate) fn open_file(path: &Path) -> Result<File, ResultsError> {
+    brink_trace::open_regular(path).map_err(|e| match e {
+        brink_trace::TraceError::Io { source, .. } => ResultsError::io(path, source),
+        other => ResultsError::Unreadable { source: other },
+    })
+}
+
+/// The whole results file at `path`, or None if there is none ([`open_file`]).
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ResultsError> {
+    let mut f = match open_file(path) {
+        Ok(f) => f,
+        Err(ResultsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut body).map_err(|e| ResultsError::io(path, e))?;
+    Ok(Some(body))
 }
 
 /// A finished results directory, read back typed and checked: `states.jsonl` holds its

@@ -19,15 +19,22 @@
 //! Teardown order matters: loop devices first (they hold the slot files open), then
 //! the slot mount, then the slots and the durable image, then the work area itself.
 //! Dropping a `Rig` releases everything in that order too, so an error mid-run leaves
-//! no mount behind. A run killed outright leaves its mounts: the next run on the same
-//! results directory removes them first (`cleanup_stale`).
+//! no mount behind. A run killed outright (`kill -9`) is cleaned up by its watchdog
+//! (`brink_blockdev::fusectl`), started before anything is mounted: it aborts the slots'
+//! FUSE connection, kills the checkers' cgroup, waits for the killed process's threads
+//! (one may be inside mount(2)), unmounts until nothing under the work area is mounted,
+//! and removes it. It holds the results directory's lock meanwhile, so a resumed run
+//! waits for it. Whatever a watchdog could not clean (power loss), the next run on the
+//! same results directory removes first (`cleanup_stale`).
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use brink_blockdev::fusectl::{self, Cleanup, Watchdog};
 use brink_blockdev::{FsKind, LoopDevice, unmount_path};
 use brink_check::CheckOutcome;
 use brink_trace::{TraceReader, image};
@@ -45,7 +52,6 @@ pub(crate) const SLOTS_RETIRED_MAX: usize = 8;
 struct SlotMount {
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
-    _watchdog: Option<brink_blockdev::fusectl::Watchdog>,
 }
 
 impl Drop for SlotMount {
@@ -114,6 +120,8 @@ pub(crate) struct Rig {
     /// A check failed with an error (brink's, not the state's): its worker is gone and
     /// the run is stopping, so no other check starts (`check`).
     broken: AtomicBool,
+    /// Cleans up if the process is killed (module docs); stopped last.
+    _watchdog: Option<Watchdog>,
 }
 
 impl Rig {
@@ -124,12 +132,27 @@ impl Rig {
         reader: &Arc<TraceReader>,
         fs: FsKind,
         in_process: Option<Arc<dyn InProcessCheck>>,
+        lock: BorrowedFd<'_>,
     ) -> Result<Rig, ExploreError> {
         // Absolute: checkers run with the mount as their working directory.
         let results_abs = std::path::absolute(&cfg.results).map_err(|e| ExploreError::io(&cfg.results, e))?;
         let work = WorkDir(results_abs.join(".work"));
         cleanup_stale(&work.0);
         std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
+        let jail = brink_check::Jail::new().with_interrupt(cfg.interrupt.clone());
+        // Before any child starts: the watchdog inherits the lock (module docs).
+        let watchdog = match in_process {
+            Some(_) => None,
+            None => fusectl::start_holding(
+                &Cleanup {
+                    work: work.0.clone(),
+                    remove_work: true,
+                    cgroup: jail.cgroup().map(Path::to_path_buf),
+                    ..Cleanup::default()
+                },
+                lock,
+            ),
+        };
         let durable_path = work.0.join("durable.img");
         image::copy_sparse(&reader.base_image_path(), &durable_path)?;
         let durable = OpenOptions::new()
@@ -149,7 +172,7 @@ impl Rig {
             checkers: cfg.checkers.clone(),
             timeout: cfg.checker_timeout,
             trace: std::path::absolute(&cfg.trace).unwrap_or_else(|_| cfg.trace.clone()),
-            jail: brink_check::Jail::new().with_interrupt(cfg.interrupt.clone()),
+            jail,
             interrupt: cfg.interrupt.clone(),
             left_behind: AtomicU64::new(0),
         };
@@ -162,6 +185,7 @@ impl Rig {
             reader: reader.clone(),
             ctx,
             broken: AtomicBool::new(false),
+            _watchdog: watchdog,
         })
     }
 
@@ -308,11 +332,13 @@ impl Rig {
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx: _, broken: _ } = self;
+        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx, broken: _, _watchdog } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);
         drop(work);
+        drop(ctx);
+        drop(_watchdog);
     }
 }
 
@@ -337,11 +363,7 @@ fn slot_workers(
     fuse_cfg.n_threads = Some(jobs);
     let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
         .map_err(|source| ExploreError::SlotMount { path: slot_dir.clone(), source })?;
-    let mount = SlotMount {
-        session: Some(session),
-        _watchdog: brink_blockdev::fusectl::watchdog(&slot_dir, work, false),
-        dir: slot_dir.clone(),
-    };
+    let mount = SlotMount { session: Some(session), dir: slot_dir.clone() };
     let mut workers = Vec::new();
     for i in 0..jobs {
         let dev = attach_slot(&slot_dir, i)?;

@@ -377,3 +377,135 @@ fn replay_onto_a_read_only_directory_names_it() {
     let _ = Command::new("umount").arg(&ro).status();
     one_line_error(&o, &out.display().to_string());
 }
+
+/// Issue 13: a FIFO in place of any file brink reads (a trace's or a results
+/// directory's) is refused at once, exit 2 with one line, never waited on; so is a
+/// character device (`/dev/zero` would never end).
+#[test]
+fn a_fifo_or_device_in_place_of_any_input_file_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let r = results(tmp.path(), &t, "unknown");
+    std::fs::write(r.join("minimal.jsonl"), "").unwrap();
+    std::fs::write(r.join("trace.json"), "{}").unwrap();
+    let p = |s: &str| PathBuf::from(s);
+    let on_trace = vec![vec![p("show"), t.clone()], vec![p("verify"), t.clone()]];
+    let on_results = vec![vec![p("report"), r.clone()], vec![p("diff"), r.clone(), r.clone()]];
+    let mut failures = Vec::new();
+    let files = [
+        (t.join("meta.json"), &on_trace),
+        (t.join("events.log"), &on_trace),
+        (t.join("payloads.pack"), &on_trace),
+        (r.join("summary.json"), &on_results),
+        (r.join("states.jsonl"), &on_results),
+        (r.join("minimal.jsonl"), &on_results),
+        (r.join("trace.json"), &on_results),
+    ];
+    for (file, commands) in files {
+        let good = std::fs::read(&file).unwrap();
+        for kind in ["FIFO", "device"] {
+            std::fs::remove_file(&file).unwrap();
+            match kind {
+                "FIFO" => nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap(),
+                _ => std::os::unix::fs::symlink("/dev/zero", &file).unwrap(),
+            }
+            for c in commands {
+                let args: Vec<&Path> = c.iter().map(PathBuf::as_path).collect();
+                let (code, err) = run_bounded(&args, tmp.path());
+                let what = format!("{} as a {kind}, brink {args:?}", file.display());
+                if code != Some(2) {
+                    failures.push(format!("{what}: exit {code:?}, not 2: {err}"));
+                }
+                judge(&what, code, &err, &mut failures);
+            }
+            std::fs::remove_file(&file).unwrap();
+            std::fs::write(&file, &good).unwrap();
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Mutants of `states.partial.jsonl` resumed in a default test run (`FUZZ_ITERS` sets
+/// more): each resume mounts states, so they cost about a second.
+const RESUME_MUTANTS_DEFAULT: usize = 30;
+
+/// The states whose verdicts in `resumed` differ from `whole`'s, apart from those the
+/// partial log `partial` held a record for (resume keeps a record as it finds it) and
+/// their duplicates.
+fn verdicts_differ_beyond(partial: &[u8], whole: &Path, resumed: &Path) -> Vec<String> {
+    use brink_explore::StateRecord;
+    let read = |p: &Path| -> Vec<StateRecord> {
+        let text = std::fs::read_to_string(p).unwrap();
+        crate::explore::without_times(text.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    };
+    let held: std::collections::HashSet<String> = String::from_utf8_lossy(partial)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<StateRecord>(l).ok())
+        .map(|r| r.id)
+        .collect();
+    let whole = read(whole);
+    let resumed = read(resumed);
+    if whole.iter().map(|r| &r.id).ne(resumed.iter().map(|r| &r.id)) {
+        return vec!["other states than the whole run's".into()];
+    }
+    let touched = |r: &StateRecord| held.contains(&r.id) || r.dup_of.as_ref().is_some_and(|d| held.contains(d));
+    whole
+        .iter()
+        .zip(&resumed)
+        .filter(|(w, r)| !touched(r) && w != r)
+        .map(|(w, r)| format!("state {}: {:?}, not {:?}", r.id, r.verdict, w.verdict))
+        .collect()
+}
+
+/// Issue 13: `explore --resume` over a mutated partial log (a real ext4 trace, a real
+/// kernel) never panics or hangs; a rejected log is exit 2 with one line naming it; an
+/// accepted one finishes the run with the uninterrupted run's verdicts for every state
+/// it did not hold a (mutated but well-formed) verdict for.
+#[test]
+fn resume_over_a_mutated_partial_log_never_panics_hangs_or_says_more_than_one_line() {
+    if !crate::privileged("resume_over_a_mutated_partial_log_never_panics_hangs_or_says_more_than_one_line") {
+        return;
+    }
+    let s = crate::Scratch::new();
+    let t = s.path("t");
+    let script = r#"for i in 1 2 3; do echo $i > f$i; sync f$i; echo $i > "$BRINK_MARK"; done"#;
+    let o = run(s.record(&["-o"]).arg(&t).args(["--", "sh", "-c", script]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let explore = |out: &Path, resume: bool| {
+        let mut args: Vec<PathBuf> = ["explore", "--jobs", "1", "--checker", "cat f1 >/dev/null 2>&1 || true", "-o"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        args.push(out.to_path_buf());
+        args.push(t.clone());
+        if resume {
+            args.push("--resume".into());
+        }
+        args
+    };
+    let whole = s.path("whole");
+    let args = explore(&whole, false);
+    let (code, err) = run_bounded(&args.iter().map(PathBuf::as_path).collect::<Vec<_>>(), s.dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    let good = std::fs::read(whole.join("states.jsonl")).unwrap();
+    let runs = std::env::var("FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(RESUME_MUTANTS_DEFAULT);
+    let mut rng = Rng(0x5eed_0013);
+    let mut failures = Vec::new();
+    for i in 0..runs {
+        let r = s.path(&format!("r{i}"));
+        std::fs::create_dir(&r).unwrap();
+        std::fs::copy(whole.join("run.json"), r.join("run.json")).unwrap();
+        let m = mutant(&good, &mut rng, true);
+        std::fs::write(r.join("states.partial.jsonl"), &m).unwrap();
+        let args = explore(&r, true);
+        let (code, err) = run_bounded(&args.iter().map(PathBuf::as_path).collect::<Vec<_>>(), s.dir.path());
+        judge(&format!("partial-log mutant {i}"), code, &err, &mut failures);
+        if matches!(code, Some(0 | 1)) {
+            let differ = verdicts_differ_beyond(&m, &whole.join("states.jsonl"), &r.join("states.jsonl"));
+            failures.extend(differ.into_iter().map(|d| format!("partial-log mutant {i}: {d}")));
+        }
+        std::fs::remove_dir_all(&r).unwrap();
+    }
+    crate::assert_no_mounts_or_loops(&s);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -135,17 +135,27 @@ fn repeated_kill_9_of_record_leaves_nothing_behind() {
     assert!(leftovers(&s, &outdir, &marker, 0).is_empty(), "{:?}", leftovers(&s, &outdir, &marker, 0));
 
     eprintln!("a whole recording took {whole:?}");
+    kill_repeatedly(
+        whole,
+        |i| record_cmd(&s, &tmpdir, &outdir.join(format!("t {i}")), &marker),
+        |pid| leftovers(&s, &outdir, &marker, pid),
+    );
+}
+
+/// `KILL_ITERS` times: start `cmd(i)`, SIGKILL it at a seeded random moment within
+/// `whole`, and wait (at most [`CLEAN_WAIT_MAX`]) until `left(pid)` finds nothing left.
+fn kill_repeatedly(whole: Duration, mut cmd: impl FnMut(u64) -> Command, left: impl Fn(u32) -> Vec<String>) {
     let mut rng = Rng(env_u64("KILL_SEED", SEED_DEFAULT).max(1));
     for i in 0..env_u64("KILL_ITERS", KILLS_DEFAULT) {
         let at = Duration::from_millis(rng.below(whole.as_millis() as u64));
-        let mut child = record_cmd(&s, &tmpdir, &outdir.join(format!("t {i}")), &marker).spawn().unwrap();
+        let mut child = cmd(i).spawn().unwrap();
         let pid = child.id();
         std::thread::sleep(at);
         child.kill().unwrap();
         let killed = Instant::now();
         eprintln!("kill {i} at {at:?}: {}", stderr(&child.wait_with_output().unwrap()).trim());
         loop {
-            let left = leftovers(&s, &outdir, &marker, pid);
+            let left = left(pid);
             if left.is_empty() {
                 break;
             }
@@ -153,4 +163,87 @@ fn repeated_kill_9_of_record_leaves_nothing_behind() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Checks each acknowledged file; its command line holds the marker (its path), and so
+/// does a background child that outlives it: the checkers' cgroup must take it along.
+const EXPLORE_CHECKER: &str = r#"#!/bin/sh
+sh -c "sleep 1; : $0" </dev/null >/dev/null 2>&1 &
+for i in $(cat "$BRINK_MARKS"); do [ "$(cat f$i 2>/dev/null)" = $i ] || { echo "lost f$i"; exit 1; }; done
+sleep 0.02
+"#;
+
+/// `brink explore` of `trace` into `out` (resumed if a killed run left its run.json),
+/// with a checker whose path holds `marker`.
+fn explore_cmd(s: &Scratch, tmpdir: &Path, trace: &Path, out: &Path, checker: &Path) -> Command {
+    let mut c = brink();
+    c.env("TMPDIR", tmpdir).arg("explore").arg(trace).arg("-o").arg(out).args(["--jobs", "2", "--checker"]);
+    // A shell command: the path quoted.
+    c.arg(format!("'{}'", checker.display()));
+    if out.join("run.json").exists() {
+        c.arg("--resume");
+    } else if out.exists() {
+        // Killed before it wrote what it explores: nothing to resume.
+        std::fs::remove_dir_all(out).unwrap();
+    }
+    c.current_dir(s.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+/// What a killed exploration may have left, as one line per kind; empty when clean.
+fn explore_leftovers(s: &Scratch, out: &Path, marker: &str, pid: u32) -> Vec<String> {
+    let mut left = leftovers(s, out.parent().unwrap(), marker, pid);
+    if out.join(".work").exists() {
+        left.push("the work area".into());
+    }
+    if let Ok(root) = cgroup2_mount() {
+        let cg = root.join(format!("brink-{pid}"));
+        if cg.exists() {
+            left.push(format!("cgroup {}", cg.display()));
+        }
+    }
+    left
+}
+
+/// `kill -9` of `brink explore` at random moments, each run resuming the last: nothing
+/// is left mounted, attached, running or in a cgroup after each kill, and the final
+/// resumed run's states equal an uninterrupted run's.
+#[test]
+fn repeated_kill_9_of_explore_leaves_nothing_behind_and_resumes_to_the_same_result() {
+    if !privileged("repeated_kill_9_of_explore_leaves_nothing_behind_and_resumes_to_the_same_result") {
+        return;
+    }
+    let _table = crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    let (tmpdir, outdir) = (s.path("tmp dir"), s.path("out put"));
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    std::fs::create_dir_all(&outdir).unwrap();
+    let marker = format!("brink-kill9-explore-{}", std::process::id());
+    let checker = s.path(&format!("check {marker}.sh"));
+    std::fs::write(&checker, EXPLORE_CHECKER).unwrap();
+    std::fs::set_permissions(&checker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let trace = outdir.join("tr ace");
+    let script = r#"for i in $(seq 12); do echo $i > f$i; sync f$i; echo $i > "$BRINK_MARK"; done"#;
+    let o = s.record(&["-o"]).arg(&trace).args(["--", "sh", "-c", script]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let started = Instant::now();
+    let whole = outdir.join("who le");
+    let o = explore_cmd(&s, &tmpdir, &trace, &whole, &checker).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let took = started.elapsed();
+    eprintln!("a whole exploration took {took:?}");
+    let killed = outdir.join("kil led");
+    kill_repeatedly(
+        took,
+        |_| explore_cmd(&s, &tmpdir, &trace, &killed, &checker),
+        |pid| explore_leftovers(&s, &killed, &marker, pid),
+    );
+    let o = explore_cmd(&s, &tmpdir, &trace, &killed, &checker).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let states = |dir: &Path| {
+        let recs = std::fs::read_to_string(dir.join("states.jsonl")).unwrap();
+        crate::explore::without_times(recs.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    };
+    assert_eq!(states(&killed), states(&whole));
 }

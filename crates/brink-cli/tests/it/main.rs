@@ -61,16 +61,13 @@ pub fn show_json(trace: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("show --json prints JSON")
 }
 
-/// No mount and no loop device refers to anything under the scratch directory.
+/// No mount and no loop device refers to anything under the scratch directory (mount
+/// points compared unescaped: the kernel writes a space as `\040`).
 pub fn assert_no_mounts_or_loops(s: &Scratch) {
-    let root = s.dir.path().display().to_string();
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
+    let left = brink_blockdev::mount_points_under(s.dir.path());
     assert!(left.is_empty(), "mounts left behind: {left:?}");
-    let loops: Vec<_> = brink_blockdev::attached_loop_devices()
-        .into_iter()
-        .filter(|(_, b)| b.display().to_string().contains(&root))
-        .collect();
+    let loops: Vec<_> =
+        brink_blockdev::attached_loop_devices().into_iter().filter(|(_, b)| b.starts_with(s.dir.path())).collect();
     assert!(loops.is_empty(), "loop devices left behind: {loops:?}");
 }
 

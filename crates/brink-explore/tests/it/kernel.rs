@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brink_check::Verdict;
-use brink_explore::{CheckerSpec, ExploreConfig, Progress, Results, explore};
+use brink_explore::{CheckerSpec, ExploreConfig, ExploreError, Progress, Results, explore};
 use brink_trace::{TraceMeta, TraceWriter, WriteFlags};
 
 const IMAGE: u64 = 16 << 20;
@@ -174,7 +174,7 @@ struct CleanAndEscaped {
     pids: PathBuf,
     clean: ExploreConfig,
     escaped: ExploreConfig,
-    outcome: Result<brink_explore::Summary, brink_explore::ExploreError>,
+    outcome: Result<brink_explore::Summary, ExploreError>,
 }
 
 fn clean_and_escaped(command: &str) -> CleanAndEscaped {
@@ -237,9 +237,38 @@ fn verdicts(dir: &Path) -> Vec<(String, Verdict, Vec<String>)> {
     r.states.into_iter().map(|s| (s.id, s.verdict, s.checks.into_iter().map(|c| c.message).collect())).collect()
 }
 
+/// Explore `t` on a small tmpfs whose free space the checker of state `id` fills once,
+/// either beside its marks (brink's scratch area) or beside the results directory.
+fn explore_on_a_disk_that_fills(
+    t: &Path,
+    tmp: &Path,
+    id: &str,
+    beside_results: bool,
+) -> (ExploreError, ExploreConfig, Tmpfs) {
+    use std::os::unix::fs::MetadataExt;
+    let pids = tmp.join("pids");
+    // Room for the durable image (its allocated blocks) and a little more.
+    let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
+    let small = tmp.join("small");
+    let tmpfs = Tmpfs::mount(&small, used + (3 << 20));
+    let flag = tmp.join("flooded");
+    let target = if beside_results { small.join("fill") } else { "$(dirname \"$BRINK_MARKS\")/flood".into() };
+    let flood = format!(
+        "if [ \"$BRINK_STATE_ID\" = {id} ] && [ ! -e {0} ]; then touch {0}; \
+         head -c 64M /dev/zero > \"{1}\" 2>/dev/null; fi; {2}",
+        flag.display(),
+        target.display(),
+        checker("none", &pids)
+    );
+    let cfg = config(t, &small.join("r"), flood);
+    let e = explore(&cfg, &Progress::default()).unwrap_err();
+    // Room again, as a user would make it before resuming.
+    let _ = std::fs::remove_file(small.join("fill"));
+    (e, cfg, tmpfs)
+}
+
 #[test]
 fn a_full_results_disk_never_changes_a_verdict() {
-    use std::os::unix::fs::MetadataExt;
     if !privileged("a_full_results_disk_never_changes_a_verdict") {
         return;
     }
@@ -249,23 +278,12 @@ fn a_full_results_disk_never_changes_a_verdict() {
     let pids = tmp.path().join("pids");
     let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
     explore(&clean, &Progress::default()).unwrap();
-    // Room for the durable image (its allocated blocks) and a little more; on state 4-0
-    // the checker fills the rest once (beside its marks file, in brink's scratch area):
-    // whatever brink writes next for that state could fail, so it must not judge it.
-    // (A checker's own output is held in memory, capped: it cannot fill the disk.)
-    let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
-    let _small = Tmpfs::mount(&tmp.path().join("small"), used + (3 << 20));
-    let flag = tmp.path().join("flooded");
-    let flood = format!(
-        "if [ \"$BRINK_STATE_ID\" = 4-0 ] && [ ! -e {0} ]; then touch {0}; \
-         head -c 64M /dev/zero > \"$(dirname \"$BRINK_MARKS\")/flood\" 2>/dev/null; fi; {1}",
-        flag.display(),
-        checker("none", &pids)
-    );
-    let mut cfg = config(&t, &tmp.path().join("small/r"), flood);
-    let e = explore(&cfg, &Progress::default()).unwrap_err();
+    // On state 4-0 the checker fills the disk once, beside its marks file (in brink's
+    // scratch area): whatever brink writes next for that state could fail, so it must not
+    // judge it. (A checker's own output is held in memory, capped: it cannot fill the disk.)
+    let (e, mut cfg, _small) = explore_on_a_disk_that_fills(&t, tmp.path(), "4-0", false);
     let text = e.to_string();
-    assert!(matches!(e, brink_explore::ExploreError::ScratchFull { .. }), "{text}");
+    assert!(matches!(e, ExploreError::ScratchFull { .. }), "{text}");
     assert!(text.contains("the state is not judged"), "{text}");
     let recorded = brink_explore::results::collect(&cfg.results).unwrap();
     assert!(recorded.iter().all(|r| r.id != "4-0"), "no verdict from the state whose output was cut");
@@ -274,4 +292,61 @@ fn a_full_results_disk_never_changes_a_verdict() {
     cfg.resume = true;
     assert!(explore(&cfg, &Progress::default()).unwrap().complete);
     assert_eq!(verdicts(&cfg.results), verdicts(&clean.results));
+}
+
+/// The disk fills as the last state is checked (beside the results, not in brink's
+/// scratch area): that state is not judged, the run stops with an error and writes no
+/// summary, and resuming once there is room again gives the clean run's verdicts.
+#[test]
+fn a_results_disk_filled_by_the_last_check_stops_the_run_without_a_summary() {
+    if !privileged("a_results_disk_filled_by_the_last_check_stops_the_run_without_a_summary") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let pids = tmp.path().join("pids");
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
+    explore(&clean, &Progress::default()).unwrap();
+    // The last state checked: of those checked (not duplicates), the last of the last epoch.
+    let checked = Results::load(&clean.results).unwrap().states.into_iter().filter(|r| r.dup_of.is_none());
+    let last = checked.max_by_key(|r| (r.position, r.id.clone())).map(|r| r.id);
+    let (e, mut cfg, _small) = explore_on_a_disk_that_fills(&t, tmp.path(), &last.unwrap(), true);
+    assert!(matches!(e, ExploreError::ScratchFull { .. }), "{}", brink_check::error_line(&e));
+    assert!(!cfg.results.join("summary.json").exists(), "a summary written on a full disk");
+    cfg.resume = true;
+    assert!(explore(&cfg, &Progress::default()).unwrap().complete);
+    assert_eq!(verdicts(&cfg.results), verdicts(&clean.results));
+}
+
+/// The final files written onto a full disk: an error, and none of them half written
+/// (each is written whole or not at all); once there is room, the same files load.
+#[test]
+fn final_results_written_onto_a_full_disk_are_an_error_and_never_half_written() {
+    if !privileged("final_results_written_onto_a_full_disk_are_an_error_and_never_half_written") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = ext4_trace(tmp.path());
+    let clean = config(&t, &tmp.path().join("clean"), checker("none", &tmp.path().join("pids")));
+    explore(&clean, &Progress::default()).unwrap();
+    let r = Results::load(&clean.results).unwrap();
+    let small = tmp.path().join("small");
+    let _tmpfs = Tmpfs::mount(&small, 1 << 20);
+    let dir = small.join("r");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(clean.results.join("run.json"), dir.join("run.json")).unwrap();
+    let fill = small.join("fill");
+    let _ =
+        Command::new("sh").arg("-c").arg(format!("head -c 2M /dev/zero > '{}' 2>/dev/null", fill.display())).status();
+    let info = r.trace.clone().unwrap();
+    let e = brink_explore::results::write_final(&dir, &r.states, &r.minimal, &info, &r.summary).unwrap_err();
+    assert!(brink_check::error_line(&e).contains("No space left"), "{}", brink_check::error_line(&e));
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["run.json"], "nothing but what was there before");
+    std::fs::remove_file(&fill).unwrap();
+    brink_explore::results::write_final(&dir, &r.states, &r.minimal, &info, &r.summary).unwrap();
+    assert_eq!(Results::load(&dir).unwrap(), r);
 }
