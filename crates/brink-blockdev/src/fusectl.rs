@@ -61,12 +61,11 @@ pub struct Watchdog(Child);
 /// What a [`Watchdog`] cleans up once the process it watches is dying.
 #[derive(Debug, Clone, Default)]
 pub struct Cleanup {
-    /// Every FUSE connection mounted under it is aborted and every mount under it
-    /// unmounted lazily, deepest first.
+    /// Every FUSE connection mounted under it is aborted, every mount under it unmounted
+    /// lazily, deepest first, again (bounded) until nothing under it is mounted, and then
+    /// it is removed. A later run must not reuse it before the watchdog is done: hold a
+    /// lock it waits for (`start_holding`).
     pub work: PathBuf,
-    /// Remove `work` afterwards, and keep unmounting (bounded) until nothing under it is
-    /// mounted. Not for a directory a later run reuses: one pass, or it would race.
-    pub remove_work: bool,
     /// A cgroup v2 directory whose processes are killed (`cgroup.kill`) before anything
     /// is unmounted, then removed with its child cgroups: the workload's, whose working
     /// directory would otherwise pin the lazily detached file system and its loop
@@ -128,7 +127,7 @@ END {
 /// FUSE mount left in the mount table would otherwise break tools that stat every mount
 /// (mkfs.btrfs does).
 const WATCH: &str = r#"
-pid=$1; W=$2; remove=$3; cgroup=$4; pgfile=$5; awkprog=$6; shift 6
+pid=$1; W=$2; cgroup=$3; pgfile=$4; awkprog=$5; shift 5
 # Stopped by the process it watches: after the command in flight, so that no child of
 # the shell outlives it with a descriptor it holds (`start_holding`).
 trap 'exit 0' TERM
@@ -141,7 +140,6 @@ dying() {
   done
   return 1
 }
-populated() { [ -n "$cgroup" ] && grep -q '^populated 1' "$cgroup/cgroup.events" 2>/dev/null; }
 while ! dying; do sleep 0.05; done
 for c in $(awk -v mode=abort "$awkprog" /proc/self/mountinfo); do
   echo 1 > "/sys/fs/fuse/connections/$c/abort" 2>/dev/null
@@ -156,35 +154,24 @@ while [ $n -lt 200 ] && s=$(cat /proc/$pid/status 2>/dev/null); do
   case "$s" in *"State:	Z"*) [ "$(ls /proc/$pid/task 2>/dev/null | wc -l)" -le 1 ] && break;; esac
   sleep 0.05; n=$((n + 1))
 done
+# Kill the cgroup until it can be removed (bounded): a child forked just before the
+# kill may join it after, and cannot once it is gone.
 n=0
-while [ $n -lt 100 ] && populated; do echo 1 > "$cgroup/cgroup.kill" 2>/dev/null; sleep 0.05; n=$((n + 1)); done
-if [ "$remove" = remove ]; then
-  # The work area is this run's alone: unmount until nothing is left (bounded).
-  n=0
-  while [ $n -lt 100 ] && [ "$(awk -v mode=umount "$awkprog" /proc/self/mountinfo)" != 0 ]; do
-    sleep 0.05; n=$((n + 1))
-  done
-else
-  # One pass only: a later run may reuse the work area as soon as it is clean.
-  awk -v mode=umount "$awkprog" /proc/self/mountinfo >/dev/null
-fi
-if [ -n "$cgroup" ]; then
+while [ $n -lt 100 ] && [ -n "$cgroup" ] && [ -d "$cgroup" ]; do
+  echo 1 > "$cgroup/cgroup.kill" 2>/dev/null
   for d in "$cgroup"/*/; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-  rmdir "$cgroup" 2>/dev/null
-fi
-[ "$remove" = remove ] && rm -rf "$W"
+  rmdir "$cgroup" 2>/dev/null || sleep 0.05
+  n=$((n + 1))
+done
+# Unmount until nothing is left (bounded): a mount in flight may complete late.
+n=0
+while [ $n -lt 100 ] && [ "$(awk -v mode=umount "$awkprog" /proc/self/mountinfo)" != 0 ]; do
+  sleep 0.05; n=$((n + 1))
+done
+rm -rf "$W"
 for p in "$@"; do rm -rf "$p"; done
 exit 0
 "#;
-
-/// Start a watchdog for the FUSE connection at `mountpoint`, served by this process;
-/// if the process is killed, everything mounted under `work` is unmounted, and `work`
-/// removed if `remove_work` (not for a directory a later run reuses: it would race).
-/// None if `mountpoint` is not a FUSE mount or the watchdog cannot start.
-pub fn watchdog(mountpoint: &Path, work: &Path, remove_work: bool) -> Option<Watchdog> {
-    connection_dir(mountpoint)?;
-    start(&Cleanup { work: work.to_path_buf(), remove_work, ..Cleanup::default() })
-}
 
 /// Start a watchdog that does `cleanup` once this process is dying. It needs nothing
 /// mounted yet: the FUSE connections are looked up when it acts. None if it cannot start.
@@ -215,7 +202,6 @@ fn start_for(pid: u32, cleanup: &Cleanup) -> Option<Watchdog> {
         .arg("brink-fuse-watchdog")
         .arg(pid.to_string())
         .arg(&cleanup.work)
-        .arg(if cleanup.remove_work { "remove" } else { "keep" })
         .arg(opt(&cleanup.cgroup))
         .arg(opt(&cleanup.pgid_file))
         .arg(MOUNTS_AWK)
@@ -294,7 +280,6 @@ mod tests {
         let mut watched = Command::new("sleep").arg("1000").spawn().unwrap();
         let cleanup = Cleanup {
             work: work.clone(),
-            remove_work: true,
             cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
             pgid_file: Some(pgid_file),
             remove: vec![extra.clone()],

@@ -127,12 +127,10 @@ impl Jail {
         ))
     }
 
-    /// The cgroup holding every run of this process, or None in fallback mode.
-    pub fn cgroup(&self) -> Option<&Path> {
-        match &self.mode {
-            Mode::Cgroup { parent } => Some(parent.path()),
-            Mode::Fallback { .. } => None,
-        }
+    /// The cgroup that holds every run of this process once a jail exists, if cgroup v2
+    /// is mounted: known before it exists, so a watchdog started first can be told it.
+    pub fn planned_cgroup() -> Option<PathBuf> {
+        Some(parent_in(&cgroup2_mount().ok()?))
     }
 
     pub(crate) fn interrupted(&self) -> bool {
@@ -163,7 +161,7 @@ impl Jail {
     fn cgroup_parent() -> Result<Cgroup, CgroupUnavailable> {
         let root = cgroup2_mount().map_err(CgroupUnavailable::Cgroup)?;
         STALE_SWEEP.call_once(|| brink_blockdev::cgroup::sweep_dead(&root, "brink-"));
-        let path = root.join(format!("brink-{}", std::process::id()));
+        let path = parent_in(&root);
         let mut jails = JAILS.lock().unwrap_or_else(PoisonError::into_inner);
         if *jails == 0 {
             match Cgroup::create(&path) {
@@ -187,6 +185,11 @@ impl Jail {
         let n = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
         Cgroup::create(&parent.path().join(format!("check-{n}"))).map(Some)
     }
+}
+
+/// This process's cgroup for its jails, under the cgroup2 mount `root`.
+fn parent_in(root: &Path) -> PathBuf {
+    root.join(format!("brink-{}", std::process::id()))
 }
 
 impl Drop for Jail {

@@ -139,20 +139,17 @@ impl Rig {
         let work = WorkDir(results_abs.join(".work"));
         cleanup_stale(&work.0);
         std::fs::create_dir_all(&work.0).map_err(|e| ExploreError::io(&work.0, e))?;
-        let jail = brink_check::Jail::new().with_interrupt(cfg.interrupt.clone());
-        // Before any child starts: the watchdog inherits the lock (module docs).
+        // Before any child starts or the checkers' cgroup exists: the watchdog inherits
+        // the lock (module docs).
         let watchdog = match in_process {
             Some(_) => None,
-            None => fusectl::start_holding(
-                &Cleanup {
-                    work: work.0.clone(),
-                    remove_work: true,
-                    cgroup: jail.cgroup().map(Path::to_path_buf),
-                    ..Cleanup::default()
-                },
-                lock,
-            ),
+            None => {
+                let cleanup =
+                    Cleanup { work: work.0.clone(), cgroup: brink_check::Jail::planned_cgroup(), ..Cleanup::default() };
+                fusectl::start_holding(&cleanup, lock)
+            }
         };
+        let jail = brink_check::Jail::new().with_interrupt(cfg.interrupt.clone());
         let durable_path = work.0.join("durable.img");
         image::copy_sparse(&reader.base_image_path(), &durable_path)?;
         let durable = OpenOptions::new()

@@ -62,14 +62,6 @@ impl Workgroup {
         self.note.as_deref()
     }
 
-    pub(crate) fn cgroup_path(&self) -> Option<&Path> {
-        self.cgroup.as_ref().map(Cgroup::path)
-    }
-
-    pub(crate) fn pgid_file(&self) -> Option<&Path> {
-        self.cgroup.is_none().then_some(self.pgid_file.as_path())
-    }
-
     /// Make `cmd` start in its own process group, and in the cgroup if there is one.
     pub(crate) fn prepare(&self, cmd: &mut Command, what: &str) -> Result<(), RecordError> {
         use std::os::unix::process::CommandExt;
@@ -131,6 +123,12 @@ enum Unavailable {
     NoKill,
 }
 
+/// The cgroup this process's children run in, if cgroup v2 is mounted: known before it
+/// exists, so that the watchdog, started first, is told it.
+pub(crate) fn planned_cgroup() -> Option<PathBuf> {
+    Some(cgroup2_mount().ok()?.join(format!("{CGROUP_PREFIX}{}", std::process::id())))
+}
+
 fn create_cgroup() -> Result<Cgroup, Unavailable> {
     let root = cgroup2_mount()?;
     brink_blockdev::cgroup::sweep_dead(&root, CGROUP_PREFIX);
@@ -189,7 +187,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let pgid_file = tmp.path().join("child.pgid");
         let group = Workgroup { cgroup: None, note: Some("test".into()), pgid_file: pgid_file.clone() };
-        assert_eq!(group.pgid_file(), Some(pgid_file.as_path()));
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "trap '' TERM; sleep 30 & trap '' TERM; wait"]);
         group.prepare(&mut cmd, "the test").unwrap();

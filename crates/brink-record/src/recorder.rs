@@ -417,14 +417,14 @@ fn output_parent(output: &Path) -> &Path {
 }
 
 /// Start the watchdog that cleans up if brink is killed outright (`kill -9`): it kills
-/// the children's cgroup (or process group), so that none pins the file system, unmounts
-/// everything in the work area and removes it and the unfinished trace.
-fn watchdog(paths: &WorkPaths, group: &Workgroup, unfinished: Option<&Path>) -> Option<Watchdog> {
+/// the children's cgroup (or process group: whichever exists), so that none pins the
+/// file system, unmounts everything in the work area and removes it and the unfinished
+/// trace. Started before the cgroup and the trace directory exist.
+fn watchdog(paths: &WorkPaths, unfinished: Option<&Path>) -> Option<Watchdog> {
     watchdog::start(&watchdog::Cleanup {
         work: paths.root.clone(),
-        remove_work: true,
-        cgroup: group.cgroup_path().map(Path::to_path_buf),
-        pgid_file: group.pgid_file().map(Path::to_path_buf),
+        cgroup: crate::contain::planned_cgroup(),
+        pgid_file: Some(paths.root.join(PGID_FILE)),
         remove: unfinished.map(Path::to_path_buf).into_iter().collect(),
     })
 }
@@ -447,10 +447,10 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     // any later moment leaves nothing behind.
     crate::contain::remove_stale_trace_dirs(output_parent(&cfg.output));
     let (work, paths, backing) = work_area(cfg.size)?;
+    let unfinished = unfinished_trace_dir(&cfg.output);
+    let _watchdog = watchdog(&paths, unfinished.as_deref());
     let group = Workgroup::new(paths.root.join(PGID_FILE));
     progress.containment_note.lock().expect("note lock").clone_from(&group.note().map(str::to_string));
-    let unfinished = unfinished_trace_dir(&cfg.output);
-    let _watchdog = watchdog(&paths, &group, unfinished.as_deref());
     let writer = TraceWriter::create(&cfg.output)?;
     assert_eq!(
         writer.base_image_path().parent().map(std::path::absolute).and_then(Result::ok),
