@@ -155,7 +155,9 @@ pub struct StraceInfo {
 }
 
 /// Runs `strace -V` and checks that it is recent enough and, if `opts` asks for stacks,
-/// built with stack-trace support: a clear error now rather than a strange trace later.
+/// built with stack-trace support; then traces `strace -V` itself with the flags `opts`
+/// give, which fails where ptrace is refused (a container's seccomp policy, Yama): a
+/// clear error now rather than a strange trace later.
 pub fn check_strace(opts: &TraceOptions) -> Result<StraceInfo, CallsError> {
     let program = opts.strace.clone();
     let output = Command::new(&program)
@@ -177,7 +179,26 @@ pub fn check_strace(opts: &TraceOptions) -> Result<StraceInfo, CallsError> {
     if opts.stacks && !info.stack_traces {
         return Err(unusable("this strace is built without stack traces (-k); install one built with libunwind or libdw, or turn stacks off".into()));
     }
+    trial_run(opts).map_err(unusable)?;
     Ok(info)
+}
+
+/// Traces `strace -V` with `opts`' flags into `/dev/null`: what went wrong, in strace's
+/// own first words, if it fails.
+fn trial_run(opts: &TraceOptions) -> Result<(), String> {
+    let workload = [opts.strace.clone().into_os_string(), OsString::from("-V")];
+    let mut command = strace_command(&workload, Path::new("/dev/null"), opts).map_err(|e| e.to_string())?;
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run a trial trace: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first = stderr.lines().next().unwrap_or("no message");
+    Err(format!("a trial trace failed ({}): {}", output.status, crate::error::clip(first)))
 }
 
 /// Parses `strace -V`: `strace -- version 6.1` and `Optional features enabled: stack-trace=…`.

@@ -113,25 +113,32 @@ fn check_program(dir: &Path, pie: bool) {
         .filter(|c| c.user_frame().is_some_and(|f| f.object == exe))
         .filter(|c| !matches!(c.kind, CallKind::Mmap(_) | CallKind::Exit { .. }))
         .collect();
-    let names: Vec<&str> = ours.iter().map(|c| c.name.as_str()).collect();
-    let want = "openat write fsync close rename openat fsync close openat write close clone openat write";
-    assert_eq!(names.join(" "), want, "pie: {pie}");
-    let work = dir.join("work").canonicalize().unwrap();
-    let CallKind::Open { path, fd: Some(fd), .. } = &ours[0].kind else { panic!("{:?}", ours[0]) };
-    assert_eq!((path.as_slice(), fd.path()), (&b"tmp"[..], Some(work.join("tmp").as_path())));
-    assert_eq!(written(ours[1]), b"new \"contents\"\n\0\xff");
-    let CallKind::Rename { old, new, .. } = &ours[4].kind else { panic!() };
-    assert_eq!((old.as_slice(), new.as_slice()), (&b"tmp"[..], &b"data"[..]));
-    let CallKind::Fsync { fd, .. } = &ours[6].kind else { panic!() };
-    assert_eq!(fd.path(), Some(work.as_path()), "the directory's fsync names the directory");
     let main = ours[0].tid;
-    let (thread, child) = (ours[9].tid, ours[13].tid);
-    assert_eq!((written(ours[9]), written(ours[13])), (&b"from the thread\n"[..], &b"from the child\n"[..]));
-    assert!(thread != main && child != main && thread != child, "tids {main} {thread} {child}");
+    let of = |tid: u32| -> Vec<&Call> { ours.iter().copied().filter(|c| c.tid == tid).collect() };
+    let names = |calls: &[&Call]| calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" ");
+    let in_main = of(main);
+    assert_eq!(names(&in_main), "openat write fsync close rename openat fsync close clone", "pie: {pie}");
     let spawned = calls.iter().find(|c| c.name == "clone3" && matches!(c.kind, CallKind::Spawn { thread: true }));
-    assert_eq!(spawned.unwrap().result, CallResult::Ok(i64::from(thread)));
-    assert_eq!(ours[11].result, CallResult::Ok(i64::from(child)));
-    for (call, function, marker) in [(ours[4], "main", "RENAME"), (ours[8], "worker", "WORKER OPEN")] {
+    let CallResult::Ok(thread) = spawned.unwrap().result else { panic!("{spawned:?}") };
+    let CallResult::Ok(child) = in_main[8].result else { panic!("{:?}", in_main[8]) };
+    let (thread, child) = (u32::try_from(thread).unwrap(), u32::try_from(child).unwrap());
+    assert!(thread != main && child != main && thread != child, "tids {main} {thread} {child}");
+    let (in_thread, in_child) = (of(thread), of(child));
+    assert_eq!((names(&in_thread), names(&in_child)), ("openat write close".into(), "openat write".into()));
+    assert_eq!(ours.len(), in_main.len() + in_thread.len() + in_child.len());
+    // The thread runs between pthread_create and pthread_join, the child after fork.
+    assert!(in_thread.iter().all(|c| c.seq > in_main[7].seq && c.seq < in_main[8].seq));
+    assert!(in_child.iter().all(|c| c.seq > in_thread[2].seq));
+    let work = dir.join("work").canonicalize().unwrap();
+    let CallKind::Open { path, fd: Some(fd), .. } = &in_main[0].kind else { panic!("{:?}", in_main[0]) };
+    assert_eq!((path.as_slice(), fd.path()), (&b"tmp"[..], Some(work.join("tmp").as_path())));
+    assert_eq!(written(in_main[1]), b"new \"contents\"\n\0\xff");
+    let CallKind::Rename { old, new, .. } = &in_main[4].kind else { panic!() };
+    assert_eq!((old.as_slice(), new.as_slice()), (&b"tmp"[..], &b"data"[..]));
+    let CallKind::Fsync { fd, .. } = &in_main[6].kind else { panic!() };
+    assert_eq!(fd.path(), Some(work.as_path()), "the directory's fsync names the directory");
+    assert_eq!((written(in_thread[1]), written(in_child[1])), (&b"from the thread\n"[..], &b"from the child\n"[..]));
+    for (call, function, marker) in [(in_main[4], "main", "RENAME"), (in_thread[0], "worker", "WORKER OPEN")] {
         let frame = call.user_frame().unwrap();
         let source = frame.source.as_ref().unwrap_or_else(|| panic!("no line for {frame:?}"));
         assert_eq!(frame.function.as_deref(), Some(function), "pie: {pie}");
