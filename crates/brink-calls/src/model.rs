@@ -312,7 +312,7 @@ pub enum CallKind {
         new_dir: Option<Fd>,
         new: Vec<u8>,
     },
-    /// `unlink`, `unlinkat`, `rmdir`: `dir_entry` for `rmdir` and `AT_REMOVEDIR`.
+    /// `unlink`, `unlinkat`, `rmdir`: `removes_dir` for `rmdir` and `AT_REMOVEDIR`.
     Unlink {
         dir: Option<Fd>,
         path: Vec<u8>,
