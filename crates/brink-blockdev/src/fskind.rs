@@ -60,6 +60,26 @@ impl FsKind {
             FsKind::Btrfs => 114 << 20,
         }
     }
+
+    /// Whether a file system of this kind is alive on the block device `dev` (mounted
+    /// anywhere, or unmounted but still referenced), read from sysfs without opening the
+    /// device: ext4 and XFS list each live superblock as `/sys/fs/<fs>/<dev>`, btrfs as
+    /// `/sys/fs/btrfs/<fsid>/devices/<dev>`. None when this kernel does not say (the
+    /// file system's sysfs directory is absent): ask the device instead, with an
+    /// exclusive open, which claims it for a moment.
+    pub fn alive_on(self, dev: &std::path::Path) -> Option<bool> {
+        let name = dev.file_name()?;
+        let root = std::path::Path::new("/sys/fs").join(self.name());
+        if !root.is_dir() {
+            return None;
+        }
+        Some(match self {
+            FsKind::Ext4 | FsKind::Xfs => root.join(name).exists(),
+            FsKind::Btrfs => {
+                std::fs::read_dir(&root).ok()?.flatten().any(|fs| fs.path().join("devices").join(name).exists())
+            }
+        })
+    }
 }
 
 impl fmt::Display for FsKind {

@@ -200,11 +200,12 @@ impl Worker {
     /// that the image is bad. It is retried for a moment; if it lasts, the slot is stale and
     /// the state a checker failure, never a violation.
     ///
-    /// The known moment's lag: [`Worker::released`]'s exclusive open of the device is
-    /// inherited, until it execs, by a checker another worker forks at that instant (the
-    /// cgroup join in `pre_exec` makes it a fork), so the claim outlives the close by a few
-    /// milliseconds. Measured: 4 such EBUSYs in 8 runs of two suites side by side, each
-    /// gone at a retry within 17 ms; none with the probe switched off.
+    /// The known moment's lag: [`Worker::released`]'s exclusive open of the device, where
+    /// sysfs cannot answer instead, is inherited, until it execs, by a checker another
+    /// worker forks at that instant (the cgroup join in `pre_exec` makes it a fork), so
+    /// the claim outlives the close by a few milliseconds. Measured with the open as the
+    /// only probe: 4 such EBUSYs in 8 runs of two suites side by side, each gone at a
+    /// retry within 17 ms; none with the probe switched off.
     fn mount(&self, ctx: &CheckCtx) -> Result<Mount, SlotCheck> {
         use brink_blockdev::BlockdevError;
         let failure = |what: String| SlotCheck::fresh(vec![engine_failure(what)]);
@@ -264,7 +265,7 @@ impl Worker {
                 }
                 Err(failed) => {
                     out.extend(failed.checks);
-                    return Ok(self.released(out));
+                    return Ok(self.released(ctx.fs, out));
                 }
             };
         }
@@ -274,7 +275,7 @@ impl Worker {
         let unmounted = m.unmount();
         Timings::add(&t.unmount_us, started);
         let mut c = match unmounted {
-            Ok(()) => self.released(out),
+            Ok(()) => self.released(ctx.fs, out),
             Err(e) => SlotCheck::busy(&e),
         };
         c.interrupted = !finished;
@@ -284,18 +285,25 @@ impl Worker {
     /// `checks` if the file system is gone from the loop device after its unmount. A
     /// process in another mount namespace can keep it alive with nothing mounted here;
     /// the next mount of the device would then be that file system again, not the next
-    /// state. A mounted block device refuses an exclusive open.
+    /// state. Sysfs says whether it is alive (`FsKind::alive_on`); where it cannot, an
+    /// exclusive open does (a mounted device refuses it). The sysfs probe comes first
+    /// because the open claims the device: a checker another worker forks at that
+    /// moment inherits the descriptor until it execs, and a mount of this device in the
+    /// meantime fails with EBUSY (the mount retries: `Worker::mount`).
     ///
     /// The release can also lag the unmount for a moment: when another task holds a
     /// passing reference to the mount (one reading the mount table), that task drops the
     /// last one and frees the file system, not the unmount. Hence the wait.
-    fn released(&self, checks: Vec<CheckOutcome>) -> SlotCheck {
+    fn released(&self, fs: FsKind, checks: Vec<CheckOutcome>) -> SlotCheck {
         let path = self.dev().path();
         let started = Instant::now();
         loop {
-            match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-                _ => return SlotCheck::fresh(checks),
+            let alive = fs.alive_on(path).unwrap_or_else(|| {
+                let open = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path);
+                open.is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+            });
+            if !alive {
+                return SlotCheck::fresh(checks);
             }
             if started.elapsed() >= RELEASE_WAIT_MAX {
                 return SlotCheck {
