@@ -248,8 +248,10 @@ mod tests {
     /// quote; a process in a cgroup keeps its working directory in the innermost mount.
     #[test]
     fn the_watchdog_unmounts_paths_with_spaces_tabs_newlines_and_backslashes() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        if !brink_testkit::can_run(
+            "the_watchdog_unmounts_paths_with_spaces_tabs_newlines_and_backslashes",
+            &[brink_testkit::Need::Root],
+        ) {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -2,24 +2,12 @@
 //! detached through the ioctls brink declares itself (the only unsafe code in the crate).
 
 use std::fs::File;
-use std::path::Path;
 
 use brink_blockdev::{LoopDevice, attached_loop_devices};
+use brink_testkit::{Need, can_run};
 
-/// True if loop devices can be attached here; otherwise fails the test, or skips it
-/// loudly when BRINK_SKIP_PRIVILEGED=1 (the convention of brink-cli's tests).
 fn privileged(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let loopctl = Path::new("/dev/loop-control").exists();
-    if root && loopctl {
-        return true;
-    }
-    let why = format!("{test} needs root and /dev/loop-control (root={root}, loop-control={loopctl})");
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED {why}");
-        return false;
-    }
-    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+    can_run(test, &[Need::Root, Need::Loop])
 }
 
 #[test]

@@ -57,12 +57,10 @@ fn tools_present(test: &str) -> bool {
         return true;
     }
     let strace = strace.map_or_else(|e| e.to_string(), |_| "ok".into());
-    let why = format!("{test} needs strace with stack traces and gcc (strace: {strace}; gcc found: {gcc})");
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: {why}");
-        return false;
-    }
-    panic!("{why}; install them (setup.sh, packages.txt), or set BRINK_SKIP_PRIVILEGED=1 to skip loudly");
+    brink_testkit::skip_or_fail(
+        test,
+        &format!("it needs strace with stack traces and gcc (strace: {strace}; gcc found: {gcc})"),
+    )
 }
 
 /// The 1-based line of the source holding `marker`.

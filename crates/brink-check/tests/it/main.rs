@@ -23,12 +23,11 @@ fn cgroup_jail(test: &str) -> Option<Jail> {
     if root && note.is_none() {
         return Some(jail);
     }
-    let why = format!("{test} needs root and a writable cgroup2 mount (root={root}, cgroup: {note:?})");
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED {why}");
-        return None;
-    }
-    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+    brink_testkit::skip_or_fail(
+        test,
+        &format!("it needs root and a writable cgroup2 mount (root={root}, cgroup: {note:?})"),
+    );
+    None
 }
 
 /// A state directory, a marks file and a place for files the checkers write.

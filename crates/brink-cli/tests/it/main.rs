@@ -28,23 +28,9 @@ pub fn brink() -> Command {
     Command::new(env!("CARGO_BIN_EXE_brink"))
 }
 
-/// True if privileged tests can run here; otherwise fails the test, or skips it loudly
-/// when BRINK_SKIP_PRIVILEGED=1.
+/// True if privileged tests can run here (`brink_testkit`'s rule otherwise).
 pub fn privileged(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let fuse = Path::new("/dev/fuse").exists();
-    let loopctl = Path::new("/dev/loop-control").exists();
-    if root && fuse && loopctl {
-        return true;
-    }
-    let why = format!(
-        "{test} needs root, /dev/fuse and /dev/loop-control (root={root}, fuse={fuse}, loop-control={loopctl})"
-    );
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED {why}");
-        return false;
-    }
-    panic!("{why}; run the tests as root, as CI does, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+    brink_testkit::can_run(test, &brink_testkit::Need::KERNEL)
 }
 
 pub fn run(cmd: &mut Command) -> Output {

@@ -19,25 +19,13 @@ const IMAGE: u64 = 16 << 20;
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const FILES: [&str; 4] = ["f1", "f2", "f3", "f4"];
 
-/// True if the kernel's recovery can run here; otherwise fails the test, or skips it
-/// loudly when BRINK_SKIP_PRIVILEGED=1 (the convention of brink-cli's tests).
+/// Whether the kernel's recovery can run here (`brink_testkit`'s rule otherwise).
 fn privileged(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let fuse = Path::new("/dev/fuse").exists();
-    let loopctl = Path::new("/dev/loop-control").exists();
-    let tools =
-        brink_blockdev::find_program("mkfs.ext4").is_some() && brink_blockdev::find_program("debugfs").is_some();
-    if root && fuse && loopctl && tools {
-        return true;
-    }
-    let why = format!(
-        "{test} needs root, /dev/fuse, /dev/loop-control and e2fsprogs (root={root}, fuse={fuse}, loop-control={loopctl}, e2fsprogs={tools})"
-    );
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED {why}");
-        return false;
-    }
-    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+    use brink_testkit::Need;
+    brink_testkit::can_run(
+        test,
+        &[Need::Root, Need::Fuse, Need::Loop, Need::Program("mkfs.ext4"), Need::Program("debugfs")],
+    )
 }
 
 fn run(cmd: &mut Command) -> String {

@@ -7,21 +7,8 @@ use std::path::Path;
 use brink_record::{IMAGE_BYTES_DEFAULT, Progress, RecordConfig, RecordError, record};
 use brink_trace::{Event, TraceReader};
 
-/// Whether the machine lets these tests record; without, they fail unless
-/// `BRINK_SKIP_PRIVILEGED=1` says to skip them (loudly), as the CLI's tests do.
 fn privileged(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let fuse = Path::new("/dev/fuse").exists();
-    let loopctl = Path::new("/dev/loop-control").exists();
-    if root && fuse && loopctl {
-        return true;
-    }
-    let why = format!("{test} needs root, /dev/fuse and /dev/loop-control (root={root}, fuse={fuse})");
-    if std::env::var_os("BRINK_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED {why}");
-        return false;
-    }
-    panic!("{why}; run the tests as root, or set BRINK_SKIP_PRIVILEGED=1 to skip them loudly");
+    brink_testkit::can_run(test, &brink_testkit::Need::KERNEL)
 }
 
 fn config(output: &Path, setup: Option<&str>, script: &str) -> RecordConfig {
