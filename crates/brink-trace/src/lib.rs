@@ -17,6 +17,7 @@
 //!   base.img        the disk before the first event (a sparse file of image_size bytes)
 //!   events.log      header + event records
 //!   payloads.pack   header + raw chunks
+//!   calls.log       header + the workload's system calls (optional: `calls.rs`)
 //! ```
 //!
 //! All integers are little-endian.
@@ -80,9 +81,11 @@
 
 #![forbid(unsafe_code)]
 
+mod calls;
 pub mod durable;
 mod error;
 mod event;
+mod framing;
 pub mod image;
 mod meta;
 mod open;
@@ -91,6 +94,7 @@ mod summary;
 mod verify;
 mod writer;
 
+pub use calls::{CALL_BYTES_MAX, CallIter, CallsMeta, calls_path};
 pub use error::{ERROR_DETAIL_CHARS_MAX, TraceError};
 pub use event::{ChunkRef, Event, EventDecodeError, EventError, Failed, Write, WriteFlags};
 pub use meta::{ExitInfo, TraceMeta, WorkloadInfo};
@@ -124,6 +128,7 @@ pub mod files {
     pub const BASE_IMAGE: &str = "base.img";
     pub const EVENTS: &str = "events.log";
     pub const PACK: &str = "payloads.pack";
+    pub const CALLS: &str = "calls.log";
 }
 
 pub(crate) const EVENTS_MAGIC: &[u8; 8] = b"BRINKEVT";

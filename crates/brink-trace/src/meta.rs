@@ -33,6 +33,9 @@ pub struct TraceMeta {
     /// without.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub injections: Vec<String>,
+    /// The workload's system calls, if recorded (`calls.log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<crate::CallsMeta>,
 }
 
 impl TraceMeta {
@@ -55,6 +58,7 @@ impl TraceMeta {
             final_image_digest: None,
             workload: None,
             injections: Vec::new(),
+            calls: None,
         }
     }
 }

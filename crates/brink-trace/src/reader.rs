@@ -3,12 +3,13 @@
 //! payloads are read on demand by position and checked against their hash.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::IoContext;
 use crate::event::{EventError, decode};
+use crate::framing::Frames;
 use crate::{
     CHUNK_BYTES, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
     META_BYTES_MAX, PACK_MAGIC, SECTOR_BYTES, TraceError, TraceMeta, WRITE_BYTES_MAX, Write, files, open_regular,
@@ -32,7 +33,7 @@ pub struct PositionedEvent {
     pub event: Event,
 }
 
-fn check_header(path: &Path, file: &mut File, magic: &[u8; 8]) -> Result<(), TraceError> {
+pub(crate) fn check_header(path: &Path, file: &mut File, magic: &[u8; 8]) -> Result<(), TraceError> {
     let mut h = [0u8; HEADER_BYTES as usize];
     let mut got = 0;
     while got < h.len() {
@@ -55,7 +56,7 @@ fn check_header(path: &Path, file: &mut File, magic: &[u8; 8]) -> Result<(), Tra
     Ok(())
 }
 
-fn check_len(path: &Path, file: &File, expected: u64) -> Result<(), TraceError> {
+pub(crate) fn check_len(path: &Path, file: &File, expected: u64) -> Result<(), TraceError> {
     let len = file.metadata().at(path)?.len();
     if len < expected {
         return Err(TraceError::Truncated {
@@ -174,20 +175,9 @@ impl TraceReader {
     /// Stream the events from the start. Each call opens its own file handle.
     pub fn events(&self) -> Result<EventIter, TraceError> {
         let path = self.dir.join(files::EVENTS);
-        let file = open_regular(&path)?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        std::io::copy(&mut (&mut reader).take(HEADER_BYTES), &mut std::io::sink()).at(&path)?;
-        Ok(EventIter {
-            path,
-            reader,
-            offset: HEADER_BYTES,
-            index: 0,
-            total: self.meta.events,
-            end: self.meta.events_log_bytes,
-            image_size: self.meta.image_size,
-            done: false,
-            body: Vec::new(),
-        })
+        let (total, end) = (self.meta.events, self.meta.events_log_bytes);
+        let frames = Frames::open(&path, total, end, EVENT_BYTES_MAX, "event")?;
+        Ok(EventIter { frames, image_size: self.meta.image_size, done: false })
     }
 
     /// Read the payload of `w` into `buf` (resized to `w.len`), verifying every chunk.
@@ -236,74 +226,27 @@ impl TraceReader {
 
 /// Iterator over the events of a trace; yields at most one error, then ends.
 pub struct EventIter {
-    path: PathBuf,
-    reader: BufReader<File>,
-    offset: u64,
-    index: u64,
-    total: u64,
-    /// Where the last event must end: `meta.json`'s length of the log.
-    end: u64,
+    frames: Frames,
     image_size: u64,
     done: bool,
-    body: Vec<u8>,
 }
 
 impl EventIter {
-    fn read_full(&mut self, n: usize, what: &str) -> Result<(), TraceError> {
-        self.body.resize(n, 0);
-        let mut got = 0;
-        while got < n {
-            let r = self.reader.read(&mut self.body[got..]).at(&self.path)?;
-            if r == 0 {
-                return Err(TraceError::Truncated {
-                    path: self.path.clone(),
-                    offset: self.offset + got as u64,
-                    what: format!("{what} of event {} (of {})", self.index, self.total),
-                });
-            }
-            got += r;
+    fn next_event(&mut self) -> Option<Result<PositionedEvent, TraceError>> {
+        if let Err(e) = self.frames.next_body()? {
+            return Some(Err(e));
         }
-        Ok(())
-    }
-
-    fn corrupt(&self, what: String) -> TraceError {
-        TraceError::Corrupt { path: self.path.clone(), offset: self.offset, what }
-    }
-
-    fn next_event(&mut self) -> Result<PositionedEvent, TraceError> {
-        self.read_full(8, "record header")?;
-        let len = u32::from_le_bytes(self.body[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(self.body[4..8].try_into().expect("4 bytes"));
-        if len == 0 || len > EVENT_BYTES_MAX {
-            return Err(self.corrupt(format!("event {} has impossible length {len}", self.index)));
+        let f = &self.frames;
+        let (path, offset, index) = (f.path.clone(), f.offset, f.index);
+        let event = match decode(&f.body) {
+            Ok(event) => event,
+            Err(source) => return Some(Err(TraceError::Undecodable { path, offset, index, source })),
+        };
+        if let Err(source) = self.validate(&event) {
+            return Some(Err(TraceError::BadEvent { path, offset, index, source }));
         }
-        let start = self.offset;
-        // A length that runs past the log's end is refused before its buffer is made.
-        if start + 8 + u64::from(len) > self.end {
-            return Err(TraceError::Truncated {
-                path: self.path.clone(),
-                offset: self.end,
-                what: format!("record body of event {} (of {})", self.index, self.total),
-            });
-        }
-        self.offset += 8;
-        self.read_full(len as usize, "record body")?;
-        self.offset = start;
-        if crc32fast::hash(&self.body) != crc {
-            return Err(self.corrupt(format!("event {} fails its checksum", self.index)));
-        }
-        let (path, offset, index) = (self.path.clone(), self.offset, self.index);
-        let event = decode(&self.body).map_err(|source| TraceError::Undecodable {
-            path: path.clone(),
-            offset,
-            index,
-            source,
-        })?;
-        self.validate(&event).map_err(|source| TraceError::BadEvent { path, offset, index, source })?;
-        let item = PositionedEvent { index: self.index, offset: start, event };
-        self.offset = start + 8 + len as u64;
-        self.index += 1;
-        Ok(item)
+        self.frames.advance();
+        Some(Ok(PositionedEvent { index, offset, event }))
     }
 
     fn validate(&self, event: &Event) -> Result<(), EventError> {
@@ -348,18 +291,10 @@ impl Iterator for EventIter {
         if self.done {
             return None;
         }
-        if self.index == self.total {
-            self.done = true;
-            if self.offset != self.end {
-                let bytes = self.end.saturating_sub(self.offset);
-                return Some(Err(TraceError::TrailingBytes { path: self.path.clone(), offset: self.offset, bytes }));
-            }
-            return None;
-        }
         let r = self.next_event();
-        if r.is_err() {
+        if !matches!(r, Some(Ok(_))) {
             self.done = true;
         }
-        Some(r)
+        r
     }
 }

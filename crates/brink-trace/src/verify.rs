@@ -1,7 +1,8 @@
 //! Trace verification: replaying every event of a trace onto its base image must give
 //! the disk as it stood when recording ended. This checks the recorder (no request lost,
 //! none out of order) and the trace (every payload there and intact) end to end, against
-//! the final image digest the recorder stored in `meta.json`.
+//! the final image digest the recorder stored in `meta.json`. The system calls, if the
+//! trace holds them, are read back in full too.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -20,6 +21,9 @@ pub struct VerifyReport {
     /// True if the trace holds a final image digest, which `digest` then equals; false
     /// if it holds none (an import whose source did not know it), so nothing was compared.
     pub compared: bool,
+    /// System calls read back (each record and its data's chunks checked), if the trace
+    /// holds them.
+    pub calls: Option<u64>,
 }
 
 /// Why a trace does not verify.
@@ -57,9 +61,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let events = image::replay(&reader, &img, &img_path, None)?;
     drop(img);
     let digest = image::digest_file(&img_path)?;
-    match &reader.meta().final_image_digest {
-        Some(want) if *want != digest => Err(VerifyError::Mismatch { events, got: digest, want: want.clone() }),
-        Some(_) => Ok(VerifyReport { events, digest, compared: true }),
-        None => Ok(VerifyReport { events, digest, compared: false }),
-    }
+    let compared = match &reader.meta().final_image_digest {
+        Some(want) if *want != digest => return Err(VerifyError::Mismatch { events, got: digest, want: want.clone() }),
+        Some(_) => true,
+        None => false,
+    };
+    let calls = match reader.calls()? {
+        Some(mut calls) => Some(calls.try_fold(0u64, |n, c| c.map(|_| n + 1))?),
+        None => None,
+    };
+    Ok(VerifyReport { events, digest, compared, calls })
 }

@@ -7,13 +7,16 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
+use crate::calls::CALLS_MAGIC;
 use crate::durable;
 use crate::error::IoContext;
 use crate::event::encode;
+use crate::{CALL_BYTES_MAX, CallsMeta};
 use crate::{
     CHUNK_BYTES, ChunkRef, EVENT_BYTES_MAX, EVENTS_MAGIC, Event, FORMAT_VERSION, Failed, HEADER_BYTES, MARK_BYTES_MAX,
     PACK_MAGIC, TraceError, TraceMeta, Write, WriteFlags, file_header, files, image,
 };
+use brink_calls::Call;
 
 /// Counts kept while writing; `brink show` recomputes them from the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +49,8 @@ pub struct TraceWriter {
     pack_len: u64,
     index: HashMap<[u8; 32], u64>,
     stats: WriterStats,
+    /// The calls written (`TraceWriter::calls`): their count and `calls.log`'s length.
+    calls: Option<(u64, u64)>,
     finished: bool,
 }
 
@@ -87,6 +92,7 @@ impl TraceWriter {
             tmp_dir,
             index: HashMap::new(),
             stats: WriterStats::default(),
+            calls: None,
             finished: false,
         };
         w.events.write_all(&file_header(EVENTS_MAGIC)).at(&w.events_path)?;
@@ -106,6 +112,14 @@ impl TraceWriter {
     /// Log a write of `data` at byte `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8], flags: WriteFlags) -> Result<(), TraceError> {
         assert!(!data.is_empty(), "empty writes are not events");
+        let chunks = self.store_chunks(data)?;
+        self.stats.writes += 1;
+        self.stats.bytes_written += data.len() as u64;
+        self.append(&Event::Write(Write { offset, len: data.len() as u64, flags, chunks }))
+    }
+
+    /// Store `data` in the pack, each distinct 4 KiB chunk once, and return its chunks.
+    fn store_chunks(&mut self, data: &[u8]) -> Result<Vec<ChunkRef>, TraceError> {
         let mut chunks = Vec::with_capacity(data.len().div_ceil(CHUNK_BYTES));
         // The run of new chunks not yet written: data[run_start..run_end].
         let (mut run_start, mut run_end) = (0usize, 0usize);
@@ -128,9 +142,34 @@ impl TraceWriter {
             chunks.push(ChunkRef { hash, pack_offset });
         }
         self.write_pack(&data[run_start..run_end])?;
-        self.stats.writes += 1;
-        self.stats.bytes_written += data.len() as u64;
-        self.append(&Event::Write(Write { offset, len: data.len() as u64, flags, chunks }))
+        Ok(chunks)
+    }
+
+    /// Write the workload's system calls (`calls.rs`), in the order they completed, their
+    /// data into the pack. At most once a trace; `finish` records their count in
+    /// `meta.json`'s `calls` (which the caller fills in).
+    pub fn calls(&mut self, calls: impl IntoIterator<Item = Call>) -> Result<(), TraceError> {
+        assert!(self.calls.is_none(), "a trace's calls are written once");
+        let path = self.tmp_dir.join(files::CALLS);
+        let mut out = BufWriter::new(File::create(&path).at(&path)?);
+        out.write_all(&file_header(CALLS_MAGIC)).at(&path)?;
+        let (mut count, mut bytes) = (0u64, HEADER_BYTES);
+        for mut call in calls {
+            let data = crate::calls::take_data(&mut call);
+            let chunks = self.store_chunks(&data)?;
+            let body = crate::calls::encode(call, data.len() as u64, chunks);
+            if body.len() > CALL_BYTES_MAX as usize {
+                let what = format!("call {count} takes {} bytes, over the limit of {CALL_BYTES_MAX}", body.len());
+                return Err(TraceError::Invalid { path, what });
+            }
+            out.write_all(&crate::framing::frame_header(&body)).at(&path)?;
+            out.write_all(&body).at(&path)?;
+            (count, bytes) = (count + 1, bytes + 8 + body.len() as u64);
+        }
+        let file = out.into_inner().map_err(|e| e.into_error()).at(&path)?;
+        file.sync_all().at(&path)?;
+        self.calls = Some((count, bytes));
+        Ok(())
     }
 
     fn write_pack(&mut self, bytes: &[u8]) -> Result<(), TraceError> {
@@ -178,10 +217,7 @@ impl TraceWriter {
     fn append(&mut self, ev: &Event) -> Result<(), TraceError> {
         let body = encode(ev);
         assert!(body.len() <= EVENT_BYTES_MAX as usize, "event record of {} bytes exceeds the limit", body.len());
-        let mut frame = [0u8; 8];
-        frame[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        frame[4..].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        self.events.write_all(&frame).at(&self.events_path)?;
+        self.events.write_all(&crate::framing::frame_header(&body)).at(&self.events_path)?;
         self.events.write_all(&body).at(&self.events_path)?;
         self.events_bytes += 8 + body.len() as u64;
         self.stats.events += 1;
@@ -207,6 +243,13 @@ impl TraceWriter {
         meta.events = self.stats.events;
         meta.events_log_bytes = self.events_bytes;
         meta.pack_bytes = self.pack_len;
+        match (self.calls, &mut meta.calls) {
+            (Some((count, log_bytes)), Some(c)) => (c.count, c.log_bytes) = (count, log_bytes),
+            (Some((count, log_bytes)), None) => {
+                meta.calls = Some(CallsMeta { count, log_bytes, ..CallsMeta::default() })
+            }
+            (None, calls) => *calls = None,
+        }
         meta.base_image_digest = image::digest_file(&base)?;
         let meta_path = self.tmp_dir.join(files::META);
         let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");

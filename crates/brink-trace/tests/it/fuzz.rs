@@ -1,8 +1,8 @@
 //! A deterministic mutation fuzzer over the trace files (issue 13): thousands of mutants
-//! of `events.log`, `payloads.pack`, `meta.json` and `base.img` of one small valid trace,
+//! of `events.log`, `payloads.pack`, `meta.json`, `base.img` and `calls.log` of one small valid trace,
 //! each opened and read in full (events, payloads, summary, base image digest, and a
 //! replay for the ones that pass). Every mutant must give a result or an error within
-//! `MUTANT_TIME_MAX`, never a panic. `events.log` mutants include ones whose record
+//! `MUTANT_TIME_MAX`, never a panic. `events.log` and `calls.log` mutants include ones whose record
 //! checksum is fixed up, so that the decoder sees the damage and not only the checksum.
 
 use std::fs;
@@ -38,7 +38,16 @@ fn seed_trace(dir: &Path) -> PathBuf {
     w.mark("txn 1 committed").unwrap();
     w.write(65536, &[3u8; 512], WriteFlags::default()).unwrap();
     w.flush().unwrap();
+    w.calls(seed_calls()).unwrap();
     w.finish(TraceMeta::new("fuzz", "unknown", IMAGE)).unwrap()
+}
+
+/// Real system calls: strace's output of `brink-calls`' fixture program, parsed.
+pub fn seed_calls() -> Vec<brink_calls::Call> {
+    let text = include_bytes!("../../../brink-calls/tests/fixtures/basic.strace");
+    let calls = brink_calls::parse_bytes(text).unwrap().calls;
+    assert!(calls.iter().any(|c| matches!(&c.kind, brink_calls::CallKind::Write { data, .. } if !data.is_empty())));
+    calls
 }
 
 /// Open and read the trace in full, then verify it if it reads: a mutant is rejected if
@@ -101,10 +110,13 @@ fn mutate_meta_field(rng: &mut Rng, json: &[u8]) -> (Vec<u8>, String) {
 fn mutant(rng: &mut Rng, name: &str, original: &[u8], meta: &[u8]) -> (Vec<u8>, Option<Vec<u8>>, String) {
     let mut bytes = original.to_vec();
     match name {
-        "events.log" if rng.below(2) == 0 => {
+        "events.log" | "calls.log" if rng.below(2) == 0 => {
             let what = mutate_record(rng, &mut bytes);
             let mut m: TraceMeta = serde_json::from_slice(meta).unwrap();
-            m.events_log_bytes = bytes.len() as u64;
+            match name {
+                "events.log" => m.events_log_bytes = bytes.len() as u64,
+                _ => m.calls.as_mut().unwrap().log_bytes = bytes.len() as u64,
+            }
             (bytes, Some(serde_json::to_vec_pretty(&m).unwrap()), what)
         }
         "meta.json" if rng.below(2) == 0 => {
@@ -123,7 +135,7 @@ fn fuzz_trace_files_never_panic_or_hang() {
     let tmp = scratch_dir();
     let seed = seed_trace(tmp.path());
     assert!(matches!(check(&seed), Outcome::Accepted), "the seed trace reads and verifies");
-    let names = ["events.log", "payloads.pack", "meta.json", "base.img"];
+    let names = ["events.log", "payloads.pack", "meta.json", "base.img", "calls.log"];
     let originals: Vec<Vec<u8>> = names.iter().map(|n| fs::read(seed.join(n)).unwrap()).collect();
     let meta = &originals[2];
     let mut rng = Rng::from_env();

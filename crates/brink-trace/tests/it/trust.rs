@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use brink_trace::{Event, TraceError, TraceMeta, TraceReader, TraceSummary, Write, WriteFlags};
+use brink_trace::{Event, TraceError, TraceMeta, TraceReader, TraceSummary, TraceWriter, Write, WriteFlags};
 
 use crate::sample;
 
@@ -60,6 +60,11 @@ pub fn read_all(t: &Path) -> Result<(), TraceError> {
         }
     }
     TraceSummary::compute(&r)?;
+    if let Some(calls) = r.calls()? {
+        for c in calls {
+            c?;
+        }
+    }
     Ok(())
 }
 
@@ -234,4 +239,39 @@ fn meta_json_error_quotes_a_bounded_part_of_a_huge_value() {
     let msg = e.to_string();
     assert!(msg.contains("invalid metadata: invalid type: string \"xxx") && msg.ends_with('…'), "{msg}");
     assert!(msg.len() < 1000, "{} bytes of error message", msg.len());
+}
+
+/// The workload's system calls come back from `calls.log` as they were written, write
+/// data included (stored in the pack, each distinct chunk once), and `verify` reads them;
+/// a trace without calls says so (None), as traces of older versions do.
+#[test]
+fn calls_round_trip_with_their_data_and_are_optional() {
+    let tmp = tempfile::tempdir().unwrap();
+    let calls = crate::fuzz::seed_calls();
+    for with_calls in [true, false] {
+        let out = tmp.path().join(format!("t-{with_calls}"));
+        let mut w = TraceWriter::create(&out).unwrap();
+        std::fs::write(w.base_image_path(), vec![0u8; 65536]).unwrap();
+        w.write(0, &[7u8; 4096], WriteFlags::default()).unwrap();
+        if with_calls {
+            // Twice the same calls: their data is stored once.
+            w.calls(calls.iter().cloned().chain(calls.iter().cloned())).unwrap();
+        }
+        let mut meta = TraceMeta::new("test", "unknown", 65536);
+        meta.final_image_digest = None;
+        let t = w.finish(meta).unwrap();
+        let r = TraceReader::open(&t).unwrap();
+        let back: Option<Vec<brink_calls::Call>> = r.calls().unwrap().map(|it| it.map(Result::unwrap).collect());
+        let report = brink_trace::verify(&t).unwrap();
+        if with_calls {
+            let back = back.unwrap();
+            assert_eq!(back.len(), calls.len() * 2);
+            assert_eq!(&back[..calls.len()], &calls[..]);
+            assert_eq!(report.calls, Some(calls.len() as u64 * 2));
+        } else {
+            assert!(back.is_none());
+            assert!(r.meta().calls.is_none());
+            assert_eq!(report.calls, None);
+        }
+    }
 }
