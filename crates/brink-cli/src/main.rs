@@ -132,6 +132,10 @@ struct RecordArgs {
     /// kernel does with the error.
     #[arg(long = "inject")]
     inject: Vec<String>,
+    /// Do not record the workload's system calls (recorded by default, under strace, for
+    /// `show --syscalls`, `lint` and reports in the program's terms).
+    #[arg(long)]
+    no_syscalls: bool,
     /// Output trace directory (must not exist).
     #[arg(short, long)]
     output: PathBuf,
@@ -256,6 +260,7 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
         interrupt,
         inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, brink_record::InjectionSpecError>>()?,
         watch: Vec::new(),
+        syscalls: !args.no_syscalls,
     })
 }
 
@@ -268,6 +273,7 @@ fn name_flag(e: RecordError) -> anyhow::Error {
         Setting::MkfsOptions => "--mkfs-opts",
         Setting::MountOptions => "--mount-opts",
         Setting::SetupCommand => "--setup",
+        Setting::Syscalls => "pass --no-syscalls",
         _ => return e.into(),
     };
     anyhow::anyhow!("{}", e.to_string().replace(setting.words(), flag))

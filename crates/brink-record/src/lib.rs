@@ -9,6 +9,7 @@
 //! Of the recorders, only [`record`] touches `/dev/fuse`. (The explorer serves crash
 //! states through a FUSE mount of its own, its `slots`.)
 
+mod calls;
 mod child;
 mod contain;
 mod disk;
@@ -61,6 +62,9 @@ pub enum RecordError {
     /// A `file:PATH` injection cannot be aimed at the base image.
     #[error("injection {injection}: {source}")]
     Injection { injection: String, source: inject::FileTargetError },
+    /// The workload's system calls cannot be recorded (no usable strace) or read back.
+    #[error("recording the workload's system calls: {source} (install strace, or turn the system-call recording off)")]
+    Calls { source: brink_calls::CallsError },
 }
 
 /// A recording setting that an error asks the user to change. Messages name it in words
@@ -73,6 +77,8 @@ pub enum Setting {
     MkfsOptions,
     MountOptions,
     SetupCommand,
+    /// Recording the workload's system calls (on by default).
+    Syscalls,
 }
 
 impl Setting {
@@ -83,6 +89,7 @@ impl Setting {
             Setting::MkfsOptions => "the mkfs options",
             Setting::MountOptions => "the mount options",
             Setting::SetupCommand => "the setup command",
+            Setting::Syscalls => "turn the system-call recording off",
         }
     }
 }
@@ -106,6 +113,7 @@ impl RecordError {
             RecordError::Injection { source: inject::FileTargetError::NoDataBlocks { .. }, .. } => {
                 Some(Setting::SetupCommand)
             }
+            RecordError::Calls { .. } => Some(Setting::Syscalls),
             _ => None,
         }
     }

@@ -53,6 +53,8 @@ pub struct RecordConfig {
     pub inject: Vec<crate::Injection>,
     /// Targets whose matches are only counted (`RecordOutcome::watched`).
     pub watch: Vec<crate::Injection>,
+    /// Record the workload's system calls too (`calls.rs`), under strace.
+    pub syscalls: bool,
 }
 
 #[derive(Debug)]
@@ -176,6 +178,9 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
             "workload command '{prog}' not found (not a path to an executable, not on PATH)"
         ))
     })?;
+    if cfg.syscalls {
+        crate::calls::preflight()?;
+    }
     Ok((mkfs, workload))
 }
 
@@ -367,9 +372,15 @@ fn run_workload(
     // Injections count from here: the mount's own requests are never failed.
     log.lock().expect("log lock").faults = faults;
     let (out_path, err_path, o, e) = output_files(&paths.root, "workload")?;
-    let mut cmd = Command::new(workload);
-    cmd.args(&cfg.argv[1..])
-        .current_dir(&paths.mnt)
+    let mut cmd = match cfg.syscalls {
+        true => crate::calls::traced(workload, &cfg.argv[1..], &paths.root.join(crate::calls::STRACE_OUT))?,
+        false => {
+            let mut cmd = Command::new(workload);
+            cmd.args(&cfg.argv[1..]);
+            cmd
+        }
+    };
+    cmd.current_dir(&paths.mnt)
         .env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME))
         .env("BRINK_FS", fstype)
         .stdout(Stdio::from(o))
@@ -495,9 +506,15 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         return Err(RecordError::Failed(format!("{unrecorded} block requests arrived after the final unmount")));
     }
 
+    let mut writer = writer;
+    let mut meta = trace_meta(cfg, &run, final_digest);
+    if cfg.syscalls {
+        progress.set("reading the system calls");
+        let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
+        meta.calls = Some(crate::calls::store(&paths.root.join(crate::calls::STRACE_OUT), &site, &mut writer)?);
+    }
     progress.set("finishing the trace");
     let stats = writer.stats();
-    let meta = trace_meta(cfg, &run, final_digest);
     let exit = child::exit_info(run.status);
     let trace = writer.finish(meta)?;
     drop(backing);

@@ -63,6 +63,7 @@ impl Workload {
                 interrupt: opts.interrupt.clone(),
                 inject: mode.inject.clone(),
                 watch: Vec::new(),
+                syscalls: true,
             },
             explore: ExploreConfig {
                 trace: dir.join("trace"),
