@@ -32,14 +32,17 @@
 
 mod args;
 mod decode;
+mod describe;
 mod error;
 mod model;
 mod parse;
+mod resolve;
 mod symbolize;
 mod tracer;
 
 pub use args::{ARGS_MAX, STRING_BYTES_MAX};
 pub use decode::{EXEC_ARGS_MAX, RAW_ARGS_CHARS_MAX};
+pub use describe::{Shown, Site, at, is_mark, listing, mark_text, paths_of, relative};
 pub use error::{CallsError, ERROR_DETAIL_CHARS_MAX};
 pub use model::{
     AT_FDCWD, Access, Call, CallKind, CallResult, EndKind, Fd, Flags, Frame, Mmap, ProcessEnd, SYSTEM_OBJECT_PREFIXES,
@@ -50,6 +53,7 @@ pub use parse::{
     CALL_NAME_BYTES_MAX, CallReader, FRAME_TEXT_BYTES_MAX, LINE_BYTES_MAX, PENDING_MAX, PROCESS_ENDS_MAX, Parsed,
     STACK_FRAMES_MAX, parse_bytes, parse_file,
 };
+pub use resolve::{Resolver, normalize};
 pub use symbolize::{OBJECTS_CACHED_MAX, Symbolizer};
 pub use tracer::{
     STRACE_PROGRAM, STRACE_VERSION_MIN, STRING_LIMIT_DEFAULT, StraceInfo, TRACED_CALLS, TraceOptions, check_strace,

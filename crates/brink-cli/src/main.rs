@@ -46,6 +46,10 @@ enum Cmd {
         /// (ext4; other file systems are listed as not attributed).
         #[arg(long)]
         files: bool,
+        /// The workload's system calls on the recorded file system, with paths resolved,
+        /// the source line of each, and marks in place.
+        #[arg(long, conflicts_with = "files")]
+        syscalls: bool,
     },
     /// Replay a whole trace onto its base image and compare with the recorded final image.
     Verify { trace: PathBuf },
@@ -307,7 +311,10 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Show { trace, json, summary, files } => show::show(&trace, json, summary, files),
+        Cmd::Show { trace, json, summary, files, syscalls } => match syscalls {
+            true => show::show_calls(&trace, json),
+            false => show::show(&trace, json, summary, files),
+        },
         Cmd::Verify { trace } => show::verify(&trace),
         Cmd::Import { kind: ImportKind::DmLogWrites { log, base, output, fs, mount_opts } } => {
             let req = DmLogImport { log, base, output, fs, mount_opts, interrupt: install_interrupt() };

@@ -141,6 +141,50 @@ fn show_json<'a>(trace: &Path, reader: &'a TraceReader, summary: &'a TraceSummar
     }
 }
 
+/// `brink show TRACE --syscalls`: the workload's calls on the recorded file system, one
+/// line each, marks in place; what cannot be traced said first.
+pub fn show_calls(trace: &Path, json: bool) -> Result<i32> {
+    let reader = TraceReader::open(trace)?;
+    let (Some(meta), Some(calls)) = (reader.meta().calls.clone(), reader.calls()?) else {
+        anyhow::bail!(
+            "{} holds no system calls (recorded with --no-syscalls, imported, or by an older brink)",
+            trace.display()
+        );
+    };
+    let calls: Vec<brink_calls::Call> = calls.collect::<Result<_, _>>()?;
+    let site = brink_calls::Site { cwd: meta.cwd.as_bytes(), mark_file: meta.mark_file.as_bytes() };
+    let (shown, hidden) = brink_calls::listing(&calls, site);
+    if json {
+        let obj = serde_json::json!({ "trace": trace.display().to_string(), "tracer": meta.tracer,
+            "untraceable": meta.untraceable, "calls": shown, "calls_total": calls.len(), "calls_not_shown": hidden });
+        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
+        return Ok(0);
+    }
+    let mut out = format!("trace {} ({} calls recorded by {})\n", trace.display(), calls.len(), meta.tracer);
+    for u in &meta.untraceable {
+        writeln!(out, "  WARNING: not traced: {u}")?;
+    }
+    writeln!(out, "\n{:>7}  {:>7}  {:<48}  {:<10}  at", "call", "thread", "what", "result")?;
+    for c in &shown {
+        let what = match &c.mark {
+            Some(m) => format!("── mark \"{}\" ──", brink_triage::printable(m)),
+            None => brink_triage::printable(&c.text).into_owned(),
+        };
+        writeln!(
+            out,
+            "{:>7}  {:>7}  {:<48}  {:<10}  {}",
+            c.seq,
+            c.tid,
+            what,
+            c.result,
+            c.at.as_deref().unwrap_or("-")
+        )?;
+    }
+    writeln!(out, "\n{hidden} calls outside the recorded file system are not shown (the loader, /dev, /proc …)")?;
+    emit(&out)?;
+    Ok(0)
+}
+
 /// The summary rows above the event table.
 fn header(trace: &Path, reader: &TraceReader, summary: &TraceSummary) -> String {
     let meta = reader.meta();
@@ -166,6 +210,13 @@ fn header(trace: &Path, reader: &TraceReader, summary: &TraceSummary) -> String 
     row("epochs", summary.epochs.to_string());
     row("discards", summary.discards.to_string());
     row("marks", summary.marks.to_string());
+    match &meta.calls {
+        Some(c) => row("calls", format!("{} system calls ({}; show --syscalls lists them)", c.count, c.tracer)),
+        None => row("calls", "not recorded".into()),
+    }
+    for u in meta.calls.iter().flat_map(|c| &c.untraceable) {
+        row("WARNING", format!("not traced: {u}"));
+    }
     if summary.errors > 0 {
         row("errors", format!("{} (injected EIO)", summary.errors));
     }

@@ -4,6 +4,7 @@
 //! they fail with a message saying so; `BRINK_SKIP_PRIVILEGED=1` turns that into a loud
 //! SKIPPED line on stderr instead, for machines that cannot run them.
 
+mod calls;
 mod cleanup;
 mod errors;
 mod explore;
