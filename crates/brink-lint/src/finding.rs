@@ -202,7 +202,7 @@ impl Occurrence {
         let ack = ack.map_or_else(|| "nothing".to_string(), |a| format!("'{}'", a.mark));
         match self.kind {
             LintKind::RenameWithoutDirFsync => format!(
-                "{what} at {site} was acknowledged ({ack}) before {detail} was fsynced: a power cut in between can lose it"
+                "{what} at {site} was acknowledged ({ack}) before {detail} fsynced: a power cut in between can lose it"
             ),
             LintKind::DataWithoutFsync => format!(
                 "{what} at {site} was acknowledged ({ack}) before {path} was fsynced: a power cut in between can lose the data"

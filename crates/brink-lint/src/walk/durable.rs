@@ -14,6 +14,19 @@ impl Walker<'_> {
     /// An entry of `path`'s directory changed (`what`, in words); `also` is a second
     /// directory a rename took the name from. `created`: a name that did not exist.
     pub(super) fn entry_change(&mut self, call: &Call, path: &Path, what: String, also: Option<FileId>, created: bool) {
+        self.entry_change_from(call, None, path, what, also, created);
+    }
+
+    /// [`Walker::entry_change`] for a call that also names `from` (a rename's old name).
+    fn entry_change_from(
+        &mut self,
+        call: &Call,
+        from: Option<&Path>,
+        path: &Path,
+        what: String,
+        also: Option<FileId>,
+        created: bool,
+    ) {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
         if path == self.mark_path() || !crate::paths::is_storage(path) {
             return;
@@ -22,18 +35,16 @@ impl Walker<'_> {
         self.state.files[dir].dir = true;
         let mut needs = vec![dir];
         needs.extend(also.filter(|&d| d != dir));
-        let dirs: Vec<String> = needs.iter().map(|&d| self.state.show_file(d)).collect();
-        let detail = match dirs.as_slice() {
-            [one] => format!("its directory {one}"),
-            many => format!("its directories {}", many.join(" and ")),
-        };
         let shown = self.state.show(path, false);
         let occurrence = Occurrence {
             kind: LintKind::RenameWithoutDirFsync,
-            calls: vec![CallRef::new(call, vec![shown.clone()])],
+            calls: vec![CallRef::new(
+                call,
+                from.map(|f| self.state.show(f, false)).into_iter().chain([shown.clone()]).collect(),
+            )],
             path: shown,
             what,
-            detail,
+            detail: String::new(),
             count: 1,
         };
         self.entries.insert((dir, name.to_os_string()), Entry { occurrence, needs, created });
@@ -67,7 +78,7 @@ impl Walker<'_> {
             _ => None,
         };
         let what = format!("{}({} → {})", call.name, self.state.show(old, false), self.state.show(new, false));
-        self.entry_change(call, new, what, from_dir, false);
+        self.entry_change_from(call, Some(old), new, what, from_dir, false);
     }
 
     pub(super) fn unlink(&mut self, call: &Call, path: &Path) {
@@ -122,9 +133,20 @@ impl Walker<'_> {
         self.failed.insert(file, Failed { occurrence, rewritten: false });
     }
 
+    /// The entry change's occurrence, naming the directories still not fsynced.
+    fn unsynced_dirs(&self, entry: Entry) -> Occurrence {
+        let dirs: Vec<String> = entry.needs.iter().map(|&d| self.state.show_file(d)).collect();
+        let detail = match dirs.as_slice() {
+            [one] => format!("its directory {one} was"),
+            many => format!("its directories {} were", many.join(" and ")),
+        };
+        Occurrence { detail, ..entry.occurrence }
+    }
+
     /// An acknowledgement: everything still pending was acknowledged too early.
     pub(super) fn ack(&mut self, ack: Ack) {
-        let mut due: Vec<Occurrence> = self.entries.drain().map(|(_, e)| e.occurrence).collect();
+        let entries: Vec<Entry> = self.entries.drain().map(|(_, e)| e).collect();
+        let mut due: Vec<Occurrence> = entries.into_iter().map(|e| self.unsynced_dirs(e)).collect();
         due.extend(self.data.drain().flat_map(|(_, pending)| pending));
         due.extend(self.failed.drain().map(|(_, f)| f.occurrence));
         due.extend(self.maps.drain(..).map(|m| m.occurrence));
