@@ -9,7 +9,7 @@
 //! table (a number reused by a call that is not traced, such as `pipe` or `socket`) is
 //! replaced by a description of what strace names, marked as not opened in the trace.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use brink_calls::{AT_FDCWD, Call, CallKind, CallResult, Fd, bytes_path};
@@ -20,6 +20,9 @@ use crate::paths;
 pub(crate) type FileId = usize;
 pub(crate) type DescId = usize;
 type ProcId = usize;
+
+/// Most ancestors followed to find a new thread's parent process.
+const SPAWN_DEPTH_MAX: u32 = 64;
 
 /// A file (or directory) identity: what an inode is to the kernel.
 #[derive(Debug)]
@@ -69,6 +72,9 @@ struct Proc {
 #[derive(Debug)]
 pub(crate) struct State {
     names: HashMap<PathBuf, FileId>,
+    /// Every path some name was ever under: the directories whose rename or removal
+    /// must move or drop names beneath them (the others need no scan of `names`).
+    parents: HashSet<PathBuf>,
     pub files: Vec<File>,
     pub descs: Vec<Desc>,
     procs: Vec<Proc>,
@@ -94,6 +100,7 @@ impl State {
             .collect();
         State {
             names: HashMap::new(),
+            parents: HashSet::new(),
             files: Vec::new(),
             descs: Vec::new(),
             procs: Vec::new(),
@@ -107,14 +114,20 @@ impl State {
     /// The process of thread `tid`, made on first sight: a copy of its parent's (fork),
     /// its parent's own (a thread), or a new one in the starting directory.
     pub fn proc_of(&mut self, tid: u32) -> ProcId {
+        self.proc_of_within(tid, SPAWN_DEPTH_MAX)
+    }
+
+    /// [`State::proc_of`], following at most `depth` unseen ancestors (thread ids reused
+    /// in a long trace could make the spawns a cycle).
+    fn proc_of_within(&mut self, tid: u32, depth: u32) -> ProcId {
         if let Some(&p) = self.tids.get(&tid) {
             return p;
         }
         let made = match self.spawns.get(&tid).copied() {
-            Some((parent, _)) if parent == tid => self.new_proc(),
-            Some((parent, true)) => self.proc_of(parent),
+            Some((parent, _)) if parent == tid || depth == 0 => self.new_proc(),
+            Some((parent, true)) => self.proc_of_within(parent, depth - 1),
             Some((parent, false)) => {
-                let parent = self.proc_of(parent);
+                let parent = self.proc_of_within(parent, depth - 1);
                 let copy = Proc { fds: self.procs[parent].fds.clone(), cwd: self.procs[parent].cwd.clone() };
                 for slot in copy.fds.values() {
                     self.descs[slot.desc].refs += 1;
@@ -184,6 +197,11 @@ impl State {
         if let Some(old) = self.names.insert(path.to_path_buf(), id) {
             self.forget_name(old, path);
         }
+        if let Some(parent) = path.parent() {
+            if !self.parents.contains(parent) {
+                self.parents.insert(parent.to_path_buf());
+            }
+        }
         let file = &mut self.files[id];
         file.names += 1;
         file.path = Some(path.to_path_buf());
@@ -202,8 +220,7 @@ impl State {
     /// Removes the name `path` (and, for a directory, every name under it); the file it
     /// named, if known.
     pub fn unbind(&mut self, path: &Path) -> Option<FileId> {
-        let under: Vec<PathBuf> = self.names.keys().filter(|p| p.starts_with(path) && *p != path).cloned().collect();
-        for name in under {
+        for name in self.names_under(path) {
             if let Some(id) = self.names.remove(&name) {
                 self.forget_name(id, &name);
             }
@@ -216,7 +233,7 @@ impl State {
     /// `rename(old, new)` in the name space: the file (and a directory's contents) move;
     /// what `new` named loses that name. Returns the moved file.
     pub fn rename(&mut self, old: &Path, new: &Path, exchange: bool) -> FileId {
-        let under: Vec<PathBuf> = self.names.keys().filter(|p| p.starts_with(old) && *p != old).cloned().collect();
+        let under = self.names_under(old);
         let moved = self.names.get(old).copied().unwrap_or_else(|| self.new_file(Some(old)));
         let displaced = if exchange { self.names.get(new).copied() } else { None };
         self.unbind_one(old);
@@ -231,6 +248,14 @@ impl State {
             self.bind(old, other);
         }
         moved
+    }
+
+    /// The names strictly under `dir`.
+    fn names_under(&self, dir: &Path) -> Vec<PathBuf> {
+        if !self.parents.contains(dir) {
+            return Vec::new();
+        }
+        self.names.keys().filter(|p| p.starts_with(dir) && *p != dir).cloned().collect()
     }
 
     fn unbind_one(&mut self, path: &Path) -> Option<FileId> {

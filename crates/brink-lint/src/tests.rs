@@ -416,3 +416,29 @@ fn a_relative_rename_resolves_against_the_working_directory() {
     t.ack("renamed");
     assert_eq!(t.kinds(), []);
 }
+
+#[test]
+fn thread_ids_reused_into_a_spawn_cycle_do_not_recurse_forever() {
+    let mut t = Trace::default();
+    t.push(300, CallKind::Spawn { thread: false }, CallResult::Ok(301));
+    t.push(301, CallKind::Spawn { thread: false }, CallResult::Ok(300));
+    t.write(300, 3, "/w/x");
+    // Built in the other order, so that neither process is known when first seen.
+    t.calls.reverse();
+    assert_eq!(t.kinds(), []);
+}
+
+#[test]
+fn renaming_a_directory_moves_the_files_under_it() {
+    let mut t = Trace::default();
+    t.open(MAIN, "/w/d/f", 0, 3).write(MAIN, 3, "/w/d/f").rename("d", "e");
+    t.open(MAIN, "/w", open_flag::DIRECTORY, 8).fsync(MAIN, 8, "/w").fsync(MAIN, 3, "/w/e/f").ack("moved");
+    assert_eq!(t.kinds(), []);
+}
+
+#[test]
+fn truncating_an_existing_file_on_open_is_a_data_change() {
+    let mut t = Trace::default();
+    t.open(MAIN, "/w/old", 0, 3).close(MAIN, 3, "/w/old").open(MAIN, "/w/old", open_flag::TRUNC, 3).ack("emptied");
+    assert_eq!(t.kinds(), [(LintKind::DataWithoutFsync, 3)]);
+}

@@ -227,6 +227,9 @@ impl<'a> Walker<'a> {
         let sync = flags.contains(open_flag::SYNC) || flags.contains(open_flag::DSYNC);
         let desc = self.state.new_desc(file, direct, sync, Some(opened));
         self.state.install(proc, num, desc, false);
+        if flags.contains(open_flag::TRUNC) && !creates && !tmpfile {
+            self.data_change(call, desc, LintKind::DataWithoutFsync, "with O_TRUNC of");
+        }
     }
 
     fn chdir(&mut self, proc: usize, target: &Target) {
@@ -338,11 +341,11 @@ impl<'a> Walker<'a> {
             return;
         };
         let site = crate::finding::Site::of(call);
-        if let Some(same) = self.conflicts.iter_mut().find(|o| o.calls[0].site == site) {
+        let path = self.state.show_file(file);
+        if let Some(same) = self.conflicts.iter_mut().find(|o| o.calls[0].site == site && o.path == path) {
             same.count += 1;
             return;
         }
-        let path = self.state.show_file(file);
         let base = self.state.base.as_deref();
         let (mine, theirs) = if d.direct { ("an O_DIRECT", "a buffered") } else { ("a buffered", "an O_DIRECT") };
         let opened = self.state.descs[other].opened.clone();

@@ -96,14 +96,25 @@ impl Walker<'_> {
     /// mappings and the entries of it as a directory are durable; a failure before is
     /// repaired only if the file was written again since.
     pub(super) fn synced(&mut self, file: Option<FileId>) {
-        let hit = |f: FileId| file.is_none_or(|x| x == f);
-        self.data.retain(|&f, _| !hit(f));
-        self.maps.retain(|m| !hit(m.file));
-        self.failed.retain(|&f, failed| !(hit(f) && failed.rewritten));
-        for entry in self.entries.values_mut() {
-            entry.needs.retain(|&d| !hit(d));
+        let Some(file) = file else {
+            self.data.clear();
+            self.maps.clear();
+            self.failed.retain(|_, failed| !failed.rewritten);
+            self.entries.clear();
+            return;
+        };
+        self.data.remove(&file);
+        self.maps.retain(|m| m.file != file);
+        if self.failed.get(&file).is_some_and(|f| f.rewritten) {
+            self.failed.remove(&file);
         }
-        self.entries.retain(|_, e| !e.needs.is_empty());
+        // Entries wait only on directories, and every one waited on is marked so.
+        if self.state.files[file].dir {
+            for entry in self.entries.values_mut() {
+                entry.needs.retain(|&d| d != file);
+            }
+            self.entries.retain(|_, e| !e.needs.is_empty());
+        }
     }
 
     /// An fsync failed with `error`: the data written since the last good one may be

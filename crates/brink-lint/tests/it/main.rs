@@ -1,8 +1,10 @@
 //! The lint on real programs: small C programs, each with a mistake and its fixed
 //! version (`-DFIXED`), built with `gcc -g`, run under strace by `brink_calls`, their
-//! traces parsed, symbolized and linted (`programs.rs`). Needs strace and gcc; without
-//! them a test fails saying so, or with `BRINK_SKIP_PRIVILEGED=1` skips loudly.
+//! traces parsed, symbolized and linted (`programs.rs`); and `brink-calls`' committed
+//! traces linted for robustness (`fixtures.rs`). Needs strace and gcc; without them a
+//! test fails saying so, or with `BRINK_SKIP_PRIVILEGED=1` skips loudly.
 
+mod fixtures;
 mod programs;
 
 use std::ffi::OsString;
