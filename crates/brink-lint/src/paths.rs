@@ -33,10 +33,13 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 }
 
 /// Whether a path names something the lint treats as a file whose durability matters:
-/// an absolute path outside the kernel's pseudo file systems (`/dev`, `/proc`, `/sys`).
-/// `pipe:[…]`, `socket:[…]` and `anon_inode:…` are not absolute.
+/// an absolute path outside the kernel's pseudo file systems (`/dev`, `/proc`, `/sys`)
+/// and not a `memfd_create` file (`/memfd:NAME`). `pipe:[…]`, `socket:[…]` and
+/// `anon_inode:…` are not absolute.
 pub(crate) fn is_storage(path: &Path) -> bool {
-    path.is_absolute() && !["/dev", "/proc", "/sys"].iter().any(|p| path.starts_with(p))
+    path.is_absolute()
+        && !["/dev", "/proc", "/sys"].iter().any(|p| path.starts_with(p))
+        && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:")
 }
 
 /// `path` for a person: relative to `base` when under it (`.` for `base` itself),
@@ -98,5 +101,6 @@ mod tests {
         assert_eq!(fold_digits("log.12/seg-7.db"), "log.N/seg-N.db");
         assert!(is_storage(Path::new("/tmp/a")) && !is_storage(Path::new("/dev/null")));
         assert!(!is_storage(Path::new("pipe:[12]")) && !is_storage(Path::new("/proc/self/fd/3")));
+        assert!(!is_storage(Path::new("/memfd:buffer")));
     }
 }

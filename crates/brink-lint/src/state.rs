@@ -6,8 +6,10 @@
 //!
 //! strace's `-y` names the file behind every descriptor argument, so the tables are
 //! checked against it at each use: a descriptor whose printed path disagrees with the
-//! table (a number reused by a call that is not traced, such as `pipe` or `socket`) is
-//! replaced by a description of what strace names, marked as not opened in the trace.
+//! table (a number reused by a call that is not traced, such as `pipe`, `socket` or
+//! `memfd_create`) is replaced by a description of what strace names, marked as not
+//! opened in the trace; but when both are files on storage, the kernel's name is taken
+//! as the file's (the model resolved a rename lexically, through a symlink, say).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -265,14 +267,24 @@ impl State {
     }
 
     /// The description behind descriptor `fd` in `proc`, checked against the path strace
-    /// printed for it (see the module's documentation).
+    /// printed for it (see the module's documentation). A description the trace opened
+    /// whose file strace names differently, on storage both, is the same file under a
+    /// name the model got wrong (a rename resolved through a symlink, say): it takes
+    /// the kernel's name.
     pub fn desc_of(&mut self, proc: ProcId, fd: &Fd) -> Option<DescId> {
         let slot = self.procs[proc].fds.get(&fd.num).copied();
         let Some(printed) = fd.path().map(paths::normalize) else { return slot.map(|s| s.desc) };
-        if let Some(slot) = slot {
-            let file = &self.files[self.descs[slot.desc].file];
-            if fd.deleted || file.path.as_deref() == Some(printed.as_path()) {
-                return Some(slot.desc);
+        if let Some(Slot { desc, .. }) = slot {
+            let file = self.descs[desc].file;
+            let known = self.files[file].path.clone();
+            match known {
+                None if fd.deleted => return Some(desc),
+                Some(name) if !fd.deleted && name == printed => return Some(desc),
+                Some(_) if !fd.deleted && self.descs[desc].own && paths::is_storage(&printed) => {
+                    self.bind(&printed, file);
+                    return Some(desc);
+                }
+                _ => {}
             }
         }
         let file = if fd.deleted { self.new_file(Some(&printed)) } else { self.file_at(&printed) };

@@ -125,7 +125,8 @@ impl<'a> Walker<'a> {
                     self.data_change(call, desc, LintKind::DataWithoutFsync, "of");
                 }
             }
-            CallKind::Copy { to, .. } if result > 0 => {
+            // A clone ioctl returns 0; the other copies return the bytes moved.
+            CallKind::Copy { to, .. } if result > 0 || call.name == "ioctl" => {
                 if let Some(desc) = self.state.desc_of(proc, to) {
                     self.data_change(call, desc, LintKind::CopyWithoutFsync, "into");
                 }
