@@ -17,7 +17,8 @@
 //!   before the acknowledgement needs no durability of its own: the rename is what
 //!   counts (an atomic replace is one finding, not two).
 //! - [`LintKind::DataWithoutFsync`]: a `write`, `pwrite64`, `writev`, `pwritev(2)`,
-//!   `truncate`/`ftruncate` or `fallocate` to a regular file with no fsync or fdatasync
+//!   `truncate`/`ftruncate`, `fallocate`, or an `open` with `O_TRUNC` of a file it did
+//!   not create, to a regular file with no fsync or fdatasync
 //!   of any descriptor of that file (under any of its names), nor `sync`/`syncfs`, before
 //!   the acknowledgement. Writes through an `O_SYNC`/`O_DSYNC` description, and
 //!   `pwritev2` with `RWF_SYNC`/`RWF_DSYNC`, are durable when they return.
