@@ -5,15 +5,13 @@
 //! nothing of the recorded file system (the loader reading libraries, `/dev/null`) are
 //! counted, not listed.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use crate::{Call, CallKind, CallResult, Fd, Flags, Resolver, open_flag};
 
 /// Where the workload ran, as the trace says.
 #[derive(Debug, Clone, Copy)]
-pub struct Site<'a> {
+pub struct Place<'a> {
     /// The workload's starting directory: the recorded file system's mount.
     pub cwd: &'a [u8],
     /// The mark file (`$BRINK_MARK`).
@@ -40,23 +38,23 @@ pub struct Shown {
 
 /// The calls of `calls` that touch the recorded file system (or acknowledge, or sync, or
 /// cannot be traced), and how many others there were.
-pub fn listing(calls: &[Call], site: Site<'_>) -> (Vec<Shown>, usize) {
-    let mut r = Resolver::new(calls, site.cwd);
+pub fn listing(calls: &[Call], place: Place<'_>) -> (Vec<Shown>, usize) {
+    let mut r = Resolver::new(calls, place.cwd);
     let (mut shown, mut hidden) = (Vec::new(), 0);
     for c in calls {
         let paths = paths_of(c, &r);
-        let mark = is_mark(c, site).then(|| mark_text(c));
-        let inside = paths.iter().any(|p| under(p, site.cwd));
+        let mark = is_mark(c, place).then(|| mark_text(c));
+        let inside = paths.iter().any(|p| under(p, place.cwd));
         let always = matches!(c.kind, CallKind::Sync | CallKind::Untraceable { .. });
         if mark.is_some() || inside || always {
-            let rel = |p: &[u8]| relative(p, site.cwd);
+            let rel = |p: &[u8]| relative(p, place.cwd);
             shown.push(Shown {
                 seq: c.seq,
                 tid: c.tid,
                 name: c.name.clone(),
                 text: text(c, &paths.iter().map(|p| rel(p)).collect::<Vec<_>>()),
                 result: result(c),
-                at: at(c),
+                at: at(c, place.cwd),
                 mark,
                 untraceable: c.untraceable().map(|u| u.what()),
             });
@@ -69,8 +67,8 @@ pub fn listing(calls: &[Call], site: Site<'_>) -> (Vec<Shown>, usize) {
 }
 
 /// Whether `c` is a write to the mark file (an acknowledgement).
-pub fn is_mark(c: &Call, site: Site<'_>) -> bool {
-    matches!(&c.kind, CallKind::Write { fd, .. } if fd.path.as_deref() == Some(site.mark_file))
+pub fn is_mark(c: &Call, place: Place<'_>) -> bool {
+    matches!(&c.kind, CallKind::Write { fd, .. } if fd.path.as_deref() == Some(place.mark_file))
         && matches!(c.result, CallResult::Ok(_))
 }
 
@@ -165,19 +163,13 @@ fn result(c: &Call) -> String {
     }
 }
 
-/// The program's line that made `c`: `file:line in function`, else the object and offset.
-pub fn at(c: &Call) -> Option<String> {
-    let f = c.user_frame()?;
-    let func = f.function.as_deref().map(|n| format!(" in {n}")).unwrap_or_default();
-    Some(match &f.source {
-        Some(s) => format!("{}:{}{func}", short(&s.file), s.line),
-        None => format!("{}+{:#x}{func}", short(&f.object), f.offset),
-    })
-}
-
-/// A source or object path as people read it: its last two components.
-fn short(p: &Path) -> String {
-    let parts: Vec<_> = p.iter().collect();
-    let tail = &parts[parts.len().saturating_sub(2)..];
-    tail.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join("/")
+/// The program's line that made `c` (`file:line in function`, the file relative to the
+/// workload's directory when under it), else its object and offset.
+fn at(c: &Call, cwd: &[u8]) -> Option<String> {
+    let site = crate::Site::of(c);
+    if site == crate::Site::Unknown {
+        return None;
+    }
+    let func = site.function().map(|n| format!(" in {n}")).unwrap_or_default();
+    Some(format!("{}{func}", site.show(Some(crate::bytes_path(cwd)))))
 }

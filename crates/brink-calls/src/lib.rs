@@ -37,12 +37,14 @@ mod error;
 mod model;
 mod parse;
 mod resolve;
+mod script;
+mod site;
 mod symbolize;
 mod tracer;
 
 pub use args::{ARGS_MAX, STRING_BYTES_MAX};
 pub use decode::{EXEC_ARGS_MAX, RAW_ARGS_CHARS_MAX};
-pub use describe::{Shown, Site, at, is_mark, listing, mark_text, paths_of, relative};
+pub use describe::{Place, Shown, is_mark, listing, mark_text, paths_of, relative};
 pub use error::{CallsError, ERROR_DETAIL_CHARS_MAX};
 pub use model::{
     AT_FDCWD, Access, Call, CallKind, CallResult, EndKind, Fd, Flags, Frame, Mmap, ProcessEnd, SYSTEM_OBJECT_PREFIXES,
@@ -54,6 +56,8 @@ pub use parse::{
     STACK_FRAMES_MAX, parse_bytes, parse_file,
 };
 pub use resolve::{Resolver, normalize};
+pub use script::{SCRIPT_BYTES_MAX, SCRIPT_TEXT_CHARS_MAX, attribute_scripts};
+pub use site::{Site, show_path};
 pub use symbolize::{OBJECTS_CACHED_MAX, Symbolizer};
 pub use tracer::{
     STRACE_PROGRAM, STRACE_VERSION_MIN, STRING_LIMIT_DEFAULT, StraceInfo, TRACED_CALLS, TraceOptions, check_strace,

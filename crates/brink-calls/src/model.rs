@@ -440,9 +440,13 @@ pub fn is_system_object(object: &Path) -> bool {
 
 impl Call {
     /// The first frame in the program (outside the C library and the loader), as ALICE
-    /// reports a call: the line of the user's code that made it.
+    /// reports a call: the line of the user's code that made it. A frame with a source
+    /// line is preferred: a binary without debug info (`mv`) run by a script gives way to
+    /// the script's line (`script.rs`), which is outermost.
     pub fn user_frame(&self) -> Option<&Frame> {
-        self.stack.iter().find(|f| !is_system_object(&f.object))
+        let mut user = self.stack.iter().filter(|f| !is_system_object(&f.object));
+        let first = user.clone().next();
+        user.find(|f| f.source.is_some()).or(first)
     }
 
     /// What brink cannot follow about this call, if anything.

@@ -53,6 +53,15 @@ enum Cmd {
     },
     /// Replay a whole trace onto its base image and compare with the recorded final image.
     Verify { trace: PathBuf },
+    /// Find the known crash-consistency traps in a trace's system calls, without exploring
+    /// (exit 1 if any): a rename or creation acknowledged before its directory is fsynced,
+    /// data acknowledged before its file is fsynced, an acknowledgement after a failed
+    /// fsync, one file open with O_DIRECT and buffered, copies and mappings not synced.
+    Lint {
+        trace: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every crash state a power cut could leave (or a bounded or sampled part).
     Explore(explore::ExploreArgs),
     /// Record and explore one workload under ext4 data=ordered, writeback and journal.
@@ -316,6 +325,7 @@ fn run(cli: Cli) -> Result<i32> {
             false => show::show(&trace, json, summary, files),
         },
         Cmd::Verify { trace } => show::verify(&trace),
+        Cmd::Lint { trace, json } => show::lint(&trace, json),
         Cmd::Import { kind: ImportKind::DmLogWrites { log, base, output, fs, mount_opts } } => {
             let req = DmLogImport { log, base, output, fs, mount_opts, interrupt: install_interrupt() };
             let s = brink_record::import::import_dm_log_writes(&req)?;

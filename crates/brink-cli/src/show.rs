@@ -145,15 +145,9 @@ fn show_json<'a>(trace: &Path, reader: &'a TraceReader, summary: &'a TraceSummar
 /// line each, marks in place; what cannot be traced said first.
 pub fn show_calls(trace: &Path, json: bool) -> Result<i32> {
     let reader = TraceReader::open(trace)?;
-    let (Some(meta), Some(calls)) = (reader.meta().calls.clone(), reader.calls()?) else {
-        anyhow::bail!(
-            "{} holds no system calls (recorded with --no-syscalls, imported, or by an older brink)",
-            trace.display()
-        );
-    };
-    let calls: Vec<brink_calls::Call> = calls.collect::<Result<_, _>>()?;
-    let site = brink_calls::Site { cwd: meta.cwd.as_bytes(), mark_file: meta.mark_file.as_bytes() };
-    let (shown, hidden) = brink_calls::listing(&calls, site);
+    let (meta, calls) = calls_of(trace, &reader)?;
+    let place = brink_calls::Place { cwd: meta.cwd.as_bytes(), mark_file: meta.mark_file.as_bytes() };
+    let (shown, hidden) = brink_calls::listing(&calls, place);
     if json {
         let obj = serde_json::json!({ "trace": trace.display().to_string(), "tracer": meta.tracer,
             "untraceable": meta.untraceable, "calls": shown, "calls_total": calls.len(), "calls_not_shown": hidden });
@@ -268,5 +262,45 @@ pub fn verify(trace: &Path) -> Result<i32> {
             "ok: replayed {applied} events (digest {got}); the trace holds no final image hash to compare with\n"
         ))?;
     }
+    if let Some(n) = r.calls {
+        emit(&format!("ok: {n} system calls read back, their data intact\n"))?;
+    }
     Ok(0)
+}
+
+/// The trace's calls and where they were made, or an error saying the trace has none.
+fn calls_of(trace: &Path, reader: &TraceReader) -> Result<(brink_trace::CallsMeta, Vec<brink_calls::Call>)> {
+    let (Some(meta), Some(calls)) = (reader.meta().calls.clone(), reader.calls()?) else {
+        anyhow::bail!(
+            "{} holds no system calls (recorded with --no-syscalls, imported, or by an older brink)",
+            trace.display()
+        );
+    };
+    Ok((meta, calls.collect::<Result<_, _>>()?))
+}
+
+/// `brink lint TRACE`: the known traps visible in the calls, each with its call and line.
+/// Exit 1 if any is found.
+pub fn lint(trace: &Path, json: bool) -> Result<i32> {
+    let reader = TraceReader::open(trace)?;
+    let (meta, calls) = calls_of(trace, &reader)?;
+    let options = brink_lint::LintOptions::new(Path::new(&meta.mark_file)).base_dir(Path::new(&meta.cwd));
+    let findings = brink_lint::lint_with(&calls, &options);
+    if json {
+        let obj = serde_json::json!({ "trace": trace.display().to_string(), "untraceable": meta.untraceable,
+            "findings": findings });
+        emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
+    } else {
+        let mut out = String::new();
+        for u in &meta.untraceable {
+            writeln!(out, "WARNING: not traced, so not linted: {u}")?;
+        }
+        for f in &findings {
+            writeln!(out, "{}", brink_triage::printable(&f.to_string()))?;
+        }
+        let n = findings.len();
+        writeln!(out, "{n} finding{} in {} calls", if n == 1 { "" } else { "s" }, calls.len())?;
+        emit(&out)?;
+    }
+    Ok(i32::from(!findings.is_empty()))
 }

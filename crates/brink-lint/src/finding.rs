@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use brink_calls::Call;
+use brink_calls::{Call, Site};
 use serde::Serialize;
 
 use crate::paths;
@@ -63,53 +63,6 @@ impl LintKind {
 impl fmt::Display for LintKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// Where in the program a call was made: its first frame outside the C library and the
-/// loader ([`Call::user_frame`]).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Site {
-    /// A source line, from the program's debug info.
-    Source { file: PathBuf, line: u32, function: Option<String> },
-    /// An object and the offset of the return address in its file, without debug info.
-    Object { object: PathBuf, offset: u64, function: Option<String> },
-    /// No stack was recorded (or none of it is the program's).
-    Unknown,
-}
-
-impl Site {
-    /// The site of `call`.
-    pub fn of(call: &Call) -> Site {
-        let Some(frame) = call.user_frame() else { return Site::Unknown };
-        match &frame.source {
-            Some(source) => {
-                Site::Source { file: source.file.clone(), line: source.line, function: frame.function.clone() }
-            }
-            None => {
-                Site::Object { object: frame.object.clone(), offset: frame.offset, function: frame.function.clone() }
-            }
-        }
-    }
-
-    /// `file:line` (relative to `base` when under it), `object+0xoffset`, or `an unknown site`.
-    pub fn show(&self, base: Option<&Path>) -> String {
-        match self {
-            Site::Source { file, line, .. } => format!("{}:{line}", paths::show(base, file, false)),
-            Site::Object { object, offset, .. } => format!("{}+{offset:#x}", paths::show(base, object, false)),
-            Site::Unknown => "an unknown site".into(),
-        }
-    }
-
-    /// The grouping key: file and line, or object and offset (the function is left out:
-    /// the same line is the same mistake).
-    fn key(&self) -> String {
-        match self {
-            Site::Source { file, line, .. } => format!("{}:{line}", file.display()),
-            Site::Object { object, offset, .. } => format!("{}+{offset:#x}", object.display()),
-            Site::Unknown => String::new(),
-        }
     }
 }
 

@@ -66,7 +66,8 @@ use std::path::{Path, PathBuf};
 
 use brink_calls::Call;
 
-pub use finding::{Ack, CallRef, Finding, LintKind, Site};
+pub use brink_calls::Site;
+pub use finding::{Ack, CallRef, Finding, LintKind};
 
 /// What the lint needs beyond the calls.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

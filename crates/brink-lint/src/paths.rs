@@ -42,15 +42,9 @@ pub(crate) fn is_storage(path: &Path) -> bool {
         && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:")
 }
 
-/// `path` for a person: relative to `base` when under it (`.` for `base` itself),
-/// absolute otherwise; a directory gets a trailing `/`.
+/// `path` for a person (`brink_calls::show_path`); a directory gets a trailing `/`.
 pub(crate) fn show(base: Option<&Path>, path: &Path, dir: bool) -> String {
-    let relative = base.and_then(|b| path.strip_prefix(b).ok());
-    let mut text = match relative {
-        Some(r) if r.as_os_str().is_empty() => ".".to_string(),
-        Some(r) => r.display().to_string(),
-        None => path.display().to_string(),
-    };
+    let mut text = brink_calls::show_path(base, path);
     if dir && !text.ends_with('/') {
         text.push('/');
     }

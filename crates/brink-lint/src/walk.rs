@@ -318,7 +318,7 @@ impl<'a> Walker<'a> {
         }
         let path = self.state.show_file(file);
         let pending = self.data.entry(file).or_default();
-        let site = crate::finding::Site::of(call);
+        let site = brink_calls::Site::of(call);
         if let Some(same) = pending.iter_mut().find(|o| o.kind == kind && o.calls[0].site == site) {
             same.count += 1;
             return;
@@ -341,7 +341,7 @@ impl<'a> Walker<'a> {
         else {
             return;
         };
-        let site = crate::finding::Site::of(call);
+        let site = brink_calls::Site::of(call);
         let path = self.state.show_file(file);
         if let Some(same) = self.conflicts.iter_mut().find(|o| o.calls[0].site == site && o.path == path) {
             same.count += 1;

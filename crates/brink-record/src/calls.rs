@@ -61,6 +61,7 @@ pub(crate) fn store(strace_out: &Path, site: &Site, writer: &mut TraceWriter) ->
             }
         }
     }
+    brink_calls::attribute_scripts(&mut calls, site.mark_file.as_os_str().as_encoded_bytes());
     writer.calls(calls)?;
     Ok(CallsMeta {
         tracer: TRACER.get().cloned().unwrap_or_else(|| "strace".into()),
