@@ -260,9 +260,13 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
         if a.json {
             emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
         } else {
+            let of = match c.states_total == c.states_to_check {
+                true => String::new(),
+                false => format!(", sampled from {} in the space", c.states_total),
+            };
             emit(&format!(
-                "{} states ({} over {} crash points in {} epochs; model {})\n",
-                c.states_total, c.strategy, c.crash_points, c.epochs, c.model
+                "{} states to check{of} ({} over {} crash points in {} epochs; model {}), and the no-crash state\n",
+                c.states_to_check, c.strategy, c.crash_points, c.epochs, c.model
             ))?;
         }
         return Ok(0);

@@ -113,9 +113,15 @@ pub struct Progress {
 pub struct SpaceCount {
     pub model: String,
     pub strategy: String,
+    /// Runs of writes between flushes (each holds at least one), as `brink show` counts
+    /// them: the epochs that have crash points.
     pub epochs: u64,
     pub crash_points: u64,
+    /// The states the strategy visits (for `sample`: the space it samples from).
     pub states_total: Count,
+    /// The states a run checks, the no-crash state aside: `states_total`, or for
+    /// `sample` the sample (at most the space).
+    pub states_to_check: Count,
 }
 
 /// Count the states `strategy` visits (exact; saturates at 2^128 − 1).
@@ -131,16 +137,21 @@ pub(crate) fn count_in(reader: &TraceReader, model: Model, strategy: Strategy) -
         epochs: 0,
         crash_points: 0,
         states_total: Count::ZERO,
+        states_to_check: Count::ZERO,
     };
     let mut marks = Vec::new();
     plan::for_each_epoch(reader, &mut marks, |ed, _| {
-        c.epochs += 1;
+        c.epochs += u64::from(!ed.writes.is_empty());
         for p in &ed.epoch.points {
             c.crash_points += 1;
             c.states_total = c.states_total.add(count_point(model, strategy, &ed.epoch, p));
         }
         Ok(true)
     })?;
+    c.states_to_check = match strategy {
+        Strategy::Sample { samples, .. } => Count(c.states_total.0.min(u128::from(samples))),
+        _ => c.states_total,
+    };
     Ok(c)
 }
 

@@ -55,13 +55,27 @@ impl Ext4Modes {
             })
             .collect();
         Ok(Workload {
-            name: "workload".into(),
+            name: label(&self.command),
             dir: self.dir.clone(),
             description: command,
             checkers: self.checkers.clone(),
             explore: ExploreSpec { model: self.model, checker_timeout: self.checker_timeout },
             modes,
         })
+    }
+}
+
+/// A short name for the workload of `command`, for table rows: a shell script's file
+/// name (`sh dir/run.sh` → `run.sh`), else the program's (`./bench --x` → `bench`).
+fn label(command: &[String]) -> String {
+    let base = |w: &String| {
+        std::path::Path::new(w).file_name().map_or_else(|| w.clone(), |n| n.to_string_lossy().into_owned())
+    };
+    let shells = ["sh", "dash", "bash"];
+    match command {
+        [prog, script, ..] if shells.contains(&base(prog).as_str()) && !script.starts_with('-') => base(script),
+        [prog, ..] => base(prog),
+        [] => "workload".into(),
     }
 }
 
