@@ -284,7 +284,8 @@ fn calls_of(trace: &Path, reader: &TraceReader) -> Result<(brink_trace::CallsMet
 pub fn lint(trace: &Path, json: bool) -> Result<i32> {
     let reader = TraceReader::open(trace)?;
     let (meta, calls) = calls_of(trace, &reader)?;
-    let options = brink_lint::LintOptions::new(Path::new(&meta.mark_file)).base_dir(Path::new(&meta.cwd));
+    let cwd = Path::new(&meta.cwd);
+    let options = brink_lint::LintOptions::new(Path::new(&meta.mark_file)).base_dir(cwd).root(cwd);
     let findings = brink_lint::lint_with(&calls, &options);
     if json {
         let obj = serde_json::json!({ "trace": trace.display().to_string(), "untraceable": meta.untraceable,

@@ -81,11 +81,21 @@ pub struct LintOptions {
     /// (without `O_EXCL`) of one of them does not create it. Without them, such an open
     /// of a path the trace has not shown to exist counts as a creation.
     pub preexisting: BTreeSet<PathBuf>,
+    /// The file system linted, absolute: files elsewhere (the recorder's own, `/tmp`)
+    /// are not in any crash state, so they are not linted. Everything, when None.
+    pub root: Option<PathBuf>,
 }
 
 impl LintOptions {
     pub fn new(mark_file: &Path) -> Self {
         LintOptions { mark_file: mark_file.to_path_buf(), ..LintOptions::default() }
+    }
+
+    /// Linting only files under `root`.
+    #[must_use]
+    pub fn root(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_path_buf());
+        self
     }
 
     /// With `base_dir` as the starting directory.
@@ -105,6 +115,7 @@ pub fn lint(calls: &[Call], mark_file: &Path) -> Vec<Finding> {
 /// [`lint`] with every option.
 pub fn lint_with(calls: &[Call], options: &LintOptions) -> Vec<Finding> {
     let mut walker = walk::Walker::new(calls, options.base_dir.as_deref(), &options.mark_file, &options.preexisting);
+    walker.state.root = options.root.as_deref().map(paths::normalize);
     for call in calls {
         walker.step(call);
     }

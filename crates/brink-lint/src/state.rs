@@ -87,6 +87,8 @@ pub(crate) struct State {
     spawns: HashMap<u32, (u32, bool)>,
     pub base: Option<PathBuf>,
     mark: PathBuf,
+    /// Only files under it count (`LintOptions::root`).
+    pub root: Option<PathBuf>,
 }
 
 impl State {
@@ -110,7 +112,14 @@ impl State {
             spawns,
             base: base.map(paths::normalize),
             mark: paths::normalize(mark),
+            root: None,
         }
+    }
+
+    /// Whether `path` names a file whose durability matters ([`paths::is_storage`]) on
+    /// the file system linted (under `root`, when given).
+    pub fn is_storage(&self, path: &Path) -> bool {
+        paths::is_storage(path) && self.root.as_deref().is_none_or(|r| path.starts_with(r))
     }
 
     /// The process of thread `tid`, made on first sight: a copy of its parent's (fork),
@@ -189,7 +198,7 @@ impl State {
 
     /// A file identity with no name yet (`path` only decides what kind of file it is).
     pub fn new_file(&mut self, like: Option<&Path>) -> FileId {
-        let storage = like.is_none_or(paths::is_storage);
+        let storage = like.is_none_or(|p| self.is_storage(p));
         self.files.push(File { path: None, names: 0, dir: false, storage, mark: false, descs: Vec::new() });
         self.files.len() - 1
     }
@@ -204,10 +213,11 @@ impl State {
                 self.parents.insert(parent.to_path_buf());
             }
         }
+        let storage = self.is_storage(path);
         let file = &mut self.files[id];
         file.names += 1;
         file.path = Some(path.to_path_buf());
-        file.storage = paths::is_storage(path);
+        file.storage = storage;
         file.mark = path == self.mark;
     }
 
@@ -280,7 +290,7 @@ impl State {
             match known {
                 None if fd.deleted => return Some(desc),
                 Some(name) if !fd.deleted && name == printed => return Some(desc),
-                Some(_) if !fd.deleted && self.descs[desc].own && paths::is_storage(&printed) => {
+                Some(_) if !fd.deleted && self.descs[desc].own && self.is_storage(&printed) => {
                     self.bind(&printed, file);
                     return Some(desc);
                 }

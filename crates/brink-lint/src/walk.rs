@@ -48,7 +48,7 @@ struct Mapping {
 
 /// The pass's state.
 pub(crate) struct Walker<'a> {
-    state: State,
+    pub(crate) state: State,
     preexisting: &'a BTreeSet<PathBuf>,
     findings: Findings,
     entries: HashMap<(FileId, OsString), Entry>,

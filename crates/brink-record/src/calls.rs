@@ -13,7 +13,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use brink_calls::{CallsError, Symbolizer, TraceOptions};
-use brink_trace::{CallsMeta, TraceWriter};
+use std::str::FromStr as _;
+
+use brink_trace::{CallsMeta, ExitInfo, TraceWriter};
 
 use crate::RecordError;
 
@@ -30,11 +32,53 @@ pub(crate) fn preflight() -> Result<(), RecordError> {
     Ok(())
 }
 
-/// The command that runs `workload args…` under strace, writing its output to `out`.
-pub(crate) fn traced(workload: &Path, args: &[String], out: &Path) -> Result<Command, RecordError> {
-    let argv: Vec<OsString> =
-        std::iter::once(workload.as_os_str().to_owned()).chain(args.iter().map(OsString::from)).collect();
+/// strace's child, the workload's first process, writes its process id here before it
+/// execs the workload (in the recorder's work directory).
+pub(crate) const TRACEE_PID: &str = "tracee.pid";
+
+/// The command that runs `workload args…` under strace, writing its output to `out`. A
+/// small shell first writes its process id to `pid_file`, then execs the workload: that
+/// process is the workload, and strace, which waits for every process it traces (a
+/// daemon the workload left), is not ([`Tracee`]).
+pub(crate) fn traced(workload: &Path, args: &[String], out: &Path, pid_file: &Path) -> Result<Command, RecordError> {
+    let wrapper = ["/bin/sh", "-c", "echo $$ > \"$0\" && exec \"$@\""].map(OsString::from);
+    let argv: Vec<OsString> = wrapper
+        .into_iter()
+        .chain([pid_file.as_os_str().to_owned(), workload.as_os_str().to_owned()])
+        .chain(args.iter().map(OsString::from))
+        .collect();
     Ok(brink_calls::strace_command(&argv, out, &TraceOptions::default())?)
+}
+
+/// The workload's first process under strace, found through its pid file.
+pub(crate) struct Tracee {
+    pid_file: PathBuf,
+    pid: std::cell::OnceCell<u32>,
+}
+
+impl Tracee {
+    pub(crate) fn new(pid_file: &Path) -> Tracee {
+        Tracee { pid_file: pid_file.to_path_buf(), pid: std::cell::OnceCell::new() }
+    }
+
+    /// The workload's process id, once it has written it.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        if let Some(p) = self.pid.get() {
+            return Some(*p);
+        }
+        let pid = std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()?;
+        Some(*self.pid.get_or_init(|| pid))
+    }
+
+    /// Whether the workload's first process has exited (gone, or a zombie strace has not
+    /// reaped yet).
+    pub(crate) fn ended(&self) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
 }
 
 /// Where the workload ran: what `meta.json`'s `calls` says about the calls' paths.
@@ -46,9 +90,16 @@ pub(crate) struct Site {
 }
 
 /// Parse strace's output at `strace_out`, symbolize the calls' stacks, and write them
-/// into the trace; the `calls` part of `meta.json` to go with them.
-pub(crate) fn store(strace_out: &Path, site: &Site, writer: &mut TraceWriter) -> Result<CallsMeta, RecordError> {
+/// into the trace; the `calls` part of `meta.json` to go with them, and how the workload's
+/// first process (`tracee`) ended, if strace saw it end.
+pub(crate) fn store(
+    strace_out: &Path,
+    site: &Site,
+    tracee: Option<u32>,
+    writer: &mut TraceWriter,
+) -> Result<(CallsMeta, Option<ExitInfo>), RecordError> {
     let parsed = brink_calls::parse_file(strace_out)?;
+    let exit = parsed.ends.iter().find(|e| Some(e.tid) == tracee).and_then(|e| exit_info(&e.how));
     let mut calls = parsed.calls;
     let mut symbolizer = Symbolizer::new();
     let mut untraceable: Vec<String> = Vec::new();
@@ -63,13 +114,26 @@ pub(crate) fn store(strace_out: &Path, site: &Site, writer: &mut TraceWriter) ->
     }
     brink_calls::attribute_scripts(&mut calls, site.mark_file.as_os_str().as_encoded_bytes());
     writer.calls(calls)?;
-    Ok(CallsMeta {
+    let meta = CallsMeta {
         tracer: TRACER.get().cloned().unwrap_or_else(|| "strace".into()),
         mark_file: site.mark_file.to_string_lossy().into_owned(),
         cwd: site.cwd.to_string_lossy().into_owned(),
         untraceable,
         ..CallsMeta::default()
-    })
+    };
+    Ok((meta, exit))
+}
+
+/// A process end as the trace's exit information.
+fn exit_info(how: &brink_calls::EndKind) -> Option<ExitInfo> {
+    match how {
+        brink_calls::EndKind::Exited(code) => Some(ExitInfo { code: i32::try_from(*code).ok(), signal: None }),
+        brink_calls::EndKind::Killed { signal, .. } => {
+            let signal = nix::sys::signal::Signal::from_str(signal).ok().map(|s| s as i32);
+            Some(ExitInfo { code: None, signal })
+        }
+        _ => None,
+    }
 }
 
 /// A `CallsError` as a recording error.

@@ -36,10 +36,24 @@ const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// Run `cmd` to completion in its own process group, contained in `group`; stop every
 /// process it left behind afterwards (see `contain`).
 pub(crate) fn run(
+    cmd: Command,
+    what: &str,
+    interrupt: &Interrupt,
+    group: &Workgroup,
+) -> Result<ExitStatus, RecordError> {
+    run_until(cmd, what, interrupt, group, &|| false)
+}
+
+/// [`run`], but the run also ends once `ended()` says so although `cmd` still runs
+/// (strace, which waits for every process it traces, once the workload it started has
+/// exited): then everything left is stopped as after an exit, and `cmd`'s status is
+/// whatever stopping it gave.
+pub(crate) fn run_until(
     mut cmd: Command,
     what: &str,
     interrupt: &Interrupt,
     group: &Workgroup,
+    ended: &dyn Fn() -> bool,
 ) -> Result<ExitStatus, RecordError> {
     interrupt.check()?;
     cmd.stdin(Stdio::null());
@@ -56,6 +70,10 @@ pub(crate) fn run(
             Ok(Some(status)) => {
                 group.stop(&mut child, false);
                 return Ok(status);
+            }
+            Ok(None) if ended() => {
+                group.stop(&mut child, false);
+                return child.wait().map_err(|e| RecordError::io(format!("waiting for {what}"), e));
             }
             Ok(None) => std::thread::sleep(POLL_INTERVAL),
             Err(e) => {

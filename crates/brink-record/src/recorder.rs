@@ -354,6 +354,8 @@ struct WorkloadRun {
     watched: Vec<u64>,
     out_path: PathBuf,
     err_path: PathBuf,
+    /// The workload's first process, when it ran under strace.
+    tracee: Option<u32>,
 }
 
 /// Mount, arm the injections, run the workload, unmount (the unmount is logged too).
@@ -372,26 +374,39 @@ fn run_workload(
     // Injections count from here: the mount's own requests are never failed.
     log.lock().expect("log lock").faults = faults;
     let (out_path, err_path, o, e) = output_files(&paths.root, "workload")?;
-    let mut cmd = match cfg.syscalls {
-        true => crate::calls::traced(workload, &cfg.argv[1..], &paths.root.join(crate::calls::STRACE_OUT))?,
-        false => {
-            let mut cmd = Command::new(workload);
-            cmd.args(&cfg.argv[1..]);
-            cmd
-        }
-    };
+    let (mut cmd, tracee) = workload_command(cfg, workload, paths)?;
     cmd.current_dir(&paths.mnt)
         .env("BRINK_MARK", paths.fuse_dir.join(MARK_NAME))
         .env("BRINK_FS", fstype)
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
     let started = Instant::now();
-    let status = child::run(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt, group)?;
+    let ended = || tracee.as_ref().is_some_and(crate::calls::Tracee::ended);
+    let status = child::run_until(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt, group, &ended)?;
     let wall_ms = started.elapsed().as_millis() as u64;
     let watched = log.lock().expect("log lock").faults.watched();
     progress.set("unmounting");
     m.unmount()?;
-    Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path })
+    let tracee = tracee.and_then(|t| t.pid());
+    Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path, tracee })
+}
+
+/// The workload's command: the program itself, or (recording its system calls) strace
+/// running it, with what tells when the workload itself has ended.
+fn workload_command(
+    cfg: &RecordConfig,
+    workload: &Path,
+    paths: &WorkPaths,
+) -> Result<(Command, Option<crate::calls::Tracee>), RecordError> {
+    if !cfg.syscalls {
+        let mut cmd = Command::new(workload);
+        cmd.args(&cfg.argv[1..]);
+        return Ok((cmd, None));
+    }
+    let pid_file = paths.root.join(crate::calls::TRACEE_PID);
+    let out = paths.root.join(crate::calls::STRACE_OUT);
+    let cmd = crate::calls::traced(workload, &cfg.argv[1..], &out, &pid_file)?;
+    Ok((cmd, Some(crate::calls::Tracee::new(&pid_file))))
 }
 
 /// The trace's metadata for a finished recording.
@@ -511,11 +526,17 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     if cfg.syscalls {
         progress.set("reading the system calls");
         let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
-        meta.calls = Some(crate::calls::store(&paths.root.join(crate::calls::STRACE_OUT), &site, &mut writer)?);
+        let out = paths.root.join(crate::calls::STRACE_OUT);
+        let (calls, exit) = crate::calls::store(&out, &site, run.tracee, &mut writer)?;
+        meta.calls = Some(calls);
+        // The workload's own exit, not strace's (which may have been stopped).
+        if let (Some(exit), Some(w)) = (exit, meta.workload.as_mut()) {
+            w.exit = exit;
+        }
     }
     progress.set("finishing the trace");
     let stats = writer.stats();
-    let exit = child::exit_info(run.status);
+    let exit = meta.workload.as_ref().map_or_else(|| child::exit_info(run.status), |w| w.exit);
     let trace = writer.finish(meta)?;
     drop(backing);
     drop(work);

@@ -28,7 +28,7 @@ impl Walker<'_> {
         created: bool,
     ) {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
-        if path == self.mark_path() || !crate::paths::is_storage(path) {
+        if path == self.mark_path() || !self.state.is_storage(path) {
             return;
         }
         let dir = self.state.file_at(parent);
