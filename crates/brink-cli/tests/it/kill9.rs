@@ -114,17 +114,22 @@ fn record_cmd(s: &Scratch, tmpdir: &Path, out: &Path, marker: &str) -> Command {
     c
 }
 
+/// A scratch directory with a TMPDIR and an output folder, each with a space in its name.
+fn spaced_scratch() -> (Scratch, PathBuf, PathBuf) {
+    let s = Scratch::new();
+    let (tmpdir, outdir) = (s.path("tmp dir"), s.path("out put"));
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    std::fs::create_dir_all(&outdir).unwrap();
+    (s, tmpdir, outdir)
+}
+
 #[test]
 fn repeated_kill_9_of_record_leaves_nothing_behind() {
     if !privileged("repeated_kill_9_of_record_leaves_nothing_behind") {
         return;
     }
     let _table = crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
-    let tmpdir = s.path("tmp dir");
-    let outdir = s.path("out put");
-    std::fs::create_dir_all(&tmpdir).unwrap();
-    std::fs::create_dir_all(&outdir).unwrap();
+    let (s, tmpdir, outdir) = spaced_scratch();
     let marker = format!("brink-kill9-{}", std::process::id());
 
     // One whole run: it must succeed, and tells how long a recording takes.
@@ -214,10 +219,7 @@ fn repeated_kill_9_of_explore_leaves_nothing_behind_and_resumes_to_the_same_resu
         return;
     }
     let _table = crate::MOUNT_TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
-    let (tmpdir, outdir) = (s.path("tmp dir"), s.path("out put"));
-    std::fs::create_dir_all(&tmpdir).unwrap();
-    std::fs::create_dir_all(&outdir).unwrap();
+    let (s, tmpdir, outdir) = spaced_scratch();
     let marker = format!("brink-kill9-explore-{}", std::process::id());
     let checker = s.path(&format!("check {marker}.sh"));
     std::fs::write(&checker, EXPLORE_CHECKER).unwrap();

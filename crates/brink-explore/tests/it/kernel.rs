@@ -255,6 +255,15 @@ fn explore_on_a_disk_that_fills(
     (e, cfg, tmpfs)
 }
 
+/// A small ext4 trace under `tmp` and its clean exploration (a checker that starts
+/// nothing), whose verdicts the full-disk runs must reproduce.
+fn trace_and_clean_run(tmp: &Path) -> (PathBuf, ExploreConfig) {
+    let t = ext4_trace(tmp);
+    let clean = config(&t, &tmp.join("clean"), checker("none", &tmp.join("pids")));
+    explore(&clean, &Progress::default()).unwrap();
+    (t, clean)
+}
+
 #[test]
 fn a_full_results_disk_never_changes_a_verdict() {
     if !privileged("a_full_results_disk_never_changes_a_verdict") {
@@ -262,10 +271,7 @@ fn a_full_results_disk_never_changes_a_verdict() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
-    let t = ext4_trace(tmp.path());
-    let pids = tmp.path().join("pids");
-    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
-    explore(&clean, &Progress::default()).unwrap();
+    let (t, clean) = trace_and_clean_run(tmp.path());
     // On state 4-0 the checker fills the disk once, beside its marks file (in brink's
     // scratch area): whatever brink writes next for that state could fail, so it must not
     // judge it. (A checker's own output is held in memory, capped: it cannot fill the disk.)
@@ -292,10 +298,7 @@ fn a_results_disk_filled_by_the_last_check_stops_the_run_without_a_summary() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
-    let t = ext4_trace(tmp.path());
-    let pids = tmp.path().join("pids");
-    let clean = config(&t, &tmp.path().join("clean"), checker("none", &pids));
-    explore(&clean, &Progress::default()).unwrap();
+    let (t, clean) = trace_and_clean_run(tmp.path());
     // The last state checked: of those checked (not duplicates), the last of the last epoch.
     let checked = Results::load(&clean.results).unwrap().states.into_iter().filter(|r| r.dup_of.is_none());
     let last = checked.max_by_key(|r| (r.position, r.id.clone())).map(|r| r.id);
@@ -316,9 +319,7 @@ fn final_results_written_onto_a_full_disk_are_an_error_and_never_half_written() 
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = tempfile::tempdir().unwrap();
-    let t = ext4_trace(tmp.path());
-    let clean = config(&t, &tmp.path().join("clean"), checker("none", &tmp.path().join("pids")));
-    explore(&clean, &Progress::default()).unwrap();
+    let (_, clean) = trace_and_clean_run(tmp.path());
     let r = Results::load(&clean.results).unwrap();
     let small = tmp.path().join("small");
     let _tmpfs = Tmpfs::mount(&small, 1 << 20);
