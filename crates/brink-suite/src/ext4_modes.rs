@@ -66,7 +66,8 @@ impl Ext4Modes {
 }
 
 /// A short name for the workload of `command`, for table rows: a shell script's file
-/// name (`sh dir/run.sh` → `run.sh`), else the program's (`./bench --x` → `bench`).
+/// name (`sh dir/run.sh` → `run.sh`), `sh -c` for a command string, else the program's
+/// (`./bench --x` → `bench`).
 fn label(command: &[String]) -> String {
     let base = |w: &String| {
         std::path::Path::new(w).file_name().map_or_else(|| w.clone(), |n| n.to_string_lossy().into_owned())
@@ -74,6 +75,7 @@ fn label(command: &[String]) -> String {
     let shells = ["sh", "dash", "bash"];
     match command {
         [prog, script, ..] if shells.contains(&base(prog).as_str()) && !script.starts_with('-') => base(script),
+        [prog, flag, ..] if shells.contains(&base(prog).as_str()) && flag == "-c" => format!("{} -c", base(prog)),
         [prog, ..] => base(prog),
         [] => "workload".into(),
     }

@@ -326,7 +326,7 @@ fn ext4_modes_side_by_side() {
     for mode in ["ordered", "writeback", "journal"] {
         let row = out
             .lines()
-            .find(|l| l.starts_with(&format!("workload  {mode} ")))
+            .find(|l| l.starts_with("sh -c ") && l.split_whitespace().nth(2) == Some(mode))
             .unwrap_or_else(|| panic!("no {mode} row: {out}"));
         assert!(row.contains("VIOLATIONS"), "{row}");
         assert!(s.path(&format!("m/{mode}/results/summary.json")).exists());
