@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod printable;
+mod program;
 mod render;
 
 use std::borrow::Cow;
@@ -42,6 +43,7 @@ use brink_pmodel::{StateId, WriteChoice};
 use serde::{Deserialize, Serialize};
 
 pub use printable::{class_text, printable};
+
 pub use render::{diff_text, html, junit, text};
 
 use printable::violation_class;
@@ -54,6 +56,10 @@ pub enum VulnKind {
     Ordering,
     Durability,
     Media,
+    /// Checker failures (the application crashed in its own recovery, a signal, a time
+    /// out): the application cannot start or recover. Grouped only when the results
+    /// carry calls (older results list checker failures apart, as before).
+    Recovery,
 }
 
 impl VulnKind {
@@ -63,6 +69,28 @@ impl VulnKind {
             VulnKind::Ordering => "ordering",
             VulnKind::Durability => "durability",
             VulnKind::Media => "media",
+            VulnKind::Recovery => "recovery",
+        }
+    }
+}
+
+/// Whose finding a vulnerability is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// The application broke its own promise (its checker says so) or cannot recover.
+    #[default]
+    Application,
+    /// The file system is inconsistent (the built-in `fsck` says so) or only its own
+    /// metadata is at stake (a torn superblock): not the application's bug.
+    FileSystem,
+}
+
+impl Owner {
+    pub fn name(self) -> &'static str {
+        match self {
+            Owner::Application => "application",
+            Owner::FileSystem => "file system",
         }
     }
 }
@@ -78,6 +106,9 @@ pub struct Vulnerability {
     /// Stable: derived from `kind`, `signature` and `class` only.
     pub id: String,
     pub kind: VulnKind,
+    /// The application's or the file system's.
+    #[serde(default)]
+    pub owner: Owner,
     /// One sentence a person can act on.
     pub sentence: String,
     /// The message class of the checker's violation (digits as `#`).
@@ -149,6 +180,18 @@ impl<'a> Ctx<'a> {
             .find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation)
             .map(|r| first_violation(r).1);
         Ctx { info, no_crash_class }
+    }
+
+    /// The seq of the call of the mark at event `index`, if the results carry calls.
+    fn mark_call(&self, index: u64) -> Option<u64> {
+        let info = self.info?;
+        let k = info.marks.iter().position(|m| m.index == index)?;
+        info.calls.as_ref()?.marks.get(k).copied()
+    }
+
+    /// Whether the results carry the calls each write holds.
+    fn has_calls(&self) -> bool {
+        self.info.is_some_and(|i| i.calls.is_some())
     }
 
     /// The first injected error before `p`.
@@ -316,7 +359,8 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
     let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
     if !torn.is_empty() {
-        return torn_write(ctx, &torn, unattributed, class);
+        let w = program::Writes { kind: VulnKind::Atomicity, lost: &torn, later: &[], ack: None };
+        return program::explain(ctx, id, &w, &class).unwrap_or_else(|| torn_write(ctx, &torn, unattributed, class));
     }
     let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
     let all: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
@@ -325,7 +369,9 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
         .map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect())
         .unwrap_or_default();
     if !later.is_empty() {
-        return out_of_order(ctx, &dropped, &later, unattributed, class);
+        let w = program::Writes { kind: VulnKind::Ordering, lost: &dropped, later: &later, ack: None };
+        return program::explain(ctx, id, &w, &class)
+            .unwrap_or_else(|| out_of_order(ctx, &dropped, &later, unattributed, class));
     }
     in_order(ctx, m, id, &message, unattributed, class)
 }
@@ -410,6 +456,12 @@ fn in_order(ctx: &Ctx, m: &StateRecord, id: &StateId, message: &str, unattribute
             ),
             class,
         };
+    }
+    let kind = if broken.is_empty() { VulnKind::Atomicity } else { VulnKind::Durability };
+    let ack = broken.last().and_then(|(index, text)| ctx.mark_call(*index).map(|seq| (seq, text.clone())));
+    let w = program::Writes { kind, lost: &late, later: &[], ack };
+    if let Some(e) = program::explain(ctx, id, &w, &class) {
+        return e;
     }
     if broken.is_empty() {
         Explained {
@@ -558,13 +610,65 @@ fn gather<'a>(ctx: &Ctx, recs: &'a [StateRecord], probes: &'a [StateRecord]) -> 
             g.best = Some((id.choices.len(), id, m));
         }
     }
+    if ctx.has_calls() {
+        gather_failures(recs, &mut groups);
+    }
     groups
+}
+
+/// Checker failures, grouped by their message class as one kind of their own: the
+/// application cannot start or recover on these states (apart from lost data).
+fn gather_failures<'a>(recs: &'a [StateRecord], groups: &mut BTreeMap<String, Group<'a>>) {
+    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
+        let Ok(id) = r.id.parse::<StateId>() else { continue };
+        let message = first_message(r);
+        let class = brink_check::message_class(&class_text(&message));
+        let ex = Explained {
+            kind: VulnKind::Recovery,
+            signature: vec!["checker failure".into()],
+            because:
+                "the application cannot start or recover on this crash state (its checker failed rather than judged it)"
+                    .into(),
+            class,
+        };
+        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+        let g =
+            groups.entry(vid).or_insert_with(|| Group { ex, states: Vec::new(), marks: BTreeMap::new(), best: None });
+        g.states.push(r.id.clone());
+        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
+            g.best = Some((id.choices.len(), id, r));
+        }
+    }
+}
+
+/// The message of a state's first violation, else of its first checker failure.
+fn first_message(r: &StateRecord) -> String {
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.verdict == Verdict::Violation)
+        .or_else(|| r.checks.iter().find(|c| c.verdict == Verdict::CheckerFailure));
+    c.map(|c| printable(&c.message).into_owned()).unwrap_or_default()
+}
+
+/// Whose a vulnerability is (see [`Owner`]): the file system's when the built-in fsck
+/// found it, or when what it lost is only the file system's own metadata.
+fn owner_of(ex: &Explained) -> Owner {
+    let fs_meta = |s: &String| {
+        !s.starts_with("call:")
+            && !s.starts_with("file:")
+            && !s.starts_with("directory:")
+            && !matches!(s.as_str(), "lost without a crash" | "after an injected I/O error" | "checker failure")
+    };
+    let only_fs = ex.kind != VulnKind::Media && !ex.signature.is_empty() && ex.signature.iter().all(fs_meta);
+    if ex.class.starts_with("fsck: ") || only_fs { Owner::FileSystem } else { Owner::Application }
 }
 
 /// A gathered vulnerability, told by its best minimal state.
 fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability {
     let (_, id, m) = g.best.expect("a group has a state");
-    let (message, _) = first_violation(m);
+    let message = first_message(m);
+    let owner = owner_of(&g.ex);
     let writes = id
         .choices
         .iter()
@@ -577,6 +681,7 @@ fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability
     Vulnerability {
         id: vid,
         kind: g.ex.kind,
+        owner,
         sentence: format!("{message}: {}", g.ex.because),
         class: g.ex.class,
         signature: g.ex.signature,
