@@ -543,3 +543,99 @@ impl<'a> Linker<'a> {
         self.walk.effects.iter().find(|(s, e)| *s > after && matches!(e, Effect::Sync)).map(|(s, _)| *s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Item, WriteItems};
+
+    /// A workload in `/w` (strace's text, `-y` paths): write `a.tmp`, fsync it, rename
+    /// it over `a`, acknowledge; twice. Seqs are line numbers from 0.
+    const CALLS: &[u8] = b"100 1.0 openat(AT_FDCWD</w>, \"a.tmp\", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 3</w/a.tmp>\n\
+        100 1.1 write(3</w/a.tmp>, \"x\", 4096) = 4096\n\
+        100 1.2 fsync(3</w/a.tmp>) = 0\n\
+        100 1.3 rename(\"a.tmp\", \"a\") = 0\n\
+        100 1.4 write(4</m>, \"v1\\n\", 3) = 3\n\
+        100 1.5 openat(AT_FDCWD</w>, \"a.tmp\", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 3</w/a.tmp>\n\
+        100 1.6 write(3</w/a.tmp>, \"y\", 4096) = 4096\n\
+        100 1.7 write(3</w/a.tmp>, \"y\", 4096) = 4096\n\
+        100 1.8 fsync(3</w/a.tmp>) = 0\n\
+        100 1.9 rename(\"a.tmp\", \"a\") = 0\n\
+        100 2.0 write(4</m>, \"v2\\n\", 3) = 3\n";
+
+    fn item(kind: Kind, path: &str, journal: bool, detail: &str, range: Option<(u64, u64)>) -> Item {
+        let detail = (!detail.is_empty()).then(|| detail.to_string());
+        Item { kind, path: Some(path.into()), journal, detail, bytes: 4096, range }
+    }
+
+    fn write(index: u64, items: Vec<Item>) -> WriteItems {
+        WriteItems { index, offset: 0, len: 4096, items }
+    }
+
+    fn commit(index: u64) -> WriteItems {
+        let it = Item { kind: Kind::JournalCommit, path: None, journal: false, detail: None, bytes: 4096, range: None };
+        write(index, vec![it])
+    }
+
+    /// Events: 0 data of a.tmp, 1 journal (+a.tmp, inode), 2 commit, 3 mark v1,
+    /// 4 data of a.tmp (second version, block 1 only), 5 journal (a.tmp→a +a.tmp),
+    /// 6 commit, 7 mark v2, 8 journal (a.tmp→a), 9 commit, 10 in place (+a).
+    #[test]
+    fn writes_carry_the_calls_they_hold_joined_at_marks() {
+        let calls = brink_calls::parse_bytes(CALLS).unwrap().calls;
+        let data = |r| item(Kind::Data, "a.tmp", false, "", Some(r));
+        let attr = Attribution {
+            fs: "ext4".into(),
+            covered: true,
+            notes: Vec::new(),
+            writes: vec![
+                write(0, vec![data((0, 4096))]),
+                write(
+                    1,
+                    vec![item(Kind::Directory, "/", true, "+a.tmp", None), item(Kind::Inode, "a.tmp", true, "", None)],
+                ),
+                commit(2),
+                write(4, vec![data((4096, 8192))]),
+                write(5, vec![item(Kind::Directory, "/", true, "a.tmp→a +a.tmp", None)]),
+                commit(6),
+                write(8, vec![item(Kind::Directory, "/", true, "a.tmp→a", None)]),
+                commit(9),
+                write(10, vec![item(Kind::Directory, "/", false, "+a", None)]),
+            ],
+        };
+        let place = Place { cwd: b"/w", mark_file: b"/m" };
+        let links = link(&attr, &calls, place, &[3, 7]);
+        let got: Vec<String> =
+            links.writes.iter().map(|w| format!("{}: {:?} durable by {:?}", w.index, w.calls, w.durable_by)).collect();
+        // The second rename (9) completed before mark v2 too, but the first change
+        // `a.tmp→a` no write carried yet is the first rename's (3); the data write of the
+        // second version's block 1 carries only the write at 4096 (7).
+        expect_test::expect![[r#"
+            0: [1] durable by Some(2)
+            1: [0, 1] durable by Some(2)
+            2: [0, 1] durable by Some(2)
+            4: [7] durable by Some(8)
+            5: [3, 5] durable by Some(8)
+            6: [3, 5] durable by Some(8)
+            8: [9] durable by None
+            9: [9] durable by None
+            10: [3] durable by None"#]]
+        .assert_eq(&got.join("\n"));
+        assert_eq!(links.marks, [4, 10]);
+        let rename = links.call(3).unwrap();
+        assert_eq!((rename.kind.as_str(), rename.text()), ("rename", "rename(a.tmp → a)".into()));
+        assert_eq!(links.call(4).unwrap().mark.as_deref(), Some("v1"));
+    }
+
+    /// A write no call explains (global metadata, an uncovered file system) carries none.
+    #[test]
+    fn metadata_and_unknown_writes_carry_no_call() {
+        let calls = brink_calls::parse_bytes(CALLS).unwrap().calls;
+        let sb = Item { kind: Kind::Superblock, path: None, journal: false, detail: None, bytes: 4096, range: None };
+        let attr =
+            Attribution { fs: "ext4".into(), covered: true, notes: Vec::new(), writes: vec![write(0, vec![sb])] };
+        let links = link(&attr, &calls, Place { cwd: b"/w", mark_file: b"/m" }, &[3, 7]);
+        assert!(links.writes.is_empty());
+        assert_eq!(links.calls.len(), 2, "the marks only: {:?}", links.calls);
+    }
+}

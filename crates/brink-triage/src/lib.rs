@@ -189,6 +189,12 @@ impl<'a> Ctx<'a> {
         info.calls.as_ref()?.marks.get(k).copied()
     }
 
+    /// What the writes at `indices` hold, in words (`message` picks the items it names).
+    fn holds(&self, indices: &[u64], message: &str) -> String {
+        let items = self.items(indices);
+        name_or(&named_in(telling(&items), message), "")
+    }
+
     /// Whether the results carry the calls each write holds.
     fn has_calls(&self) -> bool {
         self.info.is_some_and(|i| i.calls.is_some())
@@ -359,7 +365,8 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
     let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
     if !torn.is_empty() {
-        let w = program::Writes { kind: VulnKind::Atomicity, lost: &torn, later: &[], ack: None };
+        let holds = ctx.holds(&torn, "");
+        let w = program::Writes { kind: VulnKind::Atomicity, lost: &torn, later: &[], ack: None, holds };
         return program::explain(ctx, id, &w, &class).unwrap_or_else(|| torn_write(ctx, &torn, unattributed, class));
     }
     let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
@@ -369,7 +376,8 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
         .map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect())
         .unwrap_or_default();
     if !later.is_empty() {
-        let w = program::Writes { kind: VulnKind::Ordering, lost: &dropped, later: &later, ack: None };
+        let holds = ctx.holds(&dropped, "");
+        let w = program::Writes { kind: VulnKind::Ordering, lost: &dropped, later: &later, ack: None, holds };
         return program::explain(ctx, id, &w, &class)
             .unwrap_or_else(|| out_of_order(ctx, &dropped, &later, unattributed, class));
     }
@@ -459,7 +467,7 @@ fn in_order(ctx: &Ctx, m: &StateRecord, id: &StateId, message: &str, unattribute
     }
     let kind = if broken.is_empty() { VulnKind::Atomicity } else { VulnKind::Durability };
     let ack = broken.last().and_then(|(index, text)| ctx.mark_call(*index).map(|seq| (seq, text.clone())));
-    let w = program::Writes { kind, lost: &late, later: &[], ack };
+    let w = program::Writes { kind, lost: &late, later: &[], ack, holds: name_or(&t, "") };
     if let Some(e) = program::explain(ctx, id, &w, &class) {
         return e;
     }
@@ -729,6 +737,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brink_calls::Site;
 
     /// Ids of `results/vulnerabilities.md`, recomputed from their kinds, signatures and
     /// classes: a change of the hash would renumber every vulnerability a user tracks.
@@ -779,5 +788,100 @@ mod tests {
             V10188961
             Va89e6871"#]]
         .assert_eq(&ids.join("\n"));
+    }
+
+    /// A hand-built run of the atomic-replace bug (rename, acknowledge, then the journal
+    /// writes that hold the rename) in which `line` is the rename's script line.
+    fn replace_run(line: u32) -> (TraceInfo, Vec<StateRecord>) {
+        use brink_attrib::{Attribution, CallLinks, CallRow, WriteCalls};
+        let dir = || Item {
+            kind: Kind::Directory,
+            path: Some("/".into()),
+            journal: true,
+            detail: Some("a.tmp→a".into()),
+            bytes: 4096,
+            range: None,
+        };
+        let commit =
+            || Item { kind: Kind::JournalCommit, path: None, journal: false, detail: None, bytes: 4096, range: None };
+        let w = |index, item: Item| brink_attrib::WriteItems { index, offset: 0, len: 4096, items: vec![item] };
+        let site = Site::Source { file: "/src/app.sh".into(), line, function: Some("mv a.tmp a".into()) };
+        let row = |seq, kind: &str, paths: &[&str], mark: Option<&str>| CallRow {
+            seq,
+            name: kind.into(),
+            kind: kind.into(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            site: site.clone(),
+            mark: mark.map(String::from),
+        };
+        let carried = |index, seq| WriteCalls { index, calls: vec![seq], durable_by: None };
+        let calls = CallLinks {
+            cwd: "/w".into(),
+            calls: vec![
+                row(3, "rename", &["a.tmp", "a"], None),
+                row(4, "acknowledge", &[], Some("v1")),
+                row(9, "rename", &["a.tmp", "a"], None),
+                row(10, "acknowledge", &[], Some("v2")),
+            ],
+            writes: vec![carried(1, 3), carried(2, 3), carried(5, 9), carried(6, 9)],
+            marks: vec![4, 10],
+        };
+        let info = TraceInfo {
+            trace: "t".into(),
+            events: "mwwfmwwf".into(),
+            marks: vec![
+                brink_explore::results::MarkAt { index: 0, text: "v1".into() },
+                brink_explore::results::MarkAt { index: 4, text: "v2".into() },
+            ],
+            attribution: Attribution {
+                fs: "ext4".into(),
+                covered: true,
+                notes: Vec::new(),
+                writes: vec![w(1, dir()), w(2, commit()), w(5, dir()), w(6, commit())],
+            },
+            calls: Some(calls),
+        };
+        let rec = |id: &str, marks: u64, verdict: &str, checker: &str, message: &str| -> StateRecord {
+            serde_json::from_value(serde_json::json!({"id": id, "position": id.parse::<u64>().unwrap(), "epoch": 0,
+                "marks": marks, "omitted": [], "torn": [], "image": id, "verdict": verdict, "dup_of": null,
+                "checks": [{"checker": checker, "verdict": verdict, "message": message, "ms": 1}]}))
+            .unwrap()
+        };
+        let recs = vec![
+            rec("1", 1, "violation", "./check", "acknowledged 'v1' lost: a holds 0"),
+            rec("2", 1, "checker-failure", "./check", "killed by signal 11"),
+            rec("5", 2, "violation", "./check", "acknowledged 'v2' lost: a holds 1"),
+            rec("6", 2, "violation", "fsck", "block bitmap differences: -123"),
+            rec("7", 2, "checker-failure", "./check", "killed by signal 11"),
+        ];
+        (info, recs)
+    }
+
+    fn triage(line: u32) -> Vec<Vulnerability> {
+        let (info, recs) = replace_run(line);
+        let ctx = Ctx::new(Some(&info), &recs);
+        gather(&ctx, &recs, &[]).into_iter().map(|(vid, g)| vulnerability(&ctx, "t", vid, g)).collect()
+    }
+
+    /// The rename acknowledged before its directory was fsynced, broken at two marks, is
+    /// one vulnerability named by its line; the checker failures are one of their own;
+    /// fsck's finding is the file system's. Ids do not move with the line.
+    #[test]
+    fn vulnerabilities_group_by_the_calls_they_lost_not_by_mark() {
+        let v = triage(10);
+        let shown: Vec<String> = v
+            .iter()
+            .map(|v| {
+                format!("{} {} {} {} {:?}: {}", v.id, v.kind.name(), v.owner.name(), v.states, v.signature, v.sentence)
+            })
+            .collect();
+        expect_test::expect![[r#"
+            V4f63fe2b recovery application 2 ["checker failure"]: killed by signal 11: the application cannot start or recover on this crash state (its checker failed rather than judged it)
+            Vba35f7d9 durability application 2 ["call:rename a.tmp → a @ app.sh mv a.tmp a"]: acknowledged 'v1' lost: a holds 0: rename(a.tmp → a) at app.sh:10 was acknowledged ('v1') before its directory ./ was fsynced: a power cut in between loses it (in the blocks: the journal copy of the directory block of / (a.tmp→a))
+            Vfeb90a02 atomicity file system 1 ["call:rename a.tmp → a @ app.sh mv a.tmp a"]: block bitmap differences: -123: rename(a.tmp → a) at app.sh:10 was seen half done after a crash: the operation is not atomic on disk (in the blocks: the journal copy of the directory block of / (a.tmp→a))"#]]
+        .assert_eq(&shown.join("\n"));
+        let moved: Vec<String> = triage(12).iter().map(|v| v.id.clone()).collect();
+        assert_eq!(moved, v.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), "the line moved, the ids did not");
+        assert!(triage(12).iter().any(|v| v.sentence.contains("rename(a.tmp → a) at app.sh:12")));
     }
 }

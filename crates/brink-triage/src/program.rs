@@ -35,6 +35,8 @@ pub(crate) struct Writes<'a> {
     pub later: &'a [u64],
     /// Seq of the broken acknowledgement's call (durability).
     pub ack: Option<(u64, String)>,
+    /// What the lost writes hold, in the file system's terms (for the sentence).
+    pub holds: String,
 }
 
 /// The calls-based explanation of a minimal state, if the results carry calls and some
@@ -55,7 +57,10 @@ pub(crate) fn explain(ctx: &Ctx, id: &StateId, w: &Writes, class: &str) -> Optio
         .filter(|s| !cause.contains(s) && cause.first().is_some_and(|f| s > f))
         .filter_map(|s| links.call(s))
         .collect();
-    let because = sentence(w, &rows, &later);
+    let mut because = sentence(w, &rows, &later);
+    if !w.holds.is_empty() {
+        because += &format!(" (in the blocks: {})", w.holds);
+    }
     Some(Explained { kind: w.kind, signature: signature(&rows), because, class: class.to_string() })
 }
 
