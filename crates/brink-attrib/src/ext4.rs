@@ -447,6 +447,9 @@ enum Raw {
 /// it with '.', name).
 type NameAt = (u64, u64, Option<u32>, String);
 
+/// An owner of a block: (time, inode, kind, logical block in the inode).
+type Owner = (u64, u32, Own, u64);
+
 /// One write, classified block by block: (event index, offset, length, per block: what
 /// it was, bytes, whether a journal copy).
 type RawWrite = (u64, u64, u64, Vec<(Raw, u64, bool)>);
@@ -460,7 +463,9 @@ struct Pass<'a> {
     jmap: HashMap<u64, (u64, bool)>,
     tag_bytes: usize,
     csum_tail: usize,
-    owners: HashMap<u64, Vec<(u64, u32, Own)>>,
+    /// Per physical block: (time, inode, kind, logical block) from each inode version
+    /// that lists it.
+    owners: HashMap<u64, Vec<Owner>>,
     /// Raw directory entries (time, block, '.' inode of the block, name, inode).
     raw_names: Vec<(u64, u64, Option<u32>, String, u32)>,
     /// Blocks that parsed as directory blocks, with their entries, per view.
@@ -478,10 +483,10 @@ impl Pass<'_> {
         let journal = &self.journal.blocks;
         let read = |b: u64| journal.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
         extents(inode, &mut owned, &read, self.geo.blocks);
-        for (_, phys, kind) in owned {
+        for (logical, phys, kind) in owned {
             let list = self.owners.entry(phys).or_default();
-            if list.last().is_none_or(|l| l.1 != ino || l.2 != kind) {
-                list.push((at, ino, kind));
+            if list.last().is_none_or(|l| l.1 != ino || l.2 != kind || l.3 != logical) {
+                list.push((at, ino, kind, logical));
             }
         }
     }
@@ -728,9 +733,11 @@ impl<'a> Pass<'a> {
 
 /// Pass 2: names blocks and inodes by path, as of a time.
 struct Namer<'a> {
-    owners: &'a HashMap<u64, Vec<(u64, u32, Own)>>,
+    owners: &'a HashMap<u64, Vec<Owner>>,
     /// Every name of every inode, in time order.
     names: HashMap<u32, Vec<NameAt>>,
+    /// The block size.
+    bs: u64,
 }
 
 impl<'a> Namer<'a> {
@@ -744,14 +751,14 @@ impl<'a> Namer<'a> {
                 names.entry(*ino).or_default().push((*at, *block, *dot, name.clone()));
             }
         }
-        Namer { owners: &p.owners, names }
+        Namer { owners: &p.owners, names, bs: p.geo.bs }
     }
 
     /// The inode that owns block `b` at time `at`: the first owner at or after it, else
     /// the last one before it.
-    fn owner_at(&self, b: u64, at: u64) -> Option<(u32, Own)> {
+    fn owner_at(&self, b: u64, at: u64) -> Option<(u32, Own, u64)> {
         let l = self.owners.get(&b)?;
-        l.iter().find(|o| o.0 >= at).or(l.last()).map(|o| (o.1, o.2))
+        l.iter().find(|o| o.0 >= at).or(l.last()).map(|o| (o.1, o.2, o.3))
     }
 
     /// The path of inode `ino` at time `at`, by its names at or after it.
@@ -781,7 +788,14 @@ impl<'a> Namer<'a> {
         let at = index + 1;
         let mut items = Vec::new();
         for (raw, bytes, journal) in parts {
-            let item = |kind, path: Option<String>, detail: Option<String>| Item { kind, path, journal, detail, bytes };
+            let item = |kind, path: Option<String>, detail: Option<String>| Item {
+                kind,
+                path,
+                journal,
+                detail,
+                bytes,
+                range: None,
+            };
             match raw {
                 Raw::Fixed(k) => items.push(item(k, None, None)),
                 Raw::Inodes(changed) if changed.is_empty() => {
@@ -795,12 +809,14 @@ impl<'a> Namer<'a> {
                     }
                 }
                 Raw::Other { block, dir } => match self.owner_at(block, at) {
-                    Some((ino, Own::Dir)) => {
+                    Some((ino, Own::Dir, _)) => {
                         items.push(item(Kind::Directory, self.dir_path(ino, at), dir));
                     }
-                    Some((ino, own)) => {
+                    Some((ino, own, logical)) => {
                         let kind = if own == Own::Tree { Kind::ExtentTree } else { Kind::Data };
-                        items.push(item(kind, self.path(ino, at).or(Some(format!("inode {ino}"))), None));
+                        let path = self.path(ino, at).or(Some(format!("inode {ino}")));
+                        let range = (kind == Kind::Data).then(|| (logical * self.bs, (logical + 1) * self.bs));
+                        items.push(Item { range, ..item(kind, path, None) });
                     }
                     None => items.push(item(Kind::Unowned, None, None)),
                 },

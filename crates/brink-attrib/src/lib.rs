@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod ext4;
+mod link;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ use brink_trace::{TraceError, TraceReader};
 use serde::{Deserialize, Serialize};
 
 pub use ext4::LayoutError;
+pub use link::{CallLinks, CallRow, LINK_BLOCKS_MAX, WriteCalls, link};
 
 /// What part of the file system a piece of a write holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,6 +112,10 @@ pub struct Item {
     pub detail: Option<String>,
     /// Bytes of the write that hold this item.
     pub bytes: u64,
+    /// For file data: the byte range of the file the write's blocks hold (`[start, end)`,
+    /// whole blocks; the span when the write holds several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<(u64, u64)>,
 }
 
 impl Item {
@@ -188,7 +194,8 @@ impl Attribution {
         for ev in reader.events()? {
             let ev = ev?;
             if let brink_trace::Event::Write(w) = &ev.event {
-                let item = Item { kind: Kind::Unknown, path: None, journal: false, detail: None, bytes: w.len };
+                let item =
+                    Item { kind: Kind::Unknown, path: None, journal: false, detail: None, bytes: w.len, range: None };
                 writes.push(WriteItems { index: ev.index, offset: w.offset, len: w.len, items: vec![item] });
             }
         }
@@ -246,6 +253,10 @@ fn merge(items: Vec<Item>) -> Vec<Item> {
         match out.iter_mut().find(|o| merge_key(o) == merge_key(&it)) {
             Some(o) => {
                 o.bytes += it.bytes;
+                o.range = match (o.range, it.range) {
+                    (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                    (a, b) => a.or(b),
+                };
                 if let Some(d) = it.detail.filter(|d| !d.is_empty()) {
                     o.detail = Some(match o.detail.take() {
                         Some(od) if !od.is_empty() => format!("{od} {d}"),

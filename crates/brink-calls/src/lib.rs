@@ -57,7 +57,7 @@ pub use parse::{
 };
 pub use resolve::{Resolver, normalize};
 pub use script::{SCRIPT_BYTES_MAX, SCRIPT_TEXT_CHARS_MAX, attribute_scripts};
-pub use site::{Site, show_path};
+pub use site::{Site, fold_digits, show_path};
 pub use symbolize::{OBJECTS_CACHED_MAX, Symbolizer};
 pub use tracer::{
     STRACE_PROGRAM, STRACE_VERSION_MIN, STRING_LIMIT_DEFAULT, StraceInfo, TRACED_CALLS, TraceOptions, check_strace,

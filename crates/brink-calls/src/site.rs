@@ -69,3 +69,22 @@ pub fn show_path(base: Option<&Path>, path: &Path) -> String {
         None => path.display().to_string(),
     }
 }
+
+/// Every run of ASCII digits replaced by `N`: the grouping key of paths made in a loop
+/// (`log.1` and `log.2` are one place), for the lint and the vulnerabilities alike.
+pub fn fold_digits(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_digits = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use brink_attrib::Attribution;
+use brink_explore::results::TraceInfo;
 use brink_trace::{Event, Failed, SECTOR_BYTES, TraceReader, TraceSummary};
 use serde::Serialize;
 
@@ -46,11 +46,12 @@ fn mib(bytes: u64) -> String {
 /// `brink show TRACE --files`: per file, the writes and bytes that hold it, then (unless
 /// `--summary`) each write with what it holds.
 fn show_files(trace: &Path, reader: &TraceReader, json: bool, summary_only: bool) -> Result<i32> {
-    let attr = Attribution::of_trace(reader)?;
+    let info = TraceInfo::of_trace(reader)?;
+    let (attr, links) = (&info.attribution, info.calls.as_ref());
     let files = attr.per_file();
     if json {
         let obj = serde_json::json!({ "trace": trace.display().to_string(), "fs": attr.fs, "covered": attr.covered,
-            "notes": attr.notes, "files": files, "writes": attr.writes });
+            "notes": attr.notes, "files": files, "writes": attr.writes, "calls": links });
         emit(&(serde_json::to_string_pretty(&obj)? + "\n"))?;
         return Ok(0);
     }
@@ -76,6 +77,9 @@ fn show_files(trace: &Path, reader: &TraceReader, json: bool, summary_only: bool
                 w.len / SECTOR_BYTES,
                 holds.join("; ")
             )?;
+            if let Some(calls) = links.and_then(|l| l.describe_write(w.index)) {
+                writeln!(out, "{:>8}  {:>12}  {:>9}  by {calls}", "", "", "")?;
+            }
         }
     }
     emit(&out)?;

@@ -46,7 +46,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use brink_attrib::Attribution;
+use brink_attrib::{Attribution, CallLinks};
 use brink_check::{CheckOutcome, Verdict};
 use brink_pmodel::{Count, CrashState, StateId, WriteChoice};
 use brink_trace::{Event, TraceReader, durable};
@@ -76,13 +76,17 @@ const CLEANUP_POLL: Duration = Duration::from_millis(50);
 
 /// What reports need of the trace, so a results directory explains itself without it:
 /// one letter per event (`w` write, `f` flush, `d` discard, `z` write-zeroes, `m` mark,
-/// `e` injected error), the marks, and what each write holds (brink-attrib).
+/// `e` injected error), the marks, what each write holds (brink-attrib), and, when the
+/// trace holds the workload's calls and its writes are attributed, the calls each write
+/// carries (`brink_attrib::link`), so vulnerabilities can be told in the program's terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceInfo {
     pub trace: String,
     pub events: String,
     pub marks: Vec<MarkAt>,
     pub attribution: Attribution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallLinks>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,8 +114,25 @@ impl TraceInfo {
             });
         }
         let attribution = Attribution::of_trace(reader).map_err(ExploreError::Attribution)?;
-        Ok(TraceInfo { trace: reader.dir().display().to_string(), events, marks, attribution })
+        let calls = links_of(reader, &attribution, &marks)?;
+        Ok(TraceInfo { trace: reader.dir().display().to_string(), events, marks, attribution, calls })
     }
+}
+
+/// The calls each write carries, if the trace holds calls and its writes are attributed.
+pub fn links_of(
+    reader: &TraceReader,
+    attribution: &Attribution,
+    marks: &[MarkAt],
+) -> Result<Option<CallLinks>, ExploreError> {
+    let (Some(meta), Some(iter)) = (reader.meta().calls.as_ref(), reader.calls()?) else { return Ok(None) };
+    if !attribution.covered {
+        return Ok(None);
+    }
+    let calls = iter.collect::<Result<Vec<_>, _>>()?;
+    let place = brink_calls::Place { cwd: meta.cwd.as_bytes(), mark_file: meta.mark_file.as_bytes() };
+    let mark_events: Vec<u64> = marks.iter().map(|m| m.index).collect();
+    Ok(Some(brink_attrib::link(attribution, &calls, place, &mark_events)))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -51,22 +51,10 @@ pub(crate) fn show(base: Option<&Path>, path: &Path, dir: bool) -> String {
     text
 }
 
-/// Every run of ASCII digits replaced by `N`: the grouping key of paths made in a loop.
+/// Every run of ASCII digits replaced by `N` (`brink_calls::fold_digits`, shared with the
+/// vulnerabilities' grouping).
 pub(crate) fn fold_digits(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_digits = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
+    brink_calls::fold_digits(text)
 }
 
 #[cfg(test)]

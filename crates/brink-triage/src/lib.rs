@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod printable;
+mod program;
 mod render;
 
 use std::borrow::Cow;
@@ -42,6 +43,7 @@ use brink_pmodel::{StateId, WriteChoice};
 use serde::{Deserialize, Serialize};
 
 pub use printable::{class_text, printable};
+
 pub use render::{diff_text, html, junit, text};
 
 use printable::violation_class;
@@ -54,6 +56,10 @@ pub enum VulnKind {
     Ordering,
     Durability,
     Media,
+    /// Checker failures (the application crashed in its own recovery, a signal, a time
+    /// out): the application cannot start or recover. Grouped only when the results
+    /// carry calls (older results list checker failures apart, as before).
+    Recovery,
 }
 
 impl VulnKind {
@@ -63,6 +69,28 @@ impl VulnKind {
             VulnKind::Ordering => "ordering",
             VulnKind::Durability => "durability",
             VulnKind::Media => "media",
+            VulnKind::Recovery => "recovery",
+        }
+    }
+}
+
+/// Whose finding a vulnerability is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// The application broke its own promise (its checker says so) or cannot recover.
+    #[default]
+    Application,
+    /// The file system is inconsistent (the built-in `fsck` says so) or only its own
+    /// metadata is at stake (a torn superblock): not the application's bug.
+    FileSystem,
+}
+
+impl Owner {
+    pub fn name(self) -> &'static str {
+        match self {
+            Owner::Application => "application",
+            Owner::FileSystem => "file system",
         }
     }
 }
@@ -78,6 +106,9 @@ pub struct Vulnerability {
     /// Stable: derived from `kind`, `signature` and `class` only.
     pub id: String,
     pub kind: VulnKind,
+    /// The application's or the file system's.
+    #[serde(default)]
+    pub owner: Owner,
     /// One sentence a person can act on.
     pub sentence: String,
     /// The message class of the checker's violation (digits as `#`).
@@ -149,6 +180,24 @@ impl<'a> Ctx<'a> {
             .find(|r| Some(&r.id) == end.as_ref() && r.verdict == Verdict::Violation)
             .map(|r| first_violation(r).1);
         Ctx { info, no_crash_class }
+    }
+
+    /// The seq of the call of the mark at event `index`, if the results carry calls.
+    fn mark_call(&self, index: u64) -> Option<u64> {
+        let info = self.info?;
+        let k = info.marks.iter().position(|m| m.index == index)?;
+        info.calls.as_ref()?.marks.get(k).copied()
+    }
+
+    /// What the writes at `indices` hold, in words (`message` picks the items it names).
+    fn holds(&self, indices: &[u64], message: &str) -> String {
+        let items = self.items(indices);
+        name_or(&named_in(telling(&items), message), "")
+    }
+
+    /// Whether the results carry the calls each write holds.
+    fn has_calls(&self) -> bool {
+        self.info.is_some_and(|i| i.calls.is_some())
     }
 
     /// The first injected error before `p`.
@@ -316,7 +365,9 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
     let unattributed = if attributed { "" } else { " (writes not attributed on this file system)" };
     let torn: Vec<u64> = id.choices.iter().filter(|c| c.1 != WriteChoice::Omitted).map(|c| c.0).collect();
     if !torn.is_empty() {
-        return torn_write(ctx, &torn, unattributed, class);
+        let holds = ctx.holds(&torn, "");
+        let w = program::Writes { kind: VulnKind::Atomicity, lost: &torn, later: &[], ack: None, holds };
+        return program::explain(ctx, id, &w, &class).unwrap_or_else(|| torn_write(ctx, &torn, unattributed, class));
     }
     let dropped: Vec<u64> = id.choices.iter().filter(|c| c.1 == WriteChoice::Omitted).map(|c| c.0).collect();
     let all: Vec<u64> = id.choices.iter().map(|c| c.0).collect();
@@ -325,7 +376,10 @@ fn explain(ctx: &Ctx, m: &StateRecord, id: &StateId) -> Explained {
         .map(|&first| ctx.volatile(id.position).into_iter().filter(|v| *v > first && !all.contains(v)).collect())
         .unwrap_or_default();
     if !later.is_empty() {
-        return out_of_order(ctx, &dropped, &later, unattributed, class);
+        let holds = ctx.holds(&dropped, "");
+        let w = program::Writes { kind: VulnKind::Ordering, lost: &dropped, later: &later, ack: None, holds };
+        return program::explain(ctx, id, &w, &class)
+            .unwrap_or_else(|| out_of_order(ctx, &dropped, &later, unattributed, class));
     }
     in_order(ctx, m, id, &message, unattributed, class)
 }
@@ -410,6 +464,12 @@ fn in_order(ctx: &Ctx, m: &StateRecord, id: &StateId, message: &str, unattribute
             ),
             class,
         };
+    }
+    let kind = if broken.is_empty() { VulnKind::Atomicity } else { VulnKind::Durability };
+    let ack = broken.last().and_then(|(index, text)| ctx.mark_call(*index).map(|seq| (seq, text.clone())));
+    let w = program::Writes { kind, lost: &late, later: &[], ack, holds: name_or(&t, "") };
+    if let Some(e) = program::explain(ctx, id, &w, &class) {
+        return e;
     }
     if broken.is_empty() {
         Explained {
@@ -558,13 +618,65 @@ fn gather<'a>(ctx: &Ctx, recs: &'a [StateRecord], probes: &'a [StateRecord]) -> 
             g.best = Some((id.choices.len(), id, m));
         }
     }
+    if ctx.has_calls() {
+        gather_failures(recs, &mut groups);
+    }
     groups
+}
+
+/// Checker failures, grouped by their message class as one kind of their own: the
+/// application cannot start or recover on these states (apart from lost data).
+fn gather_failures<'a>(recs: &'a [StateRecord], groups: &mut BTreeMap<String, Group<'a>>) {
+    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
+        let Ok(id) = r.id.parse::<StateId>() else { continue };
+        let message = first_message(r);
+        let class = brink_check::message_class(&class_text(&message));
+        let ex = Explained {
+            kind: VulnKind::Recovery,
+            signature: vec!["checker failure".into()],
+            because:
+                "the application cannot start or recover on this crash state (its checker failed rather than judged it)"
+                    .into(),
+            class,
+        };
+        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+        let g =
+            groups.entry(vid).or_insert_with(|| Group { ex, states: Vec::new(), marks: BTreeMap::new(), best: None });
+        g.states.push(r.id.clone());
+        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
+            g.best = Some((id.choices.len(), id, r));
+        }
+    }
+}
+
+/// The message of a state's first violation, else of its first checker failure.
+fn first_message(r: &StateRecord) -> String {
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.verdict == Verdict::Violation)
+        .or_else(|| r.checks.iter().find(|c| c.verdict == Verdict::CheckerFailure));
+    c.map(|c| printable(&c.message).into_owned()).unwrap_or_default()
+}
+
+/// Whose a vulnerability is (see [`Owner`]): the file system's when the built-in fsck
+/// found it, or when what it lost is only the file system's own metadata.
+fn owner_of(ex: &Explained) -> Owner {
+    let fs_meta = |s: &String| {
+        !s.starts_with("call:")
+            && !s.starts_with("file:")
+            && !s.starts_with("directory:")
+            && !matches!(s.as_str(), "lost without a crash" | "after an injected I/O error" | "checker failure")
+    };
+    let only_fs = ex.kind != VulnKind::Media && !ex.signature.is_empty() && ex.signature.iter().all(fs_meta);
+    if ex.class.starts_with("fsck: ") || only_fs { Owner::FileSystem } else { Owner::Application }
 }
 
 /// A gathered vulnerability, told by its best minimal state.
 fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability {
     let (_, id, m) = g.best.expect("a group has a state");
-    let (message, _) = first_violation(m);
+    let message = first_message(m);
+    let owner = owner_of(&g.ex);
     let writes = id
         .choices
         .iter()
@@ -577,6 +689,7 @@ fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability
     Vulnerability {
         id: vid,
         kind: g.ex.kind,
+        owner,
         sentence: format!("{message}: {}", g.ex.because),
         class: g.ex.class,
         signature: g.ex.signature,
@@ -624,6 +737,7 @@ pub fn diff(old: &Analysis, new: &Analysis) -> Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brink_calls::Site;
 
     /// Ids of `results/vulnerabilities.md`, recomputed from their kinds, signatures and
     /// classes: a change of the hash would renumber every vulnerability a user tracks.
@@ -674,5 +788,100 @@ mod tests {
             V10188961
             Va89e6871"#]]
         .assert_eq(&ids.join("\n"));
+    }
+
+    /// A hand-built run of the atomic-replace bug (rename, acknowledge, then the journal
+    /// writes that hold the rename) in which `line` is the rename's script line.
+    fn replace_run(line: u32) -> (TraceInfo, Vec<StateRecord>) {
+        use brink_attrib::{Attribution, CallLinks, CallRow, WriteCalls};
+        let dir = || Item {
+            kind: Kind::Directory,
+            path: Some("/".into()),
+            journal: true,
+            detail: Some("a.tmp→a".into()),
+            bytes: 4096,
+            range: None,
+        };
+        let commit =
+            || Item { kind: Kind::JournalCommit, path: None, journal: false, detail: None, bytes: 4096, range: None };
+        let w = |index, item: Item| brink_attrib::WriteItems { index, offset: 0, len: 4096, items: vec![item] };
+        let site = Site::Source { file: "/src/app.sh".into(), line, function: Some("mv a.tmp a".into()) };
+        let row = |seq, kind: &str, paths: &[&str], mark: Option<&str>| CallRow {
+            seq,
+            name: kind.into(),
+            kind: kind.into(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            site: site.clone(),
+            mark: mark.map(String::from),
+        };
+        let carried = |index, seq| WriteCalls { index, calls: vec![seq], durable_by: None };
+        let calls = CallLinks {
+            cwd: "/w".into(),
+            calls: vec![
+                row(3, "rename", &["a.tmp", "a"], None),
+                row(4, "acknowledge", &[], Some("v1")),
+                row(9, "rename", &["a.tmp", "a"], None),
+                row(10, "acknowledge", &[], Some("v2")),
+            ],
+            writes: vec![carried(1, 3), carried(2, 3), carried(5, 9), carried(6, 9)],
+            marks: vec![4, 10],
+        };
+        let info = TraceInfo {
+            trace: "t".into(),
+            events: "mwwfmwwf".into(),
+            marks: vec![
+                brink_explore::results::MarkAt { index: 0, text: "v1".into() },
+                brink_explore::results::MarkAt { index: 4, text: "v2".into() },
+            ],
+            attribution: Attribution {
+                fs: "ext4".into(),
+                covered: true,
+                notes: Vec::new(),
+                writes: vec![w(1, dir()), w(2, commit()), w(5, dir()), w(6, commit())],
+            },
+            calls: Some(calls),
+        };
+        let rec = |id: &str, marks: u64, verdict: &str, checker: &str, message: &str| -> StateRecord {
+            serde_json::from_value(serde_json::json!({"id": id, "position": id.parse::<u64>().unwrap(), "epoch": 0,
+                "marks": marks, "omitted": [], "torn": [], "image": id, "verdict": verdict, "dup_of": null,
+                "checks": [{"checker": checker, "verdict": verdict, "message": message, "ms": 1}]}))
+            .unwrap()
+        };
+        let recs = vec![
+            rec("1", 1, "violation", "./check", "acknowledged 'v1' lost: a holds 0"),
+            rec("2", 1, "checker-failure", "./check", "killed by signal 11"),
+            rec("5", 2, "violation", "./check", "acknowledged 'v2' lost: a holds 1"),
+            rec("6", 2, "violation", "fsck", "block bitmap differences: -123"),
+            rec("7", 2, "checker-failure", "./check", "killed by signal 11"),
+        ];
+        (info, recs)
+    }
+
+    fn triage(line: u32) -> Vec<Vulnerability> {
+        let (info, recs) = replace_run(line);
+        let ctx = Ctx::new(Some(&info), &recs);
+        gather(&ctx, &recs, &[]).into_iter().map(|(vid, g)| vulnerability(&ctx, "t", vid, g)).collect()
+    }
+
+    /// The rename acknowledged before its directory was fsynced, broken at two marks, is
+    /// one vulnerability named by its line; the checker failures are one of their own;
+    /// fsck's finding is the file system's. Ids do not move with the line.
+    #[test]
+    fn vulnerabilities_group_by_the_calls_they_lost_not_by_mark() {
+        let v = triage(10);
+        let shown: Vec<String> = v
+            .iter()
+            .map(|v| {
+                format!("{} {} {} {} {:?}: {}", v.id, v.kind.name(), v.owner.name(), v.states, v.signature, v.sentence)
+            })
+            .collect();
+        expect_test::expect![[r#"
+            V4f63fe2b recovery application 2 ["checker failure"]: killed by signal 11: the application cannot start or recover on this crash state (its checker failed rather than judged it)
+            Vba35f7d9 durability application 2 ["call:rename a.tmp → a @ app.sh mv a.tmp a"]: acknowledged 'v1' lost: a holds 0: rename(a.tmp → a) at app.sh:10 was acknowledged ('v1') before its directory ./ was fsynced: a power cut in between loses it (in the blocks: the journal copy of the directory block of / (a.tmp→a))
+            Vfeb90a02 atomicity file system 1 ["call:rename a.tmp → a @ app.sh mv a.tmp a"]: block bitmap differences: -123: rename(a.tmp → a) at app.sh:10 was seen half done after a crash: the operation is not atomic on disk (in the blocks: the journal copy of the directory block of / (a.tmp→a))"#]]
+        .assert_eq(&shown.join("\n"));
+        let moved: Vec<String> = triage(12).iter().map(|v| v.id.clone()).collect();
+        assert_eq!(moved, v.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), "the line moved, the ids did not");
+        assert!(triage(12).iter().any(|v| v.sentence.contains("rename(a.tmp → a) at app.sh:12")));
     }
 }

@@ -16,6 +16,7 @@ mod record;
 mod signals;
 mod suite;
 mod triage;
+mod vulns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
