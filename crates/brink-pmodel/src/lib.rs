@@ -70,13 +70,19 @@
 
 mod count;
 mod epoch;
+mod frontend;
 mod id;
+mod logical;
 mod rng;
 mod strategy;
 
 pub use count::Count;
 pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
+pub use frontend::{LogicalInput, call_index, logical_ops};
 pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
+pub use logical::{
+    At, Gone, Initial, Ino, LogicalOp, LogicalTrace, NodeKind, Op, ROOT, RangeSync, Warning, WarningKind,
+};
 pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
 
 use serde::{Deserialize, Serialize};
