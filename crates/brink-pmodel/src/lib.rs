@@ -68,14 +68,17 @@
 
 #![forbid(unsafe_code)]
 
+mod apm;
 mod count;
 mod epoch;
 mod frontend;
 mod id;
 mod logical;
+mod micro;
 mod rng;
 mod strategy;
 
+pub use apm::{Apm, BLOCK, UnknownApm};
 pub use count::Count;
 pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
 pub use frontend::{LogicalInput, call_index, logical_ops};
@@ -83,6 +86,7 @@ pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
 pub use logical::{
     At, Gone, Initial, Ino, LogicalOp, LogicalTrace, NodeKind, Op, ROOT, RangeSync, Warning, WarningKind,
 };
+pub use micro::{EntryChange, Fill, Micro, MicroOp, Plan};
 pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
 
 use serde::{Deserialize, Serialize};
