@@ -51,7 +51,9 @@
 //! - `ext4-journal` (data=journal): data and metadata go through the journal in order:
 //!   every micro-op depends on the one before it (BOB: only data-journal modes kept every
 //!   tested operation in order); a multi-block write may still be cut at a block
-//!   (handles are per page), so states are the prefixes of the micro-op sequence.
+//!   (handles are per page), so states are the prefixes of the micro-op sequence. An
+//!   acknowledgement is not in the journal: a crash after it may still lose every
+//!   uncommitted change before it.
 //! - `xfs`: metadata is logged in order and atomically (renames, unlinks), `fsync`
 //!   forces the log (every earlier metadata micro-op); the on-disk size is updated at
 //!   I/O completion, so appends show no zeros or garbage and persist in order per

@@ -136,6 +136,7 @@ impl Front {
             maps: Vec::new(),
             out: LogicalTrace {
                 initial: Vec::new(),
+                initial_inos: Vec::new(),
                 kinds: vec![NodeKind::Dir],
                 ops: Vec::new(),
                 warnings: Vec::new(),
@@ -166,7 +167,9 @@ impl Front {
         }
         let size = if kind == NodeKind::File { size } else { 0 };
         self.out.initial.push(Initial { path: bytes_path(rel).to_path_buf(), kind: kind.clone(), size });
-        self.new_node(abs, kind, size)
+        let ino = self.new_node(abs, kind, size);
+        self.out.initial_inos.push(ino);
+        ino
     }
 
     fn new_node(&mut self, abs: &[u8], kind: NodeKind, size: u64) -> Ino {

@@ -74,9 +74,11 @@ mod epoch;
 mod frontend;
 mod id;
 mod logical;
+mod lstate;
 mod micro;
 mod rng;
 mod strategy;
+mod tree;
 
 pub use apm::{Apm, BLOCK, UnknownApm};
 pub use count::Count;
@@ -86,8 +88,10 @@ pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
 pub use logical::{
     At, Gone, Initial, Ino, LogicalOp, LogicalTrace, NodeKind, Op, ROOT, RangeSync, Warning, WarningKind,
 };
+pub use lstate::{LState, LStateId, LStateIter, LStrategy, MicroRef, ParseLStateIdError};
 pub use micro::{EntryChange, Fill, Micro, MicroOp, Plan};
 pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
+pub use tree::{Applier, CHECKPOINT_EVERY, Extent, FileView, Inode, Tree};
 
 use serde::{Deserialize, Serialize};
 

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// A file identity (an inode to the kernel) in a [`LogicalTrace`]: [`ROOT`] is the
-/// recorded file system's root, the files that existed before are `1..=initial.len()`
-/// (in the order of [`LogicalTrace::initial`]), the files the workload made come after.
+/// recorded file system's root; the others are numbered in order of first sight.
 pub type Ino = u32;
 
 /// The root directory's identity.
@@ -212,18 +211,13 @@ pub enum WarningKind {
 /// A trace's logical operations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogicalTrace {
-    /// The files and directories before the workload ran, parents first; identity `i + 1`
-    /// is `initial[i]` (with any the calls showed that the listing lacked).
+    /// The files and directories before the workload ran, parents first (with any the
+    /// calls showed that the listing lacked, flagged by [`WarningKind::NotListed`]).
     pub initial: Vec<Initial>,
+    /// The identity of each of `initial`.
+    pub initial_inos: Vec<Ino>,
     /// What each identity is: `kinds[ino]`.
     pub kinds: Vec<NodeKind>,
     pub ops: Vec<LogicalOp>,
     pub warnings: Vec<Warning>,
-}
-
-impl LogicalTrace {
-    /// The identity of `initial[i]`.
-    pub fn initial_ino(i: usize) -> Ino {
-        Ino::try_from(i + 1).unwrap_or(Ino::MAX)
-    }
 }

@@ -98,6 +98,7 @@ impl Plan {
             rules: apm.rules(),
             micro: Vec::new(),
             last_barrier: None,
+            last_non_ack: None,
             last_meta: None,
             last_meta_of: HashMap::new(),
             last_append: HashMap::new(),
@@ -148,6 +149,9 @@ struct Builder {
     rules: Rules,
     micro: Vec<MicroOp>,
     last_barrier: Option<u32>,
+    /// The last micro-op that is not an acknowledgement (an acknowledgement is no write:
+    /// it orders what comes after it, not what came before).
+    last_non_ack: Option<u32>,
     last_meta: Option<u32>,
     /// Per file: its last metadata micro-op.
     last_meta_of: HashMap<Ino, u32>,
@@ -170,8 +174,9 @@ impl Builder {
         let id = self.micro.len() as u32;
         let mut deps: BTreeSet<u32> = extra.iter().copied().collect();
         deps.extend(self.last_barrier);
-        if r.total_order {
-            deps.extend(id.checked_sub(1));
+        let ack = matches!(micro, Micro::Ack(_));
+        if r.total_order && !ack {
+            deps.extend(self.last_non_ack);
         }
         if class == Class::Meta && r.meta_chain {
             deps.extend(self.last_meta);
@@ -182,6 +187,9 @@ impl Builder {
         }
         deps.remove(&id);
         self.micro.push(MicroOp { op, micro, deps: deps.into_iter().collect() });
+        if !ack {
+            self.last_non_ack = Some(id);
+        }
         match class {
             Class::Barrier => self.last_barrier = Some(id),
             Class::Meta => self.last_meta = Some(id),
