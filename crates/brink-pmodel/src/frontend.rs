@@ -122,7 +122,7 @@ impl Front {
             })
             .collect();
         let mut initial = input.initial.clone();
-        initial.sort_by(|a, b| bytes(&a.path).cmp(&bytes(&b.path)));
+        initial.sort_by_key(|a| bytes(&a.path));
         let mut front = Front {
             mark: bytes(&input.mark_file),
             resolver: Resolver::new(calls, &start),
@@ -302,11 +302,7 @@ impl Front {
                 }
             }
             CallKind::Sync => self.push(seq, b"", Op::Sync),
-            CallKind::Syncfs { fd } => {
-                if self.file_of(seq, proc, fd).is_some() {
-                    self.push(seq, b"", Op::Sync);
-                }
-            }
+            CallKind::Syncfs { fd } if self.file_of(seq, proc, fd).is_some() => self.push(seq, b"", Op::Sync),
             CallKind::Msync { addr, len, flags } if flags.contains(map_flag::MS_SYNC) => self.msync(seq, *addr, *len),
             CallKind::Mmap(m) => self.map(call, proc, m),
             CallKind::Untraceable { what } => {
@@ -315,13 +311,10 @@ impl Front {
                 }
                 self.warn(seq, WarningKind::NotModelled, what.what());
             }
-            CallKind::Copy { to, .. } => {
-                if self.file_of(seq, proc, to).is_some() {
-                    let what = format!("{}: data copied inside the kernel is not modelled", call.name);
-                    self.warn(seq, WarningKind::NotModelled, what);
-                }
+            CallKind::Copy { to, .. } if self.file_of(seq, proc, to).is_some() => {
+                let what = format!("{}: data copied inside the kernel is not modelled", call.name);
+                self.warn(seq, WarningKind::NotModelled, what);
             }
-            CallKind::Chdir { target: Target::Fd(_) } | CallKind::Exec { .. } | CallKind::Spawn { .. } => {}
             _ => {}
         }
     }

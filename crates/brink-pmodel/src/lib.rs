@@ -16,6 +16,14 @@
 //!   in part. Writes that persist are applied in completion order, so of two persisted
 //!   writes to one sector the later wins.
 //!
+//! # The logical level (ALICE's abstract persistence models)
+//! From the same recording's system calls, [`logical_ops`] gives ALICE-style logical
+//! operations, an [`Apm`] splits them into micro-operations with ordering rules
+//! ([`Plan`]; each APM's assumptions are argued in `apm.rs`), [`Plan::states`] visits
+//! the legal sets of persisted micro-ops (ids `L<op.k>[-op.k]…`, documented in
+//! `lstate.rs`), and an [`Applier`] gives the file tree each leaves. The rest of these
+//! docs are about the block level.
+//!
 //! # Assumptions about the media, per model
 //! `writeback` (default): a volatile write cache that honours flush and FUA.
 //! 1. A write completed before a completed flush is durable; so is a FUA write once it
