@@ -258,3 +258,61 @@ fn trees_show_data_from_the_calls() {
     assert_eq!(f.content[0].fill, Fill::Data { seq, at: 0 });
     assert!(!files.contains_key(Path::new("file.tmp")));
 }
+
+const ATOMIC_UPDATE_C: &str = r#"#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = open("file.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    write(fd, "new contents", 12);
+    fsync(fd);
+    close(fd);
+    rename("file.tmp", "file");
+    int log = open("log", O_RDWR | O_APPEND);
+    char buf[4];
+    read(log, buf, 4);
+    write(log, "more", 4);
+    int dir = open(".", O_RDONLY | O_DIRECTORY);
+    fsync(dir);
+    int mark = open(argv[1], O_WRONLY | O_APPEND);
+    write(mark, "done\n", 5);
+    return 0;
+}
+"#;
+
+/// The atomic update (plus an append after a read) run under strace: the ops the
+/// front end reads from a real trace.
+#[test]
+fn a_real_strace_run_gives_the_alice_ops() {
+    let test = "a_real_strace_run_gives_the_alice_ops";
+    let needs = [brink_testkit::Need::Program("strace"), brink_testkit::Need::Program("gcc")];
+    if !brink_testkit::can_run(test, &needs) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (root, bin, mark, out) =
+        (dir.path().join("fs"), dir.path().join("prog"), dir.path().join("mark"), dir.path().join("trace"));
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("file"), "old\n").unwrap();
+    std::fs::write(root.join("log"), "0123456789").unwrap();
+    std::fs::write(&mark, "").unwrap();
+    std::fs::write(dir.path().join("prog.c"), ATOMIC_UPDATE_C).unwrap();
+    let gcc = std::process::Command::new("gcc").arg("-o").arg(&bin).arg(dir.path().join("prog.c")).status();
+    assert!(gcc.unwrap().success());
+    let opts = brink_calls::TraceOptions { stacks: false, ..Default::default() };
+    let workload = [bin.into_os_string(), mark.clone().into_os_string()];
+    let status = brink_calls::strace_command(&workload, &out, &opts).unwrap().current_dir(&root).status();
+    assert!(status.unwrap().success());
+    let calls = brink_calls::parse_file(&out).unwrap().calls;
+    let input = LogicalInput {
+        root: root.clone(),
+        mark_file: mark,
+        start_dir: Some(root),
+        initial: vec![file("file", 4), file("log", 10)],
+    };
+    let t = logical_ops(&calls, &input);
+    assert_eq!(names(&t), ["creat", "append", "fsync", "rename", "append", "fsync", "ack"], "{:?}", t.ops);
+    assert!(matches!(t.ops[4].op, Op::Append { offset: 10, len: 4, offset_known: true, .. }), "{:?}", t.ops[4]);
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    assert!(!rename_lost_after_ack(&t, Apm::Posix));
+}
