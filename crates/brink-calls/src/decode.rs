@@ -34,6 +34,8 @@ fn decode(name: &str, a: &[&str], returned: Option<Fd>) -> Option<CallKind> {
         "chdir" => Some(CallKind::Chdir { target: path_target(None, a.first()?)? }),
         "fchdir" => Some(CallKind::Chdir { target: Target::Fd(fd(a.first()?)?) }),
         "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => write(name, a),
+        "read" | "readv" => Some(CallKind::Read { fd: fd(a.first()?)? }),
+        "lseek" | "_llseek" => Some(CallKind::Seek { fd: fd(a.first()?)? }),
         "truncate" | "truncate64" => {
             Some(CallKind::Truncate { target: path_target(None, a.first()?)?, len: uint(a.get(1)?)? })
         }
@@ -307,6 +309,16 @@ mod tests {
     fn unknown_or_broken_calls_keep_their_text() {
         assert_eq!(decode_line("getpid", ")"), CallKind::Other { raw_args: ")".into() });
         assert!(matches!(decode_line("rename", "0x1234, \"b\")"), CallKind::Other { .. }));
+    }
+
+    #[test]
+    fn decodes_raw_reads_and_seeks() {
+        assert_eq!(
+            decode_line("read", "0x3, 0x7ffe, 0x340)"),
+            CallKind::Read { fd: Fd { num: 3, path: None, deleted: false } }
+        );
+        let CallKind::Seek { fd } = decode_line("lseek", r#"3<\x2f\x61>, 0, SEEK_END)"#) else { panic!() };
+        assert_eq!((fd.num, fd.path.unwrap()), (3, b"/a".to_vec()));
     }
 
     #[test]

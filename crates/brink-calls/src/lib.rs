@@ -25,6 +25,9 @@
 //! - The vDSO's calls (time only, so nothing for a file system), and calls of processes
 //!   that escape the trace (a daemon started before it, or reached over a socket).
 //! - A plain `write`'s file offset: it is the file position, which strace does not print.
+//!   It can be followed from the calls that move it (`open`, `read`/`readv`, which are
+//!   traced raw so their buffers cost nothing, `lseek`, `write`); `brink-pmodel`'s
+//!   logical front end does, and says when it cannot.
 //! - Stacks are symbolized against the objects on disk when [`Symbolizer`] runs: a
 //!   binary rebuilt since the trace gives wrong lines.
 
@@ -60,6 +63,6 @@ pub use script::{SCRIPT_BYTES_MAX, SCRIPT_TEXT_CHARS_MAX, attribute_scripts};
 pub use site::{Site, fold_digits, show_path};
 pub use symbolize::{OBJECTS_CACHED_MAX, Symbolizer};
 pub use tracer::{
-    STRACE_PROGRAM, STRACE_VERSION_MIN, STRING_LIMIT_DEFAULT, StraceInfo, TRACED_CALLS, TraceOptions, check_strace,
-    parse_version, strace_args, strace_command, trace_set,
+    RAW_CALLS, STRACE_PROGRAM, STRACE_VERSION_MIN, STRING_LIMIT_DEFAULT, StraceInfo, TRACED_CALLS, TraceOptions,
+    check_strace, parse_version, strace_args, strace_command, trace_set,
 };

@@ -374,6 +374,15 @@ pub enum CallKind {
         group: bool,
         code: i64,
     },
+    /// `read` and `readv` (traced raw, `-e raw=`, so no data and no `-y` path: only
+    /// the descriptor number): the result is how far the file position moved.
+    Read {
+        fd: Fd,
+    },
+    /// `lseek`: the result is the new file position.
+    Seek {
+        fd: Fd,
+    },
     /// Something brink cannot follow exactly.
     Untraceable {
         what: Untraceable,

@@ -19,6 +19,10 @@ pub const STRACE_VERSION_MIN: (u32, u32) = (5, 10);
 /// Bytes of write data strace prints per buffer by default (`-s`): a 4 KiB block whole.
 pub const STRING_LIMIT_DEFAULT: usize = 4096;
 
+/// Calls traced raw (`-e raw=`): numbers only, so their buffers are not printed; what
+/// matters of them is the descriptor and the result (how far the file position moved).
+pub const RAW_CALLS: &[&str] = &["read", "readv"];
+
 /// The system calls traced. The ones an architecture may lack (x86_64 has them all) are
 /// prefixed `?` so strace skips them there instead of refusing to start.
 pub const TRACED_CALLS: &[&str] = &[
@@ -35,6 +39,9 @@ pub const TRACED_CALLS: &[&str] = &[
     "?fcntl64",
     "chdir",
     "fchdir",
+    "read",
+    "readv",
+    "lseek",
     "write",
     "pwrite64",
     "writev",
@@ -133,7 +140,9 @@ pub fn strace_args(workload: &[OsString], out: &Path, opts: &TraceOptions) -> Re
     if let Some(user) = &opts.run_as {
         args.extend(["-u".into(), user.into()]);
     }
-    args.extend(["-e".into(), format!("trace={}", trace_set()).into(), "-o".into(), out.into(), "--".into()]);
+    args.extend(["-e".into(), format!("trace={}", trace_set()).into()]);
+    args.extend(["-e".into(), format!("raw={}", RAW_CALLS.join(",")).into()]);
+    args.extend(["-o".into(), out.into(), "--".into()]);
     args.extend(workload.iter().cloned());
     Ok(args)
 }

@@ -16,6 +16,14 @@
 //!   in part. Writes that persist are applied in completion order, so of two persisted
 //!   writes to one sector the later wins.
 //!
+//! # The logical level (ALICE's abstract persistence models)
+//! From the same recording's system calls, [`logical_ops`] gives ALICE-style logical
+//! operations, an [`Apm`] splits them into micro-operations with ordering rules
+//! ([`Plan`]; each APM's assumptions are argued in `apm.rs`), [`Plan::states`] visits
+//! the legal sets of persisted micro-ops (ids `L<op.k>[-op.k]…`, documented in
+//! `lstate.rs`), and an [`Applier`] gives the file tree each leaves. The rest of these
+//! docs are about the block level.
+//!
 //! # Assumptions about the media, per model
 //! `writeback` (default): a volatile write cache that honours flush and FUA.
 //! 1. A write completed before a completed flush is durable; so is a FUA write once it
@@ -68,16 +76,30 @@
 
 #![forbid(unsafe_code)]
 
+mod apm;
 mod count;
 mod epoch;
+mod frontend;
 mod id;
+mod logical;
+mod lstate;
+mod micro;
 mod rng;
 mod strategy;
+mod tree;
 
+pub use apm::{Apm, BLOCK, UnknownApm};
 pub use count::Count;
 pub use epoch::{CrashPoint, Epoch, EpochBuilder, PWrite};
+pub use frontend::{LogicalInput, call_index, logical_ops};
 pub use id::{MediaFault, ParseIdError, StateId, WriteChoice};
+pub use logical::{
+    At, Gone, Initial, Ino, LogicalOp, LogicalTrace, NodeKind, Op, ROOT, RangeSync, Warning, WarningKind,
+};
+pub use lstate::{LState, LStateId, LStateIter, LStrategy, MicroRef, ParseLStateIdError};
+pub use micro::{EntryChange, Fill, Micro, MicroOp, Plan};
 pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
+pub use tree::{Applier, CHECKPOINT_EVERY, Extent, FileView, Inode, Tree};
 
 use serde::{Deserialize, Serialize};
 

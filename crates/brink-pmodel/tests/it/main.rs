@@ -2,6 +2,8 @@
 //! enumeration matches the counts, exhaustive is exactly the power set, torn states are
 //! exactly the sector subsets, ids are stable and round-trip.
 
+mod apm;
+
 use std::collections::{BTreeSet, HashSet};
 
 use brink_pmodel::{
