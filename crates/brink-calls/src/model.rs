@@ -374,15 +374,6 @@ pub enum CallKind {
         group: bool,
         code: i64,
     },
-    /// `read` and `readv` (traced raw, `-e raw=`, so no data and no `-y` path: only
-    /// the descriptor number): the result is how far the file position moved.
-    Read {
-        fd: Fd,
-    },
-    /// `lseek`: the result is the new file position.
-    Seek {
-        fd: Fd,
-    },
     /// Something brink cannot follow exactly.
     Untraceable {
         what: Untraceable,
@@ -391,6 +382,18 @@ pub enum CallKind {
     /// arguments as strace printed them (at most [`crate::RAW_ARGS_CHARS_MAX`] characters).
     Other {
         raw_args: String,
+    },
+    // New variants go here, after the others: a variant's place is its number in
+    // `calls.log` (bincode), so a variant added in the middle breaks every trace
+    // recorded before (`brink-trace`'s `old_traces_with_calls_still_read` guards it).
+    /// `read` and `readv` (traced raw, `-e raw=`, so no data and no `-y` path: only
+    /// the descriptor number): the result is how far the file position moved.
+    Read {
+        fd: Fd,
+    },
+    /// `lseek`: the result is the new file position.
+    Seek {
+        fd: Fd,
     },
 }
 

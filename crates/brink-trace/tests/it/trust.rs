@@ -275,3 +275,24 @@ fn calls_round_trip_with_their_data_and_are_optional() {
         }
     }
 }
+
+/// A trace with calls written by this version and committed: every later brink must
+/// read its calls back as they were (a `CallKind` variant added in the middle of the
+/// enum, not at its end, would renumber the others and break it). `BRINK_BLESS=1`
+/// rewrites the fixture, for a deliberate format change (which must bump the version).
+#[test]
+fn old_traces_with_calls_still_read() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/with-calls");
+    let calls = crate::fuzz::seed_calls();
+    if std::env::var_os("BRINK_BLESS").is_some_and(|v| v == "1") {
+        let _ = fs::remove_dir_all(&fixture);
+        let mut w = TraceWriter::create(&fixture).unwrap();
+        fs::write(w.base_image_path(), vec![0u8; 8192]).unwrap();
+        w.write(0, &[7u8; 4096], WriteFlags::default()).unwrap();
+        w.calls(calls.iter().cloned()).unwrap();
+        w.finish(TraceMeta::new("fixture", "unknown", 8192)).unwrap();
+    }
+    let r = TraceReader::open(&fixture).unwrap();
+    let back: Vec<brink_calls::Call> = r.calls().unwrap().unwrap().map(Result::unwrap).collect();
+    assert_eq!(back, calls);
+}
