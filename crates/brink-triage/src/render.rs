@@ -14,7 +14,16 @@ pub fn text(a: &Analysis) -> String {
     let failing: u64 = a.vulnerabilities.iter().map(|v| v.states).sum();
     let w = &mut out;
     let _ = writeln!(w, "vulnerabilities: {} (from {failing} violating states)", a.vulnerabilities.len());
-    for v in &a.vulnerabilities {
+    // The application's first; the file system's own findings after, under their label.
+    let (app, fs): (Vec<&Vulnerability>, Vec<&Vulnerability>) =
+        a.vulnerabilities.iter().partition(|v| v.owner == crate::Owner::Application);
+    for (i, v) in app.iter().chain(&fs).enumerate() {
+        if i == app.len() {
+            let _ = writeln!(
+                w,
+                "\n  the file system's own findings (fsck, or only its metadata at stake), not the application's:"
+            );
+        }
         let _ = writeln!(
             w,
             "\n  {}  {:<10}  {} state{}",
