@@ -91,17 +91,19 @@ brink_run() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A P_TOT P_WL N_TOT N_WL B_TOT B_WL B_W B_S
-printf 'workload\trep\tplain_total_s\tplain_workload_s\tblock_total_s\tblock_workload_s\tcalls_total_s\tcalls_workload_s\tbytes_written\tbytes_stored\n' > "$RAW.new"
+declare -A P_TOT P_WL N_TOT N_WL S_TOT S_WL B_TOT B_WL B_W B_S
+printf 'workload\trep\tplain_total_s\tplain_workload_s\tblock_total_s\tblock_workload_s\tnostacks_total_s\tnostacks_workload_s\tcalls_total_s\tcalls_workload_s\tbytes_written\tbytes_stored\n' > "$RAW.new"
 for wl in sqlite seq appends; do
   for r in $(seq 1 "$REPS"); do
     read -r pt pw < <(plain "$wl")
     read -r nt nw _ _ < <(brink_run "$wl" --no-syscalls)
+    read -r st sw _ _ < <(brink_run "$wl" --no-stacks)
     read -r bt bw bwr bst < <(brink_run "$wl")
     P_TOT[$wl]+="$pt "; P_WL[$wl]+="$pw "; N_TOT[$wl]+="$nt "; N_WL[$wl]+="$nw "; B_TOT[$wl]+="$bt "; B_WL[$wl]+="$bw "
+    S_TOT[$wl]+="$st "; S_WL[$wl]+="$sw "
     B_W[$wl]=$bwr; B_S[$wl]=$bst
-    echo "$wl rep $r: plain ${pt}s/${pw}s | block only ${nt}s/${nw}s | with calls ${bt}s/${bw}s (total/workload)" >&2
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$r" "$pt" "$pw" "$nt" "$nw" "$bt" "$bw" "$bwr" "$bst" >> "$RAW.new"
+    echo "$wl rep $r: plain ${pt}s/${pw}s | block only ${nt}s/${nw}s | calls, no stacks ${st}s/${sw}s | calls ${bt}s/${bw}s (total/workload)" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$r" "$pt" "$pw" "$nt" "$nw" "$st" "$sw" "$bt" "$bw" "$bwr" "$bst" >> "$RAW.new"
   done
 done
 
@@ -115,17 +117,20 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   sh results/provenance.sh
   echo "ext4 data=ordered on a 1 GiB image (4 KiB blocks, no lazy init), image file on the host's ext4; $(sqlite3 --version | cut -d' ' -f1,2 | sed 's/^/SQLite /'); $(strace -V | head -1)."
   echo
-  echo "| workload | plain workload s | block only workload s | with calls workload s | calls / block only | plain total s | block only total s | with calls total s | calls / block only | bytes written | bytes stored |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "Total wall time of each recording, in seconds (the workload's own time in parentheses):"
+  echo
+  echo "| workload | plain | block only | calls, no stacks | calls and stacks | no stacks / block only | stacks / block only | bytes written | bytes stored |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for wl in sqlite seq appends; do
-    pw=$(med "${P_WL[$wl]}"); nw=$(med "${N_WL[$wl]}"); bw=$(med "${B_WL[$wl]}")
-    pt=$(med "${P_TOT[$wl]}"); nt=$(med "${N_TOT[$wl]}"); bt=$(med "${B_TOT[$wl]}")
-    printf '| %s | %.3f | %.3f | %.3f | %s | %.3f | %.3f | %.3f | %s | %s | %s |\n' "$wl" "$pw" "$nw" "$bw" "$(ratio "$bw" "$nw")" \
-      "$pt" "$nt" "$bt" "$(ratio "$bt" "$nt")" "${B_W[$wl]}" "${B_S[$wl]}"
+    pw=$(med "${P_WL[$wl]}"); nw=$(med "${N_WL[$wl]}"); sw=$(med "${S_WL[$wl]}"); bw=$(med "${B_WL[$wl]}")
+    pt=$(med "${P_TOT[$wl]}"); nt=$(med "${N_TOT[$wl]}"); st=$(med "${S_TOT[$wl]}"); bt=$(med "${B_TOT[$wl]}")
+    printf '| %s | %.3f (%.3f) | %.3f (%.3f) | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s |\n' "$wl" "$pt" "$pw" "$nt" "$nw" \
+      "$st" "$sw" "$bt" "$bw" "$(ratio "$st" "$nt")" "$(ratio "$bt" "$nt")" "${B_W[$wl]}" "${B_S[$wl]}"
   done
   echo
-  echo "\"block only\" is \`brink record --no-syscalls\`; \"with calls\" is the default, the workload run"
-  echo "under strace (\`-f -k --seccomp-bpf\`: a ptrace stop and a stack unwind per traced call)."
+  echo "\"block only\" is \`brink record --no-syscalls\`; \"calls, no stacks\" is \`--no-stacks\` (strace"
+  echo "\`-f --seccomp-bpf\`: a ptrace stop per traced call); \"calls and stacks\" is the default (\`-k\` too:"
+  echo "each traced call's stack unwound through ptrace)."
   echo "Targets (issue 14): with calls at most 1.5x block only on sqlite, 2x on appends, in total"
   echo "wall time of the recording. The total includes parsing strace's output, symbolizing the"
   echo "stacks and writing calls.log. \"bytes stored\" is the payload pack (each distinct 4 KiB"

@@ -149,6 +149,10 @@ struct RecordArgs {
     /// `show --syscalls`, `lint` and reports in the program's terms).
     #[arg(long)]
     no_syscalls: bool,
+    /// Record the system calls without their stacks: no source lines, but much less
+    /// overhead for workloads making many calls (a stack costs about a millisecond).
+    #[arg(long, conflicts_with = "no_syscalls")]
+    no_stacks: bool,
     /// Output trace directory (must not exist).
     #[arg(short, long)]
     output: PathBuf,
@@ -273,7 +277,11 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
         interrupt,
         inject: args.inject.iter().map(|s| s.parse()).collect::<Result<_, brink_record::InjectionSpecError>>()?,
         watch: Vec::new(),
-        syscalls: !args.no_syscalls,
+        syscalls: match (args.no_syscalls, args.no_stacks) {
+            (true, _) => brink_record::Syscalls::Off,
+            (false, true) => brink_record::Syscalls::Calls,
+            (false, false) => brink_record::Syscalls::CallsAndStacks,
+        },
     })
 }
 

@@ -25,9 +25,29 @@ pub(crate) const STRACE_OUT: &str = "calls.strace";
 /// The tracer as preflight found it (`strace 6.1`).
 static TRACER: OnceLock<String> = OnceLock::new();
 
-/// Strace is here, recent enough, can unwind stacks, and may trace (ptrace is allowed).
-pub(crate) fn preflight() -> Result<(), RecordError> {
-    let info = brink_calls::check_strace(&TraceOptions::default())?;
+/// What to record of the workload's system calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Syscalls {
+    /// Block I/O only.
+    Off,
+    /// The calls, without stacks: no source lines, but a ptrace stop per call only (a
+    /// stack costs an unwind through ptrace, about a millisecond a call here:
+    /// `results/bench/record-overhead.md`).
+    Calls,
+    /// The calls and each one's stack, symbolized to source lines.
+    #[default]
+    CallsAndStacks,
+}
+
+/// The strace options for `mode`.
+fn options(mode: Syscalls) -> TraceOptions {
+    TraceOptions { stacks: mode == Syscalls::CallsAndStacks, ..TraceOptions::default() }
+}
+
+/// Strace is here, recent enough, can unwind stacks (if asked), and may trace (ptrace is
+/// allowed).
+pub(crate) fn preflight(mode: Syscalls) -> Result<(), RecordError> {
+    let info = brink_calls::check_strace(&options(mode))?;
     let _ = TRACER.set(format!("strace {}.{}", info.version.0, info.version.1));
     Ok(())
 }
@@ -40,14 +60,20 @@ pub(crate) const TRACEE_PID: &str = "tracee.pid";
 /// small shell first writes its process id to `pid_file`, then execs the workload: that
 /// process is the workload, and strace, which waits for every process it traces (a
 /// daemon the workload left), is not ([`Tracee`]).
-pub(crate) fn traced(workload: &Path, args: &[String], out: &Path, pid_file: &Path) -> Result<Command, RecordError> {
+pub(crate) fn traced(
+    workload: &Path,
+    args: &[String],
+    out: &Path,
+    pid_file: &Path,
+    mode: Syscalls,
+) -> Result<Command, RecordError> {
     let wrapper = ["/bin/sh", "-c", "echo $$ > \"$0\" && exec \"$@\""].map(OsString::from);
     let argv: Vec<OsString> = wrapper
         .into_iter()
         .chain([pid_file.as_os_str().to_owned(), workload.as_os_str().to_owned()])
         .chain(args.iter().map(OsString::from))
         .collect();
-    Ok(brink_calls::strace_command(&argv, out, &TraceOptions::default())?)
+    Ok(brink_calls::strace_command(&argv, out, &options(mode))?)
 }
 
 /// The workload's first process under strace, found through its pid file.

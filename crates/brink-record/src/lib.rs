@@ -18,6 +18,7 @@ mod inject;
 mod logger;
 mod recorder;
 
+pub use calls::Syscalls;
 pub use child::Interrupt;
 pub use inject::{FileTargetError, Injection, InjectionSpecError, MetadataError, Target};
 pub use recorder::{Progress, RecordConfig, RecordOutcome, record};

@@ -53,8 +53,8 @@ pub struct RecordConfig {
     pub inject: Vec<crate::Injection>,
     /// Targets whose matches are only counted (`RecordOutcome::watched`).
     pub watch: Vec<crate::Injection>,
-    /// Record the workload's system calls too (`calls.rs`), under strace.
-    pub syscalls: bool,
+    /// Record the workload's system calls too (`calls.rs`), under strace, and their stacks.
+    pub syscalls: crate::Syscalls,
 }
 
 #[derive(Debug)]
@@ -178,8 +178,8 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
             "workload command '{prog}' not found (not a path to an executable, not on PATH)"
         ))
     })?;
-    if cfg.syscalls {
-        crate::calls::preflight()?;
+    if cfg.syscalls != crate::Syscalls::Off {
+        crate::calls::preflight(cfg.syscalls)?;
     }
     Ok((mkfs, workload))
 }
@@ -398,14 +398,14 @@ fn workload_command(
     workload: &Path,
     paths: &WorkPaths,
 ) -> Result<(Command, Option<crate::calls::Tracee>), RecordError> {
-    if !cfg.syscalls {
+    if cfg.syscalls == crate::Syscalls::Off {
         let mut cmd = Command::new(workload);
         cmd.args(&cfg.argv[1..]);
         return Ok((cmd, None));
     }
     let pid_file = paths.root.join(crate::calls::TRACEE_PID);
     let out = paths.root.join(crate::calls::STRACE_OUT);
-    let cmd = crate::calls::traced(workload, &cfg.argv[1..], &out, &pid_file)?;
+    let cmd = crate::calls::traced(workload, &cfg.argv[1..], &out, &pid_file, cfg.syscalls)?;
     Ok((cmd, Some(crate::calls::Tracee::new(&pid_file))))
 }
 
@@ -523,7 +523,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
 
     let mut writer = writer;
     let mut meta = trace_meta(cfg, &run, final_digest);
-    if cfg.syscalls {
+    if cfg.syscalls != crate::Syscalls::Off {
         progress.set("reading the system calls");
         let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
         let out = paths.root.join(crate::calls::STRACE_OUT);

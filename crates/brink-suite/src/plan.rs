@@ -63,7 +63,7 @@ impl Workload {
                 interrupt: opts.interrupt.clone(),
                 inject: mode.inject.clone(),
                 watch: Vec::new(),
-                syscalls: true,
+                syscalls: brink_record::Syscalls::CallsAndStacks,
             },
             explore: ExploreConfig {
                 trace: dir.join("trace"),

@@ -23,7 +23,7 @@ fn config(output: &Path, setup: Option<&str>, script: &str) -> RecordConfig {
         interrupt: Default::default(),
         inject: Vec::new(),
         watch: Vec::new(),
-        syscalls: true,
+        syscalls: brink_record::Syscalls::CallsAndStacks,
     }
 }
 
