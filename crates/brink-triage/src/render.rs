@@ -9,6 +9,16 @@ use brink_explore::results::TraceInfo;
 use crate::{Analysis, Diff, Vulnerability};
 
 /// The vulnerabilities, for a terminal.
+/// What the file system's own findings are, where a report lists them apart.
+const FS_FINDINGS: &str =
+    "fsck found the file system inconsistent, or only its own metadata is at stake: not the application's bug";
+
+/// The application's vulnerabilities, then the file system's own findings: every report
+/// lists them in that order, the second under their own label.
+fn owned(a: &Analysis) -> (Vec<&Vulnerability>, Vec<&Vulnerability>) {
+    a.vulnerabilities.iter().partition(|v| v.owner == crate::Owner::Application)
+}
+
 pub fn text(a: &Analysis) -> String {
     let mut out = String::new();
     let failing: u64 = a.vulnerabilities.iter().map(|v| v.states).sum();
@@ -75,7 +85,14 @@ pub fn junit(a: &Analysis) -> String {
     let _ = writeln!(x, "<testsuites name=\"brink\" tests=\"{}\" failures=\"{n}\">", n.max(1));
     let _ = writeln!(x, "  <testsuite name=\"brink {}\" tests=\"{}\" failures=\"{n}\">", esc(&a.results), n.max(1));
     for v in &a.vulnerabilities {
-        let _ = writeln!(x, "    <testcase classname=\"brink.{}\" name=\"{} {}\">", v.kind.name(), v.id, esc(&v.class));
+        let owner = if v.owner == crate::Owner::FileSystem { "filesystem." } else { "" };
+        let _ = writeln!(
+            x,
+            "    <testcase classname=\"brink.{owner}{}\" name=\"{} {}\">",
+            v.kind.name(),
+            v.id,
+            esc(&v.class)
+        );
         let _ = writeln!(
             x,
             "      <failure message=\"{}\" type=\"{}\">{} states; minimal state {}: {}\nreproduce: {}</failure>",
@@ -267,7 +284,14 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
     if a.vulnerabilities.is_empty() {
         let _ = writeln!(h, "<div class=\"vuln ok\">No violating state.</div>");
     }
-    for v in &a.vulnerabilities {
+    let (app, fs) = owned(a);
+    for v in app {
+        vulnerability_html(&mut h, v);
+    }
+    if !fs.is_empty() {
+        let _ = writeln!(h, "<h2>The file system's own findings</h2><p class=\"sub\">{FS_FINDINGS}</p>");
+    }
+    for v in fs {
         vulnerability_html(&mut h, v);
     }
     for n in &a.notes {
