@@ -58,7 +58,7 @@ pub use parse::{
     CALL_NAME_BYTES_MAX, CallReader, FRAME_TEXT_BYTES_MAX, LINE_BYTES_MAX, PENDING_MAX, PROCESS_ENDS_MAX, Parsed,
     STACK_FRAMES_MAX, parse_bytes, parse_file,
 };
-pub use resolve::{Resolver, normalize};
+pub use resolve::{Resolver, normalize, spawns};
 pub use script::{SCRIPT_BYTES_MAX, SCRIPT_TEXT_CHARS_MAX, attribute_scripts};
 pub use site::{Site, fold_digits, show_path};
 pub use symbolize::{OBJECTS_CACHED_MAX, Symbolizer};

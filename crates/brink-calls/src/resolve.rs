@@ -24,14 +24,11 @@ impl Resolver {
     /// A resolver for `calls` (in order) of a workload started in directory `start`.
     pub fn new(calls: &[Call], start: &[u8]) -> Resolver {
         let (mut process_of, mut parent_of) = (HashMap::new(), HashMap::new());
-        for c in calls {
-            if let (CallKind::Spawn { thread }, CallResult::Ok(child)) = (&c.kind, &c.result) {
-                let Ok(child) = u32::try_from(*child) else { continue };
-                match thread {
-                    true => process_of.insert(child, c.tid),
-                    false => parent_of.insert(child, c.tid),
-                };
-            }
+        for (child, (parent, thread)) in spawns(calls) {
+            match thread {
+                true => process_of.insert(child, parent),
+                false => parent_of.insert(child, parent),
+            };
         }
         Resolver { start: normalize(start), process_of, parent_of, cwd: HashMap::new() }
     }
@@ -110,6 +107,21 @@ impl Resolver {
             Target::Fd(fd) => fd.path.clone().unwrap_or_default(),
         }
     }
+}
+
+/// Every process and thread a trace saw made: child id → (the thread that made it,
+/// whether it is a thread of the same process). Read from the whole trace up front: a
+/// child's first calls can complete before its parent's `clone` returns.
+pub fn spawns(calls: &[Call]) -> HashMap<u32, (u32, bool)> {
+    calls
+        .iter()
+        .filter_map(|c| match (&c.kind, &c.result) {
+            (CallKind::Spawn { thread }, CallResult::Ok(child)) => {
+                Some((u32::try_from(*child).ok()?, (c.tid, *thread)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `path` with empty and `.` components dropped and `..` folded (lexically: the trace

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brink_calls::{AT_FDCWD, Call, CallKind, CallResult, Fd, bytes_path};
+use brink_calls::{AT_FDCWD, Call, Fd, bytes_path};
 
 use crate::finding::CallRef;
 use crate::paths;
@@ -93,15 +93,7 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(calls: &[Call], base: Option<&Path>, mark: &Path) -> State {
-        let spawns = calls
-            .iter()
-            .filter_map(|c| match (&c.kind, &c.result) {
-                (CallKind::Spawn { thread }, CallResult::Ok(child)) => {
-                    Some((u32::try_from(*child).ok()?, (c.tid, *thread)))
-                }
-                _ => None,
-            })
-            .collect();
+        let spawns = brink_calls::spawns(calls);
         State {
             names: HashMap::new(),
             parents: HashSet::new(),

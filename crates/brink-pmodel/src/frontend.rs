@@ -112,15 +112,7 @@ impl Front {
     fn new(calls: &[Call], input: &LogicalInput) -> Front {
         let root = bytes(&input.root);
         let start = input.start_dir.as_deref().map_or_else(|| root.clone(), bytes);
-        let spawns = calls
-            .iter()
-            .filter_map(|c| match (&c.kind, &c.result) {
-                (CallKind::Spawn { thread }, CallResult::Ok(child)) => {
-                    Some((u32::try_from(*child).ok()?, (c.tid, *thread)))
-                }
-                _ => None,
-            })
-            .collect();
+        let spawns = brink_calls::spawns(calls);
         let mut initial = input.initial.clone();
         initial.sort_by_key(|a| bytes(&a.path));
         let mut front = Front {
