@@ -55,22 +55,41 @@ impl Script {
         Some(Script { file, lines: text.lines().map(String::from).collect() })
     }
 
-    /// The line (from 1) whose words best match `words` (the first must be there), if any.
-    fn line_of(&self, words: &[String]) -> Option<u32> {
+    /// The first line (from 1) that redirects into a file named `name`: with `>>` when
+    /// `append`, with `>` alone otherwise.
+    fn line_of_redirect(&self, name: &str, append: bool) -> Option<u32> {
+        let i = self.lines.iter().position(|line| {
+            let code = line.split('#').next().unwrap_or_default();
+            let names = code.split(|c: char| c.is_whitespace() || ";&|()<>\"'`".contains(c));
+            let named = names.into_iter().any(|t| t == name || Path::new(t).file_name().is_some_and(|n| n == name));
+            named && if append { code.contains(">>") } else { code.contains('>') && !code.contains(">>") }
+        })?;
+        Some(i as u32 + 1)
+    }
+
+    /// The line (from 1) whose words best match `words` (the first must be there), if
+    /// any. Of equally good lines, the first at or after `after` (a script runs forward:
+    /// the line after the last one that ran), else the first.
+    fn line_of(&self, words: &[String], after: u32) -> Option<u32> {
         let first = words.first()?;
-        let mut best: Option<(usize, usize)> = None;
+        let mut best: Option<(u32, usize)> = None;
         for (i, line) in self.lines.iter().enumerate() {
+            let n = i as u32 + 1;
             let code = line.split('#').next().unwrap_or_default();
             let tokens: Vec<&str> = code.split(|c: char| c.is_whitespace() || ";&|()<>\"'`".contains(c)).collect();
             if !tokens.iter().any(|t| t == first || Path::new(t).file_name().is_some_and(|n| n == first.as_str())) {
                 continue;
             }
             let score = words[1..].iter().filter(|w| tokens.contains(&w.as_str())).count() + 1;
-            if best.is_none_or(|(_, s)| score > s) {
-                best = Some((i, score));
+            let better = match best {
+                None => true,
+                Some((b, s)) => score > s || (score == s && b < after && n >= after),
+            };
+            if better {
+                best = Some((n, score));
             }
         }
-        best.map(|(i, _)| i as u32 + 1)
+        best.map(|(n, _)| n)
     }
 }
 
@@ -106,13 +125,7 @@ impl Processes {
                     self.command.remove(&p);
                 }
                 None => {
-                    let words = argv.iter().map(|a| String::from_utf8_lossy(a).into_owned());
-                    let mut words: Vec<String> = words.collect();
-                    if let Some(w) = words.first_mut() {
-                        *w = Path::new(w.as_str())
-                            .file_name()
-                            .map_or_else(|| w.clone(), |n| n.to_string_lossy().into_owned());
-                    }
+                    let words = exec_words(c).unwrap_or_default();
                     self.command.insert(p, words);
                     self.script.remove(&p);
                 }
@@ -162,19 +175,87 @@ fn own_words(c: &Call, mark_file: &[u8]) -> Vec<String> {
 /// outermost frame of its stack. `mark_file` is `$BRINK_MARK`.
 pub fn attribute_scripts(calls: &mut [Call], mark_file: &[u8]) {
     let mut procs = Processes::default();
+    // The line whose redirection opened a descriptor of the shell: its writes are that
+    // line's (`record "$i" >> logs/app.log` writes through what `>>` opened).
+    let mut fd_line: HashMap<(u32, i32), u32> = HashMap::new();
+    // The last line each script ran: where the next ambiguous match is looked for first.
+    let mut last_line: HashMap<PathBuf, u32> = HashMap::new();
     for c in calls.iter_mut() {
+        let p = procs.process(c.tid);
         let frame = procs.context(c.tid).and_then(|(script, command)| {
-            let line = match command {
-                Some(cmd) => script.line_of(cmd)?,
-                None => own_words(c, mark_file).into_iter().find_map(|w| script.line_of(&[w]))?,
+            // An exec is the line of the command it starts.
+            let execd = exec_words(c);
+            let line = match execd.as_ref().or(command) {
+                Some(cmd) => script.line_of(cmd, last_line.get(&script.file).copied().unwrap_or(0))?,
+                None => {
+                    let opened_at = fd_of(c).and_then(|fd| fd_line.get(&(p, fd)).copied());
+                    own_line(c, script, mark_file, opened_at, last_line.get(&script.file).copied().unwrap_or(0))?
+                }
             };
             Some(frame_at(script, line))
         });
+        if let Some(s) = frame.as_ref().and_then(|f| f.source.as_ref()) {
+            last_line.insert(s.file.clone(), s.line);
+        }
         if let Some(f) = frame {
+            let line = f.source.as_ref().map(|s| s.line);
+            let new_fd = match c.result {
+                CallResult::Ok(fd) => i32::try_from(fd).ok(),
+                _ => None,
+            };
+            match (&c.kind, new_fd, line) {
+                (CallKind::Open { .. }, Some(fd), Some(l)) => drop(fd_line.insert((p, fd), l)),
+                (CallKind::Dup { old, .. }, Some(fd), _) => {
+                    if let Some(l) = fd_line.get(&(p, old.num)).copied() {
+                        fd_line.insert((p, fd), l);
+                    }
+                }
+                _ => {}
+            }
             c.stack.push(f);
         }
         procs.observe(c);
     }
+}
+
+/// The command an exec of a program (not of a shell) starts, its name first.
+fn exec_words(c: &Call) -> Option<Vec<String>> {
+    let CallKind::Exec { argv, .. } = &c.kind else { return None };
+    if Script::of_exec(argv).is_some() {
+        return None;
+    }
+    let mut words: Vec<String> = argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let first = words.first_mut()?;
+    *first = Path::new(first.as_str()).file_name().map_or_else(|| first.clone(), |n| n.to_string_lossy().into_owned());
+    Some(words)
+}
+
+/// The descriptor a call writes, syncs or closes through.
+fn fd_of(c: &Call) -> Option<i32> {
+    match &c.kind {
+        CallKind::Write { fd, .. }
+        | CallKind::Fsync { fd, .. }
+        | CallKind::Close { fd }
+        | CallKind::Dup { old: fd, .. } => Some(fd.num),
+        _ => None,
+    }
+}
+
+/// The line of a call the script's shell made itself: the line that opened its
+/// descriptor, or the redirection that names its file (`>>` for an append, `>` else),
+/// or any line naming the file.
+fn own_line(c: &Call, script: &Script, mark_file: &[u8], opened_at: Option<u32>, after: u32) -> Option<u32> {
+    if opened_at.is_some() {
+        return opened_at;
+    }
+    let words = own_words(c, mark_file);
+    if let CallKind::Open { flags, .. } = &c.kind {
+        let append = flags.contains(crate::open_flag::APPEND);
+        if let Some(l) = words.iter().find_map(|w| script.line_of_redirect(w, append)) {
+            return Some(l);
+        }
+    }
+    words.into_iter().find_map(|w| script.line_of(&[w], after))
 }
 
 /// The frame of `line` of `script`; its "function" is the line's text (bounded).
@@ -185,5 +266,57 @@ fn frame_at(script: &Script, line: u32) -> Frame {
         function: Some(text.chars().take(SCRIPT_TEXT_CHARS_MAX).collect()),
         offset: 0,
         source: Some(SourceLine { file: script.file.clone(), line }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_bytes;
+
+    /// The lines of a script's commands and redirections, ambiguous ones included: the
+    /// same command on two lines goes to the one after the line that ran last.
+    #[test]
+    fn calls_get_the_script_line_that_ran_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("w.sh");
+        std::fs::write(
+            &script,
+            ": > log\nsync log; sync .\nfor i in 1 2; do\n  echo x >> log\n  echo \"m\" > \"$BRINK_MARK\"\n  sync log\ndone\n",
+        )
+        .unwrap();
+        let s = script.display();
+        let text = format!(
+            "100 1.0 execve(\"/bin/sh\", [\"sh\", \"{s}\"], 0x1 /* 1 var */) = 0\n\
+             100 1.1 openat(AT_FDCWD</w>, \"log\", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3</w/log>\n\
+             100 1.2 clone(child_stack=NULL, flags=SIGCHLD) = 200\n\
+             200 1.3 execve(\"/usr/bin/sync\", [\"sync\", \"log\"], 0x1 /* 1 var */) = 0\n\
+             100 1.4 openat(AT_FDCWD</w>, \"log\", O_WRONLY|O_CREAT|O_APPEND, 0666) = 3</w/log>\n\
+             100 1.5 write(3</w/log>, \"x\\n\", 2) = 2\n\
+             100 1.6 openat(AT_FDCWD</w>, \"/m\", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 4</m>\n\
+             100 1.7 write(4</m>, \"m\\n\", 2) = 2\n\
+             100 1.8 clone(child_stack=NULL, flags=SIGCHLD) = 300\n\
+             300 1.9 execve(\"/usr/bin/sync\", [\"sync\", \"log\"], 0x1 /* 1 var */) = 0\n"
+        );
+        let mut calls = parse_bytes(text.as_bytes()).unwrap().calls;
+        attribute_scripts(&mut calls, b"/m");
+        let lines: Vec<(String, Option<u32>)> = calls
+            .iter()
+            .map(|c| (c.name.clone(), c.stack.last().and_then(|f| f.source.as_ref()).map(|s| s.line)))
+            .collect();
+        let want = [
+            ("execve", None),
+            ("openat", Some(1)),
+            ("clone", None),
+            ("execve", Some(2)),
+            ("openat", Some(4)),
+            ("write", Some(4)),
+            ("openat", Some(5)),
+            ("write", Some(5)),
+            ("clone", None),
+            ("execve", Some(6)),
+        ];
+        let want: Vec<(String, Option<u32>)> = want.iter().map(|(n, l)| (n.to_string(), *l)).collect();
+        assert_eq!(lines, want);
     }
 }

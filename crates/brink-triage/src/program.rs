@@ -43,12 +43,16 @@ pub(crate) struct Writes<'a> {
 /// lost write carries a call whose effect the state lacks.
 pub(crate) fn explain(ctx: &Ctx, id: &StateId, w: &Writes, class: &str) -> Option<Explained> {
     let links = ctx.info?.calls.as_ref()?;
-    let on_disk = on_disk(ctx, links, id);
-    let mut cause: BTreeSet<u64> = carried(links, w.lost).difference(&on_disk).copied().collect();
+    let persisted = on_disk(ctx, links, id, false);
+    let mut cause: BTreeSet<u64> = carried(links, w.lost).difference(&persisted).copied().collect();
     if let Some((seq, _)) = &w.ack {
         cause.retain(|s| s < seq);
     }
-    let rows: Vec<&CallRow> = cause.iter().filter_map(|&s| links.call(s)).filter(|r| r.kind != "acknowledge").collect();
+    let mut rows: Vec<&CallRow> =
+        cause.iter().filter_map(|&s| links.call(s)).filter(|r| r.kind != "acknowledge").collect();
+    if rows.is_empty() && w.kind == VulnKind::Durability {
+        rows = acknowledged_not_on_disk(links, w, &on_disk(ctx, links, id, true));
+    }
     if rows.is_empty() {
         return None;
     }
@@ -64,27 +68,74 @@ pub(crate) fn explain(ctx: &Ctx, id: &StateId, w: &Writes, class: &str) -> Optio
     Some(Explained { kind: w.kind, signature: signature(&rows), because, class: class.to_string() })
 }
 
+/// For a durability failure whose lost work no write before the next flush carries (the
+/// kernel had not even written it yet): the changes the broken acknowledgement covered,
+/// made since the acknowledgement before it, whose effect is not on disk.
+fn acknowledged_not_on_disk<'l>(links: &'l CallLinks, w: &Writes, on_disk: &BTreeSet<u64>) -> Vec<&'l CallRow> {
+    let Some((ack, _)) = &w.ack else { return Vec::new() };
+    let since = links.marks.iter().copied().filter(|m| m < ack).max().unwrap_or(0);
+    let syncs = ["acknowledge", "fsync", "fdatasync", "sync", "syncfs"];
+    let window: Vec<&CallRow> = links.calls.iter().filter(|r| r.seq > since && r.seq < *ack).collect();
+    window
+        .iter()
+        .filter(|r| !on_disk.contains(&r.seq) && !syncs.contains(&r.kind.as_str()))
+        .filter(|r| !synced_before(r, &window, *ack))
+        .copied()
+        .collect()
+}
+
+/// Whether the program made `change` durable before `ack`: a `sync`, or an fsync of its
+/// file (data) or of its parent directory (a name made or removed) after it.
+fn synced_before(change: &CallRow, window: &[&CallRow], ack: u64) -> bool {
+    let parent = |p: &str| std::path::Path::new(p).parent().map(|d| d.to_string_lossy().into_owned());
+    let parent = |p: &str| parent(p).filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+    let names = matches!(change.kind.as_str(), "rename" | "create" | "link" | "unlink" | "mkdir" | "rmdir" | "symlink");
+    let needs: Vec<String> = match names {
+        true => change.paths.iter().map(|p| parent(p)).collect(),
+        false => change.paths.clone(),
+    };
+    let after: Vec<&&CallRow> = window.iter().filter(|r| r.seq > change.seq && r.seq < ack).collect();
+    after.iter().any(|r| r.kind == "sync" || r.kind == "syncfs")
+        || needs
+            .iter()
+            .all(|n| after.iter().any(|r| matches!(r.kind.as_str(), "fsync" | "fdatasync") && r.paths.contains(n)))
+}
+
 /// The calls the writes at `indices` carry.
 fn carried(links: &CallLinks, indices: &[u64]) -> BTreeSet<u64> {
     indices.iter().filter_map(|&i| links.of_write(i)).flat_map(|w| w.calls.iter().copied()).collect()
 }
 
-/// Calls whose effect a persisted write before the crash carries in place, or through a
-/// persisted commit block.
-fn on_disk(ctx: &Ctx, links: &CallLinks, id: &StateId) -> BTreeSet<u64> {
+/// Calls whose effect persisted writes before the crash carry in place, or through
+/// persisted commit blocks, and no write that did not persist also carries.
+fn on_disk(ctx: &Ctx, links: &CallLinks, id: &StateId, strict: bool) -> BTreeSet<u64> {
     let Some(info) = ctx.info else { return BTreeSet::new() };
     let lost: BTreeSet<u64> = id.choices.iter().map(|c| c.0).collect();
-    let mut out = BTreeSet::new();
-    for w in links.writes.iter().take_while(|w| w.index < id.position) {
-        if lost.contains(&w.index) {
-            continue;
-        }
-        let items = info.attribution.of_write(w.index).unwrap_or_default();
-        let lands =
-            items.iter().any(|it| it.kind == Kind::JournalCommit || (!it.journal && !it.kind.is_journal_bookkeeping()));
-        if lands {
+    let in_place = |index: u64| {
+        let items = info.attribution.of_write(index).unwrap_or_default();
+        items.iter().any(|it| !it.journal && !it.kind.is_journal_bookkeeping())
+    };
+    let commits = |index: u64| {
+        info.attribution.of_write(index).unwrap_or_default().iter().any(|it| it.kind == Kind::JournalCommit)
+    };
+    let (mut out, mut missing) = (BTreeSet::new(), BTreeSet::new());
+    for w in &links.writes {
+        let persisted = w.index < id.position && !lost.contains(&w.index);
+        if persisted && (in_place(w.index) || commits(w.index)) {
             out.extend(w.calls.iter().copied());
+        } else if !persisted && in_place(w.index) {
+            missing.extend(w.calls.iter().copied());
         }
+    }
+    // Strictly, a call is on disk only when its writes in place persisted too: one whose
+    // inode was committed while its data was not written yet is not. (A commit block
+    // carries every call of the copies it commits, metadata bookkeeping included, so an
+    // unpersisted commit does not make an older call missing.) Strictness is for the
+    // acknowledged work no lost write carries (`acknowledged_not_on_disk`): file data is
+    // linked by path and range, so a later file's blocks at that path can carry an
+    // earlier file's calls too, and the strict rule would call those missing.
+    if strict {
+        out.retain(|c| !missing.contains(c));
     }
     out
 }
