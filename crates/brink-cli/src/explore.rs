@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use brink_check::Verdict;
 use brink_explore::{CheckerSpec, ExploreConfig, Recovery, Setting, StateRecord, Summary};
-use brink_pmodel::{CacheModel, Model, StateId, Strategy, Torn};
+use brink_pmodel::{Apm, CacheModel, LStrategy, Model, StateId, Strategy, Torn};
 use brink_suite::{Ext4Modes, RunOpts};
 use clap::ValueEnum;
 
@@ -44,6 +44,18 @@ pub enum StrategyArg {
     OmitOne,
     OmitK,
     Sample,
+    /// Logical level only: ALICE's three phases (prefix, omit-one, partial).
+    Alice,
+    /// Logical level only: each op's partial persistence.
+    Partial,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LevelArg {
+    /// The recorded disk's crash states (block writes and flushes).
+    Block,
+    /// The recorded calls' crash states under abstract persistence models (--apm).
+    Logical,
 }
 
 /// How to explore and check: shared by `explore` and `ext4-modes`.
@@ -57,8 +69,9 @@ pub struct CheckOpts {
     model: ModelArg,
     #[arg(long, value_enum, default_value = "none")]
     torn: TornArg,
-    #[arg(long, value_enum, default_value = "exhaustive")]
-    strategy: StrategyArg,
+    /// Default: exhaustive (block), alice (logical).
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
     /// For `--strategy omit-k`: how many volatile writes may be dropped.
     #[arg(long, default_value_t = brink_explore::defaults::OMIT_K)]
     k: u32,
@@ -163,6 +176,15 @@ pub struct ExploreArgs {
     /// misdirected write. Off by default; see `brink-pmodel`'s assumptions.
     #[arg(long)]
     media_faults: bool,
+    /// `block`: the recorded disk's crash states; `logical`: the recorded calls' crash
+    /// states under each abstract persistence model of --apm, as directory trees (no
+    /// root needed; ext4 traces; results in OUT/<apm>).
+    #[arg(long, value_enum, default_value = "block")]
+    level: LevelArg,
+    /// With --level logical: the APMs, comma-separated (posix, ext4-ordered,
+    /// ext4-writeback, ext4-journal, xfs, btrfs), or `all`.
+    #[arg(long, value_delimiter = ',')]
+    apm: Vec<String>,
 }
 
 fn model(a: &CheckOpts) -> Model {
@@ -179,14 +201,34 @@ fn model(a: &CheckOpts) -> Model {
     }
 }
 
-fn strategy(a: &CheckOpts) -> Strategy {
-    match a.strategy {
+fn strategy(a: &CheckOpts) -> Result<Strategy> {
+    Ok(match a.strategy.unwrap_or(StrategyArg::Exhaustive) {
         StrategyArg::Exhaustive => Strategy::Exhaustive,
         StrategyArg::Prefix => Strategy::Prefix,
         StrategyArg::OmitOne => Strategy::OmitK(1),
         StrategyArg::OmitK => Strategy::OmitK(a.k),
         StrategyArg::Sample => Strategy::Sample { samples: a.samples, seed: a.seed },
-    }
+        StrategyArg::Alice | StrategyArg::Partial => {
+            bail!(
+                "--strategy alice and partial are for --level logical; the block level has exhaustive, prefix, omit-one, omit-k and sample"
+            )
+        }
+    })
+}
+
+/// `--strategy` at the logical level.
+fn lstrategy(a: &CheckOpts) -> Result<LStrategy> {
+    Ok(match a.strategy.unwrap_or(StrategyArg::Alice) {
+        StrategyArg::Alice => LStrategy::Alice,
+        StrategyArg::Prefix => LStrategy::Prefix,
+        StrategyArg::OmitOne => LStrategy::OmitOne,
+        StrategyArg::Partial => LStrategy::Partial,
+        StrategyArg::Exhaustive => LStrategy::Exhaustive { max_missing: u32::MAX },
+        StrategyArg::Sample => LStrategy::Sample { samples: a.samples, seed: a.seed },
+        StrategyArg::OmitK => bail!(
+            "--strategy omit-k is for --level block; at the logical level use exhaustive (bounded by --max-states)"
+        ),
+    })
 }
 
 /// The checks on `CheckOpts` that clap cannot express.
@@ -218,7 +260,7 @@ fn explore_config(
         trace: trace.to_path_buf(),
         results: results.to_path_buf(),
         model: model(o),
-        strategy: strategy(o),
+        strategy: strategy(o)?,
         max_states: o.max_states,
         checkers: o.checkers.iter().map(|c| CheckerSpec::parse(c)).collect(),
         jobs,
@@ -255,8 +297,14 @@ fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
 }
 
 pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32> {
+    if a.level == LevelArg::Logical {
+        return explore_logical(&a, &interrupt);
+    }
+    if !a.apm.is_empty() {
+        bail!("--apm is for --level logical");
+    }
     if a.count_only {
-        let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts))?;
+        let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts)?)?;
         if a.json {
             emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
         } else {
@@ -281,6 +329,100 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
         report(&cfg.results, false, None, None)?;
     }
     Ok(exit_code(&summary, &interrupt))
+}
+
+/// `--apm`: names, or `all`.
+fn apms(list: &[String]) -> Result<Vec<Apm>> {
+    if list.is_empty() {
+        bail!(
+            "--level logical needs --apm NAME[,NAME…] (posix, ext4-ordered, ext4-writeback, ext4-journal, xfs, btrfs) or --apm all"
+        );
+    }
+    if list.iter().any(|a| a == "all") {
+        return Ok(Apm::ALL.to_vec());
+    }
+    let mut out: Vec<Apm> = Vec::new();
+    for name in list {
+        let apm: Apm = name.parse()?;
+        if !out.contains(&apm) {
+            out.push(apm);
+        }
+    }
+    Ok(out)
+}
+
+/// `brink explore --level logical`: each APM in turn, results in `OUT/<apm>`; the exit
+/// code is the worst of theirs.
+fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i32> {
+    let apms = apms(&a.apm)?;
+    let strategy = lstrategy(&a.opts)?;
+    if a.media_faults || a.opts.cache.is_some() {
+        bail!("--media-faults and --cache are for --level block");
+    }
+    let rec = brink_logical::Recording::open(&a.trace)?;
+    if a.count_only {
+        let mut out = String::new();
+        for apm in apms {
+            let plan = brink_pmodel::Plan::new(&rec.logical, apm);
+            let n = plan.states(strategy).take(usize::try_from(a.opts.max_states).unwrap_or(usize::MAX)).count();
+            writeln!(
+                out,
+                "{apm}: {n} states ({}, {} ops, {} micro-ops)",
+                brink_logical::strategy_name(strategy),
+                plan.ops(),
+                plan.micro.len()
+            )?;
+        }
+        emit(&out)?;
+        return Ok(0);
+    }
+    validate(&a.opts)?;
+    let out = a.output.clone().expect("required by clap");
+    let mut codes = Vec::new();
+    for apm in apms {
+        let cfg = brink_logical::LogicalConfig {
+            trace: a.trace.clone(),
+            results: out.join(apm.name()),
+            apm,
+            strategy,
+            max_states: a.opts.max_states,
+            checkers: a.opts.checkers.clone(),
+            jobs: crate::suite::jobs(a.opts.jobs)?,
+            checker_timeout: secs(Setting::CheckerTimeout, "--checker-timeout", a.opts.checker_timeout)?,
+            time_budget: a.opts.time_budget.map(|t| secs(Setting::TimeBudget, "--time-budget", t)).transpose()?,
+            resume: a.resume,
+            interrupt: interrupt.0.clone(),
+        };
+        let summary = crate::progress::explore_logical(&rec, &cfg).map_err(logical_flags)?;
+        if a.json {
+            emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
+        } else {
+            report(&cfg.results, false, None, None)?;
+        }
+        let code = exit_code(&summary, interrupt);
+        codes.push(code);
+        if code > 2 {
+            break;
+        }
+    }
+    Ok(codes.iter().copied().find(|c| *c > 2).or_else(|| codes.iter().copied().max()).unwrap_or(0))
+}
+
+/// The logical explorer names settings in words; on the command line, name its flags.
+fn logical_flags(e: brink_logical::LogicalError) -> anyhow::Error {
+    use brink_explore::ResultsError as R;
+    use brink_logical::LogicalError as E;
+    match e {
+        E::TooManyStates { apm, strategy, max } => anyhow::anyhow!(
+            "the {strategy} space of {apm} has more than --max-states {max} states: raise --max-states, or use --strategy alice, prefix, omit-one or sample"
+        ),
+        E::Results(R::Exists { dir }) => anyhow::anyhow!(
+            "{} already exists: pass --resume to continue that run, or choose another -o",
+            dir.display()
+        ),
+        E::Results(R::NothingToResume { dir }) => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
+        e => e.into(),
+    }
 }
 
 fn exit_code(summary: &brink_explore::Summary, interrupt: &brink_record::Interrupt) -> i32 {
@@ -330,7 +472,7 @@ pub fn ext4_modes(a: ModesArgs, interrupt: brink_record::Interrupt) -> Result<i3
         size: brink_blockdev::parse_size(&a.size).map_err(anyhow::Error::msg)?,
         checkers: a.opts.checkers.clone(),
         model: model(&a.opts),
-        strategy: strategy(&a.opts),
+        strategy: strategy(&a.opts)?,
         max_states: a.opts.max_states,
         checker_timeout: secs(Setting::CheckerTimeout, "--checker-timeout", a.opts.checker_timeout)?,
         dir: std::env::current_dir()?,
@@ -384,7 +526,8 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
 /// The summary's rows of `brink report`: what was explored, the verdicts, the costs.
 fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
     writeln!(out, "  trace        {} ({} {})", s.trace, s.fs, s.mount_opts)?;
-    writeln!(out, "  model        {}   strategy {}", s.model, s.strategy)?;
+    let level = if s.level.is_block() { "" } else { " (APM, logical level)" };
+    writeln!(out, "  model        {}{level}   strategy {}", s.model, s.strategy)?;
     writeln!(out, "  checkers     {}", serde_json::to_string(&s.checkers)?)?;
     writeln!(
         out,
@@ -453,7 +596,9 @@ fn failing_states(out: &mut String, dir: &Path, summary: &Summary, recs: &[State
         let more = failing.len() - FAILING_SHOWN_MAX;
         writeln!(out, "… and {more} more in {}", dir.join("states.jsonl").display())?;
     }
-    writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", summary.trace, failing[0].id)?;
+    if summary.level.is_block() {
+        writeln!(out, "\nreproduce one: brink replay {} {} -o DIR", summary.trace, failing[0].id)?;
+    }
     Ok(())
 }
 

@@ -107,6 +107,31 @@ pub fn explore(cfg: &ExploreConfig) -> Result<Summary, ExploreError> {
     Ok(summary)
 }
 
+/// Explore one APM logically with a progress bar on stderr.
+pub fn explore_logical(
+    rec: &brink_logical::Recording,
+    cfg: &brink_logical::LogicalConfig,
+) -> Result<Summary, brink_logical::LogicalError> {
+    let progress = brink_explore::Progress::default();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} states  {per_sec}  {msg}")
+            .expect("template"),
+    );
+    bar.set_prefix(cfg.apm.name());
+    let refresh = |bar: &indicatif::ProgressBar| {
+        let p = &progress;
+        bar.set_length(p.total.load(Ordering::Relaxed));
+        bar.set_position(p.done.load(Ordering::Relaxed));
+        bar.set_message(format!("violations {}", p.violations.load(Ordering::Relaxed)));
+    };
+    let summary = with_progress(&bar, refresh, || brink_logical::explore(rec, cfg, &progress))?;
+    if let Some(note) = &summary.containment_note {
+        eprintln!("brink: note: {note}");
+    }
+    Ok(summary)
+}
+
 /// The binary's driver of the suite runner: progress bars, and a line per step.
 pub struct Bars;
 

@@ -644,6 +644,7 @@ impl<'a> Explorer<'a> {
             no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
             processes_left_behind: self.processes_left_behind,
             containment_note: self.containment_note.clone(),
+            level: results::Level::Block,
         }
     }
 

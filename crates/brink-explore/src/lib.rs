@@ -73,7 +73,7 @@ use serde::Serialize;
 pub use adhash::ImageHash;
 pub use error::{ExploreError, ReplayError, ResultsError};
 pub use footprint::hash_image;
-pub use results::{NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
+pub use results::{AnyStateId, Level, NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
 pub use settings::{MissingTool, Setting, SettingError, seconds};
 pub use worker::{CheckerSpec, InProcessCheck, Recovery};
 

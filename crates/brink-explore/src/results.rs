@@ -34,6 +34,16 @@
 //! reads and writes it: `RunIdentity` (`run.json`), `StateRecord` (`states.jsonl`,
 //! `minimal.jsonl`), `TraceInfo` (`trace.json`), `Summary` (`summary.json`).
 //!
+//! # Logical results (`brink explore --level logical`, crate `brink-logical`)
+//! The same files and types, for states of an abstract persistence model: `run.json` and
+//! `summary.json` say `"level": "logical"` (absent at the block level) and name the APM
+//! as their `model`; ids are logical state ids (`L7.2-3.0`, `brink_pmodel::LStateId`),
+//! sorted in that type's order; `position` is the number of logical ops up to and
+//! including the state's last persisted one (0 for `L`), `epoch` 0, `omitted` the
+//! global indices of its missing micro-ops, `torn` empty; `image` the hash of the
+//! materialized tree (names, kinds and contents; same width as a block image hash).
+//! There is no `trace.json` and no `minimal.jsonl`.
+//!
 //! `states.jsonl` and `summary.json` are replaced atomically (temp, fsync, rename, fsync
 //! the directory). Lines of `states.partial.jsonl` are written one `write(2)` each, so a
 //! killed run keeps every finished verdict; it is fsynced at least once a second.
@@ -48,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use brink_attrib::{Attribution, CallLinks};
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{Count, CrashState, StateId, WriteChoice};
+use brink_pmodel::{Count, CrashState, LStateId, StateId, WriteChoice};
 use brink_trace::{Event, TraceReader, durable};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -216,10 +226,67 @@ pub struct Summary {
     /// and by their files under the state's mount); absent when cgroup v2 was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containment_note: Option<String>,
+    /// `logical` for an APM's states (module docs); absent at the block level.
+    #[serde(default, skip_serializing_if = "Level::is_block")]
+    pub level: Level,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Which states a results directory holds: the disk's (block) or an APM's (logical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    #[default]
+    Block,
+    Logical,
+}
+
+impl Level {
+    /// Block results do not write the field (they are as before it existed).
+    pub fn is_block(&self) -> bool {
+        *self == Level::Block
+    }
+}
+
+/// A state id of either level, ordered within its level (block ids sort before logical
+/// ones; one directory holds one level).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AnyStateId {
+    Block(StateId),
+    Logical(LStateId),
+}
+
+impl std::str::FromStr for AnyStateId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<AnyStateId, ()> {
+        if s.starts_with('L') {
+            s.parse().map(AnyStateId::Logical).map_err(|_| ())
+        } else {
+            s.parse().map(AnyStateId::Block).map_err(|_| ())
+        }
+    }
+}
+
+impl std::fmt::Display for AnyStateId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnyStateId::Block(id) => id.fmt(f),
+            AnyStateId::Logical(id) => id.fmt(f),
+        }
+    }
+}
+
+impl AnyStateId {
+    /// The `position` a record of this id has (see the module docs for logical ids).
+    pub fn position(&self) -> u64 {
+        match self {
+            AnyStateId::Block(id) => id.position,
+            AnyStateId::Logical(id) => id.end.map_or(0, |e| u64::from(e.op) + 1),
+        }
+    }
 }
 
 impl Summary {
@@ -248,7 +315,7 @@ pub struct NoCrash {
 }
 
 impl NoCrash {
-    pub(crate) fn of(r: &StateRecord) -> NoCrash {
+    pub fn of(r: &StateRecord) -> NoCrash {
         NoCrash {
             id: r.id.clone(),
             verdict: r.verdict.clone(),
@@ -298,6 +365,9 @@ pub struct RunIdentity {
     pub strategy: String,
     pub checkers: Vec<String>,
     pub media_faults: bool,
+    /// `logical` for an APM's states (module docs); absent at the block level.
+    #[serde(default, skip_serializing_if = "Level::is_block")]
+    pub level: Level,
 }
 
 impl RunIdentity {
@@ -310,6 +380,7 @@ impl RunIdentity {
             strategy: cfg.strategy.name(),
             checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
             media_faults: cfg.media_faults,
+            level: Level::Block,
         }
     }
 }
@@ -531,11 +602,15 @@ fn read_partial(path: &Path, events: u64) -> Result<Vec<StateRecord>, ResultsErr
         let line_no = n + 1;
         let r: StateRecord = serde_json::from_slice(line).map_err(|e| ResultsError::json(path, Some(line_no), e))?;
         let bad_id = || ResultsError::BadStateId { path: path.to_path_buf(), line: line_no, id: r.id.clone() };
-        let id: StateId = r.id.parse().map_err(|_| bad_id())?;
-        if id.to_string() != r.id {
+        let any: AnyStateId = r.id.parse().map_err(|_| bad_id())?;
+        if any.to_string() != r.id {
             return Err(bad_id());
         }
-        if let Some(what) = outside_the_space(&id, &r, events) {
+        let what = match &any {
+            AnyStateId::Block(id) => outside_the_space(id, &r, events),
+            AnyStateId::Logical(_) => logical_mismatch(&any, &r),
+        };
+        if let Some(what) = what {
             return Err(ResultsError::Invariant { path: path.to_path_buf(), line: line_no, what });
         }
         done.push(r);
@@ -560,6 +635,19 @@ fn outside_the_space(id: &StateId, r: &StateRecord, events: u64) -> Option<Strin
     Some(format!("state {} is outside this trace's state space: {why}", r.id))
 }
 
+/// Why a logical record cannot be its id's state, if it cannot (its space is checked by
+/// the logical explorer, which knows the plan).
+fn logical_mismatch(id: &AnyStateId, r: &StateRecord) -> Option<String> {
+    let why = if r.position != id.position() {
+        format!("position {}, not its id's", r.position)
+    } else if r.image.parse::<crate::ImageHash>().is_err() {
+        format!("a bad image hash '{}'", r.image)
+    } else {
+        return None;
+    };
+    Some(format!("state {} is not a state of this exploration: {why}", r.id))
+}
+
 /// Every verdict recorded so far, sorted by state id (the last record of an id wins).
 pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     let path = dir.join(PARTIAL);
@@ -570,9 +658,9 @@ pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
         let r: StateRecord = serde_json::from_str(&line).map_err(|e| ResultsError::json(&path, None, e))?;
         recs.insert(r.id.clone(), r);
     }
-    let mut recs: Vec<(StateId, StateRecord)> = recs
+    let mut recs: Vec<(AnyStateId, StateRecord)> = recs
         .into_values()
-        .map(|r| match r.id.parse::<StateId>() {
+        .map(|r| match r.id.parse::<AnyStateId>() {
             Ok(id) => Ok((id, r)),
             Err(_) => Err(ResultsError::BadStateId { path: path.clone(), line: 0, id: r.id }),
         })
@@ -605,6 +693,18 @@ pub fn write_final(
         let path = dir.join(name);
         durable::write_atomic(&path, &body).map_err(|e| ResultsError::io(&path, e))?;
     }
+    write_summary(dir, summary)
+}
+
+/// Write `states.jsonl` and (last) `summary.json`, each atomically: all a logical
+/// exploration writes at its end.
+pub fn write_states_and_summary(dir: &Path, recs: &[StateRecord], summary: &Summary) -> Result<(), ResultsError> {
+    let path = dir.join(STATES);
+    durable::write_atomic(&path, &jsonl(recs)).map_err(|e| ResultsError::io(&path, e))?;
+    write_summary(dir, summary)
+}
+
+fn write_summary(dir: &Path, summary: &Summary) -> Result<(), ResultsError> {
     let sp = dir.join(SUMMARY);
     let mut json = serde_json::to_vec_pretty(summary).expect("json");
     json.push(b'\n');
@@ -686,7 +786,8 @@ impl Results {
 }
 
 /// The invariants of `states.jsonl` (`path`), as the explorer writes it:
-/// - every id is a state id, and its record's `position` is the id's;
+/// - every id is a state id (block or logical, module docs), and its record's
+///   `position` is the id's;
 /// - ids are sorted (in state id order), each once;
 /// - each record's `verdict` is the overall verdict of its `checks`;
 /// - each (image, marks) has one representative (a record without `dup_of`): states with
@@ -695,16 +796,16 @@ impl Results {
 /// - a `dup_of` names a representative with the same image and marks.
 pub fn check_states(path: &Path, states: &[StateRecord]) -> Result<(), ResultsError> {
     let broken = |line: usize, what: String| ResultsError::Invariant { path: path.to_path_buf(), line, what };
-    let mut prev: Option<StateId> = None;
+    let mut prev: Option<AnyStateId> = None;
     let mut reps: HashMap<(&str, u64), &str> = HashMap::new();
     for (n, r) in states.iter().enumerate() {
         let line = n + 1;
-        let id: StateId =
+        let id: AnyStateId =
             r.id.parse().map_err(|_| ResultsError::BadStateId { path: path.to_path_buf(), line, id: r.id.clone() })?;
         if r.image.parse::<crate::ImageHash>().is_err() {
             return Err(ResultsError::BadImageHash { path: path.to_path_buf(), hex: r.image.clone() });
         }
-        if id.position != r.position {
+        if id.position() != r.position {
             return Err(broken(line, format!("state {} has position {}, not its id's", r.id, r.position)));
         }
         if prev.as_ref().is_some_and(|p| *p >= id) {

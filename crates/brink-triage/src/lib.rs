@@ -540,7 +540,7 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
     printable_messages(&mut summary, &mut recs);
     let mut notes = info.as_ref().map(|i| i.attribution.notes.clone()).unwrap_or_default();
-    if info.is_none() {
+    if info.is_none() && summary.level.is_block() {
         notes.push(
             "this results directory has no trace.json (an older brink): vulnerabilities are grouped by message only"
                 .into(),

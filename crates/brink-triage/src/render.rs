@@ -23,6 +23,14 @@ pub fn text(a: &Analysis) -> String {
     let mut out = String::new();
     let failing: u64 = a.vulnerabilities.iter().map(|v| v.states).sum();
     let w = &mut out;
+    if !a.summary.level.is_block() {
+        let violating = a.states.iter().filter(|s| s.verdict == Verdict::Violation).count();
+        let _ = writeln!(
+            w,
+            "vulnerabilities: not grouped at the logical level yet ({violating} violating states, listed below)"
+        );
+        return out;
+    }
     let _ = writeln!(w, "vulnerabilities: {} (from {failing} violating states)", a.vulnerabilities.len());
     // The application's first; the file system's own findings after, under their label.
     let (app, fs): (Vec<&Vulnerability>, Vec<&Vulnerability>) =

@@ -12,6 +12,7 @@ mod import;
 mod inject;
 mod inputs;
 mod kill9;
+mod logical;
 mod record;
 mod signals;
 mod suite;

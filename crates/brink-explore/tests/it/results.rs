@@ -160,6 +160,7 @@ fn run_of(trace: &Path) -> results::RunIdentity {
         strategy: "exhaustive".into(),
         checkers: vec!["c".into()],
         media_faults: false,
+        level: results::Level::Block,
     }
 }
 

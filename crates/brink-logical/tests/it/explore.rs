@@ -1,0 +1,177 @@
+//! Exploring atomic updates logically: the rename lost after its acknowledgement found
+//! without a directory fsync and not with it; the same results at 1 and 2 jobs, with a
+//! checker that wrecks its state, and across a stop and a resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use brink_explore::{Progress, Results};
+use brink_logical::{LogicalConfig, Recording};
+use brink_pmodel::{Apm, LStrategy};
+use brink_testkit::Need;
+use brink_trace::{CallsMeta, TraceMeta, TraceWriter};
+
+/// Checker: once `done` is acknowledged, `file` holds the new contents.
+const CHECK: &str = "if grep -q done \"$BRINK_MARKS\" && [ \"$(cat file 2>/dev/null)\" != 'new contents' ]; then echo \"file lost: $(cat file 2>/dev/null)\"; exit 1; fi";
+
+fn can_run(test: &str) -> bool {
+    brink_testkit::can_run(test, &[Need::Program("mkfs.ext4"), Need::Program("debugfs")])
+}
+
+/// `n` atomic updates of `file` (old contents `old`), with or without the directory
+/// fsync, the last one acknowledged, as strace prints them.
+fn atomic_updates(n: usize, dir_fsync: bool) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let t = i * 10;
+        text.push_str(&format!(
+            "100 1.{t:03}0 openat(AT_FDCWD</w>, \"file.tmp\", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 3</w/file.tmp>\n\
+             100 1.{t:03}1 write(3</w/file.tmp>, \"new contents\", 12) = 12\n\
+             100 1.{t:03}2 fsync(3</w/file.tmp>) = 0\n\
+             100 1.{t:03}3 close(3</w/file.tmp>) = 0\n\
+             100 1.{t:03}4 rename(\"file.tmp\", \"file\") = 0\n"
+        ));
+        if dir_fsync {
+            text.push_str(&format!(
+                "100 1.{t:03}5 openat(AT_FDCWD</w>, \".\", O_RDONLY|O_DIRECTORY) = 4</w>\n\
+                 100 1.{t:03}6 fsync(4</w>) = 0\n"
+            ));
+        }
+    }
+    text.push_str("100 2.0 write(5</m/mark>, \"done\\n\", 5) = 5\n");
+    text
+}
+
+/// A trace of `calls` over an ext4 image holding `file` ("old\n") and `dir/keep`.
+fn trace(tmp: &Path, calls: &str) -> PathBuf {
+    let fs = tmp.join("fs");
+    std::fs::create_dir_all(fs.join("dir")).unwrap();
+    std::fs::write(fs.join("file"), "old\n").unwrap();
+    std::fs::write(fs.join("dir/keep"), vec![7u8; 5000]).unwrap();
+    let img = tmp.join("base.img");
+    let size = 8u64 << 20;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let mkfs = std::process::Command::new(brink_blockdev::find_program("mkfs.ext4").unwrap())
+        .args(["-q", "-F", "-d"])
+        .arg(&fs)
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let dir = tmp.join("trace");
+    let mut w = TraceWriter::create(&dir).unwrap();
+    std::fs::copy(&img, w.base_image_path()).unwrap();
+    w.calls(brink_calls::parse_bytes(calls.as_bytes()).unwrap().calls).unwrap();
+    let mut meta = TraceMeta::new("test", "ext4", size);
+    meta.calls = Some(CallsMeta { mark_file: "/m/mark".into(), cwd: "/w".into(), ..CallsMeta::default() });
+    w.finish(meta).unwrap();
+    dir
+}
+
+fn config(trace: &Path, out: &Path, apm: Apm, checker: &str, jobs: usize) -> LogicalConfig {
+    LogicalConfig {
+        trace: trace.to_path_buf(),
+        results: out.to_path_buf(),
+        apm,
+        strategy: LStrategy::Alice,
+        max_states: 100_000,
+        checkers: vec![checker.to_string()],
+        jobs,
+        checker_timeout: Duration::from_secs(30),
+        time_budget: None,
+        resume: false,
+        interrupt: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+/// The states' ids, verdicts, tree hashes, marks and representatives.
+fn table(dir: &Path) -> Vec<(String, String, String, u64, Option<String>)> {
+    let r = Results::load(dir).unwrap();
+    r.states
+        .iter()
+        .map(|s| (s.id.clone(), s.verdict.as_str().into(), s.image.clone(), s.marks, s.dup_of.clone()))
+        .collect()
+}
+
+#[test]
+fn a_rename_lost_after_its_ack_is_found_without_the_directory_fsync_only() {
+    if !can_run("a_rename_lost_after_its_ack_is_found_without_the_directory_fsync_only") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let buggy = Recording::open(&trace(&tmp.path().join("b"), &atomic_updates(1, false))).unwrap();
+    let fixed = Recording::open(&trace(&tmp.path().join("f"), &atomic_updates(2, true))).unwrap();
+    assert!(buggy.base.initial.iter().any(|i| i.path == Path::new("dir/keep") && i.size == 5000));
+    for apm in [Apm::Posix, Apm::Ext4Ordered, Apm::Ext4Writeback, Apm::Ext4Journal] {
+        let out = tmp.path().join(format!("b-{apm}"));
+        let s =
+            brink_logical::explore(&buggy, &config(&buggy.trace, &out, apm, CHECK, 2), &Progress::default()).unwrap();
+        assert!(s.violations > 0 && s.complete && s.checker_failures == 0, "{apm}: {s:?}");
+        assert!(s.states_unique < s.states_generated, "{apm}: dedup: {s:?}");
+        let r = Results::load(&out).unwrap();
+        let v = r.states.iter().find(|s| s.verdict == brink_check::Verdict::Violation).unwrap();
+        assert_eq!(v.checks[0].message, "file lost: old", "{apm}");
+    }
+    for apm in [Apm::Ext4Ordered, Apm::Ext4Writeback, Apm::Ext4Journal, Apm::Xfs] {
+        let out = tmp.path().join(format!("f-{apm}"));
+        let s =
+            brink_logical::explore(&fixed, &config(&fixed.trace, &out, apm, CHECK, 2), &Progress::default()).unwrap();
+        assert!(s.violations == 0 && s.consistent > 0 && s.complete, "{apm}: {s:?}");
+    }
+}
+
+/// The same results at 1 and 2 jobs, and with a checker that empties its state after
+/// judging it (the next state on that worker must not see the wreck).
+#[test]
+fn results_do_not_depend_on_jobs_nor_on_checkers_that_modify_their_state() {
+    if !can_run("results_do_not_depend_on_jobs_nor_on_checkers_that_modify_their_state") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(3, false))).unwrap();
+    let wreck = format!("{CHECK}; r=$?; rm -rf ./* ; echo x > new; exit $r");
+    let mut tables = Vec::new();
+    for (name, checker, jobs) in [("one", CHECK, 1), ("two", CHECK, 2), ("wreck", wreck.as_str(), 2)] {
+        let out = tmp.path().join(name);
+        brink_logical::explore(&rec, &config(&rec.trace, &out, Apm::Posix, checker, jobs), &Progress::default())
+            .unwrap();
+        tables.push(table(&out));
+    }
+    assert!(tables[0].len() > 10);
+    assert_eq!(tables[0], tables[1]);
+    assert_eq!(tables[0], tables[2]);
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_results() {
+    if !can_run("a_stopped_run_resumes_to_the_same_results") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(3, false))).unwrap();
+    let whole = tmp.path().join("whole");
+    brink_logical::explore(&rec, &config(&rec.trace, &whole, Apm::Posix, CHECK, 2), &Progress::default()).unwrap();
+    let out = tmp.path().join("out");
+    let mut cfg = config(&rec.trace, &out, Apm::Posix, CHECK, 2);
+    cfg.time_budget = Some(Duration::ZERO);
+    let s = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+    assert!(!s.complete && s.stopped_by.as_deref().is_some_and(|w| w.starts_with("time budget")), "{s:?}");
+    cfg.time_budget = None;
+    cfg.resume = true;
+    let s = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+    assert!(s.complete, "{s:?}");
+    assert_eq!(table(&whole), table(&out));
+    // Resuming a finished run checks nothing again.
+    let again = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+    assert_eq!(again.states_generated, s.states_generated);
+    assert_eq!(table(&whole), table(&out));
+}
+
+#[test]
+fn other_file_systems_and_fsck_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = brink_logical::Base::extract(Path::new("/nonexistent"), "xfs", &tmp.path().join("b")).unwrap_err();
+    assert!(e.to_string().contains("ext4 images only"), "{e}");
+}
