@@ -271,6 +271,7 @@ fn explore_config(
         media_faults: false,
         cache: o.cache.clone(),
         interrupt: interrupt.0.clone(),
+        shard: None,
     })
 }
 
