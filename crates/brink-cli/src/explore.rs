@@ -185,6 +185,10 @@ pub struct ExploreArgs {
     /// ext4-writeback, ext4-journal, xfs, btrfs), or `all`.
     #[arg(long, value_delimiter = ',')]
     apm: Vec<String>,
+    /// Explore shard I of N (0 ≤ I < N) of the states, into a results directory of its
+    /// own; `brink merge` puts the shards' directories together. Block level.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<brink_explore::Shard>,
 }
 
 fn model(a: &CheckOpts) -> Model {
@@ -271,6 +275,7 @@ fn explore_config(
         media_faults: false,
         cache: o.cache.clone(),
         interrupt: interrupt.0.clone(),
+        shard: None,
     })
 }
 
@@ -322,6 +327,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
     let results = a.output.clone().expect("required by clap");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
     cfg.media_faults = a.media_faults;
+    cfg.shard = a.shard;
     let summary = crate::progress::explore(&cfg).map_err(with_flags)?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
@@ -356,8 +362,8 @@ fn apms(list: &[String]) -> Result<Vec<Apm>> {
 fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i32> {
     let apms = apms(&a.apm)?;
     let strategy = lstrategy(&a.opts)?;
-    if a.media_faults || a.opts.cache.is_some() {
-        bail!("--media-faults and --cache are for --level block");
+    if a.media_faults || a.opts.cache.is_some() || a.shard.is_some() {
+        bail!("--media-faults, --cache and --shard are for --level block");
     }
     let rec = brink_logical::Recording::open(&a.trace)?;
     if a.count_only {

@@ -8,6 +8,7 @@
 mod demo;
 mod explore;
 mod faults;
+mod merge;
 mod progress;
 mod show;
 mod suite;
@@ -64,6 +65,9 @@ enum Cmd {
     },
     /// Check every crash state a power cut could leave (or a bounded or sampled part).
     Explore(explore::ExploreArgs),
+    /// Merge the results of the shards of one exploration (explore --shard I/N) into the
+    /// results one machine would have written.
+    Merge(merge::MergeArgs),
     /// Record and explore one workload under ext4 data=ordered, writeback and journal.
     #[command(name = "ext4-modes")]
     Ext4Modes(explore::ModesArgs),
@@ -353,6 +357,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Suite(args) => suite::suite(args, install_interrupt()),
         Cmd::Faults { cmd } => faults::faults(cmd, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
+        Cmd::Merge(args) => merge::merge(args),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
         Cmd::Report { results, json, html, junit } => {

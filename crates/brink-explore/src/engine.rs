@@ -36,6 +36,7 @@ use crate::plan::{self, EpochData};
 use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::Rig;
 use crate::settings;
+use crate::shard::Partition;
 use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary,
@@ -116,6 +117,8 @@ pub(crate) struct Explorer<'a> {
     pool: rayon::ThreadPool,
     cache: Option<VerdictCache>,
     sampler: Option<Sampler>,
+    /// With a shard: which crash points and media-fault states are this run's (shard.rs).
+    partition: Option<Partition>,
     /// None before `set_up_rig` and after `tear_down`.
     rig: Option<Rig>,
     /// Recover and check in process instead of as `cfg.recovery` says (tests).
@@ -162,12 +165,14 @@ fn preflight(cfg: &ExploreConfig, meta: &TraceMeta, in_process: bool) -> Result<
     Ok(fs)
 }
 
-/// How many states the run will generate (for the progress display).
-fn target(strategy: Strategy, total: Count) -> u64 {
-    match strategy {
+/// How many states the run will generate (for the progress display; a shard's share
+/// is about 1/N of them).
+fn target(strategy: Strategy, total: Count, shards: u32) -> u64 {
+    let all = match strategy {
         Strategy::Sample { samples, .. } => samples.min(u64::try_from(total.0).unwrap_or(u64::MAX)),
         _ => u64::try_from(total.0).unwrap_or(u64::MAX),
-    }
+    };
+    all.div_ceil(u64::from(shards))
 }
 
 /// The keys an earlier run checked: every record that is not a duplicate.
@@ -205,7 +210,8 @@ impl<'a> Explorer<'a> {
             });
         }
         // + 1: the no-crash state.
-        progress.total.store(target(cfg.strategy, space.states_total).saturating_add(1), Ordering::Relaxed);
+        let shards = cfg.shard.map_or(1, |s| s.count);
+        progress.total.store(target(cfg.strategy, space.states_total, shards).saturating_add(1), Ordering::Relaxed);
         let (log, done) = results::open(&cfg.results, &results::RunIdentity::of(cfg, &meta), cfg.resume)?;
         let done: HashMap<String, Record> = done.into_iter().map(|r| (r.id.clone(), r)).collect();
         let seen = seen_of(&cfg.results, &done)?;
@@ -237,6 +243,7 @@ impl<'a> Explorer<'a> {
             pool,
             cache: None,
             sampler,
+            partition: cfg.shard.map(Partition::new),
             rig: None,
             in_process,
             timings: Timings::default(),
@@ -316,7 +323,8 @@ impl<'a> Explorer<'a> {
         Ok(true)
     }
 
-    /// The epoch's states the strategy visits, in id order, each once.
+    /// The epoch's states the strategy visits (with a shard, those of its crash points:
+    /// the sample is drawn at every point all the same), in id order, each once.
     fn generate(&mut self, ed: &EpochData) -> Vec<CrashState> {
         let mut states: Vec<CrashState> = Vec::new();
         for p in &ed.epoch.points {
@@ -324,10 +332,15 @@ impl<'a> Explorer<'a> {
                 Some(s) => s.take(count_point(self.cfg.model, self.cfg.strategy, &ed.epoch, p)),
                 None => Vec::new(),
             };
-            states.extend(StateIter::new(self.cfg.model, self.cfg.strategy, &ed.epoch, p, &seeds));
+            let mut at_point: Vec<CrashState> =
+                StateIter::new(self.cfg.model, self.cfg.strategy, &ed.epoch, p, &seeds).collect();
+            at_point.sort_by(|a, b| a.id.cmp(&b.id));
+            at_point.dedup_by(|a, b| a.id == b.id); // repeated samples
+            if self.partition.as_mut().is_none_or(|part| part.take_point(p.position, at_point.len() as u64)) {
+                states.extend(at_point);
+            }
         }
         states.sort_by(|a, b| a.id.cmp(&b.id));
-        states.dedup_by(|a, b| a.id == b.id); // repeated samples
         self.generated += states.len() as u64;
         states
     }
@@ -446,7 +459,10 @@ impl<'a> Explorer<'a> {
 
     /// The epoch's media-fault states (media.rs), each checked: none is deduplicated.
     fn check_media_faults(&mut self, ep: &EpochRun) -> Result<(), ExploreError> {
-        let faulty = media::fault_states(ep.ed, self.meta.image_size, self.rig().serves_latent_errors());
+        let mut faulty = media::fault_states(ep.ed, self.meta.image_size, self.rig().serves_latent_errors());
+        if let Some(part) = &mut self.partition {
+            faulty.retain(|_| part.take(1));
+        }
         self.progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
         self.generated += faulty.len() as u64;
         self.media_states += faulty.len() as u64;
@@ -535,7 +551,7 @@ impl<'a> Explorer<'a> {
     /// No crash, page cache dropped (crate docs, step 5): the durable image now holds
     /// every write. Its id is the trace's event count.
     fn check_no_crash(&mut self) -> Result<(), ExploreError> {
-        if self.stop.now() {
+        if self.stop.now() || self.partition.as_ref().is_some_and(|p| !p.has_no_crash(self.meta.events)) {
             return Ok(());
         }
         let end = self.no_crash_id();
@@ -645,6 +661,8 @@ impl<'a> Explorer<'a> {
             processes_left_behind: self.processes_left_behind,
             containment_note: self.containment_note.clone(),
             level: results::Level::Block,
+            shard: cfg.shard,
+            merged: None,
         }
     }
 

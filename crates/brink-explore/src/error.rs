@@ -115,6 +115,9 @@ pub enum ResultsError {
         dir.display()
     )]
     OtherSettings { dir: PathBuf },
+    /// Resuming a shard needs the same shard (`shard.rs`).
+    #[error("{} holds {had}, not {asked}: resume needs the same shard", dir.display())]
+    OtherShard { dir: PathBuf, had: String, asked: String },
     /// A line (or, without a line number, a whole file) that is not what brink writes.
     #[error("{}{}", path.display(), line.map(|n| format!(": line {n}")).unwrap_or_default())]
     Json { path: PathBuf, line: Option<usize>, source: serde_json::Error },
@@ -168,5 +171,37 @@ pub enum ReplayError {
 impl ReplayError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ReplayError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Why shards cannot be merged (`merge.rs`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergeError {
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("{}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("nothing to merge: name the shards' results directories")]
+    NoInputs,
+    #[error("{} holds no finished run (no {}): it is running, or was killed; resume it first", dir.display(), crate::results::SUMMARY)]
+    Unfinished { dir: PathBuf },
+    #[error("{} is not a shard: it was not explored with a shard (its {} names none)", dir.display(), crate::results::RUN)]
+    NotSharded { dir: PathBuf },
+    #[error("{} and {} are shards of different explorations ({what} differ): merge needs shards of one", a.display(), b.display())]
+    OtherExploration { a: PathBuf, b: PathBuf, what: String },
+    #[error("{} is shard {sa} and {} shard {sb}: merge needs shards of one split", a.display(), b.display())]
+    OtherSplit { a: PathBuf, sa: crate::Shard, b: PathBuf, sb: crate::Shard },
+    #[error("{} and {} are both shard {shard}: name each shard once", a.display(), b.display())]
+    SameShard { a: PathBuf, b: PathBuf, shard: crate::Shard },
+    #[error("state {id} is in {} and in {}: the shards do not partition one exploration", a.display(), b.display())]
+    StateInTwoShards { id: String, a: PathBuf, b: PathBuf },
+    #[error("{} already exists; choose a new directory for the merge", dir.display())]
+    OutputExists { dir: PathBuf },
+}
+
+impl MergeError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        MergeError::Io { path: path.to_path_buf(), source }
     }
 }

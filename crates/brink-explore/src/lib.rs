@@ -49,6 +49,7 @@ mod engine;
 mod error;
 mod footprint;
 mod media;
+pub mod merge;
 mod minimize;
 mod overlay;
 mod plan;
@@ -56,6 +57,7 @@ pub mod replay;
 pub mod results;
 mod rig;
 mod settings;
+pub mod shard;
 mod slots;
 mod state_image;
 mod worker;
@@ -71,10 +73,13 @@ use brink_trace::TraceReader;
 use serde::Serialize;
 
 pub use adhash::ImageHash;
-pub use error::{ExploreError, ReplayError, ResultsError};
+pub use error::{ExploreError, MergeError, ReplayError, ResultsError};
 pub use footprint::hash_image;
-pub use results::{AnyStateId, Level, NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord};
+pub use results::{
+    AnyStateId, Level, MergeInfo, NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord,
+};
 pub use settings::{MissingTool, Setting, SettingError, seconds};
+pub use shard::{Shard, ShardError};
 pub use worker::{CheckerSpec, InProcessCheck, Recovery};
 
 #[derive(Debug, Clone)]
@@ -97,6 +102,8 @@ pub struct ExploreConfig {
     pub cache: Option<PathBuf>,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
+    /// Explore only this shard of the states (`shard.rs`); none: all of them.
+    pub shard: Option<Shard>,
 }
 
 /// Live counters for a progress display.

@@ -6,6 +6,8 @@
 //!   states.partial.jsonl  verdicts as they finish, appended (survives a kill; resuming reads it)
 //!   states.jsonl          every verdict, one JSON object a line, sorted by state id
 //!   summary.json          counts, times, model, strategy, whether the run is complete
+//!   minimal.jsonl         minimal states the strategy did not generate (block level)
+//!   trace.json            what reports need of the trace (block level)
 //!   .lock                 held (flock) by the run using the directory; names it: `pid N, started T`
 //! ```
 //!
@@ -63,6 +65,7 @@ use brink_trace::{Event, TraceReader, durable};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::shard::Shard;
 use crate::{ExploreError, ResultsError};
 
 pub const RUN: &str = "run.json";
@@ -229,6 +232,28 @@ pub struct Summary {
     /// `logical` for an APM's states (module docs); absent at the block level.
     #[serde(default, skip_serializing_if = "Level::is_block")]
     pub level: Level,
+    /// The shard this run explored (`shard.rs`); absent for a whole exploration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// How a merge (`merge.rs`) put this directory together from shards; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergeInfo>,
+}
+
+/// `summary.json`'s `merged`: which shards a merge had, and what they cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// N, the number of shards the exploration was split into.
+    pub shards: u32,
+    /// The shard indices merged, ascending.
+    pub merged: Vec<u32>,
+    /// Shard indices no input had.
+    pub missing: Vec<u32>,
+    /// Shards merged whose run had stopped (a time budget, a signal) before its end.
+    pub incomplete: Vec<u32>,
+    /// The fraction of the space the complete shards cover: each shard holds an equal
+    /// share of the expected work (`shard.rs`), so complete shards / N.
+    pub fraction_covered: f64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -368,6 +393,10 @@ pub struct RunIdentity {
     /// `logical` for an APM's states (module docs); absent at the block level.
     #[serde(default, skip_serializing_if = "Level::is_block")]
     pub level: Level,
+    /// The shard explored (`shard.rs`): resuming needs the same one. Absent for a whole
+    /// exploration (and in a merge of shards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl RunIdentity {
@@ -381,6 +410,7 @@ impl RunIdentity {
             checkers: cfg.checkers.iter().map(|c| c.name().to_string()).collect(),
             media_faults: cfg.media_faults,
             level: Level::Block,
+            shard: cfg.shard,
         }
     }
 }
@@ -545,6 +575,16 @@ pub fn open(dir: &Path, run: &RunIdentity, resume: bool) -> Result<(PartialLog, 
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ResultsError::NoRun { dir: dir.to_path_buf() })?;
+        let shard_of = |v: &serde_json::Value| v.get("shard").cloned().unwrap_or(serde_json::Value::Null);
+        if shard_of(&old) != shard_of(run) {
+            let text =
+                |v: serde_json::Value| v.as_str().map_or("the whole exploration".into(), |s| format!("shard {s}"));
+            return Err(ResultsError::OtherShard {
+                dir: dir.to_path_buf(),
+                had: text(shard_of(&old)),
+                asked: text(shard_of(run)),
+            });
+        }
         if canonical_trace(old) != canonical_trace(run.clone()) {
             return Err(ResultsError::OtherSettings { dir: dir.to_path_buf() });
         }
@@ -669,7 +709,8 @@ pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     Ok(recs.into_iter().map(|(_, r)| r).collect())
 }
 
-fn jsonl(recs: &[StateRecord]) -> Vec<u8> {
+/// Records as JSON lines.
+pub(crate) fn jsonl(recs: &[StateRecord]) -> Vec<u8> {
     let mut body = Vec::new();
     for r in recs {
         body.extend(serde_json::to_vec(r).expect("json"));

@@ -151,6 +151,7 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
         checkers: cfg.checkers.clone(),
         media_faults: false,
         level: Level::Logical,
+        shard: None,
     };
     let (mut log, done) = results::open(&cfg.results, &identity, cfg.resume)?;
     let work = tempfile::Builder::new()
@@ -454,6 +455,8 @@ impl Run<'_> {
             processes_left_behind: self.left_behind.load(Ordering::Relaxed),
             containment_note: self.jail.fallback_note(),
             level: Level::Logical,
+            shard: None,
+            merged: None,
         };
         results::write_states_and_summary(&self.cfg.results, &recs, &summary)?;
         Ok(summary)

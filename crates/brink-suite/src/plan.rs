@@ -82,6 +82,7 @@ impl Workload {
                 media_faults: false,
                 cache: opts.cache.clone(),
                 interrupt: opts.interrupt.0.clone(),
+                shard: None,
             },
         })
     }

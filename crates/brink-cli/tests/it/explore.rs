@@ -22,11 +22,12 @@ else
 fi
 "#;
 
-const BUGGY: &str = "printf new > file.tmp && sync file.tmp && mv file.tmp file && echo done > \"$BRINK_MARK\"";
+pub(crate) const BUGGY: &str =
+    "printf new > file.tmp && sync file.tmp && mv file.tmp file && echo done > \"$BRINK_MARK\"";
 const FIXED: &str =
     "printf new > file.tmp && sync file.tmp && mv file.tmp file && sync . && echo done > \"$BRINK_MARK\"";
 
-fn record(s: &Scratch, name: &str, script: &str) -> PathBuf {
+pub(crate) fn record(s: &Scratch, name: &str, script: &str) -> PathBuf {
     let trace = s.path(name);
     let o = run(s
         .record(&["--mount-opts", "data=ordered", "--setup", "printf old > file", "-o"])
@@ -36,7 +37,7 @@ fn record(s: &Scratch, name: &str, script: &str) -> PathBuf {
     trace
 }
 
-fn checker(s: &Scratch) -> String {
+pub(crate) fn checker(s: &Scratch) -> String {
     let p = s.path("check.sh");
     std::fs::write(&p, CHECKER).unwrap();
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

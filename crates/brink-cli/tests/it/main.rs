@@ -14,6 +14,7 @@ mod inputs;
 mod kill9;
 mod logical;
 mod record;
+mod shard;
 mod signals;
 mod suite;
 mod triage;

@@ -87,6 +87,7 @@ pub(crate) fn config(trace: &Path, results: &Path) -> ExploreConfig {
         media_faults: false,
         cache: None,
         interrupt: Arc::new(AtomicUsize::new(0)),
+        shard: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod engine;
 mod kernel;
 mod results;
+mod shard;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

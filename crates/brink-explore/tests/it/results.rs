@@ -161,6 +161,7 @@ fn run_of(trace: &Path) -> results::RunIdentity {
         checkers: vec!["c".into()],
         media_faults: false,
         level: results::Level::Block,
+        shard: None,
     }
 }
 
