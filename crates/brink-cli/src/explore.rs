@@ -80,7 +80,8 @@ pub struct CheckOpts {
     samples: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Refuse exhaustive runs with more states than this.
+    /// Refuse runs whose strategy visits more states than this (every strategy but
+    /// sample, which is bounded by its sample).
     #[arg(long, default_value_t = brink_explore::defaults::STATES_MAX)]
     max_states: u128,
     /// States checked at once (default: twice the number of CPUs, since a state spends

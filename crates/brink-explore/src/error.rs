@@ -38,7 +38,7 @@ pub enum ExploreError {
     #[error("userspace recovery uses e2fsprogs and covers ext4 only, not {fs}")]
     UserspaceNotExt4 { fs: FsKind },
     #[error(
-        "the {strategy} space has {count} states, more than the maximum number of states ({max}): raise that maximum, or use the prefix, omit-one or sample strategy"
+        "the {strategy} space has {count} states, more than the maximum number of states ({max}): raise that maximum, or use a strategy that visits fewer (prefix, omit-one, or sample, which is bounded by its sample)"
     )]
     TooManyStates { strategy: String, count: Count, max: u128 },
     #[error("bad mount options in the trace")]

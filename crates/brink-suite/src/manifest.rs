@@ -15,7 +15,7 @@
 //! [explore]                               # all optional
 //! strategy = "exhaustive"                 # or "prefix", "omit-one", "omit-2",
 //!                                         # "sample-500", "sample-500-seed-7"
-//! max_states = 100000                     # refuse a larger exhaustive run
+//! max_states = 100000                     # refuse a larger run (any strategy but sample)
 //! model = "writeback"                     # or "writethrough"
 //! torn = "none"                           # or "sector", "prefix"
 //! checker_timeout = 30

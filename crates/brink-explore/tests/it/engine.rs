@@ -243,6 +243,15 @@ fn resume_needs_the_same_exploration() {
     assert!(matches!(e, ExploreError::TooManyStates { .. }), "{text}");
     assert!(text.contains("the maximum number of states (10)"), "{text}");
     assert!(!small.results.exists(), "refused before anything is written");
+    // Every strategy but sampling is bounded so (a torn omit-k space once ran out of memory).
+    for strategy in [Strategy::OmitK(2), Strategy::Prefix] {
+        let cfg = ExploreConfig { results: tmp.path().join("small-k"), max_states: 1, strategy, ..cfg.clone() };
+        let (e, text) = words(run(&cfg, &Fake::new()).unwrap_err());
+        assert!(matches!(e, ExploreError::TooManyStates { .. }), "{strategy:?}: {text}");
+    }
+    let sampled = Strategy::Sample { samples: 2, seed: 1 };
+    let cfg = ExploreConfig { results: tmp.path().join("sampled"), max_states: 1, strategy: sampled, ..cfg.clone() };
+    assert!(run(&cfg, &Fake::new()).is_ok(), "a sample is bounded by its size");
 }
 
 #[test]
