@@ -108,6 +108,12 @@ fn suite_sqlite() {
     suite_passes("sqlite");
 }
 
+/// Redis 7's append-only file: `always` clean, `everysec` loses acknowledged SETs.
+#[test]
+fn suite_redis_aof() {
+    suite_passes("redis-aof");
+}
+
 /// Every workload folder in the repository has a test above.
 #[test]
 fn every_workload_has_a_test() {
@@ -122,6 +128,7 @@ fn every_workload_has_a_test() {
         "fsync-abort",
         "sqlite",
         "sqlite-eio",
+        "redis-aof",
     ];
     for e in std::fs::read_dir(repo().join("workloads")).unwrap() {
         let e = e.unwrap();
