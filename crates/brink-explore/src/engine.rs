@@ -34,7 +34,7 @@ use crate::footprint::{Footprint, Piece, hash_image};
 use crate::media::{self, FaultState};
 use crate::plan::{self, EpochData};
 use crate::results::{self, PartialLog, StateRecord as Record};
-use crate::rig::Rig;
+use crate::rig::{Job, Rig};
 use crate::settings;
 use crate::shard::Partition;
 use crate::worker::{InProcessCheck, Recovery, Timings};
@@ -481,9 +481,8 @@ impl<'a> Explorer<'a> {
         let overlay_start = Instant::now();
         let mut pieces = ep.fp.pieces(&ep.ed.epoch, &f.base);
         pieces.extend(f.extra.iter().cloned());
-        let Some(checks) = self.check_state(pieces, f.bad, overlay_start, &id, ep.marks_of(&f.state))? else {
-            return Ok(());
-        };
+        let job = Job { pieces, bad: f.bad, overlay_start, id: &id, marks: ep.marks_of(&f.state) };
+        let Some(checks) = self.check_state(job)? else { return Ok(()) };
         // Not deduplicated: the key is the id's hash, not the image's.
         let key = ImageHash::sector(u64::MAX, id.as_bytes());
         self.record(&Record::new(&f.state, key.to_string(), checks, None))
@@ -500,15 +499,8 @@ impl<'a> Explorer<'a> {
 
     /// Check one state on a free worker of the rig; None when the run is stopping on
     /// another check's error (`Rig::check`).
-    fn check_state(
-        &self,
-        pieces: Vec<Piece>,
-        bad: Option<(u64, u64)>,
-        overlay_start: Instant,
-        id: &str,
-        marks: &[String],
-    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
-        let checks = self.rig().check(pieces, bad, overlay_start, id, marks, &self.timings)?;
+    fn check_state(&self, job: Job<'_>) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+        let checks = self.rig().check(job, &self.timings)?;
         if checks.is_some() {
             self.checked.fetch_add(1, Ordering::Relaxed);
         }
@@ -527,8 +519,9 @@ impl<'a> Explorer<'a> {
         if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&hash, marks)) {
             return Ok(Some(c));
         }
-        let start = Instant::now();
-        let Some(checks) = self.check_state(pieces(), None, start, id, marks)? else { return Ok(None) };
+        let overlay_start = Instant::now(); // building the pieces counts as overlay time
+        let job = Job { pieces: pieces(), bad: None, overlay_start, id, marks };
+        let Some(checks) = self.check_state(job)? else { return Ok(None) };
         if let Some(c) = &self.cache {
             c.put(&hash, marks, &checks)?;
         }

@@ -108,6 +108,17 @@ enum Backend {
     InProcess(Arc<dyn InProcessCheck>),
 }
 
+/// One state to check: the durable image with `pieces` over it, reads of `bad` failing
+/// (a latent sector error), held to `marks`; `overlay_start` is when building its
+/// overlay began (for the timings).
+pub(crate) struct Job<'a> {
+    pub pieces: Vec<Piece>,
+    pub bad: Option<(u64, u64)>,
+    pub overlay_start: Instant,
+    pub id: &'a str,
+    pub marks: &'a [String],
+}
+
 /// The machine side of a run. Field order is drop order (module docs).
 pub(crate) struct Rig {
     workers: Mutex<Vec<Worker>>,
@@ -210,19 +221,10 @@ impl Rig {
         matches!(self.backend, Backend::Slots { .. })
     }
 
-    /// Check one state, the durable image with `pieces` over it (and reads of `bad`
-    /// failing), on a free worker. None: not checked, because an error (returned by
-    /// another check) is stopping the run and its worker is gone, or because brink's
-    /// interrupt stopped a checker (the state is checked again on resume).
-    pub(crate) fn check(
-        &self,
-        pieces: Vec<Piece>,
-        bad: Option<(u64, u64)>,
-        overlay_start: Instant,
-        id: &str,
-        marks: &[String],
-        timings: &Timings,
-    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+    /// Check one state (`job`) on a free worker. None: not checked, because an error
+    /// (returned by another check) is stopping the run and its worker is gone, or because
+    /// brink's interrupt stopped a checker (the state is checked again on resume).
+    pub(crate) fn check(&self, job: Job<'_>, timings: &Timings) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
         let popped = self.workers.lock().expect("workers").pop();
         let w = match popped {
             Some(w) if !self.broken.load(Ordering::SeqCst) => w,
@@ -236,7 +238,7 @@ impl Rig {
                 return Ok(None);
             }
         };
-        match self.check_on(w, pieces, bad, overlay_start, id, marks, timings) {
+        match self.check_on(w, job, timings) {
             Ok((w, checks)) => {
                 self.workers.lock().expect("workers").push(w);
                 Ok(checks)
@@ -252,17 +254,13 @@ impl Rig {
 
     /// `check` on worker `w`; the worker to use next (`w`, or its replacement), and the
     /// checks (None when interrupted).
-    #[expect(clippy::too_many_arguments, reason = "`check`'s arguments and the worker")]
     fn check_on(
         &self,
         mut w: Worker,
-        pieces: Vec<Piece>,
-        bad: Option<(u64, u64)>,
-        overlay_start: Instant,
-        id: &str,
-        marks: &[String],
+        job: Job<'_>,
         timings: &Timings,
     ) -> Result<(Worker, Option<Vec<CheckOutcome>>), ExploreError> {
+        let Job { pieces, bad, overlay_start, id, marks } = job;
         let checks = match &self.backend {
             Backend::Slots { slots, spare, .. } => {
                 slots.set(w.slot, pieces, bad);
