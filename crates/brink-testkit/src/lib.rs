@@ -2,7 +2,8 @@
 //! (root, `/dev/fuse`, loop devices, cgroup v2, a program). Such a test runs where it can;
 //! elsewhere it fails, saying what is missing, unless `BRINK_SKIP_PRIVILEGED=1` asks to
 //! skip it, and then it says `SKIPPED` loudly. A test never passes silently for want of
-//! what it tests. A dev-dependency only.
+//! what it tests. Also the fixtures several crates' tests build alike. A dev-dependency
+//! only.
 
 #![forbid(unsafe_code)]
 
@@ -73,4 +74,66 @@ pub fn skip_or_fail(test: &str, why: &str) -> bool {
     panic!(
         "{test} cannot run here: {why}; run the tests as root with setup.sh's packages, as CI does, or set {SKIP_VAR}=1 to skip them loudly"
     );
+}
+
+/// Processes (ids) whose command line holds `marker`: what a test left running.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
+/// Builds dm-log-writes logs the way the kernel target lays them out: a superblock
+/// sector (magic, version, entry count, sector size, and four bytes of struct padding,
+/// which the kernel leaves as garbage), then per entry a header sector (sector, sector
+/// count, flags, text length, text) followed by its data.
+pub struct LogBuilder {
+    ss: usize,
+    entries: Vec<Vec<u8>>,
+}
+
+impl LogBuilder {
+    pub fn new(ss: usize) -> Self {
+        LogBuilder { ss, entries: Vec::new() }
+    }
+
+    pub fn entry(&mut self, sector: u64, nr: u64, flags: u64, text: &[u8], data: &[u8]) -> &mut Self {
+        let mut h = vec![0u8; self.ss.max(32 + text.len())];
+        h[0..8].copy_from_slice(&sector.to_le_bytes());
+        h[8..16].copy_from_slice(&nr.to_le_bytes());
+        h[16..24].copy_from_slice(&flags.to_le_bytes());
+        h[24..32].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        h[32..32 + text.len()].copy_from_slice(text);
+        h.extend_from_slice(data);
+        self.entries.push(h);
+        self
+    }
+
+    /// The log's bytes, with `sector_size` in the superblock (normally the builder's).
+    pub fn bytes_with_sector_size(&self, sector_size: u32) -> Vec<u8> {
+        let mut out = vec![0u8; self.ss.max(32)];
+        out[0..8].copy_from_slice(&0x006a_7366_7773_6872_u64.to_le_bytes());
+        out[8..16].copy_from_slice(&1u64.to_le_bytes());
+        out[16..24].copy_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        out[24..28].copy_from_slice(&sector_size.to_le_bytes());
+        out[28..32].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        for e in &self.entries {
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes_with_sector_size(self.ss as u32)
+    }
+
+    /// Write the log to `path`.
+    pub fn build(&self, path: &Path) {
+        std::fs::write(path, self.bytes()).expect("write the dm-log-writes log");
+    }
 }

@@ -5,6 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use brink_testkit::LogBuilder;
 use brink_trace::{Event, TraceReader, image};
 
 use crate::{Scratch, brink, run, stderr};
@@ -57,41 +58,6 @@ fn qemu_blklogwrites_log_replays_to_the_disk() {
     let want = fs::read(&disk).unwrap();
     // QEMU's discard on a raw file punches a hole (zeros), as the trace replays it.
     assert!(got == want, "replayed image differs from the disk QEMU wrote");
-}
-
-/// Builds dm-log-writes logs the way the kernel target lays them out.
-struct LogBuilder {
-    ss: usize,
-    entries: Vec<Vec<u8>>,
-}
-
-impl LogBuilder {
-    fn new(ss: usize) -> Self {
-        LogBuilder { ss, entries: Vec::new() }
-    }
-    fn entry(&mut self, sector: u64, nr: u64, flags: u64, text: &[u8], data: &[u8]) -> &mut Self {
-        let mut h = vec![0u8; self.ss];
-        h[0..8].copy_from_slice(&sector.to_le_bytes());
-        h[8..16].copy_from_slice(&nr.to_le_bytes());
-        h[16..24].copy_from_slice(&flags.to_le_bytes());
-        h[24..32].copy_from_slice(&(text.len() as u64).to_le_bytes());
-        h[32..32 + text.len()].copy_from_slice(text);
-        h.extend_from_slice(data);
-        self.entries.push(h);
-        self
-    }
-    fn build(&self, path: &PathBuf) {
-        let mut out = vec![0u8; self.ss];
-        out[0..8].copy_from_slice(&0x6a736677736872u64.to_le_bytes());
-        out[8..16].copy_from_slice(&1u64.to_le_bytes());
-        out[16..24].copy_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        out[24..28].copy_from_slice(&(self.ss as u32).to_le_bytes());
-        out[28..32].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // kernel struct padding: garbage allowed
-        for e in &self.entries {
-            out.extend_from_slice(e);
-        }
-        fs::write(path, out).unwrap();
-    }
 }
 
 #[test]

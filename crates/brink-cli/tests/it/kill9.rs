@@ -45,18 +45,6 @@ fn loops_under(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     brink_blockdev::attached_loop_devices().into_iter().filter(|(_, b)| b.starts_with(dir)).collect()
 }
 
-/// Processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
-}
-
 /// Unfinished trace directories (`.NAME.tmp-PID`) in `dir`.
 fn unfinished_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -78,7 +66,7 @@ fn leftovers(s: &Scratch, outdir: &Path, marker: &str, pid: u32) -> Vec<String> 
     if !loops.is_empty() {
         left.push(format!("loop devices {loops:?}"));
     }
-    let procs = processes_with(marker);
+    let procs = brink_testkit::processes_with(marker);
     if !procs.is_empty() {
         left.push(format!("workload processes {procs:?}"));
     }

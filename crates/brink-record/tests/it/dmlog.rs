@@ -8,50 +8,10 @@ use std::time::Duration;
 
 use brink_record::import::{DmLogImport, import_dm_log_writes};
 use brink_record::{Interrupt, RecordError};
+pub use brink_testkit::LogBuilder;
 
 /// How long one import of a small log may take before the test calls it a hang.
 pub const HANG_LIMIT: Duration = Duration::from_secs(10);
-
-/// Builds dm-log-writes logs the way the kernel target lays them out.
-pub struct LogBuilder {
-    ss: usize,
-    entries: Vec<Vec<u8>>,
-}
-
-impl LogBuilder {
-    pub fn new(ss: usize) -> Self {
-        LogBuilder { ss, entries: Vec::new() }
-    }
-
-    pub fn entry(&mut self, sector: u64, nr: u64, flags: u64, text: &[u8], data: &[u8]) -> &mut Self {
-        let mut h = vec![0u8; self.ss.max(32 + text.len())];
-        h[0..8].copy_from_slice(&sector.to_le_bytes());
-        h[8..16].copy_from_slice(&nr.to_le_bytes());
-        h[16..24].copy_from_slice(&flags.to_le_bytes());
-        h[24..32].copy_from_slice(&(text.len() as u64).to_le_bytes());
-        h[32..32 + text.len()].copy_from_slice(text);
-        h.extend_from_slice(data);
-        self.entries.push(h);
-        self
-    }
-
-    /// The log's bytes, with `sector_size` in the superblock (normally the builder's).
-    pub fn bytes_with_sector_size(&self, sector_size: u32) -> Vec<u8> {
-        let mut out = vec![0u8; self.ss.max(32)];
-        out[0..8].copy_from_slice(&0x006a_7366_7773_6872_u64.to_le_bytes());
-        out[8..16].copy_from_slice(&1u64.to_le_bytes());
-        out[16..24].copy_from_slice(&(self.entries.len() as u64).to_le_bytes());
-        out[24..28].copy_from_slice(&sector_size.to_le_bytes());
-        for e in &self.entries {
-            out.extend_from_slice(e);
-        }
-        out
-    }
-
-    pub fn bytes(&self) -> Vec<u8> {
-        self.bytes_with_sector_size(self.ss as u32)
-    }
-}
 
 /// Import `log` onto `base` into `dir/t`, on another thread, failing the test if it
 /// does not finish in time.

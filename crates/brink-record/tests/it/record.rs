@@ -78,18 +78,6 @@ fn failing_setup_shows_its_own_stderr() {
     assert_eq!(e.to_string(), "the setup command failed (exit 1): only on stdout");
 }
 
-/// Processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-        })
-        .collect()
-}
-
 /// Issue 13: a workload's daemon that leaves its process group and session (`setsid`,
 /// as `pg_ctl` starts postgres) and keeps its working directory in the mount made the
 /// unmount fail. It is contained (a cgroup, where there is one) and stopped, the
@@ -111,7 +99,7 @@ fn a_workload_daemon_that_leaves_its_session_is_stopped() {
     assert!(outcome.exit.success());
     if progress.containment_note().is_none() {
         // Only a cgroup finds a daemon that left the process group.
-        assert!(processes_with(&marker).is_empty(), "the daemon is still running");
+        assert!(brink_testkit::processes_with(&marker).is_empty(), "the daemon is still running");
     }
     assert!(TraceReader::open(&out).is_ok());
 }
