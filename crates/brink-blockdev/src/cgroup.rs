@@ -53,6 +53,15 @@ pub const FREEZE_WAIT_MAX: Duration = Duration::from_millis(200);
 /// How often membership is read again while waiting for processes to exit.
 pub const STOP_POLL: Duration = Duration::from_millis(10);
 
+/// Whether process `pid` has ended: it is gone, or a zombie its parent has not reaped.
+pub fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
 /// Poll `done` every [`STOP_POLL`] for up to `max`; whether it became true.
 pub fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

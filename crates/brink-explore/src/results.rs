@@ -514,11 +514,7 @@ fn holder_is_gone(holder: &str) -> bool {
     else {
         return false;
     };
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command's closing parenthesis.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
+    brink_blockdev::cgroup::process_ended(pid)
 }
 
 /// `secs` since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil calendar from days,

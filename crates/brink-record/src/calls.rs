@@ -99,11 +99,7 @@ impl Tracee {
     /// Whether the workload's first process has exited (gone, or a zombie strace has not
     /// reaped yet).
     pub(crate) fn ended(&self) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-            Err(_) => true,
-        }
+        self.pid().is_some_and(brink_blockdev::cgroup::process_ended)
     }
 }
 

@@ -66,8 +66,7 @@ impl State {
 /// Whether `pid` (read from `file`) is a live process; a zombie is not.
 fn alive(file: &Path) -> bool {
     let pid = std::fs::read_to_string(file).unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
-    stat.is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    !brink_blockdev::cgroup::process_ended(pid.trim().parse().unwrap())
 }
 
 fn escaped_sleep_is_stopped(jail: &Jail, s: &State) {
