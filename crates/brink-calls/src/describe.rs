@@ -86,14 +86,7 @@ fn under(path: &[u8], dir: &[u8]) -> bool {
 
 /// `path` relative to `dir` when under it (`.` for `dir` itself), else as it is.
 pub fn relative(path: &[u8], dir: &[u8]) -> String {
-    let shown = if path == dir {
-        b"." as &[u8]
-    } else if under(path, dir) {
-        &path[dir.len() + 1..]
-    } else {
-        path
-    };
-    String::from_utf8_lossy(shown).into_owned()
+    crate::show_path(Some(crate::bytes_path(dir)), crate::bytes_path(path))
 }
 
 fn fd_path(fd: &Fd) -> Vec<u8> {
