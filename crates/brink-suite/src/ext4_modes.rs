@@ -50,6 +50,7 @@ impl Ext4Modes {
                 message: None,
                 strategy: self.strategy,
                 max_states: self.max_states,
+                torn: self.model.torn,
                 inject: Vec::new(),
                 exit_code: Some(0),
             })

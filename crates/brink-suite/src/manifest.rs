@@ -25,7 +25,7 @@
 //! mount_opts = "data=ordered"             # overrides the top-level value
 //! args = "WAL FULL"                       # substituted for {args}
 //! fs = "xfs"                              # overrides the top-level value
-//! strategy = "omit-one"                # overrides [explore] (so does max_states)
+//! strategy = "omit-one"                # overrides [explore] (so do max_states and torn)
 //! inject = ["file:data,once"]             # fail requests with EIO (brink record --inject)
 //! exit_code = 1                           # the workload's expected exit (default 0)
 //! expect = "violations"                   # or "clean"
@@ -92,6 +92,8 @@ pub struct Mode {
     pub strategy: Strategy,
     /// Refuse an exhaustive space larger than this.
     pub max_states: u128,
+    /// How writes may tear, from the mode or else `[explore]`.
+    pub torn: Torn,
     /// Requests the recorder fails with EIO (`brink record --inject`).
     pub inject: Vec<brink_record::Injection>,
     /// The workload's expected exit code (0 unless the mode expects it to give up);
@@ -141,6 +143,7 @@ struct RawMode {
     args: Option<String>,
     strategy: Option<String>,
     max_states: Option<u64>,
+    torn: Option<Torn>,
     #[serde(default)]
     inject: Vec<String>,
     exit_code: Option<i32>,
@@ -282,6 +285,7 @@ fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result
         inject,
         exit_code: Some(m.exit_code.unwrap_or(0)),
         max_states: m.max_states.or(raw.explore.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
+        torn: m.torn.or(raw.explore.torn).unwrap_or(Torn::None),
     })
 }
 
@@ -428,7 +432,7 @@ expect = "clean"
         let mut got: Vec<String> = cases.iter().map(|(from, to)| loaded(&GOOD.replacen(from, to, 1))).collect();
         got.push(loaded(GOOD.split("[[mode]]").next().unwrap()));
         expect![[r#"
-            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `inject`, `exit_code`, `expect`, `message`
+            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `torn`, `inject`, `exit_code`, `expect`, `message`
             ROOT/w/workload.toml: unknown variant `maybe`, expected `clean` or `violations`
             ROOT/w/workload.toml: checker_timeout 0 must be between 0 and 86400 seconds
             ROOT/w/workload.toml: two modes are named 'ordered'

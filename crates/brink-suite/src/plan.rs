@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use brink_explore::{CheckerSpec, ExploreConfig, Recovery};
-use brink_pmodel::Strategy;
+use brink_pmodel::{Model, Strategy};
 use brink_record::{Interrupt, RecordConfig};
 
 use crate::error::{ManifestError, ManifestProblem};
@@ -70,7 +70,7 @@ impl Workload {
             explore: ExploreConfig {
                 trace: dir.join("trace"),
                 results: dir.join("results"),
-                model: self.explore.model,
+                model: Model { torn: mode.torn, ..self.explore.model },
                 strategy,
                 max_states,
                 checkers: self.checkers.iter().map(|c| CheckerSpec::parse(c)).collect(),

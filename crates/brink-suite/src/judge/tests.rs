@@ -26,6 +26,7 @@ fn mode(name: &str, expect: Option<Expect>, message: Option<&str>, exit_code: Op
         message: message.map(String::from),
         strategy: Strategy::Exhaustive,
         max_states: 100_000,
+        torn: brink_pmodel::Torn::None,
         inject: Vec::new(),
         exit_code,
     }

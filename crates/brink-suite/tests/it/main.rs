@@ -119,6 +119,7 @@ fn mode(name: &str, expect: Expect, message: Option<&str>) -> Mode {
         message: message.map(String::from),
         strategy: Strategy::Prefix,
         max_states: 100,
+        torn: brink_pmodel::Torn::None,
         inject: Vec::new(),
         exit_code: Some(0),
     }
