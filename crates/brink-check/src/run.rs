@@ -4,6 +4,8 @@
 //! keeps the mount busy), output read through pipes and kept up to a bound (see
 //! `capture`), exit waited for by a helper thread so that a run costs no polling delay.
 
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -251,14 +253,53 @@ fn judge(name: &str, f: &Finished, timeout: Duration) -> CheckOutcome {
     outcome(Verdict::Violation, message, details)
 }
 
+/// Characters that make a command need the shell (operators, expansions, globs,
+/// assignments, comments).
+const SHELL_SYNTAX: &[char] =
+    &['|', '&', ';', '<', '>', '(', ')', '$', '`', '*', '?', '[', ']', '{', '}', '~', '#', '=', '!', '\n', '\\'];
+
+/// The process that runs `command`. A command that is an absolute path to an executable
+/// program (a `#!` script or an ELF file) followed by plain words is executed directly:
+/// a shell per state costs a fork and an exec, which is most of a cheap checker's time.
+/// Anything else (shell syntax, a name looked up in `PATH`, a file `sh` would have to
+/// interpret) runs through `sh -c` exactly as written, so both ways mean the same.
+fn command_of(command: &str) -> Command {
+    match direct_argv(command) {
+        Some(argv) => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(command);
+            cmd
+        }
+    }
+}
+
+/// The words of `command` when it can be executed without a shell (`command_of`).
+fn direct_argv(command: &str) -> Option<Vec<String>> {
+    if command.contains(SHELL_SYNTAX) {
+        return None;
+    }
+    let argv = shlex::split(command)?;
+    let program = Path::new(argv.first()?);
+    let executable = std::fs::metadata(program).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !program.is_absolute() || !executable {
+        return None;
+    }
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(program).and_then(|mut f| f.read(&mut magic)).ok()?;
+    (magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF").then_some(argv)
+}
+
 impl Jail {
     /// Run one user checker on one state, contained; processes using the state's mount
     /// belong to the run in fallback mode.
     pub fn run_checker(&self, name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckRun {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(command)
-            .current_dir(env.state_root)
+        let mut cmd = command_of(command);
+        cmd.current_dir(env.state_root)
             .env("BRINK_STATE_ROOT", env.state_root)
             .env("BRINK_MARKS", env.marks_file)
             .env("BRINK_STATE_ID", env.state_id)
@@ -361,5 +402,29 @@ mod tests {
         let o = check("head -c 10000000 /dev/zero | tr '\\0' x; echo; exit 1", 10000);
         assert_eq!(o.verdict, Verdict::Violation);
         assert!(o.message.len() as u64 <= OUTPUT_BYTES_MAX);
+    }
+
+    /// A path to an executable script with plain arguments runs without a shell; shell
+    /// syntax, names found in PATH and files sh would have to interpret go through `sh -c`.
+    #[test]
+    fn only_a_plain_executable_path_runs_without_a_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("my check.sh");
+        std::fs::write(&script, "#!/bin/sh\necho \"$# $1 $(basename \"$0\")\"; exit 1\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let quoted = shlex::try_quote(script.to_str().unwrap()).unwrap().into_owned();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "echo hi\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let words = |c: &str| direct_argv(c).map(|a| a.len());
+        assert_eq!(words(&format!("{quoted} 'a b' c")), Some(3));
+        assert_eq!(words(&format!("{quoted} > out")), None);
+        assert_eq!(words(&format!("X=1 {quoted}")), None);
+        assert_eq!(words("true"), None, "a PATH lookup");
+        assert_eq!(words(plain.to_str().unwrap()), None, "no #!: sh interprets it");
+        assert_eq!(words("./check.sh"), None, "relative");
+        // Run directly, it gets its arguments as the shell would have split them.
+        let o = check(&format!("{quoted} 'a b' c"), 5000);
+        assert_eq!(o.message, "2 a b my check.sh");
     }
 }

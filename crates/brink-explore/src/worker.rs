@@ -35,7 +35,8 @@ const RELEASE_POLL: Duration = Duration::from_millis(10);
 pub enum CheckerSpec {
     /// The file system's own checker on the recovered image.
     Fsck,
-    /// A command run through `sh -c`.
+    /// A command: executed directly when it is a path to a program with plain arguments,
+    /// else through `sh -c` (`brink_check::run`).
     Command(String),
 }
 
