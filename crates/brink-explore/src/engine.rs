@@ -4,13 +4,23 @@
 //! open            preflight, the size of the space, the results directory (resume: the
 //!                 verdicts already recorded, and the (image, marks) keys they checked)
 //! set up the rig  work area, durable image, workers (rig.rs)
-//! each epoch      generate its states → hash them → dedup by (image, marks) → check the
-//!                 representatives → record the duplicates → minimize the violations →
-//!                 media faults → advance the durable image
+//! each epoch      stage it: generate its states → hash them over the head image →
+//!                 dedup by (image, marks) → advance the head image
+//! each batch      check the staged epochs' representatives together; then, epoch by
+//!                 epoch over the durable image: record the duplicates → minimize the
+//!                 violations → media faults → advance the durable image
 //! no crash        the disk as the recording left it, held to every mark
 //! tear down       release the rig before writing anything final
 //! summary         states.jsonl, minimal.jsonl, trace.json, summary.json (results.rs)
 //! ```
+//!
+//! Why batches: a program that fsyncs every transaction makes many epochs of one or two
+//! states each; checked epoch by epoch, all but one core would wait at every epoch's
+//! end. A batch holds epochs until it has `BATCH_STATES_PER_JOB` representatives per
+//! job (or `BATCH_WRITES_MAX` writes), and a state of a later epoch of the batch is
+//! served as the durable image, which lags at the batch's start, plus the whole writes
+//! of the batch's earlier epochs, plus its own pieces. The head image (`rig.rs`) is
+//! what hashing reads: it is always at the epoch being staged.
 //!
 //! Parallel steps (hashing, checking, minimizing, media faults) run on a rayon pool of
 //! `jobs` threads, each check on a worker of the rig; the sequential steps between them
@@ -45,6 +55,11 @@ use crate::{
 
 /// What deduplication keys a state by: its image's hash and how many marks it is held to.
 type Key = (ImageHash, u64);
+
+/// A batch is checked once it holds this many representatives per job (module docs)...
+const BATCH_STATES_PER_JOB: usize = 8;
+/// ...or this many writes, which every state of its last epoch is served with.
+const BATCH_WRITES_MAX: usize = 4096;
 
 /// A checked key: the state that represents it and its checks.
 struct Seen {
@@ -82,6 +97,25 @@ impl Stop<'_> {
     }
 }
 
+/// An epoch staged in the batch: hashed and deduplicated, its checks not yet run.
+struct Staged {
+    ed: EpochData,
+    fp: Footprint,
+    states: Vec<CrashState>,
+    hashes: Vec<ImageHash>,
+    /// Indices of the states to check, and of those that repeat a key checked (or to be
+    /// checked) before them.
+    reps: Vec<usize>,
+    dups: Vec<usize>,
+}
+
+impl Staged {
+    /// The epoch as served over an image `prefix` short of its durable image.
+    fn run<'e>(&'e self, marks: &'e [String], prefix: &'e [Piece]) -> EpochRun<'e> {
+        EpochRun { ed: &self.ed, fp: &self.fp, marks, states: &self.states, hashes: &self.hashes, prefix }
+    }
+}
+
 /// One epoch being explored: its writes, footprint, states and their hashes.
 struct EpochRun<'e> {
     ed: &'e EpochData,
@@ -89,6 +123,9 @@ struct EpochRun<'e> {
     marks: &'e [String],
     states: &'e [CrashState],
     hashes: &'e [ImageHash],
+    /// What the image the states are served over lacks of the epoch's durable image:
+    /// the whole writes of the batch's earlier epochs (empty once it caught up).
+    prefix: &'e [Piece],
 }
 
 impl EpochRun<'_> {
@@ -98,6 +135,13 @@ impl EpochRun<'_> {
 
     fn marks_of(&self, s: &CrashState) -> &[String] {
         &self.marks[..s.marks_before as usize]
+    }
+
+    /// The pieces that make the served image the state's.
+    fn pieces(&self, s: &CrashState) -> Vec<Piece> {
+        let mut pieces = self.prefix.to_vec();
+        pieces.extend(self.fp.pieces(&self.ed.epoch, s));
+        pieces
     }
 }
 
@@ -131,7 +175,13 @@ pub(crate) struct Explorer<'a> {
     minimal_of: HashMap<String, StateId>,
     /// States checked only to minimize others.
     probes: Mutex<HashMap<Key, Record>>,
-    durable_hash: ImageHash,
+    /// The epochs staged since the last batch was checked, the keys of their
+    /// representatives, and how many writes they hold.
+    staged: Vec<Staged>,
+    staged_keys: HashSet<Key>,
+    staged_writes: usize,
+    /// The head image's hash (rig.rs).
+    head_hash: ImageHash,
     last_epoch: u64,
     marks: Vec<String>,
     /// Read from the rig at `tear_down`: processes the checkers left behind, and why
@@ -255,7 +305,10 @@ impl<'a> Explorer<'a> {
             media_states: 0,
             minimal_of: HashMap::new(),
             probes: Mutex::new(HashMap::new()),
-            durable_hash: ImageHash::default(),
+            staged: Vec::new(),
+            staged_keys: HashSet::new(),
+            staged_writes: 0,
+            head_hash: ImageHash::default(),
             last_epoch: 0,
             marks: Vec::new(),
             processes_left_behind: 0,
@@ -276,12 +329,12 @@ impl<'a> Explorer<'a> {
         self.rig.as_ref().expect("the rig is set up")
     }
 
-    /// The rig, the durable image's hash, and the verdict cache.
+    /// The rig, the head image's hash, and the verdict cache.
     fn set_up_rig(&mut self) -> Result<(), ExploreError> {
         let log = self.log.lock().expect("log lock");
         let rig = Rig::set_up(self.cfg, &self.reader, self.fs, self.in_process.clone(), log.lock().fd())?;
         drop(log);
-        self.durable_hash = hash_image(rig.durable_path()).map_err(|e| ExploreError::io(rig.durable_path(), e))?;
+        self.head_hash = hash_image(rig.durable_path()).map_err(|e| ExploreError::io(rig.durable_path(), e))?;
         self.rig = Some(rig);
         self.cache = match &self.cfg.cache {
             Some(dir) => Some(VerdictCache::open(
@@ -297,32 +350,61 @@ impl<'a> Explorer<'a> {
     fn explore_epochs(&mut self) -> Result<(), ExploreError> {
         let reader = self.reader.clone();
         let mut marks = Vec::new();
-        let walked = plan::for_each_epoch(&reader, &mut marks, |ed, marks| self.epoch(&ed, marks));
+        plan::for_each_epoch(&reader, &mut marks, |ed, marks| self.stage(ed, marks))?;
+        self.flush(&marks)?;
         self.marks = marks;
-        walked
+        Ok(())
     }
 
-    /// One epoch's steps; false once the run stops.
-    fn epoch(&mut self, ed: &EpochData, marks: &[String]) -> Result<bool, ExploreError> {
+    /// Stage one epoch (module docs), and check the batch once it is full; false once
+    /// the run stops.
+    fn stage(&mut self, ed: EpochData, marks: &[String]) -> Result<bool, ExploreError> {
         self.last_epoch = ed.epoch.number;
         if self.stop.now() {
             return Ok(false);
         }
-        let fp = Footprint::new(&self.reader, &ed.writes, self.rig().durable(), self.durable_hash)?;
-        let states = self.generate(ed);
-        let hashes = self.hash(&fp, ed, &states)?;
-        let ep = EpochRun { ed, fp: &fp, marks, states: &states, hashes: &hashes };
-        let (reps, dups) = self.dedup(&ep);
-        self.check_representatives(&ep, &reps)?;
-        self.record_duplicates(&ep, &dups)?;
-        self.minimize(&ep)?;
-        if self.cfg.media_faults {
-            self.check_media_faults(&ep)?;
+        let fp = Footprint::new(&self.reader, &ed.writes, self.rig().head(), self.head_hash)?;
+        let states = self.generate(&ed);
+        let hashes = self.hash(&fp, &ed, &states)?;
+        let (reps, dups) = self.dedup(&states, &hashes);
+        self.head_hash = fp.hash_all(&self.reader, self.rig().head())?;
+        fp.apply_all(&self.reader, self.rig().head())?;
+        self.staged_writes += ed.writes.len();
+        self.staged.push(Staged { ed, fp, states, hashes, reps, dups });
+        let reps: usize = self.staged.iter().map(|st| st.reps.len()).sum();
+        if reps >= BATCH_STATES_PER_JOB * self.cfg.jobs || self.staged_writes >= BATCH_WRITES_MAX {
+            return self.flush(marks);
         }
-        if self.stop.now() {
-            return Ok(false);
+        Ok(true)
+    }
+
+    /// Check the staged epochs' representatives together, then finish each epoch in
+    /// order over the durable image (module docs); false once the run stops.
+    fn flush(&mut self, marks: &[String]) -> Result<bool, ExploreError> {
+        let staged = std::mem::take(&mut self.staged);
+        self.staged_keys.clear();
+        self.staged_writes = 0;
+        let mut prefix: Vec<Piece> = Vec::new();
+        let mut starts = Vec::with_capacity(staged.len());
+        for st in &staged {
+            starts.push(prefix.len());
+            prefix.extend(st.fp.pieces_all());
         }
-        self.advance(&fp)?;
+        let runs: Vec<EpochRun> = staged.iter().zip(starts).map(|(st, n)| st.run(marks, &prefix[..n])).collect();
+        self.check_representatives(&runs, &staged)?;
+        for (st, run) in staged.iter().zip(runs) {
+            // The durable image is at this epoch now: its states need no prefix.
+            let ep = EpochRun { prefix: &[], ..run };
+            self.record_duplicates(&ep, &st.dups)?;
+            self.minimize(&ep)?;
+            if self.cfg.media_faults {
+                self.check_media_faults(&ep)?;
+            }
+            if self.stop.now() {
+                return Ok(false);
+            }
+            st.fp.apply_all(&self.reader, self.rig().durable())?;
+        }
         Ok(true)
     }
 
@@ -348,10 +430,10 @@ impl<'a> Explorer<'a> {
         states
     }
 
-    /// Each state's image hash, in parallel.
+    /// Each state's image hash over the head image, in parallel.
     fn hash(&self, fp: &Footprint, ed: &EpochData, states: &[CrashState]) -> Result<Vec<ImageHash>, ExploreError> {
         let started = Instant::now();
-        let durable = self.rig().durable();
+        let durable = self.rig().head();
         let hashes = self.pool.install(|| {
             states.par_iter().map(|s| fp.hash(&self.reader, durable, &ed.epoch, s)).collect::<Result<Vec<_>, _>>()
         })?;
@@ -359,16 +441,15 @@ impl<'a> Explorer<'a> {
         Ok(hashes)
     }
 
-    /// Representatives (first of each key, in id order) and duplicates. A state an
-    /// earlier run already checked has its key in `seen`, so it lands among the
+    /// Representatives (first of each key in the batch, in id order) and duplicates. A
+    /// state an earlier run already checked has its key in `seen`, so it lands among the
     /// duplicates and is skipped there.
-    fn dedup(&self, ep: &EpochRun) -> (Vec<usize>, Vec<usize>) {
+    fn dedup(&mut self, states: &[CrashState], hashes: &[ImageHash]) -> (Vec<usize>, Vec<usize>) {
         let mut reps = Vec::new();
         let mut dups = Vec::new();
-        let mut epoch_keys: HashSet<Key> = HashSet::new();
-        for i in 0..ep.states.len() {
-            let key = ep.key(i);
-            if self.seen.contains_key(&key) || !epoch_keys.insert(key) {
+        for (i, s) in states.iter().enumerate() {
+            let key = (hashes[i], s.marks_before);
+            if self.seen.contains_key(&key) || !self.staged_keys.insert(key) {
                 dups.push(i);
             } else {
                 reps.push(i);
@@ -377,24 +458,25 @@ impl<'a> Explorer<'a> {
         (reps, dups)
     }
 
-    /// Check the representatives in parallel and remember their checks.
-    fn check_representatives(&mut self, ep: &EpochRun, reps: &[usize]) -> Result<(), ExploreError> {
+    /// Check the batch's representatives in parallel, across its epochs, and remember
+    /// their checks.
+    fn check_representatives(&mut self, runs: &[EpochRun], staged: &[Staged]) -> Result<(), ExploreError> {
+        let work: Vec<(usize, usize)> =
+            staged.iter().enumerate().flat_map(|(k, st)| st.reps.iter().map(move |&i| (k, i))).collect();
         let this = &*self;
-        let results: Vec<Option<(usize, Vec<CheckOutcome>)>> = self
-            .pool
-            .install(|| reps.par_iter().map(|&i| this.check_representative(ep, i)).collect::<Result<Vec<_>, _>>())?;
-        for (i, checks) in results.into_iter().flatten() {
-            self.seen.insert(ep.key(i), Seen { rep: ep.states[i].id.to_string(), checks });
+        let results: Vec<Option<(usize, usize, Vec<CheckOutcome>)>> = self.pool.install(|| {
+            work.par_iter()
+                .map(|&(k, i)| Ok(this.check_representative(&runs[k], i)?.map(|checks| (k, i, checks))))
+                .collect::<Result<Vec<_>, ExploreError>>()
+        })?;
+        for (k, i, checks) in results.into_iter().flatten() {
+            self.seen.insert(runs[k].key(i), Seen { rep: runs[k].states[i].id.to_string(), checks });
         }
         Ok(())
     }
 
     /// None when the run is stopping.
-    fn check_representative(
-        &self,
-        ep: &EpochRun,
-        i: usize,
-    ) -> Result<Option<(usize, Vec<CheckOutcome>)>, ExploreError> {
+    fn check_representative(&self, ep: &EpochRun, i: usize) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
         let s = &ep.states[i];
         let id = s.id.to_string();
         if self.stop.now() {
@@ -403,12 +485,11 @@ impl<'a> Explorer<'a> {
         if std::env::var_os(PANIC_AT).is_some_and(|v| v == "explore-check") {
             panic!("{PANIC_AT}=explore-check: a panic while checking state {id}");
         }
-        let Some(checks) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.fp.pieces(&ep.ed.epoch, s))?
-        else {
+        let Some(checks) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.pieces(s))? else {
             return Ok(None);
         };
         self.record(&Record::new(s, ep.hashes[i].to_string(), checks.clone(), None))?;
-        Ok(Some((i, checks)))
+        Ok(Some(checks))
     }
 
     /// A duplicate repeats its representative's checks and names it.
@@ -453,7 +534,7 @@ impl<'a> Explorer<'a> {
             return Ok(Vec::new());
         }
         let id = cs.id.to_string();
-        let Some(c) = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.fp.pieces(&ep.ed.epoch, cs))? else {
+        let Some(c) = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.pieces(cs))? else {
             return Ok(Vec::new());
         };
         self.probes.lock().expect("probes").insert(key, Record::new(cs, h.to_string(), c.clone(), None));
@@ -479,22 +560,13 @@ impl<'a> Explorer<'a> {
             return Ok(());
         }
         let overlay_start = Instant::now();
-        let mut pieces = ep.fp.pieces(&ep.ed.epoch, &f.base);
+        let mut pieces = ep.pieces(&f.base);
         pieces.extend(f.extra.iter().cloned());
         let job = Job { pieces, bad: f.bad, overlay_start, id: &id, marks: ep.marks_of(&f.state) };
         let Some(checks) = self.check_state(job)? else { return Ok(()) };
         // Not deduplicated: the key is the id's hash, not the image's.
         let key = ImageHash::sector(u64::MAX, id.as_bytes());
         self.record(&Record::new(&f.state, key.to_string(), checks, None))
-    }
-
-    /// Everything the epoch wrote is durable from the next epoch on.
-    fn advance(&mut self, fp: &Footprint) -> Result<(), ExploreError> {
-        let durable = self.rig().durable();
-        let hash = fp.hash_all(&self.reader, durable)?;
-        fp.apply_all(&self.reader, durable)?;
-        self.durable_hash = hash;
-        Ok(())
     }
 
     /// Check one state on a free worker of the rig; None when the run is stopping on
@@ -553,7 +625,7 @@ impl<'a> Explorer<'a> {
         let end = self.no_crash_id();
         let end_id = end.to_string();
         let s = CrashState { id: end, epoch: self.last_epoch, marks_before: self.marks.len() as u64 };
-        let key = (self.durable_hash, s.marks_before);
+        let key = (self.head_hash, s.marks_before);
         let rec = match (self.done.get(&end_id), self.seen.get(&key)) {
             (Some(_), _) => None,
             (None, Some(rep)) if rep.rep != end_id => {

@@ -327,6 +327,12 @@ impl Footprint {
         out
     }
 
+    /// Every write of the epoch as a whole piece, in completion order: the epoch made
+    /// durable, laid over an image that lags behind it.
+    pub fn pieces_all(&self) -> impl Iterator<Item = Piece> + '_ {
+        self.writes.iter().map(|w| Piece { offset: w.offset, len: w.len, src: w.src.clone() })
+    }
+
     /// Apply every write of the epoch to the durable image, streaming payloads.
     pub fn apply_all(&self, reader: &TraceReader, durable: &File) -> Result<(), ExploreError> {
         let mut buf = Vec::new();

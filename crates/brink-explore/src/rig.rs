@@ -2,8 +2,11 @@
 //! it writes its results.
 //!
 //! Everything lives in a work area, `RESULTS/.work`: the *durable image* (a private
-//! sparse copy of the trace's base image, advanced epoch by epoch), and one worker per
-//! job with a scratch directory. With kernel recovery the rig also mounts the FUSE
+//! sparse copy of the trace's base image, advanced epoch by epoch once the epoch's
+//! checks are done: states are served over it), the *head image* (another copy, advanced
+//! as soon as an epoch's states are hashed, so that later epochs can be hashed and
+//! checked while the durable image lags behind: `engine.rs`), and one worker per job
+//! with a scratch directory. With kernel recovery the rig also mounts the FUSE
 //! slots (`slots.rs`) on `.work/slots` and attaches one loop device per slot, once for
 //! the whole run, with a mount point per worker; with userspace recovery each worker
 //! builds its state as an image file instead (`state_image.rs`).
@@ -125,6 +128,7 @@ pub(crate) struct Rig {
     backend: Backend,
     durable: File,
     durable_path: PathBuf,
+    head: File,
     work: WorkDir,
     reader: Arc<TraceReader>,
     ctx: CheckCtx,
@@ -162,12 +166,8 @@ impl Rig {
         };
         let jail = brink_check::Jail::new().with_interrupt(cfg.interrupt.clone());
         let durable_path = work.0.join("durable.img");
-        image::copy_sparse(&reader.base_image_path(), &durable_path)?;
-        let durable = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&durable_path)
-            .map_err(|e| ExploreError::io(&durable_path, e))?;
+        let durable = private_copy(&reader.base_image_path(), &durable_path)?;
+        let head = private_copy(&reader.base_image_path(), &work.0.join("head.img"))?;
         let (backend, workers) = match (in_process, cfg.recovery) {
             (Some(check), _) => (Backend::InProcess(check), file_workers(&work.0, cfg.jobs)?),
             (None, Recovery::Kernel) => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
@@ -189,6 +189,7 @@ impl Rig {
             backend,
             durable,
             durable_path,
+            head,
             work,
             reader: reader.clone(),
             ctx,
@@ -214,6 +215,11 @@ impl Rig {
 
     pub(crate) fn durable_path(&self) -> &Path {
         &self.durable_path
+    }
+
+    /// The image of everything flushed before the epoch being hashed (module docs).
+    pub(crate) fn head(&self) -> &File {
+        &self.head
     }
 
     /// Whether a state can fail reads (a latent sector error): only slots serve reads.
@@ -327,14 +333,21 @@ impl Rig {
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, work, reader: _, ctx, broken: _, _watchdog } = self;
+        let Rig { workers, backend, durable, durable_path: _, head, work, reader: _, ctx, broken: _, _watchdog } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);
+        drop(head);
         drop(work);
         drop(ctx);
         drop(_watchdog);
     }
+}
+
+/// A sparse copy of `image` at `path`, open for reading and writing.
+fn private_copy(image: &Path, path: &Path) -> Result<File, ExploreError> {
+    image::copy_sparse(image, path)?;
+    OpenOptions::new().read(true).write(true).open(path).map_err(|e| ExploreError::io(path, e))
 }
 
 /// Kernel recovery: the slots mounted on `work/slots`, a loop device on each slot file

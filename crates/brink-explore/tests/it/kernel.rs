@@ -235,10 +235,10 @@ fn explore_on_a_disk_that_fills(
 ) -> (ExploreError, ExploreConfig, Tmpfs) {
     use std::os::unix::fs::MetadataExt;
     let pids = tmp.join("pids");
-    // Room for the durable image (its allocated blocks) and a little more.
+    // Room for the durable and head images (their allocated blocks) and a little more.
     let used = std::fs::metadata(t.join("base.img")).unwrap().blocks() * 512;
     let small = tmp.join("small");
-    let tmpfs = Tmpfs::mount(&small, used + (3 << 20));
+    let tmpfs = Tmpfs::mount(&small, 2 * used + (3 << 20));
     let flag = tmp.join("flooded");
     let target = if beside_results { small.join("fill") } else { "$(dirname \"$BRINK_MARKS\")/flood".into() };
     let flood = format!(
