@@ -61,8 +61,9 @@ pub enum LevelArg {
 /// How to explore and check: shared by `explore` and `ext4-modes`.
 #[derive(clap::Args)]
 pub struct CheckOpts {
-    /// A checker command (run with `sh -c` in the recovered file system), or `fsck` for
-    /// the file system's own checker. Repeatable.
+    /// A checker command, run in the recovered file system (directly when it is an
+    /// absolute path to a program, else with `sh -c`), or `fsck` for the file system's
+    /// own checker. Repeatable.
     #[arg(long = "checker", value_parser = checker_command)]
     checkers: Vec<String>,
     #[arg(long, value_enum, default_value = "writeback")]
@@ -550,6 +551,14 @@ fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
         s.violations, s.checker_failures, s.consistent
     )?;
     writeln!(out, "  time         {:.1}s ({:.1} states/s, {} jobs)", s.wall_s, s.states_per_s, s.jobs)?;
+    if let Some(c) = &s.sample {
+        let pct = 100.0 * s.fraction_covered.unwrap_or(0.0);
+        writeln!(
+            out,
+            "  sample       {pct:.3}% of the space; {} of {} crash points sampled, {} of them whole",
+            c.points_sampled, c.points, c.points_whole
+        )?;
+    }
     if s.cache_hits + s.cache_stored > 0 {
         writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", s.cache_hits, s.cache_stored)?;
     }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use brink_blockdev::FsKind;
 use brink_check::{CheckOutcome, Verdict};
-use brink_pmodel::{Count, CrashState, Sampler, StateId, StateIter, Strategy, count_point};
+use brink_pmodel::{Count, CrashState, Draw, Sampler, StateId, StateIter, Strategy, count_point};
 use brink_trace::{TraceMeta, TraceReader};
 use rayon::prelude::*;
 
@@ -50,7 +50,7 @@ use crate::shard::Partition;
 use crate::worker::{InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary,
-    count_in, minimize,
+    count_points, minimize,
 };
 
 /// What deduplication keys a state by: its image's hash and how many marks it is held to.
@@ -251,10 +251,11 @@ impl<'a> Explorer<'a> {
         reader.check_base_image()?;
         let meta = reader.meta().clone();
         let fs = preflight(cfg, &meta, in_process.is_some())?;
-        let space = count_in(&reader, cfg.model, cfg.strategy)?;
+        let sampled = matches!(cfg.strategy, Strategy::Sample { .. });
+        let mut point_counts = Vec::new();
+        let space = count_points(&reader, cfg.model, cfg.strategy, sampled.then_some(&mut point_counts))?;
         // Every strategy but sampling visits its whole space (a torn omit-k space of a
         // small trace once grew past 24 GB): refused up front past the maximum.
-        let sampled = matches!(cfg.strategy, Strategy::Sample { .. });
         if !sampled && space.states_total.0 > cfg.max_states {
             return Err(ExploreError::TooManyStates {
                 strategy: cfg.strategy.name(),
@@ -273,7 +274,7 @@ impl<'a> Explorer<'a> {
             .build()
             .map_err(|source| ExploreError::Pool { jobs: cfg.jobs, source })?;
         let sampler = match cfg.strategy {
-            Strategy::Sample { samples, seed } => Some(Sampler::new(space.states_total, samples, seed)),
+            Strategy::Sample { samples, seed } => Some(Sampler::new(&point_counts, samples, seed)),
             _ => None,
         };
         Ok(Explorer {
@@ -413,12 +414,15 @@ impl<'a> Explorer<'a> {
     fn generate(&mut self, ed: &EpochData) -> Vec<CrashState> {
         let mut states: Vec<CrashState> = Vec::new();
         for p in &ed.epoch.points {
-            let seeds = match &mut self.sampler {
-                Some(s) => s.take(count_point(self.cfg.model, self.cfg.strategy, &ed.epoch, p)),
-                None => Vec::new(),
+            let (strategy, seeds) = match &mut self.sampler {
+                Some(s) => match s.take(count_point(self.cfg.model, self.cfg.strategy, &ed.epoch, p)) {
+                    Draw::All => (Strategy::Exhaustive, Vec::new()),
+                    Draw::Seeds(seeds) => (self.cfg.strategy, seeds),
+                },
+                None => (self.cfg.strategy, Vec::new()),
             };
             let mut at_point: Vec<CrashState> =
-                StateIter::new(self.cfg.model, self.cfg.strategy, &ed.epoch, p, &seeds).collect();
+                StateIter::new(self.cfg.model, strategy, &ed.epoch, p, &seeds).collect();
             at_point.sort_by(|a, b| a.id.cmp(&b.id));
             at_point.dedup_by(|a, b| a.id == b.id); // repeated samples
             if self.partition.as_mut().is_none_or(|part| part.take_point(p.position, at_point.len() as u64)) {
@@ -720,6 +724,7 @@ impl<'a> Explorer<'a> {
             stopped_by,
             fraction_covered: matches!(cfg.strategy, Strategy::Sample { .. })
                 .then(|| self.generated as f64 / self.space.states_total.as_f64().max(1.0)),
+            sample: self.sampler.as_ref().map(Sampler::coverage),
             time_ms: self.time_summary(wall, checked),
             media_fault_states: self.media_states,
             minimize_probes,

@@ -138,6 +138,17 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
 
 /// [`count`] over a trace already open.
 pub(crate) fn count_in(reader: &TraceReader, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
+    Ok(count_points(reader, model, strategy, None)?)
+}
+
+/// `count_in`, and each crash point's count pushed onto `points` when given (what a
+/// stratified sample is drawn from).
+pub(crate) fn count_points(
+    reader: &TraceReader,
+    model: Model,
+    strategy: Strategy,
+    mut points: Option<&mut Vec<Count>>,
+) -> Result<SpaceCount, ExploreError> {
     let mut c = SpaceCount {
         model: model.name(),
         strategy: strategy.name(),
@@ -151,7 +162,11 @@ pub(crate) fn count_in(reader: &TraceReader, model: Model, strategy: Strategy) -
         c.epochs += u64::from(!ed.writes.is_empty());
         for p in &ed.epoch.points {
             c.crash_points += 1;
-            c.states_total = c.states_total.add(count_point(model, strategy, &ed.epoch, p));
+            let n = count_point(model, strategy, &ed.epoch, p);
+            c.states_total = c.states_total.add(n);
+            if let Some(points) = points.as_deref_mut() {
+                points.push(n);
+            }
         }
         Ok(true)
     })?;

@@ -205,6 +205,10 @@ pub struct Summary {
     pub stopped_by: Option<String>,
     /// For `sample`: the fraction of the legal space the unique samples cover.
     pub fraction_covered: Option<f64>,
+    /// For `sample`: how the sample covers the crash points (every point first, the
+    /// rest by size: `brink_pmodel::Sampler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<brink_pmodel::SampleCoverage>,
     /// Time per step summed over states and workers, in ms (this run only).
     pub time_ms: TimeSummary,
     /// The verdict on the state without a crash (crate docs, step 5); `None` when the

@@ -435,6 +435,7 @@ impl Run<'_> {
             complete: self.stopped_by.is_none(),
             stopped_by: self.stopped_by.clone(),
             fraction_covered: None,
+            sample: None,
             time_ms: TimeSummary {
                 hash: ms(&self.timings.hash_us),
                 overlay: ms(&self.timings.build_us),

@@ -98,7 +98,7 @@ pub use logical::{
 };
 pub use lstate::{LState, LStateId, LStateIter, LStrategy, MicroRef, ParseLStateIdError};
 pub use micro::{EntryChange, Fill, Micro, MicroOp, Plan};
-pub use strategy::{CrashState, Sampler, StateIter, Strategy, count_point};
+pub use strategy::{CrashState, Draw, SampleCoverage, Sampler, StateIter, Strategy, count_point, shares};
 pub use tree::{Applier, CHECKPOINT_EVERY, Extent, FileView, Inode, Tree};
 
 use serde::{Deserialize, Serialize};

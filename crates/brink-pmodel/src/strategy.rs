@@ -408,38 +408,121 @@ fn random_choices(model: Model, vol: &[PWrite], rng: &mut Rng) -> Vec<(usize, Wr
     }
 }
 
-/// Draws `samples` states uniformly over all crash points of a trace: first every
-/// point's count (a counting pass), then, streaming the points again in order, the
-/// seeds of the samples that fall on each point.
+/// What a sample takes at one crash point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Draw {
+    /// Every state of the point (its share is at least its count).
+    All,
+    /// One state per seed (`StateIter::new` with `Strategy::Sample`); repeats are possible
+    /// and the caller drops them. Empty: the point gets no sample.
+    Seeds(Vec<u64>),
+}
+
+/// How a sample covers the crash points (the summary's `sample`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SampleCoverage {
+    /// Crash points with at least one state.
+    pub points: u64,
+    /// Of those, the points given at least one sample, and the points taken whole.
+    pub points_sampled: u64,
+    pub points_whole: u64,
+}
+
+/// A stratified sample over the crash points of a trace: every point first gets one
+/// sample (when there are fewer samples than points, points evenly spread through the
+/// trace do), then the rest goes to the points in proportion to their size; a point
+/// whose share reaches its count is taken whole. A uniform sample over states put
+/// 979 of 987 samples on one point of a server database's trace (a 15-write checkpoint
+/// is 32,768 states) and found none of the violations that omit-one found elsewhere.
+///
+/// The shares are computed from every point's count up front (a counting pass), then
+/// handed out as the points stream by in order: the same sample whatever `--jobs` or
+/// `--shard` is.
 #[derive(Debug)]
 pub struct Sampler {
-    /// Sorted targets in [0, total) still to hand out, with their sample numbers.
-    targets: std::collections::VecDeque<(u128, u64)>,
+    shares: std::collections::VecDeque<u128>,
     seed: u64,
-    seen: u128,
+    drawn: u64,
+    coverage: SampleCoverage,
 }
 
 impl Sampler {
-    pub fn new(total: Count, samples: u64, seed: u64) -> Sampler {
-        let mut rng = Rng::new(seed);
-        let mut targets: Vec<(u128, u64)> =
-            if total.0 == 0 { Vec::new() } else { (0..samples).map(|i| (rng.below(total.0), i)).collect() };
-        targets.sort_unstable();
-        Sampler { targets: targets.into(), seed, seen: 0 }
+    /// `counts`: each crash point's number of states, in trace order.
+    pub fn new(counts: &[Count], samples: u64, seed: u64) -> Sampler {
+        let shares = shares(counts, u128::from(samples));
+        let live = || counts.iter().zip(&shares).filter(|(c, _)| c.0 > 0);
+        let coverage = SampleCoverage {
+            points: live().count() as u64,
+            points_sampled: live().filter(|(_, n)| **n > 0).count() as u64,
+            points_whole: live().filter(|(c, n)| **n >= c.0).count() as u64,
+        };
+        Sampler { shares: shares.into(), seed, drawn: 0, coverage }
     }
 
-    /// Seeds of the samples that fall on the next point, which has `count` states.
-    pub fn take(&mut self, count: Count) -> Vec<u64> {
-        let end = self.seen.saturating_add(count.0);
-        let mut seeds = Vec::new();
-        while let Some(&(t, i)) = self.targets.front() {
-            if t >= end {
-                break;
-            }
-            self.targets.pop_front();
-            seeds.push(self.seed ^ (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    /// What to take at the next point (which has `count` states).
+    pub fn take(&mut self, count: Count) -> Draw {
+        let share = self.shares.pop_front().unwrap_or(0);
+        if count.0 > 0 && share >= count.0 {
+            return Draw::All;
         }
-        self.seen = end;
-        seeds
+        let seeds = (0..share as u64)
+            .map(|k| self.seed ^ (self.drawn + k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect::<Vec<_>>();
+        self.drawn += share as u64;
+        Draw::Seeds(seeds)
+    }
+
+    pub fn coverage(&self) -> SampleCoverage {
+        self.coverage
+    }
+}
+
+/// Each point's number of samples (`Sampler`'s rule), none above its count, summing to
+/// `samples` or to the whole space when that is smaller.
+pub fn shares(counts: &[Count], samples: u128) -> Vec<u128> {
+    let mut share = vec![0u128; counts.len()];
+    let live: Vec<usize> = (0..counts.len()).filter(|&i| counts[i].0 > 0).collect();
+    if live.is_empty() {
+        return share;
+    }
+    let n = live.len() as u128;
+    if samples < n {
+        // Evenly spread: the k-th sample at the point k·n/samples of the live points.
+        for k in 0..samples {
+            share[live[(k * n / samples) as usize]] = 1;
+        }
+        return share;
+    }
+    for &i in &live {
+        share[i] = 1;
+    }
+    let mut rest = samples - n;
+    // Water filling: in proportion to what each point has left, until the samples or
+    // the points run out.
+    loop {
+        let open: Vec<usize> = live.iter().copied().filter(|&i| share[i] < counts[i].0).collect();
+        if rest == 0 || open.is_empty() {
+            return share;
+        }
+        let room: Vec<u128> = open.iter().map(|&i| counts[i].0 - share[i]).collect();
+        let total: f64 = room.iter().map(|&r| r as f64).sum();
+        let mut given = 0u128;
+        for (&i, &r) in open.iter().zip(&room) {
+            let want = ((rest as f64) * (r as f64) / total).floor() as u128;
+            let g = want.min(r).min(rest - given);
+            share[i] += g;
+            given += g;
+        }
+        if given == 0 {
+            // Fewer samples left than the proportions can split: one each to the points
+            // with the most room (ties: trace order).
+            let mut by_room: Vec<(u128, usize)> = room.iter().copied().zip(open.iter().copied()).collect();
+            by_room.sort_by_key(|&(r, _)| std::cmp::Reverse(r));
+            for &(_, i) in by_room.iter().take(rest.min(by_room.len() as u128) as usize) {
+                share[i] += 1;
+                given += 1;
+            }
+        }
+        rest -= given;
     }
 }

@@ -352,6 +352,20 @@ fn sampling_reports_coverage_and_is_seeded() {
     let covered = sum["fraction_covered"].as_f64().unwrap();
     let total = sum["states_total"].as_f64().unwrap();
     assert!((covered - ids("a").len() as f64 / total).abs() < 1e-9, "{sum}");
+    // Stratified: with more samples than crash points, every point gets at least one,
+    // whatever the jobs.
+    let points = sum["sample"]["points"].as_u64().unwrap();
+    let many = (points * 3).to_string();
+    let args = ["--checker", "true", "--strategy", "sample", "--samples", &many, "--seed", "1", "--jobs", "1"];
+    assert!(matches!(explore(&s, &t, "c", &args).status.code(), Some(0 | 1)));
+    let c = summary(&s, "c");
+    assert_eq!(c["sample"]["points_sampled"].as_u64(), Some(points), "{c}");
+    let positions: std::collections::HashSet<u64> = records(&s, "c").iter().map(|r| r.position).collect();
+    assert!(positions.len() as u64 > points, "every crash point and the no-crash state: {positions:?}");
+    let mut args4 = args.to_vec();
+    *args4.last_mut().unwrap() = "4";
+    assert!(matches!(explore(&s, &t, "d", &args4).status.code(), Some(0 | 1)));
+    assert_eq!(ids("c"), ids("d"), "the same sample at any --jobs");
 }
 
 /// Without privileges, states are recovered in userspace (e2fsck replays the journal,

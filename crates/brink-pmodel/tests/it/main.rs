@@ -7,8 +7,8 @@ mod apm;
 use std::collections::{BTreeSet, HashSet};
 
 use brink_pmodel::{
-    CacheModel, Count, CrashState, Epoch, EpochBuilder, Model, PWrite, Sampler, StateId, StateIter, Strategy, Torn,
-    WriteChoice, count_point,
+    CacheModel, Count, CrashState, Draw, Epoch, EpochBuilder, Model, PWrite, Sampler, StateId, StateIter, Strategy,
+    Torn, WriteChoice, count_point, shares,
 };
 
 fn w(index: u64, sectors: u32) -> PWrite {
@@ -213,20 +213,24 @@ fn sampling_is_seeded_legal_and_covers_the_space() {
     let m = model(CacheModel::Writeback, Torn::Sector);
     let total = e.points.iter().fold(Count::ZERO, |c, p| c.add(count_point(m, Strategy::Exhaustive, &e, p)));
     assert_eq!(total, Count(16 + 16 * 4));
-    let draw = |seed| {
-        let strategy = Strategy::Sample { samples: 2000, seed };
-        let mut sampler = Sampler::new(total, 2000, seed);
+    let counts: Vec<Count> = e.points.iter().map(|p| count_point(m, Strategy::Exhaustive, &e, p)).collect();
+    let draw = |samples, seed| {
+        let strategy = Strategy::Sample { samples, seed };
+        let mut sampler = Sampler::new(&counts, samples, seed);
         let mut out = Vec::new();
         for p in &e.points {
-            let seeds = sampler.take(count_point(m, strategy, &e, p));
-            out.extend(StateIter::new(m, strategy, &e, p, &seeds).map(|s| s.id.to_string()));
+            let ids = match sampler.take(count_point(m, strategy, &e, p)) {
+                Draw::All => StateIter::new(m, Strategy::Exhaustive, &e, p, &[]).collect::<Vec<_>>(),
+                Draw::Seeds(seeds) => StateIter::new(m, strategy, &e, p, &seeds).collect(),
+            };
+            out.extend(ids.into_iter().map(|s| s.id.to_string()));
         }
         out
     };
-    let a = draw(7);
-    assert_eq!(a.len(), 2000);
-    assert_eq!(a, draw(7), "same seed, same samples");
-    assert_ne!(a, draw(8));
+    let a = draw(40, 7);
+    assert_eq!(a.len(), 40);
+    assert_eq!(a, draw(40, 7), "same seed, same samples");
+    assert_ne!(a, draw(40, 8));
     let legal: HashSet<String> = e
         .points
         .iter()
@@ -235,5 +239,21 @@ fn sampling_is_seeded_legal_and_covers_the_space() {
         .collect();
     let seen: HashSet<String> = a.into_iter().collect();
     assert!(seen.is_subset(&legal), "samples are legal states");
-    assert_eq!(seen.len(), legal.len(), "2000 draws from 80 states cover them all");
+    let all: HashSet<String> = draw(2000, 7).into_iter().collect();
+    assert_eq!(all, legal, "2000 samples of 80 states take every point whole");
+}
+
+/// Stratified shares: every point first, the rest by size, none above its count.
+#[test]
+fn sample_shares_cover_every_point_then_follow_size() {
+    let c = |v: &[u128]| v.iter().map(|&n| Count(n)).collect::<Vec<_>>();
+    // One huge point (a checkpoint) among small ones: each small one still gets one.
+    assert_eq!(shares(&c(&[1, 2, 32768, 1, 0, 4]), 20), [1, 1, 16, 1, 0, 1]);
+    assert_eq!(shares(&c(&[1, 2, 32768, 1, 0, 4]), 300).iter().sum::<u128>(), 300);
+    // Small points fill up; the space's size bounds the sample.
+    assert_eq!(shares(&c(&[3, 5, 2]), 100), [3, 5, 2]);
+    assert_eq!(shares(&c(&[10, 10]), 7), [4, 3]);
+    // Fewer samples than points: spread evenly.
+    assert_eq!(shares(&c(&[5, 5, 5, 5, 5, 5]), 3), [1, 0, 1, 0, 1, 0]);
+    assert_eq!(shares(&c(&[]), 3), Vec::<u128>::new());
 }
