@@ -138,7 +138,7 @@ pub fn count(trace: &Path, model: Model, strategy: Strategy) -> Result<SpaceCoun
 
 /// [`count`] over a trace already open.
 pub(crate) fn count_in(reader: &TraceReader, model: Model, strategy: Strategy) -> Result<SpaceCount, ExploreError> {
-    Ok(count_points(reader, model, strategy, None)?)
+    count_points(reader, model, strategy, None)
 }
 
 /// `count_in`, and each crash point's count pushed onto `points` when given (what a
