@@ -9,8 +9,14 @@
 //! of it that names a file (so editing `checkers/sqlite/check.sh` or a helper beside it
 //! invalidates its verdicts; a checker that reads files elsewhere is not tracked).
 //!
-//! Wire format: `DIR/verdicts.jsonl`, one `{"key":…,"checks":[…]}` a line, appended one
-//! `write(2)` a line and fsynced when the run ends; a line cut by a kill is ignored.
+//! Wire format: `DIR/verdicts.jsonl` and `DIR/verdicts.*.jsonl`, one
+//! `{"key":…,"checks":[…]}` a line; a line cut by a kill, or otherwise not a line of that
+//! shape, is ignored. Each run appends only to a file of its own,
+//! `verdicts.HOST.PID.NANOS.jsonl` (one `write(2)` a line, fsynced when the run ends),
+//! and reads them all when it opens. That is what makes one cache safe for many writers
+//! at once, the shards of an exploration on a shared file system included: a file has a
+//! single writer, so no two lines can interleave even where `O_APPEND` is not atomic
+//! (NFS). A run does not see verdicts stored by another run after it opened the cache.
 //! Verdicts with a checker failure are not stored (they may be transient); media-fault
 //! states are not cached (a latent sector error is not in the image). Limits:
 //! `FOLDER_FILES_MAX` files and `FOLDER_BYTES_MAX` bytes hashed per checker folder.
@@ -76,11 +82,45 @@ fn checker_identity(spec: &CheckerSpec, h: &mut blake3::Hasher) {
     }
 }
 
+/// The cache's files: the single file of older versions and one per run, sorted.
+fn verdict_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if name == FILE || name.starts_with("verdicts.") && name.ends_with(".jsonl") {
+            files.push(dir.join(&*name));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Every well-formed line of `path` into `map`. A file that is not a regular file (a
+/// FIFO would block) is read as empty.
+fn read_into(path: &Path, map: &mut HashMap<String, Vec<CheckOutcome>>) {
+    let Ok(f) = brink_trace::open_regular(path) else { return };
+    for line in BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        if let Ok(l) = serde_json::from_str::<Line>(&line) {
+            map.insert(l.key, l.checks);
+        }
+    }
+}
+
+/// This run's file: unique across machines (host), processes (pid) and time.
+fn own_file_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("verdicts.{host}.{}.{nanos}.jsonl", std::process::id())
+}
+
 impl VerdictCache {
     /// Open (creating) the cache in `dir` for one exploration's checkers and recovery.
     pub fn open(dir: &Path, checkers: &[CheckerSpec], recovery: &str) -> Result<VerdictCache, ExploreError> {
         std::fs::create_dir_all(dir).map_err(|e| ExploreError::io(dir, e))?;
-        let path = dir.join(FILE);
         let mut h = blake3::Hasher::new();
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
         h.update(b"\0");
@@ -90,16 +130,12 @@ impl VerdictCache {
         }
         let identity = h.finalize();
         let mut map = HashMap::new();
-        // A cache that is not a regular file (a FIFO would block) is read as empty.
-        if let Ok(f) = brink_trace::open_regular(&path) {
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(l) = serde_json::from_str::<Line>(&line) {
-                    map.insert(l.key, l.checks);
-                }
-            }
+        for f in verdict_files(dir).map_err(|e| ExploreError::io(dir, e))? {
+            read_into(&f, &mut map);
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
+        let path = dir.join(own_file_name());
+        let file =
+            OpenOptions::new().create_new(true).append(true).open(&path).map_err(|e| ExploreError::io(&path, e))?;
         Ok(VerdictCache {
             path,
             identity,
@@ -146,5 +182,47 @@ impl VerdictCache {
     /// Make what this run stored durable.
     pub fn sync(&self) -> Result<(), ExploreError> {
         self.file.lock().expect("cache").sync_data().map_err(|e| ExploreError::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(checker: &str) -> Vec<CheckOutcome> {
+        vec![CheckOutcome {
+            checker: checker.into(),
+            verdict: Verdict::Consistent,
+            message: String::new(),
+            details: None,
+            ms: 1,
+        }]
+    }
+
+    /// Shards writing one cache at once each append to a file of their own; a later run
+    /// reads every file, the single file of older versions too, and skips lines that
+    /// are not verdicts (one cut by a kill).
+    #[test]
+    fn concurrent_writers_never_share_a_file_and_every_verdict_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkers = [CheckerSpec::Command("true".into())];
+        let (h1, h2, h3) = (ImageHash::sector(1, b"a"), ImageHash::sector(2, b"b"), ImageHash::sector(3, b"c"));
+        let marks = ["m".to_string()];
+        let a = VerdictCache::open(dir.path(), &checkers, "r").unwrap();
+        let b = VerdictCache::open(dir.path(), &checkers, "r").unwrap();
+        assert_ne!(a.path, b.path);
+        a.put(&h1, &marks, &pass("true")).unwrap();
+        b.put(&h2, &marks, &pass("true")).unwrap();
+        a.sync().unwrap();
+        b.sync().unwrap();
+        let old = VerdictCache::open(tempfile::tempdir().unwrap().path(), &checkers, "r").unwrap();
+        let line = serde_json::to_string(&Line { key: old.key(&h3, &marks), checks: pass("true") }).unwrap();
+        std::fs::write(dir.path().join(FILE), format!("{line}\n{{\"key\":\"cut")).unwrap();
+        let c = VerdictCache::open(dir.path(), &checkers, "r").unwrap();
+        for h in [h1, h2, h3] {
+            assert_eq!(c.get(&h, &marks).map(|v| v.len()), Some(1));
+        }
+        assert_eq!(c.get(&h1, &[]), None, "other marks, another key");
+        assert_eq!(verdict_files(dir.path()).unwrap().len(), 4);
     }
 }
