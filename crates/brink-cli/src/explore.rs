@@ -188,7 +188,8 @@ pub struct ExploreArgs {
     #[arg(long, value_delimiter = ',')]
     apm: Vec<String>,
     /// Explore shard I of N (0 ≤ I < N) of the states, into a results directory of its
-    /// own; `brink merge` puts the shards' directories together. Block level.
+    /// own; `brink merge` puts the shards' directories together. At the logical level,
+    /// each APM's folder is merged apart.
     #[arg(long, value_name = "I/N")]
     shard: Option<brink_explore::Shard>,
 }
@@ -364,8 +365,8 @@ fn apms(list: &[String]) -> Result<Vec<Apm>> {
 fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i32> {
     let apms = apms(&a.apm)?;
     let strategy = lstrategy(&a.opts)?;
-    if a.media_faults || a.opts.cache.is_some() || a.shard.is_some() {
-        bail!("--media-faults, --cache and --shard are for --level block");
+    if a.media_faults || a.opts.cache.is_some() {
+        bail!("--media-faults and --cache are for --level block");
     }
     let rec = brink_logical::Recording::open(&a.trace)?;
     if a.count_only {
@@ -399,6 +400,7 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
             checker_timeout: secs(Setting::CheckerTimeout, "--checker-timeout", a.opts.checker_timeout)?,
             time_budget: a.opts.time_budget.map(|t| secs(Setting::TimeBudget, "--time-budget", t)).transpose()?,
             resume: a.resume,
+            shard: a.shard,
             interrupt: interrupt.0.clone(),
         };
         let summary = crate::progress::explore_logical(&rec, &cfg).map_err(logical_flags)?;

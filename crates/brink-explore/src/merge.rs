@@ -33,7 +33,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use brink_check::CheckOutcome;
 use brink_trace::durable;
 
 use crate::results::{self, AnyStateId, MergeInfo, Results, RunIdentity, RunLock, StateRecord, Summary, TraceInfo};
@@ -149,25 +148,8 @@ fn merge_states(inputs: &[Input]) -> Result<Vec<StateRecord>, MergeError> {
             }
         }
     }
-    let mut reps: HashMap<(&str, u64), (&str, &[CheckOutcome])> = HashMap::new();
-    let mut out = Vec::with_capacity(all.len());
-    for (_, r) in all.into_values() {
-        let mut rec = r.clone();
-        if r.fault.is_none() {
-            match reps.get(&(r.image.as_str(), r.marks)) {
-                None => {
-                    reps.insert((&r.image, r.marks), (&r.id, &r.checks));
-                    rec.dup_of = None;
-                }
-                Some((rep, checks)) => {
-                    rec.dup_of = Some(rep.to_string());
-                    rec.checks = checks.to_vec();
-                    rec.verdict = results::overall(&rec.checks);
-                }
-            }
-        }
-        out.push(rec);
-    }
+    let mut out: Vec<StateRecord> = all.into_values().map(|(_, r)| r.clone()).collect();
+    results::smallest_representatives(&mut out);
     Ok(out)
 }
 

@@ -709,6 +709,28 @@ pub fn collect(dir: &Path) -> Result<Vec<StateRecord>, ResultsError> {
     Ok(recs.into_iter().map(|(_, r)| r).collect())
 }
 
+/// Make the smallest id of each (image, marks) its representative, in records sorted by
+/// id: the others name it and repeat its checks. Media-fault states are left as they
+/// are (never deduplicated). A one-machine block run already has this form; shards
+/// merged, and a logical run (whose representative is the first state generated), are
+/// brought to it.
+pub fn smallest_representatives(recs: &mut [StateRecord]) {
+    let mut reps: HashMap<(String, u64), (String, Vec<brink_check::CheckOutcome>)> = HashMap::new();
+    for r in recs.iter_mut().filter(|r| r.fault.is_none()) {
+        match reps.get(&(r.image.clone(), r.marks)) {
+            None => {
+                reps.insert((r.image.clone(), r.marks), (r.id.clone(), r.checks.clone()));
+                r.dup_of = None;
+            }
+            Some((rep, checks)) => {
+                r.dup_of = Some(rep.clone());
+                r.checks = checks.clone();
+                r.verdict = overall(&r.checks);
+            }
+        }
+    }
+}
+
 /// Records as JSON lines.
 pub(crate) fn jsonl(recs: &[StateRecord]) -> Vec<u8> {
     let mut body = Vec::new();

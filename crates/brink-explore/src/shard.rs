@@ -16,6 +16,10 @@
 //! drop has the no-crash state's id, so both belong to the shard of that point. Sampling draws the global
 //! sample first (every shard walks every point through the same `Sampler`), so the
 //! sample is the same whatever N is; only then is it partitioned.
+//!
+//! The logical level (`brink-logical`) has no minimization and no per-point counts up
+//! front (its states stream from the strategy), so it deals states one by one, by a
+//! hash of their id (`Shard::owns_state`): deterministic, and balanced in expectation.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +57,15 @@ impl Shard {
             return Err(ShardError::OutOfRange { index, count });
         }
         Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether the state `id` belongs to this shard at the logical level (module docs).
+    pub fn owns_state(&self, id: &str) -> bool {
+        let h = blake3::hash(id.as_bytes());
+        let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+        n % u64::from(self.count) == u64::from(self.index)
     }
 }
 

@@ -141,7 +141,8 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
     }
     let plan = Plan::new(&rec.logical, cfg.apm);
     let total = space(&plan, cfg)?;
-    progress.total.store(u64::try_from(total.0).unwrap_or(u64::MAX), Ordering::Relaxed);
+    let shards = u64::from(cfg.shard.map_or(1, |s| s.count));
+    progress.total.store(u64::try_from(total.0).unwrap_or(u64::MAX).div_ceil(shards), Ordering::Relaxed);
     let identity = RunIdentity {
         trace: cfg.trace.display().to_string(),
         trace_base_digest: rec.meta.base_image_digest.clone(),
@@ -151,7 +152,7 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
         checkers: cfg.checkers.clone(),
         media_faults: false,
         level: Level::Logical,
-        shard: None,
+        shard: cfg.shard,
     };
     let (mut log, done) = results::open(&cfg.results, &identity, cfg.resume)?;
     let work = tempfile::Builder::new()
@@ -233,6 +234,9 @@ impl Run<'_> {
             for s in states.by_ref() {
                 let id = s.id.to_string();
                 if matches!(self.cfg.strategy, LStrategy::Sample { .. }) && !sampled.insert(id.clone()) {
+                    continue;
+                }
+                if self.cfg.shard.is_some_and(|sh| !sh.owns_state(&id)) {
                     continue;
                 }
                 self.generated += 1;
@@ -407,7 +411,8 @@ impl Run<'_> {
 
     /// Writes `states.jsonl` and `summary.json`; the summary.
     fn finish(&self, total: Count) -> Result<Summary, LogicalError> {
-        let recs = results::collect(&self.cfg.results)?;
+        let mut recs = results::collect(&self.cfg.results)?;
+        results::smallest_representatives(&mut recs);
         let wall = self.started.elapsed().as_secs_f64();
         let count = |f: &dyn Fn(&StateRecord) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
         let unique = count(&|r| r.dup_of.is_none());
@@ -456,7 +461,7 @@ impl Run<'_> {
             processes_left_behind: self.left_behind.load(Ordering::Relaxed),
             containment_note: self.jail.fallback_note(),
             level: Level::Logical,
-            shard: None,
+            shard: self.cfg.shard,
             merged: None,
         };
         results::write_states_and_summary(&self.cfg.results, &recs, &summary)?;

@@ -60,6 +60,8 @@ pub struct LogicalConfig {
     pub checker_timeout: Duration,
     pub time_budget: Option<Duration>,
     pub resume: bool,
+    /// Explore only this shard's states (`brink_explore::Shard::owns_state`).
+    pub shard: Option<brink_explore::Shard>,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }
