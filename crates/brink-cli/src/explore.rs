@@ -103,6 +103,10 @@ pub struct CheckOpts {
     /// and checker identity), and add this run's to it.
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
+    /// Run the checkers on every distinct image, even when its recovered files and
+    /// marks equal a state already checked (by default that state takes its verdict).
+    #[arg(long)]
+    pub no_tree_dedup: bool,
 }
 
 /// A `--checker` is a command: an empty or blank one would pass every state.
@@ -279,6 +283,7 @@ fn explore_config(
         cache: o.cache.clone(),
         interrupt: interrupt.0.clone(),
         shard: None,
+        tree_dedup: !o.no_tree_dedup,
     })
 }
 
@@ -563,6 +568,10 @@ fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
     }
     if s.cache_hits + s.cache_stored > 0 {
         writeln!(out, "  cache        {} verdicts reused, {} added (--cache)", s.cache_hits, s.cache_stored)?;
+    }
+    if s.tree_dups > 0 {
+        let n = s.tree_dups;
+        writeln!(out, "  tree dedup   {n} states took the verdict of a state whose recovered files were the same")?;
     }
     if s.minimize_probes > 0 {
         writeln!(out, "  minimizing   {} more states checked to find minimal failing states", s.minimize_probes)?;

@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Reuse verdicts of earlier runs kept in this folder, and add this run's to it.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Run the checkers on every distinct image, even when its recovered files and
+    /// marks equal a state already checked.
+    #[arg(long)]
+    pub no_tree_dedup: bool,
 }
 
 impl RunArgs {
@@ -63,10 +67,11 @@ impl RunArgs {
         })
     }
 
-    /// The options of a bounded run: `--jobs` and `--cache`.
+    /// The options of a bounded run: `--jobs`, `--cache` and `--no-tree-dedup`.
     pub fn run_opts(&self, interrupt: brink_record::Interrupt) -> Result<RunOpts> {
         let mut opts = RunOpts::new(jobs(self.jobs)?, interrupt);
         opts.cache = self.cache.clone();
+        opts.tree_dedup = !self.no_tree_dedup;
         Ok(opts)
     }
 }

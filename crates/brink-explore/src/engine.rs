@@ -47,7 +47,7 @@ use crate::results::{self, PartialLog, StateRecord as Record};
 use crate::rig::{Job, Rig};
 use crate::settings;
 use crate::shard::Partition;
-use crate::worker::{InProcessCheck, Recovery, Timings};
+use crate::worker::{Checked, InProcessCheck, Recovery, Timings};
 use crate::{
     ExploreConfig, ExploreError, ImageHash, NoCrash, Progress, ResultsError, SpaceCount, Summary, TimeSummary,
     count_points, minimize,
@@ -188,6 +188,11 @@ pub(crate) struct Explorer<'a> {
     /// checkers were contained without cgroup v2.
     processes_left_behind: u64,
     containment_note: Option<String>,
+}
+
+/// The record of a state that was checked (not a duplicate of another image).
+fn checked_record(s: &CrashState, image: ImageHash, c: &Checked) -> Record {
+    Record { tree_dup_of: c.tree_dup_of.clone(), ..Record::new(s, image.to_string(), c.checks.clone(), None) }
 }
 
 /// A test hook (brink-cli's `tests/it/signals.rs`): with this variable set to
@@ -489,11 +494,11 @@ impl<'a> Explorer<'a> {
         if std::env::var_os(PANIC_AT).is_some_and(|v| v == "explore-check") {
             panic!("{PANIC_AT}=explore-check: a panic while checking state {id}");
         }
-        let Some(checks) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.pieces(s))? else {
+        let Some(c) = self.check_unique(ep.hashes[i], ep.marks_of(s), &id, &|| ep.pieces(s))? else {
             return Ok(None);
         };
-        self.record(&Record::new(s, ep.hashes[i].to_string(), checks.clone(), None))?;
-        Ok(Some(checks))
+        self.record(&checked_record(s, ep.hashes[i], &c))?;
+        Ok(Some(c.checks))
     }
 
     /// A duplicate repeats its representative's checks and names it.
@@ -541,8 +546,8 @@ impl<'a> Explorer<'a> {
         let Some(c) = self.check_unique(h, ep.marks_of(cs), &id, &|| ep.pieces(cs))? else {
             return Ok(Vec::new());
         };
-        self.probes.lock().expect("probes").insert(key, Record::new(cs, h.to_string(), c.clone(), None));
-        Ok(c)
+        self.probes.lock().expect("probes").insert(key, checked_record(cs, h, &c));
+        Ok(c.checks)
     }
 
     /// The epoch's media-fault states (media.rs), each checked: none is deduplicated.
@@ -567,15 +572,14 @@ impl<'a> Explorer<'a> {
         let mut pieces = ep.pieces(&f.base);
         pieces.extend(f.extra.iter().cloned());
         let job = Job { pieces, bad: f.bad, overlay_start, id: &id, marks: ep.marks_of(&f.state) };
-        let Some(checks) = self.check_state(job)? else { return Ok(()) };
+        let Some(c) = self.check_state(job)? else { return Ok(()) };
         // Not deduplicated: the key is the id's hash, not the image's.
-        let key = ImageHash::sector(u64::MAX, id.as_bytes());
-        self.record(&Record::new(&f.state, key.to_string(), checks, None))
+        self.record(&checked_record(&f.state, ImageHash::sector(u64::MAX, id.as_bytes()), &c))
     }
 
     /// Check one state on a free worker of the rig; None when the run is stopping on
     /// another check's error (`Rig::check`).
-    fn check_state(&self, job: Job<'_>) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+    fn check_state(&self, job: Job<'_>) -> Result<Option<Checked>, ExploreError> {
         let checks = self.rig().check(job, &self.timings)?;
         if checks.is_some() {
             self.checked.fetch_add(1, Ordering::Relaxed);
@@ -591,17 +595,17 @@ impl<'a> Explorer<'a> {
         marks: &[String],
         id: &str,
         pieces: &dyn Fn() -> Vec<Piece>,
-    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+    ) -> Result<Option<Checked>, ExploreError> {
         if let Some(c) = self.cache.as_ref().and_then(|c| c.get(&hash, marks)) {
-            return Ok(Some(c));
+            return Ok(Some(Checked::ran(c)));
         }
         let overlay_start = Instant::now(); // building the pieces counts as overlay time
         let job = Job { pieces: pieces(), bad: None, overlay_start, id, marks };
-        let Some(checks) = self.check_state(job)? else { return Ok(None) };
+        let Some(checked) = self.check_state(job)? else { return Ok(None) };
         if let Some(c) = &self.cache {
-            c.put(&hash, marks, &checks)?;
+            c.put(&hash, marks, &checked.checks)?;
         }
-        Ok(Some(checks))
+        Ok(Some(checked))
     }
 
     /// Count a finished verdict and append it to the partial log.
@@ -637,7 +641,7 @@ impl<'a> Explorer<'a> {
             }
             (None, Some(_)) => None, // the last epoch already checked it
             (None, None) => match self.check_unique(key.0, &self.marks, &end_id, &Vec::new)? {
-                Some(checks) => Some(Record::new(&s, key.0.to_string(), checks, None)),
+                Some(c) => Some(checked_record(&s, key.0, &c)),
                 // brink's interrupt stopped a checker: the run stops (the summary says
                 // why) and resume checks the state again.
                 None => {
@@ -725,6 +729,7 @@ impl<'a> Explorer<'a> {
             fraction_covered: matches!(cfg.strategy, Strategy::Sample { .. })
                 .then(|| self.generated as f64 / self.space.states_total.as_f64().max(1.0)),
             sample: self.sampler.as_ref().map(Sampler::coverage),
+            tree_dups: count(&|r| r.tree_dup_of.is_some()),
             time_ms: self.time_summary(wall, checked),
             media_fault_states: self.media_states,
             minimize_probes,

@@ -60,6 +60,7 @@ mod settings;
 pub mod shard;
 mod slots;
 mod state_image;
+mod tree;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ pub struct ExploreConfig {
     pub interrupt: Arc<AtomicUsize>,
     /// Explore only this shard of the states (`shard.rs`); none: all of them.
     pub shard: Option<Shard>,
+    /// A state whose recovered files and marks equal a checked state's takes its
+    /// checkers' verdict (`tree.rs`); false: every distinct image runs the checkers.
+    pub tree_dedup: bool,
 }
 
 /// Live counters for a progress display.

@@ -243,6 +243,7 @@ fn merged_summary(inputs: &[Input], states: &[StateRecord], info: MergeInfo) -> 
         minimize_probes: sums(&|s| s.minimize_probes),
         cache_hits: sums(&|s| s.cache_hits),
         cache_stored: sums(&|s| s.cache_stored),
+        tree_dups: count(&|r| r.tree_dup_of.is_some()),
         processes_left_behind: sums(&|s| s.processes_left_behind),
         containment_note: inputs.iter().find_map(|i| i.results.summary.containment_note.clone()),
         shard: None,

@@ -175,6 +175,11 @@ pub struct StateRecord {
     /// `states.jsonl` or, if the strategy did not generate it, in `minimal.jsonl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimal: Option<String>,
+    /// The state whose checkers' outcomes this state took because its recovered files
+    /// were the same (`tree.rs`); its fsck, if any, ran. Like a check's `ms`, it depends
+    /// on scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_dup_of: Option<String>,
 }
 
 /// `summary.json`. Fields may be added.
@@ -209,6 +214,10 @@ pub struct Summary {
     /// rest by size: `brink_pmodel::Sampler`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<brink_pmodel::SampleCoverage>,
+    /// States whose checkers did not run because their recovered files and marks equal a
+    /// state's that ran them (`tree.rs`; `tree_dup_of` in `states.jsonl`).
+    #[serde(default)]
+    pub tree_dups: u64,
     /// Time per step summed over states and workers, in ms (this run only).
     pub time_ms: TimeSummary,
     /// The verdict on the state without a crash (crate docs, step 5); `None` when the
@@ -452,6 +461,7 @@ impl StateRecord {
             dup_of,
             fault: s.id.fault.map(|f| f.describe()),
             minimal: None,
+            tree_dup_of: None,
         }
     }
 }

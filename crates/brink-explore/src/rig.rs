@@ -44,7 +44,8 @@ use brink_trace::{TraceReader, image};
 
 use crate::footprint::Piece;
 use crate::slots::{SlotFs, Slots};
-use crate::worker::{CheckCtx, InProcessCheck, Recovery, Timings, Worker, build_error};
+use crate::tree::Trees;
+use crate::worker::{CheckCtx, Checked, InProcessCheck, Recovery, Timings, Worker, build_error};
 use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
 
 /// Slots a run may retire (`Rig::retire`) before it stops: each one is a file system a
@@ -183,6 +184,7 @@ impl Rig {
             jail,
             interrupt: cfg.interrupt.clone(),
             left_behind: AtomicU64::new(0),
+            trees: cfg.tree_dedup.then(Trees::default),
         };
         Ok(Rig {
             workers: Mutex::new(workers),
@@ -230,7 +232,7 @@ impl Rig {
     /// Check one state (`job`) on a free worker. None: not checked, because an error
     /// (returned by another check) is stopping the run and its worker is gone, or because
     /// brink's interrupt stopped a checker (the state is checked again on resume).
-    pub(crate) fn check(&self, job: Job<'_>, timings: &Timings) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+    pub(crate) fn check(&self, job: Job<'_>, timings: &Timings) -> Result<Option<Checked>, ExploreError> {
         let popped = self.workers.lock().expect("workers").pop();
         let w = match popped {
             Some(w) if !self.broken.load(Ordering::SeqCst) => w,
@@ -265,7 +267,7 @@ impl Rig {
         mut w: Worker,
         job: Job<'_>,
         timings: &Timings,
-    ) -> Result<(Worker, Option<Vec<CheckOutcome>>), ExploreError> {
+    ) -> Result<(Worker, Option<Checked>), ExploreError> {
         let Job { pieces, bad, overlay_start, id, marks } = job;
         let checks = match &self.backend {
             Backend::Slots { slots, spare, .. } => {
@@ -277,7 +279,7 @@ impl Rig {
                 } else {
                     slots.clear(w.slot);
                 }
-                (!c.interrupted).then_some(c.checks)
+                (!c.interrupted).then_some(Checked { checks: c.checks, tree_dup_of: c.tree_dup_of })
             }
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
@@ -286,7 +288,7 @@ impl Rig {
             }
             Backend::InProcess(check) => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
-                Some(self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?)
+                Some(Checked::ran(self.check_in_process(check.as_ref(), &w, &pieces, id, marks, timings)?))
             }
         };
         Ok((w, checks))

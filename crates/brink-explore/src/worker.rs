@@ -64,6 +64,8 @@ pub struct CheckCtx {
     pub jail: Jail,
     /// brink's interrupt (the signal number, 0 until one comes), as the jail sees it.
     pub interrupt: Arc<AtomicUsize>,
+    /// With tree deduplication: the checkers' outcomes per recovered tree (`tree.rs`).
+    pub trees: Option<crate::tree::Trees>,
     /// Processes the runs' checkers left running (escaped daemons, stray children),
     /// each stopped by the jail, summed over the run (runs stopped by the interrupt are
     /// not counted: their children were not left, they were cut short).
@@ -166,6 +168,8 @@ pub struct SlotCheck {
     pub stale: bool,
     /// brink's interrupt stopped a checker: the checks are incomplete and not a verdict.
     pub interrupted: bool,
+    /// The state whose checkers' outcomes were taken (`tree.rs`), if any.
+    pub tree_dup_of: Option<String>,
 }
 
 /// Why a state whose file system outlived its check is a checker failure.
@@ -173,7 +177,7 @@ const BUSY: &str = "a process the checker started kept the state's file system b
 
 impl SlotCheck {
     fn fresh(checks: Vec<CheckOutcome>) -> SlotCheck {
-        SlotCheck { checks, stale: false, interrupted: false }
+        SlotCheck { checks, stale: false, interrupted: false, tree_dup_of: None }
     }
 
     /// The unmount failed (EBUSY): the mount was detached lazily and lives on.
@@ -182,7 +186,29 @@ impl SlotCheck {
             checks: vec![engine_failure(format!("{BUSY}: {}", brink_check::error_line(e)))],
             stale: true,
             interrupted: false,
+            tree_dup_of: None,
         }
+    }
+}
+
+/// How the user checkers' step ended.
+enum Ran {
+    /// Outcomes are in; taken from this state's tree duplicate, if named.
+    Finished { tree_dup_of: Option<String> },
+    /// brink's interrupt stopped a checker: no verdict.
+    Interrupted,
+}
+
+/// A state's checks, and the state whose checkers' outcomes they repeat (`tree.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    pub checks: Vec<CheckOutcome>,
+    pub tree_dup_of: Option<String>,
+}
+
+impl Checked {
+    pub(crate) fn ran(checks: Vec<CheckOutcome>) -> Checked {
+        Checked { checks, tree_dup_of: None }
     }
 }
 
@@ -219,7 +245,12 @@ impl Worker {
                     if started.elapsed() >= RELEASE_WAIT_MAX {
                         let dev = self.dev().path().display();
                         let what = format!("the slot's device {dev} stayed claimed (busy): the state was not mounted");
-                        return Err(SlotCheck { checks: vec![engine_failure(what)], stale: true, interrupted: false });
+                        return Err(SlotCheck {
+                            checks: vec![engine_failure(what)],
+                            stale: true,
+                            interrupted: false,
+                            tree_dup_of: None,
+                        });
                     }
                     std::thread::sleep(RELEASE_POLL);
                 }
@@ -254,7 +285,7 @@ impl Worker {
                 return Ok(SlotCheck::busy(&e));
             }
             let Some(o) = ctx.outcome(ctx.jail.fsck(ctx.fs, self.dev().path(), ctx.timeout)) else {
-                return Ok(SlotCheck { checks: out, stale: false, interrupted: true });
+                return Ok(SlotCheck { checks: out, stale: false, interrupted: true, tree_dup_of: None });
             };
             out.push(o);
             ensure_room(&self.scratch)?;
@@ -262,7 +293,7 @@ impl Worker {
                 Ok(m) => m,
                 Err(failed) if failed.stale => {
                     out.extend(failed.checks);
-                    return Ok(SlotCheck { checks: out, stale: true, interrupted: false });
+                    return Ok(SlotCheck { checks: out, stale: true, interrupted: false, tree_dup_of: None });
                 }
                 Err(failed) => {
                     out.extend(failed.checks);
@@ -271,7 +302,7 @@ impl Worker {
             };
         }
         // On an error the mount's guard unmounts it (lazily if it stays busy).
-        let finished = self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out)?;
+        let ran = self.run_checkers(ctx, state_id, marks, self.dev().path(), t, &mut out)?;
         let started = Instant::now();
         let unmounted = m.unmount();
         Timings::add(&t.unmount_us, started);
@@ -279,7 +310,10 @@ impl Worker {
             Ok(()) => self.released(ctx.fs, out),
             Err(e) => SlotCheck::busy(&e),
         };
-        c.interrupted = !finished;
+        match ran {
+            Ran::Interrupted => c.interrupted = true,
+            Ran::Finished { tree_dup_of } => c.tree_dup_of = c.tree_dup_of.or(tree_dup_of),
+        }
         Ok(c)
     }
 
@@ -314,15 +348,46 @@ impl Worker {
                     ))],
                     stale: true,
                     interrupted: false,
+                    tree_dup_of: None,
                 };
             }
             std::thread::sleep(RELEASE_POLL);
         }
     }
 
-    /// Run the user checkers on the recovered state; false when brink's interrupt
-    /// stopped one (the rest are not run).
+    /// Run the user checkers on the recovered state, or take the outcomes of a state
+    /// with the same files and marks (`tree.rs`).
     fn run_checkers(
+        &self,
+        ctx: &CheckCtx,
+        state_id: &str,
+        marks: &[String],
+        image: &Path,
+        t: &Timings,
+        out: &mut Vec<CheckOutcome>,
+    ) -> Result<Ran, ExploreError> {
+        let user = ctx.checkers.iter().any(|c| matches!(c, CheckerSpec::Command(_)));
+        let tree = match &ctx.trees {
+            Some(trees) if user => crate::tree::hash(&self.mnt).ok().map(|h| (trees, h)),
+            _ => None,
+        };
+        if let Some((rep, checks)) = tree.and_then(|(trees, h)| trees.get(&h, marks.len())) {
+            out.extend(checks);
+            return Ok(Ran::Finished { tree_dup_of: Some(rep) });
+        }
+        let first = out.len();
+        if !self.run_user_checkers(ctx, state_id, marks, image, t, out)? {
+            return Ok(Ran::Interrupted);
+        }
+        if let Some((trees, h)) = tree {
+            trees.put(h, marks.len(), state_id, &out[first..]);
+        }
+        Ok(Ran::Finished { tree_dup_of: None })
+    }
+
+    /// Run the user checkers; false when brink's interrupt stopped one (the rest are
+    /// not run).
+    fn run_user_checkers(
         &self,
         ctx: &CheckCtx,
         state_id: &str,
@@ -361,7 +426,7 @@ impl Worker {
         state_id: &str,
         marks: &[String],
         t: &Timings,
-    ) -> Result<Option<Vec<CheckOutcome>>, ExploreError> {
+    ) -> Result<Option<Checked>, ExploreError> {
         let mut out = Vec::new();
         let started = Instant::now();
         let image = self.scratch.join("state.img");
@@ -376,13 +441,13 @@ impl Worker {
             return Ok(None);
         }
         if let ToolRun::Failed { why: e } = replay {
-            return Ok(Some(vec![CheckOutcome {
+            return Ok(Some(Checked::ran(vec![CheckOutcome {
                 checker: "recovery".into(),
                 verdict: Verdict::Violation,
                 message: format!("userspace journal replay failed: {e}"),
                 details: None,
                 ms: 0,
-            }]));
+            }])));
         }
         if ctx.checkers.contains(&CheckerSpec::Fsck) {
             let Some(o) = ctx.outcome(ctx.jail.fsck(ctx.fs, &image, ctx.timeout)) else { return Ok(None) };
@@ -408,17 +473,20 @@ impl Worker {
                     details: None,
                     ms: 0,
                 });
-                return Ok(Some(out));
+                return Ok(Some(Checked::ran(out)));
             }
             ToolRun::Succeeded { .. } => {}
             ToolRun::Failed { why: e } => {
                 out.push(engine_failure(format!("debugfs failed: {e}")));
-                return Ok(Some(out));
+                return Ok(Some(Checked::ran(out)));
             }
         }
-        let finished = self.run_checkers(ctx, state_id, marks, &image, t, &mut out)?;
+        let ran = self.run_checkers(ctx, state_id, marks, &image, t, &mut out)?;
         let _ = std::fs::remove_file(&image);
-        Ok(finished.then_some(out))
+        Ok(match ran {
+            Ran::Interrupted => None,
+            Ran::Finished { tree_dup_of } => Some(Checked { checks: out, tree_dup_of }),
+        })
     }
 
     /// Run an e2fsprogs tool on the state's image. An error is brink's (the tool is

@@ -361,6 +361,7 @@ impl Run<'_> {
             dup_of,
             fault: None,
             minimal: None,
+            tree_dup_of: None,
         };
         log.append(&rec)?;
         self.recorded += 1;
@@ -441,6 +442,7 @@ impl Run<'_> {
             stopped_by: self.stopped_by.clone(),
             fraction_covered: None,
             sample: None,
+            tree_dups: 0,
             time_ms: TimeSummary {
                 hash: ms(&self.timings.hash_us),
                 overlay: ms(&self.timings.build_us),

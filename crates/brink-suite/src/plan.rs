@@ -26,12 +26,22 @@ pub struct RunOpts {
     pub interrupt: Interrupt,
     /// The verdict cache folder every mode's exploration shares.
     pub cache: Option<PathBuf>,
+    /// Tree deduplication (`ExploreConfig::tree_dedup`), on by default.
+    pub tree_dedup: bool,
 }
 
 impl RunOpts {
     /// A bounded run (each manifest's strategy), recovering with the kernel, no cache.
     pub fn new(jobs: usize, interrupt: Interrupt) -> RunOpts {
-        RunOpts { full: false, full_max_states: 0, jobs, recovery: Recovery::Kernel, interrupt, cache: None }
+        RunOpts {
+            full: false,
+            full_max_states: 0,
+            jobs,
+            recovery: Recovery::Kernel,
+            interrupt,
+            cache: None,
+            tree_dedup: true,
+        }
     }
 }
 
@@ -83,6 +93,7 @@ impl Workload {
                 cache: opts.cache.clone(),
                 interrupt: opts.interrupt.0.clone(),
                 shard: None,
+                tree_dedup: opts.tree_dedup,
             },
         })
     }

@@ -191,10 +191,13 @@ fn hanging_and_crashing_checkers_are_failures_not_violations() {
 }
 
 /// The records with every check's time set to 0: what two runs of one exploration share.
+/// Records without what depends on scheduling: each check's `ms`, and which state of
+/// equal trees ran the checkers (`tree_dup_of`).
 pub(crate) fn without_times(recs: Vec<StateRecord>) -> Vec<StateRecord> {
     recs.into_iter()
         .map(|mut r| {
             r.checks.iter_mut().for_each(|c| c.ms = 0);
+            r.tree_dup_of = None;
             r
         })
         .collect()
@@ -481,5 +484,46 @@ fn media_faults_are_one_per_state_and_replay_faithfully() {
     let garbage = img(&g.id);
     let base = img(g.id.split_once('~').unwrap().0);
     assert!(!differing(&base, &garbage).is_empty(), "the garbage tear changes the image");
+    assert_no_mounts_or_loops(&s);
+}
+
+/// Issue 16: a state whose recovered files and marks equal a checked state's takes its
+/// verdict without running the checkers (`tree_dup_of`); the verdicts are those of a run
+/// that checks every image, at one job and at four.
+#[test]
+fn tree_dedup_runs_fewer_checkers_and_keeps_every_verdict() {
+    if !privileged("tree_dedup_runs_fewer_checkers_and_keeps_every_verdict") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let c = checker(&s);
+    // One checker command for the three runs (it is part of each record), counting its
+    // runs in a file read after each run.
+    let counter = s.path("runs");
+    let check = format!("echo x >> {}; {c}", counter.display());
+    let mut runs = std::collections::HashMap::new();
+    for (name, jobs, flags) in [("all", "4", &["--no-tree-dedup"][..]), ("one", "1", &[]), ("four", "4", &[])] {
+        let mut args = vec!["--checker", "fsck", "--jobs", jobs, "--checker", &check];
+        args.extend(flags);
+        assert_eq!(explore(&s, &t, name, &args).status.code(), Some(1), "{name}");
+        runs.insert(name, std::fs::read_to_string(&counter).map_or(0, |t| t.lines().count() as u64));
+        let _ = std::fs::remove_file(&counter);
+    }
+    let all = without_times(records(&s, "all"));
+    for name in ["one", "four"] {
+        assert_eq!(without_times(records(&s, name)), all, "{name}: the verdicts of checking every image");
+        let sum = summary(&s, name);
+        let dups = sum["tree_dups"].as_u64().unwrap();
+        assert!(dups > 0, "{name}: different images recover to the same files here: {sum}");
+        assert_eq!(runs[name] + dups, runs["all"], "{name}: each tree duplicate saved a run");
+        let recs = records(&s, name);
+        let ids: std::collections::HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        for r in recs.iter().filter(|r| r.tree_dup_of.is_some()) {
+            let rep = r.tree_dup_of.as_deref().unwrap();
+            assert!(ids.contains(rep) && r.dup_of.is_none(), "{name}: {} names {rep}", r.id);
+            assert_eq!(r.checks[0].checker, "fsck", "{name}: fsck still ran on {}", r.id);
+        }
+    }
     assert_no_mounts_or_loops(&s);
 }

@@ -88,6 +88,7 @@ pub(crate) fn config(trace: &Path, results: &Path) -> ExploreConfig {
         cache: None,
         interrupt: Arc::new(AtomicUsize::new(0)),
         shard: None,
+        tree_dedup: true,
     }
 }
 
