@@ -182,6 +182,8 @@ pub(crate) struct Explorer<'a> {
     staged_writes: usize,
     /// The head image's hash (rig.rs).
     head_hash: ImageHash,
+    /// The strategy generated the no-crash state's id (a crash point at the trace's end).
+    end_generated: bool,
     last_epoch: u64,
     marks: Vec<String>,
     /// Read from the rig at `tear_down`: processes the checkers left behind, and why
@@ -315,6 +317,7 @@ impl<'a> Explorer<'a> {
             staged_keys: HashSet::new(),
             staged_writes: 0,
             head_hash: ImageHash::default(),
+            end_generated: false,
             last_epoch: 0,
             marks: Vec::new(),
             processes_left_behind: 0,
@@ -436,6 +439,8 @@ impl<'a> Explorer<'a> {
         }
         states.sort_by(|a, b| a.id.cmp(&b.id));
         self.generated += states.len() as u64;
+        let end = self.no_crash_id();
+        self.end_generated |= states.iter().any(|s| s.id == end);
         states
     }
 
@@ -635,7 +640,12 @@ impl<'a> Explorer<'a> {
         let s = CrashState { id: end, epoch: self.last_epoch, marks_before: self.marks.len() as u64 };
         let key = (self.head_hash, s.marks_before);
         let rec = match (self.done.get(&end_id), self.seen.get(&key)) {
-            (Some(_), _) => None,
+            // An earlier run recorded it: generated all the same (as `generate` counts
+            // the states an earlier run recorded), unless the last epoch generated it.
+            (Some(_), _) => {
+                self.generated += u64::from(!self.end_generated);
+                None
+            }
             (None, Some(rep)) if rep.rep != end_id => {
                 Some(Record::new(&s, key.0.to_string(), rep.checks.clone(), Some(rep.rep.clone())))
             }

@@ -415,7 +415,7 @@ pub struct RunIdentity {
 impl RunIdentity {
     pub fn of(cfg: &crate::ExploreConfig, meta: &brink_trace::TraceMeta) -> RunIdentity {
         RunIdentity {
-            trace: cfg.trace.display().to_string(),
+            trace: trace_identity(&cfg.trace),
             trace_base_digest: meta.base_image_digest.clone(),
             trace_events: meta.events,
             model: cfg.model.name(),
@@ -426,6 +426,12 @@ impl RunIdentity {
             shard: cfg.shard,
         }
     }
+}
+
+/// A trace's path as `run.json` keeps it: absolute, so that a resume from another
+/// directory, or a merge, names the same trace.
+pub fn trace_identity(trace: &Path) -> String {
+    std::fs::canonicalize(trace).unwrap_or_else(|_| trace.to_path_buf()).display().to_string()
 }
 
 pub fn overall(checks: &[CheckOutcome]) -> Verdict {

@@ -144,7 +144,7 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
     let shards = u64::from(cfg.shard.map_or(1, |s| s.count));
     progress.total.store(u64::try_from(total.0).unwrap_or(u64::MAX).div_ceil(shards), Ordering::Relaxed);
     let identity = RunIdentity {
-        trace: cfg.trace.display().to_string(),
+        trace: results::trace_identity(&cfg.trace),
         trace_base_digest: rec.meta.base_image_digest.clone(),
         trace_events: rec.meta.events,
         model: cfg.apm.name().to_string(),

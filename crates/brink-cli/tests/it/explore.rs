@@ -527,3 +527,36 @@ fn tree_dedup_runs_fewer_checkers_and_keeps_every_verdict() {
     }
     assert_no_mounts_or_loops(&s);
 }
+
+/// A run started with a relative trace path resumes from another directory with the
+/// path relative to that one (`run.json` keeps it absolute), and resuming a finished
+/// run leaves its counts as they were.
+#[test]
+fn resume_from_another_directory_and_of_a_finished_run() {
+    if !privileged("resume_from_another_directory_and_of_a_finished_run") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let sub = s.path("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let go = |cwd: &Path, trace: &str, resume: bool| {
+        let mut cmd = brink();
+        cmd.env("TMPDIR", s.tmpdir()).current_dir(cwd).args(["explore", trace, "--checker", "true", "-o"]);
+        cmd.arg(s.path("r"));
+        if resume {
+            cmd.arg("--resume");
+        }
+        run(&mut cmd)
+    };
+    assert_eq!(go(s.dir.path(), "bug", false).status.code(), Some(0));
+    let first = summary(&s, "r");
+    assert!(t.ends_with("bug"));
+    let o = go(&sub, "../bug", true);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let again = summary(&s, "r");
+    for k in ["states_generated", "states_unique", "states_checked", "consistent", "complete"] {
+        assert_eq!(first[k], again[k], "{k}");
+    }
+    assert_no_mounts_or_loops(&s);
+}

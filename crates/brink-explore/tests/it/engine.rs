@@ -218,6 +218,13 @@ fn resume_continues_a_stopped_run_to_the_same_states() {
     assert_eq!(s.states_unique, 13, "counts include the earlier run's");
     assert!(fake.calls.load(Ordering::SeqCst) <= 13 - kept.min(5), "done states are not checked again");
     assert_eq!(states(&cfg.results), states(&whole.results));
+    // Resuming a finished run checks nothing and counts as the run did (the no-crash
+    // state once went uncounted).
+    let counts = |s: &Summary| (s.states_generated, s.states_unique, s.violations, s.consistent, s.complete);
+    let first = Results::load(&cfg.results).unwrap().summary;
+    let again = run(&cfg, &Fake::new()).unwrap();
+    assert_eq!(counts(&again), counts(&first));
+    assert_eq!(states(&cfg.results), states(&whole.results));
 }
 
 #[test]
