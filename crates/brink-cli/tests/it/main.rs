@@ -6,6 +6,7 @@
 
 mod calls;
 mod cleanup;
+mod cluster;
 mod errors;
 mod explore;
 mod import;
