@@ -51,6 +51,7 @@ impl Ext4Modes {
                 strategy: self.strategy,
                 max_states: self.max_states,
                 torn: self.model.torn,
+                fs_findings_allowed: false,
                 inject: Vec::new(),
                 exit_code: Some(0),
             })

@@ -7,7 +7,10 @@
 //!   crashed or hung vouches for nothing, in either direction;
 //! - `clean` needs zero violations; `violations` needs at least one, and when the
 //!   manifest gives a `message`, one whose checker message contains it (so the suite
-//!   proves the bug was seen for the right reason, not that something failed).
+//!   proves the bug was seen for the right reason, not that something failed);
+//! - with `file_system_findings`, `clean` counts only states that an application's
+//!   checker failed: a state that does not mount or fails fsck is the file system's
+//!   own finding (its metadata torn under `--torn`), shown but not judged.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -129,6 +132,17 @@ pub struct RunFacts<'a> {
     pub note: String,
 }
 
+/// The file system's own checks: recovery, mount and fsck.
+const FILE_SYSTEM_CHECKERS: [&str; 3] = ["recovery", "mount", "fsck"];
+
+/// Violating states that some application checker failed (not only the file system's).
+fn application_violations(records: &[StateRecord]) -> u64 {
+    let app = |c: &brink_check::CheckOutcome| {
+        c.verdict == Verdict::Violation && !FILE_SYSTEM_CHECKERS.contains(&c.checker.as_str())
+    };
+    records.iter().filter(|r| r.verdict == Verdict::Violation && r.checks.iter().any(app)).count() as u64
+}
+
 /// Compare a run with the mode's expectation.
 pub fn judge(f: &RunFacts) -> Row {
     let s = &f.explored;
@@ -137,9 +151,12 @@ pub fn judge(f: &RunFacts) -> Row {
         violating.clone().flat_map(|r| r.checks.iter().filter(|c| c.verdict == Verdict::Violation).map(move |c| (r, c)))
     };
     let wanted = f.mode.message.as_deref();
-    // Prefer an example whose message is the one the manifest asks for.
+    // Prefer an example whose message is the one the manifest asks for, then one of the
+    // application's checkers.
+    let app = |c: &&brink_check::CheckOutcome| !FILE_SYSTEM_CHECKERS.contains(&c.checker.as_str());
     let example = messages()
-        .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)))
+        .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)) && app(c))
+        .or_else(|| messages().find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w))))
         .or_else(|| messages().next())
         .map(|(r, c)| Example { state: r.id.clone(), message: c.message.clone() });
     let said = f.workload_stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -151,11 +168,12 @@ pub fn judge(f: &RunFacts) -> Row {
         let m = f.records.iter().flat_map(|r| &r.checks).find(|c| c.verdict == Verdict::CheckerFailure);
         format!("{} checker failures: {}", s.checker_failures, m.map_or("", |c| c.message.as_str()))
     } else {
+        let judged = if f.mode.fs_findings_allowed { application_violations(f.records) } else { s.violations };
         match f.mode.expect {
             None => String::new(),
-            Some(Expect::Clean) if s.violations > 0 => format!(
+            Some(Expect::Clean) if judged > 0 => format!(
                 "expected clean, found {} violations: {}",
-                s.violations,
+                judged,
                 example.as_ref().map_or("", |e| e.message.as_str())
             ),
             Some(Expect::Violations) if s.violations == 0 => "expected violations, found none".into(),

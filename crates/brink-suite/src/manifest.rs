@@ -26,6 +26,10 @@
 //! args = "WAL FULL"                       # substituted for {args}
 //! fs = "xfs"                              # overrides the top-level value
 //! strategy = "omit-one"                # overrides [explore] (so do max_states and torn)
+//! file_system_findings = true             # `clean` is about the application's checkers:
+//!                                         # states that do not mount or fail fsck (the
+//!                                         # file system's own metadata torn) are shown,
+//!                                         # not judged (for torn-write modes)
 //! inject = ["file:data,once"]             # fail requests with EIO (brink record --inject)
 //! exit_code = 1                           # the workload's expected exit (default 0)
 //! expect = "violations"                   # or "clean"
@@ -94,6 +98,8 @@ pub struct Mode {
     pub max_states: u128,
     /// How writes may tear, from the mode or else `[explore]`.
     pub torn: Torn,
+    /// `clean` judges the application's checkers only (`file_system_findings`).
+    pub fs_findings_allowed: bool,
     /// Requests the recorder fails with EIO (`brink record --inject`).
     pub inject: Vec<brink_record::Injection>,
     /// The workload's expected exit code (0 unless the mode expects it to give up);
@@ -144,6 +150,8 @@ struct RawMode {
     strategy: Option<String>,
     max_states: Option<u64>,
     torn: Option<Torn>,
+    #[serde(default)]
+    file_system_findings: bool,
     #[serde(default)]
     inject: Vec<String>,
     exit_code: Option<i32>,
@@ -286,6 +294,7 @@ fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result
         exit_code: Some(m.exit_code.unwrap_or(0)),
         max_states: m.max_states.or(raw.explore.max_states).map_or(MAX_STATES_DEFAULT, u128::from),
         torn: m.torn.or(raw.explore.torn).unwrap_or(Torn::None),
+        fs_findings_allowed: m.file_system_findings,
     })
 }
 
@@ -432,7 +441,7 @@ expect = "clean"
         let mut got: Vec<String> = cases.iter().map(|(from, to)| loaded(&GOOD.replacen(from, to, 1))).collect();
         got.push(loaded(GOOD.split("[[mode]]").next().unwrap()));
         expect![[r#"
-            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `torn`, `inject`, `exit_code`, `expect`, `message`
+            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `torn`, `file_system_findings`, `inject`, `exit_code`, `expect`, `message`
             ROOT/w/workload.toml: unknown variant `maybe`, expected `clean` or `violations`
             ROOT/w/workload.toml: checker_timeout 0 must be between 0 and 86400 seconds
             ROOT/w/workload.toml: two modes are named 'ordered'

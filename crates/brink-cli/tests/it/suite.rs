@@ -114,6 +114,20 @@ fn suite_redis_aof() {
     suite_passes("redis-aof");
 }
 
+/// LevelDB 1.23: asynchronous puts lost behind an acknowledged synchronous one across a
+/// log switch; all-synchronous clean, also with torn sectors.
+#[test]
+fn suite_leveldb() {
+    suite_passes("leveldb");
+}
+
+/// PostgreSQL 15: fsync on clean; fsync off and synchronous_commit off lose acknowledged
+/// inserts; full_page_writes off corrupts pages under torn writes, on does not.
+#[test]
+fn suite_postgresql() {
+    suite_passes("postgresql");
+}
+
 /// Every workload folder in the repository has a test above.
 #[test]
 fn every_workload_has_a_test() {
@@ -129,6 +143,8 @@ fn every_workload_has_a_test() {
         "sqlite",
         "sqlite-eio",
         "redis-aof",
+        "leveldb",
+        "postgresql",
     ];
     for e in std::fs::read_dir(repo().join("workloads")).unwrap() {
         let e = e.unwrap();

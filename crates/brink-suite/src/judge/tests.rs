@@ -27,6 +27,7 @@ fn mode(name: &str, expect: Option<Expect>, message: Option<&str>, exit_code: Op
         strategy: Strategy::Exhaustive,
         max_states: 100_000,
         torn: brink_pmodel::Torn::None,
+        fs_findings_allowed: false,
         inject: Vec::new(),
         exit_code,
     }
@@ -94,6 +95,10 @@ fn judged(c: &Case) -> Row {
     })
 }
 
+fn torn_fs(id: &str) -> StateRecord {
+    state(id, &[("mount", "violation", "the recovered image does not mount: Bad message (os error 74)")])
+}
+
 fn lost(id: &str) -> StateRecord {
     state(id, &[("check.sh", "violation", "acknowledged v3 lost: file holds v2"), ("fsck", "consistent", "")])
 }
@@ -111,6 +116,16 @@ fn passing() -> Vec<Case> {
             vec![state("9", &[("check.sh", "violation", "half there")]), lost("12-1")],
         ),
         case("fixed", mode("ordered", Some(Expect::Clean), None, Some(0)), explored(0, 0), vec![]),
+        // Torn ext4 metadata: the file system's finding, not the application's.
+        case(
+            "torn",
+            Mode { fs_findings_allowed: true, ..mode("sector", Some(Expect::Clean), None, Some(0)) },
+            explored(2, 0),
+            vec![
+                torn_fs("5t1"),
+                state("6t3", &[("fsck", "violation", "bad checksum"), ("check.sh", "consistent", "")]),
+            ],
+        ),
         Case {
             exit: ("exit 1", Some(1)),
             stderr: "giving up\n",
@@ -126,6 +141,14 @@ fn mismatches() -> Vec<Case> {
     let failing = vec![state("3", &[("check.sh", "checker-failure", "timed out after 30s")])];
     vec![
         case("false-positive", mode("ordered", clean, None, Some(0)), explored(1, 0), vec![lost("12-1")]),
+        // Only with `file_system_findings` are they set apart, and never the application's.
+        case("fs-finding", mode("sector", clean, None, Some(0)), explored(1, 0), vec![torn_fs("5t1")]),
+        case(
+            "torn-and-lost",
+            Mode { fs_findings_allowed: true, ..mode("sector", clean, None, Some(0)) },
+            explored(2, 0),
+            vec![torn_fs("5t1"), lost("12-1")],
+        ),
         case("blind", mode("ordered", violations, None, Some(0)), explored(0, 0), vec![]),
         case(
             "wrong-reason",
@@ -175,21 +198,25 @@ fn expectations_met_pass() {
             buggy     ordered       40      30          2  ok         violations  ok           2.5
             buggy     named         40      30          2  ok         violations  ok           2.5
             fixed     ordered       40      30          0  ok         clean       ok           2.5
+            torn      sector        40      30          2  ok         clean       ok           2.5
             gives-up  eio           40      30          0  ok         clean       ok           2.5
 
               buggy ordered: acknowledged v3 lost: file holds v2
                 replay: brink replay /r/buggy/ordered/trace 12-1 -o DIR
               buggy named: acknowledged v3 lost: file holds v2
                 replay: brink replay /r/buggy/named/trace 12-1 -o DIR
+              torn sector: the recovered image does not mount: Bad message (os error 74)
+                replay: brink replay /r/torn/sector/trace 5t1 -o DIR
         "#]],
         expect![[r#"
-        | workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |
-        |---|---|---|---:|---:|---:|---|---|---|---:|---|
-        | buggy | ordered | exhaustive | 40 | 30 | 2 | ok | violations | ok | 2.5 | `12-1`: acknowledged v3 lost: file holds v2 |
-        | buggy | named | exhaustive | 40 | 30 | 2 | ok | violations | ok | 2.5 | `12-1`: acknowledged v3 lost: file holds v2 |
-        | fixed | ordered | exhaustive | 40 | 30 | 0 | ok | clean | ok | 2.5 |  |
-        | gives-up | eio | exhaustive | 40 | 30 | 0 | ok | clean | ok | 2.5 |  |
-    "#]],
+            | workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |
+            |---|---|---|---:|---:|---:|---|---|---|---:|---|
+            | buggy | ordered | exhaustive | 40 | 30 | 2 | ok | violations | ok | 2.5 | `12-1`: acknowledged v3 lost: file holds v2 |
+            | buggy | named | exhaustive | 40 | 30 | 2 | ok | violations | ok | 2.5 | `12-1`: acknowledged v3 lost: file holds v2 |
+            | fixed | ordered | exhaustive | 40 | 30 | 0 | ok | clean | ok | 2.5 |  |
+            | torn | sector | exhaustive | 40 | 30 | 2 | ok | clean | ok | 2.5 | `5t1`: the recovered image does not mount: Bad message (os error 74) |
+            | gives-up | eio | exhaustive | 40 | 30 | 0 | ok | clean | ok | 2.5 |  |
+        "#]],
     );
 }
 
@@ -200,31 +227,37 @@ fn expectations_missed_are_mismatches_saying_why() {
     check(
         &cases,
         expect![[r#"
-        workload        mode      states  unique violations  no-crash   expected    verdict  seconds
-        false-positive  ordered       40      30          1  ok         clean       MISMATCH     2.5
-        blind           ordered       40      30          0  ok         violations  MISMATCH     2.5
-        wrong-reason    ordered       40      30          1  ok         violations  MISMATCH     2.5
-        missing         ordered       40      30          0  ok         clean       MISMATCH     2.5
-        stopped         ordered       40      30          0  ok         clean       MISMATCH     2.5
-        hung            ordered       40      30          0  ok         clean       MISMATCH     2.5
+            workload        mode      states  unique violations  no-crash   expected    verdict  seconds
+            false-positive  ordered       40      30          1  ok         clean       MISMATCH     2.5
+            fs-finding      sector        40      30          1  ok         clean       MISMATCH     2.5
+            torn-and-lost   sector        40      30          2  ok         clean       MISMATCH     2.5
+            blind           ordered       40      30          0  ok         violations  MISMATCH     2.5
+            wrong-reason    ordered       40      30          1  ok         violations  MISMATCH     2.5
+            missing         ordered       40      30          0  ok         clean       MISMATCH     2.5
+            stopped         ordered       40      30          0  ok         clean       MISMATCH     2.5
+            hung            ordered       40      30          0  ok         clean       MISMATCH     2.5
 
-          MISMATCH false-positive ordered: expected clean, found 1 violations: acknowledged v3 lost: file holds v2
-          MISMATCH blind ordered: expected violations, found none
-          MISMATCH wrong-reason ordered: no violation message contains 'acknowledged v9'
-          MISMATCH missing ordered: the workload ended with exit 127, expected exit 0: sh: 1: no-such-program: not found
-          MISMATCH stopped ordered: exploration incomplete: stopped by time budget
-          MISMATCH hung ordered: 1 checker failures: timed out after 30s
-    "#]],
+              MISMATCH false-positive ordered: expected clean, found 1 violations: acknowledged v3 lost: file holds v2
+              MISMATCH fs-finding sector: expected clean, found 1 violations: the recovered image does not mount: Bad message (os error 74)
+              MISMATCH torn-and-lost sector: expected clean, found 1 violations: acknowledged v3 lost: file holds v2
+              MISMATCH blind ordered: expected violations, found none
+              MISMATCH wrong-reason ordered: no violation message contains 'acknowledged v9'
+              MISMATCH missing ordered: the workload ended with exit 127, expected exit 0: sh: 1: no-such-program: not found
+              MISMATCH stopped ordered: exploration incomplete: stopped by time budget
+              MISMATCH hung ordered: 1 checker failures: timed out after 30s
+        "#]],
         expect![[r#"
-        | workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |
-        |---|---|---|---:|---:|---:|---|---|---|---:|---|
-        | false-positive | ordered | exhaustive | 40 | 30 | 1 | ok | clean | MISMATCH | 2.5 | expected clean, found 1 violations: acknowledged v3 lost: file holds v2 |
-        | blind | ordered | exhaustive | 40 | 30 | 0 | ok | violations | MISMATCH | 2.5 | expected violations, found none |
-        | wrong-reason | ordered | exhaustive | 40 | 30 | 1 | ok | violations | MISMATCH | 2.5 | no violation message contains 'acknowledged v9' |
-        | missing | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | the workload ended with exit 127, expected exit 0: sh: 1: no-such-program: not found |
-        | stopped | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | exploration incomplete: stopped by time budget |
-        | hung | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | 1 checker failures: timed out after 30s |
-    "#]],
+            | workload | mode | strategy | states | unique | violations | no crash | expected | verdict | seconds | example violation |
+            |---|---|---|---:|---:|---:|---|---|---|---:|---|
+            | false-positive | ordered | exhaustive | 40 | 30 | 1 | ok | clean | MISMATCH | 2.5 | expected clean, found 1 violations: acknowledged v3 lost: file holds v2 |
+            | fs-finding | sector | exhaustive | 40 | 30 | 1 | ok | clean | MISMATCH | 2.5 | expected clean, found 1 violations: the recovered image does not mount: Bad message (os error 74) |
+            | torn-and-lost | sector | exhaustive | 40 | 30 | 2 | ok | clean | MISMATCH | 2.5 | expected clean, found 1 violations: acknowledged v3 lost: file holds v2 |
+            | blind | ordered | exhaustive | 40 | 30 | 0 | ok | violations | MISMATCH | 2.5 | expected violations, found none |
+            | wrong-reason | ordered | exhaustive | 40 | 30 | 1 | ok | violations | MISMATCH | 2.5 | no violation message contains 'acknowledged v9' |
+            | missing | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | the workload ended with exit 127, expected exit 0: sh: 1: no-such-program: not found |
+            | stopped | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | exploration incomplete: stopped by time budget |
+            | hung | ordered | exhaustive | 40 | 30 | 0 | ok | clean | MISMATCH | 2.5 | 1 checker failures: timed out after 30s |
+        "#]],
     );
 }
 

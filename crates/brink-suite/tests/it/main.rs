@@ -120,6 +120,7 @@ fn mode(name: &str, expect: Expect, message: Option<&str>) -> Mode {
         strategy: Strategy::Prefix,
         max_states: 100,
         torn: brink_pmodel::Torn::None,
+        fs_findings_allowed: false,
         inject: Vec::new(),
         exit_code: Some(0),
     }
