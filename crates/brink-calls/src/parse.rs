@@ -23,6 +23,8 @@ pub const LINE_BYTES_MAX: usize = 64 << 20;
 /// Most frames kept per call, innermost first; deeper stacks set `stack_truncated`.
 pub const STACK_FRAMES_MAX: usize = 256;
 
+/// How strace names a call it could not identify (a thread caught while exiting).
+const UNKNOWN_CALL: &str = "???";
 /// Most calls in progress (printed `<unfinished ...>`, not yet resumed) at once.
 pub const PENDING_MAX: usize = 1 << 16;
 
@@ -184,7 +186,9 @@ impl<R: BufRead> CallReader<R> {
         let open = body.find('(').ok_or_else(|| self.malformed("not a system call", body))?;
         let name = &body[..open];
         let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
-        if name.is_empty() || name.len() > CALL_NAME_BYTES_MAX || !name.chars().all(valid) {
+        // `???`: strace could not tell which call a thread was in (it was exiting).
+        let unknown = name == UNKNOWN_CALL;
+        if name.is_empty() || name.len() > CALL_NAME_BYTES_MAX || !(unknown || name.chars().all(valid)) {
             return Err(self.malformed("not a system call name", body));
         }
         let args = &body[open + 1..];
@@ -445,6 +449,17 @@ mod tests {
         assert!(fd.unwrap().deleted);
         assert_eq!(result("0 (Timeout)").unwrap().0, CallResult::Ok(0));
         assert!(result("junk").is_none());
+    }
+
+    /// strace prints `???` for a call it cannot identify (a thread exiting mid-call); such
+    /// a line is a call like any other, not a malformed trace (an etcd recording failed on
+    /// one).
+    #[test]
+    fn an_unknown_call_parses() {
+        let text = b"7 1.0 ???( <unfinished ...>\n8 1.1 close(3) = 0\n7 1.2 <... ??? resumed>) = ?\n7 1.3 +++ exited with 0 +++\n";
+        let parsed = parse_bytes(text).unwrap();
+        assert!(parsed.calls.iter().any(|c| c.name == "???"), "{:?}", parsed.calls);
+        assert!(parsed.calls.iter().any(|c| c.name == "close"));
     }
 
     #[test]
