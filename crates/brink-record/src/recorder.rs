@@ -95,6 +95,9 @@ impl Progress {
     }
 }
 
+/// How long the FUSE disk may stay busy after the loop device over it was detached.
+const FUSE_UNMOUNT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The FUSE session, unmounted on drop.
 struct FuseMount {
     session: Option<fuser::BackgroundSession>,
@@ -108,7 +111,17 @@ impl FuseMount {
 
     fn unmount_inner(&mut self) -> Result<(), RecordError> {
         let Some(session) = self.session.take() else { return Ok(()) };
-        match unmount_path(&self.mountpoint) {
+        // A detached loop device lets go of its backing file asynchronously; on a loaded
+        // machine that has taken longer than one round of `unmount_path`'s retries, and
+        // the recording is lost if the unmount gives up.
+        let started = std::time::Instant::now();
+        let mut unmounted = unmount_path(&self.mountpoint);
+        while unmounted.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+            && started.elapsed() < FUSE_UNMOUNT_WAIT_MAX
+        {
+            unmounted = unmount_path(&self.mountpoint);
+        }
+        match unmounted {
             Ok(()) => {
                 // The session thread ends once the kernel closes the connection.
                 let _ = session.join();
