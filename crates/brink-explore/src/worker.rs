@@ -27,7 +27,7 @@ use crate::state_image::BuildError;
 const SCRATCH_ROOM_MIN: u64 = 1 << 20;
 /// How long a state's file system may take to leave its loop device after the unmount
 /// before the slot counts as stale (`Worker::released`), and how often to look.
-const RELEASE_WAIT_MAX: Duration = Duration::from_secs(2);
+const RELEASE_WAIT_MAX: Duration = Duration::from_secs(10);
 const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 /// A checker as the user named it.
