@@ -35,11 +35,14 @@ fn suite_passes(name: &str) -> Vec<serde_json::Value> {
     for r in &rows {
         assert_eq!(r["outcome"], "pass", "{r}");
         assert_eq!(r["checker_failures"], 0, "{r}");
+        let msg = r["example"]["message"].as_str().unwrap_or("");
         if r["expected"] == "violations" {
-            let msg = r["example"]["message"].as_str().unwrap_or("");
-            assert!(msg.contains("lost") || msg.contains("never written") || msg.contains("half there"), "{r}");
-        } else {
-            assert_eq!(r["violations"], 0, "{r}");
+            let reasons = ["lost", "never written", "half there", "corrupt", "never becomes healthy"];
+            assert!(reasons.iter().any(|w| msg.contains(w)), "{r}");
+        } else if r["violations"] != 0 {
+            // Only a mode with `file_system_findings` passes clean with violations: the
+            // file system's own (its metadata torn), which the example then shows.
+            assert!(msg.starts_with("the recovered image does not mount"), "{r}");
         }
     }
     for f in ["suite.json", "suite.md"] {
