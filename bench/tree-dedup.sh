@@ -17,6 +17,7 @@ workloads=("$@")
 cargo build --release -q -p brink-cli
 B=$PWD/target/release/brink
 WORK=$(mktemp -d /tmp/brink-bench-tree-XXXXXX)
+chmod 755 "$WORK"   # checkers that drop privileges (PostgreSQL's) must reach the states
 trap 'rm -rf "$WORK"' EXIT
 rm -rf "$RAW" && mkdir -p "$RAW"
 

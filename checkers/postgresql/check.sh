@@ -25,12 +25,14 @@ command -v setpriv > /dev/null || { echo "setpriv is not installed"; exit 2; }
 id postgres > /dev/null 2>&1 || { echo "there is no postgres user"; exit 2; }
 as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
 [ -d pgdata ] || { echo "pgdata is missing: PostgreSQL cannot start"; exit 1; }
-if [ "$(stat -c %U pgdata)" != postgres ]; then chown -R postgres:postgres pgdata || exit 2; fi
+if [ "$(stat -c %U pgdata)" != postgres ]; then
+  chown -R postgres:postgres pgdata || { echo "cannot give pgdata to the postgres user"; exit 2; }
+fi
 rm -f pgdata/postmaster.pid
 as_pg test -r "$PWD/pgdata/PG_VERSION" -a -w "$PWD/pgdata" -a -x "$PWD/pgdata" 2> /dev/null ||
   { echo "the postgres user cannot reach $PWD/pgdata (is every parent directory searchable?)"; exit 2; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/brink-pg-check-XXXXXX") || { echo "cannot create a socket directory"; exit 2; }
-chown postgres:postgres "$dir" || exit 2
+chown postgres:postgres "$dir" || { echo "cannot give the socket directory to the postgres user"; exit 2; }
 port=$((20000 + $$ % 30000))
 server=
 # Whether process $1 has exited (gone, or a zombie: a postmaster exits after its children).

@@ -225,7 +225,10 @@ pub fn failure(f: &Finished, timeout: Duration) -> Option<String> {
     match status.code() {
         Some(0 | 1) => None,
         Some(c) => {
-            let why = last_line(&f.stderr);
+            // The checker's own words: its last error line, else its first output line
+            // (where the protocol has a checker say what is wrong).
+            let first_out = f.stdout.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+            let why = Some(last_line(&f.stderr)).filter(|l| !l.is_empty()).unwrap_or(first_out);
             Some(if why.is_empty() { format!("exit {c}") } else { format!("exit {c}: {why}") })
         }
         None => Some("no exit status".into()),
@@ -374,6 +377,8 @@ mod tests {
         assert_eq!(j.details.unwrap()["lost"][0], 17);
         let crash = check("echo boom >&2; exit 3", 5000);
         assert_eq!((crash.verdict, crash.message.as_str()), (Verdict::CheckerFailure, "exit 3: boom"));
+        let said = check("echo 'no server binary'; exit 2", 5000);
+        assert_eq!(said.message, "exit 2: no server binary", "stdout's first line when stderr is silent");
         let sig = check("kill -SEGV $$", 5000);
         assert_eq!(sig.verdict, Verdict::CheckerFailure);
         assert!(sig.message.contains("signal 11"), "{sig:?}");

@@ -317,20 +317,7 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
         bail!("--apm is for --level logical");
     }
     if a.count_only {
-        let c = brink_explore::count(&a.trace, model(&a.opts), strategy(&a.opts)?)?;
-        if a.json {
-            emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
-        } else {
-            let of = match c.states_total == c.states_to_check {
-                true => String::new(),
-                false => format!(", sampled from {} in the space", c.states_total),
-            };
-            emit(&format!(
-                "{} states to check{of} ({} over {} crash points in {} epochs; model {}), and the no-crash state\n",
-                c.states_to_check, c.strategy, c.crash_points, c.epochs, c.model
-            ))?;
-        }
-        return Ok(0);
+        return count_only(&a, &interrupt);
     }
     let results = a.output.clone().expect("required by clap");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, a.resume, &interrupt)?;
@@ -343,6 +330,73 @@ pub fn explore(a: ExploreArgs, interrupt: brink_record::Interrupt) -> Result<i32
         report(&cfg.results, false, None, None)?;
     }
     Ok(exit_code(&summary, &interrupt))
+}
+
+/// How long `--count-only` explores to measure states per second (with `--checker`).
+const CALIBRATION: Duration = Duration::from_secs(10);
+
+/// `--count-only`: the states the asked strategy checks, the other strategies' counts
+/// beside it, and, given checkers, the time each would take at the states per second
+/// of a short calibration run of the asked one (`CALIBRATION`).
+fn count_only(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i32> {
+    let asked = strategy(&a.opts)?;
+    let c = brink_explore::count(&a.trace, model(&a.opts), asked)?;
+    if a.json {
+        emit(&(serde_json::to_string_pretty(&c)? + "\n"))?;
+        return Ok(0);
+    }
+    let of = match c.states_total == c.states_to_check {
+        true => String::new(),
+        false => format!(", sampled from {} in the space", c.states_total),
+    };
+    let mut out = format!(
+        "{} states to check{of} ({} over {} crash points in {} epochs; model {}), and the no-crash state\n",
+        c.states_to_check, c.strategy, c.crash_points, c.epochs, c.model
+    );
+    let rate = if a.opts.checkers.is_empty() { None } else { Some(calibrate(a, interrupt)) };
+    let others = [Strategy::Exhaustive, Strategy::Prefix, Strategy::OmitK(1), asked];
+    writeln!(out, "\n{:<24} {:>24}  time", "strategy", "states to check")?;
+    for st in others.iter().enumerate().filter(|(i, st)| *i == 3 || **st != asked).map(|(_, st)| *st) {
+        let n = brink_explore::count(&a.trace, model(&a.opts), st)?.states_to_check;
+        let time = match &rate {
+            None => "give --checker to estimate".to_string(),
+            Some(Err(why)) => format!("cannot calibrate: {why}"),
+            Some(Ok(r)) => estimate(n.as_f64() / r),
+        };
+        writeln!(out, "{:<24} {:>24}  {time}", st.name(), n.to_string())?;
+    }
+    if let Some(Ok(r)) = rate {
+        writeln!(
+            out,
+            "(at {r:.1} states/s, measured by exploring for {}s with these settings)",
+            CALIBRATION.as_secs()
+        )?;
+    }
+    emit(&out)?;
+    Ok(0)
+}
+
+/// States per second of the asked exploration, explored for `CALIBRATION` into a
+/// scratch results directory.
+fn calibrate(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> std::result::Result<f64, String> {
+    let dir = tempfile::Builder::new().prefix("brink-calibrate-").tempdir().map_err(|e| e.to_string())?;
+    let results = dir.path().join("r");
+    let mut cfg = explore_config(&a.opts, &a.trace, &results, false, interrupt).map_err(|e| e.to_string())?;
+    cfg.time_budget = Some(CALIBRATION);
+    let s = brink_explore::explore(&cfg, &brink_explore::Progress::default()).map_err(|e| e.to_string())?;
+    let checked = s.states_checked.max(1) as f64;
+    Ok(checked / s.wall_s.max(1e-3))
+}
+
+/// A duration in words a person plans by.
+fn estimate(secs: f64) -> String {
+    match secs {
+        s if !s.is_finite() || s > 1e9 => "more than 30 years".into(),
+        s if s < 90.0 => format!("about {s:.0} s"),
+        s if s < 5400.0 => format!("about {:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("about {:.1} h", s / 3600.0),
+        s => format!("about {:.0} days", s / 86400.0),
+    }
 }
 
 /// `--apm`: names, or `all`.
@@ -587,7 +641,17 @@ fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
         writeln!(out, "  no crash     state {id} (the disk as left, page cache dropped): {verdict}{sep}{message}")?;
     }
     if !s.complete {
-        writeln!(out, "  INCOMPLETE   stopped by {}; --resume continues", s.stopped_by.as_deref().unwrap_or("null"))?;
+        // What an overnight run (--time-budget) reached: the states it got to, of those
+        // the strategy visits.
+        let why = s.stopped_by.as_deref().unwrap_or("null");
+        let reached = if s.sample.is_some() {
+            format!("{} states of the sample reached", s.states_generated)
+        } else {
+            let total = serde_json::to_value(s.states_total)?.to_string().trim_matches('"').to_string();
+            let pct = 100.0 * s.states_generated as f64 / s.states_total.as_f64().max(1.0);
+            format!("{} of the {total} states reached ({pct:.3}%)", s.states_generated)
+        };
+        writeln!(out, "  INCOMPLETE   stopped by {why}: {reached}; --resume continues")?;
     }
     Ok(())
 }

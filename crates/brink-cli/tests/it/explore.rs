@@ -305,6 +305,10 @@ fn limits_and_usage_errors() {
     let o = explore(&s, &t, "r", &["--time-budget", "0", "--checker", "true"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(summary(&s, "r")["complete"], false);
+    // The report says how far a run stopped by its time budget got.
+    let report = run(brink().arg("report").arg(s.path("r")));
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("INCOMPLETE   stopped by time budget of 0s: 0 of the "), "{text}");
     let o = explore(&s, &t, "r", &["--checker", "true"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("pass --resume"), "{}", stderr(&o));
