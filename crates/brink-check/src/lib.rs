@@ -36,7 +36,7 @@ mod run;
 
 pub use contain::{CgroupUnavailable, Jail, KILL_WAIT_MAX, STOP_GRACE, STOP_GRACE_INTERRUPTED, Stopped};
 pub use fsck::fsck_command;
-pub use run::{CheckEnv, CheckRun, Finished, Limits, RunError, error_line, failure, write_marks};
+pub use run::{CheckEnv, CheckRun, Finished, Limits, Protocol, RunError, error_line, failure, write_marks};
 
 use serde::{Deserialize, Serialize};
 

@@ -27,7 +27,7 @@ use crate::{CheckOutcome, Verdict};
 /// a process the fallback did not find can hold them longer, and its later output is lost.
 const READ_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// The crash state a checker looks at.
+/// The crash state a checker looks at, and how the checker is called.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckEnv<'a> {
     pub state_root: &'a Path,
@@ -35,6 +35,24 @@ pub struct CheckEnv<'a> {
     pub state_id: &'a str,
     pub trace: &'a Path,
     pub image: &'a Path,
+    pub protocol: Protocol,
+    /// The worker checking the state (ALICE's `WORKER_ID`).
+    pub worker: usize,
+}
+
+/// How a checker is called and what its exit means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// brink's: the environment (`BRINK_MARKS`, …), the state as the working directory;
+    /// exit 0 consistent, 1 violation, anything else a checker failure.
+    #[default]
+    Brink,
+    /// ALICE's, so its checkers run unchanged: `checker CRASHED_DIR STDOUT_FILE
+    /// WORKER_ID`, the acknowledgements so far (the marks, one a line) as the stdout
+    /// file; any non-zero exit or a signal (an assertion's abort) is a violation. Only
+    /// a timeout or brink's interrupt is not a verdict. brink's environment is set too.
+    Alice,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -281,6 +299,34 @@ fn command_of(command: &str) -> Command {
     }
 }
 
+/// `command CRASHED_DIR STDOUT_FILE WORKER_ID` (ALICE's call), through `command_of`: the
+/// three arguments appended as words.
+fn alice_command(command: &str, env: &CheckEnv) -> Command {
+    let args = [env.state_root.as_os_str(), env.marks_file.as_os_str(), std::ffi::OsStr::new(&env.worker.to_string())]
+        .map(|a| a.to_string_lossy().into_owned());
+    let quoted: Vec<String> = args.iter().map(|a| shlex::try_quote(a).map_or(a.clone(), |q| q.into_owned())).collect();
+    command_of(&format!("{command} {}", quoted.join(" ")))
+}
+
+/// ALICE's reading of a finished run: any non-zero exit or signal is a violation, said
+/// by the checker's first output line, else its last error line, else how it ended.
+fn judge_alice(name: &str, f: &Finished, timeout: Duration) -> CheckOutcome {
+    let outcome =
+        |verdict, message: String| CheckOutcome { checker: name.into(), verdict, message, details: None, ms: f.ms };
+    let Some(status) = f.status else {
+        return outcome(Verdict::CheckerFailure, failure(f, timeout).unwrap_or_default());
+    };
+    if status.code() == Some(0) {
+        return outcome(Verdict::Consistent, String::new());
+    }
+    let how = match status.signal() {
+        Some(sig) => format!("killed by signal {sig}"),
+        None => format!("exit {}", status.code().unwrap_or(-1)),
+    };
+    let said = f.stdout.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_else(|| last_line(&f.stderr));
+    outcome(Verdict::Violation, if said.is_empty() { how } else { format!("{said} ({how})") })
+}
+
 /// The words of `command` when it can be executed without a shell (`command_of`).
 fn direct_argv(command: &str) -> Option<Vec<String>> {
     if command.contains(SHELL_SYNTAX) {
@@ -301,7 +347,10 @@ impl Jail {
     /// Run one user checker on one state, contained; processes using the state's mount
     /// belong to the run in fallback mode.
     pub fn run_checker(&self, name: &str, command: &str, env: &CheckEnv, limits: &Limits) -> CheckRun {
-        let mut cmd = command_of(command);
+        let mut cmd = match env.protocol {
+            Protocol::Brink => command_of(command),
+            Protocol::Alice => alice_command(command, env),
+        };
         cmd.current_dir(env.state_root)
             .env("BRINK_STATE_ROOT", env.state_root)
             .env("BRINK_MARKS", env.marks_file)
@@ -309,9 +358,14 @@ impl Jail {
             .env("BRINK_TRACE", env.trace)
             .env("BRINK_IMAGE", env.image);
         match self.run_bounded(cmd, Some(env.state_root), limits.timeout) {
-            Ok(f) => {
-                CheckRun { outcome: judge(name, &f, limits.timeout), stopped: f.stopped, interrupted: f.interrupted }
-            }
+            Ok(f) => CheckRun {
+                outcome: match env.protocol {
+                    Protocol::Brink => judge(name, &f, limits.timeout),
+                    Protocol::Alice => judge_alice(name, &f, limits.timeout),
+                },
+                stopped: f.stopped,
+                interrupted: f.interrupted,
+            },
             Err(e) => CheckRun {
                 outcome: CheckOutcome {
                     checker: name.into(),
@@ -354,6 +408,10 @@ mod tests {
     use crate::OUTPUT_BYTES_MAX;
 
     fn check(cmd: &str, timeout_ms: u64) -> CheckOutcome {
+        check_as(Protocol::Brink, cmd, timeout_ms)
+    }
+
+    fn check_as(protocol: Protocol, cmd: &str, timeout_ms: u64) -> CheckOutcome {
         let dir = tempfile::tempdir().unwrap();
         let marks = dir.path().join("marks");
         std::fs::write(&marks, "a\nb\n").unwrap();
@@ -363,6 +421,8 @@ mod tests {
             state_id: "12-3",
             trace: Path::new("/trace"),
             image: Path::new("/dev/null"),
+            protocol,
+            worker: 3,
         };
         Jail::new().run_checker("c", cmd, &env, &Limits { timeout: Duration::from_millis(timeout_ms) }).outcome
     }
@@ -407,6 +467,22 @@ mod tests {
         let o = check("head -c 10000000 /dev/zero | tr '\\0' x; echo; exit 1", 10000);
         assert_eq!(o.verdict, Verdict::Violation);
         assert!(o.message.len() as u64 <= OUTPUT_BYTES_MAX);
+    }
+
+    /// ALICE's checkers run unchanged: called with the state's directory, the stdout file
+    /// (the acknowledgements, one a line) and the worker's id; any non-zero exit or signal
+    /// (an assertion's abort) is a violation, a timeout is not a verdict.
+    #[test]
+    fn alice_checkers_get_three_arguments_and_every_failure_is_a_violation() {
+        let args = r#"grep -qx a "$2" && grep -qx b "$2" && [ -d "$1" ] && [ "$3" = 3 ] && [ "$PWD" = "$1" ]"#;
+        assert_eq!(check_as(Protocol::Alice, &format!("sh -c '{args}' alice"), 5000).verdict, Verdict::Consistent);
+        let two = check_as(Protocol::Alice, "echo 'durability violated'; exit 2", 5000);
+        assert_eq!((two.verdict, two.message.as_str()), (Verdict::Violation, "durability violated (exit 2)"));
+        let abort = check_as(Protocol::Alice, "kill -ABRT $$; :", 5000);
+        assert_eq!((abort.verdict, abort.message.as_str()), (Verdict::Violation, "killed by signal 6"));
+        let slow = check_as(Protocol::Alice, "sleep 5; :", 200);
+        assert_eq!(slow.verdict, Verdict::CheckerFailure, "{slow:?}");
+        assert_eq!(check("exit 2", 5000).verdict, Verdict::CheckerFailure, "brink's protocol is unchanged");
     }
 
     /// A path to an executable script with plain arguments runs without a shell; shell

@@ -107,6 +107,25 @@ pub struct CheckOpts {
     /// marks equal a state already checked (by default that state takes its verdict).
     #[arg(long)]
     pub no_tree_dedup: bool,
+    /// How checkers are called. brink: BRINK_MARKS and the rest in the environment,
+    /// exit 1 a violation, other exits checker failures. alice: as ALICE calls them,
+    /// `CHECKER CRASHED_DIR STDOUT_FILE WORKER_ID` (the acknowledgements so far as the
+    /// stdout file), any non-zero exit or signal a violation.
+    #[arg(long, value_enum, default_value = "brink")]
+    checker_protocol: ProtocolArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProtocolArg {
+    Brink,
+    Alice,
+}
+
+fn protocol(o: &CheckOpts) -> brink_check::Protocol {
+    match o.checker_protocol {
+        ProtocolArg::Brink => brink_check::Protocol::Brink,
+        ProtocolArg::Alice => brink_check::Protocol::Alice,
+    }
 }
 
 /// A `--checker` is a command: an empty or blank one would pass every state.
@@ -284,6 +303,7 @@ fn explore_config(
         interrupt: interrupt.0.clone(),
         shard: None,
         tree_dedup: !o.no_tree_dedup,
+        checker_protocol: protocol(o),
     })
 }
 
@@ -460,6 +480,7 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
             time_budget: a.opts.time_budget.map(|t| secs(Setting::TimeBudget, "--time-budget", t)).transpose()?,
             resume: a.resume,
             shard: a.shard,
+            checker_protocol: protocol(&a.opts),
             interrupt: interrupt.0.clone(),
         };
         let summary = crate::progress::explore_logical(&rec, &cfg).map_err(logical_flags)?;
@@ -626,6 +647,9 @@ fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
     if s.tree_dups > 0 {
         let n = s.tree_dups;
         writeln!(out, "  tree dedup   {n} states took the verdict of a state whose recovered files were the same")?;
+    }
+    if let Some(why) = &s.tree_dedup_off {
+        writeln!(out, "  tree dedup   turned off during the run: {why}")?;
     }
     if s.minimize_probes > 0 {
         writeln!(out, "  minimizing   {} more states checked to find minimal failing states", s.minimize_probes)?;

@@ -190,6 +190,7 @@ pub(crate) struct Explorer<'a> {
     /// checkers were contained without cgroup v2.
     processes_left_behind: u64,
     containment_note: Option<String>,
+    tree_dedup_off: Option<String>,
 }
 
 /// The record of a state that was checked (not a duplicate of another image).
@@ -322,6 +323,7 @@ impl<'a> Explorer<'a> {
             marks: Vec::new(),
             processes_left_behind: 0,
             containment_note: None,
+            tree_dedup_off: None,
         })
     }
 
@@ -349,7 +351,10 @@ impl<'a> Explorer<'a> {
             Some(dir) => Some(VerdictCache::open(
                 dir,
                 &self.cfg.checkers,
-                &format!("{:?} {} {}", self.cfg.recovery, self.fs, self.meta.mount_opts),
+                &format!(
+                    "{:?} {} {} {:?}",
+                    self.cfg.recovery, self.fs, self.meta.mount_opts, self.cfg.checker_protocol
+                ),
             )?),
             None => None,
         };
@@ -675,6 +680,7 @@ impl<'a> Explorer<'a> {
         if let Some(rig) = self.rig.take() {
             self.processes_left_behind = rig.processes_left_behind();
             self.containment_note = rig.containment_note();
+            self.tree_dedup_off = rig.tree_dedup_off();
             rig.tear_down();
         }
         Ok(())
@@ -748,6 +754,7 @@ impl<'a> Explorer<'a> {
             no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
             processes_left_behind: self.processes_left_behind,
             containment_note: self.containment_note.clone(),
+            tree_dedup_off: self.tree_dedup_off.clone(),
             level: results::Level::Block,
             shard: cfg.shard,
             merged: None,

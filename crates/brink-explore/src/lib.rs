@@ -108,6 +108,8 @@ pub struct ExploreConfig {
     /// A state whose recovered files and marks equal a checked state's takes its
     /// checkers' verdict (`tree.rs`); false: every distinct image runs the checkers.
     pub tree_dedup: bool,
+    /// How user checkers are called: brink's protocol, or ALICE's (`brink_check::Protocol`).
+    pub checker_protocol: brink_check::Protocol,
 }
 
 /// Live counters for a progress display.

@@ -246,6 +246,7 @@ fn merged_summary(inputs: &[Input], states: &[StateRecord], info: MergeInfo) -> 
         tree_dups: count(&|r| r.tree_dup_of.is_some()),
         processes_left_behind: sums(&|s| s.processes_left_behind),
         containment_note: inputs.iter().find_map(|i| i.results.summary.containment_note.clone()),
+        tree_dedup_off: inputs.iter().find_map(|i| i.results.summary.tree_dedup_off.clone()),
         shard: None,
         merged: Some(info),
         ..base.clone()

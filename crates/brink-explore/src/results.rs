@@ -242,6 +242,9 @@ pub struct Summary {
     /// and by their files under the state's mount); absent when cgroup v2 was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containment_note: Option<String>,
+    /// Why tree dedup was turned off during the run (it did not pay: `tree.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_dedup_off: Option<String>,
     /// `logical` for an APM's states (module docs); absent at the block level.
     #[serde(default, skip_serializing_if = "Level::is_block")]
     pub level: Level,

@@ -185,6 +185,7 @@ impl Rig {
             interrupt: cfg.interrupt.clone(),
             left_behind: AtomicU64::new(0),
             trees: cfg.tree_dedup.then(Trees::default),
+            protocol: cfg.checker_protocol,
         };
         Ok(Rig {
             workers: Mutex::new(workers),
@@ -203,6 +204,11 @@ impl Rig {
     /// Why checker runs are contained without cgroup v2 (to say once), or None.
     pub(crate) fn containment_note(&self) -> Option<String> {
         self.ctx.jail.fallback_note()
+    }
+
+    /// Why tree dedup was turned off during the run, if it was.
+    pub(crate) fn tree_dedup_off(&self) -> Option<String> {
+        self.ctx.trees.as_ref().and_then(Trees::off_because)
     }
 
     /// Processes the checkers left running so far, each stopped.

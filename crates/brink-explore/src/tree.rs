@@ -11,6 +11,11 @@
 //! the image's own bytes (`BRINK_IMAGE`), so a checker that reads those must run with
 //! `--no-tree-dedup`. The built-in fsck still runs on every distinct image.
 //!
+//! Hashing must cost less than it saves: a tree holding more than `TREE_BYTES_MAX` of
+//! files, or hashes that take longer on average than the checkers' runs (after
+//! `COST_SAMPLES` of each), turn tree dedup off for the rest of the run, and the summary
+//! says why (a trivial checker over a 1 GiB file system once ran 30 times slower).
+//!
 //! Which state of a set of equal trees runs the checkers depends on scheduling, so
 //! `tree_dup_of` in `states.jsonl` is, like a check's `ms`, not deterministic at
 //! `--jobs` above one; the verdicts are, for a checker whose verdict depends on the
@@ -21,22 +26,80 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use brink_check::{CheckOutcome, Verdict};
 
 /// Bytes read at a time from a file being hashed.
 const READ_BYTES: usize = 1 << 16;
+/// A tree with more file bytes than this is not hashed, and tree dedup is turned off.
+pub(crate) const TREE_BYTES_MAX: u64 = 256 << 20;
+/// How many hashes and checker runs are timed before comparing their costs.
+const COST_SAMPLES: u64 = 16;
 
 /// A recovered tree and how many marks its state is held to.
 type Key = (blake3::Hash, usize);
 
-/// The checks of the first state of each (tree, marks) whose checkers ran.
+/// The checks of the first state of each (tree, marks) whose checkers ran, and what
+/// hashing and checking have cost so far.
 #[derive(Default)]
 pub(crate) struct Trees {
     seen: Mutex<HashMap<Key, (String, Vec<CheckOutcome>)>>,
+    /// Why tree dedup was turned off, once it is.
+    off: Mutex<Option<String>>,
+    hash_us: AtomicU64,
+    hashes: AtomicU64,
+    check_us: AtomicU64,
+    checks: AtomicU64,
 }
 
 impl Trees {
+    /// Whether states are still hashed (module docs).
+    pub(crate) fn on(&self) -> bool {
+        self.off.lock().expect("trees").is_none()
+    }
+
+    /// Why tree dedup was turned off during the run, if it was.
+    pub(crate) fn off_because(&self) -> Option<String> {
+        self.off.lock().expect("trees").clone()
+    }
+
+    /// Hash the tree under `root`, timing it; None (and tree dedup off, for a tree too
+    /// large) when it is not hashed.
+    pub(crate) fn hash(&self, root: &Path) -> Option<blake3::Hash> {
+        let started = std::time::Instant::now();
+        let h = hash(root, TREE_BYTES_MAX);
+        self.hash_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.hashes.fetch_add(1, Ordering::Relaxed);
+        match h {
+            Ok(h) => Some(h),
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                self.turn_off(format!("a recovered tree holds more than {} MiB of files", TREE_BYTES_MAX >> 20));
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Count one run of the checkers; past `COST_SAMPLES` of each, turn tree dedup off
+    /// if a hash costs more than a run of the checkers.
+    pub(crate) fn ran(&self, took: Duration) {
+        let us = self.check_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed) + took.as_micros() as u64;
+        let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        let (hash_us, hashes) = (self.hash_us.load(Ordering::Relaxed), self.hashes.load(Ordering::Relaxed));
+        if n >= COST_SAMPLES && hashes >= COST_SAMPLES && hash_us / hashes > us / n {
+            let (h, c) = (hash_us as f64 / hashes as f64 / 1000.0, us as f64 / n as f64 / 1000.0);
+            self.turn_off(format!(
+                "hashing a recovered tree ({h:.1} ms) cost more than running the checkers ({c:.1} ms)"
+            ));
+        }
+    }
+
+    fn turn_off(&self, why: String) {
+        self.off.lock().expect("trees").get_or_insert(why);
+    }
+
     /// The state that had this tree and as many marks, and its checkers' outcomes.
     pub(crate) fn get(&self, tree: &blake3::Hash, marks: usize) -> Option<(String, Vec<CheckOutcome>)> {
         self.seen.lock().expect("trees").get(&(*tree, marks)).cloned()
@@ -52,16 +115,18 @@ impl Trees {
     }
 }
 
-/// The hash of the tree under `root` (module docs). An error (a file the recovered file
-/// system cannot read) means the state is checked, not deduplicated.
-pub(crate) fn hash(root: &Path) -> std::io::Result<blake3::Hash> {
+/// The hash of the tree under `root` (module docs), reading at most `max_bytes` of files
+/// (past them: `FileTooLarge`). An error (a file the recovered file system cannot read)
+/// means the state is checked, not deduplicated.
+pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; READ_BYTES];
-    walk(root, Path::new(""), &mut h, &mut buf)?;
+    let mut budget = max_bytes;
+    walk(root, Path::new(""), &mut h, &mut buf, &mut budget)?;
     Ok(h.finalize())
 }
 
-fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8]) -> std::io::Result<()> {
+fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8], budget: &mut u64) -> std::io::Result<()> {
     let mut names: Vec<std::ffi::OsString> =
         std::fs::read_dir(root.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     names.sort();
@@ -86,8 +151,9 @@ fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8]) -> std:
             h.update(&n.to_le_bytes());
         }
         if ft.is_dir() {
-            walk(root, &path, h, buf)?;
+            walk(root, &path, h, buf, budget)?;
         } else if ft.is_file() {
+            *budget = budget.checked_sub(m.size()).ok_or(std::io::ErrorKind::FileTooLarge)?;
             let mut f = std::fs::File::open(&full)?;
             loop {
                 let n = f.read(buf)?;
@@ -122,10 +188,10 @@ mod tests {
     #[test]
     fn the_hash_sees_names_contents_modes_and_links_not_times() {
         let (a, b) = (tree(), tree());
-        assert_eq!(hash(a.path()).unwrap(), hash(b.path()).unwrap());
+        assert_eq!(hash(a.path(), 1 << 20).unwrap(), hash(b.path(), 1 << 20).unwrap());
         let f = std::fs::File::options().write(true).open(b.path().join("b")).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(hash(a.path()).unwrap(), hash(b.path()).unwrap(), "times are not seen");
+        assert_eq!(hash(a.path(), 1 << 20).unwrap(), hash(b.path(), 1 << 20).unwrap(), "times are not seen");
         let changes: [&dyn Fn(&Path); 4] = [
             &|p| std::fs::write(p.join("dir/a"), b"alphA").unwrap(),
             &|p| std::fs::rename(p.join("b"), p.join("c")).unwrap(),
@@ -138,7 +204,27 @@ mod tests {
         for (i, change) in changes.iter().enumerate() {
             let c = tree();
             change(c.path());
-            assert_ne!(hash(a.path()).unwrap(), hash(c.path()).unwrap(), "change {i}");
+            assert_ne!(hash(a.path(), 1 << 20).unwrap(), hash(c.path(), 1 << 20).unwrap(), "change {i}");
         }
+    }
+
+    /// A tree larger than the budget is not hashed; hashes dearer than checker runs turn
+    /// tree dedup off, with the reason.
+    #[test]
+    fn tree_dedup_turns_itself_off_when_it_does_not_pay() {
+        let a = tree();
+        assert_eq!(hash(a.path(), 8).unwrap_err().kind(), std::io::ErrorKind::FileTooLarge);
+        let t = Trees::default();
+        for _ in 0..COST_SAMPLES {
+            assert!(t.hash(a.path()).is_some());
+            t.ran(Duration::from_micros(100));
+        }
+        assert!(t.on(), "hashing this small tree costs less than 100 us a run? {:?}", t.off_because());
+        let cheap = Trees::default();
+        for _ in 0..COST_SAMPLES {
+            cheap.hash(a.path());
+            cheap.ran(Duration::ZERO);
+        }
+        assert!(cheap.off_because().is_some_and(|w| w.contains("cost more than running the checkers")));
     }
 }

@@ -66,6 +66,8 @@ pub struct CheckCtx {
     pub interrupt: Arc<AtomicUsize>,
     /// With tree deduplication: the checkers' outcomes per recovered tree (`tree.rs`).
     pub trees: Option<crate::tree::Trees>,
+    /// How user checkers are called (brink's protocol or ALICE's).
+    pub protocol: brink_check::Protocol,
     /// Processes the runs' checkers left running (escaped daemons, stray children),
     /// each stopped by the jail, summed over the run (runs stopped by the interrupt are
     /// not counted: their children were not left, they were cut short).
@@ -368,7 +370,7 @@ impl Worker {
     ) -> Result<Ran, ExploreError> {
         let user = ctx.checkers.iter().any(|c| matches!(c, CheckerSpec::Command(_)));
         let tree = match &ctx.trees {
-            Some(trees) if user => crate::tree::hash(&self.mnt).ok().map(|h| (trees, h)),
+            Some(trees) if user && trees.on() => trees.hash(&self.mnt).map(|h| (trees, h)),
             _ => None,
         };
         if let Some((rep, checks)) = tree.and_then(|(trees, h)| trees.get(&h, marks.len())) {
@@ -376,8 +378,12 @@ impl Worker {
             return Ok(Ran::Finished { tree_dup_of: Some(rep) });
         }
         let first = out.len();
+        let started = Instant::now();
         if !self.run_user_checkers(ctx, state_id, marks, image, t, out)? {
             return Ok(Ran::Interrupted);
+        }
+        if let Some(trees) = &ctx.trees {
+            trees.ran(started.elapsed());
         }
         if let Some((trees, h)) = tree {
             trees.put(h, marks.len(), state_id, &out[first..]);
@@ -402,7 +408,15 @@ impl Worker {
         ensure_room(&self.scratch)?;
         for spec in &ctx.checkers {
             let CheckerSpec::Command(cmd) = spec else { continue };
-            let env = CheckEnv { state_root: &self.mnt, marks_file: &marks_file, state_id, trace: &ctx.trace, image };
+            let env = CheckEnv {
+                state_root: &self.mnt,
+                marks_file: &marks_file,
+                state_id,
+                trace: &ctx.trace,
+                image,
+                protocol: ctx.protocol,
+                worker: self.slot,
+            };
             let started = Instant::now();
             let run = ctx.jail.run_checker(cmd, cmd, &env, &Limits { timeout: ctx.timeout });
             Timings::add(&t.checkers_us, started);

@@ -392,6 +392,8 @@ impl Run<'_> {
             state_id: &id,
             trace: &self.cfg.trace,
             image: Path::new(""),
+            protocol: self.cfg.checker_protocol,
+            worker: w,
         };
         let limits = Limits { timeout: self.cfg.checker_timeout };
         let mut checks = Vec::with_capacity(self.cfg.checkers.len());
@@ -443,6 +445,7 @@ impl Run<'_> {
             fraction_covered: None,
             sample: None,
             tree_dups: 0,
+            tree_dedup_off: None,
             time_ms: TimeSummary {
                 hash: ms(&self.timings.hash_us),
                 overlay: ms(&self.timings.build_us),

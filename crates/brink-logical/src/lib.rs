@@ -62,6 +62,8 @@ pub struct LogicalConfig {
     pub resume: bool,
     /// Explore only this shard's states (`brink_explore::Shard::owns_state`).
     pub shard: Option<brink_explore::Shard>,
+    /// How checkers are called (brink's protocol or ALICE's).
+    pub checker_protocol: brink_check::Protocol,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }

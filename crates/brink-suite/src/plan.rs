@@ -94,6 +94,7 @@ impl Workload {
                 interrupt: opts.interrupt.0.clone(),
                 shard: None,
                 tree_dedup: opts.tree_dedup,
+                checker_protocol: brink_check::Protocol::Brink,
             },
         })
     }

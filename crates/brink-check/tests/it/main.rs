@@ -58,6 +58,8 @@ impl State {
             state_id: "1-2",
             trace: Path::new("/trace"),
             image: Path::new("/dev/null"),
+            protocol: brink_check::Protocol::Brink,
+            worker: 0,
         };
         jail.run_checker("c", cmd, &env, &Limits { timeout })
     }

@@ -567,3 +567,32 @@ fn resume_from_another_directory_and_of_a_finished_run() {
     }
     assert_no_mounts_or_loops(&s);
 }
+
+/// Issue 15: an ALICE checker runs unchanged with `--checker-protocol alice`: called
+/// with the state's directory, the acknowledgements file and a worker id, its exit 2
+/// is a violation (brink's protocol would call it a checker failure).
+#[test]
+fn alice_checkers_run_unchanged() {
+    if !privileged("alice_checkers_run_unchanged") {
+        return;
+    }
+    let s = Scratch::new();
+    let t = record(&s, "bug", BUGGY);
+    let c = s.path("alice-check.sh");
+    let script = "#!/bin/sh\ncd \"$1\" || exit 3\n[ -n \"$3\" ] || exit 3\n\
+        if grep -qx done \"$2\" && [ \"$(cat file)\" != new ]; then echo 'config not updated'; exit 2; fi\n";
+    std::fs::write(&c, script).unwrap();
+    std::fs::set_permissions(&c, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let c = c.display().to_string();
+    let o = explore(&s, &t, "alice", &["--checker", &c, "--checker-protocol", "alice"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let recs = records(&s, "alice");
+    let v = recs.iter().find(|r| r.verdict == brink_check::Verdict::Violation).expect("a violation");
+    assert_eq!(v.checks[0].message, "config not updated (exit 2)");
+    assert!(recs.iter().all(|r| r.verdict != brink_check::Verdict::CheckerFailure));
+    // The same checker under brink's protocol: exit 2 is not a verdict.
+    let o = explore(&s, &t, "brink", &["--checker", &c]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(summary(&s, "brink")["checker_failures"].as_u64().unwrap() > 0);
+    assert_no_mounts_or_loops(&s);
+}

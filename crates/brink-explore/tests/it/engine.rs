@@ -89,6 +89,7 @@ pub(crate) fn config(trace: &Path, results: &Path) -> ExploreConfig {
         interrupt: Arc::new(AtomicUsize::new(0)),
         shard: None,
         tree_dedup: true,
+        checker_protocol: brink_check::Protocol::Brink,
     }
 }
 

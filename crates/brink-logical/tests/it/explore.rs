@@ -83,6 +83,7 @@ fn config(trace: &Path, out: &Path, apm: Apm, checker: &str, jobs: usize) -> Log
         time_budget: None,
         resume: false,
         shard: None,
+        checker_protocol: brink_check::Protocol::Brink,
         interrupt: Arc::new(AtomicUsize::new(0)),
     }
 }
