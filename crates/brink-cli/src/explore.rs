@@ -374,9 +374,9 @@ fn count_only(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i3
         c.states_to_check, c.strategy, c.crash_points, c.epochs, c.model
     );
     let rate = if a.opts.checkers.is_empty() { None } else { Some(calibrate(a, interrupt)) };
-    let others = [Strategy::Exhaustive, Strategy::Prefix, Strategy::OmitK(1), asked];
+    let all = [asked, Strategy::Exhaustive, Strategy::Prefix, Strategy::OmitK(1)];
     writeln!(out, "\n{:<24} {:>24}  time", "strategy", "states to check")?;
-    for st in others.iter().enumerate().filter(|(i, st)| *i == 3 || **st != asked).map(|(_, st)| *st) {
+    for st in all.iter().enumerate().filter(|(i, st)| *i == 0 || **st != asked).map(|(_, st)| *st) {
         let n = brink_explore::count(&a.trace, model(&a.opts), st)?.states_to_check;
         let time = match &rate {
             None => "give --checker to estimate".to_string(),

@@ -12,9 +12,11 @@
 //! `--no-tree-dedup`. The built-in fsck still runs on every distinct image.
 //!
 //! Hashing must cost less than it saves: a tree holding more than `TREE_BYTES_MAX` of
-//! files, or hashes that take longer on average than the checkers' runs (after
-//! `COST_SAMPLES` of each), turn tree dedup off for the rest of the run, and the summary
-//! says why (a trivial checker over a 1 GiB file system once ran 30 times slower).
+//! files (found by a walk of sizes before any read), or hashes that cost more on average
+//! than they save (the share of hashed states that matched one checked, times a checker
+//! run's average time; judged after `COST_SAMPLES` hashes), turn tree dedup off for the
+//! rest of the run, and the summary says why (a trivial checker over a 1 GiB file system
+//! ran four times slower before these limits).
 //!
 //! Which state of a set of equal trees runs the checkers depends on scheduling, so
 //! `tree_dup_of` in `states.jsonl` is, like a check's `ms`, not deterministic at
@@ -34,9 +36,9 @@ use brink_check::{CheckOutcome, Verdict};
 /// Bytes read at a time from a file being hashed.
 const READ_BYTES: usize = 1 << 16;
 /// A tree with more file bytes than this is not hashed, and tree dedup is turned off.
-pub(crate) const TREE_BYTES_MAX: u64 = 256 << 20;
-/// How many hashes and checker runs are timed before comparing their costs.
-const COST_SAMPLES: u64 = 16;
+pub(crate) const TREE_BYTES_MAX: u64 = 64 << 20;
+/// How many hashes are timed before their cost is weighed against what they save.
+const COST_SAMPLES: u64 = 32;
 
 /// A recovered tree and how many marks its state is held to.
 type Key = (blake3::Hash, usize);
@@ -50,6 +52,8 @@ pub(crate) struct Trees {
     off: Mutex<Option<String>>,
     hash_us: AtomicU64,
     hashes: AtomicU64,
+    /// Hashes that matched a tree checked before.
+    hits: AtomicU64,
     check_us: AtomicU64,
     checks: AtomicU64,
 }
@@ -82,16 +86,22 @@ impl Trees {
         }
     }
 
-    /// Count one run of the checkers; past `COST_SAMPLES` of each, turn tree dedup off
-    /// if a hash costs more than a run of the checkers.
+    /// Count one run of the checkers; past `COST_SAMPLES` hashes, turn tree dedup off if
+    /// a hash costs more than it saves on average (module docs).
     pub(crate) fn ran(&self, took: Duration) {
         let us = self.check_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed) + took.as_micros() as u64;
         let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
         let (hash_us, hashes) = (self.hash_us.load(Ordering::Relaxed), self.hashes.load(Ordering::Relaxed));
-        if n >= COST_SAMPLES && hashes >= COST_SAMPLES && hash_us / hashes > us / n {
-            let (h, c) = (hash_us as f64 / hashes as f64 / 1000.0, us as f64 / n as f64 / 1000.0);
+        if hashes < COST_SAMPLES {
+            return;
+        }
+        let hit = self.hits.load(Ordering::Relaxed) as f64 / hashes as f64;
+        let (h, c) = (hash_us as f64 / hashes as f64 / 1000.0, us as f64 / n as f64 / 1000.0);
+        if hit * c < h {
             self.turn_off(format!(
-                "hashing a recovered tree ({h:.1} ms) cost more than running the checkers ({c:.1} ms)"
+                "hashing a recovered tree ({h:.1} ms) saved less than it cost: {:.0}% of the states hashed \
+                 matched one checked, at {c:.1} ms a run of the checkers",
+                100.0 * hit
             ));
         }
     }
@@ -102,7 +112,9 @@ impl Trees {
 
     /// The state that had this tree and as many marks, and its checkers' outcomes.
     pub(crate) fn get(&self, tree: &blake3::Hash, marks: usize) -> Option<(String, Vec<CheckOutcome>)> {
-        self.seen.lock().expect("trees").get(&(*tree, marks)).cloned()
+        let got = self.seen.lock().expect("trees").get(&(*tree, marks)).cloned();
+        self.hits.fetch_add(u64::from(got.is_some()), Ordering::Relaxed);
+        got
     }
 
     /// Remember a state's checkers' outcomes, unless one failed (it may be transient)
@@ -121,9 +133,26 @@ impl Trees {
 pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; READ_BYTES];
+    // Sizes first (metadata only): a tree over the budget costs a walk, not a read.
+    let mut budget = max_bytes;
+    sizes(root, &mut budget)?;
     let mut budget = max_bytes;
     walk(root, Path::new(""), &mut h, &mut buf, &mut budget)?;
     Ok(h.finalize())
+}
+
+/// Take the regular files' sizes under `dir` from `budget`; `FileTooLarge` past it.
+fn sizes(dir: &Path, budget: &mut u64) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            sizes(&e.path(), budget)?;
+        } else if ft.is_file() {
+            *budget = budget.checked_sub(e.metadata()?.len()).ok_or(std::io::ErrorKind::FileTooLarge)?;
+        }
+    }
+    Ok(())
 }
 
 fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8], budget: &mut u64) -> std::io::Result<()> {
@@ -214,17 +243,26 @@ mod tests {
     fn tree_dedup_turns_itself_off_when_it_does_not_pay() {
         let a = tree();
         assert_eq!(hash(a.path(), 8).unwrap_err().kind(), std::io::ErrorKind::FileTooLarge);
+        // Every hash after the first matches, and a run of the checkers costs a second:
+        // worth it. Nothing ever matches: not worth any hash.
         let t = Trees::default();
+        let h = t.hash(a.path()).unwrap();
+        t.put(h, 0, "1", &[]);
         for _ in 0..COST_SAMPLES {
-            assert!(t.hash(a.path()).is_some());
-            t.ran(Duration::from_micros(100));
+            assert!(t.hash(a.path()).is_some() && t.get(&h, 0).is_some());
+            t.ran(Duration::from_secs(1));
         }
-        assert!(t.on(), "hashing this small tree costs less than 100 us a run? {:?}", t.off_because());
-        let cheap = Trees::default();
-        for _ in 0..COST_SAMPLES {
-            cheap.hash(a.path());
-            cheap.ran(Duration::ZERO);
+        assert!(t.on(), "{:?}", t.off_because());
+        let never = Trees::default();
+        for i in 0..COST_SAMPLES {
+            let h = never.hash(a.path()).unwrap();
+            assert!(never.get(&h, i as usize).is_none());
+            never.ran(Duration::from_secs(1));
         }
-        assert!(cheap.off_because().is_some_and(|w| w.contains("cost more than running the checkers")));
+        assert!(
+            never.off_because().is_some_and(|w| w.contains(" 0% of the states hashed")),
+            "{:?}",
+            never.off_because()
+        );
     }
 }

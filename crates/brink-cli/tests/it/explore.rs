@@ -316,6 +316,15 @@ fn limits_and_usage_errors() {
     assert!(o.status.success());
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(j["states_total"].as_u64().unwrap() > 0);
+    // Sizing a run: every strategy's states, and with a checker the time each would take
+    // at the rate of a short calibration run.
+    let o = run(brink().env("TMPDIR", s.tmpdir()).arg("explore").arg(&t).args(["--count-only", "--checker", "true"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for row in ["exhaustive", "prefix", "omit-one", "about "] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    assert!(text.contains("states/s, measured by exploring for 10s"), "{text}");
     assert_no_mounts_or_loops(&s);
 }
 
