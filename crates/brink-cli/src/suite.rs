@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// marks equal a state already checked.
     #[arg(long)]
     pub no_tree_dedup: bool,
+    /// Explore the traces an earlier suite run recorded in DIR (its -o) instead of
+    /// recording again: the same recordings under other settings.
+    #[arg(long, value_name = "DIR")]
+    pub traces: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -72,6 +76,7 @@ impl RunArgs {
         let mut opts = RunOpts::new(jobs(self.jobs)?, interrupt);
         opts.cache = self.cache.clone();
         opts.tree_dedup = !self.no_tree_dedup;
+        opts.traces = self.traces.clone();
         Ok(opts)
     }
 }

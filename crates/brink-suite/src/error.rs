@@ -85,6 +85,9 @@ pub enum RunError {
     /// An exploration that stopped before its end (a time budget, a signal).
     #[error("stopped by {why}; the results so far are in {}", dir.display())]
     Stopped { why: String, dir: PathBuf },
+    /// A trace (reused with `--traces`) that holds no workload: not made by `record`.
+    #[error("{} holds no recorded workload (was it made by brink record?)", trace.display())]
+    NotRecorded { trace: PathBuf },
     /// A mode asked for by name that the workload does not have.
     #[error("{workload} has no mode '{name}' (it has: {})", modes.join(", "))]
     NoSuchMode { workload: String, name: String, modes: Vec<String> },

@@ -28,6 +28,10 @@ pub struct RunOpts {
     pub cache: Option<PathBuf>,
     /// Tree deduplication (`ExploreConfig::tree_dedup`), on by default.
     pub tree_dedup: bool,
+    /// Explore the traces an earlier run recorded under this folder
+    /// (`WORKLOAD/MODE/trace`) instead of recording again: the same recordings under
+    /// other settings (`--jobs`, `--no-tree-dedup`, `--full`).
+    pub traces: Option<PathBuf>,
 }
 
 impl RunOpts {
@@ -41,6 +45,7 @@ impl RunOpts {
             interrupt,
             cache: None,
             tree_dedup: true,
+            traces: None,
         }
     }
 }

@@ -105,14 +105,23 @@ fn run_mode(
 ) -> Result<Row, RunError> {
     std::fs::create_dir_all(dir).map_err(|source| RunError::CreateDir { path: dir.to_path_buf(), source })?;
     let mut plan = w.plan(mode, dir, opts)?;
-    driver.step(Step::Recording { label });
     let t = Instant::now();
-    let rec = driver.record(&plan.record)?;
+    match &opts.traces {
+        Some(from) => {
+            // An earlier run's recording, explored again under this run's settings.
+            let trace = from.join(&w.name).join(&mode.name).join("trace");
+            (plan.record.output, plan.explore.trace) = (trace.clone(), trace);
+        }
+        None => {
+            driver.step(Step::Recording { label });
+            driver.record(&plan.record)?;
+        }
+    }
     let record_s = t.elapsed().as_secs_f64();
     let note = full_fallback(&mut plan, mode, opts)?;
     let meta = brink_trace::TraceReader::open(&plan.record.output)?.meta().clone();
-    let stderr = meta.workload.map(|w| w.stderr).unwrap_or_default();
-    driver.step(Step::Exploring { label, events: rec.stats.events });
+    let workload = meta.workload.clone().ok_or_else(|| RunError::NotRecorded { trace: plan.record.output.clone() })?;
+    driver.step(Step::Exploring { label, events: meta.events });
     let t = Instant::now();
     let summary = driver.explore(&plan.explore)?;
     let explore_s = t.elapsed().as_secs_f64();
@@ -123,8 +132,8 @@ fn run_mode(
     Ok(judge(&RunFacts {
         workload: &w.name,
         mode,
-        exit: (rec.exit.to_string(), rec.exit.code),
-        workload_stderr: &stderr,
+        exit: (workload.exit.to_string(), workload.exit.code),
+        workload_stderr: &workload.stderr,
         explored: Explored::from(&summary),
         records: &records,
         record_s,

@@ -48,8 +48,36 @@ fn suite_passes(name: &str) -> Vec<serde_json::Value> {
     for f in ["suite.json", "suite.md"] {
         assert!(s.path("r").join(f).is_file(), "{f}");
     }
+    same_verdicts_at_one_job_without_tree_dedup(&s, name, &rows);
     assert_no_mounts_or_loops(&s);
     rows
+}
+
+/// Issue 16: the same recordings explored again at one job and without tree dedup
+/// (`--traces`) give every state the verdict the default run gave it.
+fn same_verdicts_at_one_job_without_tree_dedup(s: &Scratch, name: &str, rows: &[serde_json::Value]) {
+    let o = run(brink()
+        .env("TMPDIR", s.tmpdir())
+        .arg("suite")
+        .arg(repo().join("workloads"))
+        .arg(name)
+        .args(["--jobs", "1", "--no-tree-dedup", "--traces"])
+        .arg(s.path("r"))
+        .arg("-o")
+        .arg(s.path("again"))
+        .arg("--json"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let verdicts = |dir: &str, mode: &str| -> Vec<(String, String)> {
+        let results = s.path(dir).join(name).join(mode).join("results");
+        crate::explore::without_times(brink_explore::Results::load(&results).unwrap().states)
+            .into_iter()
+            .map(|r| (r.id, r.verdict.as_str().to_string()))
+            .collect()
+    };
+    for r in rows {
+        let mode = r["mode"].as_str().unwrap();
+        assert_eq!(verdicts("again", mode), verdicts("r", mode), "{name} {mode}: one job, no tree dedup");
+    }
 }
 
 #[test]
