@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod check_model;
 mod demo;
 mod explore;
 mod faults;
@@ -68,6 +69,15 @@ enum Cmd {
     /// Merge the results of the shards of one exploration (explore --shard I/N) into the
     /// results one machine would have written.
     Merge(merge::MergeArgs),
+    /// Check an abstract persistence model against what the kernel recovered from the
+    /// same recording: recovered states the model cannot produce (the model is wrong,
+    /// exit 1), and how many of its states the kernel never produced.
+    #[command(name = "check-model")]
+    CheckModel(check_model::CheckModelArgs),
+    /// The checker check-model runs: the logical content of the state in the working
+    /// directory, as JSON.
+    #[command(name = "content-listing", hide = true)]
+    ContentListing,
     /// Record and explore one workload under ext4 data=ordered, writeback and journal.
     #[command(name = "ext4-modes")]
     Ext4Modes(explore::ModesArgs),
@@ -358,6 +368,8 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Faults { cmd } => faults::faults(cmd, install_interrupt()),
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Merge(args) => merge::merge(args),
+        Cmd::CheckModel(args) => check_model::check_model(args, install_interrupt()),
+        Cmd::ContentListing => check_model::content_listing(),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
         Cmd::Report { results, json, html, junit } => {

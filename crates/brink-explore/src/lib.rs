@@ -60,7 +60,7 @@ mod settings;
 pub mod shard;
 mod slots;
 mod state_image;
-mod tree;
+pub mod tree;
 mod worker;
 
 use std::path::{Path, PathBuf};

@@ -199,6 +199,41 @@ fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8], budget:
     Ok(())
 }
 
+/// What a state holds in ALICE's and an APM's terms (`brink check-model`): one line per
+/// entry under `root`, sorted by path: `d PATH`, `f PATH SIZE DIGEST` (16 hex digits of
+/// the content's blake3), `l PATH TARGET`; no modes, owners or times, and no
+/// `lost+found` (the file system's, not the program's).
+pub fn content_listing(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    list(root, Path::new(""), &mut out)?;
+    out.sort_by(|a, b| a.split(' ').nth(1).cmp(&b.split(' ').nth(1)));
+    Ok(out)
+}
+
+fn list(root: &Path, rel: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(root.join(rel))? {
+        let e = e?;
+        let path = rel.join(e.file_name());
+        if path == Path::new("lost+found") {
+            continue;
+        }
+        let shown = path.to_string_lossy().replace(' ', "\\x20");
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            out.push(format!("d {shown}"));
+            list(root, &path, out)?;
+        } else if ft.is_symlink() {
+            out.push(format!("l {shown} {}", std::fs::read_link(e.path())?.to_string_lossy()));
+        } else if ft.is_file() {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(std::fs::File::open(e.path())?)?;
+            let len = e.metadata()?.len();
+            out.push(format!("f {shown} {len} {}", &h.finalize().to_hex()[..16]));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,3 +118,30 @@ fn logical_flags_are_checked() {
         .arg(&t));
     assert!(stderr(&o).contains("unknown APM 'zfs'"), "{}", stderr(&o));
 }
+
+/// `brink check-model`: the ext4-ordered model explains every state the kernel
+/// recovered from the suite's atomic-replace workloads (ext4 data=ordered), and
+/// say how many of their own states the kernel never produced; a model of another file
+/// system is refused.
+#[test]
+fn check_model_explains_every_recovered_state_of_atomic_replace() {
+    if !needs("check_model_explains_every_recovered_state_of_atomic_replace") {
+        return;
+    }
+    let s = Scratch::new();
+    // posix's whole space of these workloads is over the bound (100,000 states).
+    for name in ["atomic-replace-buggy", "atomic-replace-fixed"] {
+        let t = record(&s, name);
+        let apm = "ext4-ordered";
+        let out = s.path(&format!("{name}-{apm}"));
+        let o = run(crate::brink().args(["check-model", "--apm", apm, "--json", "-o"]).arg(&out).arg(&t));
+        assert_eq!(o.status.code(), Some(0), "{name} {apm}: {}\n{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(j["unexplained"].as_array().map(Vec::len), Some(0), "{name} {apm}: {j}");
+        assert!(j["kernel_states"].as_u64().unwrap() > 0 && j["model_states"].as_u64().unwrap() > 0, "{j}");
+        assert!(j["model_only"].as_u64().unwrap() <= j["model_states"].as_u64().unwrap(), "{j}");
+        let o = run(crate::brink().args(["check-model", "--apm", "xfs", "-o"]).arg(s.path("x")).arg(&t));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("xfs describes another file system"), "{}", stderr(&o));
+    }
+}
