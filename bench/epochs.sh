@@ -11,14 +11,8 @@
 #   BASELINE=/path/to/old/brink bench/epochs.sh   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=results/bench/epochs.md
-RAW=results/bench/epochs
-[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
-cargo build --release -q -p brink-cli
-B=$PWD/target/release/brink
-WORK=$(mktemp -d /tmp/brink-bench-epochs-XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-rm -rf "$RAW" && mkdir -p "$RAW"
+. bench/lib.sh
+bench_setup epochs
 
 TMPDIR=$WORK "$B" record --no-syscalls --fs ext4 --mount-opts data=ordered --size 64M -o "$WORK/many-epochs" -- \
   sh -c 'for i in $(seq 250); do echo "record $i" >> log; sync log; echo "append $i" > "$BRINK_MARK"; done' 2>/dev/null

@@ -8,15 +8,9 @@
 #   bench/scale.sh   (as root)   SAMPLES=200
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=results/bench/scale.md
-RAW=results/bench/scale
 SAMPLES=${SAMPLES:-200}
-[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
-cargo build --release -q -p brink-cli
-B=$PWD/target/release/brink
-WORK=$(mktemp -d /tmp/brink-bench-scale-XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-rm -rf "$RAW" && mkdir -p "$RAW"
+. bench/lib.sh
+bench_setup scale
 
 rows=()
 for files in 2 25 250 2500; do

@@ -9,15 +9,9 @@
 #   bench/shards.sh   (as root)     WORKLOAD=append-log-fixed (an append-log workload)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=results/bench/shards.md
-RAW=results/bench/shards
 WORKLOAD=${WORKLOAD:-append-log-fixed}
-[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
-cargo build --release -q -p brink-cli
-B=$PWD/target/release/brink
-WORK=$(mktemp -d /tmp/brink-bench-shards-XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-rm -rf "$RAW" && mkdir -p "$RAW"
+. bench/lib.sh
+bench_setup shards
 CHECK=$PWD/checkers/append-log/check.sh
 
 TMPDIR=$WORK "$B" record --no-syscalls --fs ext4 --mount-opts data=ordered --size 64M -o "$WORK/trace" -- \

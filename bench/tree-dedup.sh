@@ -9,17 +9,10 @@
 #   bench/tree-dedup.sh [WORKLOAD…]   (as root; default: leveldb postgresql rocksdb etcd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=results/bench/tree-dedup.md
-RAW=results/bench/tree-dedup
-[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 workloads=("$@")
 [ ${#workloads[@]} -gt 0 ] || workloads=(leveldb postgresql rocksdb etcd)
-cargo build --release -q -p brink-cli
-B=$PWD/target/release/brink
-WORK=$(mktemp -d /tmp/brink-bench-tree-XXXXXX)
-chmod 755 "$WORK"   # checkers that drop privileges (PostgreSQL's) must reach the states
-trap 'rm -rf "$WORK"' EXIT
-rm -rf "$RAW" && mkdir -p "$RAW"
+. bench/lib.sh
+bench_setup tree-dedup
 
 # The flags that explore a suite mode's trace as the suite did (from its run.json).
 flags_of() {
