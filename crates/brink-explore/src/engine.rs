@@ -157,6 +157,8 @@ pub(crate) struct Explorer<'a> {
     log: Mutex<PartialLog>,
     /// Verdicts an earlier run of the same exploration recorded, by state id.
     done: HashMap<String, Record>,
+    /// The ids of `done` not generated (yet) by this run (`no_foreign_records`).
+    unconfirmed: HashSet<String>,
     seen: HashMap<Key, Seen>,
     pool: rayon::ThreadPool,
     cache: Option<VerdictCache>,
@@ -300,6 +302,7 @@ impl<'a> Explorer<'a> {
             fs,
             space,
             log: Mutex::new(log),
+            unconfirmed: done.keys().cloned().collect(),
             done,
             seen,
             pool,
@@ -333,7 +336,33 @@ impl<'a> Explorer<'a> {
         self.explore_epochs()?;
         self.check_no_crash()?;
         self.tear_down()?;
+        self.no_foreign_records()?;
         self.summary()
+    }
+
+    /// After a whole run, every record an earlier run left must be of a state this one
+    /// generated: a partial log that passed its line checks can still name a state the
+    /// strategy never visits (an omitted write that is no volatile write there), and
+    /// carrying it into the results would report a state nobody checked.
+    fn no_foreign_records(&self) -> Result<(), ExploreError> {
+        if self.stop.now() {
+            return Ok(());
+        }
+        let mut foreign: Vec<&String> = self.unconfirmed.iter().collect();
+        foreign.sort();
+        match foreign.first() {
+            None => Ok(()),
+            Some(id) => {
+                Err(ResultsError::Foreign { path: self.cfg.results.join(results::PARTIAL), id: (*id).clone() }.into())
+            }
+        }
+    }
+
+    /// `id` was generated: a record an earlier run left of it is this run's.
+    fn confirm(&mut self, id: &StateId) {
+        if !self.unconfirmed.is_empty() {
+            self.unconfirmed.remove(&id.to_string());
+        }
     }
 
     fn rig(&self) -> &Rig {
@@ -444,6 +473,9 @@ impl<'a> Explorer<'a> {
         }
         states.sort_by(|a, b| a.id.cmp(&b.id));
         self.generated += states.len() as u64;
+        for s in &states {
+            self.confirm(&s.id);
+        }
         let end = self.no_crash_id();
         self.end_generated |= states.iter().any(|s| s.id == end);
         states
@@ -566,6 +598,9 @@ impl<'a> Explorer<'a> {
         if let Some(part) = &mut self.partition {
             faulty.retain(|_| part.take(1));
         }
+        for f in &faulty {
+            self.confirm(&f.state.id);
+        }
         self.progress.total.fetch_add(faulty.len() as u64, Ordering::Relaxed);
         self.generated += faulty.len() as u64;
         self.media_states += faulty.len() as u64;
@@ -641,6 +676,7 @@ impl<'a> Explorer<'a> {
             return Ok(());
         }
         let end = self.no_crash_id();
+        self.confirm(&end);
         let end_id = end.to_string();
         let s = CrashState { id: end, epoch: self.last_epoch, marks_before: self.marks.len() as u64 };
         let key = (self.head_hash, s.marks_before);

@@ -129,6 +129,10 @@ pub enum ResultsError {
     /// brink, or was edited.
     #[error("{}: line {line}: {what}", path.display())]
     Invariant { path: PathBuf, line: usize, what: String },
+    /// A partial log's record of a state this exploration never generates (an id that
+    /// passes every check of its own, e.g. one write index changed): not this run's.
+    #[error("{}: state {id} is not one this exploration generates: the partial log is not this run's", path.display())]
+    Foreign { path: PathBuf, id: String },
     /// A results file that is not a regular file (`results::open_file`).
     #[error(transparent)]
     Unreadable { source: brink_trace::TraceError },

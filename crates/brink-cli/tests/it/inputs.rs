@@ -446,7 +446,14 @@ fn verdicts_differ_beyond(partial: &[u8], whole: &Path, resumed: &Path) -> Vec<S
     let whole = read(whole);
     let resumed = read(resumed);
     if whole.iter().map(|r| &r.id).ne(resumed.iter().map(|r| &r.id)) {
-        return vec!["other states than the whole run's".into()];
+        let ids = |v: &[StateRecord]| v.iter().map(|r| r.id.clone()).collect::<std::collections::BTreeSet<_>>();
+        let (w, r) = (ids(&whole), ids(&resumed));
+        let only_whole: Vec<_> = w.difference(&r).collect();
+        let only_resumed: Vec<_> = r.difference(&w).collect();
+        return vec![format!(
+            "other states than the whole run's: only in the whole run {only_whole:?}, only in the resumed one {only_resumed:?}; the mutant log:\n{}",
+            String::from_utf8_lossy(partial)
+        )];
     }
     let touched = |r: &StateRecord| held.contains(&r.id) || r.dup_of.as_ref().is_some_and(|d| held.contains(d));
     whole

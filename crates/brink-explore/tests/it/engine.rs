@@ -3,6 +3,7 @@
 //! partial log cut by a kill), the verdict cache and minimization run as in a real
 //! exploration; only the kernel's recovery and the checkers are replaced.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -446,4 +447,40 @@ fn brinks_own_io_errors_are_brinks() {
     cfg.resume = true;
     assert!(run(&cfg, &Fake::new()).unwrap().complete);
     assert_eq!(states(&cfg.results), states(&whole.results));
+}
+
+/// A partial log whose lines pass every check of their own can still hold a state the
+/// exploration never generates (one write index changed: an index below the crash
+/// position that is no volatile write there). Resuming over it is an error naming the
+/// state, not results that report a state nobody checked (found by the partial-log fuzz).
+#[test]
+fn resume_refuses_a_record_of_a_state_the_exploration_does_not_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = trace(tmp.path());
+    let whole = config(&t, &tmp.path().join("whole"));
+    run(&whole, &Fake::new()).unwrap();
+    let recs = Results::load(&whole.results).unwrap().states;
+    let ids: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+    // A state "P" and an index J < P such that "P-J" is not generated.
+    let (rec, foreign) = recs
+        .iter()
+        .filter(|r| r.omitted.is_empty() && r.torn.is_empty() && r.position > 0)
+        .find_map(|r| {
+            (0..r.position)
+                .map(|j| format!("{}-{j}", r.position))
+                .find(|id| !ids.contains(id.as_str()))
+                .map(|id| (r, id))
+        })
+        .expect("a crash point with a non-volatile event before it");
+    let mut line = serde_json::to_value(rec).unwrap();
+    let j: u64 = foreign.rsplit('-').next().unwrap().parse().unwrap();
+    line["id"] = foreign.clone().into();
+    line["omitted"] = serde_json::json!([j]);
+    line["dup_of"] = serde_json::Value::Null;
+    let cfg = ExploreConfig { resume: true, ..config(&t, &tmp.path().join("r")) };
+    std::fs::create_dir_all(&cfg.results).unwrap();
+    std::fs::copy(whole.results.join("run.json"), cfg.results.join("run.json")).unwrap();
+    std::fs::write(cfg.results.join(results::PARTIAL), format!("{line}\n")).unwrap();
+    let e = run(&cfg, &Fake::new()).unwrap_err();
+    assert!(matches!(e, ExploreError::Results(ResultsError::Foreign { ref id, .. }) if *id == foreign), "{e}");
 }
