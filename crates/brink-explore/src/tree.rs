@@ -128,50 +128,25 @@ impl Trees {
 }
 
 /// The hash of the tree under `root` (module docs), reading at most `max_bytes` of files
-/// (past them: `FileTooLarge`). An error (a file the recovered file system cannot read)
-/// means the state is checked, not deduplicated.
+/// (past them: `FileTooLarge`, found from the sizes before any file is read). An error (a
+/// file the recovered file system cannot read) means the state is checked, not
+/// deduplicated.
 pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash> {
+    let mut budget = max_bytes;
+    visit(root, Path::new(""), &mut |_, m| {
+        if m.is_file() {
+            budget = budget.checked_sub(m.len()).ok_or(std::io::ErrorKind::FileTooLarge)?;
+        }
+        Ok(true)
+    })?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; READ_BYTES];
-    // Sizes first (metadata only): a tree over the budget costs a walk, not a read.
-    let mut budget = max_bytes;
-    sizes(root, &mut budget)?;
-    let mut budget = max_bytes;
-    walk(root, Path::new(""), &mut h, &mut buf, &mut budget)?;
-    Ok(h.finalize())
-}
-
-/// Take the regular files' sizes under `dir` from `budget`; `FileTooLarge` past it.
-fn sizes(dir: &Path, budget: &mut u64) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            sizes(&e.path(), budget)?;
-        } else if ft.is_file() {
-            *budget = budget.checked_sub(e.metadata()?.len()).ok_or(std::io::ErrorKind::FileTooLarge)?;
-        }
-    }
-    Ok(())
-}
-
-fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8], budget: &mut u64) -> std::io::Result<()> {
-    let mut names: Vec<std::ffi::OsString> =
-        std::fs::read_dir(root.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let path = rel.join(&name);
-        let full = root.join(&path);
-        let m = std::fs::symlink_metadata(&full)?;
-        let ft = m.file_type();
-        let kind: &[u8] = if ft.is_dir() {
-            b"d"
-        } else if ft.is_file() {
-            b"f"
-        } else if ft.is_symlink() {
-            b"l"
-        } else {
-            b"o"
+    visit(root, Path::new(""), &mut |path, m| {
+        let kind: &[u8] = match m.file_type() {
+            t if t.is_dir() => b"d",
+            t if t.is_file() => b"f",
+            t if t.is_symlink() => b"l",
+            _ => b"o",
         };
         h.update(path.as_os_str().as_encoded_bytes());
         h.update(b"\0");
@@ -179,59 +154,68 @@ fn walk(root: &Path, rel: &Path, h: &mut blake3::Hasher, buf: &mut [u8], budget:
         for n in [u64::from(m.mode() & 0o7777), u64::from(m.uid()), u64::from(m.gid()), m.size(), m.rdev()] {
             h.update(&n.to_le_bytes());
         }
-        if ft.is_dir() {
-            walk(root, &path, h, buf, budget)?;
-        } else if ft.is_file() {
-            *budget = budget.checked_sub(m.size()).ok_or(std::io::ErrorKind::FileTooLarge)?;
-            let mut f = std::fs::File::open(&full)?;
+        if m.is_file() {
+            let mut f = std::fs::File::open(root.join(path))?;
             loop {
-                let n = f.read(buf)?;
+                let n = f.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
                 h.update(&buf[..n]);
             }
-        } else if ft.is_symlink() {
-            h.update(std::fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+        } else if m.is_symlink() {
+            h.update(std::fs::read_link(root.join(path))?.as_os_str().as_encoded_bytes());
         }
         h.update(b"\n");
+        Ok(true)
+    })?;
+    Ok(h.finalize())
+}
+
+/// Call `f` on every entry under `root.join(rel)` (its path relative to `root`, its own
+/// metadata: links not followed), names sorted within each directory, a directory
+/// before what it holds; `f` returns whether to go into a directory.
+fn visit(
+    root: &Path,
+    rel: &Path,
+    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
+    let mut names: Vec<std::ffi::OsString> =
+        std::fs::read_dir(root.join(rel))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        let m = std::fs::symlink_metadata(root.join(&path))?;
+        if f(&path, &m)? && m.is_dir() {
+            visit(root, &path, f)?;
+        }
     }
     Ok(())
 }
 
 /// What a state holds in ALICE's and an APM's terms (`brink check-model`): one line per
-/// entry under `root`, sorted by path: `d PATH`, `f PATH SIZE DIGEST` (16 hex digits of
+/// entry under `root`, in `visit` order: `d PATH`, `f PATH SIZE DIGEST` (16 hex digits of
 /// the content's blake3), `l PATH TARGET`; no modes, owners or times, and no
 /// `lost+found` (the file system's, not the program's).
 pub fn content_listing(root: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
-    list(root, Path::new(""), &mut out)?;
-    out.sort_by(|a, b| a.split(' ').nth(1).cmp(&b.split(' ').nth(1)));
-    Ok(out)
-}
-
-fn list(root: &Path, rel: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(root.join(rel))? {
-        let e = e?;
-        let path = rel.join(e.file_name());
+    visit(root, Path::new(""), &mut |path, m| {
         if path == Path::new("lost+found") {
-            continue;
+            return Ok(false);
         }
         let shown = path.to_string_lossy().replace(' ', "\\x20");
-        let ft = e.file_type()?;
-        if ft.is_dir() {
+        if m.is_dir() {
             out.push(format!("d {shown}"));
-            list(root, &path, out)?;
-        } else if ft.is_symlink() {
-            out.push(format!("l {shown} {}", std::fs::read_link(e.path())?.to_string_lossy()));
-        } else if ft.is_file() {
+        } else if m.is_symlink() {
+            out.push(format!("l {shown} {}", std::fs::read_link(root.join(path))?.to_string_lossy()));
+        } else if m.is_file() {
             let mut h = blake3::Hasher::new();
-            h.update_reader(std::fs::File::open(e.path())?)?;
-            let len = e.metadata()?.len();
-            out.push(format!("f {shown} {len} {}", &h.finalize().to_hex()[..16]));
+            h.update_reader(std::fs::File::open(root.join(path))?)?;
+            out.push(format!("f {shown} {} {}", m.len(), &h.finalize().to_hex()[..16]));
         }
-    }
-    Ok(())
+        Ok(true)
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]
