@@ -177,11 +177,10 @@ pub(crate) struct Explorer<'a> {
     minimal_of: HashMap<String, StateId>,
     /// States checked only to minimize others.
     probes: Mutex<HashMap<Key, Record>>,
-    /// The epochs staged since the last batch was checked, the keys of their
-    /// representatives, and how many writes they hold.
+    /// The epochs staged since the last batch was checked, and the keys of their
+    /// representatives.
     staged: Vec<Staged>,
     staged_keys: HashSet<Key>,
-    staged_writes: usize,
     /// The head image's hash (rig.rs).
     head_hash: ImageHash,
     /// The strategy generated the no-crash state's id (a crash point at the trace's end).
@@ -319,7 +318,6 @@ impl<'a> Explorer<'a> {
             probes: Mutex::new(HashMap::new()),
             staged: Vec::new(),
             staged_keys: HashSet::new(),
-            staged_writes: 0,
             head_hash: ImageHash::default(),
             end_generated: false,
             last_epoch: 0,
@@ -412,10 +410,10 @@ impl<'a> Explorer<'a> {
         let (reps, dups) = self.dedup(&states, &hashes);
         self.head_hash = fp.hash_all(&self.reader, self.rig().head())?;
         fp.apply_all(&self.reader, self.rig().head())?;
-        self.staged_writes += ed.writes.len();
         self.staged.push(Staged { ed, fp, states, hashes, reps, dups });
         let reps: usize = self.staged.iter().map(|st| st.reps.len()).sum();
-        if reps >= BATCH_STATES_PER_JOB * self.cfg.jobs || self.staged_writes >= BATCH_WRITES_MAX {
+        let writes: usize = self.staged.iter().map(|st| st.ed.writes.len()).sum();
+        if reps >= BATCH_STATES_PER_JOB * self.cfg.jobs || writes >= BATCH_WRITES_MAX {
             return self.flush(marks);
         }
         Ok(true)
@@ -426,7 +424,6 @@ impl<'a> Explorer<'a> {
     fn flush(&mut self, marks: &[String]) -> Result<bool, ExploreError> {
         let staged = std::mem::take(&mut self.staged);
         self.staged_keys.clear();
-        self.staged_writes = 0;
         let mut prefix: Vec<Piece> = Vec::new();
         let mut starts = Vec::with_capacity(staged.len());
         for st in &staged {
