@@ -309,7 +309,7 @@ fn explore_config(
 
 /// The explorer names settings in words; on the command line, name its flags.
 fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
-    use brink_explore::{ExploreError as E, ResultsError as R};
+    use brink_explore::ExploreError as E;
     match e {
         E::TooManyStates { strategy, count, max } => anyhow::anyhow!(
             "the {strategy} space has {count} states, more than --max-states {max}: raise --max-states, or use --strategy prefix, omit-one or sample"
@@ -320,11 +320,20 @@ fn with_flags(e: brink_explore::ExploreError) -> anyhow::Error {
         E::UnknownFs { fs } => anyhow::anyhow!(
             "the trace's file system is '{fs}': brink explores ext4, xfs and btrfs (for an import, pass --fs)"
         ),
-        E::Results(R::Exists { dir }) => anyhow::anyhow!(
+        E::Results(r) => results_flags(r),
+        e => e.into(),
+    }
+}
+
+/// A results directory's errors, with the flags that answer them; both levels'.
+fn results_flags(e: brink_explore::ResultsError) -> anyhow::Error {
+    use brink_explore::ResultsError as R;
+    match e {
+        R::Exists { dir } => anyhow::anyhow!(
             "{} already exists: pass --resume to continue that run, or choose another -o",
             dir.display()
         ),
-        E::Results(R::NothingToResume { dir }) => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
+        R::NothingToResume { dir } => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
         e => e.into(),
     }
 }
@@ -500,17 +509,12 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
 
 /// The logical explorer names settings in words; on the command line, name its flags.
 fn logical_flags(e: brink_logical::LogicalError) -> anyhow::Error {
-    use brink_explore::ResultsError as R;
     use brink_logical::LogicalError as E;
     match e {
         E::TooManyStates { apm, strategy, max } => anyhow::anyhow!(
             "the {strategy} space of {apm} has more than --max-states {max} states: raise --max-states, or use --strategy alice, prefix, omit-one or sample"
         ),
-        E::Results(R::Exists { dir }) => anyhow::anyhow!(
-            "{} already exists: pass --resume to continue that run, or choose another -o",
-            dir.display()
-        ),
-        E::Results(R::NothingToResume { dir }) => anyhow::anyhow!("--resume: {} does not exist", dir.display()),
+        E::Results(r) => results_flags(r),
         e => e.into(),
     }
 }
