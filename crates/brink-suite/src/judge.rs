@@ -135,12 +135,15 @@ pub struct RunFacts<'a> {
 /// The file system's own checks: recovery, mount and fsck.
 const FILE_SYSTEM_CHECKERS: [&str; 3] = ["recovery", "mount", "fsck"];
 
+/// Whether a check is one of the application's checkers (not the file system's own).
+fn by_application(c: &brink_check::CheckOutcome) -> bool {
+    !FILE_SYSTEM_CHECKERS.contains(&c.checker.as_str())
+}
+
 /// Violating states that some application checker failed (not only the file system's).
 fn application_violations(records: &[StateRecord]) -> u64 {
-    let app = |c: &brink_check::CheckOutcome| {
-        c.verdict == Verdict::Violation && !FILE_SYSTEM_CHECKERS.contains(&c.checker.as_str())
-    };
-    records.iter().filter(|r| r.verdict == Verdict::Violation && r.checks.iter().any(app)).count() as u64
+    let failed = |c: &brink_check::CheckOutcome| c.verdict == Verdict::Violation && by_application(c);
+    records.iter().filter(|r| r.verdict == Verdict::Violation && r.checks.iter().any(failed)).count() as u64
 }
 
 /// Compare a run with the mode's expectation.
@@ -153,9 +156,8 @@ pub fn judge(f: &RunFacts) -> Row {
     let wanted = f.mode.message.as_deref();
     // Prefer an example whose message is the one the manifest asks for, then one of the
     // application's checkers.
-    let app = |c: &&brink_check::CheckOutcome| !FILE_SYSTEM_CHECKERS.contains(&c.checker.as_str());
     let example = messages()
-        .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)) && app(c))
+        .find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w)) && by_application(c))
         .or_else(|| messages().find(|(_, c)| wanted.is_none_or(|w| c.message.contains(w))))
         .or_else(|| messages().next())
         .map(|(r, c)| Example { state: r.id.clone(), message: c.message.clone() });
