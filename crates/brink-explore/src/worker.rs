@@ -314,7 +314,7 @@ impl Worker {
         };
         match ran {
             Ran::Interrupted => c.interrupted = true,
-            Ran::Finished { tree_dup_of } => c.tree_dup_of = c.tree_dup_of.or(tree_dup_of),
+            Ran::Finished { tree_dup_of } => c.tree_dup_of = tree_dup_of,
         }
         Ok(c)
     }
@@ -382,10 +382,8 @@ impl Worker {
         if !self.run_user_checkers(ctx, state_id, marks, image, t, out)? {
             return Ok(Ran::Interrupted);
         }
-        if let Some(trees) = &ctx.trees {
-            trees.ran(started.elapsed());
-        }
         if let Some((trees, h)) = tree {
+            trees.ran(started.elapsed());
             trees.put(h, marks.len(), state_id, &out[first..]);
         }
         Ok(Ran::Finished { tree_dup_of: None })
