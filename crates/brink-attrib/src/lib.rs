@@ -32,7 +32,7 @@ use brink_trace::{TraceError, TraceReader};
 use serde::{Deserialize, Serialize};
 
 pub use ext4::LayoutError;
-pub use link::{CallLinks, CallRow, LINK_BLOCKS_MAX, WriteCalls, link};
+pub use link::{CallLinks, CallRow, LINK_BLOCKS_MAX, WriteCalls, call_rows, link};
 
 /// What part of the file system a piece of a write holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

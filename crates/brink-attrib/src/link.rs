@@ -209,10 +209,7 @@ fn split(path: &str) -> (String, String) {
 /// Link the writes of `attr` to `calls` (in seq order) of a workload run in `place`;
 /// `mark_events` are the event indices of the trace's marks, in order.
 pub fn link(attr: &Attribution, calls: &[Call], place: Place<'_>, mark_events: &[u64]) -> CallLinks {
-    let mut walk = Walk::new(calls, place);
-    for c in calls {
-        walk.call(c);
-    }
+    let walk = Walk::over(calls, place);
     let mut links = Linker::new(&walk, mark_events).run(attr);
     let mut wanted: BTreeSet<u64> =
         links.writes.iter().flat_map(|w| w.calls.iter().chain(&w.durable_by)).copied().collect();
@@ -220,6 +217,12 @@ pub fn link(attr: &Attribution, calls: &[Call], place: Place<'_>, mark_events: &
     links.calls = walk.rows.into_iter().filter(|r| wanted.contains(&r.seq)).collect();
     links.cwd = String::from_utf8_lossy(place.cwd).into_owned();
     links
+}
+
+/// Every call that changes the file system, makes it durable or acknowledges, in words,
+/// in seq order: what the logical level names its operations by.
+pub fn call_rows(calls: &[Call], place: Place<'_>) -> Vec<CallRow> {
+    Walk::over(calls, place).rows
 }
 
 /// Pass 1: each call's effect, in order.
@@ -236,6 +239,15 @@ impl<'a> Walk<'a> {
     fn new(calls: &[Call], place: Place<'a>) -> Walk<'a> {
         let resolver = Resolver::new(calls, place.cwd);
         Walk { place, resolver, names: Names::default(), effects: Vec::new(), rows: Vec::new(), marks: Vec::new() }
+    }
+
+    /// The walk over every call of `calls`.
+    fn over(calls: &[Call], place: Place<'a>) -> Walk<'a> {
+        let mut walk = Walk::new(calls, place);
+        for c in calls {
+            walk.call(c);
+        }
+        walk
     }
 
     /// A path on the recorded file system, relative; None outside it.

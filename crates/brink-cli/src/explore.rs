@@ -508,6 +508,9 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
             break;
         }
     }
+    if !a.json && codes.len() > 1 && codes.iter().all(|c| *c <= 2) {
+        report_matrix(&out, false, None)?;
+    }
     Ok(codes.iter().copied().find(|c| *c > 2).or_else(|| codes.iter().copied().max()).unwrap_or(0))
 }
 
@@ -598,6 +601,12 @@ fn write_file(path: &Path, body: &str) -> Result<()> {
 /// `brink report RESULTS`: the vulnerabilities, the summary and the failing states, for
 /// people (or the summary with the vulnerabilities as JSON).
 pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>) -> Result<i32> {
+    if !dir.join(brink_explore::results::SUMMARY).exists() && !runs_in(dir)?.is_empty() {
+        if junit.is_some() {
+            bail!("{} holds several runs: --junit reports one run (name its directory)", dir.display());
+        }
+        return report_matrix(dir, json, html);
+    }
     let analysis = brink_triage::analyze(dir)?;
     let (summary, recs) = (&analysis.summary, &analysis.states);
     if let Some(p) = html {
@@ -618,6 +627,50 @@ pub fn report(dir: &Path, json: bool, html: Option<&Path>, junit: Option<&Path>)
     summary_rows(&mut out, summary)?;
     failing_states(&mut out, dir, summary, recs)?;
     emit(&out)?;
+    Ok(0)
+}
+
+/// The results directories directly under `dir` (those with a `summary.json`):
+/// logical runs in the APMs' order, then block-level runs by name.
+fn runs_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut runs: Vec<PathBuf> = Vec::new();
+    for e in entries {
+        let p = e.with_context(|| format!("reading {}", dir.display()))?.path();
+        if p.join(brink_explore::results::SUMMARY).is_file() {
+            runs.push(p);
+        }
+    }
+    let rank = |p: &PathBuf| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (Apm::ALL.iter().position(|a| a.name() == name).unwrap_or(Apm::ALL.len()), name)
+    };
+    runs.sort_by_key(rank);
+    Ok(runs)
+}
+
+/// `brink report DIR` over a directory of runs of one recording (`explore --level
+/// logical` under several APMs, with a kernel run beside them): the model matrix.
+fn report_matrix(dir: &Path, json: bool, html: Option<&Path>) -> Result<i32> {
+    let runs = runs_in(dir)?;
+    let analyses = runs.iter().map(|r| brink_triage::analyze(r)).collect::<Result<Vec<_>, _>>()?;
+    let key = |a: &brink_triage::Analysis| a.run.as_ref().map(|r| (r.trace_base_digest.clone(), r.trace_events));
+    if let Some(other) = analyses.iter().find(|a| key(a) != key(&analyses[0])) {
+        bail!(
+            "{} and {} are runs of different recordings: a model matrix lines up runs of one",
+            analyses[0].results,
+            other.results
+        );
+    }
+    let m = brink_triage::matrix(&analyses);
+    if let Some(p) = html {
+        write_file(p, &brink_triage::matrix_html(&m))?;
+    }
+    if json {
+        emit(&(serde_json::to_string_pretty(&m)? + "\n"))?;
+    } else {
+        emit(&brink_triage::matrix_text(&m))?;
+    }
     Ok(0)
 }
 

@@ -13,7 +13,8 @@
 //!   earlier one has its (image, marks), nor does an earlier probe (same epoch: the
 //!   smallest id; a one-machine run probes an epoch's crash points in parallel, so which
 //!   of two probes of one image it keeps is a race there).
-//! - `trace.json` (the shards' are equal, their trace path aside), `run.json` without
+//! - `trace.json` (the shards' are equal, their trace path aside), `ops.json` (equal),
+//!   `run.json` without
 //!   the shard, and `summary.json`'s counts: states total, generated, unique, checked,
 //!   the verdicts, the no-crash state, media-fault states, the sampled fraction.
 //!
@@ -23,7 +24,8 @@
 //! run would have looked it up), the verdict cache's counts (summed).
 //!
 //! Shards of different explorations (their `run.json` differ in anything but the shard
-//! and the trace's path, which differs between machines; or their `trace.json` differ)
+//! and the trace's path, which differs between machines; or their `trace.json` or
+//! `ops.json` differ)
 //! are refused; missing and stopped shards are named in `summary.json`'s `merged`, and
 //! such a merge is not complete. The directory is built under `.NAME.tmp-PID` beside
 //! it and renamed into place once every file is durable; it also holds
@@ -69,7 +71,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
     let info = merge_info(&inputs);
     let summary = merged_summary(&inputs, &states, info);
     let run = RunIdentity { shard: None, ..inputs[0].run.clone() };
-    write(out, &run, &states, &minimal, inputs.iter().find_map(|i| i.results.trace.as_ref()), &summary)?;
+    let logical = inputs.iter().find_map(|i| i.results.logical.as_ref());
+    write(out, &run, &states, &minimal, inputs.iter().find_map(|i| i.results.trace.as_ref()), logical, &summary)?;
     drop(locks);
     Ok(summary)
 }
@@ -116,6 +119,9 @@ fn same_exploration(inputs: &[Input]) -> Result<(), MergeError> {
         let trace = |x: &Input| x.results.trace.as_ref().map(|t| TraceInfo { trace: String::new(), ..t.clone() });
         if trace(first) != trace(i) {
             what.push("trace.json".into());
+        }
+        if first.results.logical != i.results.logical {
+            what.push("ops.json".into());
         }
         if !what.is_empty() {
             return Err(MergeError::OtherExploration { a: first.dir.clone(), b: i.dir.clone(), what: what.join(", ") });
@@ -260,6 +266,7 @@ fn write(
     states: &[StateRecord],
     minimal: &[StateRecord],
     trace: Option<&TraceInfo>,
+    logical: Option<&results::LogicalInfo>,
     summary: &Summary,
 ) -> Result<(), MergeError> {
     let name = out.file_name().ok_or_else(|| MergeError::OutputExists { dir: out.to_path_buf() })?;
@@ -276,7 +283,7 @@ fn write(
         durable::write_atomic(&partial, &results::jsonl(states)).map_err(|e| MergeError::io(&partial, e))?;
         match trace {
             Some(info) => results::write_final(&tmp, states, minimal, info, summary)?,
-            None => results::write_states_and_summary(&tmp, states, summary)?,
+            None => results::write_states_and_summary(&tmp, states, logical, summary)?,
         }
         durable::rename_durable(&tmp, out).map_err(|e| MergeError::io(out, e))
     })();

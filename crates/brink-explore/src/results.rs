@@ -8,6 +8,7 @@
 //!   summary.json          counts, times, model, strategy, whether the run is complete
 //!   minimal.jsonl         minimal states the strategy did not generate (block level)
 //!   trace.json            what reports need of the trace (block level)
+//!   ops.json              the logical ops in the program's terms (logical level)
 //!   .lock                 held (flock) by the run using the directory; names it: `pid N, started T`
 //! ```
 //!
@@ -44,7 +45,9 @@
 //! including the state's last persisted one (0 for `L`), `epoch` 0, `omitted` the
 //! global indices of its missing micro-ops, `torn` empty; `image` the hash of the
 //! materialized tree (names, kinds and contents; same width as a block image hash).
-//! There is no `trace.json` and no `minimal.jsonl`.
+//! There is no `trace.json` and no `minimal.jsonl`; `ops.json` (`LogicalInfo`) names
+//! each logical op by its call and says how many micro-ops the APM split it into, so
+//! that a report explains a state id (`L9.0-6.0`: op 6 lost) in the program's terms.
 //!
 //! `states.jsonl` and `summary.json` are replaced atomically (temp, fsync, rename, fsync
 //! the directory). Lines of `states.partial.jsonl` are written one `write(2)` each, so a
@@ -73,6 +76,7 @@ pub const PARTIAL: &str = "states.partial.jsonl";
 pub const STATES: &str = "states.jsonl";
 pub const SUMMARY: &str = "summary.json";
 pub const MINIMAL: &str = "minimal.jsonl";
+pub const LOGICAL_INFO: &str = "ops.json";
 pub const TRACE_INFO: &str = "trace.json";
 pub const LOCK: &str = ".lock";
 /// The partial log is fsynced at least this often, so a power cut loses at most this
@@ -100,6 +104,27 @@ pub struct TraceInfo {
     pub attribution: Attribution,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallLinks>,
+}
+
+/// `ops.json` of a logical run (module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalInfo {
+    /// The workload's directory (the calls' paths are relative to it).
+    pub cwd: String,
+    /// The logical ops, in order (op `i` of a state id is `ops[i]`).
+    pub ops: Vec<OpInfo>,
+}
+
+/// One logical op (`LogicalInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpInfo {
+    /// ALICE's name for it: `creat`, `append`, `rename`, `fsync`, `ack`, …
+    pub name: String,
+    /// How many micro-ops the APM split it into.
+    pub parts: u32,
+    /// The call it came from, in the program's terms (absent when no row names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<brink_attrib::CallRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -778,11 +803,21 @@ pub fn write_final(
     write_summary(dir, summary)
 }
 
-/// Write `states.jsonl` and (last) `summary.json`, each atomically: all a logical
-/// exploration writes at its end.
-pub fn write_states_and_summary(dir: &Path, recs: &[StateRecord], summary: &Summary) -> Result<(), ResultsError> {
+/// Write `states.jsonl`, `ops.json` (when given) and (last) `summary.json`, each
+/// atomically: all a logical exploration writes at its end.
+pub fn write_states_and_summary(
+    dir: &Path,
+    recs: &[StateRecord],
+    ops: Option<&LogicalInfo>,
+    summary: &Summary,
+) -> Result<(), ResultsError> {
     let path = dir.join(STATES);
     durable::write_atomic(&path, &jsonl(recs)).map_err(|e| ResultsError::io(&path, e))?;
+    if let Some(ops) = ops {
+        let path = dir.join(LOGICAL_INFO);
+        durable::write_atomic(&path, &serde_json::to_vec(ops).expect("json"))
+            .map_err(|e| ResultsError::io(&path, e))?;
+    }
     write_summary(dir, summary)
 }
 
@@ -853,6 +888,8 @@ pub struct Results {
     pub minimal: Vec<StateRecord>,
     /// `trace.json` (absent in runs of older versions).
     pub trace: Option<TraceInfo>,
+    /// `ops.json` (logical runs; absent in runs of older versions).
+    pub logical: Option<LogicalInfo>,
 }
 
 impl Results {
@@ -863,7 +900,8 @@ impl Results {
         check_states(&dir.join(STATES), &states)?;
         let minimal = if dir.join(MINIMAL).exists() { read_jsonl(&dir.join(MINIMAL))? } else { Vec::new() };
         let trace = read_json_if_any(&dir.join(TRACE_INFO))?;
-        Ok(Results { run, summary, states, minimal, trace })
+        let logical = read_json_if_any(&dir.join(LOGICAL_INFO))?;
+        Ok(Results { run, summary, states, minimal, trace, logical })
     }
 }
 

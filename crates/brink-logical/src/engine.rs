@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use brink_attrib::CallRow;
 use brink_calls::Call;
 use brink_check::{CheckEnv, CheckOutcome, Jail, Limits, Verdict, write_marks};
-use brink_explore::results::{self, PartialLog, overall};
+use brink_explore::results::{self, LogicalInfo, OpInfo, PartialLog, overall};
 use brink_explore::{AnyStateId, Level, NoCrash, Progress, RunIdentity, StateRecord, Summary, TimeSummary};
 use brink_pmodel::{Applier, Count, LState, LStrategy, LogicalInput, LogicalTrace, Micro, Plan, logical_ops};
 use brink_trace::{TraceMeta, TraceReader};
@@ -44,6 +45,8 @@ pub struct Recording {
     pub meta: TraceMeta,
     pub logical: LogicalTrace,
     pub base: Base,
+    /// The calls that change files, make them durable or acknowledge, in words (seq order).
+    pub rows: Vec<CallRow>,
     content: Content,
     tmp: tempfile::TempDir,
 }
@@ -60,6 +63,8 @@ impl Recording {
             .tempdir()
             .map_err(|e| LogicalError::io(std::env::temp_dir(), e))?;
         let base = Base::extract(&reader.base_image_path(), &meta.fs, &tmp.path().join("base"))?;
+        let place = brink_calls::Place { cwd: calls_meta.cwd.as_bytes(), mark_file: calls_meta.mark_file.as_bytes() };
+        let rows = brink_attrib::call_rows(&calls, place);
         let input = LogicalInput {
             root: calls_meta.cwd.into(),
             mark_file: calls_meta.mark_file.into(),
@@ -68,7 +73,17 @@ impl Recording {
         };
         let logical = logical_ops(&calls, &input);
         let content = Content::new(&calls, &logical, &base)?;
-        Ok(Recording { trace: trace.to_path_buf(), meta, logical, base, content, tmp })
+        Ok(Recording { trace: trace.to_path_buf(), meta, logical, base, rows, content, tmp })
+    }
+
+    /// `ops.json` under `plan` (see `brink_explore::results::LogicalInfo`).
+    pub fn ops_info(&self, plan: &Plan) -> LogicalInfo {
+        let row = |seq: u64| self.rows.binary_search_by_key(&seq, |r| r.seq).ok().map(|i| self.rows[i].clone());
+        let ops = (self.logical.ops.iter().enumerate())
+            .map(|(i, op)| OpInfo { name: op.op.name().into(), parts: plan.of_op(i).len() as u32, call: row(op.seq) })
+            .collect();
+        let cwd = self.meta.calls.as_ref().map(|c| c.cwd.clone()).unwrap_or_default();
+        LogicalInfo { cwd, ops }
     }
 }
 
@@ -469,7 +484,7 @@ impl Run<'_> {
             shard: self.cfg.shard,
             merged: None,
         };
-        results::write_states_and_summary(&self.cfg.results, &recs, &summary)?;
+        results::write_states_and_summary(&self.cfg.results, &recs, Some(&self.rec.ops_info(self.plan)), &summary)?;
         Ok(summary)
     }
 }

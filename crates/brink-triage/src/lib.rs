@@ -24,9 +24,15 @@
 //! so the same bug keeps its id in next week's run of the next version of the
 //! application. Where the file system is not attributed (XFS, btrfs) the signature is
 //! the kind and message class alone.
+//!
+//! Logical runs (`--level logical`) are grouped by `logical.rs` from their states' ids
+//! and `ops.json`, in ALICE's forms as well; `matrix.rs` lines up the runs of one
+//! recording under several models (and the kernel's) by vulnerability id.
 
 #![forbid(unsafe_code)]
 
+mod logical;
+mod matrix;
 mod printable;
 mod program;
 mod render;
@@ -42,9 +48,10 @@ use brink_explore::{ExploreError, Results, StateRecord, Summary};
 use brink_pmodel::{StateId, WriteChoice};
 use serde::{Deserialize, Serialize};
 
+pub use matrix::{Column, Matrix, Row, matrix, matrix_text};
 pub use printable::{class_text, printable};
 
-pub use render::{diff_text, html, junit, text};
+pub use render::{diff_text, html, junit, matrix_html, text};
 
 use printable::violation_class;
 
@@ -124,6 +131,10 @@ pub struct Vulnerability {
     pub minimal: MinimalState,
     /// The command that rebuilds the minimal state.
     pub repro: String,
+    /// ALICE's form, at the logical level: "operation 6 (rename) must persist before
+    /// operation 7 (ack)", "operation 3 (append) must be atomic".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +172,13 @@ pub struct Analysis {
     pub positions: BTreeMap<u64, (Verdict, u64)>,
     #[serde(skip)]
     pub info: Option<TraceInfo>,
+    /// `ops.json`, for logical runs.
+    #[serde(skip)]
+    pub logical: Option<brink_explore::results::LogicalInfo>,
+    /// `run.json`: what was explored (the model matrix checks that its runs share a
+    /// recording).
+    #[serde(skip)]
+    pub run: Option<brink_explore::RunIdentity>,
     /// `states.jsonl`, as loaded (sorted by id, its invariants checked).
     #[serde(skip)]
     pub states: Vec<StateRecord>,
@@ -530,12 +548,17 @@ struct Group<'a> {
 
 /// Triage a finished results directory.
 pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
-    let Results { mut summary, states: mut recs, minimal: probes, trace: info, .. } = Results::load(dir)?;
+    let Results { mut summary, states: mut recs, minimal: probes, trace: info, logical: ops, run, .. } =
+        Results::load(dir)?;
     let ctx = Ctx::new(info.as_ref(), &recs);
     let trace = summary.trace.clone();
-    let groups = gather(&ctx, &recs, &probes);
-    let mut vulns: Vec<Vulnerability> =
-        groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect();
+    let mut vulns: Vec<Vulnerability> = match &ops {
+        Some(ops) => logical::vulnerabilities(ops, &recs),
+        None => {
+            let groups = gather(&ctx, &recs, &probes);
+            groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect()
+        }
+    };
     // Most states first, then by id: the order a person reads them in.
     vulns.sort_by(|a, b| b.states.cmp(&a.states).then(a.id.cmp(&b.id)));
     printable_messages(&mut summary, &mut recs);
@@ -546,6 +569,9 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
                 .into(),
         );
     }
+    if ops.is_none() && !summary.level.is_block() {
+        notes.push("this logical run has no ops.json (an older brink): its violating states are not grouped".into());
+    }
     Ok(Analysis {
         results: dir.display().to_string(),
         trace,
@@ -555,6 +581,8 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
         vulnerabilities: vulns,
         positions: positions(&recs),
         info,
+        logical: ops,
+        run,
         states: recs,
     })
 }
@@ -629,16 +657,7 @@ fn gather<'a>(ctx: &Ctx, recs: &'a [StateRecord], probes: &'a [StateRecord]) -> 
 fn gather_failures<'a>(recs: &'a [StateRecord], groups: &mut BTreeMap<String, Group<'a>>) {
     for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
         let Ok(id) = r.id.parse::<StateId>() else { continue };
-        let message = first_message(r);
-        let class = brink_check::message_class(&class_text(&message));
-        let ex = Explained {
-            kind: VulnKind::Recovery,
-            signature: vec!["checker failure".into()],
-            because:
-                "the application cannot start or recover on this crash state (its checker failed rather than judged it)"
-                    .into(),
-            class,
-        };
+        let ex = recovery(r);
         let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
         let g =
             groups.entry(vid).or_insert_with(|| Group { ex, states: Vec::new(), marks: BTreeMap::new(), best: None });
@@ -647,6 +666,56 @@ fn gather_failures<'a>(recs: &'a [StateRecord], groups: &mut BTreeMap<String, Gr
             g.best = Some((id.choices.len(), id, r));
         }
     }
+}
+
+/// A checker failure's explanation: the application cannot start or recover.
+fn recovery(r: &StateRecord) -> Explained {
+    Explained {
+        kind: VulnKind::Recovery,
+        signature: vec!["checker failure".into()],
+        because:
+            "the application cannot start or recover on this crash state (its checker failed rather than judged it)"
+                .into(),
+        class: brink_check::message_class(&class_text(&first_message(r))),
+    }
+}
+
+/// Checker failures of a logical run as vulnerabilities, grouped as [`gather_failures`]
+/// groups them; each told by its state with the least `lost` (then the smallest id).
+fn failure_vulnerabilities(recs: &[StateRecord], lost: impl Fn(&str) -> Option<usize>) -> Vec<Vulnerability> {
+    let mut groups: BTreeMap<String, (Explained, Vec<&StateRecord>)> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
+        let ex = recovery(r);
+        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+        groups.entry(vid).or_insert_with(|| (ex, Vec::new())).1.push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(id, (ex, rs))| {
+            let m = *rs.iter().min_by_key(|r| (lost(&r.id).unwrap_or(usize::MAX), r.id.clone())).expect("a state");
+            let message = first_message(m);
+            Vulnerability {
+                id,
+                kind: ex.kind,
+                owner: Owner::Application,
+                sentence: format!("{message}: {}", ex.because),
+                class: ex.class,
+                signature: ex.signature,
+                states: rs.len() as u64,
+                state_ids: rs.iter().take(STATE_IDS_MAX).map(|r| r.id.clone()).collect(),
+                marks_broken: Vec::new(),
+                minimal: MinimalState {
+                    id: m.id.clone(),
+                    position: m.position,
+                    writes: Vec::new(),
+                    fault: None,
+                    message,
+                },
+                repro: String::new(),
+                alice: None,
+            }
+        })
+        .collect()
 }
 
 /// The message of a state's first violation, else of its first checker failure.
@@ -698,6 +767,7 @@ fn vulnerability(ctx: &Ctx, trace: &str, vid: String, g: Group) -> Vulnerability
         marks_broken: g.marks.into_values().collect(),
         minimal: MinimalState { id: m.id.clone(), position: id.position, writes, fault: m.fault.clone(), message },
         repro: format!("brink replay {} {} -o DIR", shlex::try_quote(trace).unwrap_or_else(|_| trace.into()), m.id),
+        alice: None,
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) fn explain(ctx: &Ctx, id: &StateId, w: &Writes, class: &str) -> Optio
         .filter(|s| !cause.contains(s) && cause.first().is_some_and(|f| s > f))
         .filter_map(|s| links.call(s))
         .collect();
-    let mut because = sentence(w, &rows, &later);
+    let mut because = because(w.kind, w.ack.as_ref().map(|(_, t)| t.as_str()), &rows, &later);
     if !w.holds.is_empty() {
         because += &format!(" (in the blocks: {})", w.holds);
     }
@@ -141,7 +141,7 @@ fn on_disk(ctx: &Ctx, links: &CallLinks, id: &StateId, strict: bool) -> BTreeSet
 }
 
 /// One entry per distinct cause: kind, digit-folded paths, site file and function.
-fn signature(rows: &[&CallRow]) -> Vec<String> {
+pub(crate) fn signature(rows: &[&CallRow]) -> Vec<String> {
     rows.iter()
         .map(|r| format!("call:{} {} @ {}", r.kind, fold_digits(&r.paths.join(" → ")), site_key(&r.site)))
         .collect::<BTreeSet<_>>()
@@ -221,12 +221,14 @@ fn missing_sync(rows: &[&CallRow]) -> String {
     if parts.is_empty() { "it was made durable".into() } else { parts.join(" and ") }
 }
 
-fn sentence(w: &Writes, rows: &[&CallRow], later: &[&CallRow]) -> String {
+/// Why `rows` broke the program, by kind: `ack` is the broken acknowledgement's text
+/// (durability), `later` the calls that persisted in their place (ordering).
+pub(crate) fn because(kind: VulnKind, ack: Option<&str>, rows: &[&CallRow], later: &[&CallRow]) -> String {
     let calls = name_calls(rows);
     let were = if rows.len() == 1 { "was" } else { "were" };
-    match w.kind {
+    match kind {
         VulnKind::Durability => {
-            let ack = w.ack.as_ref().map(|(_, t)| format!(" ('{t}')")).unwrap_or_default();
+            let ack = ack.map(|t| format!(" ('{t}')")).unwrap_or_default();
             format!("{calls} {were} acknowledged{ack} before {}: a power cut in between loses it", missing_sync(rows))
         }
         VulnKind::Ordering if !later.is_empty() => format!(

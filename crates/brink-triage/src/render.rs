@@ -23,12 +23,9 @@ pub fn text(a: &Analysis) -> String {
     let mut out = String::new();
     let failing: u64 = a.vulnerabilities.iter().map(|v| v.states).sum();
     let w = &mut out;
-    if !a.summary.level.is_block() {
+    if a.logical.is_none() && !a.summary.level.is_block() {
         let violating = a.states.iter().filter(|s| s.verdict == Verdict::Violation).count();
-        let _ = writeln!(
-            w,
-            "vulnerabilities: not grouped at the logical level yet ({violating} violating states, listed below)"
-        );
+        let _ = writeln!(w, "vulnerabilities: not grouped ({violating} violating states, listed below)");
         return out;
     }
     let _ = writeln!(w, "vulnerabilities: {} (from {failing} violating states)", a.vulnerabilities.len());
@@ -51,8 +48,13 @@ pub fn text(a: &Analysis) -> String {
             if v.states == 1 { "" } else { "s" }
         );
         let _ = writeln!(w, "    {}", v.sentence);
+        if let Some(form) = &v.alice {
+            let _ = writeln!(w, "    ALICE: {form}");
+        }
         let _ = writeln!(w, "    minimal state {}: {}", v.minimal.id, minimal_words(v));
-        let _ = writeln!(w, "    reproduce: {}", v.repro);
+        if !v.repro.is_empty() {
+            let _ = writeln!(w, "    reproduce: {}", v.repro);
+        }
     }
     for n in &a.notes {
         let _ = writeln!(w, "  note: {n}");
@@ -63,6 +65,17 @@ pub fn text(a: &Analysis) -> String {
 fn minimal_words(v: &Vulnerability) -> String {
     if let Some(f) = &v.minimal.fault {
         return f.clone();
+    }
+    let logical = v.minimal.id.starts_with('L');
+    if logical {
+        let lost: Vec<String> =
+            v.minimal.writes.iter().map(|w| format!("{} op {}: {}", w.what, w.index, w.holds.join("; "))).collect();
+        let after = format!("a crash after op {}", v.minimal.position.saturating_sub(1));
+        return if lost.is_empty() {
+            format!("{after}, every earlier op persisted")
+        } else {
+            format!("{after}; {}", lost.join(", "))
+        };
     }
     if v.minimal.writes.is_empty() {
         return format!("a crash before event {}, every earlier write persisted", v.minimal.position);
@@ -241,9 +254,8 @@ fn legend(s: &mut String) {
     }
 }
 
-/// One self-contained page: no scripts, no external assets.
-pub fn html(a: &Analysis) -> String {
-    let sum = &a.summary;
+/// The page's head and style, shared by a run's page and the model matrix's.
+fn page_head(trace: &str) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -255,8 +267,15 @@ td,th{{border:1px solid #ccd;padding:.25em .6em;text-align:left}} th{{background
 .vuln{{border-left:5px solid #c62828;padding:.4em 1em;margin:1em 0;background:#fff7f7}}\
 .vuln h3{{margin:.2em 0}} code{{background:#f0f0f0;padding:.1em .3em}} .kind{{text-transform:uppercase;font-size:.8em;color:#fff;background:#c62828;padding:.1em .4em;border-radius:3px}}\
 .ok{{border-left-color:#2e7d32;background:#f5fbf5}}</style></head><body>\n",
-        esc(&a.trace)
+        esc(trace)
     );
+    h
+}
+
+/// One self-contained page: no scripts, no external assets.
+pub fn html(a: &Analysis) -> String {
+    let sum = &a.summary;
+    let mut h = page_head(&a.trace);
     let _ = writeln!(
         h,
         "<h1>brink report</h1><p class=\"sub\">results <code>{}</code> · trace <code>{}</code></p>",
@@ -321,6 +340,9 @@ fn vulnerability_html(h: &mut String, v: &Vulnerability) {
         if v.states == 1 { "" } else { "s" },
         esc(&v.sentence)
     );
+    if let Some(form) = &v.alice {
+        let _ = writeln!(h, "<p>ALICE: {}</p>", esc(form));
+    }
     let _ = writeln!(h, "<p>Minimal state <code>{}</code>: {}</p>", esc(&v.minimal.id), esc(&minimal_words(v)));
     if !v.marks_broken.is_empty() {
         let _ = writeln!(
@@ -331,9 +353,9 @@ fn vulnerability_html(h: &mut String, v: &Vulnerability) {
     }
     let _ = writeln!(
         h,
-        "<p>Signature: {}</p><p>Reproduce: <code>{}</code></p><p class=\"sub\">States: {}{}</p></div>",
+        "<p>Signature: {}</p>{}<p class=\"sub\">States: {}{}</p></div>",
         esc(&v.signature.join("; ")),
-        esc(&v.repro),
+        if v.repro.is_empty() { String::new() } else { format!("<p>Reproduce: <code>{}</code></p>", esc(&v.repro)) },
         esc(&v.state_ids.join(" ")),
         if v.states as usize > v.state_ids.len() { " …" } else { "" }
     );
@@ -351,4 +373,38 @@ pub fn diff_text(d: &Diff) -> String {
     }
     let _ = writeln!(out, "\n{} new, {} fixed, {} unchanged", d.added.len(), d.fixed.len(), d.unchanged.len());
     out
+}
+
+/// The model matrix as one self-contained page.
+pub fn matrix_html(m: &crate::Matrix) -> String {
+    let mut h = page_head(&m.trace);
+    let _ = writeln!(h, "<h1>brink model matrix</h1><p class=\"sub\">trace <code>{}</code></p>", esc(&m.trace));
+    let _ = write!(h, "<table><tr><th>vulnerability</th><th>kind</th>");
+    for c in &m.columns {
+        let title = if c.complete { esc(&c.results) } else { format!("{} (incomplete)", esc(&c.results)) };
+        let _ = write!(h, "<th title=\"{title}\">{}</th>", esc(&c.model));
+    }
+    let _ = writeln!(h, "</tr>");
+    for r in &m.rows {
+        let _ = write!(h, "<tr><td><a href=\"#{0}\">{0}</a></td><td>{1}</td>", r.id, r.kind.name());
+        for n in &r.states {
+            let _ = write!(h, "<td>{}</td>", if *n == 0 { "–".to_string() } else { n.to_string() });
+        }
+        let _ = writeln!(h, "</tr>");
+    }
+    let _ = writeln!(h, "</table><p class=\"sub\">violating states per run; – : not found there</p>");
+    for r in &m.rows {
+        let (id, kind) = (&r.id, r.kind.name());
+        let _ = writeln!(
+            h,
+            "<div class=\"vuln\" id=\"{id}\"><h3>{id} <span class=\"kind\">{kind}</span></h3><p>{}</p>",
+            esc(&r.sentence)
+        );
+        if let Some(a) = &r.alice {
+            let _ = writeln!(h, "<p>ALICE: {}</p>", esc(a));
+        }
+        let _ = writeln!(h, "<p>{}</p></div>", esc(&r.exposure));
+    }
+    h.push_str("</body></html>\n");
+    h
 }

@@ -93,6 +93,12 @@ fn the_rename_lost_after_its_ack_is_found_under_posix_and_ext4_and_not_when_fixe
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && text.contains("ext4-ordered (APM, logical level)"), "{text}");
     assert!(text.contains("acknowledged 'config v"), "{text}");
+    // One vulnerability in the program's terms and ALICE's form, however many versions
+    // it lost.
+    assert!(text.contains("vulnerabilities: 1 "), "{text}");
+    assert!(text.contains("rename(config.tmp → config) at workload.sh:"), "{text}");
+    assert!(text.contains("ALICE: operation ") && text.contains("(rename) must persist before operation "), "{text}");
+    model_matrix(&buggy, &out, &apms);
 
     let fixed = record(&s, "atomic-replace-fixed");
     let out = s.path("fixed");
@@ -102,6 +108,31 @@ fn the_rename_lost_after_its_ack_is_found_under_posix_and_ext4_and_not_when_fixe
         let sum = summary(&out.join(apm));
         assert!(sum["violations"] == 0 && sum["consistent"].as_u64().unwrap() > 0, "{apm}: {sum}");
     }
+}
+
+/// The kernel's exploration of the same recording beside the models' (`out/kernel`):
+/// `brink report out` lines them up, and the lost rename has one id in every column.
+fn model_matrix(trace: &Path, out: &Path, apms: &[&str]) {
+    let checker = repo().join("checkers/atomic-replace/check.sh");
+    let o =
+        run(crate::brink().arg("explore").arg(trace).arg("--checker").arg(&checker).arg("-o").arg(out.join("kernel")));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = run(crate::brink().args(["report", "--json"]).arg(out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let columns: Vec<&str> = m["columns"].as_array().unwrap().iter().map(|c| c["model"].as_str().unwrap()).collect();
+    let mut want = apms.to_vec();
+    want.push("kernel");
+    assert_eq!(columns, want);
+    let everywhere =
+        m["rows"].as_array().unwrap().iter().find(|r| {
+            r["kind"] == "durability" && r["states"].as_array().unwrap().iter().all(|n| n.as_u64().unwrap() > 0)
+        });
+    let row = everywhere.unwrap_or_else(|| panic!("no durability vulnerability in every column: {m:#}"));
+    assert!(row["exposure"].as_str().unwrap().contains("seen by the kernel"), "{row}");
+    let o = run(crate::brink().arg("report").arg(out));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("model matrix: ") && text.contains(row["id"].as_str().unwrap()), "{text}");
 }
 
 #[test]
