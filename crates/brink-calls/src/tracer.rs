@@ -16,8 +16,12 @@ pub const STRACE_PROGRAM: &str = "strace";
 /// Debian 12's, is what the tests run).
 pub const STRACE_VERSION_MIN: (u32, u32) = (5, 10);
 
-/// Bytes of write data strace prints per buffer by default (`-s`): a 4 KiB block whole.
-pub const STRING_LIMIT_DEFAULT: usize = 4096;
+/// Bytes of write data strace prints per buffer by default (`-s`): every write up to
+/// 1 MiB whole (databases write SST files, WAL batches and pages of more than 4 KiB in
+/// one call; a logical state built from a truncated write would hold bytes the program
+/// never wrote, so the front end warns on each). strace reads only what a call wrote,
+/// so the limit costs only where writes are that large: 4 bytes of text a byte.
+pub const STRING_LIMIT_DEFAULT: usize = STRING_BYTES_MAX;
 
 /// Calls traced raw (`-e raw=`): numbers only, so their buffers are not printed; what
 /// matters of them is the descriptor and the result (how far the file position moved).
