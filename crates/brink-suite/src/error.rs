@@ -49,6 +49,8 @@ pub enum ManifestProblem {
     Injection { mode: String, message: String },
     #[error("mode '{mode}': {error}")]
     Strategy { mode: String, error: UnknownStrategy },
+    #[error("mode '{mode}': logical: {message}")]
+    Apm { mode: String, message: String },
     #[error("no workload named '{name}' in {}", root.display())]
     NoSuchWorkload { name: String, root: PathBuf },
     #[error("no workload folders (with a workload.toml) here")]
@@ -71,6 +73,8 @@ pub enum RunError {
     Record(#[from] brink_record::RecordError),
     #[error(transparent)]
     Explore(#[from] brink_explore::ExploreError),
+    #[error(transparent)]
+    Logical(#[from] brink_logical::LogicalError),
     #[error(transparent)]
     Results(#[from] brink_explore::ResultsError),
     #[error(transparent)]

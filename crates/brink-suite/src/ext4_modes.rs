@@ -54,6 +54,7 @@ impl Ext4Modes {
                 fs_findings_allowed: false,
                 inject: Vec::new(),
                 exit_code: Some(0),
+                logical: Vec::new(),
             })
             .collect();
         Ok(Workload {

@@ -304,7 +304,12 @@ pub fn render_text(rows: &[Row]) -> String {
             let _ = writeln!(notes, "  MISMATCH {} {}: {}", r.workload, r.mode, r.why);
         } else if let Some(e) = &r.example {
             let _ = writeln!(notes, "  {} {}: {}", r.workload, r.mode, e.message);
-            let _ = writeln!(notes, "    replay: brink replay {} {} -o DIR", r.trace.display(), e.state);
+            if e.state.starts_with('L') {
+                // A logical state is a tree, not an image: its report explains it.
+                let _ = writeln!(notes, "    report: brink report {}", r.results.display());
+            } else {
+                let _ = writeln!(notes, "    replay: brink replay {} {} -o DIR", r.trace.display(), e.state);
+            }
         }
     }
     if !notes.is_empty() {

@@ -105,6 +105,9 @@ pub struct Mode {
     /// The workload's expected exit code (0 unless the mode expects it to give up);
     /// `None` accepts any exit (a fault sweep, where giving up is one of the answers).
     pub exit_code: Option<i32>,
+    /// The same recording explored at the logical level under these APMs (ALICE's
+    /// strategy, the application's checkers), each with its expected outcome: a row each.
+    pub logical: Vec<(brink_pmodel::Apm, Expect)>,
 }
 
 /// Default bound on an exhaustive exploration, per mode.
@@ -157,6 +160,9 @@ struct RawMode {
     exit_code: Option<i32>,
     expect: Expect,
     message: Option<String>,
+    /// Expected verdicts of the same recording explored at the logical level, by APM.
+    #[serde(default)]
+    logical: std::collections::BTreeMap<String, Expect>,
 }
 
 /// A strategy as manifests write it: `exhaustive`, `prefix`, `omit-one`, `omit-K`,
@@ -279,7 +285,12 @@ fn resolve_mode(raw: &RawManifest, m: &RawMode, places: &Placeholders) -> Result
         Some(st) => parse_strategy(st).map_err(|error| ManifestProblem::Strategy { mode: m.name.clone(), error })?,
         None => Strategy::Exhaustive,
     };
+    let logical = m.logical.iter().map(|(apm, e)| {
+        Ok((apm.parse().map_err(|e| ManifestProblem::Apm { mode: m.name.clone(), message: text(e) })?, *e))
+    });
+    let logical = logical.collect::<Result<Vec<_>, ManifestProblem>>()?;
     Ok(Mode {
+        logical,
         name: m.name.clone(),
         fs,
         size,
@@ -426,7 +437,7 @@ expect = "clean"
     /// Each way a manifest can be wrong, and the one line that says so.
     #[test]
     fn bad_manifests_say_what_is_wrong() {
-        let cases: [(&str, &str); 10] = [
+        let cases: [(&str, &str); 11] = [
             ("[[mode]]\nname = \"ordered\"", "[[mode]]\nname = \"ordered\"\nbogus = 1"),
             ("expect = \"clean\"", "expect = \"maybe\""),
             ("checker_timeout = 5", "checker_timeout = 0"),
@@ -437,11 +448,12 @@ expect = "clean"
             ("strategy = \"exhaustive\"", "strategy = \"random\""),
             ("expect = \"clean\"", "expect = \"clean\"\nmessage = \"lost\""),
             ("checkers = [\"{checkers}/c/check.sh\", \"fsck\"]", "checkers = []"),
+            ("name = \"journal\"", "name = \"journal\"\nlogical = { zfs = \"clean\" }"),
         ];
         let mut got: Vec<String> = cases.iter().map(|(from, to)| loaded(&GOOD.replacen(from, to, 1))).collect();
         got.push(loaded(GOOD.split("[[mode]]").next().unwrap()));
         expect![[r#"
-            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `torn`, `file_system_findings`, `inject`, `exit_code`, `expect`, `message`
+            ROOT/w/workload.toml: unknown field `bogus`, expected one of `name`, `fs`, `size`, `mkfs_opts`, `mount_opts`, `args`, `strategy`, `max_states`, `torn`, `file_system_findings`, `inject`, `exit_code`, `expect`, `message`, `logical`
             ROOT/w/workload.toml: unknown variant `maybe`, expected `clean` or `violations`
             ROOT/w/workload.toml: checker_timeout 0 must be between 0 and 86400 seconds
             ROOT/w/workload.toml: two modes are named 'ordered'
@@ -451,6 +463,7 @@ expect = "clean"
             ROOT/w/workload.toml: mode 'journal': unknown strategy 'random': use exhaustive, prefix, omit-one, omit-K, sample-N or sample-N-seed-S
             ROOT/w/workload.toml: mode 'journal': a message is only meaningful with expect = "violations"
             ROOT/w/workload.toml: no checkers: name at least one ("fsck" is built in)
+            ROOT/w/workload.toml: mode 'journal': logical: unknown APM 'zfs': expected one of posix, ext4-ordered, ext4-writeback, ext4-journal, xfs, btrfs
             ROOT/w/workload.toml: missing field `mode`"#]].assert_eq(&got.join("\n"));
     }
 

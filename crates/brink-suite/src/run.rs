@@ -37,6 +37,11 @@ pub enum Step<'a> {
 pub trait Driver {
     fn record(&self, cfg: &RecordConfig) -> Result<RecordOutcome, RecordError>;
     fn explore(&self, cfg: &ExploreConfig) -> Result<Summary, ExploreError>;
+    /// The logical level (`logical` in a manifest's mode); by default without progress.
+    fn explore_logical(&self, cfg: &brink_logical::LogicalConfig) -> Result<Summary, RunError> {
+        let rec = brink_logical::Recording::open(&cfg.trace)?;
+        Ok(brink_logical::explore(&rec, cfg, &brink_explore::Progress::default())?)
+    }
     /// Called as each mode reaches a step; by default nothing is said.
     fn step(&self, _step: Step<'_>) {}
 }
@@ -81,7 +86,11 @@ pub fn run_workloads(
             let label = format!("[{}/{total}] {} {}", rows.len() + 1, w.name, mode.name);
             let dir = dir_of(w, mode);
             match run_mode(w, mode, &dir, opts, &label, driver) {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    let exit = (row.exit.clone(), None);
+                    rows.push(row);
+                    rows.extend(run_logical(w, mode, &dir, opts, exit, driver)?);
+                }
                 Err(e) if opts.interrupt.0.load(Ordering::Relaxed) != 0 => return Err(e),
                 Err(e) => {
                     let why = one_line(&e);
@@ -142,6 +151,72 @@ fn run_mode(
         results: plan.explore.results.clone(),
         note,
     }))
+}
+
+/// The mode's recording explored at the logical level under each APM its manifest
+/// names (`logical`): ALICE's strategy, the application's checkers (the built-in fsck
+/// has no file system to check there), results in `DIR/logical/APM`; a row each, named
+/// `MODE (logical APM)`. A failure becomes a mismatch row, unless a signal stopped it.
+fn run_logical(
+    w: &Workload,
+    mode: &Mode,
+    dir: &Path,
+    opts: &RunOpts,
+    exit: (String, Option<i32>),
+    driver: &dyn Driver,
+) -> Result<Vec<Row>, RunError> {
+    if mode.logical.is_empty() {
+        return Ok(Vec::new());
+    }
+    let trace = match &opts.traces {
+        Some(from) => from.join(&w.name).join(&mode.name).join("trace"),
+        None => dir.join("trace"),
+    };
+    let mut rows = Vec::new();
+    for &(apm, expect) in &mode.logical {
+        // The block row judged the workload's exit already.
+        let name = format!("{} (logical {apm})", mode.name);
+        let m = Mode { name, expect: Some(expect), message: None, exit_code: None, ..mode.clone() };
+        let results = dir.join("logical").join(apm.name());
+        let cfg = brink_logical::LogicalConfig {
+            trace: trace.clone(),
+            results: results.clone(),
+            apm,
+            strategy: brink_pmodel::LStrategy::Alice,
+            max_states: mode.max_states,
+            checkers: w.checkers.iter().filter(|c| c.trim() != "fsck").cloned().collect(),
+            jobs: opts.jobs,
+            checker_timeout: w.explore.checker_timeout,
+            time_budget: None,
+            resume: false,
+            shard: None,
+            checker_protocol: brink_check::Protocol::Brink,
+            interrupt: opts.interrupt.0.clone(),
+        };
+        let t = Instant::now();
+        let explored = driver.explore_logical(&cfg).and_then(|s| {
+            let records = brink_explore::Results::load(&results)?.states;
+            Ok((s, records))
+        });
+        rows.push(match explored {
+            Ok((summary, records)) => judge(&RunFacts {
+                workload: &w.name,
+                mode: &m,
+                exit: exit.clone(),
+                workload_stderr: "",
+                explored: Explored::from(&summary),
+                records: &records,
+                record_s: 0.0,
+                explore_s: t.elapsed().as_secs_f64(),
+                trace: trace.clone(),
+                results,
+                note: String::new(),
+            }),
+            Err(e) if opts.interrupt.0.load(Ordering::Relaxed) != 0 => return Err(e),
+            Err(e) => Row::failed(&w.name, &m, format!("error: {}", one_line(&e)), trace.clone(), results),
+        });
+    }
+    Ok(rows)
 }
 
 /// The `full` policy: a full run explores exhaustively, but a mode whose space is over

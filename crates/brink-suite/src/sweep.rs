@@ -134,6 +134,7 @@ impl Sweep {
                 exit_code: None,
                 expect: None,
                 message: None,
+                logical: Vec::new(),
                 ..mode.clone()
             })
             .collect()

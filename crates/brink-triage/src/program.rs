@@ -232,8 +232,9 @@ pub(crate) fn because(kind: VulnKind, ack: Option<&str>, rows: &[&CallRow], late
             format!("{calls} {were} acknowledged{ack} before {}: a power cut in between loses it", missing_sync(rows))
         }
         VulnKind::Ordering if !later.is_empty() => format!(
-            "{calls} did not persist while {}, made after it, did: the program relies on an order the file system does not keep (an fsync between them would)",
-            name_calls(later)
+            "{calls} did not persist while {}, made after it, did: the program relies on an order the file system does not keep (it holds if {} in between)",
+            name_calls(later),
+            missing_sync(rows)
         ),
         VulnKind::Ordering => {
             format!("{calls} did not persist while a later write of the file system did")

@@ -30,6 +30,7 @@ fn mode(name: &str, expect: Option<Expect>, message: Option<&str>, exit_code: Op
         fs_findings_allowed: false,
         inject: Vec::new(),
         exit_code,
+        logical: Vec::new(),
     }
 }
 

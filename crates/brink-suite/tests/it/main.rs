@@ -123,6 +123,7 @@ fn mode(name: &str, expect: Expect, message: Option<&str>) -> Mode {
         fs_findings_allowed: false,
         inject: Vec::new(),
         exit_code: Some(0),
+        logical: Vec::new(),
     }
 }
 
