@@ -315,7 +315,8 @@ impl<'p> LStateIter<'p> {
             }
             Some(Phase::Omit | Phase::Partial) => {
                 let omit = matches!(self.phases.front(), Some(Phase::Omit));
-                while self.next < ops {
+                // `next` is -1 as a phase begins: a trace without ops has no op 0.
+                while self.next.max(0) < ops {
                     let i = self.next.max(0) as usize;
                     self.next = i as i64 + 1;
                     let states = if omit { plan.omit_states(i) } else { plan.partial_states(i) };

@@ -31,13 +31,16 @@ fn suite_passes(name: &str) -> Vec<serde_json::Value> {
     assert_eq!(o.status.code(), Some(0), "{}\n{}", serde_json::to_string_pretty(&rows).unwrap(), stderr(&o));
     let manifest = std::fs::read_to_string(repo().join("workloads").join(name).join("workload.toml")).unwrap();
     let modes = manifest.lines().filter(|l| l.trim() == "[[mode]]").count();
-    assert_eq!(rows.len(), modes, "one row per mode");
+    let logical: usize =
+        manifest.lines().filter_map(|l| l.trim().strip_prefix("logical = {")).map(|l| l.matches(" = ").count()).sum();
+    assert_eq!(rows.len(), modes + logical, "one row per mode, and per APM of a mode's `logical`");
     for r in &rows {
         assert_eq!(r["outcome"], "pass", "{r}");
         assert_eq!(r["checker_failures"], 0, "{r}");
         let msg = r["example"]["message"].as_str().unwrap_or("");
         if r["expected"] == "violations" {
-            let reasons = ["lost", "never written", "half there", "corrupt", "never becomes healthy"];
+            let reasons =
+                ["lost", "never written", "half there", "corrupt", "never becomes healthy", "not whole", "damaged"];
             assert!(reasons.iter().any(|w| msg.contains(w)), "{r}");
         } else if r["violations"] != 0 {
             // Only a mode with `file_system_findings` passes clean with violations: the
@@ -67,8 +70,13 @@ fn same_verdicts_at_one_job_without_tree_dedup(s: &Scratch, name: &str, rows: &[
         .arg(s.path("again"))
         .arg("--json"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A logical row (`MODE (logical APM)`) has its results under its mode's folder.
+    let results_of = |dir: &str, mode: &str| match mode.split_once(" (logical ") {
+        Some((m, apm)) => s.path(dir).join(name).join(m).join("logical").join(apm.trim_end_matches(')')),
+        None => s.path(dir).join(name).join(mode).join("results"),
+    };
     let verdicts = |dir: &str, mode: &str| -> Vec<(String, String)> {
-        let results = s.path(dir).join(name).join(mode).join("results");
+        let results = results_of(dir, mode);
         crate::explore::without_times(brink_explore::Results::load(&results).unwrap().states)
             .into_iter()
             .map(|r| (r.id, r.verdict.as_str().to_string()))
@@ -225,7 +233,10 @@ fn a_wrong_expectation_is_a_mismatch() {
     let s = Scratch::new();
     // The buggy workload claimed clean; its checker must still be found.
     let w = copy_workload(&s, "atomic-replace-buggy", |m| {
-        m.replace("expect = \"violations\"", "expect = \"clean\"").replace("message = \"acknowledged 'config v\"\n", "")
+        let m = m.replace("expect = \"violations\"", "expect = \"clean\"");
+        // The mode's logical rows are left out: they expect violations, as they should.
+        let m: String = m.lines().filter(|l| !l.starts_with("logical = ")).map(|l| format!("{l}\n")).collect();
+        m.replace("message = \"acknowledged 'config v\"\n", "")
     });
     let o = run(brink()
         .env("TMPDIR", s.tmpdir())
