@@ -203,7 +203,7 @@ pub struct ExploreArgs {
     media_faults: bool,
     /// `block`: the recorded disk's crash states; `logical`: the recorded calls' crash
     /// states under each abstract persistence model of --apm, as directory trees (no
-    /// root needed; ext4 traces; results in OUT/<apm>).
+    /// root needed, but to read an XFS trace's initial files; results in OUT/<apm>).
     #[arg(long, value_enum, default_value = "block")]
     level: LevelArg,
     /// With --level logical: the APMs, comma-separated (posix, ext4-ordered,

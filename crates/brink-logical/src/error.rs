@@ -17,14 +17,14 @@ pub enum LogicalError {
     /// `--calls`, an import, or an older brink): there is nothing to model.
     #[error("the trace {} holds no system calls: record it with the calls to explore it logically", trace.display())]
     NoCalls { trace: PathBuf },
-    /// Only ext4 base images are extracted for now (debugfs, without root).
+    /// A file system whose base image the logical explorer cannot read.
     #[error(
-        "the trace's file system is '{fs}': the logical explorer extracts the initial files of ext4 images only (with debugfs, without root); xfs and btrfs are not supported yet"
+        "the trace's file system is '{fs}': the logical explorer reads the initial files of ext4, btrfs and xfs images only"
     )]
     UnsupportedFs { fs: String },
     #[error("{prog} is not installed (neither on the PATH nor in an sbin directory): install {package}")]
     MissingTool { prog: &'static str, package: &'static str },
-    /// debugfs could not extract the base image's files.
+    /// The base image's files could not be extracted (debugfs, btrfs restore, a mount).
     #[error("cannot extract the files of {}: {why}", image.display())]
     Extract { image: PathBuf, why: String },
     #[error("{}: {source}", path.display())]

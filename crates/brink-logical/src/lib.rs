@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! Recording::open   the trace's calls → logical ops; the base image's files extracted
-//!                   once (ext4: debugfs rdump) → the initial tree       (base.rs)
+//!                   once (debugfs, btrfs restore; XFS mounted) → the initial tree (base.rs)
 //! explore           per APM: the plan, the strategy's states in order; each state's tree
 //!                   (brink_pmodel::Applier) hashed → dedup by (tree, marks) → the
 //!                   representatives built incrementally in per-worker directories and
