@@ -90,6 +90,7 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
         shard: None,
         checker_protocol: brink_check::Protocol::Brink,
         interrupt: interrupt.0.clone(),
+        cache: None,
     };
     crate::progress::explore_logical(&rec, &lcfg).map_err(|e| anyhow::anyhow!("the {apm} exploration: {e}"))?;
     let verdict = compare(&Results::load(&block)?.states, &Results::load(&logical)?.states);

@@ -457,8 +457,8 @@ fn apms(list: &[String]) -> Result<Vec<Apm>> {
 fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i32> {
     let apms = apms(&a.apm)?;
     let strategy = lstrategy(&a.opts)?;
-    if a.media_faults || a.opts.cache.is_some() {
-        bail!("--media-faults and --cache are for --level block");
+    if a.media_faults {
+        bail!("--media-faults is for --level block");
     }
     let rec = brink_logical::Recording::open(&a.trace)?;
     if a.count_only {
@@ -495,6 +495,7 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
             shard: a.shard,
             checker_protocol: protocol(&a.opts),
             interrupt: interrupt.0.clone(),
+            cache: a.opts.cache.clone(),
         };
         let summary = crate::progress::explore_logical(&rec, &cfg).map_err(logical_flags)?;
         if a.json {

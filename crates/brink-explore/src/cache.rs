@@ -8,6 +8,9 @@
 //! its command line and the content of every regular file in the folder of each word
 //! of it that names a file (so editing `checkers/sqlite/check.sh` or a helper beside it
 //! invalidates its verdicts; a checker that reads files elsewhere is not tracked).
+//! At the logical level (brink-logical) the image is the state's tree hash and the
+//! recovery is the level and the checker protocol, so equal trees share a verdict
+//! across runs and across models.
 //!
 //! Wire format: `DIR/verdicts.jsonl` and `DIR/verdicts.*.jsonl`, one
 //! `{"key":…,"checks":[…]}` a line; a line cut by a kill, or otherwise not a line of that

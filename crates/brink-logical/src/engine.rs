@@ -22,8 +22,11 @@ use std::time::Instant;
 use brink_attrib::CallRow;
 use brink_calls::Call;
 use brink_check::{CheckEnv, CheckOutcome, Jail, Limits, Verdict, write_marks};
+use brink_explore::cache::VerdictCache;
 use brink_explore::results::{self, LogicalInfo, OpInfo, PartialLog, overall};
-use brink_explore::{AnyStateId, Level, NoCrash, Progress, RunIdentity, StateRecord, Summary, TimeSummary};
+use brink_explore::{
+    AnyStateId, CheckerSpec, ImageHash, Level, NoCrash, Progress, RunIdentity, StateRecord, Summary, TimeSummary,
+};
 use brink_pmodel::{Applier, Count, LState, LStrategy, LogicalInput, LogicalTrace, Micro, Plan, logical_ops};
 use brink_trace::{TraceMeta, TraceReader};
 use rayon::prelude::*;
@@ -139,6 +142,7 @@ struct Run<'a> {
     pool: rayon::ThreadPool,
     reps: HashMap<Key, Seen>,
     timings: Timings,
+    cache: Option<VerdictCache>,
     started: Instant,
     stopped_by: Option<String>,
     generated: u64,
@@ -184,6 +188,14 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
         .build()
         .expect("a thread pool");
     let jail = Jail::new().with_interrupt(cfg.interrupt.clone());
+    let cache = match &cfg.cache {
+        // The trees are not recovered by anything: the key's "recovery" is the level.
+        Some(dir) => {
+            let checkers: Vec<CheckerSpec> = cfg.checkers.iter().map(|c| CheckerSpec::parse(c)).collect();
+            Some(VerdictCache::open(dir, &checkers, &format!("logical {:?}", cfg.checker_protocol))?)
+        }
+        None => None,
+    };
     let mut run = Run {
         cfg,
         rec,
@@ -194,6 +206,7 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
         pool,
         reps: HashMap::new(),
         timings: Timings::default(),
+        cache,
         started: Instant::now(),
         stopped_by: None,
         generated: 0,
@@ -201,6 +214,9 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
         left_behind: AtomicU64::new(0),
     };
     run.go(&mut log, done)?;
+    if let Some(c) = &run.cache {
+        c.sync()?;
+    }
     let summary = run.finish(total)?;
     drop(log);
     drop(work);
@@ -393,6 +409,19 @@ impl Run<'_> {
     /// Builds a representative's tree on this thread's worker and runs the checkers on
     /// it; None when a signal cut a check short.
     fn check(&self, p: &Pending) -> Result<Option<Vec<CheckOutcome>>, LogicalError> {
+        let image: ImageHash = hex(&p.hash).parse().expect("a tree hash is an image hash's width");
+        if let Some(checks) = self.cache.as_ref().and_then(|c| c.get(&image, &p.marks)) {
+            return Ok(Some(checks));
+        }
+        let checks = self.check_tree(p)?;
+        if let (Some(c), Some(checks)) = (&self.cache, &checks) {
+            c.put(&image, &p.marks, checks)?;
+        }
+        Ok(checks)
+    }
+
+    /// Builds the tree and runs the checkers (see [`Run::check`]).
+    fn check_tree(&self, p: &Pending) -> Result<Option<Vec<CheckOutcome>>, LogicalError> {
         let w = rayon::current_thread_index().unwrap_or(0) % self.workers.len();
         let mut wd = self.workers[w].lock().unwrap_or_else(PoisonError::into_inner);
         let t = Instant::now();
@@ -476,8 +505,8 @@ impl Run<'_> {
             no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
             media_fault_states: 0,
             minimize_probes: 0,
-            cache_hits: 0,
-            cache_stored: 0,
+            cache_hits: self.cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
+            cache_stored: self.cache.as_ref().map_or(0, |c| c.stored.load(Ordering::Relaxed)),
             processes_left_behind: self.left_behind.load(Ordering::Relaxed),
             containment_note: self.jail.fallback_note(),
             level: Level::Logical,

@@ -13,6 +13,9 @@ pub enum LogicalError {
     Trace(#[from] TraceError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    /// The verdict cache could not be opened or written.
+    #[error(transparent)]
+    Cache(#[from] brink_explore::ExploreError),
     /// The trace was recorded without the workload's calls (`brink record` without
     /// `--calls`, an import, or an older brink): there is nothing to model.
     #[error("the trace {} holds no system calls: record it with the calls to explore it logically", trace.display())]

@@ -64,6 +64,9 @@ pub struct LogicalConfig {
     pub shard: Option<brink_explore::Shard>,
     /// How checkers are called (brink's protocol or ALICE's).
     pub checker_protocol: brink_check::Protocol,
+    /// A verdict cache folder shared between runs (`brink_explore::cache`), keyed by the
+    /// state's tree hash and marks: equal trees share verdicts across runs and models.
+    pub cache: Option<PathBuf>,
     /// Set to a signal number by the binary's handlers: stop, keep what is done.
     pub interrupt: Arc<AtomicUsize>,
 }

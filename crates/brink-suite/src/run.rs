@@ -192,6 +192,7 @@ fn run_logical(
             shard: None,
             checker_protocol: brink_check::Protocol::Brink,
             interrupt: opts.interrupt.0.clone(),
+            cache: opts.cache.clone(),
         };
         let t = Instant::now();
         let explored = driver.explore_logical(&cfg).and_then(|s| {

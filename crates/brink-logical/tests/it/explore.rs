@@ -85,6 +85,7 @@ fn config(trace: &Path, out: &Path, apm: Apm, checker: &str, jobs: usize) -> Log
         shard: None,
         checker_protocol: brink_check::Protocol::Brink,
         interrupt: Arc::new(AtomicUsize::new(0)),
+        cache: None,
     }
 }
 
@@ -174,8 +175,35 @@ fn a_stopped_run_resumes_to_the_same_results() {
 #[test]
 fn other_file_systems_and_fsck_are_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = brink_logical::Base::extract(Path::new("/nonexistent"), "xfs", &tmp.path().join("b")).unwrap_err();
-    assert!(e.to_string().contains("ext4 images only"), "{e}");
+    let e = brink_logical::Base::extract(Path::new("/nonexistent"), "zfs", &tmp.path().join("b")).unwrap_err();
+    assert!(e.to_string().contains("ext4, btrfs and xfs images only"), "{e}");
+}
+
+/// The verdict cache at the logical level: a second run over the same recording checks
+/// nothing and gives the same verdicts; another model reuses the verdicts of the trees
+/// both models produce.
+#[test]
+fn the_verdict_cache_serves_a_second_run_and_another_model() {
+    if !can_run("the_verdict_cache_serves_a_second_run_and_another_model") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(3, false))).unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |name: &str, apm: Apm| {
+        let out = tmp.path().join(name);
+        let mut cfg = config(&rec.trace, &out, apm, CHECK, 2);
+        cfg.cache = Some(cache.clone());
+        let s = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+        (s, table(&out))
+    };
+    let (first, t1) = run("first", Apm::Posix);
+    assert_eq!((first.cache_hits, first.cache_stored), (0, first.states_unique));
+    let (second, t2) = run("second", Apm::Posix);
+    assert_eq!((second.cache_hits, second.cache_stored), (first.states_unique, 0));
+    assert_eq!(t1, t2);
+    let (other, _) = run("other", Apm::Ext4Ordered);
+    assert!(other.cache_hits > 0 && other.cache_hits <= other.states_unique, "{other:?}");
 }
 
 /// Issue 17 at the logical level: the shards of an exploration, merged, are the
