@@ -696,10 +696,13 @@ fn summary_rows(out: &mut String, s: &Summary) -> Result<()> {
     )?;
     writeln!(out, "  time         {:.1}s ({:.1} states/s, {} jobs)", s.wall_s, s.states_per_s, s.jobs)?;
     if let Some(c) = &s.sample {
-        let pct = 100.0 * s.fraction_covered.unwrap_or(0.0);
+        let share = match s.fraction_covered {
+            Some(f) => format!("{:.3}% of the space", 100.0 * f),
+            None => "a share of the space not counted (over --max-states)".into(),
+        };
         writeln!(
             out,
-            "  sample       {pct:.3}% of the space; {} of {} crash points sampled, {} of them whole",
+            "  sample       {share}; {} of {} crash points sampled, {} of them whole",
             c.points_sampled, c.points, c.points_whole
         )?;
     }

@@ -27,7 +27,9 @@ use brink_explore::results::{self, LogicalInfo, OpInfo, PartialLog, overall};
 use brink_explore::{
     AnyStateId, CheckerSpec, ImageHash, Level, NoCrash, Progress, RunIdentity, StateRecord, Summary, TimeSummary,
 };
-use brink_pmodel::{Applier, Count, LState, LStrategy, LogicalInput, LogicalTrace, Micro, Plan, logical_ops};
+use brink_pmodel::{
+    Applier, Count, LState, LStateId, LStrategy, LogicalInput, LogicalTrace, Micro, Plan, SampleCoverage, logical_ops,
+};
 use brink_trace::{TraceMeta, TraceReader};
 use rayon::prelude::*;
 
@@ -456,6 +458,22 @@ impl Run<'_> {
         Ok(Some(checks))
     }
 
+    /// For a sample: the share of the legal space its states cover (when the space,
+    /// counted without building trees, is within `--max-states`), and the crash points
+    /// (last persisted micro-ops, and the empty state) it reached.
+    fn sample_coverage(&self, recs: &[StateRecord]) -> (Option<f64>, Option<SampleCoverage>) {
+        if !matches!(self.cfg.strategy, LStrategy::Sample { .. }) {
+            return (None, None);
+        }
+        let cap = usize::try_from(self.cfg.max_states).unwrap_or(usize::MAX - 1).min(usize::MAX - 1);
+        let space = self.plan.states(LStrategy::Exhaustive { max_missing: u32::MAX }).take(cap + 1).count();
+        let fraction = (space <= cap && space > 0).then(|| recs.len() as f64 / space as f64);
+        let ends: HashSet<Option<(u32, u32)>> =
+            recs.iter().filter_map(|r| r.id.parse::<LStateId>().ok()).map(|id| id.end.map(|e| (e.op, e.k))).collect();
+        let points = self.plan.micro.len() as u64 + 1;
+        (fraction, Some(SampleCoverage { points, points_sampled: ends.len() as u64, points_whole: 0 }))
+    }
+
     /// Writes `states.jsonl` and `summary.json`; the summary.
     fn finish(&self, total: Count) -> Result<Summary, LogicalError> {
         let mut recs = results::collect(&self.cfg.results)?;
@@ -467,6 +485,7 @@ impl Run<'_> {
         let end_id = self.plan.id_of(end, &[]).to_string();
         let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1000.0;
         let checked_now = self.recorded;
+        let (fraction_covered, sample) = self.sample_coverage(&recs);
         let summary = Summary {
             trace: self.cfg.trace.display().to_string(),
             fs: self.rec.meta.fs.clone(),
@@ -486,8 +505,8 @@ impl Run<'_> {
             jobs: self.cfg.jobs,
             complete: self.stopped_by.is_none(),
             stopped_by: self.stopped_by.clone(),
-            fraction_covered: None,
-            sample: None,
+            fraction_covered,
+            sample,
             tree_dups: 0,
             tree_dedup_off: None,
             time_ms: TimeSummary {

@@ -232,3 +232,24 @@ fn merged_logical_shards_are_the_one_machine_run() {
         assert_eq!(table(&merged), table(&whole), "{n} shards");
     }
 }
+
+/// A sample states its coverage: the share of the legal space (counted without trees)
+/// and the crash points it reached.
+#[test]
+fn a_sample_states_its_coverage() {
+    if !can_run("a_sample_states_its_coverage") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(3, false))).unwrap();
+    let out = tmp.path().join("sample");
+    let mut cfg = config(&rec.trace, &out, Apm::Ext4Ordered, CHECK, 2);
+    cfg.strategy = LStrategy::Sample { samples: 20, seed: 1 };
+    let s = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+    let c = s.sample.expect("coverage");
+    let all = brink_pmodel::Plan::new(&rec.logical, Apm::Ext4Ordered)
+        .states(LStrategy::Exhaustive { max_missing: u32::MAX })
+        .count();
+    assert_eq!(s.fraction_covered, Some(s.states_generated as f64 / all as f64));
+    assert!(c.points_sampled > 0 && c.points_sampled <= c.points, "{c:?}");
+}
