@@ -10,6 +10,13 @@
 //! cannot produce means the model is wrong (exit 1, each shown against the closest
 //! state the model allows); (b) how many of the model's states the kernel never
 //! produced in this recording is the model's pessimism.
+//!
+//! Garbage: where a model's state holds garbage (stale blocks of a writeback append),
+//! the model means "any bytes", and the kernel's stale bytes are whatever the disk held,
+//! so a recovered state whose files differ from a model state's only in the model's
+//! garbage blocks is explained (the listing also carries a hash per 4 KiB block of each
+//! file up to 1 MiB, and a block with any garbage byte is not compared). Larger files
+//! are compared whole.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -93,7 +100,10 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
         cache: None,
     };
     crate::progress::explore_logical(&rec, &lcfg).map_err(|e| anyhow::anyhow!("the {apm} exploration: {e}"))?;
-    let verdict = compare(&Results::load(&block)?.states, &Results::load(&logical)?.states);
+    let plan = brink_pmodel::Plan::new(&rec.logical, apm);
+    let mut applier = brink_pmodel::Applier::new(&rec.logical, &plan);
+    let mut garbage = |id: &str, path: &str| garbage_blocks(&plan, &mut applier, id, path);
+    let verdict = compare(&Results::load(&block)?.states, &Results::load(&logical)?.states, &mut garbage);
     if a.json {
         emit(&(serde_json::to_string_pretty(&verdict.json(apm))? + "\n"))?;
     } else {
@@ -143,9 +153,62 @@ struct Verdict {
     model_only: usize,
     /// States whose content could not be listed (a file the state could not read).
     unlisted: usize,
+    /// Recovered states the model explains only where its state holds garbage (the
+    /// blocks compared as wildcards: `explained_by_garbage`).
+    with_garbage: usize,
 }
 
-fn compare(block: &[StateRecord], logical: &[StateRecord]) -> Verdict {
+/// The 4 KiB blocks of `path` that hold garbage in the model's state `id` (a block is
+/// counted if any byte of it does); None if the state or the file is not there.
+fn garbage_blocks(
+    plan: &brink_pmodel::Plan,
+    applier: &mut brink_pmodel::Applier<'_>,
+    id: &str,
+    path: &str,
+) -> Option<HashSet<u64>> {
+    let state = plan.state(&id.parse().ok()?)?;
+    let files = applier.tree(&state).files();
+    let view = files.iter().find(|(p, _)| brink_explore::tree::shown(p) == path)?.1;
+    let block = brink_explore::tree::LISTED_BLOCK;
+    let garbage = view.content.iter().filter(|e| e.fill == brink_pmodel::Fill::Garbage && e.len > 0);
+    Some(garbage.flat_map(|e| e.offset / block..=(e.offset + e.len - 1) / block).collect())
+}
+
+/// A state's block hashes, from its checker's details.
+fn blocks(r: &StateRecord) -> BTreeMap<String, Vec<String>> {
+    let d = r.checks.first().and_then(|c| c.details.as_ref()).and_then(|d| d.get("blocks"));
+    d.and_then(|b| serde_json::from_value(b.clone()).ok()).unwrap_or_default()
+}
+
+/// Whether the model's state `m` explains the recovered state `k` where the model holds
+/// garbage: the same entries but for regular files of the same sizes whose blocks agree
+/// wherever the model's state holds no garbage (the kernel's stale bytes are whatever
+/// the disk held; the model's garbage is bytes it picks).
+fn explained_by_garbage(k: &StateRecord, m: &StateRecord, garbage: GarbageOf) -> bool {
+    let (Some(kl), Some(ml)) = (listing(k), listing(m)) else { return false };
+    if kl.len() != ml.len() {
+        return false;
+    }
+    let (kb, mb) = (blocks(k), blocks(m));
+    kl.iter().zip(&ml).all(|(a, b)| {
+        if a == b {
+            return true;
+        }
+        let (fa, fb): (Vec<&str>, Vec<&str>) = (a.split(' ').collect(), b.split(' ').collect());
+        if fa.len() != 4 || fb.len() != 4 || fa[0] != "f" || fa[..3] != fb[..3] {
+            return false;
+        }
+        let (Some(ka), Some(ma), Some(wild)) = (kb.get(fa[1]), mb.get(fa[1]), garbage(&m.id, fa[1])) else {
+            return false;
+        };
+        !wild.is_empty() && ka.len() == ma.len() && (0..ka.len()).all(|i| wild.contains(&(i as u64)) || ka[i] == ma[i])
+    })
+}
+
+/// The garbage blocks of a file in a model's state (`garbage_blocks`), by state id and path.
+type GarbageOf<'g, 'a> = &'g mut dyn FnMut(&str, &str) -> Option<HashSet<u64>>;
+
+fn compare(block: &[StateRecord], logical: &[StateRecord], garbage: GarbageOf) -> Verdict {
     let mut allowed: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for r in logical {
         if let (Some(k), Some(l)) = (key(r), listing(r)) {
@@ -163,13 +226,20 @@ fn compare(block: &[StateRecord], logical: &[StateRecord]) -> Verdict {
         }
     }
     let produced: HashSet<&Key> = seen.keys().collect();
-    let unexplained = seen
-        .iter()
-        .filter(|(k, _)| !allowed.contains_key(*k))
-        .map(|((_, marks), (id, l))| (id.clone(), *marks, closest(l, *marks, &allowed)))
-        .collect();
+    let by_id: BTreeMap<&str, &StateRecord> = block.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut with_garbage = 0;
+    let mut unexplained = Vec::new();
+    for ((_, marks), (id, l)) in seen.iter().filter(|(k, _)| !allowed.contains_key(*k)) {
+        let k = by_id[id.as_str()];
+        if logical.iter().filter(|m| m.marks == *marks).any(|m| explained_by_garbage(k, m, garbage)) {
+            with_garbage += 1;
+        } else {
+            unexplained.push((id.clone(), *marks, closest(l, *marks, &allowed)));
+        }
+    }
     Verdict {
         unexplained,
+        with_garbage,
         kernel: seen.len(),
         model: allowed.len(),
         model_only: allowed.keys().filter(|k| !produced.contains(k)).count(),
@@ -215,6 +285,13 @@ impl Verdict {
                 let _ = writeln!(out, "        {d}");
             }
         }
+        if self.with_garbage > 0 {
+            let _ = writeln!(
+                out,
+                "      ({} more recovered states match a model state but where the model's state holds garbage: the kernel's stale bytes are compared as wildcards there)",
+                self.with_garbage
+            );
+        }
         let pct = 100.0 * self.model_only as f64 / self.model.max(1) as f64;
         let _ = writeln!(
             out,
@@ -238,6 +315,7 @@ impl Verdict {
             "model_states": self.model,
             "unexplained": self.unexplained.iter().map(|(id, marks, diff)| serde_json::json!({"state": id, "marks": marks, "diff": diff})).collect::<Vec<_>>(),
             "model_only": self.model_only,
+            "explained_with_garbage": self.with_garbage,
             "unlisted": self.unlisted,
         })
     }
@@ -247,7 +325,40 @@ impl Verdict {
 /// state in the working directory, as details, and exit 0.
 pub fn content_listing() -> Result<i32> {
     let entries = brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
+    let blocks = brink_explore::tree::block_hashes(Path::new(".")).context("listing the state")?;
     let content = blake3::hash(entries.join("\n").as_bytes()).to_hex().to_string();
-    emit(&(serde_json::json!({"content": content, "entries": entries}).to_string() + "\n"))?;
+    emit(&(serde_json::json!({"content": content, "entries": entries, "blocks": blocks}).to_string() + "\n"))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: &str, entries: &[&str], blocks: &[(&str, &[&str])]) -> StateRecord {
+        let blocks: BTreeMap<&str, &[&str]> = blocks.iter().copied().collect();
+        serde_json::from_value(serde_json::json!({"id": id, "position": 1, "epoch": 0, "marks": 1,
+            "omitted": [], "torn": [], "image": "00", "verdict": "consistent", "dup_of": null,
+            "checks": [{"checker": "listing", "verdict": "consistent", "ms": 1,
+                "details": {"content": id, "entries": entries, "blocks": blocks}}]}))
+        .unwrap()
+    }
+
+    /// A recovered file of stale blocks matches a model state of the same size wherever
+    /// the model holds no garbage, and nowhere else.
+    #[test]
+    fn garbage_blocks_compare_as_wildcards_and_nothing_else_does() {
+        let kernel = state("7", &["d logs", "f logs/a 8192 k"], &[("logs/a", &["stale", "same"])]);
+        let model = state("L3.0", &["d logs", "f logs/a 8192 m"], &[("logs/a", &["junk", "same"])]);
+        let mut block0 = |_: &str, _: &str| Some(HashSet::from([0u64]));
+        assert!(explained_by_garbage(&kernel, &model, &mut block0));
+        let mut block1 = |_: &str, _: &str| Some(HashSet::from([1u64]));
+        assert!(!explained_by_garbage(&kernel, &model, &mut block1), "block 0 differs and is not garbage");
+        let mut none = |_: &str, _: &str| Some(HashSet::new());
+        assert!(!explained_by_garbage(&kernel, &model, &mut none));
+        let longer = state("L4.0", &["d logs", "f logs/a 4096 m"], &[("logs/a", &["junk"])]);
+        assert!(!explained_by_garbage(&kernel, &longer, &mut block0), "sizes differ");
+        let moved = state("L5.0", &["d logs", "f logs/b 8192 m"], &[("logs/b", &["junk", "same"])]);
+        assert!(!explained_by_garbage(&kernel, &moved, &mut block0), "names differ");
+    }
 }

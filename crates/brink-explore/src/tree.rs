@@ -23,7 +23,7 @@
 //! `--jobs` above one; the verdicts are, for a checker whose verdict depends on the
 //! files and marks only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -193,6 +193,36 @@ fn visit(
     Ok(())
 }
 
+/// A path as the listings show it: spaces escaped, so an entry splits on spaces.
+pub fn shown(path: &Path) -> String {
+    path.to_string_lossy().replace(' ', "\\x20")
+}
+
+/// Files up to this size also get a hash per 4 KiB block in [`block_hashes`].
+pub const BLOCK_HASHED_MAX: u64 = 1 << 20;
+/// The block size of [`block_hashes`].
+pub const LISTED_BLOCK: u64 = 4096;
+
+/// A hash (16 hex digits) per 4 KiB block of each regular file of `root` up to
+/// [`BLOCK_HASHED_MAX`] bytes, by the path [`content_listing`] shows: what lets
+/// check-model compare a recovered file with a model's state block by block, leaving
+/// out the blocks where the model's state holds garbage.
+pub fn block_hashes(root: &Path) -> std::io::Result<BTreeMap<String, Vec<String>>> {
+    let mut out = BTreeMap::new();
+    visit(root, Path::new(""), &mut |path, m| {
+        if path == Path::new("lost+found") {
+            return Ok(false);
+        }
+        if m.is_file() && m.len() > 0 && m.len() <= BLOCK_HASHED_MAX {
+            let bytes = std::fs::read(root.join(path))?;
+            let hashes = bytes.chunks(LISTED_BLOCK as usize).map(|b| blake3::hash(b).to_hex()[..16].to_string());
+            out.insert(shown(path), hashes.collect());
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
 /// What a state holds in ALICE's and an APM's terms (`brink check-model`): one line per
 /// entry under `root`, in `visit` order: `d PATH`, `f PATH SIZE DIGEST` (16 hex digits of
 /// the content's blake3), `l PATH TARGET`; no modes, owners or times, and no
@@ -203,7 +233,7 @@ pub fn content_listing(root: &Path) -> std::io::Result<Vec<String>> {
         if path == Path::new("lost+found") {
             return Ok(false);
         }
-        let shown = path.to_string_lossy().replace(' ', "\\x20");
+        let shown = shown(path);
         if m.is_dir() {
             out.push(format!("d {shown}"));
         } else if m.is_symlink() {
