@@ -283,7 +283,7 @@ fn write(
         durable::write_atomic(&partial, &results::jsonl(states)).map_err(|e| MergeError::io(&partial, e))?;
         match trace {
             Some(info) => results::write_final(&tmp, states, minimal, info, summary)?,
-            None => results::write_states_and_summary(&tmp, states, logical, summary)?,
+            None => results::write_states_and_summary(&tmp, states, minimal, logical, summary)?,
         }
         durable::rename_durable(&tmp, out).map_err(|e| MergeError::io(out, e))
     })();

@@ -21,12 +21,12 @@ use rayon::prelude::*;
 
 use crate::ExploreError;
 
-pub(crate) const PROBES_PER_STATE_MAX: usize = 256;
+pub const PROBES_PER_STATE_MAX: usize = 256;
 
 /// A 1-minimal subset of `elems` for which `fails` holds, assuming it holds for
 /// `elems`; tests the empty set first. Gives up shrinking (returning the smallest failing
 /// set found) after `budget` tests.
-pub(crate) fn ddmin<T: Clone, E>(
+pub fn ddmin<T: Clone, E>(
     elems: &[T],
     budget: usize,
     fails: &mut dyn FnMut(&[T]) -> Result<bool, E>,

@@ -45,7 +45,8 @@
 //! including the state's last persisted one (0 for `L`), `epoch` 0, `omitted` the
 //! global indices of its missing micro-ops, `torn` empty; `image` the hash of the
 //! materialized tree (names, kinds and contents; same width as a block image hash).
-//! There is no `trace.json` and no `minimal.jsonl`; `ops.json` (`LogicalInfo`) names
+//! There is no `trace.json`; `minimal.jsonl` holds the minimization's probes (as at
+//! the block level, brink-logical's minimize.rs); `ops.json` (`LogicalInfo`) names
 //! each logical op by its call and says how many micro-ops the APM split it into, so
 //! that a report explains a state id (`L9.0-6.0`: op 6 lost) in the program's terms.
 //!
@@ -803,16 +804,22 @@ pub fn write_final(
     write_summary(dir, summary)
 }
 
-/// Write `states.jsonl`, `ops.json` (when given) and (last) `summary.json`, each
-/// atomically: all a logical exploration writes at its end.
+/// Write `states.jsonl`, `minimal.jsonl` (when there are probes), `ops.json` (when
+/// given) and (last) `summary.json`, each atomically: all a logical exploration writes
+/// at its end.
 pub fn write_states_and_summary(
     dir: &Path,
     recs: &[StateRecord],
+    probes: &[StateRecord],
     ops: Option<&LogicalInfo>,
     summary: &Summary,
 ) -> Result<(), ResultsError> {
     let path = dir.join(STATES);
     durable::write_atomic(&path, &jsonl(recs)).map_err(|e| ResultsError::io(&path, e))?;
+    if !probes.is_empty() {
+        let path = dir.join(MINIMAL);
+        durable::write_atomic(&path, &jsonl(probes)).map_err(|e| ResultsError::io(&path, e))?;
+    }
     if let Some(ops) = ops {
         let path = dir.join(LOGICAL_INFO);
         durable::write_atomic(&path, &serde_json::to_vec(ops).expect("json"))

@@ -105,6 +105,9 @@ pub fn strategy_name(s: LStrategy) -> String {
     }
 }
 
+/// Each minimized state's id with its minimal state, and the probes checked for them.
+type Minimized = (Vec<(String, LStateId)>, Vec<StateRecord>);
+
 /// What dedup keys a state by: its tree's hash and how many marks it is held to.
 type Key = (Hash, u64);
 
@@ -219,7 +222,8 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
     if let Some(c) = &run.cache {
         c.sync()?;
     }
-    let summary = run.finish(total)?;
+    let (minimal, probes) = if run.stopped_by.is_none() { run.minimize()? } else { Default::default() };
+    let summary = run.finish(total, &minimal, probes)?;
     drop(log);
     drop(work);
     Ok(summary)
@@ -373,15 +377,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn append(
-        &mut self,
-        log: &mut PartialLog,
-        s: &LState,
-        hash: &Hash,
-        checks: Vec<CheckOutcome>,
-        dup_of: Option<String>,
-    ) -> Result<(), LogicalError> {
-        let rec = StateRecord {
+    /// The record of state `s`, its tree hashed `hash`.
+    fn record_of(&self, s: &LState, hash: &Hash, checks: Vec<CheckOutcome>, dup_of: Option<String>) -> StateRecord {
+        StateRecord {
             id: s.id.to_string(),
             position: AnyStateId::Logical(s.id.clone()).position(),
             epoch: 0,
@@ -395,7 +393,18 @@ impl Run<'_> {
             fault: None,
             minimal: None,
             tree_dup_of: None,
-        };
+        }
+    }
+
+    fn append(
+        &mut self,
+        log: &mut PartialLog,
+        s: &LState,
+        hash: &Hash,
+        checks: Vec<CheckOutcome>,
+        dup_of: Option<String>,
+    ) -> Result<(), LogicalError> {
+        let rec = self.record_of(s, hash, checks, dup_of);
         log.append(&rec)?;
         self.recorded += 1;
         let p = self.progress;
@@ -474,10 +483,50 @@ impl Run<'_> {
         (fraction, Some(SampleCoverage { points, points_sampled: ends.len() as u64, points_whole: 0 }))
     }
 
+    /// The minimal state of every violating state that misses several micro-ops
+    /// (`minimize.rs`), and the states checked for it that the strategy had not.
+    fn minimize(&self) -> Result<Minimized, LogicalError> {
+        let recs = results::collect(&self.cfg.results)?;
+        let by_id: HashMap<&str, &StateRecord> = recs.iter().map(|r| (r.id.as_str(), r)).collect();
+        let probes: Mutex<Vec<StateRecord>> = Mutex::new(Vec::new());
+        let probe = |s: &LState| -> Result<Vec<CheckOutcome>, LogicalError> {
+            let id = s.id.to_string();
+            if let Some(r) = by_id.get(id.as_str()) {
+                return Ok(r.checks.clone());
+            }
+            let mut applier = Applier::new(&self.rec.logical, self.plan);
+            let (nodes, hash) = self.tree_of(&mut applier, &mut Hasher::default(), s)?;
+            let (checks, dup_of) = match self.reps.get(&(hash, s.marks_before)) {
+                Some(seen) => (seen.checks.clone(), Some(seen.rep.clone())),
+                None => {
+                    let p = Pending { state: s.clone(), nodes, hash, marks: self.marks_of(s) };
+                    (self.check(&p)?.unwrap_or_default(), None)
+                }
+            };
+            let rec = self.record_of(s, &hash, checks.clone(), dup_of);
+            probes.lock().unwrap_or_else(PoisonError::into_inner).push(rec);
+            Ok(checks)
+        };
+        let minimal = self.pool.install(|| crate::minimize::minimal_states(self.plan, &recs, &probe))?;
+        let mut probes = probes.into_inner().unwrap_or_else(PoisonError::into_inner);
+        probes.sort_by(|a, b| a.id.cmp(&b.id));
+        probes.dedup_by(|a, b| a.id == b.id);
+        Ok((minimal, probes))
+    }
+
     /// Writes `states.jsonl` and `summary.json`; the summary.
-    fn finish(&self, total: Count) -> Result<Summary, LogicalError> {
+    fn finish(
+        &self,
+        total: Count,
+        minimal: &[(String, LStateId)],
+        probes: Vec<StateRecord>,
+    ) -> Result<Summary, LogicalError> {
         let mut recs = results::collect(&self.cfg.results)?;
         results::smallest_representatives(&mut recs);
+        let minimal: HashMap<&str, String> = minimal.iter().map(|(id, m)| (id.as_str(), m.to_string())).collect();
+        for r in &mut recs {
+            r.minimal = minimal.get(r.id.as_str()).cloned();
+        }
         let wall = self.started.elapsed().as_secs_f64();
         let count = |f: &dyn Fn(&StateRecord) -> bool| recs.iter().filter(|r| f(r)).count() as u64;
         let unique = count(&|r| r.dup_of.is_none());
@@ -523,7 +572,7 @@ impl Run<'_> {
             },
             no_crash: recs.iter().find(|r| r.id == end_id).map(NoCrash::of),
             media_fault_states: 0,
-            minimize_probes: 0,
+            minimize_probes: probes.len() as u64,
             cache_hits: self.cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
             cache_stored: self.cache.as_ref().map_or(0, |c| c.stored.load(Ordering::Relaxed)),
             processes_left_behind: self.left_behind.load(Ordering::Relaxed),
@@ -532,7 +581,8 @@ impl Run<'_> {
             shard: self.cfg.shard,
             merged: None,
         };
-        results::write_states_and_summary(&self.cfg.results, &recs, Some(&self.rec.ops_info(self.plan)), &summary)?;
+        let ops = self.rec.ops_info(self.plan);
+        results::write_states_and_summary(&self.cfg.results, &recs, &probes, Some(&ops), &summary)?;
         Ok(summary)
     }
 }

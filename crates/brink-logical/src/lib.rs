@@ -29,6 +29,7 @@ mod content;
 mod engine;
 mod error;
 mod materialize;
+mod minimize;
 
 use std::path::PathBuf;
 use std::sync::Arc;

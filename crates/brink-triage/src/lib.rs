@@ -553,7 +553,7 @@ pub fn analyze(dir: &Path) -> Result<Analysis, ExploreError> {
     let ctx = Ctx::new(info.as_ref(), &recs);
     let trace = summary.trace.clone();
     let mut vulns: Vec<Vulnerability> = match &ops {
-        Some(ops) => logical::vulnerabilities(ops, &recs),
+        Some(ops) => logical::vulnerabilities(ops, &recs, &probes),
         None => {
             let groups = gather(&ctx, &recs, &probes);
             groups.into_iter().map(|(vid, g)| vulnerability(&ctx, &trace, vid, g)).collect()

@@ -23,7 +23,7 @@
 //! and in the kernel's exploration of the same recording: the model matrix
 //! ([`crate::matrix`]) lines them up by it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use brink_check::Verdict;
 use brink_explore::StateRecord;
@@ -93,10 +93,13 @@ struct Group<'a> {
 
 /// The logical run's vulnerabilities: violations grouped by cause, then checker
 /// failures grouped by message (the application cannot start or recover).
-pub(crate) fn vulnerabilities(info: &LogicalInfo, recs: &[StateRecord]) -> Vec<Vulnerability> {
+pub(crate) fn vulnerabilities(info: &LogicalInfo, recs: &[StateRecord], probes: &[StateRecord]) -> Vec<Vulnerability> {
+    let by_id: HashMap<&str, &StateRecord> = recs.iter().chain(probes).map(|r| (r.id.as_str(), r)).collect();
     let mut groups: BTreeMap<(Vec<String>, bool, String), Group> = BTreeMap::new();
     for r in recs.iter().filter(|r| r.verdict == Verdict::Violation) {
-        let Ok(id) = r.id.parse::<LStateId>() else { continue };
+        // A state is explained by its minimal state (minimize.rs in brink-logical).
+        let m = r.minimal.as_deref().and_then(|mid| by_id.get(mid).copied()).unwrap_or(r);
+        let Ok(id) = m.id.parse::<LStateId>() else { continue };
         let Some(c) = cause_of(info, &id) else { continue };
         let class = crate::first_violation(r).1;
         let sig = op_signature(info, c.op);
@@ -122,7 +125,7 @@ pub(crate) fn vulnerabilities(info: &LogicalInfo, recs: &[StateRecord]) -> Vec<V
             g.marks.insert(k, text);
         }
         if g.best.as_ref().is_none_or(|(n, b, _)| (c.missing, &id) < (*n, b)) {
-            g.best = Some((c.missing, id, r));
+            g.best = Some((c.missing, id, m));
         }
     }
     let mut out: Vec<Vulnerability> = groups.into_values().map(|g| vulnerability(info, g)).collect();
@@ -271,7 +274,7 @@ mod tests {
             rec("L4.0", "consistent", ""),
             rec("L9.0-3.0-3.1", "checker-failure", "killed by signal 6"),
         ];
-        let vs = vulnerabilities(&info(), &recs);
+        let vs = vulnerabilities(&info(), &recs, &[]);
         let by_kind = |k: VulnKind| vs.iter().filter(|v| v.kind == k).collect::<Vec<_>>();
         let d = by_kind(VulnKind::Durability);
         assert_eq!(d.len(), 1, "{vs:#?}");
@@ -304,7 +307,7 @@ mod tests {
         // The rename lost while the next iteration's creat and append persisted, and no
         // state shows the loss without them.
         let recs = vec![rec("L6.0-3.0-3.1", "violation", "config holds garbage")];
-        let vs = vulnerabilities(&info(), &recs);
+        let vs = vulnerabilities(&info(), &recs, &[]);
         assert_eq!(vs.len(), 1);
         assert_eq!(vs[0].kind, VulnKind::Ordering);
         assert_eq!(vs[0].alice.as_deref(), Some("operation 3 (rename) must persist before operation 5 (creat)"));
@@ -315,10 +318,22 @@ mod tests {
         );
     }
 
+    /// A state that lost several ops is explained by its minimal state, a probe here.
+    #[test]
+    fn a_state_is_explained_by_its_minimal_state() {
+        let mut wide = rec("L9.0-1.0-3.0-3.1-6.0", "violation", "acknowledged 'config v1' lost");
+        wide.minimal = Some("L4.0-3.0-3.1".into());
+        let probe = rec("L4.0-3.0-3.1", "violation", "acknowledged 'config v1' lost");
+        let vs = vulnerabilities(&info(), &[wide], &[probe]);
+        assert_eq!(vs.len(), 1);
+        assert_eq!((vs[0].kind, vs[0].minimal.id.as_str()), (VulnKind::Durability, "L4.0-3.0-3.1"));
+        assert_eq!(vs[0].state_ids, vec!["L9.0-1.0-3.0-3.1-6.0".to_string()]);
+    }
+
     #[test]
     fn the_id_is_the_block_levels_for_the_same_call_and_class() {
         let recs = vec![rec("L4.0-3.0-3.1", "violation", "acknowledged 'config v1' lost")];
-        let v = &vulnerabilities(&info(), &recs)[0];
+        let v = &vulnerabilities(&info(), &recs, &[])[0];
         let i = info();
         let row = i.ops[3].call.as_ref().unwrap();
         assert_eq!(v.id, vuln_id(VulnKind::Durability, &signature(&[row]), &v.class));

@@ -253,3 +253,34 @@ fn a_sample_states_its_coverage() {
     assert_eq!(s.fraction_covered, Some(s.states_generated as f64 / all as f64));
     assert!(c.points_sampled > 0 && c.points_sampled <= c.points, "{c:?}");
 }
+
+/// Minimization at the logical level: a violating state that misses several micro-ops
+/// names a minimal state that misses a subset of them and fails with the same message
+/// class (a state the strategy checked, or a probe in `minimal.jsonl`).
+#[test]
+fn violating_states_name_minimal_states_that_fail_alike() {
+    if !can_run("violating_states_name_minimal_states_that_fail_alike") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(2, false))).unwrap();
+    let out = tmp.path().join("out");
+    let mut cfg = config(&rec.trace, &out, Apm::Posix, CHECK, 2);
+    cfg.strategy = LStrategy::Exhaustive { max_missing: u32::MAX };
+    let s = brink_logical::explore(&rec, &cfg, &Progress::default()).unwrap();
+    let r = Results::load(&out).unwrap();
+    assert_eq!(s.minimize_probes, r.minimal.len() as u64);
+    let all: std::collections::HashMap<&str, &brink_explore::StateRecord> =
+        r.states.iter().chain(&r.minimal).map(|x| (x.id.as_str(), x)).collect();
+    let missing = |id: &str| id.parse::<brink_pmodel::LStateId>().unwrap().missing;
+    let mut minimized = 0;
+    for st in r.states.iter().filter(|x| x.verdict == brink_check::Verdict::Violation) {
+        let Some(m) = &st.minimal else { continue };
+        minimized += 1;
+        let class = |x: &brink_explore::StateRecord| brink_check::violation_class(&x.checks);
+        assert_eq!(class(all[m.as_str()]), class(st), "{} → {m}", st.id);
+        let (small, big) = (missing(m), missing(&st.id));
+        assert!(small.len() < big.len() && small.iter().all(|x| big.contains(x)), "{} → {m}", st.id);
+    }
+    assert!(minimized > 0, "no state was minimized");
+}
