@@ -50,10 +50,11 @@ try:
     j = json.load(open(out))
     a = len(j["unexplained"])
     pess = 100.0 * j["model_only"] / max(j["model_states"], 1)
-    print(f"| {workload} | {mode} | {apm} | {j['kernel_states']} | {j['model_states']} | {a} | {pess:.0f}% |")
+    g = j.get("explained_with_garbage", 0)
+    print(f"| {workload} | {mode} | {apm} | {j['kernel_states']} | {j['model_states']} | {a} | {g} | {pess:.0f}% |")
 except (OSError, ValueError, KeyError):
     why = (open(err).read().strip().splitlines() or ["?"])[-1].replace("|", "/")
-    print(f"| {workload} | {mode} | {apm} | | | not run: {why[:140]} | |")
+    print(f"| {workload} | {mode} | {apm} | | | not run: {why[:140]} | | |")
 EOF
 )")
   done
@@ -71,10 +72,11 @@ done
   echo "kernel recovered; model states: those the model allows; (a): recovered states the"
   echo "model cannot produce (the model is wrong: each is listed in the JSON with the"
   echo "closest state the model allows); pessimism: the model's states the kernel never"
-  echo "produced in this recording."
+  echo "produced in this recording. Garbage: recovered states explained only where the"
+  echo "model's state holds garbage (any bytes; compared per 4 KiB block, files up to 1 MiB)."
   echo
-  echo "| workload | mode | model | kernel states | model states | (a) unexplained | pessimism |"
-  echo "|---|---|---|---:|---:|---:|---:|"
+  echo "| workload | mode | model | kernel states | model states | (a) unexplained | garbage | pessimism |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
 } > "$OUT"
 cat "$OUT"

@@ -57,16 +57,16 @@ fn cause_of(info: &LogicalInfo, id: &LStateId) -> Option<Cause> {
     let (op, partial) = match id.missing.first() {
         Some(m) => {
             let lost_here = id.missing.iter().filter(|x| x.op == m.op).count() as u32;
-            let reached = if end.op == m.op { end.k + 1 } else { whole(m.op) };
+            let reached = if end.op == m.op { end.k.saturating_add(1) } else { whole(m.op) };
             (m.op, lost_here < reached)
         }
-        None => (end.op, end.k + 1 < whole(end.op)),
+        None => (end.op, end.k.saturating_add(1) < whole(end.op)),
     };
     let lost_whole = |o: u32| {
-        let reached = if end.op == o { end.k + 1 } else { whole(o) };
+        let reached = if end.op == o { end.k.saturating_add(1) } else { whole(o) };
         id.missing.iter().filter(|x| x.op == o).count() as u32 >= reached
     };
-    let after = (op + 1..=end.op).filter(|&o| !lost_whole(o));
+    let after = (op.saturating_add(1)..=end.op).filter(|&o| !lost_whole(o));
     let is = |o: u32, f: &dyn Fn(&OpInfo) -> bool| info.ops.get(o as usize).is_some_and(f);
     let later = after.clone().find(|&o| is(o, &changes_files));
     let ack = after.clone().find(|&o| is(o, &|x: &OpInfo| x.name == "ack"));
@@ -82,7 +82,7 @@ struct Group<'a> {
     class: String,
     states: Vec<&'a StateRecord>,
     /// Some state showed the loss with nothing changed after the cause (durability).
-    durable_only: Option<()>,
+    durable_only: bool,
     /// In the first state that showed a later op persisted, how many ops after the
     /// cause it came (ordering).
     ordered_after: Option<u32>,
@@ -109,16 +109,14 @@ pub(crate) fn vulnerabilities(info: &LogicalInfo, recs: &[StateRecord], probes: 
             partial: c.partial,
             class,
             states: Vec::new(),
-            durable_only: None,
+            durable_only: false,
             ordered_after: None,
             marks: BTreeMap::new(),
             best: None,
         });
         g.states.push(r);
         g.ops.insert(c.op);
-        if c.later.is_none() {
-            g.durable_only = Some(());
-        }
+        g.durable_only |= c.later.is_none();
         g.ordered_after = g.ordered_after.or(c.later.map(|j| j - c.op));
         if let Some(k) = c.ack {
             let text = info.ops[k as usize].call.as_ref().and_then(|row| row.mark.clone()).unwrap_or_default();
@@ -157,7 +155,7 @@ fn op_signature(info: &LogicalInfo, op: u32) -> Vec<String> {
 
 /// The first acknowledgement after op `op`.
 fn ack_after(info: &LogicalInfo, op: u32) -> Option<u32> {
-    (op + 1..info.ops.len() as u32).find(|&k| info.ops[k as usize].name == "ack")
+    (op.saturating_add(1)..info.ops.len() as u32).find(|&k| info.ops[k as usize].name == "ack")
 }
 
 /// ALICE's form for the group, told by its best state's cause `op`; other ops of the
@@ -165,10 +163,10 @@ fn ack_after(info: &LogicalInfo, op: u32) -> Option<u32> {
 fn alice_form(info: &LogicalInfo, g: &Group, op: u32) -> (VulnKind, String) {
     let (kind, form) = if g.partial {
         (VulnKind::Atomicity, format!("{} must be atomic", alice_name(info, op)))
-    } else if let (Some(()), Some(k)) = (g.durable_only, ack_after(info, op)) {
+    } else if let (true, Some(k)) = (g.durable_only, ack_after(info, op)) {
         (VulnKind::Durability, format!("{} must persist before {}", alice_name(info, op), alice_name(info, k)))
     } else {
-        let j = op + g.ordered_after.unwrap_or(1);
+        let j = op.saturating_add(g.ordered_after.unwrap_or(1));
         (VulnKind::Ordering, format!("{} must persist before {}", alice_name(info, op), alice_name(info, j)))
     };
     let more: Vec<String> = g.ops.iter().filter(|&&o| o != op).map(u32::to_string).collect();
@@ -192,7 +190,7 @@ fn vulnerability(info: &LogicalInfo, g: Group) -> Vulnerability {
     let (kind, alice) = alice_form(info, &g, op);
     let rows: Vec<_> = info.ops.get(op as usize).and_then(|o| o.call.as_ref()).into_iter().collect();
     let ack = g.marks.values().next().cloned();
-    let j = g.ordered_after.map(|d| op + d);
+    let j = g.ordered_after.map(|d| op.saturating_add(d));
     let later: Vec<_> = j.and_then(|j| info.ops.get(j as usize)?.call.as_ref()).into_iter().collect();
     let said = if rows.is_empty() { op_words(info, op) } else { because(kind, ack.as_deref(), &rows, &later) };
     let sig = g.sig;
