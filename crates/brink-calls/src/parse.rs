@@ -40,6 +40,8 @@ pub const FRAME_TEXT_BYTES_MAX: usize = 4096;
 /// A call printed `<unfinished ...>`, waiting for its `resumed` line.
 struct Pending {
     line: u64,
+    /// Calls completed when it started (the seq the next completion gets).
+    rank: u64,
     time_us: Option<u64>,
     name: String,
     args: String,
@@ -55,6 +57,9 @@ pub struct CallReader<R> {
     current: Option<Call>,
     ready: VecDeque<Call>,
     ends: Vec<ProcessEnd>,
+    /// `(seq, rank)` of each call that was still in progress when an earlier-seq call
+    /// completed: `rank` calls had completed when it started ([`Parsed::started_before`]).
+    overlaps: Vec<(u64, u64)>,
     done: bool,
 }
 
@@ -63,6 +68,12 @@ pub struct CallReader<R> {
 pub struct Parsed {
     pub calls: Vec<Call>,
     pub ends: Vec<ProcessEnd>,
+    /// `(seq, rank)`: the call `seq` started when only `rank` (< `seq`) calls had
+    /// completed, so it overlapped the calls `rank..seq`, which completed while it was in
+    /// progress (strace printed it `<unfinished ...>`, then `resumed`). Completion order
+    /// alone would put it after them; the logical front end lets a sync that completed
+    /// inside an acknowledgement's call come after that acknowledgement.
+    pub started_before: Vec<(u64, u64)>,
 }
 
 /// Reads a whole strace output file (`strace -o PATH`).
@@ -73,14 +84,14 @@ pub fn parse_file(path: &Path) -> Result<Parsed, CallsError> {
         CallsError::Io { source, .. } => CallsError::Io { path: path.into(), source },
         other => other,
     })?;
-    Ok(Parsed { calls, ends: reader.ends().to_vec() })
+    Ok(Parsed { calls, ends: reader.ends().to_vec(), started_before: reader.started_before().to_vec() })
 }
 
 /// Reads strace output held in memory.
 pub fn parse_bytes(text: &[u8]) -> Result<Parsed, CallsError> {
     let mut reader = CallReader::new(text);
     let calls = reader.by_ref().collect::<Result<Vec<_>, _>>()?;
-    Ok(Parsed { calls, ends: reader.ends().to_vec() })
+    Ok(Parsed { calls, ends: reader.ends().to_vec(), started_before: reader.started_before().to_vec() })
 }
 
 impl<R: BufRead> CallReader<R> {
@@ -93,6 +104,7 @@ impl<R: BufRead> CallReader<R> {
             current: None,
             ready: VecDeque::new(),
             ends: Vec::new(),
+            overlaps: Vec::new(),
             done: false,
         }
     }
@@ -100,6 +112,12 @@ impl<R: BufRead> CallReader<R> {
     /// The processes (threads) whose end was read so far, in order.
     pub fn ends(&self) -> &[ProcessEnd] {
         &self.ends
+    }
+
+    /// The calls read so far that started before earlier-seq calls completed
+    /// ([`Parsed::started_before`]), in completion order.
+    pub fn started_before(&self) -> &[(u64, u64)] {
+        &self.overlaps
     }
 
     /// One line into `buf` (without its newline); `false` at the end of the input.
@@ -207,7 +225,7 @@ impl<R: BufRead> CallReader<R> {
             return Err(CallsError::TooMany { line: self.line, max: PENDING_MAX, what: "calls in progress" });
         }
         let args = args.trim_end().strip_suffix(UNFINISHED).unwrap_or(args).trim_end().to_string();
-        let pending = Pending { line: self.line, time_us, name: name.to_string(), args };
+        let pending = Pending { line: self.line, rank: self.seq, time_us, name: name.to_string(), args };
         // A thread has one call in progress; an older one left unresumed never returned.
         if let Some(old) = self.pending.insert(tid, pending) {
             let call = self.abandoned(tid, old);
@@ -219,19 +237,24 @@ impl<R: BufRead> CallReader<R> {
     /// `<... NAME resumed>rest) = result`: the pending call of `tid`, completed.
     fn resumed(&mut self, tid: u32, time_us: Option<u64>, rest: &str) -> Result<(), CallsError> {
         let (name, tail) = rest.split_once(" resumed>").ok_or_else(|| self.malformed("a broken resumed line", rest))?;
-        let (start_time, args) = match self.pending.remove(&tid) {
-            Some(p) if p.name == name => (p.time_us, format!("{} {}", p.args, tail.trim_start())),
+        let (start_time, rank, args) = match self.pending.remove(&tid) {
+            Some(p) if p.name == name => (p.time_us, Some(p.rank), format!("{} {}", p.args, tail.trim_start())),
             Some(p) => {
                 let call = self.abandoned(tid, p);
                 self.ready.push_back(call);
-                (time_us, tail.to_string())
+                (time_us, None, tail.to_string())
             }
-            None => (time_us, tail.to_string()),
+            None => (time_us, None, tail.to_string()),
         };
         if name.is_empty() || name.len() > CALL_NAME_BYTES_MAX {
             return Err(self.malformed("not a system call name", rest));
         }
-        self.complete(tid, start_time, name, &args)
+        self.complete(tid, start_time, name, &args)?;
+        let seq = self.current.as_ref().map_or(0, |c| c.seq);
+        if let Some(rank) = rank.filter(|&r| r < seq) {
+            self.overlaps.push((seq, rank));
+        }
+        Ok(())
     }
 
     /// A call whose argument text (after `NAME(`) runs to its result.

@@ -71,6 +71,7 @@ impl Recording {
         let place = brink_calls::Place { cwd: calls_meta.cwd.as_bytes(), mark_file: calls_meta.mark_file.as_bytes() };
         let rows = brink_attrib::call_rows(&calls, place);
         let input = LogicalInput {
+            started_before: calls_meta.started_before.clone(),
             root: calls_meta.cwd.into(),
             mark_file: calls_meta.mark_file.into(),
             start_dir: None,

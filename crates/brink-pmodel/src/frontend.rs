@@ -33,6 +33,9 @@ pub struct LogicalInput {
     pub start_dir: Option<PathBuf>,
     /// What existed before the workload ran, relative to the root.
     pub initial: Vec<Initial>,
+    /// Calls that started before earlier-seq calls completed (`brink_calls::Parsed::
+    /// started_before`: `(seq, rank)`); empty for traces recorded before it was kept.
+    pub started_before: Vec<(u64, u64)>,
 }
 
 /// Most ancestors followed to find a new thread's parent process.
@@ -88,7 +91,42 @@ pub fn logical_ops(calls: &[Call], input: &LogicalInput) -> LogicalTrace {
         }
         front.resolver.observe(call);
     }
-    front.out
+    let mut out = front.out;
+    let tids: HashMap<u64, u32> = calls.iter().map(|c| (c.seq, c.tid)).collect();
+    syncs_after_overlapping_acks(&mut out.ops, &tids, &input.started_before);
+    out
+}
+
+/// Each sync (fsync, fdatasync, sync_file_range, msync, a sync write, sync) of another
+/// thread that completed while an acknowledgement's call was in progress is moved to
+/// just after that acknowledgement. Completion order would put it first, making the
+/// acknowledgement wait for it; but the mark may have reached the disk before the
+/// sync's flush (a LevelDB background thread's MANIFEST fsync and the main thread's
+/// mark: the kernel persisted the mark first, which the completion order forbids). A
+/// later sync only adds states (it forces nothing before it sooner), so this errs on
+/// the side of the kernel.
+fn syncs_after_overlapping_acks(ops: &mut Vec<LogicalOp>, tids: &HashMap<u64, u32>, started: &[(u64, u64)]) {
+    let rank: HashMap<u64, u64> = started.iter().copied().collect();
+    let is_sync = |o: &LogicalOp| matches!(o.op, Op::Fsync { .. } | Op::SyncRange { .. } | Op::Sync);
+    let mut a = 0;
+    while a < ops.len() {
+        let (seq, is_ack) = (ops[a].seq, matches!(ops[a].op, Op::Ack { .. }));
+        let Some(&r) = rank.get(&seq).filter(|_| is_ack) else {
+            a += 1;
+            continue;
+        };
+        let tid = tids.get(&seq);
+        let moved: Vec<usize> = (0..a)
+            .filter(|&i| is_sync(&ops[i]) && ops[i].seq >= r && ops[i].seq < seq && tids.get(&ops[i].seq) != tid)
+            .collect();
+        let mut taken: Vec<LogicalOp> = moved.iter().rev().map(|&i| ops.remove(i)).collect();
+        taken.reverse();
+        let at = a - moved.len();
+        for (n, op) in taken.into_iter().enumerate() {
+            ops.insert(at + 1 + n, op);
+        }
+        a = at + 1;
+    }
 }
 
 fn bytes(p: &std::path::Path) -> Vec<u8> {

@@ -141,6 +141,7 @@ pub(crate) fn store(
         mark_file: site.mark_file.to_string_lossy().into_owned(),
         cwd: site.cwd.to_string_lossy().into_owned(),
         untraceable,
+        started_before: parsed.started_before,
         ..CallsMeta::default()
     };
     Ok((meta, exit))

@@ -40,6 +40,11 @@ pub struct CallsMeta {
     /// io_uring), one sentence each: said in `show` and in every report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub untraceable: Vec<String>,
+    /// Calls that started before earlier-seq calls completed, `(seq, rank)`
+    /// (`brink_calls::Parsed::started_before`): how calls of different threads
+    /// overlapped, which completion order alone does not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started_before: Vec<(u64, u64)>,
 }
 
 /// One record of `calls.log`.

@@ -5,7 +5,8 @@
 //! micro-op but op 6's). A violating state's *cause* is its first op that lost a
 //! micro-op; later ops that lost theirs depend on it or are lost beside it. A state that
 //! lost nothing but ends inside an op has that op as its cause.
-//! - *atomicity*: the cause op persisted in part ("operation 6 must be atomic");
+//! - *atomicity*: the cause op persisted in part and no acknowledgement after it did
+//!   ("operation 6 must be atomic");
 //! - *durability*: the cause op persisted not at all, and in some state of the group
 //!   nothing that changes files persisted after it, only acknowledgements and syncs
 //!   ("operation 6 must persist before operation 7", the acknowledgement it broke);
@@ -70,6 +71,10 @@ fn cause_of(info: &LogicalInfo, id: &LStateId) -> Option<Cause> {
     let is = |o: u32, f: &dyn Fn(&OpInfo) -> bool| info.ops.get(o as usize).is_some_and(f);
     let later = after.clone().find(|&o| is(o, &changes_files));
     let ack = after.clone().find(|&o| is(o, &|x: &OpInfo| x.name == "ack"));
+    // Part of the op persisted, then its acknowledgement: what broke is the promise, a
+    // durability failure, however the op was split (a minimal state often keeps the
+    // parts that change nothing visible).
+    let partial = partial && ack.is_none();
     Some(Cause { op, partial, later, ack, missing: id.missing.len() })
 }
 
@@ -314,6 +319,19 @@ mod tests {
             "{}",
             vs[0].sentence
         );
+    }
+
+    /// Part of the rename persisted, then its acknowledgement: durability, as when the
+    /// whole rename is lost (a minimal state keeps the parts that change nothing seen).
+    #[test]
+    fn a_partly_persisted_op_before_its_acknowledgement_is_durability() {
+        let recs = vec![
+            rec("L4.0-3.1", "violation", "acknowledged 'config v1' lost"),
+            rec("L4.0-3.0-3.1", "violation", "acknowledged 'config v1' lost"),
+        ];
+        let vs = vulnerabilities(&info(), &recs, &[]);
+        assert_eq!(vs.len(), 1, "{vs:#?}");
+        assert_eq!((vs[0].kind, vs[0].states), (VulnKind::Durability, 2));
     }
 
     /// A state that lost several ops is explained by its minimal state, a probe here.
