@@ -18,5 +18,5 @@ cp "$out/suite.json" results/suite/suite.json
   # The suite's own suite.md from its machine section on (its title is replaced above).
   sed -n '/^## Machine/,$p' "$out/suite.md"
   echo
-  python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); ok=sum(1 for r in rows if r["outcome"]=="pass"); print(f"{len(rows)} modes, {ok} with the expected verdict.")' results/suite/suite.json
+  python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); ok=sum(1 for r in rows if r["outcome"]=="pass"); lg=sum(1 for r in rows if " (logical " in r["mode"]); print(f"{len(rows)} rows ({len(rows)-lg} modes and {lg} logical rows), {ok} with the expected verdict.")' results/suite/suite.json
 } > results/suite.md

@@ -60,6 +60,11 @@ pub struct CallReader<R> {
     /// `(seq, rank)` of each call that was still in progress when an earlier-seq call
     /// completed: `rank` calls had completed when it started ([`Parsed::started_before`]).
     overlaps: Vec<(u64, u64)>,
+    /// The line being read has no newline: the input ended inside it.
+    unterminated: bool,
+    /// The input's last line was cut (no newline) and did not parse: strace was killed
+    /// while writing it. Said, not an error: the rest of the trace is whole.
+    cut: bool,
     done: bool,
 }
 
@@ -74,6 +79,8 @@ pub struct Parsed {
     /// alone would put it after them; the logical front end lets a sync that completed
     /// inside an acknowledgement's call come after that acknowledgement.
     pub started_before: Vec<(u64, u64)>,
+    /// The last line was cut short (strace killed while writing it) and left out.
+    pub last_line_cut: bool,
 }
 
 /// Reads a whole strace output file (`strace -o PATH`).
@@ -84,14 +91,14 @@ pub fn parse_file(path: &Path) -> Result<Parsed, CallsError> {
         CallsError::Io { source, .. } => CallsError::Io { path: path.into(), source },
         other => other,
     })?;
-    Ok(Parsed { calls, ends: reader.ends().to_vec(), started_before: reader.started_before().to_vec() })
+    Ok(reader.parsed(calls))
 }
 
 /// Reads strace output held in memory.
 pub fn parse_bytes(text: &[u8]) -> Result<Parsed, CallsError> {
     let mut reader = CallReader::new(text);
     let calls = reader.by_ref().collect::<Result<Vec<_>, _>>()?;
-    Ok(Parsed { calls, ends: reader.ends().to_vec(), started_before: reader.started_before().to_vec() })
+    Ok(reader.parsed(calls))
 }
 
 impl<R: BufRead> CallReader<R> {
@@ -105,6 +112,8 @@ impl<R: BufRead> CallReader<R> {
             ready: VecDeque::new(),
             ends: Vec::new(),
             overlaps: Vec::new(),
+            unterminated: false,
+            cut: false,
             done: false,
         }
     }
@@ -112,6 +121,11 @@ impl<R: BufRead> CallReader<R> {
     /// The processes (threads) whose end was read so far, in order.
     pub fn ends(&self) -> &[ProcessEnd] {
         &self.ends
+    }
+
+    /// Everything read, with `calls`.
+    fn parsed(&self, calls: Vec<Call>) -> Parsed {
+        Parsed { calls, ends: self.ends.clone(), started_before: self.overlaps.clone(), last_line_cut: self.cut }
     }
 
     /// The calls read so far that started before earlier-seq calls completed
@@ -130,7 +144,8 @@ impl<R: BufRead> CallReader<R> {
             return Ok(false);
         }
         self.line += 1;
-        if buf.last() == Some(&b'\n') {
+        self.unterminated = buf.last() != Some(&b'\n');
+        if !self.unterminated {
             buf.pop();
         } else if buf.len() > LINE_BYTES_MAX {
             return Err(CallsError::LineTooLong { line: self.line, max: LINE_BYTES_MAX });
@@ -146,7 +161,11 @@ impl<R: BufRead> CallReader<R> {
                 self.finish();
                 return Ok(());
             }
-            self.line_in(&buf)?;
+            match self.line_in(&buf) {
+                // The last line, cut short: strace was killed while writing it.
+                Err(CallsError::Malformed { .. }) if self.unterminated => self.cut = true,
+                other => other?,
+            }
         }
         Ok(())
     }

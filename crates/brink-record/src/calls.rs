@@ -134,6 +134,11 @@ pub(crate) fn store(
             }
         }
     }
+    if parsed.last_line_cut {
+        untraceable.push(
+            "strace was stopped while writing its last line (the workload's processes were killed at the end of the recording): that call is not recorded".into(),
+        );
+    }
     brink_calls::attribute_scripts(&mut calls, site.mark_file.as_os_str().as_encoded_bytes());
     writer.calls(calls)?;
     let meta = CallsMeta {

@@ -81,9 +81,11 @@ pub fn run_workloads(
 ) -> Result<Vec<Row>, RunError> {
     let total: usize = workloads.iter().map(|(_, m)| m.len()).sum();
     let mut rows = Vec::new();
+    let mut n = 0;
     for (w, modes) in workloads {
         for mode in modes {
-            let label = format!("[{}/{total}] {} {}", rows.len() + 1, w.name, mode.name);
+            n += 1;
+            let label = format!("[{n}/{total}] {} {}", w.name, mode.name);
             let dir = dir_of(w, mode);
             match run_mode(w, mode, &dir, opts, &label, driver) {
                 Ok(row) => {
