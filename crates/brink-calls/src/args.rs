@@ -46,7 +46,12 @@ pub(crate) fn split_args(text: &str) -> Split<'_> {
             Mode::Str => match b {
                 b'\\' => mode = Mode::StrEscape,
                 b'"' => mode = Mode::Plain,
-                _ => {}
+                // Inside a string only a backslash or a quote matters: skip to the next.
+                _ => {
+                    let skip = bytes[i..].iter().position(|&c| c == b'\\' || c == b'"').unwrap_or(bytes.len() - i);
+                    i += skip;
+                    continue;
+                }
             },
             Mode::StrEscape => mode = Mode::Str,
             Mode::Comment => {
@@ -117,9 +122,20 @@ pub(crate) fn parse_string(text: &str) -> Option<(Vec<u8>, bool, &str)> {
 /// Decodes C-style escapes up to an unescaped `end` byte: the bytes, how many input
 /// bytes were used (the end byte included), and whether `end` was found.
 pub(crate) fn unescape(input: &[u8], end: u8) -> (Vec<u8>, usize, bool) {
-    let mut out = Vec::new();
+    // `-xx` prints every byte as `\xHH`: four characters a byte, up to 1 MiB a write.
+    let mut out = Vec::with_capacity((input.len() / 4).min(STRING_BYTES_MAX));
     let mut i = 0;
     while i < input.len() {
+        // The common case first, without the general escape's bookkeeping.
+        if let [b'\\', b'x', h, l, ..] = input[i..] {
+            if let (Some(h), Some(l)) = (char::from(h).to_digit(16), char::from(l).to_digit(16)) {
+                if out.len() < STRING_BYTES_MAX {
+                    out.push((h * 16 + l) as u8);
+                }
+                i += 4;
+                continue;
+            }
+        }
         let b = input[i];
         if b == end {
             return (out, i + 1, true);
@@ -289,6 +305,8 @@ mod tests {
     #[test]
     fn decodes_strings_and_escapes() {
         assert_eq!(string_arg(r#""\x68\x00\xff""#), Some((vec![b'h', 0, 0xff], false)));
+        // The fast path for `\xHH` and the general one agree at their edges.
+        assert_eq!(string_arg(r#""\xAb\x7\x\\x41""#), Some((vec![0xab, 7, b'x', b'\\', b'x', b'4', b'1'], false)));
         assert_eq!(string_arg(r#""a\"b\n\\\0""#), Some((b"a\"b\n\\\0".to_vec(), false)));
         assert_eq!(string_arg(r#""\x61"..."#), Some((b"a".to_vec(), true)));
         assert_eq!(string_arg("NULL"), None);
