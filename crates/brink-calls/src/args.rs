@@ -30,7 +30,6 @@ pub(crate) struct Split<'a> {
 enum Mode {
     Plain,
     Str,
-    StrEscape,
     Comment,
     Annotation,
 }
@@ -44,7 +43,11 @@ pub(crate) fn split_args(text: &str) -> Split<'_> {
         let b = bytes[i];
         match mode {
             Mode::Str => match b {
-                b'\\' => mode = Mode::StrEscape,
+                // An escape: the backslash and the byte after it.
+                b'\\' => {
+                    i += 2;
+                    continue;
+                }
                 b'"' => mode = Mode::Plain,
                 // Inside a string only a backslash or a quote matters: skip to the next.
                 _ => {
@@ -53,7 +56,6 @@ pub(crate) fn split_args(text: &str) -> Split<'_> {
                     continue;
                 }
             },
-            Mode::StrEscape => mode = Mode::Str,
             Mode::Comment => {
                 if bytes[i..].starts_with(b"*/") {
                     mode = Mode::Plain;

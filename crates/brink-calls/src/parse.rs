@@ -236,7 +236,7 @@ impl<R: BufRead> CallReader<R> {
             }
             return self.pend(tid, time_us, name, args);
         }
-        self.complete(tid, time_us, name, args)
+        self.complete_split(tid, time_us, name, args, split)
     }
 
     fn pend(&mut self, tid: u32, time_us: Option<u64>, name: &str, args: &str) -> Result<(), CallsError> {
@@ -278,7 +278,19 @@ impl<R: BufRead> CallReader<R> {
 
     /// A call whose argument text (after `NAME(`) runs to its result.
     fn complete(&mut self, tid: u32, time_us: Option<u64>, name: &str, args: &str) -> Result<(), CallsError> {
-        let split = args::split_args(args);
+        self.complete_split(tid, time_us, name, args, args::split_args(args))
+    }
+
+    /// [`CallReader::complete`] with `args` already split (a long write's line is
+    /// scanned once).
+    fn complete_split(
+        &mut self,
+        tid: u32,
+        time_us: Option<u64>,
+        name: &str,
+        args: &str,
+        split: args::Split<'_>,
+    ) -> Result<(), CallsError> {
         let after = split.after.ok_or_else(|| self.malformed("a call with no result", args))?;
         let result_text = after.trim_start().strip_prefix('=').ok_or_else(|| self.malformed("no '= result'", args))?;
         let (result, returned) = result(result_text).ok_or_else(|| self.malformed("a result", result_text))?;
