@@ -223,8 +223,9 @@ pub fn explore(rec: &Recording, cfg: &LogicalConfig, progress: &Progress) -> Res
     if let Some(c) = &run.cache {
         c.sync()?;
     }
-    let (minimal, probes) = if run.stopped_by.is_none() { run.minimize()? } else { Default::default() };
-    let summary = run.finish(total, &minimal, probes)?;
+    let recs = results::collect(&cfg.results)?;
+    let (minimal, probes) = if run.stopped_by.is_none() { run.minimize(&recs)? } else { Default::default() };
+    let summary = run.finish(recs, total, &minimal, probes)?;
     drop(log);
     drop(work);
     Ok(summary)
@@ -421,13 +422,14 @@ impl Run<'_> {
     /// Builds a representative's tree on this thread's worker and runs the checkers on
     /// it; None when a signal cut a check short.
     fn check(&self, p: &Pending) -> Result<Option<Vec<CheckOutcome>>, LogicalError> {
+        let Some(cache) = &self.cache else { return self.check_tree(p) };
         let image: ImageHash = hex(&p.hash).parse().expect("a tree hash is an image hash's width");
-        if let Some(checks) = self.cache.as_ref().and_then(|c| c.get(&image, &p.marks)) {
+        if let Some(checks) = cache.get(&image, &p.marks) {
             return Ok(Some(checks));
         }
         let checks = self.check_tree(p)?;
-        if let (Some(c), Some(checks)) = (&self.cache, &checks) {
-            c.put(&image, &p.marks, checks)?;
+        if let Some(checks) = &checks {
+            cache.put(&image, &p.marks, checks)?;
         }
         Ok(checks)
     }
@@ -486,8 +488,7 @@ impl Run<'_> {
 
     /// The minimal state of every violating state that misses several micro-ops
     /// (`minimize.rs`), and the states checked for it that the strategy had not.
-    fn minimize(&self) -> Result<Minimized, LogicalError> {
-        let recs = results::collect(&self.cfg.results)?;
+    fn minimize(&self, recs: &[StateRecord]) -> Result<Minimized, LogicalError> {
         let by_id: HashMap<&str, &StateRecord> = recs.iter().map(|r| (r.id.as_str(), r)).collect();
         let probes: Mutex<Vec<StateRecord>> = Mutex::new(Vec::new());
         let probe = |s: &LState| -> Result<Vec<CheckOutcome>, LogicalError> {
@@ -508,21 +509,22 @@ impl Run<'_> {
             probes.lock().unwrap_or_else(PoisonError::into_inner).push(rec);
             Ok(checks)
         };
-        let minimal = self.pool.install(|| crate::minimize::minimal_states(self.plan, &recs, &probe))?;
+        let minimal = self.pool.install(|| crate::minimize::minimal_states(self.plan, recs, &probe))?;
         let mut probes = probes.into_inner().unwrap_or_else(PoisonError::into_inner);
         probes.sort_by(|a, b| a.id.cmp(&b.id));
         probes.dedup_by(|a, b| a.id == b.id);
         Ok((minimal, probes))
     }
 
-    /// Writes `states.jsonl` and `summary.json`; the summary.
+    /// Writes `states.jsonl` (`recs`, every record of the run) and `summary.json`; the
+    /// summary.
     fn finish(
         &self,
+        mut recs: Vec<StateRecord>,
         total: Count,
         minimal: &[(String, LStateId)],
         probes: Vec<StateRecord>,
     ) -> Result<Summary, LogicalError> {
-        let mut recs = results::collect(&self.cfg.results)?;
         results::smallest_representatives(&mut recs);
         let minimal: HashMap<&str, String> = minimal.iter().map(|(id, m)| (id.as_str(), m.to_string())).collect();
         for r in &mut recs {
