@@ -37,10 +37,14 @@ pub enum Step<'a> {
 pub trait Driver {
     fn record(&self, cfg: &RecordConfig) -> Result<RecordOutcome, RecordError>;
     fn explore(&self, cfg: &ExploreConfig) -> Result<Summary, ExploreError>;
-    /// The logical level (`logical` in a manifest's mode); by default without progress.
-    fn explore_logical(&self, cfg: &brink_logical::LogicalConfig) -> Result<Summary, RunError> {
-        let rec = brink_logical::Recording::open(&cfg.trace)?;
-        Ok(brink_logical::explore(&rec, cfg, &brink_explore::Progress::default())?)
+    /// The logical level (`logical` in a manifest's mode) of the opened recording; by
+    /// default without progress.
+    fn explore_logical(
+        &self,
+        rec: &brink_logical::Recording,
+        cfg: &brink_logical::LogicalConfig,
+    ) -> Result<Summary, brink_logical::LogicalError> {
+        brink_logical::explore(rec, cfg, &brink_explore::Progress::default())
     }
     /// Called as each mode reaches a step; by default nothing is said.
     fn step(&self, _step: Step<'_>) {}
@@ -89,9 +93,9 @@ pub fn run_workloads(
             let dir = dir_of(w, mode);
             match run_mode(w, mode, &dir, opts, &label, driver) {
                 Ok(row) => {
-                    let exit = (row.exit.clone(), None);
+                    let logical = run_logical(w, mode, &dir, opts, &row, driver)?;
                     rows.push(row);
-                    rows.extend(run_logical(w, mode, &dir, opts, exit, driver)?);
+                    rows.extend(logical);
                 }
                 Err(e) if opts.interrupt.0.load(Ordering::Relaxed) != 0 => return Err(e),
                 Err(e) => {
@@ -158,28 +162,34 @@ fn run_mode(
 /// The mode's recording explored at the logical level under each APM its manifest
 /// names (`logical`): ALICE's strategy, the application's checkers (the built-in fsck
 /// has no file system to check there), results in `DIR/logical/APM`; a row each, named
-/// `MODE (logical APM)`. A failure becomes a mismatch row, unless a signal stopped it.
+/// `MODE (logical APM)`. The recording (`block`'s trace) is opened once for them all.
+/// A failure becomes a mismatch row, unless a signal stopped it.
 fn run_logical(
     w: &Workload,
     mode: &Mode,
     dir: &Path,
     opts: &RunOpts,
-    exit: (String, Option<i32>),
+    block: &Row,
     driver: &dyn Driver,
 ) -> Result<Vec<Row>, RunError> {
     if mode.logical.is_empty() {
         return Ok(Vec::new());
     }
-    let trace = match &opts.traces {
-        Some(from) => from.join(&w.name).join(&mode.name).join("trace"),
-        None => dir.join("trace"),
-    };
+    let trace = &block.trace;
+    let rec = brink_logical::Recording::open(trace).map_err(|e| format!("error: {}", one_line(&e)));
     let mut rows = Vec::new();
     for &(apm, expect) in &mode.logical {
         // The block row judged the workload's exit already.
         let name = format!("{} (logical {apm})", mode.name);
         let m = Mode { name, expect: Some(expect), message: None, exit_code: None, ..mode.clone() };
         let results = dir.join("logical").join(apm.name());
+        let rec = match &rec {
+            Ok(rec) => rec,
+            Err(why) => {
+                rows.push(Row::failed(&w.name, &m, why.clone(), trace.clone(), results));
+                continue;
+            }
+        };
         let cfg = brink_logical::LogicalConfig {
             trace: trace.clone(),
             results: results.clone(),
@@ -197,7 +207,7 @@ fn run_logical(
             cache: opts.cache.clone(),
         };
         let t = Instant::now();
-        let explored = driver.explore_logical(&cfg).and_then(|s| {
+        let explored = driver.explore_logical(rec, &cfg).map_err(RunError::from).and_then(|s| {
             let records = brink_explore::Results::load(&results)?.states;
             Ok((s, records))
         });
@@ -205,7 +215,7 @@ fn run_logical(
             Ok((summary, records)) => judge(&RunFacts {
                 workload: &w.name,
                 mode: &m,
-                exit: exit.clone(),
+                exit: (block.exit.clone(), None),
                 workload_stderr: "",
                 explored: Explored::from(&summary),
                 records: &records,
