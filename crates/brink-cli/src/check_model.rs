@@ -180,16 +180,22 @@ fn blocks(r: &StateRecord) -> BTreeMap<String, Vec<String>> {
     d.and_then(|b| serde_json::from_value(b.clone()).ok()).unwrap_or_default()
 }
 
-/// Whether the model's state `m` explains the recovered state `k` where the model holds
-/// garbage: the same entries but for regular files of the same sizes whose blocks agree
-/// wherever the model's state holds no garbage (the kernel's stale bytes are whatever
-/// the disk held; the model's garbage is bytes it picks).
-fn explained_by_garbage(k: &StateRecord, m: &StateRecord, garbage: GarbageOf) -> bool {
-    let (Some(kl), Some(ml)) = (listing(k), listing(m)) else { return false };
+/// Whether the model's state `m` explains a recovered state (its listing `kl` and block
+/// hashes `kb`) where the model holds garbage: the same entries but for regular files
+/// of the same sizes whose blocks agree wherever the model's state holds no garbage
+/// (the kernel's stale bytes are whatever the disk held; the model's garbage is bytes
+/// it picks).
+fn explained_by_garbage(
+    kl: &[String],
+    kb: &BTreeMap<String, Vec<String>>,
+    m: &StateRecord,
+    garbage: GarbageOf,
+) -> bool {
+    let Some(ml) = listing(m) else { return false };
     if kl.len() != ml.len() {
         return false;
     }
-    let (kb, mb) = (blocks(k), blocks(m));
+    let mb = blocks(m);
     kl.iter().zip(&ml).all(|(a, b)| {
         if a == b {
             return true;
@@ -230,8 +236,8 @@ fn compare(block: &[StateRecord], logical: &[StateRecord], garbage: GarbageOf) -
     let mut with_garbage = 0;
     let mut unexplained = Vec::new();
     for ((_, marks), (id, l)) in seen.iter().filter(|(k, _)| !allowed.contains_key(*k)) {
-        let k = by_id[id.as_str()];
-        if logical.iter().filter(|m| m.marks == *marks).any(|m| explained_by_garbage(k, m, garbage)) {
+        let kb = blocks(by_id[id.as_str()]);
+        if logical.iter().filter(|m| m.marks == *marks).any(|m| explained_by_garbage(l, &kb, m, garbage)) {
             with_garbage += 1;
         } else {
             unexplained.push((id.clone(), *marks, closest(l, *marks, &allowed)));
@@ -324,8 +330,8 @@ impl Verdict {
 /// `brink content-listing` (the checker check-model runs): the logical content of the
 /// state in the working directory, as details, and exit 0.
 pub fn content_listing() -> Result<i32> {
-    let entries = brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
-    let blocks = brink_explore::tree::block_hashes(Path::new(".")).context("listing the state")?;
+    let brink_explore::tree::Listing { entries, blocks } =
+        brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
     let content = blake3::hash(entries.join("\n").as_bytes()).to_hex().to_string();
     emit(&(serde_json::json!({"content": content, "entries": entries, "blocks": blocks}).to_string() + "\n"))?;
     Ok(0)
@@ -350,15 +356,16 @@ mod tests {
     fn garbage_blocks_compare_as_wildcards_and_nothing_else_does() {
         let kernel = state("7", &["d logs", "f logs/a 8192 k"], &[("logs/a", &["stale", "same"])]);
         let model = state("L3.0", &["d logs", "f logs/a 8192 m"], &[("logs/a", &["junk", "same"])]);
+        let (kl, kb) = (listing(&kernel).unwrap(), blocks(&kernel));
         let mut block0 = |_: &str, _: &str| Some(HashSet::from([0u64]));
-        assert!(explained_by_garbage(&kernel, &model, &mut block0));
+        assert!(explained_by_garbage(&kl, &kb, &model, &mut block0));
         let mut block1 = |_: &str, _: &str| Some(HashSet::from([1u64]));
-        assert!(!explained_by_garbage(&kernel, &model, &mut block1), "block 0 differs and is not garbage");
+        assert!(!explained_by_garbage(&kl, &kb, &model, &mut block1), "block 0 differs and is not garbage");
         let mut none = |_: &str, _: &str| Some(HashSet::new());
-        assert!(!explained_by_garbage(&kernel, &model, &mut none));
+        assert!(!explained_by_garbage(&kl, &kb, &model, &mut none));
         let longer = state("L4.0", &["d logs", "f logs/a 4096 m"], &[("logs/a", &["junk"])]);
-        assert!(!explained_by_garbage(&kernel, &longer, &mut block0), "sizes differ");
+        assert!(!explained_by_garbage(&kl, &kb, &longer, &mut block0), "sizes differ");
         let moved = state("L5.0", &["d logs", "f logs/b 8192 m"], &[("logs/b", &["junk", "same"])]);
-        assert!(!explained_by_garbage(&kernel, &moved, &mut block0), "names differ");
+        assert!(!explained_by_garbage(&kl, &kb, &moved, &mut block0), "names differ");
     }
 }

@@ -198,50 +198,46 @@ pub fn shown(path: &Path) -> String {
     path.to_string_lossy().replace(' ', "\\x20")
 }
 
-/// Files up to this size also get a hash per 4 KiB block in [`block_hashes`].
+/// Files up to this size also get a hash per 4 KiB block ([`Listing::blocks`]).
 pub const BLOCK_HASHED_MAX: u64 = 1 << 20;
-/// The block size of [`block_hashes`].
+/// The block size of [`Listing::blocks`].
 pub const LISTED_BLOCK: u64 = 4096;
 
-/// A hash (16 hex digits) per 4 KiB block of each regular file of `root` up to
-/// [`BLOCK_HASHED_MAX`] bytes, by the path [`content_listing`] shows: what lets
-/// check-model compare a recovered file with a model's state block by block, leaving
-/// out the blocks where the model's state holds garbage.
-pub fn block_hashes(root: &Path) -> std::io::Result<BTreeMap<String, Vec<String>>> {
-    let mut out = BTreeMap::new();
-    visit(root, Path::new(""), &mut |path, m| {
-        if path == Path::new("lost+found") {
-            return Ok(false);
-        }
-        if m.is_file() && m.len() > 0 && m.len() <= BLOCK_HASHED_MAX {
-            let bytes = std::fs::read(root.join(path))?;
-            let hashes = bytes.chunks(LISTED_BLOCK as usize).map(|b| blake3::hash(b).to_hex()[..16].to_string());
-            out.insert(shown(path), hashes.collect());
-        }
-        Ok(true)
-    })?;
-    Ok(out)
+/// What a state holds in ALICE's and an APM's terms (`brink check-model`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// One line per entry under the root, in `visit` order: `d PATH`, `f PATH SIZE
+    /// DIGEST` (16 hex digits of the content's blake3), `l PATH TARGET`; no modes,
+    /// owners or times, and no `lost+found` (the file system's, not the program's).
+    pub entries: Vec<String>,
+    /// A hash (16 hex digits) per 4 KiB block of each regular file up to
+    /// [`BLOCK_HASHED_MAX`] bytes, by its path as `entries` shows it: what lets
+    /// check-model compare a recovered file with a model's state block by block,
+    /// leaving out the blocks where the model's state holds garbage.
+    pub blocks: BTreeMap<String, Vec<String>>,
 }
 
-/// What a state holds in ALICE's and an APM's terms (`brink check-model`): one line per
-/// entry under `root`, in `visit` order: `d PATH`, `f PATH SIZE DIGEST` (16 hex digits of
-/// the content's blake3), `l PATH TARGET`; no modes, owners or times, and no
-/// `lost+found` (the file system's, not the program's).
-pub fn content_listing(root: &Path) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
+/// The [`Listing`] of `root`, every file read once.
+pub fn content_listing(root: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing::default();
+    let digest = |bytes: &[u8]| blake3::hash(bytes).to_hex()[..16].to_string();
     visit(root, Path::new(""), &mut |path, m| {
         if path == Path::new("lost+found") {
             return Ok(false);
         }
         let shown = shown(path);
         if m.is_dir() {
-            out.push(format!("d {shown}"));
+            out.entries.push(format!("d {shown}"));
         } else if m.is_symlink() {
-            out.push(format!("l {shown} {}", std::fs::read_link(root.join(path))?.to_string_lossy()));
+            out.entries.push(format!("l {shown} {}", std::fs::read_link(root.join(path))?.to_string_lossy()));
+        } else if m.is_file() && m.len() > 0 && m.len() <= BLOCK_HASHED_MAX {
+            let bytes = std::fs::read(root.join(path))?;
+            out.entries.push(format!("f {shown} {} {}", bytes.len(), digest(&bytes)));
+            out.blocks.insert(shown, bytes.chunks(LISTED_BLOCK as usize).map(digest).collect());
         } else if m.is_file() {
             let mut h = blake3::Hasher::new();
             h.update_reader(std::fs::File::open(root.join(path))?)?;
-            out.push(format!("f {shown} {} {}", m.len(), &h.finalize().to_hex()[..16]));
+            out.entries.push(format!("f {shown} {} {}", m.len(), &h.finalize().to_hex()[..16]));
         }
         Ok(true)
     })?;
@@ -260,6 +256,19 @@ mod tests {
         std::fs::write(d.path().join("b"), b"beta").unwrap();
         std::os::unix::fs::symlink("dir/a", d.path().join("link")).unwrap();
         d
+    }
+
+    /// One read of each file gives its entry and, up to the limit, its block hashes.
+    #[test]
+    fn the_listing_names_entries_and_hashes_small_files_by_block() {
+        let d = tree();
+        std::fs::write(d.path().join("big"), vec![7u8; 5000]).unwrap();
+        let l = content_listing(d.path()).unwrap();
+        let digest = |b: &[u8]| blake3::hash(b).to_hex()[..16].to_string();
+        assert!(l.entries.contains(&format!("f big 5000 {}", digest(&[7u8; 5000]))), "{:?}", l.entries);
+        assert!(l.entries.contains(&"d dir".to_string()) && l.entries.contains(&"l link dir/a".to_string()));
+        assert_eq!(l.blocks["big"], vec![digest(&[7u8; 4096]), digest(&[7u8; 904])]);
+        assert_eq!(l.blocks["dir/a"], vec![digest(b"alpha")]);
     }
 
     /// Equal files hash equal whatever their times; any visible difference changes it.

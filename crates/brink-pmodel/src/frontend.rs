@@ -92,8 +92,10 @@ pub fn logical_ops(calls: &[Call], input: &LogicalInput) -> LogicalTrace {
         front.resolver.observe(call);
     }
     let mut out = front.out;
-    let tids: HashMap<u64, u32> = calls.iter().map(|c| (c.seq, c.tid)).collect();
-    syncs_after_overlapping_acks(&mut out.ops, &tids, &input.started_before);
+    if !input.started_before.is_empty() {
+        let tids: HashMap<u64, u32> = calls.iter().map(|c| (c.seq, c.tid)).collect();
+        syncs_after_overlapping_acks(&mut out.ops, &tids, &input.started_before);
+    }
     out
 }
 
