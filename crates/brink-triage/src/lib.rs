@@ -655,17 +655,33 @@ fn gather<'a>(ctx: &Ctx, recs: &'a [StateRecord], probes: &'a [StateRecord]) -> 
 /// Checker failures, grouped by their message class as one kind of their own: the
 /// application cannot start or recover on these states (apart from lost data).
 fn gather_failures<'a>(recs: &'a [StateRecord], groups: &mut BTreeMap<String, Group<'a>>) {
-    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
-        let Ok(id) = r.id.parse::<StateId>() else { continue };
-        let ex = recovery(r);
-        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
-        let g =
-            groups.entry(vid).or_insert_with(|| Group { ex, states: Vec::new(), marks: BTreeMap::new(), best: None });
-        g.states.push(r.id.clone());
-        if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
-            g.best = Some((id.choices.len(), id, r));
+    for (vid, (ex, rs)) in failure_groups(recs) {
+        let with_ids = rs.into_iter().filter_map(|r| Some((r.id.parse::<StateId>().ok()?, r)));
+        for (id, r) in with_ids {
+            let g = groups.entry(vid.clone()).or_insert_with(|| Group {
+                ex: ex.clone(),
+                states: Vec::new(),
+                marks: BTreeMap::new(),
+                best: None,
+            });
+            g.states.push(r.id.clone());
+            if g.best.as_ref().is_none_or(|(n, b, _)| (id.choices.len(), &id) < (*n, b)) {
+                g.best = Some((id.choices.len(), id, r));
+            }
         }
     }
+}
+
+/// The checker failures of `recs` by vulnerability id, with their explanation
+/// (`recovery`): the grouping both levels share.
+fn failure_groups(recs: &[StateRecord]) -> BTreeMap<String, (Explained, Vec<&StateRecord>)> {
+    let mut groups: BTreeMap<String, (Explained, Vec<&StateRecord>)> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
+        let ex = recovery(r);
+        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
+        groups.entry(vid).or_insert_with(|| (ex, Vec::new())).1.push(r);
+    }
+    groups
 }
 
 /// A checker failure's explanation: the application cannot start or recover.
@@ -683,13 +699,7 @@ fn recovery(r: &StateRecord) -> Explained {
 /// Checker failures of a logical run as vulnerabilities, grouped as [`gather_failures`]
 /// groups them; each told by its state with the least `lost` (then the smallest id).
 fn failure_vulnerabilities(recs: &[StateRecord], lost: impl Fn(&str) -> Option<usize>) -> Vec<Vulnerability> {
-    let mut groups: BTreeMap<String, (Explained, Vec<&StateRecord>)> = BTreeMap::new();
-    for r in recs.iter().filter(|r| r.verdict == Verdict::CheckerFailure) {
-        let ex = recovery(r);
-        let vid = vuln_id(ex.kind, &ex.signature, &ex.class);
-        groups.entry(vid).or_insert_with(|| (ex, Vec::new())).1.push(r);
-    }
-    groups
+    failure_groups(recs)
         .into_iter()
         .map(|(id, (ex, rs))| {
             let m = *rs.iter().min_by_key(|r| (lost(&r.id).unwrap_or(usize::MAX), r.id.clone())).expect("a state");
