@@ -76,7 +76,7 @@ use serde::Serialize;
 pub use adhash::ImageHash;
 pub use error::{ExploreError, MergeError, ReplayError, ResultsError};
 pub use footprint::hash_image;
-pub use minimize::{PROBES_PER_STATE_MAX, ddmin};
+pub use minimize::{PROBES_PER_STATE_MAX, ddmin, minimize_group};
 pub use results::{
     AnyStateId, Level, MergeInfo, NoCrash, Results, RunIdentity, StateRecord, Summary, TimeSummary, TornRecord,
 };

@@ -76,8 +76,29 @@ pub fn ddmin<T: Clone, E>(
     Ok(cur)
 }
 
-fn subset(small: &[(u64, WriteChoice)], big: &[(u64, WriteChoice)]) -> bool {
-    small.iter().all(|c| big.contains(c))
+/// The minimal sets of one group's members (their element lists, fewest first): a
+/// member holding a minimal set found already takes it untested, any other is given
+/// `shrink(elements)` (ddmin), which is kept for the members after it. Shared by the
+/// block level (elements: dropped or torn writes) and the logical level (missing
+/// micro-ops).
+pub fn minimize_group<T: PartialEq + Clone, E>(
+    members: &[&[T]],
+    mut shrink: impl FnMut(&[T]) -> Result<Vec<T>, E>,
+) -> Result<Vec<Vec<T>>, E> {
+    let mut known: Vec<Vec<T>> = Vec::new();
+    let mut out = Vec::with_capacity(members.len());
+    for elems in members {
+        let m = match known.iter().find(|k| k.iter().all(|e| elems.contains(e))) {
+            Some(k) => k.clone(),
+            None => {
+                let m = shrink(elems)?;
+                known.push(m.clone());
+                m
+            }
+        };
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// The minimal state of every violating state of one epoch: (state id, minimal state).
@@ -100,33 +121,23 @@ pub(crate) fn epoch(
     let groups: Vec<_> = groups.into_iter().collect();
     let out: Vec<Vec<(String, StateId)>> = groups
         .par_iter()
-        .map(|((_, class), members)| {
+        .map(|((position, class), members)| {
             let mut members = members.clone();
             members.sort_by(|a, b| a.id.choices.len().cmp(&b.id.choices.len()).then(a.id.cmp(&b.id)));
-            let mut known: Vec<StateId> = Vec::new();
-            let mut out = Vec::new();
-            for s in members {
-                let found = known.iter().find(|k| subset(&k.choices, &s.id.choices)).cloned();
-                let m = match found {
-                    Some(m) => m,
-                    None => {
-                        let mut fails = |sub: &[(u64, WriteChoice)]| -> Result<bool, ExploreError> {
-                            let cs = CrashState {
-                                id: StateId { position: s.id.position, choices: sub.to_vec(), fault: None },
-                                epoch: s.epoch,
-                                marks_before: s.marks_before,
-                            };
-                            Ok(violation_class(&probe(&cs)?).as_deref() == Some(class.as_str()))
-                        };
-                        let choices = ddmin(&s.id.choices, PROBES_PER_STATE_MAX, &mut fails)?;
-                        let m = StateId { position: s.id.position, choices, fault: None };
-                        known.push(m.clone());
-                        m
-                    }
+            // One crash point: every member has its epoch and its marks.
+            let (epoch, marks_before) = (members[0].epoch, members[0].marks_before);
+            let shrink = |choices: &[(u64, WriteChoice)]| {
+                let mut fails = |sub: &[(u64, WriteChoice)]| -> Result<bool, ExploreError> {
+                    let id = StateId { position: *position, choices: sub.to_vec(), fault: None };
+                    let cs = CrashState { id, epoch, marks_before };
+                    Ok(violation_class(&probe(&cs)?).as_deref() == Some(class.as_str()))
                 };
-                out.push((s.id.to_string(), m));
-            }
-            Ok(out)
+                ddmin(choices, PROBES_PER_STATE_MAX, &mut fails)
+            };
+            let elems: Vec<&[(u64, WriteChoice)]> = members.iter().map(|s| s.id.choices.as_slice()).collect();
+            let minimal = minimize_group(&elems, shrink)?;
+            let id = |choices| StateId { position: *position, choices, fault: None };
+            Ok(members.iter().zip(minimal).map(|(s, m)| (s.id.to_string(), id(m))).collect())
         })
         .collect::<Result<_, ExploreError>>()?;
     Ok(out.into_iter().flatten().collect())

@@ -1,5 +1,5 @@
-//! Minimal failing logical states, as `brink_explore`'s minimize.rs finds them at the
-//! block level: per crash end (the last persisted micro-op) and message class, the
+//! Minimal failing logical states, found as `brink_explore`'s minimize.rs finds them at
+//! the block level (its `minimize_group` serves both): per crash end (the last persisted micro-op) and message class, the
 //! violating states fewest missing micro-ops first; `ddmin` over a state's missing
 //! micro-ops, a subset tested as the state that misses it and everything depending on
 //! it (so the state stays legal); a state whose missing set holds a minimal set found
@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use brink_check::{CheckOutcome, violation_class};
-use brink_explore::{PROBES_PER_STATE_MAX, StateRecord, ddmin};
+use brink_explore::{PROBES_PER_STATE_MAX, StateRecord, ddmin, minimize_group};
 use brink_pmodel::{LState, LStateId, Plan};
 use rayon::prelude::*;
 
@@ -54,32 +54,23 @@ pub(crate) fn minimal_states(
         .map(|((end, class), members)| {
             let mut members = members.clone();
             members.sort_by(|a, b| a.missing.len().cmp(&b.missing.len()).then(a.id.cmp(&b.id)));
-            let mut known: Vec<LState> = Vec::new();
-            let mut out = Vec::new();
-            for s in members {
-                let found = known.iter().find(|k| k.missing.iter().all(|m| s.missing.binary_search(m).is_ok()));
-                let m = match found {
-                    Some(k) => k.clone(),
-                    None => {
-                        let state_of = |sub: &[u32]| {
-                            let missing = closure(plan, &dependents, *end, sub)?;
-                            plan.state(&plan.id_of(Some(*end), &missing))
-                        };
-                        let mut fails = |sub: &[u32]| -> Result<bool, LogicalError> {
-                            let Some(t) = state_of(sub) else { return Ok(false) };
-                            Ok(violation_class(&probe(&t)?).as_deref() == Some(class.as_str()))
-                        };
-                        let sub = ddmin(&s.missing, PROBES_PER_STATE_MAX, &mut fails)?;
-                        let m = state_of(&sub).unwrap_or_else(|| s.clone());
-                        known.push(m.clone());
-                        m
-                    }
+            let state_of = |sub: &[u32]| {
+                let missing = closure(plan, &dependents, *end, sub)?;
+                plan.state(&plan.id_of(Some(*end), &missing))
+            };
+            // The minimal set kept is the state's whole missing set (the subset closed).
+            let shrink = |missing: &[u32]| -> Result<Vec<u32>, LogicalError> {
+                let mut fails = |sub: &[u32]| -> Result<bool, LogicalError> {
+                    let Some(t) = state_of(sub) else { return Ok(false) };
+                    Ok(violation_class(&probe(&t)?).as_deref() == Some(class.as_str()))
                 };
-                if m.id != s.id {
-                    out.push((s.id.to_string(), m.id));
-                }
-            }
-            Ok(out)
+                let sub = ddmin(missing, PROBES_PER_STATE_MAX, &mut fails)?;
+                Ok(state_of(&sub).map_or_else(|| missing.to_vec(), |m| m.missing))
+            };
+            let elems: Vec<&[u32]> = members.iter().map(|s| s.missing.as_slice()).collect();
+            let minimal = minimize_group(&elems, shrink)?;
+            let changed = members.iter().zip(minimal).filter(|(s, m)| s.missing != *m);
+            Ok(changed.map(|(s, m)| (s.id.to_string(), plan.id_of(Some(*end), &m))).collect())
         })
         .collect::<Result<_, LogicalError>>()?;
     Ok(out.into_iter().flatten().collect())
