@@ -256,6 +256,11 @@ impl<R: BufRead> CallReader<R> {
     /// `<... NAME resumed>rest) = result`: the pending call of `tid`, completed.
     fn resumed(&mut self, tid: u32, time_us: Option<u64>, rest: &str) -> Result<(), CallsError> {
         let (name, tail) = rest.split_once(" resumed>").ok_or_else(|| self.malformed("a broken resumed line", rest))?;
+        // `<... NAME resumed> <unfinished ...>) = ?`: the thread died in the call (its
+        // process exited): the call never returned.
+        if tail.trim_start().starts_with(UNFINISHED) {
+            return self.cut_by_death(tid, time_us, name);
+        }
         let (start_time, rank, args) = match self.pending.remove(&tid) {
             Some(p) if p.name == name => (p.time_us, Some(p.rank), format!("{} {}", p.args, tail.trim_start())),
             Some(p) => {
@@ -273,6 +278,26 @@ impl<R: BufRead> CallReader<R> {
         if let Some(rank) = rank.filter(|&r| r < seq) {
             self.overlaps.push((seq, rank));
         }
+        Ok(())
+    }
+
+    /// A resumed call that never returned: the pending call of `tid` if it is the one
+    /// named, else a call known by its name only.
+    fn cut_by_death(&mut self, tid: u32, time_us: Option<u64>, name: &str) -> Result<(), CallsError> {
+        if name.is_empty() || name.len() > CALL_NAME_BYTES_MAX {
+            return Err(self.malformed("not a system call name", name));
+        }
+        let pending = match self.pending.remove(&tid) {
+            Some(p) if p.name == name => p,
+            other => {
+                if let Some(p) = other {
+                    let call = self.abandoned(tid, p);
+                    self.ready.push_back(call);
+                }
+                Pending { line: self.line, rank: self.seq, time_us, name: name.to_string(), args: String::new() }
+            }
+        };
+        self.current = Some(self.abandoned(tid, pending));
         Ok(())
     }
 
@@ -514,6 +539,21 @@ mod tests {
         let parsed = parse_bytes(text).unwrap();
         assert!(parsed.calls.iter().any(|c| c.name == "???"), "{:?}", parsed.calls);
         assert!(parsed.calls.iter().any(|c| c.name == "close"));
+    }
+
+    /// `<... NAME resumed> <unfinished ...>) = ?`: a thread that died inside a call (its
+    /// process exited), printed by strace in that form. An etcd recording failed on a
+    /// clone3 cut this way ("a call with no result").
+    #[test]
+    fn a_call_cut_short_by_death_parses() {
+        let text = b"7 1.0 clone3({flags=CLONE_VM, exit_signal=0} <unfinished ...>\n8 1.1 exit_group(0) = ?\n\
+            7 1.2 <... clone3 resumed> <unfinished ...>) = ?\n9 1.3 <... read resumed> <unfinished ...>) = ?\n\
+            7 1.4 +++ exited with 0 +++\n";
+        let parsed = parse_bytes(text).unwrap();
+        let names: Vec<_> = parsed.calls.iter().map(|c| (c.name.as_str(), c.result.clone())).collect();
+        assert!(names.contains(&("clone3", CallResult::Unfinished)), "{names:?}");
+        assert!(names.contains(&("read", CallResult::Unfinished)), "{names:?}");
+        assert!(names.contains(&("exit_group", CallResult::NoReturn)), "{names:?}");
     }
 
     #[test]

@@ -152,6 +152,21 @@ pub(crate) fn store(
     Ok((meta, exit))
 }
 
+/// `err`, with strace's output at `strace_out` kept beside the trace `output` when it
+/// could not be read back (a form of strace's output brink does not know is a bug to
+/// report, with that file).
+pub(crate) fn keep_unreadable(err: RecordError, strace_out: &Path, output: &Path) -> RecordError {
+    let RecordError::Calls { source, .. } = err else { return err };
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".calls.strace");
+    let kept_at = output.with_file_name(name);
+    let kept = match std::fs::copy(strace_out, &kept_at) {
+        Ok(_) => format!("; strace's output is kept at {}", kept_at.display()),
+        Err(_) => String::new(),
+    };
+    RecordError::Calls { source, kept }
+}
+
 /// A process end as the trace's exit information.
 fn exit_info(how: &brink_calls::EndKind) -> Option<ExitInfo> {
     match how {
@@ -167,6 +182,6 @@ fn exit_info(how: &brink_calls::EndKind) -> Option<ExitInfo> {
 /// A `CallsError` as a recording error.
 impl From<CallsError> for RecordError {
     fn from(source: CallsError) -> RecordError {
-        RecordError::Calls { source }
+        RecordError::Calls { source, kept: String::new() }
     }
 }

@@ -64,8 +64,14 @@ pub enum RecordError {
     #[error("injection {injection}: {source}")]
     Injection { injection: String, source: inject::FileTargetError },
     /// The workload's system calls cannot be recorded (no usable strace) or read back.
-    #[error("recording the workload's system calls: {source} (install strace, or turn the system-call recording off)")]
-    Calls { source: brink_calls::CallsError },
+    #[error(
+        "recording the workload's system calls: {source}{kept} (install strace, or turn the system-call recording off)"
+    )]
+    Calls {
+        source: brink_calls::CallsError,
+        /// Where strace's output was kept for a bug report, in words (`""` if not kept).
+        kept: String,
+    },
 }
 
 /// A recording setting that an error asks the user to change. Messages name it in words

@@ -540,7 +540,8 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
         progress.set("reading the system calls");
         let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
         let out = paths.root.join(crate::calls::STRACE_OUT);
-        let (calls, exit) = crate::calls::store(&out, &site, run.tracee, &mut writer)?;
+        let (calls, exit) = crate::calls::store(&out, &site, run.tracee, &mut writer)
+            .map_err(|e| crate::calls::keep_unreadable(e, &out, &cfg.output))?;
         meta.calls = Some(calls);
         // The workload's own exit, not strace's (which may have been stopped).
         if let (Some(exit), Some(w)) = (exit, meta.workload.as_mut()) {
