@@ -4,17 +4,23 @@
 # model of the mode's own file system. Writes results/check-models.md; each run's JSON
 # in results/check-models/.
 #
-#   SUITE=/path/to/suite/run results/check-models.sh [WORKLOAD…]   (as root)   MAX_STATES=2000
+#   SUITE=/path/to/suite/run results/check-models.sh [WORKLOAD…]   (as root)
+#   MAX_STATES=2000000 (a model's space) MAX_KERNEL_STATES=5000 (recovered, else sampled)
+#   BRINK=path (a built brink; default: build the release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/check-models.md
 RAW=results/check-models
-MAX_STATES=${MAX_STATES:-2000}
+MAX_STATES=${MAX_STATES:-2000000}
+MAX_KERNEL_STATES=${MAX_KERNEL_STATES:-5000}
 only=("$@")
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 2; }
 [ -d "${SUITE:-}" ] || { echo "SUITE=DIR: a brink suite run's output folder" >&2; exit 2; }
-cargo build --release -q -p brink-cli
-B=$PWD/target/release/brink
+if [ -z "${BRINK:-}" ]; then
+  cargo build --release -q -p brink-cli
+  BRINK=$PWD/target/release/brink
+fi
+B=$BRINK
 WORK=$(mktemp -d /tmp/brink-check-models-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 rm -rf "$RAW" && mkdir -p "$RAW"
@@ -38,23 +44,39 @@ for trace in "$SUITE"/*/*/trace; do
   read -r fs opts < <("$B" show --json "$trace" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["fs"], d["mount_opts"] or "-")')
   # Traces with injected faults or torn-write modes are explored differently; the
   # models describe power cuts on a well-behaved disk.
+  # The kernel's side is explored once, by the first model's run, and read by the second.
+  first=
   for apm in $(model_of "$fs" "$opts") posix; do
     name="$workload-$mode-$apm"
     code=0
-    timeout 900 "$B" check-model "$trace" --apm "$apm" --max-states "$MAX_STATES" -o "$WORK/$name" --json \
+    if [ -z "$first" ]; then
+      first=$name
+      where=(-o "$WORK/$name")
+    else
+      where=(--results "$WORK/$first/block")
+    fi
+    timeout 1800 "$B" check-model "$trace" --apm "$apm" --max-states "$MAX_STATES" --max-kernel-states "$MAX_KERNEL_STATES" "${where[@]}" --json \
       > "$RAW/$name.json" 2> "$WORK/$name.err" || code=$?
-    rows+=("$(python3 - "$RAW/$name.json" "$WORK/$name.err" "$workload" "$mode" "$apm" "$code" <<'EOF'
+    rows+=("$(python3 - "$RAW/$name.json" "$WORK/$name.err" "$workload" "$mode" "$apm" "$code" "$MAX_STATES" <<'EOF'
 import json, sys
-out, err, workload, mode, apm, code = sys.argv[1:]
+out, err, workload, mode, apm, code, _max = sys.argv[1:]
 try:
     j = json.load(open(out))
     a = len(j["unexplained"])
-    pess = 100.0 * j["model_only"] / max(j["model_states"], 1)
     g = j.get("explained_with_garbage", 0)
-    print(f"| {workload} | {mode} | {apm} | {j['kernel_states']} | {j['model_states']} | {a} | {g} | {pess:.0f}% |")
+    ks, wit = j["kernel_sampled"], j["witnesses_from"]
+    if wit:
+        pess = "n/a (not listed)"
+        space = f"over {int(sys.argv[7]):,}: witnesses from {wit}"
+        a = f"0 (+{len(j['undecided'])} undecided)" if j["undecided"] else "0"
+    else:
+        pess = "n/a (sampled)" if ks else f'{100.0 * j["model_only"] / max(j["model_states"], 1):.0f}%'
+        space = f'{j["model_space"]:,}'
+    kernel = f'{j["kernel_states"]} (of a sample of {ks["samples"]})' if ks else str(j["kernel_states"])
+    print(f"| {workload} | {mode} | {apm} | {kernel} | {j['model_states']} | {space} | {a} | {g} | {pess} |")
 except (OSError, ValueError, KeyError):
     why = (open(err).read().strip().splitlines() or ["?"])[-1].replace("|", "/")
-    print(f"| {workload} | {mode} | {apm} | | | not run: {why[:140]} | | |")
+    print(f"| {workload} | {mode} | {apm} | | | | not run: {why[:160]} | | |")
 EOF
 )")
   done
@@ -66,17 +88,20 @@ done
   echo "By \`results/check-models.sh\` over the recordings of a \`brink suite\` run; each"
   echo "\`brink check-model\` output in \`$RAW/\`."
   sh results/provenance.sh
-  echo "Per mode: posix and the model of the mode's own file system; both spaces explored"
-  echo "whole up to $MAX_STATES states (the block level: every state of the write-back model,"
-  echo "recovered by the kernel). Kernel states: distinct (content, acknowledgements) the"
-  echo "kernel recovered; model states: those the model allows; (a): recovered states the"
+  echo "Per mode: posix and the model of the mode's own file system. The model's space is"
+  echo "listed whole in process up to $MAX_STATES states (model space: all its states; model"
+  echo "states: distinct (content, acknowledgements) among them). The block level: every"
+  echo "state of the write-back model recovered by the kernel, up to $MAX_KERNEL_STATES; past"
+  echo "that a stratified sample of $MAX_KERNEL_STATES (every crash point gets its share) and"
+  echo "no pessimism figure. Kernel states: distinct (content, acknowledgements) the"
+  echo "kernel recovered; (a): recovered states the"
   echo "model cannot produce (the model is wrong: each is listed in the JSON with the"
   echo "closest state the model allows); pessimism: the model's states the kernel never"
   echo "produced in this recording. Garbage: recovered states explained only where the"
   echo "model's state holds garbage (any bytes; compared per 4 KiB block, files up to 1 MiB)."
   echo
-  echo "| workload | mode | model | kernel states | model states | (a) unexplained | garbage | pessimism |"
-  echo "|---|---|---|---:|---:|---:|---:|---:|"
+  echo "| workload | mode | model | kernel states | model states | model space | (a) unexplained | garbage | pessimism |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
 } > "$OUT"
 cat "$OUT"

@@ -1,14 +1,15 @@
 //! `brink check-model TRACE --apm NAME -o OUT`: an abstract persistence model checked
 //! against what the real kernel recovered from the same recording.
 //!
-//! Both explorations run with one checker, brink itself (`brink content-listing`),
-//! which reports each state's logical content (`brink_explore::tree::content_listing`:
-//! names, types, sizes, contents) as its details and passes every state. The block run
-//! (kernel recovery, every state of the write-back model up to `--max-states`) gives
-//! the states the kernel produced; the logical run (the APM's exhaustive space) the
-//! states the model allows. Then: (a) a recovered (content, acknowledgements) the model
-//! cannot produce means the model is wrong (exit 1, each shown against the closest
-//! state the model allows); (b) how many of the model's states the kernel never
+//! The block run (kernel recovery, every state of the write-back model up to
+//! `--max-states`, with one checker, brink itself: `brink content-listing`) gives each
+//! recovered state's logical content (`brink_explore::tree::content_listing`: names,
+//! types, sizes, contents) and so the states the kernel produced. The model's side is
+//! its whole space, listed in process (`brink_logical::model_space`: the same listing
+//! made from each state's tree, no directory written and no checker run, so spaces of
+//! a million states take minutes). Then: (a) a recovered (content, acknowledgements)
+//! the model cannot produce means the model is wrong (exit 1, each shown against the
+//! closest state the model allows); (b) how many of the model's states the kernel never
 //! produced in this recording is the model's pessimism.
 //!
 //! Garbage: where a model's state holds garbage (stale blocks of a writeback append),
@@ -24,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use brink_explore::{CheckerSpec, Results, StateRecord};
-use brink_pmodel::{Apm, LStrategy, Model, Strategy};
+use brink_logical::{ModelListing, ModelSpace};
+use brink_pmodel::{Apm, Model, Strategy};
 
 use crate::emit;
 
@@ -37,12 +39,21 @@ pub struct CheckModelArgs {
     /// The model to check: posix, ext4-ordered, ext4-writeback, ext4-journal, xfs, btrfs.
     #[arg(long)]
     apm: String,
-    /// Where both explorations go (`OUT/block`, `OUT/logical`); must not exist.
-    #[arg(short, long)]
-    output: PathBuf,
-    /// Refuse an exploration (either level) larger than this.
-    #[arg(long, default_value_t = 100_000)]
+    /// Where the block exploration goes (`OUT/block`); must not exist.
+    #[arg(short, long, required_unless_present = "results")]
+    output: Option<PathBuf>,
+    /// Use this block exploration of the trace instead of running one: the `block`
+    /// folder of an earlier check-model of the same trace (its states carry listings).
+    #[arg(long, conflicts_with = "output")]
+    results: Option<PathBuf>,
+    /// Refuse a model space larger than this (listed in process: about 100,000 states a
+    /// second on 2 cores).
+    #[arg(long, default_value_t = 2_000_000)]
     max_states: u128,
+    /// Recover every state of the block level up to this many; past it, a stratified
+    /// sample of this many (every crash point gets its share) and no pessimism figure.
+    #[arg(long, default_value_t = 5_000)]
+    max_kernel_states: u128,
     #[arg(long)]
     jobs: Option<usize>,
     #[arg(long)]
@@ -56,19 +67,122 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
     let apm: Apm = a.apm.parse()?;
     let rec = brink_logical::Recording::open(&a.trace)?;
     model_fits(apm, &rec.meta.fs, &rec.meta.mount_opts)?;
-    if a.output.exists() {
-        bail!("{} already exists: choose another -o", a.output.display());
-    }
-    let listing = format!("{} content-listing", shlex::try_quote(&std::env::current_exe()?.to_string_lossy())?);
     let jobs = crate::suite::jobs(a.jobs)?;
-    let block = a.output.join("block");
+    let (block, sampled) = match (&a.results, &a.output) {
+        (Some(dir), _) => (dir.clone(), earlier_block_run(dir, &a.trace)?),
+        (None, Some(out)) => {
+            if out.exists() {
+                bail!("{} already exists: choose another -o", out.display());
+            }
+            let block = out.join("block");
+            let sampled = kernel_states(&a, &block, jobs, &interrupt)?;
+            (block, sampled)
+        }
+        (None, None) => bail!("give -o DIR or --results DIR"),
+    };
+    let plan = brink_pmodel::Plan::new(&rec.logical, apm);
+    let kernel = Results::load(&block)?.states;
+    let (space, witness) = match crate::progress::model_space(&rec, &plan, a.max_states, jobs, &interrupt.0) {
+        Ok(space) => (space, None),
+        Err(brink_logical::LogicalError::TooManyStates { .. }) if apm == Apm::Posix => {
+            let own = Apm::of_fs(&rec.meta.fs, &rec.meta.mount_opts).with_context(|| {
+                format!(
+                    "posix's space has more than {} states, and {} has no model to find witnesses in",
+                    a.max_states, rec.meta.fs
+                )
+            })?;
+            (witnesses(&rec, (&plan, own), &kernel, (a.max_states, jobs), &interrupt)?, Some(own))
+        }
+        Err(e) => return Err(crate::progress::logical_error(e, &format!("the {apm} space"))),
+    };
+    let mut verdict = compare(&kernel, &space);
+    verdict.kernel_sampled = sampled;
+    verdict.witness = witness;
+    if a.json {
+        emit(&(serde_json::to_string_pretty(&verdict.json(apm))? + "\n"))?;
+    } else {
+        emit(&verdict.text(apm))?;
+    }
+    Ok(i32::from(verdict.wrong()))
+}
+
+/// The recovered states posix allows, found without listing posix's space (too large):
+/// the file system's own model `own` is listed whole, and each of its states that a
+/// recovered state matches is translated into posix (`Plan::translate`) and listed
+/// there; a legal translation with the same content and acknowledgements is a posix
+/// state that explains it. The result holds only these witnesses (`states`: 0, the
+/// space was not gone through).
+fn witnesses(
+    rec: &brink_logical::Recording,
+    (posix, own): (&brink_pmodel::Plan, Apm),
+    kernel: &[StateRecord],
+    (max_states, jobs): (u128, usize),
+    interrupt: &brink_record::Interrupt,
+) -> Result<ModelSpace> {
+    let own_plan = brink_pmodel::Plan::new(&rec.logical, own);
+    let own_space = crate::progress::model_space(rec, &own_plan, max_states, jobs, &interrupt.0).map_err(|e| {
+        crate::progress::logical_error(
+            e,
+            &format!("posix's space is too large, and {own}'s, where its witnesses are found"),
+        )
+    })?;
+    let produced: HashSet<Key> = kernel.iter().filter_map(key).collect();
+    let mut lister = brink_logical::Lister::new(rec, posix);
+    let mut found = ModelSpace::default();
+    for (k, (id, _)) in own_space.distinct.iter().filter(|(k, _)| produced.contains(*k)) {
+        let Some(state) = own_plan.state(id) else { continue };
+        let Some(w) = posix.translate(&own_plan, &state) else { continue };
+        let listing = lister.listing(&w)?;
+        if (listing.listing.digest(), w.marks_before) == *k {
+            found.distinct.insert(k.clone(), (w.id, listing));
+        }
+    }
+    Ok(found)
+}
+
+/// An earlier check-model's block exploration of `trace` at `dir`: refused unless it is
+/// one (its states carry listings); whether it was a sample (its size and the space's).
+fn earlier_block_run(dir: &Path, trace: &Path) -> Result<Option<(u128, u128)>> {
+    let results = Results::load(dir).with_context(|| format!("reading the block exploration at {}", dir.display()))?;
+    let summary = &results.summary;
+    let same = |p: &Path| std::fs::canonicalize(p).ok();
+    if same(Path::new(&summary.trace)) != same(trace) {
+        bail!("{} explored {}, not {}", dir.display(), summary.trace, trace.display());
+    }
+    if results.states.iter().all(|r| key(r).is_none()) {
+        bail!(
+            "{} was not explored by check-model (its states carry no content listings): pass -o instead",
+            dir.display()
+        );
+    }
+    let sampled = summary.strategy.starts_with("sample");
+    Ok(sampled.then(|| (u128::from(summary.states_generated), summary.states_total.0)))
+}
+
+/// The block exploration of the trace with kernel recovery and the listing checker, into
+/// `block`: every state, or a stratified sample when there are more than
+/// `--max-kernel-states` (then: the sample's size and the space's).
+fn kernel_states(
+    a: &CheckModelArgs,
+    block: &Path,
+    jobs: usize,
+    interrupt: &brink_record::Interrupt,
+) -> Result<Option<(u128, u128)>> {
+    let whole = brink_explore::count(&a.trace, Model::WRITEBACK, Strategy::Exhaustive)?.states_total.0;
+    let samples = u64::try_from(a.max_kernel_states).unwrap_or(u64::MAX);
+    let (strategy, sampled) = if whole > a.max_kernel_states {
+        (Strategy::Sample { samples, seed: 0 }, Some((a.max_kernel_states, whole)))
+    } else {
+        (Strategy::Exhaustive, None)
+    };
+    let listing = format!("{} content-listing", shlex::try_quote(&std::env::current_exe()?.to_string_lossy())?);
     let cfg = brink_explore::ExploreConfig {
         trace: a.trace.clone(),
-        results: block.clone(),
+        results: block.to_path_buf(),
         model: Model::WRITEBACK,
-        strategy: Strategy::Exhaustive,
-        max_states: a.max_states,
-        checkers: vec![CheckerSpec::Command(listing.clone())],
+        strategy,
+        max_states: a.max_kernel_states.max(1),
+        checkers: vec![CheckerSpec::Command(listing)],
         jobs,
         checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
         time_budget: None,
@@ -82,48 +196,12 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
         checker_protocol: brink_check::Protocol::Brink,
     };
     crate::progress::explore(&cfg).map_err(|e| anyhow::anyhow!("the block exploration: {e}"))?;
-    let logical = a.output.join("logical");
-    let lcfg = brink_logical::LogicalConfig {
-        trace: a.trace.clone(),
-        results: logical.clone(),
-        apm,
-        strategy: LStrategy::Exhaustive { max_missing: u32::MAX },
-        max_states: a.max_states,
-        checkers: vec![listing],
-        jobs,
-        checker_timeout: brink_explore::defaults::CHECKER_TIMEOUT,
-        time_budget: None,
-        resume: false,
-        shard: None,
-        checker_protocol: brink_check::Protocol::Brink,
-        interrupt: interrupt.0.clone(),
-        cache: None,
-    };
-    crate::progress::explore_logical(&rec, &lcfg).map_err(|e| anyhow::anyhow!("the {apm} exploration: {e}"))?;
-    let plan = brink_pmodel::Plan::new(&rec.logical, apm);
-    let mut applier = brink_pmodel::Applier::new(&rec.logical, &plan);
-    let mut garbage = |id: &str, path: &str| garbage_blocks(&plan, &mut applier, id, path);
-    let verdict = compare(&Results::load(&block)?.states, &Results::load(&logical)?.states, &mut garbage);
-    if a.json {
-        emit(&(serde_json::to_string_pretty(&verdict.json(apm))? + "\n"))?;
-    } else {
-        emit(&verdict.text(apm))?;
-    }
-    Ok(i32::from(!verdict.unexplained.is_empty()))
+    Ok(sampled)
 }
 
 /// Refuse a model of another file system than the recording's (posix fits every one).
 fn model_fits(apm: Apm, fs: &str, mount_opts: &str) -> Result<()> {
-    let data = mount_opts.split(',').find_map(|o| o.strip_prefix("data=")).unwrap_or("ordered");
-    let fits = match apm {
-        Apm::Posix => true,
-        Apm::Ext4Ordered => fs == "ext4" && data == "ordered",
-        Apm::Ext4Writeback => fs == "ext4" && data == "writeback",
-        Apm::Ext4Journal => fs == "ext4" && data == "journal",
-        Apm::Xfs => fs == "xfs",
-        Apm::Btrfs => fs == "btrfs",
-    };
-    if !fits {
+    if apm != Apm::Posix && Apm::of_fs(fs, mount_opts) != Some(apm) {
         bail!(
             "the trace was recorded on {fs} ({mount_opts}); {apm} describes another file system: record on it, or check posix"
         );
@@ -148,7 +226,16 @@ struct Verdict {
     /// each with the differences from the closest state it allows.
     unexplained: Vec<(String, u64, Vec<String>)>,
     kernel: usize,
+    /// The model's distinct states (content, acknowledgements).
     model: usize,
+    /// The model's states gone through (its whole space).
+    model_states: u64,
+    /// The block level's states were a sample: its size, and the space's.
+    kernel_sampled: Option<(u128, u128)>,
+    /// The model's space was too large to list: the model holds only the witnesses
+    /// found through this model's states (`witnesses`), and a recovered state without
+    /// one is undecided, not unexplained.
+    witness: Option<Apm>,
     /// The model's distinct states the kernel never produced.
     model_only: usize,
     /// States whose content could not be listed (a file the state could not read).
@@ -156,22 +243,6 @@ struct Verdict {
     /// Recovered states the model explains only where its state holds garbage (the
     /// blocks compared as wildcards: `explained_by_garbage`).
     with_garbage: usize,
-}
-
-/// The 4 KiB blocks of `path` that hold garbage in the model's state `id` (a block is
-/// counted if any byte of it does); None if the state or the file is not there.
-fn garbage_blocks(
-    plan: &brink_pmodel::Plan,
-    applier: &mut brink_pmodel::Applier<'_>,
-    id: &str,
-    path: &str,
-) -> Option<HashSet<u64>> {
-    let state = plan.state(&id.parse().ok()?)?;
-    let files = applier.tree(&state).files();
-    let view = files.iter().find(|(p, _)| brink_explore::tree::shown(p) == path)?.1;
-    let block = brink_explore::tree::LISTED_BLOCK;
-    let garbage = view.content.iter().filter(|e| e.fill == brink_pmodel::Fill::Garbage && e.len > 0);
-    Some(garbage.flat_map(|e| e.offset / block..=(e.offset + e.len - 1) / block).collect())
 }
 
 /// A state's block hashes, from its checker's details.
@@ -185,18 +256,12 @@ fn blocks(r: &StateRecord) -> BTreeMap<String, Vec<String>> {
 /// of the same sizes whose blocks agree wherever the model's state holds no garbage
 /// (the kernel's stale bytes are whatever the disk held; the model's garbage is bytes
 /// it picks).
-fn explained_by_garbage(
-    kl: &[String],
-    kb: &BTreeMap<String, Vec<String>>,
-    m: &StateRecord,
-    garbage: GarbageOf,
-) -> bool {
-    let Some(ml) = listing(m) else { return false };
-    if kl.len() != ml.len() {
+fn explained_by_garbage(kl: &[String], kb: &BTreeMap<String, Vec<String>>, m: &ModelListing) -> bool {
+    let ml = &m.listing.entries;
+    if m.garbage.is_empty() || kl.len() != ml.len() {
         return false;
     }
-    let mb = blocks(m);
-    kl.iter().zip(&ml).all(|(a, b)| {
+    kl.iter().zip(ml).all(|(a, b)| {
         if a == b {
             return true;
         }
@@ -204,23 +269,16 @@ fn explained_by_garbage(
         if fa.len() != 4 || fb.len() != 4 || fa[0] != "f" || fa[..3] != fb[..3] {
             return false;
         }
-        let (Some(ka), Some(ma), Some(wild)) = (kb.get(fa[1]), mb.get(fa[1]), garbage(&m.id, fa[1])) else {
+        let (Some(ka), Some(ma), Some(wild)) = (kb.get(fa[1]), m.listing.blocks.get(fa[1]), m.garbage.get(fa[1]))
+        else {
             return false;
         };
-        !wild.is_empty() && ka.len() == ma.len() && (0..ka.len()).all(|i| wild.contains(&(i as u64)) || ka[i] == ma[i])
+        ka.len() == ma.len() && (0..ka.len()).all(|i| wild.contains(&(i as u64)) || ka[i] == ma[i])
     })
 }
 
-/// The garbage blocks of a file in a model's state (`garbage_blocks`), by state id and path.
-type GarbageOf<'g, 'a> = &'g mut dyn FnMut(&str, &str) -> Option<HashSet<u64>>;
-
-fn compare(block: &[StateRecord], logical: &[StateRecord], garbage: GarbageOf) -> Verdict {
-    let mut allowed: BTreeMap<Key, Vec<String>> = BTreeMap::new();
-    for r in logical {
-        if let (Some(k), Some(l)) = (key(r), listing(r)) {
-            allowed.entry(k).or_insert(l);
-        }
-    }
+fn compare(block: &[StateRecord], space: &ModelSpace) -> Verdict {
+    let allowed = &space.distinct;
     let mut seen: BTreeMap<Key, (String, Vec<String>)> = BTreeMap::new();
     let mut unlisted = 0;
     for r in block {
@@ -231,16 +289,20 @@ fn compare(block: &[StateRecord], logical: &[StateRecord], garbage: GarbageOf) -
             _ => unlisted += 1,
         }
     }
-    let produced: HashSet<&Key> = seen.keys().collect();
     let by_id: BTreeMap<&str, &StateRecord> = block.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut with_garbage = 0;
     let mut unexplained = Vec::new();
     for ((_, marks), (id, l)) in seen.iter().filter(|(k, _)| !allowed.contains_key(*k)) {
         let kb = blocks(by_id[id.as_str()]);
-        if logical.iter().filter(|m| m.marks == *marks).any(|m| explained_by_garbage(l, &kb, m, garbage)) {
+        let same_marks = allowed.iter().filter(|((_, m), _)| m == marks);
+        if same_marks.clone().any(|(_, (_, m))| explained_by_garbage(l, &kb, m)) {
             with_garbage += 1;
         } else {
-            unexplained.push((id.clone(), *marks, closest(l, *marks, &allowed)));
+            unexplained.push((
+                id.clone(),
+                *marks,
+                closest(l, same_marks.map(|(_, (_, m))| &m.listing.entries), *marks),
+            ));
         }
     }
     Verdict {
@@ -248,14 +310,17 @@ fn compare(block: &[StateRecord], logical: &[StateRecord], garbage: GarbageOf) -
         with_garbage,
         kernel: seen.len(),
         model: allowed.len(),
-        model_only: allowed.keys().filter(|k| !produced.contains(k)).count(),
+        model_states: space.states,
+        kernel_sampled: None,
+        witness: None,
+        model_only: allowed.keys().filter(|k| !seen.contains_key(*k)).count(),
         unlisted,
     }
 }
 
-/// The entries that differ between `l` and the closest allowed state held to as many
-/// marks (`-` only in the recovered state, `+` only in the model's).
-fn closest(l: &[String], marks: u64, allowed: &BTreeMap<Key, Vec<String>>) -> Vec<String> {
+/// The entries that differ between `l` and the closest of `allowed` (the model's states
+/// held to as many marks): `-` only in the recovered state, `+` only in the model's.
+fn closest<'m>(l: &[String], allowed: impl Iterator<Item = &'m Vec<String>>, marks: u64) -> Vec<String> {
     let diff = |m: &[String]| {
         let (a, b): (HashSet<&String>, HashSet<&String>) = (l.iter().collect(), m.iter().collect());
         let mut d: Vec<String> = a.difference(&b).map(|e| format!("- {e}")).collect();
@@ -264,9 +329,7 @@ fn closest(l: &[String], marks: u64, allowed: &BTreeMap<Key, Vec<String>>) -> Ve
         d
     };
     allowed
-        .iter()
-        .filter(|((_, m), _)| *m == marks)
-        .map(|(_, m)| diff(m))
+        .map(|m| diff(m))
         .min_by_key(Vec::len)
         .unwrap_or_else(|| vec![format!("(the model allows no state held to {marks} marks)")])
 }
@@ -274,17 +337,56 @@ fn closest(l: &[String], marks: u64, allowed: &BTreeMap<Key, Vec<String>>) -> Ve
 impl Verdict {
     fn text(&self, apm: Apm) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{apm} against the kernel: {} distinct recovered states (content and acknowledgements), {} allowed by the model",
-            self.kernel, self.model
-        );
-        let _ = writeln!(
-            out,
-            "  (a) recovered states the model cannot produce: {}{}",
-            self.unexplained.len(),
-            if self.unexplained.is_empty() { " (the model explains every one)" } else { ": the model is wrong" }
-        );
+        let _ = match self.witness {
+            None => writeln!(
+                out,
+                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements), {} allowed by the model (of its {} states)",
+                self.kernel, self.model, self.model_states
+            ),
+            Some(own) => writeln!(
+                out,
+                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so each recovered state {own} explains was translated into a {apm} state with the same content: {} found",
+                self.kernel, self.model
+            ),
+        };
+        self.text_unexplained(&mut out, apm);
+        let pct = 100.0 * self.model_only as f64 / self.model.max(1) as f64;
+        let _ = match (self.witness, self.kernel_sampled) {
+            (Some(_), _) => writeln!(out, "  (b) not measured: {apm}'s space was not listed"),
+            (None, None) => writeln!(
+                out,
+                "  (b) states the model allows that the kernel never produced here: {} of {} ({pct:.0}%: its pessimism)",
+                self.model_only, self.model
+            ),
+            (None, Some((n, whole))) => writeln!(
+                out,
+                "  (b) not measured: the kernel recovered a sample of {n} of the block level's {whole} states (--max-kernel-states)"
+            ),
+        };
+        if self.unlisted > 0 {
+            let _ = writeln!(
+                out,
+                "  {} recovered states could not be listed (unreadable files) and are left out",
+                self.unlisted
+            );
+        }
+        out
+    }
+
+    /// (a), each state against the closest the model allows; undecided ones (witness
+    /// mode) said as such.
+    fn text_unexplained(&self, out: &mut String, apm: Apm) {
+        let n = self.unexplained.len();
+        let _ = match (self.witness, n) {
+            (_, 0) => {
+                writeln!(out, "  (a) recovered states the model cannot produce: 0 (the model explains every one)")
+            }
+            (None, _) => writeln!(out, "  (a) recovered states the model cannot produce: {n}: the model is wrong"),
+            (Some(own), _) => writeln!(
+                out,
+                "  (a) 0 shown wrong; {n} recovered states undecided: no {apm} state found through {own} (its space may still hold them)"
+            ),
+        };
         for (id, marks, diff) in self.unexplained.iter().take(SHOWN_MAX) {
             let _ = writeln!(out, "      state {id} ({marks} marks), against the closest state the model allows:");
             for d in diff.iter().take(SHOWN_MAX) {
@@ -298,29 +400,34 @@ impl Verdict {
                 self.with_garbage
             );
         }
-        let pct = 100.0 * self.model_only as f64 / self.model.max(1) as f64;
-        let _ = writeln!(
-            out,
-            "  (b) states the model allows that the kernel never produced here: {} of {} ({pct:.0}%: its pessimism)",
-            self.model_only, self.model
-        );
-        if self.unlisted > 0 {
-            let _ = writeln!(
-                out,
-                "  {} recovered states could not be listed (unreadable files) and are left out",
-                self.unlisted
-            );
-        }
-        out
+    }
+
+    /// Whether the model was shown wrong (the exit status): undecided states are not.
+    fn wrong(&self) -> bool {
+        self.witness.is_none() && !self.unexplained.is_empty()
     }
 
     fn json(&self, apm: Apm) -> serde_json::Value {
+        let states = |v: &[(String, u64, Vec<String>)]| {
+            v.iter()
+                .map(|(id, marks, diff)| serde_json::json!({"state": id, "marks": marks, "diff": diff}))
+                .collect::<Vec<_>>()
+        };
+        let (unexplained, undecided) = match self.witness {
+            None => (states(&self.unexplained), Vec::new()),
+            Some(_) => (Vec::new(), states(&self.unexplained)),
+        };
+        let listed = self.witness.is_none();
         serde_json::json!({
             "apm": apm.name(),
             "kernel_states": self.kernel,
             "model_states": self.model,
-            "unexplained": self.unexplained.iter().map(|(id, marks, diff)| serde_json::json!({"state": id, "marks": marks, "diff": diff})).collect::<Vec<_>>(),
-            "model_only": self.model_only,
+            "model_space": listed.then_some(self.model_states),
+            "witnesses_from": self.witness.map(Apm::name),
+            "unexplained": unexplained,
+            "undecided": undecided,
+            "model_only": (listed && self.kernel_sampled.is_none()).then_some(self.model_only),
+            "kernel_sampled": self.kernel_sampled.map(|(n, whole)| serde_json::json!({"samples": n.to_string(), "space": whole.to_string()})),
             "explained_with_garbage": self.with_garbage,
             "unlisted": self.unlisted,
         })
@@ -330,9 +437,9 @@ impl Verdict {
 /// `brink content-listing` (the checker check-model runs): the logical content of the
 /// state in the working directory, as details, and exit 0.
 pub fn content_listing() -> Result<i32> {
-    let brink_explore::tree::Listing { entries, blocks } =
-        brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
-    let content = blake3::hash(entries.join("\n").as_bytes()).to_hex().to_string();
+    let listing = brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
+    let content = listing.digest();
+    let brink_explore::tree::Listing { entries, blocks } = listing;
     emit(&(serde_json::json!({"content": content, "entries": entries, "blocks": blocks}).to_string() + "\n"))?;
     Ok(0)
 }
@@ -350,22 +457,32 @@ mod tests {
         .unwrap()
     }
 
+    fn model(entries: &[&str], blocks: &[(&str, &[&str])], garbage: &[u64]) -> ModelListing {
+        let mut m = ModelListing { listing: Default::default(), garbage: BTreeMap::new() };
+        m.listing.entries = entries.iter().map(|e| e.to_string()).collect();
+        for (path, b) in blocks {
+            m.listing.blocks.insert(path.to_string(), b.iter().map(|x| x.to_string()).collect());
+            if !garbage.is_empty() {
+                m.garbage.insert(path.to_string(), garbage.iter().copied().collect());
+            }
+        }
+        m
+    }
+
     /// A recovered file of stale blocks matches a model state of the same size wherever
     /// the model holds no garbage, and nowhere else.
     #[test]
     fn garbage_blocks_compare_as_wildcards_and_nothing_else_does() {
         let kernel = state("7", &["d logs", "f logs/a 8192 k"], &[("logs/a", &["stale", "same"])]);
-        let model = state("L3.0", &["d logs", "f logs/a 8192 m"], &[("logs/a", &["junk", "same"])]);
         let (kl, kb) = (listing(&kernel).unwrap(), blocks(&kernel));
-        let mut block0 = |_: &str, _: &str| Some(HashSet::from([0u64]));
-        assert!(explained_by_garbage(&kl, &kb, &model, &mut block0));
-        let mut block1 = |_: &str, _: &str| Some(HashSet::from([1u64]));
-        assert!(!explained_by_garbage(&kl, &kb, &model, &mut block1), "block 0 differs and is not garbage");
-        let mut none = |_: &str, _: &str| Some(HashSet::new());
-        assert!(!explained_by_garbage(&kl, &kb, &model, &mut none));
-        let longer = state("L4.0", &["d logs", "f logs/a 4096 m"], &[("logs/a", &["junk"])]);
-        assert!(!explained_by_garbage(&kl, &kb, &longer, &mut block0), "sizes differ");
-        let moved = state("L5.0", &["d logs", "f logs/b 8192 m"], &[("logs/b", &["junk", "same"])]);
-        assert!(!explained_by_garbage(&kl, &kb, &moved, &mut block0), "names differ");
+        let entries = ["d logs", "f logs/a 8192 m"];
+        assert!(explained_by_garbage(&kl, &kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[0])));
+        let block1 = model(&entries, &[("logs/a", &["junk", "same"])], &[1]);
+        assert!(!explained_by_garbage(&kl, &kb, &block1), "block 0 differs and is not garbage");
+        assert!(!explained_by_garbage(&kl, &kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[])));
+        let longer = model(&["d logs", "f logs/a 4096 m"], &[("logs/a", &["junk"])], &[0]);
+        assert!(!explained_by_garbage(&kl, &kb, &longer), "sizes differ");
+        let moved = model(&["d logs", "f logs/b 8192 m"], &[("logs/b", &["junk", "same"])], &[0]);
+        assert!(!explained_by_garbage(&kl, &kb, &moved), "names differ");
     }
 }

@@ -132,6 +132,37 @@ pub fn explore_logical(
     Ok(summary)
 }
 
+/// List a model's whole space (`brink check-model`) with a progress bar on stderr.
+pub fn model_space(
+    rec: &brink_logical::Recording,
+    plan: &brink_pmodel::Plan,
+    max_states: u128,
+    jobs: usize,
+    interrupt: &std::sync::atomic::AtomicUsize,
+) -> Result<brink_logical::ModelSpace, brink_logical::LogicalError> {
+    let progress = brink_explore::Progress::default();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} model states  {per_sec}")
+            .expect("template"),
+    );
+    bar.set_prefix(plan.apm.name());
+    let refresh = |bar: &indicatif::ProgressBar| {
+        bar.set_length(progress.total.load(Ordering::Relaxed));
+        bar.set_position(progress.done.load(Ordering::Relaxed));
+    };
+    with_progress(&bar, refresh, || brink_logical::model_space(rec, plan, max_states, jobs, interrupt, &progress))
+}
+
+/// A logical error as the command line reports it, `what` failed: an interrupt keeps
+/// its signal (the exit status says it).
+pub fn logical_error(e: brink_logical::LogicalError, what: &str) -> anyhow::Error {
+    match e {
+        brink_logical::LogicalError::Interrupted(signal) => RecordError::Interrupted(signal).into(),
+        e => anyhow::anyhow!("{what}: {e}"),
+    }
+}
+
 /// The binary's driver of the suite runner: progress bars, and a line per step.
 pub struct Bars;
 

@@ -217,32 +217,91 @@ pub struct Listing {
     pub blocks: BTreeMap<String, Vec<String>>,
 }
 
+impl Listing {
+    /// Adds a directory.
+    pub fn dir(&mut self, path: &Path) {
+        self.entries.push(format!("d {}", shown(path)));
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, path: &Path, target: &Path) {
+        self.entries.push(format!("l {} {}", shown(path), target.to_string_lossy()));
+    }
+
+    /// Adds a regular file from its bytes.
+    pub fn file(&mut self, path: &Path, bytes: &[u8]) {
+        self.file_digest(path, &FileDigest::of(bytes));
+    }
+
+    /// Adds a regular file from its digest.
+    pub fn file_digest(&mut self, path: &Path, d: &FileDigest) {
+        let shown = shown(path);
+        self.entries.push(format!("f {shown} {} {}", d.size, d.whole));
+        if let Some(blocks) = &d.blocks {
+            self.blocks.insert(shown, blocks.clone());
+        }
+    }
+
+    /// The listing's content key: one hash of its entries.
+    pub fn digest(&self) -> String {
+        blake3::hash(self.entries.join("\n").as_bytes()).to_hex().to_string()
+    }
+}
+
+/// What a [`Listing`] says of a regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub size: u64,
+    /// 16 hex digits of its content's blake3.
+    pub whole: String,
+    /// One digest per 4 KiB block, for files of 1 byte to [`BLOCK_HASHED_MAX`].
+    pub blocks: Option<Vec<String>>,
+}
+
+impl FileDigest {
+    pub fn of(bytes: &[u8]) -> FileDigest {
+        let size = bytes.len() as u64;
+        let small = size > 0 && size <= BLOCK_HASHED_MAX;
+        let blocks = small.then(|| bytes.chunks(LISTED_BLOCK as usize).map(digest).collect());
+        FileDigest { size, whole: digest(bytes), blocks }
+    }
+
+    /// A file too large for block hashes, hashed whole.
+    pub fn whole(size: u64, hash: blake3::Hash) -> FileDigest {
+        FileDigest { size, whole: hash.to_hex()[..16].to_string(), blocks: None }
+    }
+}
+
+/// 16 hex digits of the blake3 of `bytes`.
+fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex()[..16].to_string()
+}
+
 /// The [`Listing`] of `root`, every file read once.
 pub fn content_listing(root: &Path) -> std::io::Result<Listing> {
     let mut out = Listing::default();
-    let digest = |bytes: &[u8]| blake3::hash(bytes).to_hex()[..16].to_string();
     visit(root, Path::new(""), &mut |path, m| {
-        if path == Path::new("lost+found") {
+        if path == Path::new(LOST_FOUND) {
             return Ok(false);
         }
-        let shown = shown(path);
         if m.is_dir() {
-            out.entries.push(format!("d {shown}"));
+            out.dir(path);
         } else if m.is_symlink() {
-            out.entries.push(format!("l {shown} {}", std::fs::read_link(root.join(path))?.to_string_lossy()));
-        } else if m.is_file() && m.len() > 0 && m.len() <= BLOCK_HASHED_MAX {
-            let bytes = std::fs::read(root.join(path))?;
-            out.entries.push(format!("f {shown} {} {}", bytes.len(), digest(&bytes)));
-            out.blocks.insert(shown, bytes.chunks(LISTED_BLOCK as usize).map(digest).collect());
+            out.symlink(path, &std::fs::read_link(root.join(path))?);
+        } else if m.is_file() && m.len() <= BLOCK_HASHED_MAX {
+            out.file(path, &std::fs::read(root.join(path))?);
         } else if m.is_file() {
             let mut h = blake3::Hasher::new();
             h.update_reader(std::fs::File::open(root.join(path))?)?;
-            out.entries.push(format!("f {shown} {} {}", m.len(), &h.finalize().to_hex()[..16]));
+            out.file_digest(path, &FileDigest::whole(m.len(), h.finalize()));
         }
         Ok(true)
     })?;
     Ok(out)
 }
+
+/// The file system's own directory at the root, left out of listings.
+pub const LOST_FOUND: &str = "lost+found";
 
 #[cfg(test)]
 mod tests {

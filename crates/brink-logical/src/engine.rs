@@ -82,6 +82,11 @@ impl Recording {
         Ok(Recording { trace: trace.to_path_buf(), meta, logical, base, rows, content, tmp })
     }
 
+    /// Where the bytes of the recording's files come from.
+    pub fn content(&self) -> &Content {
+        &self.content
+    }
+
     /// `ops.json` under `plan` (see `brink_explore::results::LogicalInfo`).
     pub fn ops_info(&self, plan: &Plan) -> LogicalInfo {
         let row = |seq: u64| self.rows.binary_search_by_key(&seq, |r| r.seq).ok().map(|i| self.rows[i].clone());

@@ -41,6 +41,9 @@ pub enum LogicalError {
         "the {strategy} space of {apm} has more than {max} states: raise the limit, or use alice, prefix, omit-one or sample"
     )]
     TooManyStates { apm: String, strategy: String, max: u128 },
+    /// A signal (its number) stopped the work.
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
 }
 
 impl LogicalError {

@@ -28,6 +28,7 @@ mod base;
 mod content;
 mod engine;
 mod error;
+mod listing;
 mod materialize;
 mod minimize;
 
@@ -42,6 +43,7 @@ pub use base::Base;
 pub use content::{Content, Hasher};
 pub use engine::{Recording, explore, strategy_name};
 pub use error::LogicalError;
+pub use listing::{Lister, ModelListing, ModelSpace, model_space};
 pub use materialize::{Node, WorkDir};
 
 /// One logical exploration: a trace under one APM.

@@ -86,6 +86,7 @@ mod lstate;
 mod micro;
 mod rng;
 mod strategy;
+mod translate;
 mod tree;
 
 pub use apm::{Apm, BLOCK, UnknownApm};

@@ -150,7 +150,7 @@ impl Plan {
         (0..=end).filter(|&m| present(m)).all(|m| self.micro[m as usize].deps.iter().all(|&d| present(d)))
     }
 
-    fn make(&self, end: Option<u32>, missing: Vec<u32>) -> LState {
+    pub(crate) fn make(&self, end: Option<u32>, missing: Vec<u32>) -> LState {
         let marks = end
             .map_or(0, |e| (0..=e).filter(|m| matches!(self.micro[*m as usize].micro, Micro::Ack(_))).count() as u64);
         let missing_marks =

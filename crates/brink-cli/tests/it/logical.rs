@@ -182,8 +182,9 @@ fn logical_flags_are_checked() {
 
 /// `brink check-model`: the ext4-ordered model explains every state the kernel
 /// recovered from the suite's atomic-replace workloads (ext4 data=ordered), and
-/// say how many of their own states the kernel never produced; a model of another file
-/// system is refused.
+/// say how many of their own states the kernel never produced; posix, its space over
+/// the bound, explains them through witnesses translated from ext4-ordered's states
+/// (reading the same block exploration); a model of another file system is refused.
 #[test]
 fn check_model_explains_every_recovered_state_of_atomic_replace() {
     if !needs("check_model_explains_every_recovered_state_of_atomic_replace") {
@@ -201,6 +202,19 @@ fn check_model_explains_every_recovered_state_of_atomic_replace() {
         assert_eq!(j["unexplained"].as_array().map(Vec::len), Some(0), "{name} {apm}: {j}");
         assert!(j["kernel_states"].as_u64().unwrap() > 0 && j["model_states"].as_u64().unwrap() > 0, "{j}");
         assert!(j["model_only"].as_u64().unwrap() <= j["model_states"].as_u64().unwrap(), "{j}");
+        let o = run(crate::brink()
+            .args(["check-model", "--apm", "posix", "--max-states", "100000", "--json", "--results"])
+            .arg(out.join("block"))
+            .arg(&t));
+        assert_eq!(o.status.code(), Some(0), "{name} posix: {}", stderr(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(p["witnesses_from"], "ext4-ordered", "{p}");
+        assert_eq!(
+            (p["unexplained"].as_array().map(Vec::len), p["undecided"].as_array().map(Vec::len)),
+            (Some(0), Some(0)),
+            "{p}"
+        );
+        assert_eq!(p["kernel_states"], j["kernel_states"], "{p}");
         let o = run(crate::brink().args(["check-model", "--apm", "xfs", "-o"]).arg(s.path("x")).arg(&t));
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains("xfs describes another file system"), "{}", stderr(&o));

@@ -284,3 +284,35 @@ fn violating_states_name_minimal_states_that_fail_alike() {
     }
     assert!(minimized > 0, "no state was minimized");
 }
+
+/// check-model's in-process listing of a state (`Lister`) is the listing of the state
+/// materialized as a directory, for every state of posix's space (zeros, garbage,
+/// renames cut in parts), with the garbage blocks named.
+#[test]
+fn a_listing_made_in_process_equals_the_listing_of_the_materialized_state() {
+    if !can_run("a_listing_made_in_process_equals_the_listing_of_the_materialized_state") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(2, false))).unwrap();
+    let plan = brink_pmodel::Plan::new(&rec.logical, Apm::Posix);
+    let mut lister = brink_logical::Lister::new(&rec, &plan);
+    let mut applier = brink_pmodel::Applier::new(&rec.logical, &plan);
+    let (mut hasher, mut work) =
+        (brink_logical::Hasher::default(), brink_logical::WorkDir::new(&tmp.path().join("w")).unwrap());
+    let (mut n, mut garbage) = (0, 0);
+    for s in plan.states(LStrategy::Exhaustive { max_missing: u32::MAX }) {
+        let mut nodes = Vec::new();
+        for (path, view) in applier.tree(&s).files() {
+            let hash = hasher.file(rec.content(), &view).unwrap();
+            nodes.push(brink_logical::Node { path, kind: view.kind, ino: view.ino, content: view.content, hash });
+        }
+        work.build(&nodes, rec.content()).unwrap();
+        let on_disk = brink_explore::tree::content_listing(work.root()).unwrap();
+        let made = lister.listing(&s).unwrap();
+        assert_eq!(made.listing, on_disk, "{}", s.id);
+        garbage += usize::from(!made.garbage.is_empty());
+        n += 1;
+    }
+    assert!(n > 100 && garbage > 0, "{n} states, {garbage} with garbage");
+}

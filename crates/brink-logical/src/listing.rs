@@ -1,0 +1,146 @@
+//! A model's crash states as content listings, computed in process (`brink
+//! check-model`): the same [`Listing`] that `brink_explore::tree::content_listing` makes
+//! of a recovered directory, made here from the state's tree and the trace's bytes, with
+//! no directory written and no checker run. That is what lets check-model go through a
+//! model's whole space at tens of thousands of states a second rather than one checker
+//! process per state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use brink_explore::tree::{FileDigest, LISTED_BLOCK, LOST_FOUND, Listing};
+use brink_pmodel::{Applier, Extent, FileView, Fill, Ino, LState, LStateId, LStrategy, NodeKind, Plan};
+
+use crate::{LogicalError, Recording};
+
+/// Distinct file contents whose digests are remembered at once.
+const DIGEST_CACHE_MAX: usize = 1 << 14;
+
+/// One model state's logical content.
+#[derive(Debug, Clone)]
+pub struct ModelListing {
+    pub listing: Listing,
+    /// Per file (by its path as the listing shows it), the 4 KiB blocks where the state
+    /// holds garbage (any byte of the block); files without garbage are not named.
+    pub garbage: BTreeMap<String, BTreeSet<u64>>,
+}
+
+/// Lists the states of one plan, sharing work between them.
+pub struct Lister<'a> {
+    rec: &'a Recording,
+    applier: Applier<'a>,
+    digests: HashMap<(Option<Ino>, Vec<Extent>), FileDigest>,
+    buf: Vec<u8>,
+}
+
+impl<'a> Lister<'a> {
+    pub fn new(rec: &'a Recording, plan: &'a Plan) -> Lister<'a> {
+        Lister { rec, applier: Applier::new(&rec.logical, plan), digests: HashMap::new(), buf: Vec::new() }
+    }
+
+    /// What `state` leaves, as a listing.
+    pub fn listing(&mut self, state: &LState) -> Result<ModelListing, LogicalError> {
+        let files = self.applier.tree(state).files();
+        let mut out = ModelListing { listing: Listing::default(), garbage: BTreeMap::new() };
+        for (path, view) in &files {
+            if path.starts_with(LOST_FOUND) {
+                continue;
+            }
+            match &view.kind {
+                NodeKind::Dir => out.listing.dir(path),
+                NodeKind::Symlink(target) => out.listing.symlink(path, Path::new(&brink_calls::bytes_path(target))),
+                NodeKind::File => {
+                    let d = self.digest(view)?;
+                    out.listing.file_digest(path, &d);
+                    let g = garbage_blocks(view);
+                    if !g.is_empty() {
+                        out.garbage.insert(brink_explore::tree::shown(path), g);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn digest(&mut self, view: &FileView) -> Result<FileDigest, LogicalError> {
+        // Garbage depends on the identity; other fills do not.
+        let garbage = view.content.iter().any(|e| e.fill == Fill::Garbage);
+        let key = (garbage.then_some(view.ino), view.content.clone());
+        if let Some(d) = self.digests.get(&key) {
+            return Ok(d.clone());
+        }
+        self.rec.content().bytes(view.ino, &view.content, &mut self.buf)?;
+        let d = FileDigest::of(&self.buf);
+        if self.digests.len() >= DIGEST_CACHE_MAX {
+            self.digests.clear();
+        }
+        self.digests.insert(key, d.clone());
+        Ok(d)
+    }
+}
+
+/// The 4 KiB blocks of a file that hold garbage.
+fn garbage_blocks(view: &FileView) -> BTreeSet<u64> {
+    let garbage = view.content.iter().filter(|e| e.fill == Fill::Garbage && e.len > 0);
+    garbage.flat_map(|e| e.offset / LISTED_BLOCK..=(e.offset + e.len - 1) / LISTED_BLOCK).collect()
+}
+
+/// A model's whole space, by distinct content: each distinct (listing digest,
+/// acknowledgements) with the first state (in the space's order) that has it.
+#[derive(Debug, Default)]
+pub struct ModelSpace {
+    /// States gone through.
+    pub states: u64,
+    pub distinct: BTreeMap<(String, u64), (LStateId, ModelListing)>,
+}
+
+/// States listed between two looks at the interrupt; split among the workers.
+const SPACE_CHUNK: usize = 4096;
+
+/// Lists every state of `plan`'s exhaustive space (more than `max_states`: refused, an
+/// error) on `jobs` threads, each with its own [`Lister`]; the result is the same at
+/// any `jobs` (chunks are merged in the space's order). `progress.done` counts states.
+pub fn model_space(
+    rec: &Recording,
+    plan: &Plan,
+    max_states: u128,
+    jobs: usize,
+    interrupt: &AtomicUsize,
+    progress: &brink_explore::Progress,
+) -> Result<ModelSpace, LogicalError> {
+    let strategy = LStrategy::Exhaustive { max_missing: u32::MAX };
+    let max = usize::try_from(max_states).unwrap_or(usize::MAX - 1).min(usize::MAX - 1);
+    let too_many =
+        || LogicalError::TooManyStates { apm: plan.apm.name().into(), strategy: "exhaustive".into(), max: max_states };
+    let total = plan.states(strategy).take(max + 1).count();
+    if total > max {
+        return Err(too_many());
+    }
+    progress.total.store(total as u64, Ordering::Relaxed);
+    let jobs = jobs.max(1);
+    let mut listers: Vec<Lister> = (0..jobs).map(|_| Lister::new(rec, plan)).collect();
+    let mut space = ModelSpace::default();
+    let mut states = plan.states(strategy).peekable();
+    while states.peek().is_some() {
+        let signal = interrupt.load(Ordering::Relaxed);
+        if signal != 0 {
+            return Err(LogicalError::Interrupted(i32::try_from(signal).unwrap_or(i32::MAX)));
+        }
+        let chunk: Vec<LState> = states.by_ref().take(SPACE_CHUNK).collect();
+        let per = chunk.len().div_ceil(jobs);
+        let listed: Vec<Result<Vec<ModelListing>, LogicalError>> = std::thread::scope(|s| {
+            let work = chunk.chunks(per).zip(listers.iter_mut());
+            let handles: Vec<_> =
+                work.map(|(part, l)| s.spawn(move || part.iter().map(|st| l.listing(st)).collect())).collect();
+            handles.into_iter().map(|h| h.join().expect("a lister panicked")).collect()
+        });
+        let listed = listed.into_iter().collect::<Result<Vec<_>, _>>()?;
+        for (st, l) in chunk.iter().zip(listed.into_iter().flatten()) {
+            space.distinct.entry((l.listing.digest(), st.marks_before)).or_insert((st.id.clone(), l));
+        }
+        space.states += chunk.len() as u64;
+        progress.done.store(space.states, Ordering::Relaxed);
+    }
+    Ok(space)
+}
