@@ -277,7 +277,8 @@ impl Rig {
         let Job { pieces, bad, overlay_start, id, marks } = job;
         let checks = match &self.backend {
             Backend::Slots { slots, spare, .. } => {
-                slots.set(w.slot, pieces, bad);
+                let slot_file = || self.work.0.join("slots").join(Slots::file_name(w.slot));
+                slots.set(w.slot, pieces, bad).map_err(|e| ExploreError::io(&slot_file(), e))?;
                 Timings::add(&timings.overlay_us, overlay_start);
                 let c = w.check(&self.ctx, id, marks, timings)?;
                 if c.stale {
@@ -379,6 +380,7 @@ fn slot_workers(
     fuse_cfg.n_threads = Some(jobs);
     let session = fuser::spawn_mount(SlotFs(slots.clone()), &slot_dir, &fuse_cfg)
         .map_err(|source| ExploreError::SlotMount { path: slot_dir.clone(), source })?;
+    slots.set_notifier(session.notifier());
     let mount = SlotMount { session: Some(session), dir: slot_dir.clone() };
     let mut workers = Vec::new();
     for i in 0..jobs {

@@ -9,9 +9,13 @@
 //! `overlay.rs`, apart from FUSE, so that tests check them without root; the tests here
 //! read and write a slot through [`Slots`] without mounting it.
 //!
-//! Slot files are opened with FOPEN_DIRECT_IO, so the FUSE page cache never holds a
-//! previous state's pages; the loop device's own block cache is dropped (BLKFLSBUF) by
-//! the caller before each mount.
+//! Slot files are cached by the kernel like any FUSE file, so reads of a slot come in
+//! readahead-sized requests (journal replay reads 4 KiB blocks one by one: through
+//! FOPEN_DIRECT_IO each was a round trip to the daemon, and mounting a state of a trace
+//! with a long journal took 3.4× as long). A slot's cached pages are dropped when its
+//! state changes ([`Slots::set`], a FUSE inode invalidation, checked: an error stops the
+//! state before it is mounted), and the loop device's own block cache is dropped
+//! (BLKFLSBUF) by the caller before each mount.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -49,11 +53,15 @@ pub struct Slots {
     size: u64,
     reader: Arc<TraceReader>,
     overlays: Vec<Mutex<Overlay>>,
+    /// Drops the kernel's cached pages of a slot file when its state changes (set once
+    /// the slots are mounted; tests that read through [`Slots`] have none).
+    notifier: std::sync::OnceLock<fuser::Notifier>,
 }
 
 impl Slots {
     pub fn new(base: File, size: u64, reader: Arc<TraceReader>, count: usize) -> Arc<Slots> {
-        Arc::new(Slots { base, size, reader, overlays: (0..count).map(|_| Mutex::new(Overlay::default())).collect() })
+        let overlays = (0..count).map(|_| Mutex::new(Overlay::default())).collect();
+        Arc::new(Slots { base, size, reader, overlays, notifier: std::sync::OnceLock::new() })
     }
 
     pub fn count(&self) -> usize {
@@ -138,12 +146,27 @@ impl Slots {
         Ok(())
     }
 
-    /// Make `slot` read as the durable image with `pieces` laid on in order.
-    pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) {
-        let mut ov = self.overlays[slot].lock().expect("overlay lock");
-        ov.reset(bad);
-        for p in pieces {
-            ov.insert(p.offset, p.offset + p.len, p.src);
+    /// The kernel's channel to the mounted slots, for [`Slots::set`]'s invalidation.
+    pub fn set_notifier(&self, n: fuser::Notifier) {
+        let _ = self.notifier.set(n);
+    }
+
+    /// Make `slot` read as the durable image with `pieces` laid on in order, and drop
+    /// whatever of its previous state the kernel cached (an error: the state must not
+    /// be mounted, it could read stale pages).
+    pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) -> std::io::Result<()> {
+        {
+            let mut ov = self.overlays[slot].lock().expect("overlay lock");
+            ov.reset(bad);
+            for p in pieces {
+                ov.insert(p.offset, p.offset + p.len, p.src);
+            }
+        }
+        let Some(n) = self.notifier.get() else { return Ok(()) };
+        match n.inval_inode(INodeNo(slot as u64 + 2), 0, 0) {
+            // The kernel has not looked the file up yet: nothing is cached.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
         }
     }
 
@@ -247,7 +270,7 @@ impl Filesystem for SlotFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.slot_of(ino) {
-            Some(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
+            Some(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             None => reply.error(Errno::EISDIR),
         }
     }
@@ -440,7 +463,7 @@ mod tests {
             // To the end of the short last page.
             piece(SIZE - 124, 124, Src::Zero),
         ];
-        slots.set(0, pieces, None);
+        slots.set(0, pieces, None).unwrap();
         expect![[r#"
             [0,1024) .
             [1024,2560) A
@@ -454,7 +477,7 @@ mod tests {
             [13188,13312) 0"#]]
         .assert_eq(&image(&slots));
         assert!(pages(&slots).is_empty(), "reads materialize no page");
-        slots.set(0, vec![], None);
+        slots.set(0, vec![], None).unwrap();
         expect!["[0,13312) ."].assert_eq(&image(&slots));
     }
 
@@ -462,7 +485,7 @@ mod tests {
     fn writes_copy_whole_pages_into_the_overlay() {
         let tmp = tempfile::tempdir().unwrap();
         let (slots, w) = rig(tmp.path());
-        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None).unwrap();
         {
             let mut ov = slots.overlays[0].lock().unwrap();
             // Across pages 0 and 1, then the last bytes of the short last page.
@@ -479,7 +502,7 @@ mod tests {
             [13308,13312) W"#]]
         .assert_eq(&image(&slots));
         // A new state forgets the pages.
-        slots.set(0, vec![], None);
+        slots.set(0, vec![], None).unwrap();
         assert!(pages(&slots).is_empty());
         expect!["[0,13312) ."].assert_eq(&image(&slots));
     }
@@ -488,7 +511,7 @@ mod tests {
     fn zero_range_drops_whole_pages_and_zeroes_the_ends() {
         let tmp = tempfile::tempdir().unwrap();
         let (slots, w) = rig(tmp.path());
-        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None);
+        slots.set(0, vec![piece(1024, 2048, Src::Write(w[0].clone(), 0))], None).unwrap();
         let mut ov = slots.overlays[0].lock().unwrap();
         for at in [100, PAGE + 10, 2 * PAGE + 4000] {
             slots.write_into(&mut ov, at, &[b'W'; 10]).unwrap();
@@ -526,7 +549,7 @@ mod tests {
     fn reads_touching_a_latent_sector_error_fail() {
         let tmp = tempfile::tempdir().unwrap();
         let (slots, _) = rig(tmp.path());
-        slots.set(0, vec![], Some((PAGE, PAGE + 512)));
+        slots.set(0, vec![], Some((PAGE, PAGE + 512))).unwrap();
         let reads = [(0, 4096), (4096, 512), (4000, 200), (4607, 1), (4608, 512), (SIZE, 10), (SIZE - 10, 4096)];
         let show = |slots: &Slots| {
             let got = reads.map(|(offset, size)| match slots.read(0, offset, size) {
