@@ -84,14 +84,10 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
     let kernel = Results::load(&block)?.states;
     let (space, witness) = match crate::progress::model_space(&rec, &plan, a.max_states, jobs, &interrupt.0) {
         Ok(space) => (space, None),
-        Err(brink_logical::LogicalError::TooManyStates { .. }) if apm == Apm::Posix => {
-            let own = Apm::of_fs(&rec.meta.fs, &rec.meta.mount_opts).with_context(|| {
-                format!(
-                    "posix's space has more than {} states, and {} has no model to find witnesses in",
-                    a.max_states, rec.meta.fs
-                )
-            })?;
-            (witnesses(&rec, (&plan, own), &kernel, (a.max_states, jobs), &interrupt)?, Some(own))
+        Err(brink_logical::LogicalError::TooManyStates { .. }) => {
+            let own = Apm::of_fs(&rec.meta.fs, &rec.meta.mount_opts);
+            let (space, from) = witnesses(&rec, (&plan, own), &kernel, (a.max_states, jobs), &interrupt)?;
+            (space, Some(from))
         }
         Err(e) => return Err(crate::progress::logical_error(e, &format!("the {apm} space"))),
     };
@@ -106,39 +102,91 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
     Ok(i32::from(verdict.wrong()))
 }
 
-/// The recovered states posix allows, found without listing posix's space (too large):
-/// the file system's own model `own` is listed whole, and each of its states that a
-/// recovered state matches is translated into posix (`Plan::translate`) and listed
-/// there; a legal translation with the same content and acknowledgements is a posix
-/// state that explains it. The result holds only these witnesses (`states`: 0, the
-/// space was not gone through).
+/// The recovered states a model allows, found without listing its space (too large):
+/// other shipped models whose spaces fit are listed whole (the file system's own first),
+/// and each of their states that a recovered state matches is translated into the
+/// model (`Plan::translate`) and listed there; a legal translation with the same
+/// content and acknowledgements is a state of the model that explains it. The result
+/// holds only these witnesses (`states`: 0, the space was not gone through), and the
+/// models they came from.
 fn witnesses(
     rec: &brink_logical::Recording,
-    (posix, own): (&brink_pmodel::Plan, Apm),
+    (plan, own): (&brink_pmodel::Plan, Option<Apm>),
     kernel: &[StateRecord],
     (max_states, jobs): (u128, usize),
     interrupt: &brink_record::Interrupt,
-) -> Result<ModelSpace> {
-    let own_plan = brink_pmodel::Plan::new(&rec.logical, own);
-    let own_space = crate::progress::model_space(rec, &own_plan, max_states, jobs, &interrupt.0).map_err(|e| {
-        crate::progress::logical_error(
-            e,
-            &format!("posix's space is too large, and {own}'s, where its witnesses are found"),
-        )
-    })?;
-    let produced: HashSet<Key> = kernel.iter().filter_map(key).collect();
-    let mut lister = brink_logical::Lister::new(rec, posix);
-    let mut found = ModelSpace::default();
-    for (k, (id, _)) in own_space.distinct.iter().filter(|(k, _)| produced.contains(*k)) {
-        let Some(state) = own_plan.state(id) else { continue };
-        let Some(w) = posix.translate(&own_plan, &state) else { continue };
-        let listing = lister.listing(&w)?;
-        if (listing.listing.digest(), w.marks_before) == *k {
-            found.distinct.insert(k.clone(), (w.id, listing));
+) -> Result<(ModelSpace, Vec<Apm>)> {
+    let mut wanted: HashSet<Key> = kernel.iter().filter_map(key).collect();
+    let sources = own.into_iter().chain(WITNESS_SOURCES).filter(|&m| m != plan.apm && m != Apm::Posix);
+    let (mut found, mut from) = (ModelSpace::default(), Vec::new());
+    let mut lister = brink_logical::Lister::new(rec, plan);
+    for source in sources {
+        if wanted.is_empty() || from.contains(&source) {
+            continue;
+        }
+        let other = brink_pmodel::Plan::new(&rec.logical, source);
+        let space = match crate::progress::model_space(rec, &other, max_states, jobs, &interrupt.0) {
+            Ok(space) => space,
+            Err(brink_logical::LogicalError::TooManyStates { .. }) => continue,
+            Err(e) => return Err(crate::progress::logical_error(e, &format!("the {source} space"))),
+        };
+        from.push(source);
+        for (k, (id, _)) in space.distinct.iter() {
+            if !wanted.contains(k) {
+                continue;
+            }
+            let Some(w) = other.state(id).and_then(|s| plan.translate(&other, &s)) else { continue };
+            let listing = lister.listing(&w)?;
+            if (listing.listing.digest(), w.marks_before) == *k {
+                wanted.remove(k);
+                found.distinct.insert(k.clone(), (w.id, listing));
+            }
         }
     }
-    Ok(found)
+    near_witnesses(&mut lister, plan, kernel, &mut wanted, &mut found)?;
+    if from.is_empty() {
+        bail!(
+            "the {} space has more than {max_states} states, and so has every other model's, where witnesses would be found: raise --max-states",
+            plan.apm
+        );
+    }
+    Ok((found, from))
 }
+
+/// Witnesses for the recovered states still `wanted`, near those found: a found state
+/// held to as many marks with some file's appended pages cut back (`Lister::near`: the
+/// size committed before the data, which no stronger model has).
+fn near_witnesses(
+    lister: &mut brink_logical::Lister<'_>,
+    plan: &brink_pmodel::Plan,
+    kernel: &[StateRecord],
+    wanted: &mut HashSet<Key>,
+    found: &mut ModelSpace,
+) -> Result<()> {
+    for r in kernel {
+        let (Some(k), Some(entries)) = (key(r), listing(r)) else { continue };
+        if !wanted.contains(&k) {
+            continue;
+        }
+        let target = brink_explore::tree::Listing { entries, blocks: BTreeMap::new() };
+        let near: Vec<brink_pmodel::LState> =
+            found.distinct.iter().filter(|((_, m), _)| *m == k.1).filter_map(|(_, (id, _))| plan.state(id)).collect();
+        for s in near {
+            let Some(w) = lister.near(plan, &s, &target)? else { continue };
+            if w.marks_before == k.1 {
+                let listing = lister.listing(&w)?;
+                wanted.remove(&k);
+                found.distinct.insert(k, (w.id, listing));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The models witnesses are looked for in, after the file system's own (strongest first:
+/// the smallest spaces).
+const WITNESS_SOURCES: [Apm; 5] = [Apm::Ext4Journal, Apm::Xfs, Apm::Btrfs, Apm::Ext4Ordered, Apm::Ext4Writeback];
 
 /// An earlier check-model's block exploration of `trace` at `dir`: refused unless it is
 /// one (its states carry listings); whether it was a sample (its size and the space's).
@@ -233,9 +281,9 @@ struct Verdict {
     /// The block level's states were a sample: its size, and the space's.
     kernel_sampled: Option<(u128, u128)>,
     /// The model's space was too large to list: the model holds only the witnesses
-    /// found through this model's states (`witnesses`), and a recovered state without
+    /// found through these models' states (`witnesses`), and a recovered state without
     /// one is undecided, not unexplained.
-    witness: Option<Apm>,
+    witness: Option<Vec<Apm>>,
     /// The model's distinct states the kernel never produced.
     model_only: usize,
     /// States whose content could not be listed (a file the state could not read).
@@ -337,7 +385,8 @@ fn closest<'m>(l: &[String], allowed: impl Iterator<Item = &'m Vec<String>>, mar
 impl Verdict {
     fn text(&self, apm: Apm) -> String {
         let mut out = String::new();
-        let _ = match self.witness {
+        let sources = self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "));
+        let _ = match &sources {
             None => writeln!(
                 out,
                 "{apm} against the kernel: {} distinct recovered states (content and acknowledgements), {} allowed by the model (of its {} states)",
@@ -345,13 +394,13 @@ impl Verdict {
             ),
             Some(own) => writeln!(
                 out,
-                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so each recovered state {own} explains was translated into a {apm} state with the same content: {} found",
+                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so each recovered state that {own} explains was translated into a {apm} state with the same content, or one with a file's appended pages cut back: {} found",
                 self.kernel, self.model
             ),
         };
         self.text_unexplained(&mut out, apm);
         let pct = 100.0 * self.model_only as f64 / self.model.max(1) as f64;
-        let _ = match (self.witness, self.kernel_sampled) {
+        let _ = match (&self.witness, self.kernel_sampled) {
             (Some(_), _) => writeln!(out, "  (b) not measured: {apm}'s space was not listed"),
             (None, None) => writeln!(
                 out,
@@ -377,7 +426,8 @@ impl Verdict {
     /// mode) said as such.
     fn text_unexplained(&self, out: &mut String, apm: Apm) {
         let n = self.unexplained.len();
-        let _ = match (self.witness, n) {
+        let sources = self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "));
+        let _ = match (sources, n) {
             (_, 0) => {
                 writeln!(out, "  (a) recovered states the model cannot produce: 0 (the model explains every one)")
             }
@@ -413,7 +463,7 @@ impl Verdict {
                 .map(|(id, marks, diff)| serde_json::json!({"state": id, "marks": marks, "diff": diff}))
                 .collect::<Vec<_>>()
         };
-        let (unexplained, undecided) = match self.witness {
+        let (unexplained, undecided) = match &self.witness {
             None => (states(&self.unexplained), Vec::new()),
             Some(_) => (Vec::new(), states(&self.unexplained)),
         };
@@ -423,7 +473,7 @@ impl Verdict {
             "kernel_states": self.kernel,
             "model_states": self.model,
             "model_space": listed.then_some(self.model_states),
-            "witnesses_from": self.witness.map(Apm::name),
+            "witnesses_from": self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>()),
             "unexplained": unexplained,
             "undecided": undecided,
             "model_only": (listed && self.kernel_sampled.is_none()).then_some(self.model_only),

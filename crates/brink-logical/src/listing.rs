@@ -5,7 +5,7 @@
 //! model's whole space at tens of thousands of states a second rather than one checker
 //! process per state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -143,4 +143,65 @@ pub fn model_space(
         progress.done.store(space.states, Ordering::Relaxed);
     }
     Ok(space)
+}
+
+/// Most combinations [`Lister::near`] tries from one state.
+const NEAR_TRIES_MAX: usize = 4096;
+
+impl Lister<'_> {
+    /// A state of the plan near `state` whose listing is `target` (its digest), if one
+    /// is found: `state` with the appended data of each file whose content differs at the
+    /// same size cut back, page by page, to a prefix (the zeros stages kept), and what
+    /// depends on the data cut. That is writeback's page that was mapped (the size
+    /// committed) and not yet written: the states a stronger model cannot translate
+    /// into ext4-ordered. Bounded by [`NEAR_TRIES_MAX`] combinations.
+    pub fn near(&mut self, plan: &Plan, state: &LState, target: &Listing) -> Result<Option<LState>, LogicalError> {
+        let Some(end) = state.end else { return Ok(None) };
+        let present = |m: u32| m <= end && state.missing.binary_search(&m).is_err();
+        let mine = self.listing(state)?.listing;
+        let sized = |e: &str| e.rsplit_once(' ').map(|(head, _)| head.to_string());
+        let theirs: HashSet<String> = target.entries.iter().filter_map(|e| sized(e)).collect();
+        let differing: HashSet<String> = (mine.entries.iter())
+            .filter(|e| e.starts_with("f ") && !target.entries.contains(e))
+            .filter_map(|e| sized(e).filter(|h| theirs.contains(h)))
+            .collect();
+        let files = self.applier.tree(state).files();
+        let inos: HashSet<Ino> = (files.iter())
+            .filter(|(p, v)| {
+                differing
+                    .iter()
+                    .any(|h| h.split(' ').nth(1) == Some(&brink_explore::tree::shown(p)) && v.kind == NodeKind::File)
+            })
+            .map(|(_, v)| v.ino)
+            .collect();
+        let mut pages: BTreeMap<(Ino, u64), Vec<u32>> = BTreeMap::new();
+        for (m, op) in plan.micro.iter().enumerate().take(end as usize + 1) {
+            if let brink_pmodel::Micro::Write { ino, offset, fill: Fill::Data { .. }, .. } = op.micro {
+                if inos.contains(&ino) && present(m as u32) {
+                    pages.entry((ino, offset / LISTED_BLOCK)).or_default().push(m as u32);
+                }
+            }
+        }
+        let pages: Vec<Vec<u32>> = pages.into_values().collect();
+        let combos = pages.iter().try_fold(1usize, |n, p| n.checked_mul(p.len() + 1)).unwrap_or(usize::MAX);
+        if pages.is_empty() || combos > NEAR_TRIES_MAX {
+            return Ok(None);
+        }
+        let dependents = plan.dependents();
+        let want = target.digest();
+        for combo in 0..combos {
+            let mut cut = Vec::new();
+            let mut rest = combo;
+            for p in &pages {
+                let keep = rest % (p.len() + 1);
+                rest /= p.len() + 1;
+                cut.extend_from_slice(&p[keep..]);
+            }
+            let Some(s) = plan.without(state, &cut, &dependents) else { continue };
+            if self.listing(&s)?.listing.digest() == want {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
 }

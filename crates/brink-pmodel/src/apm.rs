@@ -41,9 +41,10 @@
 //!   data's I/O completes, so a commit in between leaves the size with zeros where the
 //!   data was to be (check-model found the kernel leave LevelDB's 344-byte info log all
 //!   zeros, and a RocksDB log 20 KiB of zeros past its data, which ALICE's ordered rule
-//!   could not produce). So each appended block goes through a zeros stage, and the
-//!   blocks appended to a file are not ordered among themselves (I/O completes in any
-//!   order); they are not ordered with other files' metadata either (the classic
+//!   could not produce). So an appended block goes through a zeros stage (the size
+//!   grows through them in order), and each page holds zeros or a prefix of the appends
+//!   to it (the data writeback found there); pages complete in any order. Appends are
+//!   not ordered with other files' metadata either (the classic
 //!   zero-length file after create, write, rename, crash: BOB "append → any op").
 //!   `rename` and `unlink` are atomic. An `fsync` or `fdatasync` commits the journal,
 //!   so it also persists every earlier metadata micro-op (of any file; `fdatasync`
@@ -105,6 +106,11 @@ pub(crate) struct Rules {
     pub garbage_stage: bool,
     /// Appended blocks of a file persist in order.
     pub append_in_order: bool,
+    /// Appends persist as writeback does them (ext4's unwritten extents): the file's
+    /// size grows through the zeros stages in order, and each 4 KiB page holds zeros or
+    /// a prefix of the appends to it (its data stages in order, each after its own zeros
+    /// stage); pages are not ordered among themselves.
+    pub page_prefix: bool,
     pub rename_atomic: bool,
     /// `unlink` of a last name, and shrinking and growing `trunc`, go block by block.
     pub size_by_block: bool,
@@ -151,6 +157,7 @@ impl Apm {
             zeros_stage: false,
             garbage_stage: false,
             append_in_order: true,
+            page_prefix: false,
             rename_atomic: true,
             size_by_block: false,
             meta_chain: true,
@@ -169,7 +176,13 @@ impl Apm {
                 fsync_commits: false,
                 ..journaled
             },
-            Apm::Ext4Ordered => Rules { zeros_stage: true, append_in_order: false, replace_flushes: true, ..journaled },
+            Apm::Ext4Ordered => Rules {
+                zeros_stage: true,
+                append_in_order: false,
+                page_prefix: true,
+                replace_flushes: true,
+                ..journaled
+            },
             Apm::Ext4Writeback => Rules { garbage_stage: true, append_in_order: false, ..journaled },
             Apm::Ext4Journal => Rules { total_order: true, ..journaled },
             Apm::Xfs => journaled,

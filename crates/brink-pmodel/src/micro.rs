@@ -102,6 +102,8 @@ impl Plan {
             last_meta: None,
             last_meta_of: HashMap::new(),
             last_append: HashMap::new(),
+            last_zeros: HashMap::new(),
+            last_page_data: HashMap::new(),
             pending: HashMap::new(),
             unsynced: BTreeSet::new(),
         };
@@ -157,6 +159,10 @@ struct Builder {
     last_meta_of: HashMap<Ino, u32>,
     /// Per file: its last append micro-op.
     last_append: HashMap<Ino, u32>,
+    /// Per file: its last zeros stage; per page of a file: its last data stage
+    /// (`Rules::page_prefix`).
+    last_zeros: HashMap<Ino, u32>,
+    last_page_data: HashMap<(Ino, u64), u32>,
     /// Per file (a directory: its entries): micro-ops not yet made durable by a sync,
     /// with the byte range they touch (`u64::MAX` long for size changes and entries).
     pending: HashMap<Ino, Vec<(u32, u64, u64)>>,
@@ -228,6 +234,10 @@ impl Builder {
             Op::Append { ino, offset, len, data_at, .. } => {
                 for (o, l) in blocks(*offset, *len) {
                     let data = Fill::Data { seq, at: data_at + (o - offset) };
+                    if r.page_prefix {
+                        self.page_append(i, *ino, (o, l), data);
+                        continue;
+                    }
                     let stages = [(r.zeros_stage, Fill::Zeros), (r.garbage_stage, Fill::Garbage), (true, data)];
                     for (_, fill) in stages.into_iter().filter(|s| s.0) {
                         self.push(i, Micro::Write { ino: *ino, offset: o, len: l, fill }, Class::Append, &[]);
@@ -237,6 +247,19 @@ impl Builder {
             Op::Trunc { ino, from, to } => self.trunc(i, *ino, *from, *to),
             _ => self.barrier(i, op),
         }
+    }
+
+    /// One block of an append under `Rules::page_prefix`: a zeros stage after the file's
+    /// last one, then the data after that stage and after the page's last data stage.
+    fn page_append(&mut self, i: u32, ino: Ino, (o, l): (u64, u64), data: Fill) {
+        let prev: Vec<u32> = self.last_zeros.get(&ino).copied().into_iter().collect();
+        let zeros = self.push(i, Micro::Write { ino, offset: o, len: l, fill: Fill::Zeros }, Class::Append, &prev);
+        self.last_zeros.insert(ino, zeros);
+        let page = (ino, o / BLOCK);
+        let mut after = vec![zeros];
+        after.extend(self.last_page_data.get(&page).copied());
+        let d = self.push(i, Micro::Write { ino, offset: o, len: l, fill: data }, Class::Append, &after);
+        self.last_page_data.insert(page, d);
     }
 
     fn barrier(&mut self, i: u32, op: &Op) {

@@ -316,3 +316,31 @@ fn a_listing_made_in_process_equals_the_listing_of_the_materialized_state() {
     }
     assert!(n > 100 && garbage > 0, "{n} states, {garbage} with garbage");
 }
+
+/// A state that no stronger model has (an append's size committed before its data: the
+/// file reads as zeros) is found near a state with the data (`Lister::near`), and the
+/// state it finds lists as the target.
+#[test]
+fn a_state_with_an_appended_page_cut_back_is_found_near_one_with_the_data() {
+    if !can_run("a_state_with_an_appended_page_cut_back_is_found_near_one_with_the_data") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(1, true))).unwrap();
+    let plan = brink_pmodel::Plan::new(&rec.logical, Apm::Ext4Ordered);
+    let mut lister = brink_logical::Lister::new(&rec, &plan);
+    let states: Vec<_> = plan.states(LStrategy::Exhaustive { max_missing: u32::MAX }).collect();
+    let zeros = |m: &brink_pmodel::MicroOp| {
+        matches!(m.micro, brink_pmodel::Micro::Write { fill: brink_pmodel::Fill::Zeros, .. })
+    };
+    // The crash right after the append's zeros stage: the size grew, the data did not.
+    let zeros_only = states.iter().find(|s| s.end.is_some_and(|e| zeros(&plan.micro[e as usize])));
+    let zeros_only = zeros_only.expect("a state with an append's zeros and not its data");
+    let target = lister.listing(zeros_only).unwrap().listing;
+    // The crash right after its data stage.
+    let after = zeros_only.end.map(|e| e + 1);
+    let full = states.iter().find(|s| s.end == after && s.missing.is_empty()).expect("the data persisted");
+    assert_ne!(lister.listing(full).unwrap().listing, target);
+    let near = lister.near(&plan, full, &target).unwrap().expect("found near the full state");
+    assert_eq!(lister.listing(&near).unwrap().listing.digest(), target.digest());
+}

@@ -341,7 +341,7 @@ fn a_sync_inside_an_acknowledgements_call_does_not_hold_it_back() {
     let t = trace(overlapping, Vec::new());
     assert_eq!(names(&t), ["creat", "append", "ack", "fsync"]);
     let plan = Plan::new(&t, Apm::Ext4Ordered);
-    let ack_without_append: LStateId = "L2.0-1.0".parse().unwrap();
+    let ack_without_append: LStateId = "L2.0-1.0-1.1".parse().unwrap();
     assert!(plan.state(&ack_without_append).is_some(), "{:?}", plan.micro);
     // One after the other, the fsync holds the acknowledgement back.
     let sequential = "100 1.0 openat(AT_FDCWD</w>, \"log\", O_WRONLY|O_CREAT|O_APPEND, 0644) = 3</w/log>\n\
