@@ -2,15 +2,21 @@
 //! against what the real kernel recovered from the same recording.
 //!
 //! The block run (kernel recovery, every state of the write-back model up to
-//! `--max-states`, with one checker, brink itself: `brink content-listing`) gives each
-//! recovered state's logical content (`brink_explore::tree::content_listing`: names,
-//! types, sizes, contents) and so the states the kernel produced. The model's side is
-//! its whole space, listed in process (`brink_logical::model_space`: the same listing
-//! made from each state's tree, no directory written and no checker run, so spaces of
-//! a million states take minutes). Then: (a) a recovered (content, acknowledgements)
-//! the model cannot produce means the model is wrong (exit 1, each shown against the
-//! closest state the model allows); (b) how many of the model's states the kernel never
-//! produced in this recording is the model's pessimism.
+//! `--max-kernel-states`, past it a stratified sample, with one checker, brink itself:
+//! `brink content-listing`) gives each recovered state's logical content
+//! (`brink_explore::tree::content_listing`: names, types, sizes, contents) and so the
+//! states the kernel produced. The model's side is its whole space, listed in process
+//! (`brink_logical::model_space`: the same listing made from each state's tree, no
+//! directory written and no checker run: a million states in about ten seconds). Then:
+//! (a) a recovered (content, acknowledgements) the model cannot produce means the model
+//! is wrong (exit 1, each shown against the closest state the model allows); (b) how
+//! many of the model's states the kernel never produced in this recording is the
+//! model's pessimism.
+//!
+//! A space over `--max-states` is not listed: witnesses are looked for instead
+//! (`witnesses`), states of the model with a recovered state's content, translated from
+//! the other models whose spaces fit or found near them. A witness proves the model
+//! allows the state; a state without one is undecided, never counted against the model.
 //!
 //! Garbage: where a model's state holds garbage (stale blocks of a writeback append),
 //! the model means "any bytes", and the kernel's stale bytes are whatever the disk held,
