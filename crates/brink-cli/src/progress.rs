@@ -35,6 +35,14 @@ fn with_progress<T>(
     })
 }
 
+/// A bar over a count of states, drawn with `template` (a fixed one: never fails).
+fn counting_bar(template: &str, prefix: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("template"));
+    bar.set_prefix(prefix);
+    bar
+}
+
 /// How often the progress display is refreshed.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
@@ -79,11 +87,7 @@ pub fn record(cfg: &RecordConfig) -> Result<RecordOutcome, RecordError> {
 /// Explore with a progress bar on stderr.
 pub fn explore(cfg: &ExploreConfig) -> Result<Summary, ExploreError> {
     let progress = brink_explore::Progress::default();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}")
-            .expect("template"),
-    );
+    let bar = counting_bar("{bar:30} {pos}/{len} states  {per_sec}  ETA {eta}  {msg}", "");
     let refresh = |bar: &indicatif::ProgressBar| {
         let p = &progress;
         bar.set_length(p.total.load(Ordering::Relaxed));
@@ -113,12 +117,7 @@ pub fn explore_logical(
     cfg: &brink_logical::LogicalConfig,
 ) -> Result<Summary, brink_logical::LogicalError> {
     let progress = brink_explore::Progress::default();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} states  {per_sec}  {msg}")
-            .expect("template"),
-    );
-    bar.set_prefix(cfg.apm.name());
+    let bar = counting_bar("{prefix} {bar:30} {pos}/{len} states  {per_sec}  {msg}", cfg.apm.name());
     let refresh = |bar: &indicatif::ProgressBar| {
         let p = &progress;
         bar.set_length(p.total.load(Ordering::Relaxed));
@@ -141,12 +140,7 @@ pub fn model_space(
     interrupt: &std::sync::atomic::AtomicUsize,
 ) -> Result<brink_logical::ModelSpace, brink_logical::LogicalError> {
     let progress = brink_explore::Progress::default();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} model states  {per_sec}")
-            .expect("template"),
-    );
-    bar.set_prefix(plan.apm.name());
+    let bar = counting_bar("{prefix} {bar:30} {pos}/{len} model states  {per_sec}", plan.apm.name());
     let refresh = |bar: &indicatif::ProgressBar| {
         bar.set_length(progress.total.load(Ordering::Relaxed));
         bar.set_position(progress.done.load(Ordering::Relaxed));
