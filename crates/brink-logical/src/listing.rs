@@ -156,8 +156,9 @@ impl Lister<'_> {
     /// committed) and not yet written: the states a stronger model cannot translate
     /// into ext4-ordered. Bounded by [`NEAR_TRIES_MAX`] combinations.
     pub fn near(&mut self, plan: &Plan, state: &LState, target: &Listing) -> Result<Option<LState>, LogicalError> {
-        let Some(end) = state.end else { return Ok(None) };
-        let present = |m: u32| m <= end && state.missing.binary_search(&m).is_err();
+        if state.end.is_none() {
+            return Ok(None);
+        }
         let mine = self.listing(state)?.listing;
         let sized = |e: &str| e.rsplit_once(' ').map(|(head, _)| head.to_string());
         let theirs: HashSet<String> = target.entries.iter().filter_map(|e| sized(e)).collect();
@@ -174,15 +175,7 @@ impl Lister<'_> {
             })
             .map(|(_, v)| v.ino)
             .collect();
-        let mut pages: BTreeMap<(Ino, u64), Vec<u32>> = BTreeMap::new();
-        for (m, op) in plan.micro.iter().enumerate().take(end as usize + 1) {
-            if let brink_pmodel::Micro::Write { ino, offset, fill: Fill::Data { .. }, .. } = op.micro {
-                if inos.contains(&ino) && present(m as u32) {
-                    pages.entry((ino, offset / LISTED_BLOCK)).or_default().push(m as u32);
-                }
-            }
-        }
-        let pages: Vec<Vec<u32>> = pages.into_values().collect();
+        let pages = appended_pages(plan, state, &inos);
         let combos = pages.iter().try_fold(1usize, |n, p| n.checked_mul(p.len() + 1)).unwrap_or(usize::MAX);
         if pages.is_empty() || combos > NEAR_TRIES_MAX {
             return Ok(None);
@@ -195,7 +188,7 @@ impl Lister<'_> {
             for p in &pages {
                 let keep = rest % (p.len() + 1);
                 rest /= p.len() + 1;
-                cut.extend_from_slice(&p[keep..]);
+                cut.extend(p[keep..].iter().flatten());
             }
             let Some(s) = plan.without(state, &cut, &dependents) else { continue };
             if self.listing(&s)?.listing.digest() == want {
@@ -204,4 +197,27 @@ impl Lister<'_> {
         }
         Ok(None)
     }
+}
+
+/// The appends to the files `inos` that persisted in `state`, page by page in program
+/// order, each as its data stage and the garbage stages of the same block (cut
+/// together: the page then reads as its zeros).
+fn appended_pages(plan: &Plan, state: &LState, inos: &HashSet<Ino>) -> Vec<Vec<Vec<u32>>> {
+    let Some(end) = state.end else { return Vec::new() };
+    let present = |m: u32| m <= end && state.missing.binary_search(&m).is_err();
+    let mut pages: BTreeMap<(Ino, u64), Vec<Vec<u32>>> = BTreeMap::new();
+    for (m, op) in plan.micro.iter().enumerate().take(end as usize + 1) {
+        let brink_pmodel::Micro::Write { ino, offset, len, fill: Fill::Data { .. } } = op.micro else { continue };
+        if !inos.contains(&ino) || !present(m as u32) {
+            continue;
+        }
+        let same_block = |g: &brink_pmodel::MicroOp| {
+            g.op == op.op
+                && matches!(g.micro, brink_pmodel::Micro::Write { ino: i, offset: o, len: l, fill: Fill::Garbage } if (i, o, l) == (ino, offset, len))
+        };
+        let garbage = plan.of_op(op.op as usize).filter(|&g| present(g) && same_block(&plan.micro[g as usize]));
+        let group: Vec<u32> = std::iter::once(m as u32).chain(garbage).collect();
+        pages.entry((ino, offset / LISTED_BLOCK)).or_default().push(group);
+    }
+    pages.into_values().collect()
 }
