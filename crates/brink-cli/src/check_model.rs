@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use brink_explore::{CheckerSpec, Results, StateRecord};
 use brink_logical::{ModelListing, ModelSpace};
-use brink_pmodel::{Apm, Model, Strategy};
+use brink_pmodel::{Apm, LStrategy, Model, Strategy};
 
 use crate::emit;
 
@@ -87,16 +87,18 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
         (None, None) => bail!("give -o DIR or --results DIR"),
     };
     let plan = brink_pmodel::Plan::new(&rec.logical, apm);
-    let kernel = Results::load(&block)?.states;
-    let (space, witness) = match crate::progress::model_space(&rec, &plan, a.max_states, jobs, &interrupt.0) {
-        Ok(space) => (space, None),
-        Err(brink_logical::LogicalError::TooManyStates { .. }) => {
-            let own = Apm::of_fs(&rec.meta.fs, &rec.meta.mount_opts);
-            let (space, from) = witnesses(&rec, (&plan, own), &kernel, (a.max_states, jobs), &interrupt)?;
-            (space, Some(from))
-        }
-        Err(e) => return Err(crate::progress::logical_error(e, &format!("the {apm} space"))),
-    };
+    let mut kernel = Results::load(&block)?.states;
+    hydrate(&mut kernel, &listings_dir(&block))?;
+    let (space, witness) =
+        match crate::progress::model_space(&rec, &plan, WHOLE, (a.max_states, jobs), &interrupt.0, None) {
+            Ok(space) => (space, None),
+            Err(brink_logical::LogicalError::TooManyStates { .. }) => {
+                let own = Apm::of_fs(&rec.meta.fs, &rec.meta.mount_opts);
+                let (space, from) = witnesses(&rec, (&plan, own), &kernel, (a.max_states, jobs), &interrupt)?;
+                (space, Some(from))
+            }
+            Err(e) => return Err(crate::progress::logical_error(e, &format!("the {apm} space"))),
+        };
     let mut verdict = compare(&kernel, &space);
     verdict.kernel_sampled = sampled;
     verdict.witness = witness;
@@ -121,22 +123,52 @@ fn witnesses(
     kernel: &[StateRecord],
     (max_states, jobs): (u128, usize),
     interrupt: &brink_record::Interrupt,
-) -> Result<(ModelSpace, Vec<Apm>)> {
+) -> Result<(ModelSpace, Vec<String>)> {
     let mut wanted: HashSet<Key> = kernel.iter().filter_map(key).collect();
-    let sources = own.into_iter().chain(WITNESS_SOURCES).filter(|&m| m != plan.apm && m != Apm::Posix);
     let (mut found, mut from) = (ModelSpace::default(), Vec::new());
+    // The model's own states need no translation: ALICE's (prefixes, each op omitted,
+    // partial ops), then those missing at most a few micro-ops, as many as fit.
+    let own_strategies =
+        [LStrategy::Alice].into_iter().chain(OWN_MISSING.map(|k| LStrategy::Exhaustive { max_missing: k }));
+    for (i, strategy) in own_strategies.enumerate() {
+        let only = Some(wanted.clone());
+        let bound = max_states.min(OWN_STATES_MAX);
+        match crate::progress::model_space(rec, plan, strategy, (bound, jobs), &interrupt.0, only) {
+            Ok(space) => {
+                from.push(format!("its own {} states ({})", brink_logical::strategy_name(strategy), space.states));
+                for (k, v) in space.distinct {
+                    if wanted.remove(&k) {
+                        found.distinct.insert(k, v);
+                    }
+                }
+                if i > 0 {
+                    break;
+                }
+            }
+            Err(brink_logical::LogicalError::TooManyStates { .. }) => {}
+            Err(e) => return Err(crate::progress::logical_error(e, &format!("the {} states", plan.apm))),
+        }
+    }
+    let sources = own.into_iter().chain(WITNESS_SOURCES).filter(|&m| m != plan.apm && m != Apm::Posix);
     let mut lister = brink_logical::Lister::new(rec, plan);
     for source in sources {
-        if wanted.is_empty() || from.contains(&source) {
+        if wanted.is_empty() || from.contains(&source.name().to_string()) {
             continue;
         }
         let other = brink_pmodel::Plan::new(&rec.logical, source);
-        let space = match crate::progress::model_space(rec, &other, max_states, jobs, &interrupt.0) {
+        let space = match crate::progress::model_space(
+            rec,
+            &other,
+            WHOLE,
+            (max_states, jobs),
+            &interrupt.0,
+            Some(wanted.clone()),
+        ) {
             Ok(space) => space,
             Err(brink_logical::LogicalError::TooManyStates { .. }) => continue,
             Err(e) => return Err(crate::progress::logical_error(e, &format!("the {source} space"))),
         };
-        from.push(source);
+        from.push(source.name().to_string());
         for (k, (id, _)) in space.distinct.iter() {
             if !wanted.contains(k) {
                 continue;
@@ -190,6 +222,17 @@ fn near_witnesses(
     Ok(())
 }
 
+/// The most micro-ops missing before the crash point in a model's own states tried as
+/// witnesses, largest first (the first whose space fits is listed).
+const OWN_MISSING: [u32; 5] = [6, 4, 3, 2, 1];
+
+/// The most of a model's own states listed in a witness search (a database's states
+/// list at a few thousand a second).
+const OWN_STATES_MAX: u128 = 200_000;
+
+/// A model's whole space.
+const WHOLE: LStrategy = LStrategy::Exhaustive { max_missing: u32::MAX };
+
 /// The models witnesses are looked for in, after the file system's own (strongest first:
 /// the smallest spaces).
 const WITNESS_SOURCES: [Apm; 5] = [Apm::Ext4Journal, Apm::Xfs, Apm::Btrfs, Apm::Ext4Ordered, Apm::Ext4Writeback];
@@ -229,7 +272,13 @@ fn kernel_states(
     } else {
         (Strategy::Exhaustive, None)
     };
-    let listing = format!("{} content-listing", shlex::try_quote(&std::env::current_exe()?.to_string_lossy())?);
+    let listings = listings_dir(block);
+    std::fs::create_dir_all(&listings).with_context(|| format!("creating {}", listings.display()))?;
+    let listing = format!(
+        "{} content-listing --out {}",
+        shlex::try_quote(&std::env::current_exe()?.to_string_lossy())?,
+        shlex::try_quote(&listings.to_string_lossy())?
+    );
     let cfg = brink_explore::ExploreConfig {
         trace: a.trace.clone(),
         results: block.to_path_buf(),
@@ -289,7 +338,7 @@ struct Verdict {
     /// The model's space was too large to list: the model holds only the witnesses
     /// found through these models' states (`witnesses`), and a recovered state without
     /// one is undecided, not unexplained.
-    witness: Option<Vec<Apm>>,
+    witness: Option<Vec<String>>,
     /// The model's distinct states the kernel never produced.
     model_only: usize,
     /// States whose content could not be listed (a file the state could not read).
@@ -391,7 +440,7 @@ fn closest<'m>(l: &[String], allowed: impl Iterator<Item = &'m Vec<String>>, mar
 impl Verdict {
     fn text(&self, apm: Apm) -> String {
         let mut out = String::new();
-        let sources = self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "));
+        let sources = self.witness.as_ref().map(|w| w.join(" and "));
         let _ = match &sources {
             None => writeln!(
                 out,
@@ -400,7 +449,7 @@ impl Verdict {
             ),
             Some(own) => writeln!(
                 out,
-                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so each recovered state that {own} explains was translated into a {apm} state with the same content, or one with a file's appended pages cut back: {} found",
+                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so {apm} states with their contents were looked for among {own} (translated into {apm}), and near those found (a file's appended pages cut back): {} found",
                 self.kernel, self.model
             ),
         };
@@ -432,7 +481,7 @@ impl Verdict {
     /// mode) said as such.
     fn text_unexplained(&self, out: &mut String, apm: Apm) {
         let n = self.unexplained.len();
-        let sources = self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>().join(" and "));
+        let sources = self.witness.as_ref().map(|w| w.join(" and "));
         let _ = match (sources, n) {
             (_, 0) => {
                 writeln!(out, "  (a) recovered states the model cannot produce: 0 (the model explains every one)")
@@ -440,7 +489,7 @@ impl Verdict {
             (None, _) => writeln!(out, "  (a) recovered states the model cannot produce: {n}: the model is wrong"),
             (Some(own), _) => writeln!(
                 out,
-                "  (a) 0 shown wrong; {n} recovered states undecided: no {apm} state found through {own} (its space may still hold them)"
+                "  (a) 0 shown wrong; {n} recovered states undecided: no {apm} state found among {own} (its space may still hold them)"
             ),
         };
         for (id, marks, diff) in self.unexplained.iter().take(SHOWN_MAX) {
@@ -479,7 +528,7 @@ impl Verdict {
             "kernel_states": self.kernel,
             "model_states": self.model,
             "model_space": listed.then_some(self.model_states),
-            "witnesses_from": self.witness.as_ref().map(|w| w.iter().map(|m| m.name()).collect::<Vec<_>>()),
+            "witnesses_from": self.witness,
             "unexplained": unexplained,
             "undecided": undecided,
             "model_only": (listed && self.kernel_sampled.is_none()).then_some(self.model_only),
@@ -492,12 +541,57 @@ impl Verdict {
 
 /// `brink content-listing` (the checker check-model runs): the logical content of the
 /// state in the working directory, as details, and exit 0.
-pub fn content_listing() -> Result<i32> {
+pub fn content_listing(out: Option<&Path>) -> Result<i32> {
     let listing = brink_explore::tree::content_listing(Path::new(".")).context("listing the state")?;
     let content = listing.digest();
     let brink_explore::tree::Listing { entries, blocks } = listing;
-    emit(&(serde_json::json!({"content": content, "entries": entries, "blocks": blocks}).to_string() + "\n"))?;
+    let whole = serde_json::json!({"entries": entries, "blocks": blocks});
+    let Some(dir) = out else {
+        let mut line = whole;
+        line["content"] = content.into();
+        emit(&(line.to_string() + "\n"))?;
+        return Ok(0);
+    };
+    let file = dir.join(format!("{content}.json"));
+    if !file.exists() {
+        // Written whole under another name, then renamed: a reader never sees a part,
+        // and workers listing the same content at once each put the same bytes.
+        let tmp = dir.join(format!(".{content}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, whole.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+    }
+    emit(&(serde_json::json!({"content": content}).to_string() + "\n"))?;
     Ok(0)
+}
+
+/// Where a block run's listings are (`content-listing --out`): beside its folder.
+fn listings_dir(block: &Path) -> PathBuf {
+    block.with_file_name("listings")
+}
+
+/// Puts into each state's details the listing its checker wrote to `dir` (by content
+/// hash), where the details hold the hash only.
+fn hydrate(states: &mut [StateRecord], dir: &Path) -> Result<()> {
+    let mut read: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for r in states {
+        let Some(d) = r.checks.first_mut().and_then(|c| c.details.as_mut()) else { continue };
+        let Some(content) = d.get("content").and_then(|c| c.as_str()).map(String::from) else { continue };
+        if d.get("entries").is_some() {
+            continue;
+        }
+        if !read.contains_key(&content) {
+            let file = dir.join(format!("{content}.json"));
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            read.insert(
+                content.clone(),
+                serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?,
+            );
+        }
+        let whole = &read[&content];
+        d["entries"] = whole["entries"].clone();
+        d["blocks"] = whole["blocks"].clone();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,7 +77,13 @@ enum Cmd {
     /// The checker check-model runs: the logical content of the state in the working
     /// directory, as JSON.
     #[command(name = "content-listing", hide = true)]
-    ContentListing,
+    ContentListing {
+        /// Write the listing to DIR/CONTENT.json (once per distinct content) and print
+        /// only its content hash: a large state's listing exceeds what a checker's output
+        /// keeps.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Record and explore one workload under ext4 data=ordered, writeback and journal.
     #[command(name = "ext4-modes")]
     Ext4Modes(explore::ModesArgs),
@@ -369,7 +375,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Explore(args) => explore::explore(args, install_interrupt()),
         Cmd::Merge(args) => merge::merge(args),
         Cmd::CheckModel(args) => check_model::check_model(args, install_interrupt()),
-        Cmd::ContentListing => check_model::content_listing(),
+        Cmd::ContentListing { out } => check_model::content_listing(out.as_deref()),
         Cmd::Ext4Modes(args) => explore::ext4_modes(args, install_interrupt()),
         Cmd::Replay { trace, state, output, no_mount } => explore::replay(&trace, &state, &output, no_mount),
         Cmd::Report { results, json, html, junit } => {

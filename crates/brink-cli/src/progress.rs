@@ -131,13 +131,14 @@ pub fn explore_logical(
     Ok(summary)
 }
 
-/// List a model's whole space (`brink check-model`) with a progress bar on stderr.
+/// List a model's states (`brink check-model`) with a progress bar on stderr.
 pub fn model_space(
     rec: &brink_logical::Recording,
     plan: &brink_pmodel::Plan,
-    max_states: u128,
-    jobs: usize,
+    strategy: brink_pmodel::LStrategy,
+    (max_states, jobs): (u128, usize),
     interrupt: &std::sync::atomic::AtomicUsize,
+    only: Option<std::collections::HashSet<(String, u64)>>,
 ) -> Result<brink_logical::ModelSpace, brink_logical::LogicalError> {
     let progress = brink_explore::Progress::default();
     let bar = counting_bar("{prefix} {bar:30} {pos}/{len} model states  {per_sec}", plan.apm.name());
@@ -145,7 +146,9 @@ pub fn model_space(
         bar.set_length(progress.total.load(Ordering::Relaxed));
         bar.set_position(progress.done.load(Ordering::Relaxed));
     };
-    with_progress(&bar, refresh, || brink_logical::model_space(rec, plan, max_states, jobs, interrupt, &progress))
+    with_progress(&bar, refresh, || {
+        brink_logical::model_space(rec, plan, strategy, max_states, jobs, interrupt, &progress, only)
+    })
 }
 
 /// A logical error as the command line reports it, `what` failed: an interrupt keeps

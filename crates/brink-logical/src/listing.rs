@@ -93,23 +93,27 @@ pub struct ModelSpace {
     /// States gone through.
     pub states: u64,
     pub distinct: BTreeMap<(String, u64), (LStateId, ModelListing)>,
+    /// Keep only these (content, acknowledgements) in `distinct` (a witness search:
+    /// the others' listings would take gigabytes on a database's states).
+    pub only: Option<HashSet<(String, u64)>>,
 }
 
 /// States listed between two looks at the interrupt; split among the workers.
 const SPACE_CHUNK: usize = 4096;
 
-/// Lists every state of `plan`'s exhaustive space (more than `max_states`: refused, an
+/// Lists every state `strategy` visits in `plan` (more than `max_states`: refused, an
 /// error) on `jobs` threads, each with its own [`Lister`]; the result is the same at
 /// any `jobs` (chunks are merged in the space's order). `progress.done` counts states.
 pub fn model_space(
     rec: &Recording,
     plan: &Plan,
+    strategy: LStrategy,
     max_states: u128,
     jobs: usize,
     interrupt: &AtomicUsize,
     progress: &brink_explore::Progress,
+    only: Option<HashSet<(String, u64)>>,
 ) -> Result<ModelSpace, LogicalError> {
-    let strategy = LStrategy::Exhaustive { max_missing: u32::MAX };
     let max = usize::try_from(max_states).unwrap_or(usize::MAX - 1).min(usize::MAX - 1);
     let too_many =
         || LogicalError::TooManyStates { apm: plan.apm.name().into(), strategy: "exhaustive".into(), max: max_states };
@@ -120,7 +124,7 @@ pub fn model_space(
     progress.total.store(total as u64, Ordering::Relaxed);
     let jobs = jobs.max(1);
     let mut listers: Vec<Lister> = (0..jobs).map(|_| Lister::new(rec, plan)).collect();
-    let mut space = ModelSpace::default();
+    let mut space = ModelSpace { only, ..ModelSpace::default() };
     let mut states = plan.states(strategy).peekable();
     while states.peek().is_some() {
         let signal = interrupt.load(Ordering::Relaxed);
@@ -137,7 +141,10 @@ pub fn model_space(
         });
         let listed = listed.into_iter().collect::<Result<Vec<_>, _>>()?;
         for (st, l) in chunk.iter().zip(listed.into_iter().flatten()) {
-            space.distinct.entry((l.listing.digest(), st.marks_before)).or_insert((st.id.clone(), l));
+            let key = (l.listing.digest(), st.marks_before);
+            if space.only.as_ref().is_none_or(|only| only.contains(&key)) {
+                space.distinct.entry(key).or_insert((st.id.clone(), l));
+            }
         }
         space.states += chunk.len() as u64;
         progress.done.store(space.states, Ordering::Relaxed);

