@@ -147,7 +147,7 @@ pub fn model_space(
         bar.set_position(progress.done.load(Ordering::Relaxed));
     };
     with_progress(&bar, refresh, || {
-        brink_logical::model_space(rec, plan, strategy, max_states, jobs, interrupt, &progress, only)
+        brink_logical::model_space(rec, plan, strategy, (max_states, jobs), interrupt, &progress, only)
     })
 }
 
