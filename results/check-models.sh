@@ -23,7 +23,10 @@ fi
 B=$BRINK
 WORK=$(mktemp -d /tmp/brink-check-models-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-rm -rf "$RAW" && mkdir -p "$RAW"
+# A run of some workloads replaces their rows only; a whole run starts afresh.
+if [ ${#only[@]} -eq 0 ]; then rm -rf "$RAW"; fi
+mkdir -p "$RAW"
+for w in "${only[@]}"; do rm -f "$RAW/$w"-*.json "$RAW/$w"-*.err "$RAW/$w"-*.row; done
 
 model_of() { # fs mount_opts -> the APM of that file system
   case "$1:$2" in
@@ -57,9 +60,18 @@ for trace in "$SUITE"/*/*/trace; do
     fi
     timeout 1800 "$B" check-model "$trace" --apm "$apm" --max-states "$MAX_STATES" --max-kernel-states "$MAX_KERNEL_STATES" "${where[@]}" --json \
       > "$RAW/$name.json" 2> "$WORK/$name.err" || code=$?
-    rows+=("$(python3 - "$RAW/$name.json" "$WORK/$name.err" "$workload" "$mode" "$apm" "$code" "$MAX_STATES" <<'EOF'
+    [ "$code" -eq 0 ] || [ "$code" -eq 1 ] || cp "$WORK/$name.err" "$RAW/$name.err"
+    echo "$workload $mode $apm" > "$RAW/$name.row"
+  done
+done
+
+rows=()
+for row in "$RAW"/*.row; do
+  name=${row%.row}
+  read -r workload mode apm < "$row"
+  rows+=("$(python3 - "$name.json" "$name.err" "$workload" "$mode" "$apm" "$MAX_STATES" <<'EOF'
 import json, sys
-out, err, workload, mode, apm, code, _max = sys.argv[1:]
+out, err, workload, mode, apm, most = sys.argv[1:]
 try:
     j = json.load(open(out))
     a = len(j["unexplained"])
@@ -67,7 +79,7 @@ try:
     ks, wit = j["kernel_sampled"], j["witnesses_from"]
     if wit:
         pess = "n/a (not listed)"
-        space = f"over {int(sys.argv[7]):,}: witnesses from {wit}"
+        space = f"over {int(most):,}: witnesses from " + "; ".join(wit)
         a = f"0 (+{len(j['undecided'])} undecided)" if j["undecided"] else "0"
     else:
         pess = "n/a (sampled)" if ks else f'{100.0 * j["model_only"] / max(j["model_states"], 1):.0f}%'
@@ -75,11 +87,13 @@ try:
     kernel = f'{j["kernel_states"]} (of a sample of {ks["samples"]})' if ks else str(j["kernel_states"])
     print(f"| {workload} | {mode} | {apm} | {kernel} | {j['model_states']} | {space} | {a} | {g} | {pess} |")
 except (OSError, ValueError, KeyError):
-    why = (open(err).read().strip().splitlines() or ["?"])[-1].replace("|", "/")
+    try:
+        why = (open(err).read().strip().splitlines() or ["?"])[-1].replace("|", "/")
+    except OSError:
+        why = "?"
     print(f"| {workload} | {mode} | {apm} | | | | not run: {why[:160]} | | |")
 EOF
 )")
-  done
 done
 
 {
