@@ -111,12 +111,14 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
 }
 
 /// The recovered states a model allows, found without listing its space (too large):
-/// other shipped models whose spaces fit are listed whole (the file system's own first),
-/// and each of their states that a recovered state matches is translated into the
-/// model (`Plan::translate`) and listed there; a legal translation with the same
-/// content and acknowledgements is a state of the model that explains it. The result
-/// holds only these witnesses (`states`: 0, the space was not gone through), and the
-/// models they came from.
+/// first the model's own ALICE states and its states missing a few micro-ops (as many as
+/// fit under `OWN_STATES_MAX`); then other shipped models whose spaces fit are listed
+/// whole (the file system's own first), and each of their states that a recovered
+/// state matches is translated into the model (`Plan::translate`) and listed there;
+/// last, states near those found (`near_witnesses`). A state of the model with the same
+/// content and acknowledgements explains the recovered one. The result holds only
+/// these witnesses (`states`: 0, the space was not gone through), and where they were
+/// looked for.
 fn witnesses(
     rec: &brink_logical::Recording,
     (plan, own): (&brink_pmodel::Plan, Option<Apm>),
