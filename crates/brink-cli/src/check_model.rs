@@ -74,21 +74,28 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
     let rec = brink_logical::Recording::open(&a.trace)?;
     model_fits(apm, &rec.meta.fs, &rec.meta.mount_opts)?;
     let jobs = crate::suite::jobs(a.jobs)?;
-    let (block, sampled) = match (&a.results, &a.output) {
-        (Some(dir), _) => (dir.clone(), earlier_block_run(dir, &a.trace)?),
+    let block = match (&a.results, &a.output) {
+        (Some(dir), _) => dir.clone(),
         (None, Some(out)) => {
             if out.exists() {
                 bail!("{} already exists: choose another -o", out.display());
             }
             let block = out.join("block");
-            let sampled = kernel_states(&a, &block, jobs, &interrupt)?;
-            (block, sampled)
+            kernel_states(&a, &block, jobs, &interrupt)?;
+            block
         }
         (None, None) => bail!("give -o DIR or --results DIR"),
     };
+    let results =
+        Results::load(&block).with_context(|| format!("reading the block exploration at {}", block.display()))?;
+    if a.results.is_some() {
+        by_check_model(&results, &block, &a.trace)?;
+    }
+    let summary = &results.summary;
+    let sampled =
+        summary.strategy.starts_with("sample").then(|| (u128::from(summary.states_generated), summary.states_total.0));
+    let kernel = recovered(&results.states, &listings_dir(&block))?;
     let plan = brink_pmodel::Plan::new(&rec.logical, apm);
-    let mut kernel = Results::load(&block)?.states;
-    hydrate(&mut kernel, &listings_dir(&block))?;
     let (space, witness) =
         match crate::progress::model_space(&rec, &plan, WHOLE, (a.max_states, jobs), &interrupt.0, None) {
             Ok(space) => (space, None),
@@ -122,11 +129,11 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
 fn witnesses(
     rec: &brink_logical::Recording,
     (plan, own): (&brink_pmodel::Plan, Option<Apm>),
-    kernel: &[StateRecord],
+    kernel: &Kernel,
     (max_states, jobs): (u128, usize),
     interrupt: &brink_record::Interrupt,
 ) -> Result<(ModelSpace, Vec<String>)> {
-    let mut wanted: HashSet<Key> = kernel.iter().filter_map(key).collect();
+    let mut wanted: HashSet<Key> = kernel.states.keys().cloned().collect();
     let (mut found, mut from) = (ModelSpace::default(), Vec::new());
     // The model's own states need no translation: ALICE's (prefixes, each op omitted,
     // partial ops), then those missing at most a few micro-ops, as many as fit.
@@ -199,24 +206,23 @@ fn witnesses(
 fn near_witnesses(
     lister: &mut brink_logical::Lister<'_>,
     plan: &brink_pmodel::Plan,
-    kernel: &[StateRecord],
+    kernel: &Kernel,
     wanted: &mut HashSet<Key>,
     found: &mut ModelSpace,
 ) -> Result<()> {
-    for r in kernel {
-        let (Some(k), Some(entries)) = (key(r), listing(r)) else { continue };
-        if !wanted.contains(&k) {
+    for (k, r) in &kernel.states {
+        if !wanted.contains(k) {
             continue;
         }
-        let target = brink_explore::tree::Listing { entries, blocks: BTreeMap::new() };
+        let target = brink_explore::tree::Listing { entries: r.entries.clone(), blocks: BTreeMap::new() };
         let near: Vec<brink_pmodel::LState> =
             found.distinct.iter().filter(|((_, m), _)| *m == k.1).filter_map(|(_, (id, _))| plan.state(id)).collect();
         for s in near {
             let Some(w) = lister.near(plan, &s, &target)? else { continue };
             if w.marks_before == k.1 {
                 let listing = lister.listing(&w)?;
-                wanted.remove(&k);
-                found.distinct.insert(k, (w.id, listing));
+                wanted.remove(k);
+                found.distinct.insert(k.clone(), (w.id, listing));
                 break;
             }
         }
@@ -239,10 +245,9 @@ const WHOLE: LStrategy = LStrategy::Exhaustive { max_missing: u32::MAX };
 /// the smallest spaces).
 const WITNESS_SOURCES: [Apm; 5] = [Apm::Ext4Journal, Apm::Xfs, Apm::Btrfs, Apm::Ext4Ordered, Apm::Ext4Writeback];
 
-/// An earlier check-model's block exploration of `trace` at `dir`: refused unless it is
-/// one (its states carry listings); whether it was a sample (its size and the space's).
-fn earlier_block_run(dir: &Path, trace: &Path) -> Result<Option<(u128, u128)>> {
-    let results = Results::load(dir).with_context(|| format!("reading the block exploration at {}", dir.display()))?;
+/// Refuses `results` (at `dir`, given with `--results`) unless it is a block exploration
+/// of `trace` by check-model (its states carry listings).
+fn by_check_model(results: &Results, dir: &Path, trace: &Path) -> Result<()> {
     let summary = &results.summary;
     let same = |p: &Path| std::fs::canonicalize(p).ok();
     if same(Path::new(&summary.trace)) != same(trace) {
@@ -254,26 +259,17 @@ fn earlier_block_run(dir: &Path, trace: &Path) -> Result<Option<(u128, u128)>> {
             dir.display()
         );
     }
-    let sampled = summary.strategy.starts_with("sample");
-    Ok(sampled.then(|| (u128::from(summary.states_generated), summary.states_total.0)))
+    Ok(())
 }
 
 /// The block exploration of the trace with kernel recovery and the listing checker, into
 /// `block`: every state, or a stratified sample when there are more than
 /// `--max-kernel-states` (then: the sample's size and the space's).
-fn kernel_states(
-    a: &CheckModelArgs,
-    block: &Path,
-    jobs: usize,
-    interrupt: &brink_record::Interrupt,
-) -> Result<Option<(u128, u128)>> {
+fn kernel_states(a: &CheckModelArgs, block: &Path, jobs: usize, interrupt: &brink_record::Interrupt) -> Result<()> {
     let whole = brink_explore::count(&a.trace, Model::WRITEBACK, Strategy::Exhaustive)?.states_total.0;
     let samples = u64::try_from(a.max_kernel_states).unwrap_or(u64::MAX);
-    let (strategy, sampled) = if whole > a.max_kernel_states {
-        (Strategy::Sample { samples, seed: 0 }, Some((a.max_kernel_states, whole)))
-    } else {
-        (Strategy::Exhaustive, None)
-    };
+    let strategy =
+        if whole > a.max_kernel_states { Strategy::Sample { samples, seed: 0 } } else { Strategy::Exhaustive };
     let listings = listings_dir(block);
     std::fs::create_dir_all(&listings).with_context(|| format!("creating {}", listings.display()))?;
     let listing = format!(
@@ -301,7 +297,7 @@ fn kernel_states(
         checker_protocol: brink_check::Protocol::Brink,
     };
     crate::progress::explore(&cfg).map_err(|e| anyhow::anyhow!("the block exploration: {e}"))?;
-    Ok(sampled)
+    Ok(())
 }
 
 /// Refuse a model of another file system than the recording's (posix fits every one).
@@ -314,10 +310,47 @@ fn model_fits(apm: Apm, fs: &str, mount_opts: &str) -> Result<()> {
     Ok(())
 }
 
-/// A state's content listing, from its checker's details.
-fn listing(r: &StateRecord) -> Option<Vec<String>> {
-    let d = r.checks.first()?.details.as_ref()?;
-    Some(d.get("entries")?.as_array()?.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+/// A recovered state: the first (in id order) of those with its content and marks.
+struct Recovered {
+    id: String,
+    entries: Vec<String>,
+    /// Block hashes by path (`brink_explore::tree::Listing::blocks`).
+    blocks: BTreeMap<String, Vec<String>>,
+}
+
+/// What the kernel recovered: one state per distinct (content, acknowledgements), and
+/// how many states could not be listed (their checker gave no content).
+struct Kernel {
+    states: BTreeMap<Key, Recovered>,
+    unlisted: usize,
+}
+
+/// The block run's states by distinct key, each listing read once: from the checker's
+/// details, or from the file `content-listing --out` wrote to `dir` (a large state's).
+fn recovered(states: &[StateRecord], dir: &Path) -> Result<Kernel> {
+    let mut kernel = Kernel { states: BTreeMap::new(), unlisted: 0 };
+    for r in states {
+        let details = r.checks.first().and_then(|c| c.details.as_ref());
+        let (Some(k), Some(details)) = (key(r), details) else {
+            kernel.unlisted += 1;
+            continue;
+        };
+        if kernel.states.contains_key(&k) {
+            continue;
+        }
+        let whole = match details.get("entries") {
+            Some(_) => details.clone(),
+            None => {
+                let file = dir.join(format!("{}.json", k.0));
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?
+            }
+        };
+        let entries = serde_json::from_value(whole["entries"].clone()).unwrap_or_default();
+        let blocks = serde_json::from_value(whole["blocks"].clone()).unwrap_or_default();
+        kernel.states.insert(k, Recovered { id: r.id.clone(), entries, blocks });
+    }
+    Ok(kernel)
 }
 
 fn key(r: &StateRecord) -> Option<Key> {
@@ -350,12 +383,6 @@ struct Verdict {
     with_garbage: usize,
 }
 
-/// A state's block hashes, from its checker's details.
-fn blocks(r: &StateRecord) -> BTreeMap<String, Vec<String>> {
-    let d = r.checks.first().and_then(|c| c.details.as_ref()).and_then(|d| d.get("blocks"));
-    d.and_then(|b| serde_json::from_value(b.clone()).ok()).unwrap_or_default()
-}
-
 /// Whether the model's state `m` explains a recovered state (its listing `kl` and block
 /// hashes `kb`) where the model holds garbage: the same entries but for regular files
 /// of the same sizes whose blocks agree wherever the model's state holds no garbage
@@ -382,44 +409,29 @@ fn explained_by_garbage(kl: &[String], kb: &BTreeMap<String, Vec<String>>, m: &M
     })
 }
 
-fn compare(block: &[StateRecord], space: &ModelSpace) -> Verdict {
+fn compare(kernel: &Kernel, space: &ModelSpace) -> Verdict {
     let allowed = &space.distinct;
-    let mut seen: BTreeMap<Key, (String, Vec<String>)> = BTreeMap::new();
-    let mut unlisted = 0;
-    for r in block {
-        match (key(r), listing(r)) {
-            (Some(k), Some(l)) => {
-                seen.entry(k).or_insert((r.id.clone(), l));
-            }
-            _ => unlisted += 1,
-        }
-    }
-    let by_id: BTreeMap<&str, &StateRecord> = block.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut with_garbage = 0;
     let mut unexplained = Vec::new();
-    for ((_, marks), (id, l)) in seen.iter().filter(|(k, _)| !allowed.contains_key(*k)) {
-        let kb = blocks(by_id[id.as_str()]);
+    for ((_, marks), r) in kernel.states.iter().filter(|(k, _)| !allowed.contains_key(*k)) {
         let same_marks = allowed.iter().filter(|((_, m), _)| m == marks);
-        if same_marks.clone().any(|(_, (_, m))| explained_by_garbage(l, &kb, m)) {
+        if same_marks.clone().any(|(_, (_, m))| explained_by_garbage(&r.entries, &r.blocks, m)) {
             with_garbage += 1;
         } else {
-            unexplained.push((
-                id.clone(),
-                *marks,
-                closest(l, same_marks.map(|(_, (_, m))| &m.listing.entries), *marks),
-            ));
+            let closest = closest(&r.entries, same_marks.map(|(_, (_, m))| &m.listing.entries), *marks);
+            unexplained.push((r.id.clone(), *marks, closest));
         }
     }
     Verdict {
         unexplained,
         with_garbage,
-        kernel: seen.len(),
+        kernel: kernel.states.len(),
         model: allowed.len(),
         model_states: space.states,
         kernel_sampled: None,
         witness: None,
-        model_only: allowed.keys().filter(|k| !seen.contains_key(*k)).count(),
-        unlisted,
+        model_only: allowed.keys().filter(|k| !kernel.states.contains_key(*k)).count(),
+        unlisted: kernel.unlisted,
     }
 }
 
@@ -571,31 +583,6 @@ fn listings_dir(block: &Path) -> PathBuf {
     block.with_file_name("listings")
 }
 
-/// Puts into each state's details the listing its checker wrote to `dir` (by content
-/// hash), where the details hold the hash only.
-fn hydrate(states: &mut [StateRecord], dir: &Path) -> Result<()> {
-    let mut read: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for r in states {
-        let Some(d) = r.checks.first_mut().and_then(|c| c.details.as_mut()) else { continue };
-        let Some(content) = d.get("content").and_then(|c| c.as_str()).map(String::from) else { continue };
-        if d.get("entries").is_some() {
-            continue;
-        }
-        if !read.contains_key(&content) {
-            let file = dir.join(format!("{content}.json"));
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            read.insert(
-                content.clone(),
-                serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?,
-            );
-        }
-        let whole = &read[&content];
-        d["entries"] = whole["entries"].clone();
-        d["blocks"] = whole["blocks"].clone();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,15 +613,17 @@ mod tests {
     #[test]
     fn garbage_blocks_compare_as_wildcards_and_nothing_else_does() {
         let kernel = state("7", &["d logs", "f logs/a 8192 k"], &[("logs/a", &["stale", "same"])]);
-        let (kl, kb) = (listing(&kernel).unwrap(), blocks(&kernel));
+        let kernel = recovered(&[kernel], Path::new("/nonexistent")).unwrap();
+        let r = &kernel.states[&("7".to_string(), 1)];
+        let (kl, kb) = (&r.entries, &r.blocks);
         let entries = ["d logs", "f logs/a 8192 m"];
-        assert!(explained_by_garbage(&kl, &kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[0])));
+        assert!(explained_by_garbage(kl, kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[0])));
         let block1 = model(&entries, &[("logs/a", &["junk", "same"])], &[1]);
-        assert!(!explained_by_garbage(&kl, &kb, &block1), "block 0 differs and is not garbage");
-        assert!(!explained_by_garbage(&kl, &kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[])));
+        assert!(!explained_by_garbage(kl, kb, &block1), "block 0 differs and is not garbage");
+        assert!(!explained_by_garbage(kl, kb, &model(&entries, &[("logs/a", &["junk", "same"])], &[])));
         let longer = model(&["d logs", "f logs/a 4096 m"], &[("logs/a", &["junk"])], &[0]);
-        assert!(!explained_by_garbage(&kl, &kb, &longer), "sizes differ");
+        assert!(!explained_by_garbage(kl, kb, &longer), "sizes differ");
         let moved = model(&["d logs", "f logs/b 8192 m"], &[("logs/b", &["junk", "same"])], &[0]);
-        assert!(!explained_by_garbage(&kl, &kb, &moved), "names differ");
+        assert!(!explained_by_garbage(kl, kb, &moved), "names differ");
     }
 }
