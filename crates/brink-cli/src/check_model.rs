@@ -158,11 +158,16 @@ fn witnesses(
             Err(e) => return Err(crate::progress::logical_error(e, &format!("the {} states", plan.apm))),
         }
     }
-    let sources = own.into_iter().chain(WITNESS_SOURCES).filter(|&m| m != plan.apm && m != Apm::Posix);
+    let mut sources: Vec<Apm> = Vec::new();
+    for m in own.into_iter().chain(WITNESS_SOURCES) {
+        if m != plan.apm && m != Apm::Posix && !sources.contains(&m) {
+            sources.push(m);
+        }
+    }
     let mut lister = brink_logical::Lister::new(rec, plan);
     for source in sources {
-        if wanted.is_empty() || from.contains(&source.name().to_string()) {
-            continue;
+        if wanted.is_empty() {
+            break;
         }
         let other = brink_pmodel::Plan::new(&rec.logical, source);
         let space = match crate::progress::model_space(

@@ -129,9 +129,7 @@ impl Hasher {
             NodeKind::Dir => Ok([0; 32]),
             NodeKind::Symlink(target) => Ok(*blake3::hash(target).as_bytes()),
             NodeKind::File => {
-                // Garbage depends on the identity; other fills do not.
-                let garbage = view.content.iter().any(|e| e.fill == Fill::Garbage);
-                let key = (garbage.then_some(view.ino), view.content.clone());
+                let key = content_key(view);
                 if let Some(h) = self.cache.get(&key) {
                     return Ok(*h);
                 }
@@ -162,6 +160,13 @@ impl Hasher {
         }
         *h.finalize().as_bytes()
     }
+}
+
+/// What a file's bytes depend on, as a cache key: its extents, and its identity when
+/// they hold garbage (garbage depends on the identity; other fills do not).
+pub(crate) fn content_key(view: &FileView) -> (Option<Ino>, Vec<Extent>) {
+    let garbage = view.content.iter().any(|e| e.fill == Fill::Garbage);
+    (garbage.then_some(view.ino), view.content.clone())
 }
 
 /// A hash as 64 hex digits (the width of a block image hash).

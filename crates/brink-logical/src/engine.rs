@@ -351,7 +351,7 @@ impl Run<'_> {
     fn marks_of(&self, s: &LState) -> Vec<String> {
         let Some(end) = s.end else { return Vec::new() };
         (0..=end)
-            .filter(|m| s.missing.binary_search(m).is_err())
+            .filter(|&m| s.holds(m))
             .filter_map(|m| match &self.plan.micro[m as usize].micro {
                 Micro::Ack(text) => Some(text.clone()),
                 _ => None,

@@ -64,9 +64,7 @@ impl<'a> Lister<'a> {
     }
 
     fn digest(&mut self, view: &FileView) -> Result<FileDigest, LogicalError> {
-        // Garbage depends on the identity; other fills do not.
-        let garbage = view.content.iter().any(|e| e.fill == Fill::Garbage);
-        let key = (garbage.then_some(view.ino), view.content.clone());
+        let key = crate::content::content_key(view);
         if let Some(d) = self.digests.get(&key) {
             return Ok(d.clone());
         }
@@ -210,18 +208,17 @@ impl Lister<'_> {
 /// together: the page then reads as its zeros).
 fn appended_pages(plan: &Plan, state: &LState, inos: &HashSet<Ino>) -> Vec<Vec<Vec<u32>>> {
     let Some(end) = state.end else { return Vec::new() };
-    let present = |m: u32| m <= end && state.missing.binary_search(&m).is_err();
     let mut pages: BTreeMap<(Ino, u64), Vec<Vec<u32>>> = BTreeMap::new();
     for (m, op) in plan.micro.iter().enumerate().take(end as usize + 1) {
         let brink_pmodel::Micro::Write { ino, offset, len, fill: Fill::Data { .. } } = op.micro else { continue };
-        if !inos.contains(&ino) || !present(m as u32) {
+        if !inos.contains(&ino) || !state.holds(m as u32) {
             continue;
         }
         let same_block = |g: &brink_pmodel::MicroOp| {
             g.op == op.op
                 && matches!(g.micro, brink_pmodel::Micro::Write { ino: i, offset: o, len: l, fill: Fill::Garbage } if (i, o, l) == (ino, offset, len))
         };
-        let garbage = plan.of_op(op.op as usize).filter(|&g| present(g) && same_block(&plan.micro[g as usize]));
+        let garbage = plan.of_op(op.op as usize).filter(|&g| state.holds(g) && same_block(&plan.micro[g as usize]));
         let group: Vec<u32> = std::iter::once(m as u32).chain(garbage).collect();
         pages.entry((ino, offset / LISTED_BLOCK)).or_default().push(group);
     }

@@ -118,6 +118,13 @@ pub struct LState {
     pub marks_before: u64,
 }
 
+impl LState {
+    /// Whether micro-op `m` (an index into [`Plan::micro`]) persisted in this state.
+    pub fn holds(&self, m: u32) -> bool {
+        self.end.is_some_and(|e| m <= e) && self.missing.binary_search(&m).is_err()
+    }
+}
+
 impl Plan {
     /// The id of a state given by its last micro-op and missing ones (global indices).
     pub fn id_of(&self, end: Option<u32>, missing: &[u32]) -> LStateId {
@@ -139,6 +146,11 @@ impl Plan {
             None => (None, Vec::new()),
             Some(e) => (Some(g(&e)?), id.missing.iter().map(g).collect::<Option<Vec<_>>>()?),
         };
+        self.legal_state(end, missing)
+    }
+
+    /// The state of `end` and `missing` (global indices, as [`LState`]'s), if it is legal.
+    pub(crate) fn legal_state(&self, end: Option<u32>, missing: Vec<u32>) -> Option<LState> {
         let s = self.make(end, missing);
         self.legal(&s).then_some(s)
     }
@@ -146,8 +158,7 @@ impl Plan {
     /// Whether every persisted micro-op's dependencies persisted.
     pub fn legal(&self, s: &LState) -> bool {
         let Some(end) = s.end else { return true };
-        let present = |m: u32| m <= end && s.missing.binary_search(&m).is_err();
-        (0..=end).filter(|&m| present(m)).all(|m| self.micro[m as usize].deps.iter().all(|&d| present(d)))
+        (0..=end).filter(|&m| s.holds(m)).all(|m| self.micro[m as usize].deps.iter().all(|&d| s.holds(d)))
     }
 
     pub(crate) fn make(&self, end: Option<u32>, missing: Vec<u32>) -> LState {

@@ -23,8 +23,7 @@ impl Plan {
         }
         let last = (0..=end).rev().find(|m| !gone.contains(m))?;
         let missing = gone.into_iter().filter(|&m| m < last).collect();
-        let s = self.make(Some(last), missing);
-        self.legal(&s).then_some(s)
+        self.legal_state(Some(last), missing)
     }
 
     /// `state` (of `from`, a plan of the same logical ops) as a state of this plan, if
@@ -36,10 +35,9 @@ impl Plan {
         if from.ops() != self.ops() {
             return None;
         }
-        let present = |m: u32| state.end.is_some_and(|e| m <= e) && state.missing.binary_search(&m).is_err();
         let mut keep = Vec::new();
         for i in 0..self.ops() {
-            let theirs: Vec<u32> = from.of_op(i).filter(|&m| present(m)).collect();
+            let theirs: Vec<u32> = from.of_op(i).filter(|&m| state.holds(m)).collect();
             let ours = self.of_op(i);
             if theirs.len() == from.of_op(i).len() {
                 keep.extend(ours);
@@ -52,8 +50,7 @@ impl Plan {
         }
         let end = keep.last().copied();
         let missing = end.map_or_else(Vec::new, |e| (0..e).filter(|m| keep.binary_search(m).is_err()).collect());
-        let s = self.make(end, missing);
-        self.legal(&s).then_some(s)
+        self.legal_state(end, missing)
     }
 }
 
