@@ -158,14 +158,8 @@ fn witnesses(
             Err(e) => return Err(crate::progress::logical_error(e, &format!("the {} states", plan.apm))),
         }
     }
-    let mut sources: Vec<Apm> = Vec::new();
-    for m in own.into_iter().chain(WITNESS_SOURCES) {
-        if m != plan.apm && m != Apm::Posix && !sources.contains(&m) {
-            sources.push(m);
-        }
-    }
     let mut lister = brink_logical::Lister::new(rec, plan);
-    for source in sources {
+    for source in witness_sources(plan.apm, own) {
         if wanted.is_empty() {
             break;
         }
@@ -196,6 +190,10 @@ fn witnesses(
         }
     }
     near_witnesses(&mut lister, plan, kernel, &mut wanted, &mut found)?;
+    if !wanted.is_empty() {
+        from.push(format!("a search of its own states per recovered state ({})", wanted.len()));
+        member_witnesses(&mut lister, plan, kernel, &mut wanted, &mut found, interrupt)?;
+    }
     if from.is_empty() {
         bail!(
             "the {} space has more than {max_states} states, and so has every other model's, where witnesses would be found: raise --max-states",
@@ -203,6 +201,18 @@ fn witnesses(
         );
     }
     Ok((found, from))
+}
+
+/// The other models whose states are translated into `apm`'s: the file system's own
+/// (`own`) first, then the strongest (`WITNESS_SOURCES`), never posix (the weakest).
+fn witness_sources(apm: Apm, own: Option<Apm>) -> Vec<Apm> {
+    let mut sources: Vec<Apm> = Vec::new();
+    for m in own.into_iter().chain(WITNESS_SOURCES) {
+        if m != apm && m != Apm::Posix && !sources.contains(&m) {
+            sources.push(m);
+        }
+    }
+    sources
 }
 
 /// Witnesses for the recovered states still `wanted`, near those found: a found state
@@ -232,6 +242,39 @@ fn near_witnesses(
             }
         }
     }
+    Ok(())
+}
+
+/// Witnesses for the recovered states still `wanted`, searched for one by one in the
+/// model (`Lister::find`: a descent on the distance between listings). A witness whose
+/// listing differs from the recovered one only where it holds garbage is kept under its
+/// own content, where `compare` takes it as explaining the recovered state.
+fn member_witnesses(
+    lister: &mut brink_logical::Lister<'_>,
+    plan: &brink_pmodel::Plan,
+    kernel: &Kernel,
+    wanted: &mut HashSet<Key>,
+    found: &mut ModelSpace,
+    interrupt: &brink_record::Interrupt,
+) -> Result<()> {
+    let bar = crate::progress::steps_bar(wanted.len() as u64, "searching the model for the recovered states");
+    for (k, r) in &kernel.states {
+        if !wanted.contains(k) {
+            continue;
+        }
+        let signal = interrupt.0.load(std::sync::atomic::Ordering::Relaxed);
+        if signal != 0 {
+            return Err(brink_record::RecordError::Interrupted(i32::try_from(signal).unwrap_or(i32::MAX)).into());
+        }
+        let target = brink_explore::tree::Listing { entries: r.entries.clone(), blocks: r.blocks.clone() };
+        let found_one = lister.find(plan, &target, k.1).map_err(|e| crate::progress::logical_error(e, "the search"))?;
+        bar.inc(1);
+        let Some(w) = found_one else { continue };
+        let listing = lister.listing(&w)?;
+        wanted.remove(k);
+        found.distinct.insert((listing.listing.digest(), w.marks_before), (w.id, listing));
+    }
+    bar.finish_and_clear();
     Ok(())
 }
 

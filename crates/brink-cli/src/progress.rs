@@ -43,6 +43,13 @@ fn counting_bar(template: &str, prefix: &'static str) -> indicatif::ProgressBar 
     bar
 }
 
+/// A bar over `len` steps of `what`, drawn as each is done (the caller ticks it).
+pub fn steps_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = counting_bar("{bar:30} {pos}/{len} {prefix}  ETA {eta}", what);
+    bar.set_length(len);
+    bar
+}
+
 /// How often the progress display is refreshed.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 

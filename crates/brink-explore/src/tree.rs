@@ -199,7 +199,7 @@ pub fn shown(path: &Path) -> String {
 }
 
 /// Files up to this size also get a hash per 4 KiB block ([`Listing::blocks`]).
-pub const BLOCK_HASHED_MAX: u64 = 1 << 20;
+pub const BLOCK_HASHED_MAX: u64 = 64 << 20;
 /// The block size of [`Listing::blocks`].
 pub const LISTED_BLOCK: u64 = 4096;
 

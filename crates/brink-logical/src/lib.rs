@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod listing;
 mod materialize;
+mod member;
 mod minimize;
 
 use std::path::PathBuf;

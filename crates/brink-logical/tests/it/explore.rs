@@ -344,3 +344,42 @@ fn a_state_with_an_appended_page_cut_back_is_found_near_one_with_the_data() {
     let near = lister.near(&plan, full, &target).unwrap().expect("found near the full state");
     assert_eq!(lister.listing(&near).unwrap().listing.digest(), target.digest());
 }
+
+/// The membership search (`Lister::find`) finds every distinct content of every shipped
+/// model's space of three atomic updates (zeros, garbage, renames cut in parts),
+/// given only its listing and marks: a state held to the same marks whose listing is the
+/// target's, but where the found state holds garbage.
+#[test]
+fn the_search_finds_a_state_for_every_listing_a_model_allows() {
+    if !can_run("the_search_finds_a_state_for_every_listing_a_model_allows") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recording::open(&trace(tmp.path(), &atomic_updates(3, false))).unwrap();
+    for apm in Apm::ALL {
+        let plan = brink_pmodel::Plan::new(&rec.logical, apm);
+        let mut lister = brink_logical::Lister::new(&rec, &plan);
+        let mut targets = std::collections::BTreeMap::new();
+        for s in plan.states(LStrategy::Exhaustive { max_missing: u32::MAX }) {
+            let l = lister.listing(&s).unwrap().listing;
+            targets.entry((l.digest(), s.marks_before)).or_insert(l);
+        }
+        for ((_, marks), target) in &targets {
+            let found = lister.find(&plan, target, *marks).unwrap();
+            let found = found.unwrap_or_else(|| panic!("{apm}: nothing found for {:?} at {marks}", target.entries));
+            assert_eq!(found.marks_before, *marks);
+            let made = lister.listing(&found).unwrap();
+            let same_but_garbage = made.listing.entries.len() == target.entries.len()
+                && made.listing.entries.iter().zip(&target.entries).all(|(a, b)| {
+                    a == b || {
+                        let path = a.split(' ').nth(1).unwrap();
+                        let wild = &made.garbage[path];
+                        let (x, y) = (&made.listing.blocks[path], &target.blocks[path]);
+                        x.len() == y.len() && (0..x.len()).all(|i| wild.contains(&(i as u64)) || x[i] == y[i])
+                    }
+                });
+            assert!(same_but_garbage, "{apm}: {} lists {:?}, not {:?}", found.id, made.listing.entries, target.entries);
+        }
+        assert!(targets.len() > 5, "{apm}: {} distinct contents", targets.len());
+    }
+}

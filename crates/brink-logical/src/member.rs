@@ -1,0 +1,326 @@
+//! Membership: a state of a model whose listing is a given recovered one (`brink
+//! check-model`, where the model's space is too large to list and no witness was found
+//! among its small strategies or other models' states).
+//!
+//! A state is a set of micro-ops closed under their dependencies. Acknowledgements are
+//! barriers in one chain, so a state held to `k` marks holds the `k`-th and everything it
+//! depends on, and nothing from the next on: the search runs over the micro-ops in
+//! between. It is a descent on the distance between the state's listing and the target
+//! (entries missing or extra, file sizes and 4 KiB blocks that differ, the model's
+//! garbage matching any bytes), counted first, and then the model's garbage blocks, so a
+//! state with the target's zeros or data is preferred to one with garbage there. Each
+//! step adds a micro-op with whatever it depends on, or removes one with whatever depends
+//! on it, when that brings the listing closer. The last-written bytes of a block are what
+//! a listing shows, so taking micro-ops in program order walks each block to its target.
+//!
+//! The search is a heuristic and only ever proves membership: a state it returns is legal
+//! and its listing is checked equal to the target (garbage as a wildcard); not finding one
+//! proves nothing, and the caller reports the recovered state undecided.
+
+use std::collections::{BTreeSet, HashMap};
+
+use brink_explore::tree::Listing;
+use brink_pmodel::{Ino, LState, Micro, Plan};
+
+use crate::{Lister, LogicalError, ModelListing};
+
+/// Rounds of single moves (each up to this many passes) and pair steps.
+const PASSES_MAX: usize = 6;
+
+/// Pairs of moves tried in one search, at most.
+const PAIRS_MAX: usize = 20_000;
+
+/// The distance of a name missing, extra or of another kind.
+const MISPLACED: u64 = 1 << 32;
+
+/// What a listing shows at one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shown {
+    Dir,
+    Link(String),
+    File { size: u64, whole: String, blocks: Option<Vec<String>> },
+}
+
+impl Shown {
+    /// What this entry counts as when the other side has nothing there: more than any
+    /// difference of content, so a name is put in place before its bytes are.
+    fn weight(&self) -> u64 {
+        match self {
+            Shown::File { blocks: Some(b), .. } => MISPLACED + b.len() as u64,
+            _ => MISPLACED,
+        }
+    }
+}
+
+/// A listing by path.
+type Shape = HashMap<String, Shown>;
+
+fn shape(l: &Listing) -> Shape {
+    let mut out = HashMap::with_capacity(l.entries.len());
+    for e in &l.entries {
+        let mut parts = e.splitn(3, ' ');
+        let (kind, path, rest) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let shown = match kind {
+            Some("d") => Shown::Dir,
+            Some("l") => Shown::Link(rest.to_string()),
+            _ => {
+                let (size, whole) = rest.split_once(' ').unwrap_or((rest, ""));
+                let blocks = l.blocks.get(path).cloned();
+                Shown::File { size: size.parse().unwrap_or(u64::MAX), whole: whole.to_string(), blocks }
+            }
+        };
+        out.insert(path.to_string(), shown);
+    }
+    out
+}
+
+/// How far a model's entry `m` (garbage in the blocks `wild`) is from the target's `t`.
+fn entry_distance(m: &Shown, t: &Shown, wild: Option<&BTreeSet<u64>>) -> u64 {
+    match (m, t) {
+        (Shown::File { size: ms, whole: mw, blocks: mb }, Shown::File { size: ts, whole: tw, blocks: tb }) => {
+            let sized = u64::from(ms != ts);
+            let empty = Vec::new();
+            let by_block =
+                |b: &'_ Option<Vec<String>>, size: u64| b.as_ref().or((size == 0).then_some(&empty)).cloned();
+            match (by_block(mb, *ms), by_block(tb, *ts)) {
+                (Some(a), Some(b)) => {
+                    let n = a.len().max(b.len());
+                    let wild = |i: usize| wild.is_some_and(|w| w.contains(&(i as u64)));
+                    sized + (0..n).filter(|&i| !wild(i) && (a.get(i) != b.get(i) || a.get(i).is_none())).count() as u64
+                }
+                _ if ms == ts && mw == tw => 0,
+                _ => 1 + m.weight().max(t.weight()) - MISPLACED,
+            }
+        }
+        _ if m == t => 0,
+        _ => m.weight() + t.weight(),
+    }
+}
+
+/// The distance from a model's listing to the target: (entries, sizes and blocks that
+/// differ, the model's garbage blocks).
+fn distance(m: &ModelListing, target: &Shape) -> (u64, u64) {
+    let mine = shape(&m.listing);
+    let mut far = 0;
+    for (p, t) in target {
+        far += match mine.get(p) {
+            None => t.weight(),
+            Some(s) => entry_distance(s, t, m.garbage.get(p)),
+        };
+    }
+    far += mine.iter().filter(|(p, _)| !target.contains_key(*p)).map(|(_, s)| s.weight()).sum::<u64>();
+    (far, m.garbage.values().map(|g| g.len() as u64).sum())
+}
+
+/// A state of the plan as a set of micro-ops, with the bounds the target's marks set.
+struct Search<'p> {
+    plan: &'p Plan,
+    dependents: Vec<Vec<u32>>,
+    /// Micro-ops every candidate holds (the last acknowledgement and its dependencies).
+    forced: Vec<bool>,
+    /// Micro-ops at and past this one (the next acknowledgement) are never held.
+    limit: u32,
+    held: Vec<bool>,
+}
+
+impl<'p> Search<'p> {
+    /// The search for states held to `marks` acknowledgements; `None` if the plan has fewer.
+    fn new(plan: &'p Plan, marks: u64) -> Option<Search<'p>> {
+        let acks: Vec<u32> =
+            (0..plan.micro.len() as u32).filter(|&m| matches!(plan.micro[m as usize].micro, Micro::Ack(_))).collect();
+        let k = usize::try_from(marks).ok()?;
+        if k > acks.len() {
+            return None;
+        }
+        let n = plan.micro.len();
+        let limit = acks.get(k).copied().unwrap_or(n as u32);
+        let mut s = Search { plan, dependents: plan.dependents(), forced: vec![false; n], limit, held: vec![false; n] };
+        if let Some(&last) = k.checked_sub(1).and_then(|i| acks.get(i)) {
+            for m in s.with_deps(last) {
+                s.forced[m as usize] = true;
+                s.held[m as usize] = true;
+            }
+        }
+        Some(s)
+    }
+
+    /// `m` and what it depends on, not held yet.
+    fn with_deps(&self, m: u32) -> Vec<u32> {
+        self.closure(m, |x| &self.plan.micro[x as usize].deps, |x| !self.held[x as usize])
+    }
+
+    /// `m` and what depends on it, held and not forced; empty if a forced one does.
+    fn with_dependents(&self, m: u32) -> Vec<u32> {
+        let out = self.closure(m, |x| &self.dependents[x as usize], |x| self.held[x as usize]);
+        if out.iter().any(|&x| self.forced[x as usize]) { Vec::new() } else { out }
+    }
+
+    fn closure<'a>(&'a self, m: u32, next: impl Fn(u32) -> &'a Vec<u32>, take: impl Fn(u32) -> bool) -> Vec<u32> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![m];
+        while let Some(x) = todo.pop() {
+            if take(x) && seen.insert(x) {
+                todo.extend(next(x).iter().copied());
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    /// Adding `m` (with what it depends on) or removing it (with what depends on it).
+    fn moves(&self, m: u32, adding: bool) -> Vec<u32> {
+        if self.forced[m as usize] || self.held[m as usize] == adding {
+            return Vec::new();
+        }
+        if adding { self.with_deps(m) } else { self.with_dependents(m) }
+    }
+
+    /// The other free micro-ops before the limit that touch a file or directory `m` does.
+    fn related(&self, m: u32) -> Vec<u32> {
+        let mine = subjects(&self.plan.micro[m as usize].micro);
+        (0..self.limit)
+            .filter(|&n| n != m && !self.forced[n as usize])
+            .filter(|&n| subjects(&self.plan.micro[n as usize].micro).iter().any(|s| mine.contains(s)))
+            .collect()
+    }
+
+    fn flip(&mut self, ms: &[u32], to: bool) {
+        for &m in ms {
+            self.held[m as usize] = to;
+        }
+    }
+
+    /// The held set as a state.
+    fn state(&self) -> Option<LState> {
+        let end = (0..self.limit).rev().find(|&m| self.held[m as usize]);
+        let missing = end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !self.held[m as usize]).collect());
+        let s = self.plan.id_of(end, &missing);
+        self.plan.state(&s)
+    }
+}
+
+/// The files and directories a micro-op touches: a write's file; an entry's directory,
+/// the file it names and the one it named.
+fn subjects(m: &Micro) -> Vec<Ino> {
+    match m {
+        Micro::Write { ino, .. } | Micro::SetSize { ino, .. } => vec![*ino],
+        Micro::Entries(changes) => changes.iter().flat_map(|c| [c.at.parent, c.was].into_iter().chain(c.to)).collect(),
+        Micro::Sync | Micro::Ack(_) => Vec::new(),
+    }
+}
+
+impl Lister<'_> {
+    /// A legal state of `plan` held to `marks` acknowledgements whose listing is
+    /// `target`'s, the model's garbage matching any bytes (see the module docs); `None`
+    /// when the search finds none, which proves nothing.
+    pub fn find(&mut self, plan: &Plan, target: &Listing, marks: u64) -> Result<Option<LState>, LogicalError> {
+        let Some(mut search) = Search::new(plan, marks) else { return Ok(None) };
+        let goal = shape(target);
+        let mut best = self.measure(&search, &goal)?;
+        let mut budget = PAIRS_MAX;
+        for _ in 0..PASSES_MAX {
+            best = self.descend(&mut search, &goal, best)?;
+            if best.0 == 0 {
+                break;
+            }
+            let Some(d) = self.pair_step(&mut search, &goal, best, &mut budget)? else { break };
+            best = d;
+        }
+        Ok(if best.0 == 0 { search.state() } else { None })
+    }
+
+    /// Single moves, adding in program order then removing in reverse, as long as the
+    /// distance falls; moves that keep it are taken too (a plateau is crossed, and
+    /// passes are bounded).
+    fn descend(
+        &mut self,
+        search: &mut Search<'_>,
+        goal: &Shape,
+        mut best: (u64, u64),
+    ) -> Result<(u64, u64), LogicalError> {
+        for pass in 0..2 * PASSES_MAX {
+            let adding = pass % 2 == 0;
+            let before = best;
+            let order: Vec<u32> = if adding { (0..search.limit).collect() } else { (0..search.limit).rev().collect() };
+            for m in order {
+                let i = m as usize;
+                if search.held[i] == adding || search.forced[i] {
+                    continue;
+                }
+                let ms = search.moves(m, adding);
+                best = self.try_flip(search, &ms, adding, goal, best, false)?.0;
+            }
+            if best.0 == 0 || (!adding && best == before) {
+                break;
+            }
+        }
+        Ok(best)
+    }
+
+    /// Two moves on the same file or name where one alone does not bring the listing
+    /// closer (a rename's entry and the size cut of the file it replaced): the distance
+    /// after the first pair that does, `None` if none does within `budget` tries.
+    fn pair_step(
+        &mut self,
+        search: &mut Search<'_>,
+        goal: &Shape,
+        best: (u64, u64),
+        budget: &mut usize,
+    ) -> Result<Option<(u64, u64)>, LogicalError> {
+        for m in 0..search.limit {
+            if search.forced[m as usize] {
+                continue;
+            }
+            let first = !search.held[m as usize];
+            let ms = search.moves(m, first);
+            if ms.is_empty() {
+                continue;
+            }
+            search.flip(&ms, first);
+            for n in search.related(m) {
+                if *budget == 0 {
+                    search.flip(&ms, !first);
+                    return Ok(None);
+                }
+                *budget -= 1;
+                let second = !search.held[n as usize];
+                let ns = search.moves(n, second);
+                let (d, flipped) = self.try_flip(search, &ns, second, goal, best, true)?;
+                if flipped {
+                    return Ok(Some(d));
+                }
+            }
+            search.flip(&ms, !first);
+        }
+        Ok(None)
+    }
+
+    /// Flips `ms` if that brings the listing closer (or as close, unless `strictly`):
+    /// the distance after, and whether it flipped.
+    fn try_flip(
+        &mut self,
+        search: &mut Search<'_>,
+        ms: &[u32],
+        to: bool,
+        goal: &Shape,
+        best: (u64, u64),
+        strictly: bool,
+    ) -> Result<((u64, u64), bool), LogicalError> {
+        if ms.is_empty() {
+            return Ok((best, false));
+        }
+        search.flip(ms, to);
+        let d = self.measure(search, goal)?;
+        if d < best || (!strictly && d == best) {
+            return Ok((d, true));
+        }
+        search.flip(ms, !to);
+        Ok((best, false))
+    }
+
+    fn measure(&mut self, search: &Search<'_>, goal: &Shape) -> Result<(u64, u64), LogicalError> {
+        let end = (0..search.limit).rev().find(|&m| search.held[m as usize]);
+        let missing: Vec<u32> = end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !search.held[m as usize]).collect());
+        let state = LState { id: Default::default(), end, missing, marks_before: 0 };
+        Ok(distance(&self.listing(&state)?, goal))
+    }
+}
