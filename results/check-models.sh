@@ -78,7 +78,9 @@ try:
     g = j.get("explained_with_garbage", 0)
     ks, wit = j["kernel_sampled"], j["witnesses_from"]
     if wit:
-        pess = "n/a (not listed)"
+        ms = j.get("model_sample")
+        pess = (f'~{100.0 * ms["never_recovered"] / max(ms["distinct"], 1):.0f}% (of a sample: {ms["distinct"]} contents)'
+                if ms else "n/a (sampled)" if ks else "n/a (not listed)")
         space = f"over {int(most):,}: witnesses from " + "; ".join(wit)
         a = f"0 (+{len(j['undecided'])} undecided)" if j["undecided"] else "0"
     else:
@@ -105,17 +107,19 @@ done
   echo "Per mode: posix and the model of the mode's own file system. The model's space is"
   echo "listed whole in process up to $MAX_STATES states (model space: all its states; model"
   echo "states: distinct (content, acknowledgements) among them). The block level: every"
-  echo "state of the write-back model recovered by the kernel, up to MAX_KERNEL_STATES (5,000;"
-  echo "1,000 for PostgreSQL at stop 22); past it a stratified sample of that many (every crash point gets its share) and"
+  echo "state of the write-back model recovered by the kernel, up to MAX_KERNEL_STATES ($MAX_KERNEL_STATES;"
+  echo "a sampled row gives its size); past it a stratified sample of that many (every crash point gets its share) and"
   echo "no pessimism figure. Kernel states: distinct (content, acknowledgements) the"
   echo "kernel recovered; (a): recovered states the"
   echo "model cannot produce (the model is wrong: each is listed in the JSON with the"
   echo "closest state the model allows); pessimism: the model's states the kernel never"
   echo "produced in this recording. Garbage: recovered states explained only where the"
-  echo "model's state holds garbage (any bytes; compared per 4 KiB block, files up to 1 MiB)."
+  echo "model's state holds garbage (any bytes; compared per 4 KiB block, files up to 64 MiB)."
   echo "A space over the bound is not listed: witnesses (states of the model with a recovered"
-  echo "state's content) are looked for where the row says; undecided: no witness found, which"
-  echo "is not counted against the model."
+  echo "state's content) are looked for where the row says, last by a search of the model's"
+  echo "states per recovered state (\`Lister::find\`); undecided: no witness found, which"
+  echo "is not counted against the model. Its pessimism is then estimated from a seeded sample"
+  echo "of 1,000 of its states (distinct contents never recovered), when the kernel's side was whole."
   echo
   echo "| workload | mode | model | kernel states | model states | model space | (a) unexplained | garbage | pessimism |"
   echo "|---|---|---|---:|---:|---:|---:|---:|---:|"

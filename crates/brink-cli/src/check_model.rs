@@ -107,6 +107,9 @@ pub fn check_model(a: CheckModelArgs, interrupt: brink_record::Interrupt) -> Res
             Err(e) => return Err(crate::progress::logical_error(e, &format!("the {apm} space"))),
         };
     let mut verdict = compare(&kernel, &space);
+    if witness.is_some() && sampled.is_none() {
+        verdict.model_sample = Some(sampled_pessimism(&rec, &plan, &kernel, jobs, &interrupt)?);
+    }
     verdict.kernel_sampled = sampled;
     verdict.witness = witness;
     if a.json {
@@ -192,7 +195,9 @@ fn witnesses(
     near_witnesses(&mut lister, plan, kernel, &mut wanted, &mut found)?;
     if !wanted.is_empty() {
         from.push(format!("a search of its own states per recovered state ({})", wanted.len()));
-        member_witnesses(&mut lister, plan, kernel, &mut wanted, &mut found, interrupt)?;
+        let own_plan = own.filter(|&m| m != plan.apm).map(|m| brink_pmodel::Plan::new(&rec.logical, m));
+        let mut own_lister = own_plan.as_ref().map(|p| brink_logical::Lister::new(rec, p));
+        member_witnesses(&mut lister, own_lister.as_mut(), kernel, &mut wanted, &mut found, interrupt)?;
     }
     if from.is_empty() {
         bail!(
@@ -233,7 +238,7 @@ fn near_witnesses(
         let near: Vec<brink_pmodel::LState> =
             found.distinct.iter().filter(|((_, m), _)| *m == k.1).filter_map(|(_, (id, _))| plan.state(id)).collect();
         for s in near {
-            let Some(w) = lister.near(plan, &s, &target)? else { continue };
+            let Some(w) = lister.near(&s, &target)? else { continue };
             if w.marks_before == k.1 {
                 let listing = lister.listing(&w)?;
                 wanted.remove(k);
@@ -245,19 +250,23 @@ fn near_witnesses(
     Ok(())
 }
 
-/// Witnesses for the recovered states still `wanted`, searched for one by one in the
-/// model (`Lister::find`: a descent on the distance between listings). A witness whose
-/// listing differs from the recovered one only where it holds garbage is kept under its
-/// own content, where `compare` takes it as explaining the recovered state.
+/// Witnesses for the recovered states still `wanted`, searched for one by one
+/// (`Lister::find`: a descent on the distance between listings): first in the file
+/// system's own model (`own`, when it is another: its states are fewer and nearer the
+/// kernel's), translated into the model (`Plan::translate`), then in the model itself.
+/// A witness whose listing differs from the recovered one only where it holds garbage
+/// is kept under its own content, where `compare` takes it as explaining the recovered
+/// state.
 fn member_witnesses(
     lister: &mut brink_logical::Lister<'_>,
-    plan: &brink_pmodel::Plan,
+    own: Option<&mut brink_logical::Lister<'_>>,
     kernel: &Kernel,
     wanted: &mut HashSet<Key>,
     found: &mut ModelSpace,
     interrupt: &brink_record::Interrupt,
 ) -> Result<()> {
     let bar = crate::progress::steps_bar(wanted.len() as u64, "searching the model for the recovered states");
+    let mut own = own;
     for (k, r) in &kernel.states {
         if !wanted.contains(k) {
             continue;
@@ -267,15 +276,29 @@ fn member_witnesses(
             return Err(brink_record::RecordError::Interrupted(i32::try_from(signal).unwrap_or(i32::MAX)).into());
         }
         let target = brink_explore::tree::Listing { entries: r.entries.clone(), blocks: r.blocks.clone() };
-        let found_one = lister.find(plan, &target, k.1).map_err(|e| crate::progress::logical_error(e, "the search"))?;
+        let search = |e| crate::progress::logical_error(e, "the search");
+        let mut witness = None;
+        if let Some(own) = own.as_deref_mut() {
+            let theirs = own.find(&target, k.1).map_err(search)?;
+            let ours = theirs.and_then(|s| lister.plan().translate(own.plan(), &s));
+            witness = ours.map(|w| lister.listing(&w).map(|l| (w, l))).transpose()?.filter(|(_, l)| explains(r, k, l));
+        }
+        if witness.is_none() {
+            witness = lister.find(&target, k.1).map_err(search)?.map(|w| lister.listing(&w).map(|l| (w, l))).transpose()?;
+        }
         bar.inc(1);
-        let Some(w) = found_one else { continue };
-        let listing = lister.listing(&w)?;
+        let Some((w, listing)) = witness else { continue };
         wanted.remove(k);
         found.distinct.insert((listing.listing.digest(), w.marks_before), (w.id, listing));
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Whether the model's listing `m` explains the recovered state `r` (its key `k`): the
+/// same content, or the same where `m` holds no garbage.
+fn explains(r: &Recovered, k: &Key, m: &ModelListing) -> bool {
+    m.listing.digest() == k.0 || explained_by_garbage(&r.entries, &r.blocks, m)
 }
 
 /// The most micro-ops missing before the crash point in a model's own states tried as
@@ -426,6 +449,9 @@ struct Verdict {
     model_only: usize,
     /// States whose content could not be listed (a file the state could not read).
     unlisted: usize,
+    /// The model's space was not listed: a sample of it, as (distinct contents, those
+    /// the kernel never produced) (`sampled_pessimism`).
+    model_sample: Option<(u64, u64)>,
     /// Recovered states the model explains only where its state holds garbage (the
     /// blocks compared as wildcards: `explained_by_garbage`).
     with_garbage: usize,
@@ -478,9 +504,39 @@ fn compare(kernel: &Kernel, space: &ModelSpace) -> Verdict {
         model_states: space.states,
         kernel_sampled: None,
         witness: None,
+        model_sample: None,
         model_only: allowed.keys().filter(|k| !kernel.states.contains_key(*k)).count(),
         unlisted: kernel.unlisted,
     }
+}
+
+/// The model's states listed for its pessimism where its space is too large to list.
+const PESSIMISM_SAMPLES: u64 = 1_000;
+
+/// The model's pessimism where its space is too large to list and the kernel's states
+/// were all recovered: a seeded sample of the model's states (`LStrategy::Sample`: a
+/// uniform crash point, then each free micro-op kept with probability ½), as (its
+/// distinct contents, those no recovered state shows). An estimate, and said as one.
+fn sampled_pessimism(
+    rec: &brink_logical::Recording,
+    plan: &brink_pmodel::Plan,
+    kernel: &Kernel,
+    jobs: usize,
+    interrupt: &brink_record::Interrupt,
+) -> Result<(u64, u64)> {
+    let strategy = LStrategy::Sample { samples: PESSIMISM_SAMPLES, seed: 0 };
+    let bound = (u128::from(PESSIMISM_SAMPLES), jobs);
+    let space = crate::progress::model_space(rec, plan, strategy, bound, &interrupt.0, None)
+        .map_err(|e| crate::progress::logical_error(e, &format!("a sample of the {} space", plan.apm)))?;
+    let never = space.distinct.iter().filter(|(k, (_, m))| !recovered_as(kernel, k, m)).count();
+    Ok((space.distinct.len() as u64, never as u64))
+}
+
+/// Whether the kernel recovered a state with the model's content `k` (its listing `m`:
+/// the same listing, or the same but where `m` holds garbage).
+fn recovered_as(kernel: &Kernel, k: &Key, m: &ModelListing) -> bool {
+    kernel.states.contains_key(k)
+        || kernel.states.iter().any(|((_, marks), r)| *marks == k.1 && explained_by_garbage(&r.entries, &r.blocks, m))
 }
 
 /// The entries that differ between `l` and the closest of `allowed` (the model's states
@@ -511,20 +567,25 @@ impl Verdict {
             ),
             Some(own) => writeln!(
                 out,
-                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so {apm} states with their contents were looked for among {own} (translated into {apm}), and near those found (a file's appended pages cut back): {} found",
+                "{apm} against the kernel: {} distinct recovered states (content and acknowledgements); {apm}'s space is too large to list, so {apm} states with their contents were looked for among {own} (translated into {apm}), near those found (a file's appended pages cut back), and by a search of {apm}'s states per recovered state: {} found",
                 self.kernel, self.model
             ),
         };
         self.text_unexplained(&mut out, apm);
         let pct = 100.0 * self.model_only as f64 / self.model.max(1) as f64;
-        let _ = match (&self.witness, self.kernel_sampled) {
-            (Some(_), _) => writeln!(out, "  (b) not measured: {apm}'s space was not listed"),
-            (None, None) => writeln!(
+        let _ = match (&self.witness, self.kernel_sampled, self.model_sample) {
+            (Some(_), None, Some((n, never))) => writeln!(
+                out,
+                "  (b) of a sample of {PESSIMISM_SAMPLES} {apm} states ({n} distinct contents; its space was too large to list), the kernel never produced {never} here ({:.0}%: its pessimism, estimated)",
+                100.0 * never as f64 / n.max(1) as f64
+            ),
+            (Some(_), _, _) => writeln!(out, "  (b) not measured: {apm}'s space was not listed"),
+            (None, None, _) => writeln!(
                 out,
                 "  (b) states the model allows that the kernel never produced here: {} of {} ({pct:.0}%: its pessimism)",
                 self.model_only, self.model
             ),
-            (None, Some((n, whole))) => writeln!(
+            (None, Some((n, whole)), _) => writeln!(
                 out,
                 "  (b) not measured: the kernel recovered a sample of {n} of the block level's {whole} states (--max-kernel-states)"
             ),
@@ -595,6 +656,7 @@ impl Verdict {
             "undecided": undecided,
             "model_only": (listed && self.kernel_sampled.is_none()).then_some(self.model_only),
             "kernel_sampled": self.kernel_sampled.map(|(n, whole)| serde_json::json!({"samples": n.to_string(), "space": whole.to_string()})),
+            "model_sample": self.model_sample.map(|(n, never)| serde_json::json!({"samples": PESSIMISM_SAMPLES, "distinct": n, "never_recovered": never})),
             "explained_with_garbage": self.with_garbage,
             "unlisted": self.unlisted,
         })

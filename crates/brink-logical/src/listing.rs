@@ -29,6 +29,7 @@ pub struct ModelListing {
 /// Lists the states of one plan, sharing work between them.
 pub struct Lister<'a> {
     rec: &'a Recording,
+    plan: &'a Plan,
     applier: Applier<'a>,
     digests: HashMap<(Option<Ino>, Vec<Extent>), FileDigest>,
     buf: Vec<u8>,
@@ -36,46 +37,72 @@ pub struct Lister<'a> {
 
 impl<'a> Lister<'a> {
     pub fn new(rec: &'a Recording, plan: &'a Plan) -> Lister<'a> {
-        Lister { rec, applier: Applier::new(&rec.logical, plan), digests: HashMap::new(), buf: Vec::new() }
+        Lister { rec, plan, applier: Applier::new(&rec.logical, plan), digests: HashMap::new(), buf: Vec::new() }
+    }
+
+    /// The plan whose states it lists.
+    pub fn plan(&self) -> &'a Plan {
+        self.plan
     }
 
     /// What `state` leaves, as a listing.
     pub fn listing(&mut self, state: &LState) -> Result<ModelListing, LogicalError> {
-        let files = self.applier.tree(state).files();
         let mut out = ModelListing { listing: Listing::default(), garbage: BTreeMap::new() };
-        for (path, view) in &files {
-            if path.starts_with(LOST_FOUND) {
-                continue;
-            }
-            match &view.kind {
-                NodeKind::Dir => out.listing.dir(path),
-                NodeKind::Symlink(target) => out.listing.symlink(path, Path::new(&brink_calls::bytes_path(target))),
-                NodeKind::File => {
-                    let d = self.digest(view)?;
-                    out.listing.file_digest(path, &d);
-                    let g = garbage_blocks(view);
-                    if !g.is_empty() {
-                        out.garbage.insert(brink_explore::tree::shown(path), g);
-                    }
+        self.visit(state, |path, e| match e {
+            Seen::Dir => out.listing.dir(path),
+            Seen::Link(target) => out.listing.symlink(path, Path::new(&target)),
+            Seen::File(d, g) => {
+                out.listing.file_digest(path, d);
+                if !g.is_empty() {
+                    out.garbage.insert(brink_explore::tree::shown(path), g);
                 }
             }
-        }
+        })?;
         Ok(out)
     }
 
-    fn digest(&mut self, view: &FileView) -> Result<FileDigest, LogicalError> {
-        let key = crate::content::content_key(view);
-        if let Some(d) = self.digests.get(&key) {
-            return Ok(d.clone());
-        }
-        self.rec.content().bytes(view.ino, &view.content, &mut self.buf)?;
-        let d = FileDigest::of(&self.buf);
-        if self.digests.len() >= DIGEST_CACHE_MAX {
-            self.digests.clear();
-        }
-        self.digests.insert(key, d.clone());
-        Ok(d)
+    /// Each entry `state` leaves, parents first, `lost+found` left out (the file
+    /// system's, not the program's), as a listing shows it.
+    pub(crate) fn visit(&mut self, state: &LState, mut f: impl FnMut(&Path, Seen<'_>)) -> Result<(), LogicalError> {
+        let tree = self.applier.tree(state);
+        let mut failed = None;
+        tree.visit(|path, view| {
+            if path.starts_with(LOST_FOUND) || failed.is_some() {
+                return;
+            }
+            match &view.kind {
+                NodeKind::Dir => f(path, Seen::Dir),
+                NodeKind::Symlink(target) => {
+                    f(path, Seen::Link(brink_calls::bytes_path(target).to_string_lossy().into_owned()))
+                }
+                NodeKind::File => match self.digest(&view) {
+                    Ok(d) => f(path, Seen::File(d, garbage_blocks(&view))),
+                    Err(e) => failed = Some(e),
+                },
+            }
+        });
+        failed.map_or(Ok(()), Err)
     }
+
+    fn digest(&mut self, view: &FileView) -> Result<&FileDigest, LogicalError> {
+        let key = crate::content::content_key(view);
+        if !self.digests.contains_key(&key) {
+            self.rec.content().bytes(view.ino, &view.content, &mut self.buf)?;
+            if self.digests.len() >= DIGEST_CACHE_MAX {
+                self.digests.clear();
+            }
+            self.digests.insert(key.clone(), FileDigest::of(&self.buf));
+        }
+        Ok(&self.digests[&key])
+    }
+}
+
+/// One entry of a state as a listing shows it: a file with its digest and the blocks
+/// where it holds garbage.
+pub(crate) enum Seen<'d> {
+    Dir,
+    Link(String),
+    File(&'d FileDigest, BTreeSet<u64>),
 }
 
 /// The 4 KiB blocks of a file that hold garbage.
@@ -159,7 +186,8 @@ impl Lister<'_> {
     /// depends on the data cut. That is writeback's page that was mapped (the size
     /// committed) and not yet written: the states a stronger model cannot translate
     /// into ext4-ordered. Bounded by [`NEAR_TRIES_MAX`] combinations.
-    pub fn near(&mut self, plan: &Plan, state: &LState, target: &Listing) -> Result<Option<LState>, LogicalError> {
+    pub fn near(&mut self, state: &LState, target: &Listing) -> Result<Option<LState>, LogicalError> {
+        let plan = self.plan;
         if state.end.is_none() {
             return Ok(None);
         }

@@ -19,21 +19,22 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use brink_explore::tree::Listing;
+use brink_explore::tree::{FileDigest, Listing};
 use brink_pmodel::{Ino, LState, Micro, Plan};
 
-use crate::{Lister, LogicalError, ModelListing};
+use crate::listing::Seen;
+use crate::{Lister, LogicalError};
 
 /// Rounds of single moves (each up to this many passes) and pair steps.
 const PASSES_MAX: usize = 6;
 
 /// Pairs of moves tried in one search, at most.
-const PAIRS_MAX: usize = 20_000;
+const PAIRS_MAX: usize = 4_000;
 
 /// The distance of a name missing, extra or of another kind.
 const MISPLACED: u64 = 1 << 32;
 
-/// What a listing shows at one path.
+/// What the target listing shows at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Shown {
     Dir,
@@ -52,11 +53,14 @@ impl Shown {
     }
 }
 
-/// A listing by path.
-type Shape = HashMap<String, Shown>;
+/// The target listing by path, and the sum of its entries' weights.
+struct Goal {
+    by_path: HashMap<String, Shown>,
+    weight: u64,
+}
 
-fn shape(l: &Listing) -> Shape {
-    let mut out = HashMap::with_capacity(l.entries.len());
+fn goal(l: &Listing) -> Goal {
+    let mut by_path = HashMap::with_capacity(l.entries.len());
     for e in &l.entries {
         let mut parts = e.splitn(3, ' ');
         let (kind, path, rest) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -69,47 +73,47 @@ fn shape(l: &Listing) -> Shape {
                 Shown::File { size: size.parse().unwrap_or(u64::MAX), whole: whole.to_string(), blocks }
             }
         };
-        out.insert(path.to_string(), shown);
+        by_path.insert(path.to_string(), shown);
     }
-    out
+    let weight = by_path.values().map(Shown::weight).sum();
+    Goal { by_path, weight }
 }
 
-/// How far a model's entry `m` (garbage in the blocks `wild`) is from the target's `t`.
-fn entry_distance(m: &Shown, t: &Shown, wild: Option<&BTreeSet<u64>>) -> u64 {
+/// A file's block hashes, none for an empty file; `None` for one too large to have them.
+fn by_block(b: &Option<Vec<String>>, size: u64) -> Option<&[String]> {
+    match b {
+        Some(b) => Some(b.as_slice()),
+        None => (size == 0).then_some(&[][..]),
+    }
+}
+
+/// What a model's entry counts as when the target has nothing there.
+fn seen_weight(e: &Seen<'_>) -> u64 {
+    match e {
+        Seen::File(FileDigest { blocks: Some(b), .. }, _) => MISPLACED + b.len() as u64,
+        _ => MISPLACED,
+    }
+}
+
+/// How far a model's entry `m` is from the target's `t`.
+fn entry_distance(m: &Seen<'_>, t: &Shown) -> u64 {
     match (m, t) {
-        (Shown::File { size: ms, whole: mw, blocks: mb }, Shown::File { size: ts, whole: tw, blocks: tb }) => {
-            let sized = u64::from(ms != ts);
-            let empty = Vec::new();
-            let by_block =
-                |b: &'_ Option<Vec<String>>, size: u64| b.as_ref().or((size == 0).then_some(&empty)).cloned();
-            match (by_block(mb, *ms), by_block(tb, *ts)) {
+        (Seen::File(d, wild), Shown::File { size, whole, blocks }) => {
+            let sized = u64::from(d.size != *size);
+            match (by_block(&d.blocks, d.size), by_block(blocks, *size)) {
                 (Some(a), Some(b)) => {
                     let n = a.len().max(b.len());
-                    let wild = |i: usize| wild.is_some_and(|w| w.contains(&(i as u64)));
-                    sized + (0..n).filter(|&i| !wild(i) && (a.get(i) != b.get(i) || a.get(i).is_none())).count() as u64
+                    let differ = |i: usize| !wild.contains(&(i as u64)) && (a.get(i).is_none() || a.get(i) != b.get(i));
+                    sized + (0..n).filter(|&i| differ(i)).count() as u64
                 }
-                _ if ms == ts && mw == tw => 0,
-                _ => 1 + m.weight().max(t.weight()) - MISPLACED,
+                _ if d.size == *size && d.whole == *whole => 0,
+                _ => 1 + seen_weight(m).max(t.weight()) - MISPLACED,
             }
         }
-        _ if m == t => 0,
-        _ => m.weight() + t.weight(),
+        (Seen::Dir, Shown::Dir) => 0,
+        (Seen::Link(a), Shown::Link(b)) if a == b => 0,
+        _ => seen_weight(m) + t.weight(),
     }
-}
-
-/// The distance from a model's listing to the target: (entries, sizes and blocks that
-/// differ, the model's garbage blocks).
-fn distance(m: &ModelListing, target: &Shape) -> (u64, u64) {
-    let mine = shape(&m.listing);
-    let mut far = 0;
-    for (p, t) in target {
-        far += match mine.get(p) {
-            None => t.weight(),
-            Some(s) => entry_distance(s, t, m.garbage.get(p)),
-        };
-    }
-    far += mine.iter().filter(|(p, _)| !target.contains_key(*p)).map(|(_, s)| s.weight()).sum::<u64>();
-    (far, m.garbage.values().map(|g| g.len() as u64).sum())
 }
 
 /// A state of the plan as a set of micro-ops, with the bounds the target's marks set.
@@ -174,7 +178,7 @@ impl<'p> Search<'p> {
         if adding { self.with_deps(m) } else { self.with_dependents(m) }
     }
 
-    /// The other free micro-ops before the limit that touch a file or directory `m` does.
+    /// The other free micro-ops before the limit that touch a file or name `m` does.
     fn related(&self, m: u32) -> Vec<u32> {
         let mine = subjects(&self.plan.micro[m as usize].micro);
         (0..self.limit)
@@ -198,23 +202,36 @@ impl<'p> Search<'p> {
     }
 }
 
-/// The files and directories a micro-op touches: a write's file; an entry's directory,
-/// the file it names and the one it named.
-fn subjects(m: &Micro) -> Vec<Ino> {
+/// What a micro-op changes, to pair moves on: a file's bytes, or a name.
+#[derive(PartialEq, Eq)]
+enum Subject<'m> {
+    File(Ino),
+    Name(Ino, &'m [u8]),
+}
+
+/// The files and names a micro-op touches: a write's file; an entry's name, the file
+/// it names and the one it named.
+fn subjects(m: &Micro) -> Vec<Subject<'_>> {
     match m {
-        Micro::Write { ino, .. } | Micro::SetSize { ino, .. } => vec![*ino],
-        Micro::Entries(changes) => changes.iter().flat_map(|c| [c.at.parent, c.was].into_iter().chain(c.to)).collect(),
+        Micro::Write { ino, .. } | Micro::SetSize { ino, .. } => vec![Subject::File(*ino)],
+        Micro::Entries(changes) => changes
+            .iter()
+            .flat_map(|c| {
+                let files = [c.was].into_iter().chain(c.to).map(Subject::File);
+                files.chain([Subject::Name(c.at.parent, &c.at.name)])
+            })
+            .collect(),
         Micro::Sync | Micro::Ack(_) => Vec::new(),
     }
 }
 
 impl Lister<'_> {
-    /// A legal state of `plan` held to `marks` acknowledgements whose listing is
+    /// A legal state of the lister's plan held to `marks` acknowledgements whose listing is
     /// `target`'s, the model's garbage matching any bytes (see the module docs); `None`
     /// when the search finds none, which proves nothing.
-    pub fn find(&mut self, plan: &Plan, target: &Listing, marks: u64) -> Result<Option<LState>, LogicalError> {
-        let Some(mut search) = Search::new(plan, marks) else { return Ok(None) };
-        let goal = shape(target);
+    pub fn find(&mut self, target: &Listing, marks: u64) -> Result<Option<LState>, LogicalError> {
+        let Some(mut search) = Search::new(self.plan(), marks) else { return Ok(None) };
+        let goal = goal(target);
         let mut best = self.measure(&search, &goal)?;
         let mut budget = PAIRS_MAX;
         for _ in 0..PASSES_MAX {
@@ -234,12 +251,15 @@ impl Lister<'_> {
     fn descend(
         &mut self,
         search: &mut Search<'_>,
-        goal: &Shape,
+        goal: &Goal,
         mut best: (u64, u64),
     ) -> Result<(u64, u64), LogicalError> {
+        let mut before = best;
         for pass in 0..2 * PASSES_MAX {
             let adding = pass % 2 == 0;
-            let before = best;
+            if adding {
+                before = best;
+            }
             let order: Vec<u32> = if adding { (0..search.limit).collect() } else { (0..search.limit).rev().collect() };
             for m in order {
                 let i = m as usize;
@@ -262,7 +282,7 @@ impl Lister<'_> {
     fn pair_step(
         &mut self,
         search: &mut Search<'_>,
-        goal: &Shape,
+        goal: &Goal,
         best: (u64, u64),
         budget: &mut usize,
     ) -> Result<Option<(u64, u64)>, LogicalError> {
@@ -301,7 +321,7 @@ impl Lister<'_> {
         search: &mut Search<'_>,
         ms: &[u32],
         to: bool,
-        goal: &Shape,
+        goal: &Goal,
         best: (u64, u64),
         strictly: bool,
     ) -> Result<((u64, u64), bool), LogicalError> {
@@ -317,10 +337,24 @@ impl Lister<'_> {
         Ok((best, false))
     }
 
-    fn measure(&mut self, search: &Search<'_>, goal: &Shape) -> Result<(u64, u64), LogicalError> {
+    /// The distance from `search`'s state to the goal: (entries, sizes and blocks that
+    /// differ, the model's garbage blocks).
+    fn measure(&mut self, search: &Search<'_>, goal: &Goal) -> Result<(u64, u64), LogicalError> {
         let end = (0..search.limit).rev().find(|&m| search.held[m as usize]);
         let missing: Vec<u32> = end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !search.held[m as usize]).collect());
         let state = LState { id: Default::default(), end, missing, marks_before: 0 };
-        Ok(distance(&self.listing(&state)?, goal))
+        let (mut far, mut garbage) = (goal.weight, 0);
+        self.visit(&state, |path, e| {
+            if let Seen::File(_, wild) = &e {
+                garbage += wild.len() as u64;
+            }
+            // `far` began with every target entry's weight: a matched one's comes off.
+            match goal.by_path.get(&brink_explore::tree::shown(path)) {
+                Some(t) => far = far + entry_distance(&e, t) - t.weight(),
+                None => far += seen_weight(&e),
+            }
+        })?;
+        Ok((far, garbage))
     }
 }
+

@@ -9,7 +9,7 @@
 //! tree plus the micro-ops after its first omission, not the whole trace.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -122,20 +122,35 @@ impl Tree {
     /// Every path under the root (relative, parents first) and what it shows.
     pub fn files(&self) -> BTreeMap<PathBuf, FileView> {
         let mut out = BTreeMap::new();
-        let mut stack = vec![(ROOT, PathBuf::new(), 0usize)];
-        while let Some((dir, path, depth)) = stack.pop() {
-            let children = self.entries.range((dir, Vec::new())..).take_while(|((p, _), _)| *p == dir);
-            for ((_, name), &ino) in children {
-                let child = path.join(brink_calls::bytes_path(name));
-                let node = &self.inodes[&ino];
-                if node.kind == NodeKind::Dir && depth < DEPTH_MAX {
-                    stack.push((ino, child.clone(), depth + 1));
-                }
-                let content = if node.kind == NodeKind::File { content(node) } else { Vec::new() };
-                out.insert(child, FileView { ino, kind: node.kind.clone(), size: node.size, content });
+        self.visit(|path, view| {
+            out.insert(path.to_path_buf(), view);
+        });
+        out
+    }
+
+    /// Calls `f` on every path under the root and what it shows, in the order of
+    /// [`Tree::files`]'s keys (a directory, then what it holds, names in byte order)
+    /// without building the map: the order a path sorts in is that of a walk that
+    /// takes each directory's entries in name order.
+    pub fn visit(&self, mut f: impl FnMut(&Path, FileView)) {
+        let mut stack: Vec<(Ino, PathBuf, usize)> = Vec::new();
+        self.push_children(ROOT, Path::new(""), 0, &mut stack);
+        while let Some((ino, path, depth)) = stack.pop() {
+            let node = &self.inodes[&ino];
+            let content = if node.kind == NodeKind::File { content(node) } else { Vec::new() };
+            f(&path, FileView { ino, kind: node.kind.clone(), size: node.size, content });
+            if node.kind == NodeKind::Dir && depth < DEPTH_MAX {
+                self.push_children(ino, &path, depth + 1, &mut stack);
             }
         }
-        out
+    }
+
+    /// Pushes `dir`'s entries on `stack`, the first name on top.
+    fn push_children(&self, dir: Ino, path: &Path, depth: usize, stack: &mut Vec<(Ino, PathBuf, usize)>) {
+        let children = self.entries.range((dir, Vec::new())..).take_while(|((p, _), _)| *p == dir);
+        let at = stack.len();
+        stack.extend(children.map(|((_, name), &ino)| (ino, path.join(brink_calls::bytes_path(name)), depth)));
+        stack[at..].reverse();
     }
 }
 

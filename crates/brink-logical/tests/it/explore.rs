@@ -341,7 +341,7 @@ fn a_state_with_an_appended_page_cut_back_is_found_near_one_with_the_data() {
     let after = zeros_only.end.map(|e| e + 1);
     let full = states.iter().find(|s| s.end == after && s.missing.is_empty()).expect("the data persisted");
     assert_ne!(lister.listing(full).unwrap().listing, target);
-    let near = lister.near(&plan, full, &target).unwrap().expect("found near the full state");
+    let near = lister.near(full, &target).unwrap().expect("found near the full state");
     assert_eq!(lister.listing(&near).unwrap().listing.digest(), target.digest());
 }
 
@@ -365,7 +365,7 @@ fn the_search_finds_a_state_for_every_listing_a_model_allows() {
             targets.entry((l.digest(), s.marks_before)).or_insert(l);
         }
         for ((_, marks), target) in &targets {
-            let found = lister.find(&plan, target, *marks).unwrap();
+            let found = lister.find(target, *marks).unwrap();
             let found = found.unwrap_or_else(|| panic!("{apm}: nothing found for {:?} at {marks}", target.entries));
             assert_eq!(found.marks_before, *marks);
             let made = lister.listing(&found).unwrap();
