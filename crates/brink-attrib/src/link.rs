@@ -268,6 +268,11 @@ impl<'a> Walk<'a> {
                 let shown = paths.into_iter().flatten().collect();
                 self.row(c, kind, shown, None);
             }
+        } else if let (CallKind::Fsync { .. }, CallResult::Err(_)) = (&c.kind, &c.result) {
+            // A failed fsync made nothing durable (no effect), but the logical level
+            // names it: the writes it may have dropped.
+            let paths = brink_calls::paths_of(c, &self.resolver).iter().filter_map(|p| self.rel(p)).collect();
+            self.row(c, kind_word(c), paths, None);
         }
         self.resolver.observe(c);
     }

@@ -284,7 +284,8 @@ fn member_witnesses(
             witness = ours.map(|w| lister.listing(&w).map(|l| (w, l))).transpose()?.filter(|(_, l)| explains(r, k, l));
         }
         if witness.is_none() {
-            witness = lister.find(&target, k.1).map_err(search)?.map(|w| lister.listing(&w).map(|l| (w, l))).transpose()?;
+            witness =
+                lister.find(&target, k.1).map_err(search)?.map(|w| lister.listing(&w).map(|l| (w, l))).transpose()?;
         }
         bar.inc(1);
         let Some((w, listing)) = witness else { continue };

@@ -357,4 +357,3 @@ impl Lister<'_> {
         Ok((far, garbage))
     }
 }
-

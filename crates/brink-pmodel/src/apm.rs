@@ -20,6 +20,13 @@
 //!    single-sector overwrites are atomic everywhere; sub-block tearing is not modelled).
 //! 5. Anything not ordered by these rules or the APM's own may persist in any order,
 //!    or not at all.
+//! 6. An `fsync` or `fdatasync` that failed with `EIO` or `ENOSPC` makes nothing
+//!    durable, and the file's writes pending at it may never persist: Linux marks the
+//!    pages of a failed writeback clean and reports the error once, so a retried fsync
+//!    succeeds without writing them (Rebello et al., "Can Applications Recover from
+//!    fsync Failures?", ATC'20; PostgreSQL's "fsyncgate"). They leave every later
+//!    dependency: no later barrier, chain or acknowledgement holds them in. The model
+//!    does not know which of them the device failed, so each may persist or not.
 //!
 //! # Per APM (sources: ALICE's `alicedefaultfs.py` and paper §3–5, BOB's Table 1,
 //! Documentation/filesystems/ext4.rst, xfs and btrfs documentation)

@@ -82,12 +82,20 @@ struct Front {
     out: LogicalTrace,
 }
 
+/// The errors of a failed fsync after which the kernel may have dropped the file's
+/// pending writes (writeback failed; the pages are marked clean).
+const LOST_WRITES: [&str; 2] = ["EIO", "ENOSPC"];
+
 /// The logical operations of `calls` (a whole trace, in its order).
 pub fn logical_ops(calls: &[Call], input: &LogicalInput) -> LogicalTrace {
     let mut front = Front::new(calls, input);
     for call in calls {
         if matches!(call.result, CallResult::Ok(_)) || matches!(call.kind, CallKind::Exit { .. }) {
             front.step(call);
+        } else if let (CallKind::Fsync { fd, .. }, CallResult::Err(e)) = (&call.kind, &call.result) {
+            if LOST_WRITES.contains(&e.as_str()) {
+                front.failed_fsync(call, fd);
+            }
         }
         front.resolver.observe(call);
     }
@@ -315,6 +323,14 @@ impl Front {
                 self.create(seq, &abs, NodeKind::Symlink(target.clone()));
             }
             _ => self.sync_step(call, proc),
+        }
+    }
+
+    /// An fsync that failed: the file's pending writes may be lost for good.
+    fn failed_fsync(&mut self, call: &Call, fd: &Fd) {
+        let proc = self.proc_of(call.tid);
+        if let Some(ino) = self.file_of(call.seq, proc, fd) {
+            self.push(call.seq, &self.path_of(ino), Op::FsyncFailed { ino });
         }
     }
 

@@ -129,6 +129,13 @@ pub enum Op {
         ino: Ino,
         data_only: bool,
     },
+    /// An `fsync` or `fdatasync` of a file that failed with an I/O error (`EIO`,
+    /// `ENOSPC`): the kernel may have dropped the file's writes that were pending, and
+    /// no later sync makes them durable (Linux marks the pages clean: "Can Applications
+    /// Recover from fsync Failures?", ATC'20).
+    FsyncFailed {
+        ino: Ino,
+    },
     /// A range of a file to be made durable (`len` `u64::MAX`: to the end).
     SyncRange {
         ino: Ino,
@@ -160,6 +167,7 @@ impl Op {
             Op::Trunc { .. } => "trunc",
             Op::Fsync { data_only: false, .. } => "fsync",
             Op::Fsync { data_only: true, .. } => "fdatasync",
+            Op::FsyncFailed { .. } => "failed-fsync",
             Op::SyncRange { why: RangeSync::FileRange, .. } => "sync_file_range",
             Op::SyncRange { why: RangeSync::Msync, .. } => "msync",
             Op::SyncRange { why: RangeSync::SyncWrite, .. } => "sync-write",

@@ -106,6 +106,7 @@ impl Plan {
             last_page_data: HashMap::new(),
             pending: HashMap::new(),
             unsynced: BTreeSet::new(),
+            dropped: HashMap::new(),
         };
         let mut op_start = Vec::with_capacity(trace.ops.len() + 1);
         for (i, op) in trace.ops.iter().enumerate() {
@@ -168,6 +169,8 @@ struct Builder {
     pending: HashMap<Ino, Vec<(u32, u64, u64)>>,
     /// Every micro-op not yet made durable by a `sync`.
     unsynced: BTreeSet<u32>,
+    /// Micro-ops dropped by a failed fsync, each with what depends on it instead.
+    dropped: HashMap<u32, BTreeSet<u32>>,
 }
 
 impl Builder {
@@ -192,6 +195,9 @@ impl Builder {
             deps.extend(inos.iter().filter_map(|i| self.last_append.get(i).copied()));
         }
         deps.remove(&id);
+        if !self.dropped.is_empty() {
+            deps = self.bypass(&deps.into_iter().collect::<Vec<_>>());
+        }
         self.micro.push(MicroOp { op, micro, deps: deps.into_iter().collect() });
         if !ack {
             self.last_non_ack = Some(id);
@@ -279,9 +285,42 @@ impl Builder {
                 std::mem::take(&mut self.unsynced).into_iter().collect()
             }
             Op::Ack { mark } => return self.push_sync(i, Micro::Ack(mark.clone()), &[]),
+            Op::FsyncFailed { ino } => return self.drop_pending(*ino),
             _ => Vec::new(),
         };
         self.push_sync(i, Micro::Sync, &deps);
+    }
+
+    /// A failed fsync of `ino`: its pending micro-ops may never persist. No micro-op;
+    /// they leave the pending lists, and every micro-op that depends on one of them,
+    /// now or later (through the chains of the rules), depends on its dependencies
+    /// instead: nothing after the failure holds them in.
+    fn drop_pending(&mut self, ino: Ino) {
+        let gone = self.take_pending(ino, 0, u64::MAX);
+        for g in gone {
+            let instead = self.bypass(&self.micro[g as usize].deps);
+            self.dropped.insert(g, instead);
+        }
+        let first = self.dropped.keys().min().copied().unwrap_or(u32::MAX);
+        for m in first as usize..self.micro.len() {
+            if !self.dropped.contains_key(&(m as u32)) {
+                self.micro[m].deps = self.bypass(&self.micro[m].deps).into_iter().collect();
+            }
+        }
+    }
+
+    /// `deps` with each dropped micro-op replaced by what it depends on.
+    fn bypass(&self, deps: &[u32]) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        for d in deps {
+            match self.dropped.get(d) {
+                Some(instead) => out.extend(instead.iter().copied()),
+                None => {
+                    out.insert(*d);
+                }
+            }
+        }
+        out
     }
 
     fn push_sync(&mut self, i: u32, micro: Micro, deps: &[u32]) {

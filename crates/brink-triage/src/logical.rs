@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use brink_attrib::CallRow;
 use brink_check::Verdict;
 use brink_explore::StateRecord;
 use brink_explore::results::{LogicalInfo, OpInfo};
@@ -37,7 +38,10 @@ use crate::{MinimalState, MinimalWrite, STATE_IDS_MAX, VulnKind, Vulnerability, 
 /// Ops that change no file: they can be lost or persist without changing what a
 /// checker sees (acknowledgements, syncs).
 fn changes_files(op: &OpInfo) -> bool {
-    !matches!(op.name.as_str(), "ack" | "fsync" | "fdatasync" | "sync" | "sync_file_range" | "msync" | "sync-write")
+    !matches!(
+        op.name.as_str(),
+        "ack" | "fsync" | "failed-fsync" | "fdatasync" | "sync" | "sync_file_range" | "msync" | "sync-write"
+    )
 }
 
 /// What one violating state says about its cause.
@@ -163,6 +167,28 @@ fn ack_after(info: &LogicalInfo, op: u32) -> Option<u32> {
     (op.saturating_add(1)..info.ops.len() as u32).find(|&k| info.ops[k as usize].name == "ack")
 }
 
+/// The failed fsync (`failed-fsync`) of the file op `op` changed, after it and before
+/// the next acknowledgement: the model let op `op` be lost there.
+fn failed_fsync_after(info: &LogicalInfo, op: u32) -> Option<&CallRow> {
+    let file = info.ops.get(op as usize)?.call.as_ref()?.paths.last()?;
+    let until = ack_after(info, op).unwrap_or(info.ops.len() as u32);
+    (op.saturating_add(1)..until)
+        .filter_map(|k| info.ops.get(k as usize))
+        .filter(|o| o.name == "failed-fsync")
+        .filter_map(|o| o.call.as_ref())
+        .find(|c| c.paths.last() == Some(file))
+}
+
+/// Why a write pending at a failed fsync is lost though acknowledged.
+fn dropped_at_failure(row: &CallRow, failed: &CallRow, ack: Option<&str>) -> String {
+    let ack = ack.map(|t| format!(" ('{t}')")).unwrap_or_default();
+    format!(
+        "{} was pending when {} failed, and was acknowledged{ack} after a later fsync succeeded: the kernel may drop the writes pending at a failed fsync (it marks their pages clean), and no later fsync makes them durable",
+        name_calls(&[row]),
+        name_calls(&[failed])
+    )
+}
+
 /// ALICE's form for the group, told by its best state's cause `op`; other ops of the
 /// same call (`more`) are named after it.
 fn alice_form(info: &LogicalInfo, g: &Group, op: u32) -> (VulnKind, String) {
@@ -197,7 +223,11 @@ fn vulnerability(info: &LogicalInfo, g: Group) -> Vulnerability {
     let ack = g.marks.values().next().cloned();
     let j = g.ordered_after.map(|d| op.saturating_add(d));
     let later: Vec<_> = j.and_then(|j| info.ops.get(j as usize)?.call.as_ref()).into_iter().collect();
-    let said = if rows.is_empty() { op_words(info, op) } else { because(kind, ack.as_deref(), &rows, &later) };
+    let said = match (rows.first(), failed_fsync_after(info, op)) {
+        (Some(row), Some(failed)) if kind == VulnKind::Durability => dropped_at_failure(row, failed, ack.as_deref()),
+        _ if rows.is_empty() => op_words(info, op),
+        _ => because(kind, ack.as_deref(), &rows, &later),
+    };
     let sig = g.sig;
     let message = first_message(m);
     let (cause, lost) = (op, id.missing.iter().map(|x| x.op).collect::<BTreeSet<_>>());
@@ -353,5 +383,37 @@ mod tests {
         let i = info();
         let row = i.ops[3].call.as_ref().unwrap();
         assert_eq!(v.id, vuln_id(VulnKind::Durability, &signature(&[row]), &v.class));
+    }
+
+    /// fsync-retry's pattern: the write pending at a failed fsync, lost though a retried
+    /// fsync succeeded before the acknowledgement, is explained by the failure.
+    #[test]
+    fn a_write_lost_at_a_failed_fsync_is_explained_by_the_failure() {
+        let row = |seq: u64, kind: &str, line: u32, mark: Option<&str>| CallRow {
+            seq,
+            name: kind.into(),
+            kind: kind.into(),
+            paths: if mark.is_some() { Vec::new() } else { vec!["data".into()] },
+            site: Site::Source { file: "/w/workload.sh".into(), line, function: None },
+            mark: mark.map(str::to_string),
+        };
+        let op = |name: &str, call: CallRow| OpInfo { name: name.into(), parts: 1, call: Some(call) };
+        let ops = vec![
+            op("overwrite", row(1, "write", 7, None)),
+            op("failed-fsync", row(2, "fsync", 9, None)),
+            op("fsync", row(3, "fsync", 9, None)),
+            op("ack", row(4, "acknowledge", 11, Some("data v1"))),
+        ];
+        let info = LogicalInfo { cwd: "/w".into(), ops };
+        let vs = vulnerabilities(&info, &[rec("L3.0-0.0", "violation", "acknowledged 'data v1' lost")], &[]);
+        assert_eq!(vs.len(), 1, "{vs:#?}");
+        assert_eq!(vs[0].kind, VulnKind::Durability);
+        assert!(
+            vs[0]
+                .sentence
+                .contains("write(data) at workload.sh:7 was pending when fsync(data) at workload.sh:9 failed"),
+            "{}",
+            vs[0].sentence
+        );
     }
 }

@@ -121,7 +121,15 @@ fn suite_append_log_nodirsync() {
 #[test]
 fn suite_fsync_retry() {
     // The acknowledged data is gone from the disk the workload left, without any crash.
-    for r in suite_passes("fsync-retry") {
+    // The models (logical rows) lose it in crash states (the writes pending at the failed
+    // fsync may never persist); their no-crash state holds every write.
+    let rows = suite_passes("fsync-retry");
+    if rows.is_empty() {
+        return; // not privileged: said by suite_passes
+    }
+    let logical = |r: &&serde_json::Value| r["mode"].as_str().is_some_and(|m| m.contains("(logical"));
+    assert_eq!(rows.iter().filter(logical).count(), 3, "{rows:?}");
+    for r in rows.iter().filter(|r| !logical(r)) {
         assert_eq!(r["no_crash"], "violation", "{r}");
     }
 }

@@ -374,3 +374,31 @@ fn every_models_states_translate_into_posix_states_with_the_same_files() {
         }
     }
 }
+
+/// fsync-retry's pattern: an overwrite, an fsync that fails with EIO, a retried fsync
+/// that succeeds, an acknowledgement. Every model allows the acknowledged state without
+/// the overwrite (the kernel dropped it at the failure); with the first fsync
+/// succeeding, none does.
+#[test]
+fn writes_pending_at_a_failed_fsync_may_be_lost_after_a_later_one_succeeds() {
+    let calls = |first: &str| {
+        format!(
+            "100 1.0 openat(AT_FDCWD</w>, \"data\", O_WRONLY) = 3</w/data>\n\
+             100 1.1 pwrite64(3</w/data>, \"new!\", 4, 0) = 4\n\
+             100 1.2 fsync(3</w/data>) = {first}\n\
+             100 1.3 fsync(3</w/data>) = 0\n\
+             100 1.4 write(5</m/mark>, \"data v1\\n\", 8) = 8\n"
+        )
+    };
+    let failed = trace(&calls("-1 EIO (Input/output error)"), vec![file("data", 4)]);
+    assert_eq!(names(&failed), ["overwrite", "failed-fsync", "fsync", "ack"]);
+    let ok = trace(&calls("0"), vec![file("data", 4)]);
+    let lost = |t: &LogicalTrace, apm: Apm| {
+        let plan = Plan::new(t, apm);
+        all_states(&plan).iter().any(|s| s.marks_before == 1 && plan.of_op(0).all(|m| !s.holds(m)))
+    };
+    for apm in Apm::ALL {
+        assert!(lost(&failed, apm), "{apm}: the write dropped at the failed fsync is kept");
+        assert!(!lost(&ok, apm), "{apm}: an fsynced write is lost");
+    }
+}
