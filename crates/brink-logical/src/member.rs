@@ -13,9 +13,14 @@
 //! on it, when that brings the listing closer. The last-written bytes of a block are what
 //! a listing shows, so taking micro-ops in program order walks each block to its target.
 //!
+//! When single moves stall (a name must change together with the size of the file it
+//! names, as when a rename's replaced file is cut), pairs of moves on one file or name
+//! are tried, bounded by [`PAIRS_MAX`].
+//!
 //! The search is a heuristic and only ever proves membership: a state it returns is legal
-//! and its listing is checked equal to the target (garbage as a wildcard); not finding one
-//! proves nothing, and the caller reports the recovered state undecided.
+//! (closed under dependencies, held to the marks) at distance zero, and check-model
+//! compares its listing with the recovered one as it does any model state's; not finding
+//! one proves nothing, and the recovered state is reported undecided.
 
 use std::collections::{BTreeSet, HashMap};
 
