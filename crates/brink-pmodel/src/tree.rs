@@ -249,3 +249,36 @@ impl<'a> Applier<'a> {
         c.min(self.checkpoints.len() - 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `visit` walks in the order paths sort in (what listings are hashed in): a
+    /// directory, then what it holds, before a sibling whose name it prefixes.
+    #[test]
+    fn the_walk_is_in_the_order_of_sorted_paths() {
+        let mut t = Tree::default();
+        let mut add = |parent: Ino, name: &str, ino: Ino, kind: NodeKind| {
+            t.inodes.insert(ino, Inode { kind, size: 0, extents: Vec::new() });
+            t.entries.insert((parent, name.as_bytes().to_vec()), ino);
+        };
+        add(ROOT, "b", 1, NodeKind::Dir);
+        add(1, "z", 2, NodeKind::File);
+        add(ROOT, "a0", 3, NodeKind::File);
+        add(ROOT, "a", 4, NodeKind::Dir);
+        add(4, "x", 5, NodeKind::File);
+        add(4, "x.d", 6, NodeKind::Dir);
+        add(6, "y", 7, NodeKind::File);
+        add(ROOT, "b.c", 8, NodeKind::File);
+        add(ROOT, "\u{e9}", 9, NodeKind::File);
+        t.inodes.insert(ROOT, Inode { kind: NodeKind::Dir, size: 0, extents: Vec::new() });
+        let mut walked = Vec::new();
+        t.visit(|p, _| walked.push(p.to_path_buf()));
+        let mut sorted = walked.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        assert_eq!(walked.len(), 9);
+        assert_eq!(walked[..3], [PathBuf::from("a"), PathBuf::from("a/x"), PathBuf::from("a/x.d")]);
+    }
+}
