@@ -217,23 +217,39 @@ impl Plan {
         out
     }
 
-    fn partial_states(&self, i: usize) -> Vec<LState> {
+    /// Whether op `i` has partial states: two micro-ops or more, none a barrier.
+    fn splits(&self, i: usize) -> bool {
+        let r = self.of_op(i);
+        r.len() >= 2 && !r.clone().any(|m| self.micro[m as usize].is_barrier())
+    }
+
+    /// Op `i`'s partial state at `cursor`, and the cursor moved past it; `None` when the
+    /// op has no more. In order: its proper prefixes (`(0, p, _)`: `p` micro-ops), then
+    /// each prefix of `p` less its micro-op `k` before the last (`(1, p, k)`), when legal.
+    /// One at a time: an op of thousands of micro-ops has millions of them.
+    fn partial_at(&self, i: usize, cursor: &mut (u8, u32, u32)) -> Option<LState> {
         let r = self.of_op(i);
         let n = r.len() as u32;
-        if n < 2 || r.clone().any(|m| self.micro[m as usize].is_barrier()) {
-            return Vec::new();
-        }
-        let mut out: Vec<LState> = (1..n).map(|p| self.make(Some(r.start + p - 1), Vec::new())).collect();
-        for p in 2..=n {
-            for k in 0..p - 1 {
-                let gone = r.start + k;
-                let later = r.start + k + 1..r.start + p;
-                if later.clone().all(|m| !self.micro[m as usize].deps.contains(&gone)) {
-                    out.push(self.make(Some(r.start + p - 1), vec![gone]));
+        loop {
+            let (stage, p, k) = *cursor;
+            match stage {
+                0 if p < n => {
+                    *cursor = (0, p + 1, 0);
+                    return Some(self.make(Some(r.start + p - 1), Vec::new()));
+                }
+                0 => *cursor = (1, 2, 0),
+                _ if p > n => return None,
+                _ if k + 1 >= p => *cursor = (1, p + 1, 0),
+                _ => {
+                    *cursor = (1, p, k + 1);
+                    let gone = r.start + k;
+                    let later = r.start + k + 1..r.start + p;
+                    if later.clone().all(|m| !self.micro[m as usize].deps.contains(&gone)) {
+                        return Some(self.make(Some(r.start + p - 1), vec![gone]));
+                    }
                 }
             }
         }
-        out
     }
 
     fn sample_state(&self, rng: &mut Rng) -> LState {
@@ -266,6 +282,9 @@ enum Phase {
     Sample(u64, Rng),
 }
 
+/// A partial-state cursor at an op's first state (its prefix of one micro-op).
+const PART_START: (u8, u32, u32) = (0, 1, 0);
+
 /// The states of a strategy, one at a time (see [`Plan::states`]).
 pub struct LStateIter<'p> {
     plan: &'p Plan,
@@ -277,6 +296,8 @@ pub struct LStateIter<'p> {
     dfs: Vec<u32>,
     /// Exhaustive: the empty state was yielded.
     began: bool,
+    /// Partial: where op `next` is (`Plan::partial_at`).
+    part: (u8, u32, u32),
     dependents: Vec<Vec<u32>>,
 }
 
@@ -298,6 +319,7 @@ impl<'p> LStateIter<'p> {
             buf: VecDeque::new(),
             dfs: Vec::new(),
             began: false,
+            part: PART_START,
             dependents,
         }
     }
@@ -324,13 +346,12 @@ impl<'p> LStateIter<'p> {
                 }
                 false
             }
-            Some(Phase::Omit | Phase::Partial) => {
-                let omit = matches!(self.phases.front(), Some(Phase::Omit));
+            Some(Phase::Omit) => {
                 // `next` is -1 as a phase begins: a trace without ops has no op 0.
                 while self.next.max(0) < ops {
                     let i = self.next.max(0) as usize;
                     self.next = i as i64 + 1;
-                    let states = if omit { plan.omit_states(i) } else { plan.partial_states(i) };
+                    let states = plan.omit_states(i);
                     if !states.is_empty() {
                         self.buf.extend(states);
                         return true;
@@ -338,6 +359,7 @@ impl<'p> LStateIter<'p> {
                 }
                 false
             }
+            Some(Phase::Partial) => self.partial_next(),
             Some(Phase::Sample(left, rng)) => {
                 if *left == 0 {
                     return false;
@@ -351,6 +373,23 @@ impl<'p> LStateIter<'p> {
                 self.exhaustive_next(k)
             }
         }
+    }
+
+    /// The next partial state of op `next`, else of the next op that has one.
+    fn partial_next(&mut self) -> bool {
+        let plan = self.plan;
+        while self.next.max(0) < plan.ops() as i64 {
+            let i = self.next.max(0) as usize;
+            if plan.splits(i) {
+                if let Some(s) = plan.partial_at(i, &mut self.part) {
+                    self.buf.push_back(s);
+                    return true;
+                }
+            }
+            self.next = i as i64 + 1;
+            self.part = PART_START;
+        }
+        false
     }
 
     /// The next legal missing set at the current end, else the next end's empty one.
@@ -414,6 +453,7 @@ impl Iterator for LStateIter<'_> {
                 self.next = -1;
                 self.dfs.clear();
                 self.began = false;
+                self.part = PART_START;
             }
         }
     }

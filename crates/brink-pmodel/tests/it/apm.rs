@@ -402,3 +402,34 @@ fn writes_pending_at_a_failed_fsync_may_be_lost_after_a_later_one_succeeds() {
         assert!(!lost(&ok, apm), "{apm}: an fsynced write is lost");
     }
 }
+
+/// ALICE's partial states, made one at a time, are exactly its definition: per op of two
+/// micro-ops or more (no barrier), each proper prefix, then each prefix less one earlier
+/// micro-op of the op that no later one of the prefix depends on; in that order.
+#[test]
+fn partial_states_are_each_prefix_then_each_prefix_less_one() {
+    for apm in Apm::ALL {
+        let t = atomic_update(false);
+        let plan = Plan::new(&t, apm);
+        let mut want = Vec::new();
+        for i in 0..plan.ops() {
+            let r = plan.of_op(i);
+            let n = r.len() as u32;
+            if n < 2 || r.clone().any(|m| plan.micro[m as usize].is_barrier()) {
+                continue;
+            }
+            want.extend((1..n).map(|p| plan.id_of(Some(r.start + p - 1), &[])));
+            for p in 2..=n {
+                for k in 0..p - 1 {
+                    let gone = r.start + k;
+                    if (gone + 1..r.start + p).all(|m| !plan.micro[m as usize].deps.contains(&gone)) {
+                        want.push(plan.id_of(Some(r.start + p - 1), &[gone]));
+                    }
+                }
+            }
+        }
+        let got: Vec<LStateId> = plan.states(LStrategy::Partial).map(|s| s.id).collect();
+        assert_eq!(got, want, "{apm}");
+        assert!(apm != Apm::Posix || got.len() > 5, "{got:?}");
+    }
+}
