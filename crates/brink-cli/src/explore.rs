@@ -465,7 +465,9 @@ fn explore_logical(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Resu
         let mut out = String::new();
         for apm in apms {
             let plan = brink_pmodel::Plan::new(&rec.logical, apm);
-            let n = plan.states(strategy).take(usize::try_from(a.opts.max_states).unwrap_or(usize::MAX)).count();
+            let max = usize::try_from(a.opts.max_states).unwrap_or(usize::MAX - 1).min(usize::MAX - 1);
+            let n = plan.states(strategy).take(max + 1).count();
+            let n = if n > max { format!("more than {max} (--max-states)") } else { n.to_string() };
             writeln!(
                 out,
                 "{apm}: {n} states ({}, {} ops, {} micro-ops)",
