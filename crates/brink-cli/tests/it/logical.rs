@@ -106,6 +106,16 @@ fn the_rename_lost_after_its_ack_is_found_under_posix_and_ext4_and_not_when_fixe
     assert!(text.contains("rename(config.tmp → config) at workload.sh:"), "{text}");
     assert!(text.contains("ALICE: operation ") && text.contains("(rename) must persist before operation "), "{text}");
     model_matrix(&buggy, &out, &apms);
+    // Counting: exact under the bound, and said to be past it rather than cut to it.
+    let count = |max: &str| {
+        let o = run(crate::brink()
+            .args(["explore", "--level", "logical", "--apm", "posix", "--count-only", "--max-states", max])
+            .arg(&buggy));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let exact = count("1000000");
+    assert!(exact.starts_with("posix: ") && exact.contains(" states (alice, "), "{exact}");
+    assert!(count("5").starts_with("posix: more than 5 (--max-states) states"), "{}", count("5"));
 
     let fixed = record(&s, "atomic-replace-fixed");
     let out = s.path("fixed");
