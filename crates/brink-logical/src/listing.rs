@@ -22,7 +22,8 @@ const DIGEST_CACHE_MAX: usize = 1 << 14;
 pub struct ModelListing {
     pub listing: Listing,
     /// Per file (by its path as the listing shows it), the 4 KiB blocks where the state
-    /// holds garbage (any byte of the block); files without garbage are not named.
+    /// holds garbage (any byte of the block), or every block of a file written through a
+    /// shared mapping (`LogicalTrace::unseen_stores`); files without either are not named.
     pub garbage: BTreeMap<String, BTreeSet<u64>>,
 }
 
@@ -65,6 +66,7 @@ impl<'a> Lister<'a> {
     /// system's, not the program's), as a listing shows it.
     pub(crate) fn visit(&mut self, state: &LState, mut f: impl FnMut(&Path, Seen<'_>)) -> Result<(), LogicalError> {
         let tree = self.applier.tree(state);
+        let unseen = &self.rec.logical.unseen_stores;
         let mut failed = None;
         tree.visit(|path, view| {
             if path.starts_with(LOST_FOUND) || failed.is_some() {
@@ -75,10 +77,13 @@ impl<'a> Lister<'a> {
                 NodeKind::Symlink(target) => {
                     f(path, Seen::Link(brink_calls::bytes_path(target).to_string_lossy().into_owned()))
                 }
-                NodeKind::File => match self.digest(&view) {
-                    Ok(d) => f(path, Seen::File(d, garbage_blocks(&view))),
-                    Err(e) => failed = Some(e),
-                },
+                NodeKind::File => {
+                    let unknown = unseen.contains(&view.ino);
+                    match self.digest(&view) {
+                        Ok(d) => f(path, Seen::File(d, if unknown { every_block(d) } else { garbage_blocks(&view) })),
+                        Err(e) => failed = Some(e),
+                    }
+                }
             }
         });
         failed.map_or(Ok(()), Err)
@@ -103,6 +108,12 @@ pub(crate) enum Seen<'d> {
     Dir,
     Link(String),
     File(&'d FileDigest, BTreeSet<u64>),
+}
+
+/// Every 4 KiB block of a file: a file written through a shared mapping, whose bytes no
+/// model knows, compared as garbage.
+fn every_block(d: &FileDigest) -> BTreeSet<u64> {
+    (0..d.size.div_ceil(LISTED_BLOCK)).collect()
 }
 
 /// The 4 KiB blocks of a file that hold garbage.

@@ -180,6 +180,7 @@ impl Front {
                 kinds: vec![NodeKind::Dir],
                 ops: Vec::new(),
                 warnings: Vec::new(),
+                unseen_stores: Default::default(),
             },
         };
         for i in initial {
@@ -356,6 +357,8 @@ impl Front {
             CallKind::Untraceable { what } => {
                 if let Untraceable::SharedWritableMapping(m) = what {
                     self.map(call, proc, m);
+                    let ino = m.fd.as_ref().and_then(|fd| self.file_of(seq, proc, fd));
+                    self.out.unseen_stores.extend(ino);
                 }
                 self.warn(seq, WarningKind::NotModelled, what.what());
             }

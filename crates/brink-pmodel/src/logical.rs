@@ -228,4 +228,8 @@ pub struct LogicalTrace {
     pub kinds: Vec<NodeKind>,
     pub ops: Vec<LogicalOp>,
     pub warnings: Vec<Warning>,
+    /// Files mapped shared and writable: stores through the mapping are no system calls,
+    /// so no model knows the bytes they left (check-model compares such a file's blocks
+    /// as it does the model's garbage: any bytes).
+    pub unseen_stores: std::collections::BTreeSet<Ino>,
 }

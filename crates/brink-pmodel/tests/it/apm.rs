@@ -433,3 +433,22 @@ fn partial_states_are_each_prefix_then_each_prefix_less_one() {
         assert!(apm != Apm::Posix || got.len() > 5, "{got:?}");
     }
 }
+
+/// A file mapped shared and writable is named as one whose bytes no model knows (stores
+/// through the mapping are no calls); a private or read-only mapping is not.
+#[test]
+fn a_file_mapped_shared_and_writable_has_unseen_stores() {
+    let t = trace(
+        "100 1.0 openat(AT_FDCWD</w>, \"shm\", O_RDWR|O_CREAT, 0644) = 3</w/shm>\n\
+         100 1.1 openat(AT_FDCWD</w>, \"ro\", O_RDONLY) = 4</w/ro>\n\
+         100 1.2 mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_SHARED, 3</w/shm>, 0) = 0x7fe52dd53000\n\
+         100 1.3 mmap(NULL, 4096, PROT_READ, MAP_SHARED, 4</w/ro>, 0) = 0x7fe52dd54000\n",
+        vec![file("ro", 4)],
+    );
+    assert_eq!(t.unseen_stores.len(), 1, "{:?}", t.unseen_stores);
+    let shm = t.ops.iter().find_map(|o| match &o.op {
+        Op::Creat { ino, .. } => Some(*ino),
+        _ => None,
+    });
+    assert_eq!(t.unseen_stores.iter().next().copied(), shm);
+}
