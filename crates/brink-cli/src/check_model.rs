@@ -536,8 +536,7 @@ fn sampled_pessimism(
 /// Whether the kernel recovered a state with the model's content `k` (its listing `m`:
 /// the same listing, or the same but where `m` holds garbage).
 fn recovered_as(kernel: &Kernel, k: &Key, m: &ModelListing) -> bool {
-    kernel.states.contains_key(k)
-        || kernel.states.iter().any(|((_, marks), r)| *marks == k.1 && explained_by_garbage(&r.entries, &r.blocks, m))
+    kernel.states.contains_key(k) || kernel.states.iter().any(|(kk, r)| kk.1 == k.1 && explains(r, kk, m))
 }
 
 /// The entries that differ between `l` and the closest of `allowed` (the model's states
