@@ -121,6 +121,10 @@ done
   echo "is not counted against the model. Its pessimism is then estimated from a seeded sample"
   echo "of 1,000 of its states (distinct contents never recovered), when the kernel's side was whole."
   echo
+  echo "sqlite-eio wal-retry's undecided states are ones no model allows: after the injected write"
+  echo "error, ext4 left the WAL's retried frames as an unwritten extent (zeros) although their"
+  echo "fdatasync succeeded and later transactions were acknowledged (workloads/sqlite-eio/README.md)."
+  echo
   echo "| workload | mode | model | kernel states | model states | model space | (a) unexplained | garbage | pessimism |"
   echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${rows[@]}"
