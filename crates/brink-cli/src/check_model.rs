@@ -33,6 +33,7 @@ use anyhow::{Context, Result, bail};
 use brink_explore::{CheckerSpec, Results, StateRecord};
 use brink_logical::{ModelListing, ModelSpace};
 use brink_pmodel::{Apm, LStrategy, Model, Strategy};
+use serde::Deserialize;
 
 use crate::emit;
 
@@ -271,10 +272,7 @@ fn member_witnesses(
         if !wanted.contains(k) {
             continue;
         }
-        let signal = interrupt.0.load(std::sync::atomic::Ordering::Relaxed);
-        if signal != 0 {
-            return Err(brink_record::RecordError::Interrupted(i32::try_from(signal).unwrap_or(i32::MAX)).into());
-        }
+        interrupt.check()?;
         let target = brink_explore::tree::Listing { entries: r.entries.clone(), blocks: r.blocks.clone() };
         let search = |e| crate::progress::logical_error(e, "the search");
         let mut witness = None;
@@ -411,15 +409,17 @@ fn recovered(states: &[StateRecord], dir: &Path) -> Result<Kernel> {
             continue;
         }
         let whole = match details.get("entries") {
-            Some(_) => details.clone(),
+            Some(_) => std::borrow::Cow::Borrowed(details),
             None => {
                 let file = dir.join(format!("{}.json", k.0));
                 let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?
+                std::borrow::Cow::Owned(
+                    serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?,
+                )
             }
         };
-        let entries = serde_json::from_value(whole["entries"].clone()).unwrap_or_default();
-        let blocks = serde_json::from_value(whole["blocks"].clone()).unwrap_or_default();
+        let entries = Deserialize::deserialize(&whole["entries"]).unwrap_or_default();
+        let blocks = Deserialize::deserialize(&whole["blocks"]).unwrap_or_default();
         kernel.states.insert(k, Recovered { id: r.id.clone(), entries, blocks });
     }
     Ok(kernel)

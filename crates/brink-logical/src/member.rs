@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use brink_explore::tree::{FileDigest, Listing};
+use brink_explore::tree::Listing;
 use brink_pmodel::{Ino, LState, Micro, Plan};
 
 use crate::listing::Seen;
@@ -47,14 +47,19 @@ enum Shown {
     File { size: u64, whole: String, blocks: Option<Vec<String>> },
 }
 
+/// What an entry counts as when the other side has nothing there (`blocks`: a file's
+/// block hashes): more than any difference of content, so a name is put in place
+/// before its bytes are.
+fn absent(blocks: Option<&Vec<String>>) -> u64 {
+    MISPLACED + blocks.map_or(0, |b| b.len() as u64)
+}
+
 impl Shown {
-    /// What this entry counts as when the other side has nothing there: more than any
-    /// difference of content, so a name is put in place before its bytes are.
     fn weight(&self) -> u64 {
-        match self {
-            Shown::File { blocks: Some(b), .. } => MISPLACED + b.len() as u64,
-            _ => MISPLACED,
-        }
+        absent(match self {
+            Shown::File { blocks, .. } => blocks.as_ref(),
+            _ => None,
+        })
     }
 }
 
@@ -94,10 +99,10 @@ fn by_block(b: &Option<Vec<String>>, size: u64) -> Option<&[String]> {
 
 /// What a model's entry counts as when the target has nothing there.
 fn seen_weight(e: &Seen<'_>) -> u64 {
-    match e {
-        Seen::File(FileDigest { blocks: Some(b), .. }, _) => MISPLACED + b.len() as u64,
-        _ => MISPLACED,
-    }
+    absent(match e {
+        Seen::File(d, _) => d.blocks.as_ref(),
+        _ => None,
+    })
 }
 
 /// How far a model's entry `m` is from the target's `t`.
@@ -198,12 +203,16 @@ impl<'p> Search<'p> {
         }
     }
 
+    /// The held set as a state's last micro-op and the ones missing before it.
+    fn end_and_missing(&self) -> (Option<u32>, Vec<u32>) {
+        let end = (0..self.limit).rev().find(|&m| self.held[m as usize]);
+        (end, end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !self.held[m as usize]).collect()))
+    }
+
     /// The held set as a state.
     fn state(&self) -> Option<LState> {
-        let end = (0..self.limit).rev().find(|&m| self.held[m as usize]);
-        let missing = end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !self.held[m as usize]).collect());
-        let s = self.plan.id_of(end, &missing);
-        self.plan.state(&s)
+        let (end, missing) = self.end_and_missing();
+        self.plan.state(&self.plan.id_of(end, &missing))
     }
 }
 
@@ -267,10 +276,6 @@ impl Lister<'_> {
             }
             let order: Vec<u32> = if adding { (0..search.limit).collect() } else { (0..search.limit).rev().collect() };
             for m in order {
-                let i = m as usize;
-                if search.held[i] == adding || search.forced[i] {
-                    continue;
-                }
                 let ms = search.moves(m, adding);
                 best = self.try_flip(search, &ms, adding, goal, best, false)?.0;
             }
@@ -345,8 +350,8 @@ impl Lister<'_> {
     /// The distance from `search`'s state to the goal: (entries, sizes and blocks that
     /// differ, the model's garbage blocks).
     fn measure(&mut self, search: &Search<'_>, goal: &Goal) -> Result<(u64, u64), LogicalError> {
-        let end = (0..search.limit).rev().find(|&m| search.held[m as usize]);
-        let missing: Vec<u32> = end.map_or_else(Vec::new, |e| (0..e).filter(|&m| !search.held[m as usize]).collect());
+        // The listing depends on the held set only: no id or marks needed.
+        let (end, missing) = search.end_and_missing();
         let state = LState { id: Default::default(), end, missing, marks_before: 0 };
         let (mut far, mut garbage) = (goal.weight, 0);
         self.visit(&state, |path, e| {
