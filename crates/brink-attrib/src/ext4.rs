@@ -466,6 +466,12 @@ struct Pass<'a> {
     /// Per physical block: (time, inode, kind, logical block) from each inode version
     /// that lists it.
     owners: HashMap<u64, Vec<Owner>>,
+    /// The latest content of every written block that holds an extent-tree node: an
+    /// inode read later walks its tree through these, not through the base image.
+    tree_blocks: HashMap<u64, Vec<u8>>,
+    /// Per extent-tree block: the inode whose tree it is and what its leaves map, so a
+    /// node written after its inode still names the blocks it maps.
+    tree_of: HashMap<u64, (u32, Own)>,
     /// Raw directory entries (time, block, '.' inode of the block, name, inode).
     raw_names: Vec<(u64, u64, Option<u32>, String, u32)>,
     /// Blocks that parsed as directory blocks, with their entries, per view.
@@ -480,10 +486,20 @@ impl Pass<'_> {
         }
         let mut owned = Vec::new();
         let (img, bs) = (self.img, self.geo.bs);
-        let journal = &self.journal.blocks;
-        let read = |b: u64| journal.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
+        let (trees, journal) = (&self.tree_blocks, &self.journal.blocks);
+        let read =
+            |b: u64| trees.get(&b).or_else(|| journal.get(&b)).cloned().unwrap_or_else(|| read_block(img, bs, b));
         extents(inode, &mut owned, &read, self.geo.blocks);
+        let file = if le16(inode, 0) & 0xF000 == 0x4000 { Own::Dir } else { Own::Data };
+        self.own(at, (ino, file), owned);
+    }
+
+    /// Records that inode `ino` (a file of kind `file`) owns `owned` from time `at` on.
+    fn own(&mut self, at: u64, (ino, file): (u32, Own), owned: Vec<(u64, u64, Own)>) {
         for (logical, phys, kind) in owned {
+            if kind == Own::Tree {
+                self.tree_of.insert(phys, (ino, file));
+            }
             let list = self.owners.entry(phys).or_default();
             if list.last().is_none_or(|l| l.1 != ino || l.2 != kind || l.3 != logical) {
                 list.push((at, ino, kind, logical));
@@ -535,6 +551,9 @@ impl Pass<'_> {
                 }
             };
         }
+        if c.len() >= 12 && le16(c, 0) == EXTENT_MAGIC {
+            self.tree_node(at, b, c);
+        }
         let dir = dir_entries(c, self.geo.inodes).map(|entries| {
             let (img, inodes) = (self.img, self.geo.inodes);
             let dirs = if via_journal { &mut self.dirs_journal } else { &mut self.dirs_disk };
@@ -547,6 +566,19 @@ impl Pass<'_> {
             change
         });
         Raw::Other { block: b, dir }
+    }
+
+    /// An extent-tree node written at `at`: kept for inodes read later, and when its
+    /// inode is known, the blocks it maps are that inode's from now on.
+    fn tree_node(&mut self, at: u64, b: u64, c: &[u8]) {
+        self.tree_blocks.insert(b, c.to_vec());
+        let Some(&(ino, own)) = self.tree_of.get(&b) else { return };
+        let mut owned = Vec::new();
+        let (img, bs, trees) = (self.img, self.geo.bs, &self.tree_blocks);
+        let read = |b: u64| trees.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
+        let limit = usize::try_from(self.geo.blocks).unwrap_or(usize::MAX);
+        ExtentWalk { own, out: &mut owned, read: &read, limit }.node(c, 1);
+        self.own(at, (ino, own), owned);
     }
 
     /// A block of the journal, written in place: bookkeeping, or a copy of the block
@@ -634,6 +666,8 @@ impl<'a> Pass<'a> {
             tag_bytes: 16,
             csum_tail: 4,
             owners: HashMap::new(),
+            tree_blocks: HashMap::new(),
+            tree_of: HashMap::new(),
             raw_names: Vec::new(),
             dirs_disk: HashMap::new(),
             dirs_journal: HashMap::new(),

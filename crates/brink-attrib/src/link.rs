@@ -121,7 +121,18 @@ impl CallLinks {
             self.call(seq)
                 .map_or_else(|| format!("call {seq}"), |c| format!("{} at {}", c.text(), c.site.show(Some(base))))
         };
-        let mut text: Vec<String> = w.calls.iter().map(|&s| name(s)).collect();
+        // A loop's calls say the same: one line each, with how many.
+        let mut text: Vec<String> = Vec::new();
+        let mut runs: Vec<(String, usize)> = Vec::new();
+        for line in w.calls.iter().map(|&s| name(s)) {
+            match runs.last_mut() {
+                Some((last, n)) if *last == line => *n += 1,
+                _ => runs.push((line, 1)),
+            }
+        }
+        for (line, n) in runs {
+            text.push(if n == 1 { line } else { format!("{line} (×{n})") });
+        }
         if let Some(d) = w.durable_by {
             text.push(format!("durable by {}", name(d)));
         }

@@ -366,3 +366,42 @@ fn a_cyclic_extent_tree_is_not_followed() {
     "#]],
     );
 }
+
+/// config (inode 12) given a one-level extent tree whose leaf (block 1200) maps its
+/// block 0 to block 1178: the leaf written before the inode, or after it, and data
+/// written before either, is still config's (the leaf is not read from the base image).
+#[test]
+fn a_leaf_written_apart_from_its_inode_still_names_the_data() {
+    let base = image("base");
+    let inode = 34 * 4096 + 11 * 256;
+    let mut table = block(&base, 34);
+    // Root: depth 1, one index entry → leaf 1200.
+    table[11 * 256 + 0x28..11 * 256 + 0x28 + 24]
+        .copy_from_slice(&[0x0A, 0xF3, 1, 0, 4, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xB0, 4, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(inode / 4096, 34);
+    let mut leaf = vec![0u8; 4096];
+    leaf[..24].copy_from_slice(&[0x0A, 0xF3, 1, 0, 0x54, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0x9A, 4, 0, 0]);
+    let data = || Ev::Write(1178 * 4096, vec![7; 4096]);
+    let inode_then_leaf = vec![data(), Ev::Write(34 * 4096, table.clone()), Ev::Write(1200 * 4096, leaf.clone())];
+    let leaf_then_inode = vec![Ev::Write(1200 * 4096, leaf), data(), Ev::Write(34 * 4096, table)];
+    check(
+        "base",
+        inode_then_leaf,
+        expect![[r#"
+            fs ext4 covered true
+            #0 4825088+4096: the data of config [4096 B]
+            #1 139264+4096: the inode of config [4096 B]
+            #2 4915200+4096: the extent tree of config [4096 B]
+        "#]],
+    );
+    check(
+        "base",
+        leaf_then_inode,
+        expect![[r#"
+            fs ext4 covered true
+            #0 4915200+4096: the extent tree of config [4096 B]
+            #1 4825088+4096: the data of config [4096 B]
+            #2 139264+4096: the inode of config [4096 B]
+        "#]],
+    );
+}
