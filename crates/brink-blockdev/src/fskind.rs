@@ -1,7 +1,10 @@
 //! The file systems brink records on, and what each needs from its tools.
 
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsKind {
@@ -80,7 +83,38 @@ impl FsKind {
             }
         })
     }
+
+    /// Whether the file system on `dev` is alive: sysfs first (`alive_on`), else an
+    /// exclusive open of the device, which a mounted device refuses with EBUSY.
+    pub fn alive(self, dev: &Path) -> bool {
+        self.alive_on(dev).unwrap_or_else(|| {
+            let open = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_EXCL).open(dev);
+            open.is_err_and(|e| e.raw_os_error() == Some(nix::libc::EBUSY))
+        })
+    }
+
+    /// Wait up to `max` for the file system on `dev` to be gone after its unmount;
+    /// false if it is still alive then. An unmount frees the file system only with the
+    /// last reference to it: a task reading the mount table holds one for a moment, and
+    /// a mount namespace created while it was mounted (`unshare --mount`, a service's
+    /// private /tmp, a browser's sandbox) holds a copy of the mount until that namespace
+    /// ends. Until then the file system has not written its last blocks.
+    pub fn wait_released(self, dev: &Path, max: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            if !self.alive(dev) {
+                return true;
+            }
+            if started.elapsed() >= max {
+                return false;
+            }
+            std::thread::sleep(RELEASE_POLL);
+        }
+    }
 }
+
+/// How often `wait_released` looks.
+const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 impl fmt::Display for FsKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,7 +12,7 @@ mod mount;
 
 pub use fskind::{FsKind, FsKindError};
 pub use loopdev::{LoopDevice, attached_loop_devices};
-pub use mount::{Mount, MountOptions, mount_points_under, mount_points_under_in, unmount_path};
+pub use mount::{Mount, MountOptions, holders_of, mount_points_under, mount_points_under_in, unmount_path};
 
 use std::path::{Path, PathBuf};
 

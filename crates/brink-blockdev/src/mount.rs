@@ -153,6 +153,36 @@ pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_to_string("/proc/self/mountinfo").map(|t| mount_points_under_in(&t, true, dir)).unwrap_or_default()
 }
 
+/// Processes whose mount namespace (not this process's) still has a mount of the block
+/// device `dev`, one per namespace, as `PID (COMMAND)`: who keeps a file system alive
+/// after it was unmounted here. At most `max`.
+pub fn holders_of(dev: &Path, max: usize) -> Vec<String> {
+    let own = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let dev = dev.to_string_lossy();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if out.len() >= max || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let ns = std::fs::read_link(p.path().join("ns/mnt")).ok();
+        if ns.is_none() || ns == own || seen.contains(&ns) {
+            continue;
+        }
+        let info = std::fs::read_to_string(p.path().join("mountinfo")).unwrap_or_default();
+        // The mount source is the second field after the " - " separator.
+        let mounted = info.lines().any(|l| l.split(" - ").nth(1).and_then(|t| t.split(' ').nth(1)) == Some(&*dev));
+        if mounted {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{pid} ({})", comm.trim()));
+            seen.insert(ns);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod under_tests {
     use super::*;

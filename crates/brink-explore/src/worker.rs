@@ -10,7 +10,6 @@
 //! for a checker's output to be trusted) is an error, never a verdict.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -333,27 +332,17 @@ impl Worker {
     /// last one and frees the file system, not the unmount. Hence the wait.
     fn released(&self, fs: FsKind, checks: Vec<CheckOutcome>) -> SlotCheck {
         let path = self.dev().path();
-        let started = Instant::now();
-        loop {
-            let alive = fs.alive_on(path).unwrap_or_else(|| {
-                let open = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path);
-                open.is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
-            });
-            if !alive {
-                return SlotCheck::fresh(checks);
-            }
-            if started.elapsed() >= RELEASE_WAIT_MAX {
-                return SlotCheck {
-                    checks: vec![engine_failure(format!(
-                        "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
-                        path.display()
-                    ))],
-                    stale: true,
-                    interrupted: false,
-                    tree_dup_of: None,
-                };
-            }
-            std::thread::sleep(RELEASE_POLL);
+        if fs.wait_released(path, RELEASE_WAIT_MAX) {
+            return SlotCheck::fresh(checks);
+        }
+        SlotCheck {
+            checks: vec![engine_failure(format!(
+                "{BUSY}: it stayed in use after its unmount ({} is still claimed)",
+                path.display()
+            ))],
+            stale: true,
+            interrupted: false,
+            tree_dup_of: None,
         }
     }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use brink_blockdev::fusectl::{self as watchdog, Watchdog};
 use brink_blockdev::{
@@ -400,8 +400,34 @@ fn run_workload(
     let watched = log.lock().expect("log lock").faults.watched();
     progress.set("unmounting");
     m.unmount()?;
+    released(cfg, dev, progress)?;
     let tracee = tracee.and_then(|t| t.pid());
     Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path, tracee })
+}
+
+/// How long the recorded file system may outlive its unmount before the recording fails.
+const RELEASE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Wait, still recording, until the file system has left `dev`: it writes its last
+/// blocks when the last reference to it goes, and a mount namespace made while it was
+/// mounted holds one until it ends (`FsKind::wait_released`). Those writes belong to
+/// the trace; a file system still held after `RELEASE_WAIT_MAX` fails the recording.
+fn released(cfg: &RecordConfig, dev: &Path, progress: &Progress) -> Result<(), RecordError> {
+    let started = Instant::now();
+    while !cfg.fs.wait_released(dev, Duration::from_secs(1)) {
+        cfg.interrupt.check()?;
+        progress.set("waiting for another mount namespace to let go of the file system");
+        if started.elapsed() >= RELEASE_WAIT_MAX {
+            let who = brink_blockdev::holders_of(dev, 3);
+            let who = if who.is_empty() { "a process brink cannot name".into() } else { who.join(", ") };
+            return Err(RecordError::Failed(format!(
+                "the recorded file system was still alive {} s after its unmount: a mount namespace made while it \
+                 was mounted holds it ({who}), so its last writes cannot be recorded; end that process and record again",
+                RELEASE_WAIT_MAX.as_secs()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The workload's command: the program itself, or (recording its system calls) strace

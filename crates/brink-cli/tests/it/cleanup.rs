@@ -30,6 +30,35 @@ fn success_leaves_nothing() {
     assert_clean(&s);
 }
 
+/// A mount namespace made while the workload runs (`unshare --mount`, as a service's
+/// private /tmp or a browser's sandbox would) holds a copy of the recorded file system's
+/// mount past brink's unmount: brink waits for it, still recording, so the file
+/// system's last writes are in the trace (they used to arrive after the recording ended,
+/// and the recording failed).
+#[test]
+fn a_mount_namespace_holding_the_file_system_is_waited_for() {
+    if !privileged("a_mount_namespace_holding_the_file_system_is_waited_for") {
+        return;
+    }
+    let s = Scratch::new();
+    let started = s.path("started");
+    let script = format!("echo hi > f; sync f; touch {}; sleep 1; echo more >> f", started.display());
+    let mut rec =
+        s.record(&["--no-syscalls", "-o"]).arg(s.path("t")).args(["--", "sh", "-c", &script]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(started.exists(), "the workload did not start");
+    let ns = run(std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sleep", "2"]));
+    assert!(ns.status.success(), "{}", stderr(&ns));
+    let status = rec.wait().unwrap();
+    assert!(status.success(), "the recording failed");
+    let j = show_json(&s.path("t"));
+    assert_eq!(j["workload_exit"], 0);
+    assert_clean(&s);
+}
+
 #[test]
 fn failing_workload_is_recorded_and_leaves_nothing() {
     if !privileged("failing_workload_is_recorded_and_leaves_nothing") {
