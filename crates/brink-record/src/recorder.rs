@@ -356,6 +356,8 @@ fn make_fs(cfg: &RecordConfig, mkfs: &Path, site: &Site, progress: &Progress) ->
         let status = child::run(cmd, "the setup command", &cfg.interrupt, group)?;
         check_status(status, "the setup command", &setup_out, &setup_err)?;
         m.unmount()?;
+        // The base image is copied next: it must hold the file system's last writes.
+        released(cfg, dev, progress)?;
     }
     Ok(())
 }
