@@ -17,7 +17,7 @@ bench_setup epochs
 TMPDIR=$WORK "$B" record --no-syscalls --fs ext4 --mount-opts data=ordered --size 64M -o "$WORK/many-epochs" -- \
   sh -c 'for i in $(seq 250); do echo "record $i" >> log; sync log; echo "append $i" > "$BRINK_MARK"; done' 2>/dev/null
 TMPDIR=$WORK "$B" record --no-syscalls --fs ext4 --mount-opts data=ordered --size 64M -o "$WORK/bench" -- \
-  sh -c 'for r in 1 2 3 4 5 6; do for i in 1 2 3; do printf "r$r f$i" > f$r$i; done; sync; echo "round $r" > "$BRINK_MARK"; done' 2>/dev/null
+  sh -c 'for r in 1 2 3 4 5 6; do for i in 1 2 3; do printf "r$r f$i" > f$r$i; done; sync -f .; echo "round $r" > "$BRINK_MARK"; done' 2>/dev/null
 
 run() { # binary-label binary trace jobs checker-label checker -> prints states/s
   local name="$1-$3-jobs$4-$5"

@@ -25,7 +25,7 @@ mkdir -p "$WORK/mnt" "$WORK/imgs"
 
 # Six rounds of three small files and a sync: 25 epochs, 598 crash states.
 TMPDIR=$WORK "$B" record --fs ext4 --mount-opts data=ordered --size 64M -o "$WORK/trace" -- \
-  sh -c 'for r in 1 2 3 4 5 6; do for i in 1 2 3; do printf "r$r f$i" > f$r$i; done; sync; echo "round $r" > "$BRINK_MARK"; done' 2>/dev/null
+  sh -c 'for r in 1 2 3 4 5 6; do for i in 1 2 3; do printf "r$r f$i" > f$r$i; done; sync -f .; echo "round $r" > "$BRINK_MARK"; done' 2>/dev/null
 COUNT=$("$B" explore "$WORK/trace" --count-only | head -1)
 
 run_brink() { # jobs -> summary json

@@ -10,4 +10,4 @@ etcd_start "$PWD/etcd"
 trap 'etcd_stop; etcd_cleanup' EXIT
 etcd_wait 30 || { echo "etcd did not start:" >&2; tail -5 "$etcd_log" >&2; exit 2; }
 etcd_stop
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

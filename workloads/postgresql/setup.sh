@@ -48,4 +48,4 @@ as_pg $bin/pg_ctl -D "$PWD/pgdata" -m fast -w -t 60 stop > /dev/null
 # Caches every start deletes (the relcache init files; the statistics, which a start
 # after a crash discards): deleted here, they are not deleted in the recorded trace.
 rm -f pgdata/global/pg_internal.init pgdata/base/*/pg_internal.init pgdata/pg_stat/pgstat.stat
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

@@ -5,4 +5,4 @@
 set -eu
 kv=$(sh "$(dirname "$0")/build.sh")
 "$kv" init
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

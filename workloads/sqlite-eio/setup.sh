@@ -18,4 +18,4 @@ WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
   INSERT INTO junk SELECT randomblob(1500) FROM n;
 UPDATE junk SET v = randomblob(1500);
 SQL
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

@@ -9,4 +9,4 @@ CREATE TABLE item(txn INTEGER NOT NULL, k INTEGER NOT NULL, v BLOB NOT NULL);
 CREATE TABLE counter(n INTEGER NOT NULL);
 INSERT INTO counter VALUES(0);
 SQL
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

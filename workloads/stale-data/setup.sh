@@ -5,4 +5,4 @@ set -eu
 yes 'SECRET-KEY-0123456789abcdef' | head -c 4194304 > secret
 sync secret
 rm secret
-sync
+sync -f .   # this file system only: a global sync would flush other recordings running at once

@@ -443,7 +443,7 @@ impl<'a> Explorer<'a> {
             if self.stop.now() {
                 return Ok(false);
             }
-            st.fp.apply_all(&self.reader, self.rig().durable())?;
+            self.rig().advance_durable(&st.fp)?;
         }
         Ok(true)
     }

@@ -334,6 +334,11 @@ impl Footprint {
     }
 
     /// Apply every write of the epoch to the durable image, streaming payloads.
+    /// The byte ranges the epoch's writes cover.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.writes.iter().map(|w| (w.offset, w.offset + w.len)).collect()
+    }
+
     pub fn apply_all(&self, reader: &TraceReader, durable: &File) -> Result<(), ExploreError> {
         let mut buf = Vec::new();
         for w in &self.writes {

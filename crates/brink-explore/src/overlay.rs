@@ -10,6 +10,25 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::footprint::Src;
 
+/// The page size of a slot file (the kernel caches it in pages of this size).
+pub(crate) const PAGE: u64 = 4096;
+
+/// `ranges` widened to whole pages, sorted, with touching and overlapping ones merged:
+/// what to drop from the kernel's cache of a slot file.
+pub(crate) fn page_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> =
+        ranges.into_iter().filter(|(a, b)| a < b).map(|(a, b)| (a / PAGE * PAGE, b.div_ceil(PAGE) * PAGE)).collect();
+    r.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+    for (a, b) in r {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 /// One slot's state: pieces of the crash state, and pages written since.
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
@@ -47,6 +66,14 @@ impl Overlay {
     /// Whether a read of `len` bytes at `offset` touches the latent sector error.
     pub(crate) fn touches_bad(&self, offset: u64, len: u64) -> bool {
         self.bad.is_some_and(|(a, b)| offset < b && a < offset + len)
+    }
+
+    /// The byte ranges where this state may read otherwise than the durable image: its
+    /// pieces, its written pages and its latent sector error, in no order.
+    pub(crate) fn footprint(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let pieces = self.segs.iter().map(|(&k, (e, _))| (k, *e));
+        let pages = self.pages.iter().map(|(&p, b)| (p * PAGE, p * PAGE + b.len() as u64));
+        pieces.chain(pages).chain(self.bad)
     }
 
     /// Forget the pieces, the written pages and the latent sector error.
@@ -94,6 +121,14 @@ mod tests {
             prev_end = e;
         }
         want.assert_eq(&got);
+    }
+
+    #[test]
+    fn page_ranges_are_whole_pages_sorted_and_merged() {
+        let r = page_ranges([(9000, 9001), (0, 1), (4096, 8192), (20000, 20000), (8191, 12000), (100_000, 100_100)]);
+        assert_eq!(r, [(0, 12288), (98304, 102400)]);
+        let r = page_ranges([(4095, 4097), (0, 4096)]);
+        assert_eq!(r, [(0, 8192)]);
     }
 
     #[test]

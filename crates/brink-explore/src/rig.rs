@@ -221,6 +221,15 @@ impl Rig {
         &self.durable
     }
 
+    /// Lay the epoch `fp` onto the durable image, and tell the slots where it changed.
+    pub(crate) fn advance_durable(&self, fp: &crate::footprint::Footprint) -> Result<(), ExploreError> {
+        fp.apply_all(&self.reader, &self.durable)?;
+        if let Backend::Slots { slots, .. } = &self.backend {
+            slots.durable_changed(&fp.ranges());
+        }
+        Ok(())
+    }
+
     pub(crate) fn durable_path(&self) -> &Path {
         &self.durable_path
     }

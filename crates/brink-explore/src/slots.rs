@@ -12,10 +12,15 @@
 //! Slot files are cached by the kernel like any FUSE file, so reads of a slot come in
 //! readahead-sized requests (journal replay reads 4 KiB blocks one by one: through
 //! FOPEN_DIRECT_IO each was a round trip to the daemon, and mounting a state of a trace
-//! with a long journal took 3.4× as long). A slot's cached pages are dropped when its
-//! state changes ([`Slots::set`], a FUSE inode invalidation, checked: an error stops the
-//! state before it is mounted), and the loop device's own block cache is dropped
-//! (BLKFLSBUF) by the caller before each mount.
+//! with a long journal took 3.4× as long). When a slot's state changes ([`Slots::set`]),
+//! the kernel's cached pages are dropped where the old and the new state can read
+//! differently: both states' pieces, the pages written in the old one, and where the
+//! durable image advanced since ([`Slots::durable_changed`]); everything else reads the
+//! same in both and stays cached (a FUSE inode invalidation per range, checked: an error
+//! stops the state before it is mounted). The loop device's own block cache is dropped
+//! (BLKFLSBUF) by the caller before each mount. The test
+//! `what_a_checker_sees_is_the_state_replayed_alone` holds this to account: every
+//! checker's view equals its state replayed on a loop device of its own.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -30,9 +35,11 @@ use fuser::{
 };
 
 use crate::footprint::{Piece, Src};
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, PAGE, page_ranges};
 
-const PAGE: u64 = 4096;
+/// Above this many ranges to drop from a slot file's cache, the whole file is dropped
+/// (each range is one notification to the kernel).
+const INVAL_RANGES_MAX: usize = 64;
 
 /// Why a slot cannot serve a read or a write; the FUSE reply is EIO either way.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +60,9 @@ pub struct Slots {
     size: u64,
     reader: Arc<TraceReader>,
     overlays: Vec<Mutex<Overlay>>,
+    /// Per slot: byte ranges the kernel may have cached otherwise than the slot's next
+    /// state reads (the durable image changed there, or an overlay was cleared).
+    stale: Vec<Mutex<Vec<(u64, u64)>>>,
     /// Drops the kernel's cached pages of a slot file when its state changes (set once
     /// the slots are mounted; tests that read through [`Slots`] have none).
     notifier: std::sync::OnceLock<fuser::Notifier>,
@@ -61,7 +71,8 @@ pub struct Slots {
 impl Slots {
     pub fn new(base: File, size: u64, reader: Arc<TraceReader>, count: usize) -> Arc<Slots> {
         let overlays = (0..count).map(|_| Mutex::new(Overlay::default())).collect();
-        Arc::new(Slots { base, size, reader, overlays, notifier: std::sync::OnceLock::new() })
+        let stale = (0..count).map(|_| Mutex::new(Vec::new())).collect();
+        Arc::new(Slots { base, size, reader, overlays, stale, notifier: std::sync::OnceLock::new() })
     }
 
     pub fn count(&self) -> usize {
@@ -153,26 +164,49 @@ impl Slots {
 
     /// Make `slot` read as the durable image with `pieces` laid on in order, and drop
     /// whatever of its previous state the kernel cached (an error: the state must not
-    /// be mounted, it could read stale pages).
+    /// be mounted, it could read stale pages). Only the ranges where the two states can
+    /// differ are dropped: the old state's pieces and written pages, the new state's
+    /// pieces, and where the durable image changed since ([`Slots::durable_changed`]).
+    /// The rest (most of the journal, the inode tables) stays cached, so a mount reads it
+    /// without a round trip to this daemon.
     pub fn set(&self, slot: usize, pieces: Vec<Piece>, bad: Option<(u64, u64)>) -> std::io::Result<()> {
-        {
+        let ranges = {
             let mut ov = self.overlays[slot].lock().expect("overlay lock");
+            let mut ranges = std::mem::take(&mut *self.stale[slot].lock().expect("stale lock"));
+            ranges.extend(ov.footprint());
             ov.reset(bad);
             for p in pieces {
                 ov.insert(p.offset, p.offset + p.len, p.src);
             }
-        }
+            ranges.extend(ov.footprint());
+            page_ranges(ranges)
+        };
         let Some(n) = self.notifier.get() else { return Ok(()) };
-        match n.inval_inode(INodeNo(slot as u64 + 2), 0, 0) {
-            // The kernel has not looked the file up yet: nothing is cached.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            r => r,
+        let ino = INodeNo(slot as u64 + 2);
+        let whole = [(0, 0)];
+        let ranges: &[(u64, u64)] = if ranges.len() > INVAL_RANGES_MAX { &whole } else { &ranges };
+        for &(a, b) in ranges {
+            let (offset, len) = (i64::try_from(a).unwrap_or(i64::MAX), i64::try_from(b - a).unwrap_or(i64::MAX));
+            match n.inval_inode(ino, offset, len) {
+                // The kernel has not looked the file up yet: nothing is cached.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable image changed at `ranges`: every slot's cached pages there are stale.
+    pub fn durable_changed(&self, ranges: &[(u64, u64)]) {
+        for stale in &self.stale {
+            stale.lock().expect("stale lock").extend_from_slice(ranges);
         }
     }
 
     /// Drop a slot's overlay (and its memory).
     pub fn clear(&self, slot: usize) {
-        *self.overlays[slot].lock().expect("overlay lock") = Overlay::default();
+        let old = std::mem::take(&mut *self.overlays[slot].lock().expect("overlay lock"));
+        self.stale[slot].lock().expect("stale lock").extend(old.footprint());
     }
 
     /// What a read of up to `size` bytes at `offset` of `slot` returns: short at the end

@@ -285,6 +285,11 @@ impl Worker {
             if let Err(e) = m.unmount() {
                 return Ok(SlotCheck::busy(&e));
             }
+            // fsck reads the device, not what the mount left in its cache: a latent
+            // sector error fails its reads every time, not only when evicted.
+            if let Err(e) = self.dev().drop_caches() {
+                return Ok(SlotCheck::fresh(vec![engine_failure(e.to_string())]));
+            }
             let Some(o) = ctx.outcome(ctx.jail.fsck(ctx.fs, self.dev().path(), ctx.timeout)) else {
                 return Ok(SlotCheck { checks: out, stale: false, interrupted: true, tree_dup_of: None });
             };

@@ -167,6 +167,53 @@ fn hashes_match_materialized_states_and_dedup_is_exact() {
     }
 }
 
+/// A checker that prints a digest of the tree it sees (names, kinds, sizes, contents)
+/// and fails, so that the digest is kept as its message.
+const DIGEST: &str = "#!/bin/sh\ncd \"${1:-.}\" || exit 3\n\
+    d=$( (find . -xdev ! -path './lost+found*' -printf '%p %y %s\\n' | sort; \
+    find . -xdev -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 -r cat) | md5sum | cut -c1-32)\n\
+    echo \"tree $d\"; exit 1\n";
+
+/// The slots keep what the kernel cached of a state where the next state reads the
+/// same (`slots.rs`): what each checker saw must equal that state replayed alone, on
+/// a loop device of its own. Torn and omitted writes, tree dedup off, two jobs.
+#[test]
+fn what_a_checker_sees_is_the_state_replayed_alone() {
+    if !privileged("what_a_checker_sees_is_the_state_replayed_alone") {
+        return;
+    }
+    let s = Scratch::new();
+    // Many epochs (a file appended and fsynced, then acknowledged, each round) and a
+    // rename left to the journal: the durable image advances under the slots.
+    let rounds =
+        "for i in 1 2 3 4 5 6 7 8; do echo \"line $i\" >> log; sync log; echo \"line $i\" > \"$BRINK_MARK\"; done; ";
+    let t = record(&s, "bug", &format!("{rounds}{BUGGY}"));
+    let c = s.path("digest.sh");
+    std::fs::write(&c, DIGEST).unwrap();
+    std::fs::set_permissions(&c, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let c = c.display().to_string();
+    let args = ["--checker", &c, "--torn", "prefix", "--strategy", "omit-one", "--no-tree-dedup", "--jobs", "2"];
+    let o = explore(&s, &t, "r", &args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let recs: Vec<StateRecord> = records(&s, "r").into_iter().filter(|r| r.dup_of.is_none()).collect();
+    assert!(recs.len() > 20, "{}", recs.len());
+    let mut distinct = std::collections::HashSet::new();
+    for r in &recs {
+        let Some(seen) = r.checks.iter().find(|k| k.checker == c) else { continue };
+        let dir = s.path(&format!("replay-{}", r.id));
+        let o = run(brink().arg("replay").arg(&t).arg(&r.id).arg("-o").arg(&dir));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let alone = run(std::process::Command::new(&c).arg(dir.join("mnt")));
+        brink_blockdev::unmount_path(&dir.join("mnt")).unwrap();
+        let alone = String::from_utf8_lossy(&alone.stdout).trim().to_string();
+        assert_eq!(seen.message, alone, "state {}", r.id);
+        distinct.insert(alone);
+    }
+    assert!(distinct.len() >= 3, "the states differ: {distinct:?}");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_no_mounts_or_loops(&s);
+}
+
 #[test]
 fn hanging_and_crashing_checkers_are_failures_not_violations() {
     if !privileged("hanging_and_crashing_checkers_are_failures_not_violations") {

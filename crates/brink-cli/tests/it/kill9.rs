@@ -94,7 +94,7 @@ fn record_cmd(s: &Scratch, tmpdir: &Path, out: &Path, marker: &str) -> Command {
     };
     let script = format!(
         "sh -c 'sleep 1000; : {marker}' & {daemon}
-         for i in $(seq 50); do echo $i > f$i; sync; done; : {marker}"
+         for i in $(seq 50); do echo $i > f$i; sync -f .; done; : {marker}"
     );
     let mut c = brink();
     c.env("TMPDIR", tmpdir).arg("record").arg("-o").arg(out).args(["--", "sh", "-c", &script]);

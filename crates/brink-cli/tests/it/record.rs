@@ -18,7 +18,7 @@ rm f2
 mkdir -p dir/sub
 printf 'small' > dir/sub/x
 dd if=/dev/zero of=big bs=1M count=4 status=none
-sync
+sync -f .
 echo "all done" > "$BRINK_MARK"
 "#;
 
