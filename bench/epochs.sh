@@ -8,7 +8,7 @@
 # with the checker given as a path (executed directly) and as a shell command. Writes
 # results/bench/epochs.md, each run's summary.json in results/bench/epochs/.
 #
-#   BASELINE=/path/to/old/brink bench/epochs.sh   (as root)
+#   BASELINE=/path/to/old/brink BASELINE_NOTE="what it is" bench/epochs.sh   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -66,7 +66,7 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo "many-epochs / bench at $JOBS jobs, checker as a path: $(ratio "${R[brink,many-epochs,$JOBS,path]}" "${R[brink,bench,$JOBS,path]}")."
   if [ -n "${BASELINE:-}" ]; then
     echo "This commit / baseline on many-epochs at $JOBS jobs, checker as a path: $(ratio "${R[brink,many-epochs,$JOBS,path]}" "${R[baseline,many-epochs,$JOBS,path]}");"
-    echo "the baseline ran every checker through \`sh -c\` and checked epoch by epoch."
+    echo "the baseline: ${BASELINE_NOTE:-$BASELINE}."
   fi
 } > "$OUT"
 cat "$OUT"

@@ -158,6 +158,9 @@ impl TraceInfo {
     }
 }
 
+/// The longest write whose data linking reads back (a mark is a line of text).
+const LINK_DATA_MAX: u64 = 64 << 10;
+
 /// The calls each write carries, if the trace holds calls and its writes are attributed.
 pub fn links_of(
     reader: &TraceReader,
@@ -168,7 +171,8 @@ pub fn links_of(
     if !attribution.covered {
         return Ok(None);
     }
-    let calls = iter.collect::<Result<Vec<_>, _>>()?;
+    // Linking needs where calls wrote, and the marks' text, not what they wrote.
+    let calls = iter.data_up_to(LINK_DATA_MAX).collect::<Result<Vec<_>, _>>()?;
     let place = brink_calls::Place { cwd: meta.cwd.as_bytes(), mark_file: meta.mark_file.as_bytes() };
     let mark_events: Vec<u64> = marks.iter().map(|m| m.index).collect();
     Ok(Some(brink_attrib::link(attribution, &calls, place, &mark_events)))

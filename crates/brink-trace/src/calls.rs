@@ -76,6 +76,8 @@ pub struct CallIter<'a> {
     frames: Frames,
     reader: &'a TraceReader,
     done: bool,
+    /// Writes of more bytes than this are yielded without their data.
+    data_max: u64,
 }
 
 impl TraceReader {
@@ -87,7 +89,18 @@ impl TraceReader {
         crate::reader::check_header(&path, &mut file, CALLS_MAGIC)?;
         crate::reader::check_len(&path, &file, meta.log_bytes)?;
         let frames = Frames::open(&path, meta.count, meta.log_bytes, CALL_BYTES_MAX, "call")?;
-        Ok(Some(CallIter { frames, reader: self, done: false }))
+        Ok(Some(CallIter { frames, reader: self, done: false, data_max: WRITE_BYTES_MAX }))
+    }
+}
+
+impl CallIter<'_> {
+    /// Leave out the data of writes longer than `max` bytes (their `len` still says how
+    /// many bytes they wrote): for readers that need where calls wrote, and the text of
+    /// short writes such as marks, but not every byte a workload wrote (a trace holding
+    /// gigabytes of written data would be read into memory whole).
+    pub fn data_up_to(mut self, max: u64) -> Self {
+        self.data_max = max;
+        self
     }
 }
 
@@ -125,7 +138,7 @@ impl CallIter<'_> {
             let what = format!("call {} has {} data chunks for {data_len} bytes", self.frames.index, data.len());
             return Err(self.frames.corrupt(what));
         }
-        if data_len > 0 {
+        if data_len > 0 && data_len <= self.data_max {
             let w = Write { offset: 0, len: data_len, flags: WriteFlags::default(), chunks: data };
             let mut buf = Vec::new();
             self.reader.read_payload(&w, &mut buf)?;
