@@ -58,8 +58,9 @@ type Key = (ImageHash, u64);
 
 /// A batch is checked once it holds this many representatives per job (module docs)...
 const BATCH_STATES_PER_JOB: usize = 8;
-/// ...or this many writes, which every state of its last epoch is served with.
-const BATCH_WRITES_MAX: usize = 4096;
+/// ...or this many writes, which every state of its last epoch is served with (its
+/// pieces: 4,096 cost 2.4 ms a state on a sampled trace of 7,827 writes, 512 1.4 ms).
+const BATCH_WRITES_MAX: usize = 512;
 
 /// A checked key: the state that represents it and its checks.
 struct Seen {
