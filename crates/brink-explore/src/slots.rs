@@ -197,9 +197,19 @@ impl Slots {
     }
 
     /// The durable image changed at `ranges`: every slot's cached pages there are stale.
+    /// A slot left unused (a spare) keeps at most a few ranges: past
+    /// `INVAL_RANGES_MAX` merged ranges, its whole file is stale.
     pub fn durable_changed(&self, ranges: &[(u64, u64)]) {
         for stale in &self.stale {
-            stale.lock().expect("stale lock").extend_from_slice(ranges);
+            let mut stale = stale.lock().expect("stale lock");
+            if stale.first() == Some(&(0, self.size)) {
+                continue; // the whole file is stale already
+            }
+            stale.extend_from_slice(ranges);
+            if stale.len() > 4 * INVAL_RANGES_MAX {
+                let merged = page_ranges(stale.drain(..));
+                *stale = if merged.len() > INVAL_RANGES_MAX { vec![(0, self.size)] } else { merged };
+            }
         }
     }
 
@@ -577,6 +587,24 @@ mod tests {
             [12192,12202) W
             [12202,13312) ."#]]
         .assert_eq(&image(&slots));
+    }
+
+    /// A slot that is never set (a spare) does not pile up the durable image's changes:
+    /// past a few ranges they merge, and past `INVAL_RANGES_MAX` the whole file is stale.
+    #[test]
+    fn stale_ranges_stay_bounded_and_a_set_takes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (slots, _) = rig(tmp.path());
+        let stale = |slots: &Slots| slots.stale[0].lock().unwrap().clone();
+        slots.durable_changed(&[(0, 10), (8192, 8200)]);
+        assert_eq!(stale(&slots), [(0, 10), (8192, 8200)]);
+        for i in 0..1000u64 {
+            slots.durable_changed(&[(i * 2 * PAGE, i * 2 * PAGE + 1)]);
+            assert!(stale(&slots).len() <= 4 * INVAL_RANGES_MAX + 1);
+        }
+        assert_eq!(stale(&slots), [(0, SIZE)]);
+        slots.set(0, vec![], None).unwrap();
+        assert!(stale(&slots).is_empty());
     }
 
     #[test]
