@@ -87,29 +87,40 @@ impl FsKind {
     /// Whether the file system on `dev` is alive: sysfs first (`alive_on`), else an
     /// exclusive open of the device, which a mounted device refuses with EBUSY.
     pub fn alive(self, dev: &Path) -> bool {
-        self.alive_on(dev).unwrap_or_else(|| {
-            let open = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_EXCL).open(dev);
-            open.is_err_and(|e| e.raw_os_error() == Some(nix::libc::EBUSY))
-        })
+        self.alive_on(dev).unwrap_or_else(|| claimed(dev))
     }
 
-    /// Wait up to `max` for the file system on `dev` to be gone after its unmount;
-    /// false if it is still alive then. An unmount frees the file system only with the
-    /// last reference to it: a task reading the mount table holds one for a moment, and
-    /// a mount namespace created while it was mounted (`unshare --mount`, a service's
-    /// private /tmp, a browser's sandbox) holds a copy of the mount until that namespace
-    /// ends. Until then the file system has not written its last blocks.
+    /// Wait up to `max` for the file system on `dev` to be gone after its unmount, its
+    /// last blocks written; false if it is still there then. An unmount frees the file
+    /// system only with the last reference to it: a task reading the mount table holds
+    /// one for a moment, and a mount namespace created while it was mounted (`unshare
+    /// --mount`, a service's private /tmp, a browser's sandbox) holds a copy of the mount
+    /// until that namespace ends. The file system leaves sysfs before it writes its last
+    /// blocks (the journal's last commit, the superblock) and claims the device until
+    /// they are written, so both are waited for: sysfs first, then an exclusive open.
     pub fn wait_released(self, dev: &Path, max: Duration) -> bool {
-        let started = Instant::now();
-        loop {
-            if !self.alive(dev) {
-                return true;
-            }
-            if started.elapsed() >= max {
-                return false;
-            }
-            std::thread::sleep(RELEASE_POLL);
+        wait_until(max, || !self.alive(dev) && !claimed(dev))
+    }
+}
+
+/// Whether `dev` is claimed: an exclusive open fails with EBUSY while a file system
+/// (or any exclusive holder) has it.
+fn claimed(dev: &Path) -> bool {
+    let open = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_EXCL).open(dev);
+    open.is_err_and(|e| e.raw_os_error() == Some(nix::libc::EBUSY))
+}
+
+/// Poll `done` until it holds (true) or `max` has passed (false).
+fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return true;
         }
+        if started.elapsed() >= max {
+            return false;
+        }
+        std::thread::sleep(RELEASE_POLL);
     }
 }
 

@@ -326,11 +326,12 @@ impl Worker {
     /// `checks` if the file system is gone from the loop device after its unmount. A
     /// process in another mount namespace can keep it alive with nothing mounted here;
     /// the next mount of the device would then be that file system again, not the next
-    /// state. Sysfs says whether it is alive (`FsKind::alive_on`); where it cannot, an
-    /// exclusive open does (a mounted device refuses it). The sysfs probe comes first
-    /// because the open claims the device: a checker another worker forks at that
-    /// moment inherits the descriptor until it execs, and a mount of this device in the
-    /// meantime fails with EBUSY (the mount retries: `Worker::mount`).
+    /// state, and its last writes would land in the next state's overlay. Sysfs says
+    /// whether it is alive (`FsKind::alive_on`), and an exclusive open whether it has let
+    /// go of the device, its last blocks written (`FsKind::wait_released`). The sysfs
+    /// probe comes first because the open claims the device: a checker another worker
+    /// forks at that moment inherits the descriptor until it execs, and a mount of this
+    /// device in the meantime fails with EBUSY (the mount retries: `Worker::mount`).
     ///
     /// The release can also lag the unmount for a moment: when another task holds a
     /// passing reference to the mount (one reading the mount table), that task drops the
