@@ -485,13 +485,16 @@ impl Pass<'_> {
             return;
         }
         let mut owned = Vec::new();
-        let (img, bs) = (self.img, self.geo.bs);
-        let (trees, journal) = (&self.tree_blocks, &self.journal.blocks);
-        let read =
-            |b: u64| trees.get(&b).or_else(|| journal.get(&b)).cloned().unwrap_or_else(|| read_block(img, bs, b));
-        extents(inode, &mut owned, &read, self.geo.blocks);
+        extents(inode, &mut owned, &|b| self.latest(b), self.geo.blocks);
         let file = if le16(inode, 0) & 0xF000 == 0x4000 { Own::Dir } else { Own::Data };
         self.own(at, (ino, file), owned);
+    }
+
+    /// Block `b` as the trace has left it so far, for walking extent trees: a written
+    /// tree node, a journaled inode-table block, else the base image.
+    fn latest(&self, b: u64) -> Vec<u8> {
+        let written = self.tree_blocks.get(&b).or_else(|| self.journal.blocks.get(&b));
+        written.cloned().unwrap_or_else(|| read_block(self.img, self.geo.bs, b))
     }
 
     /// Records that inode `ino` (a file of kind `file`) owns `owned` from time `at` on.
@@ -574,10 +577,8 @@ impl Pass<'_> {
         self.tree_blocks.insert(b, c.to_vec());
         let Some(&(ino, own)) = self.tree_of.get(&b) else { return };
         let mut owned = Vec::new();
-        let (img, bs, trees) = (self.img, self.geo.bs, &self.tree_blocks);
-        let read = |b: u64| trees.get(&b).cloned().unwrap_or_else(|| read_block(img, bs, b));
         let limit = usize::try_from(self.geo.blocks).unwrap_or(usize::MAX);
-        ExtentWalk { own, out: &mut owned, read: &read, limit }.node(c, 1);
+        ExtentWalk { own, out: &mut owned, read: &|b| self.latest(b), limit }.node(c, 1);
         self.own(at, (ino, own), owned);
     }
 

@@ -122,7 +122,6 @@ impl CallLinks {
                 .map_or_else(|| format!("call {seq}"), |c| format!("{} at {}", c.text(), c.site.show(Some(base))))
         };
         // A loop's calls say the same: one line each, with how many.
-        let mut text: Vec<String> = Vec::new();
         let mut runs: Vec<(String, usize)> = Vec::new();
         for line in w.calls.iter().map(|&s| name(s)) {
             match runs.last_mut() {
@@ -130,9 +129,8 @@ impl CallLinks {
                 _ => runs.push((line, 1)),
             }
         }
-        for (line, n) in runs {
-            text.push(if n == 1 { line } else { format!("{line} (×{n})") });
-        }
+        let mut text: Vec<String> =
+            runs.into_iter().map(|(line, n)| if n == 1 { line } else { format!("{line} (×{n})") }).collect();
         if let Some(d) = w.durable_by {
             text.push(format!("durable by {}", name(d)));
         }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsKind {
@@ -84,12 +84,6 @@ impl FsKind {
         })
     }
 
-    /// Whether the file system on `dev` is alive: sysfs first (`alive_on`), else an
-    /// exclusive open of the device, which a mounted device refuses with EBUSY.
-    pub fn alive(self, dev: &Path) -> bool {
-        self.alive_on(dev).unwrap_or_else(|| claimed(dev))
-    }
-
     /// Wait up to `max` for the file system on `dev` to be gone after its unmount, its
     /// last blocks written; false if it is still there then. An unmount frees the file
     /// system only with the last reference to it: a task reading the mount table holds
@@ -97,9 +91,10 @@ impl FsKind {
     /// --mount`, a service's private /tmp, a browser's sandbox) holds a copy of the mount
     /// until that namespace ends. The file system leaves sysfs before it writes its last
     /// blocks (the journal's last commit, the superblock) and claims the device until
-    /// they are written, so both are waited for: sysfs first, then an exclusive open.
+    /// they are written, so both are waited for: sysfs first (it claims nothing), then
+    /// an exclusive open.
     pub fn wait_released(self, dev: &Path, max: Duration) -> bool {
-        wait_until(max, || !self.alive(dev) && !claimed(dev))
+        crate::cgroup::wait_until(max, || self.alive_on(dev) != Some(true) && !claimed(dev))
     }
 }
 
@@ -109,23 +104,6 @@ fn claimed(dev: &Path) -> bool {
     let open = std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_EXCL).open(dev);
     open.is_err_and(|e| e.raw_os_error() == Some(nix::libc::EBUSY))
 }
-
-/// Poll `done` until it holds (true) or `max` has passed (false).
-fn wait_until(max: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    loop {
-        if done() {
-            return true;
-        }
-        if started.elapsed() >= max {
-            return false;
-        }
-        std::thread::sleep(RELEASE_POLL);
-    }
-}
-
-/// How often `wait_released` looks.
-const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 impl fmt::Display for FsKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
