@@ -1,0 +1,138 @@
+//! From the kernel half's records to whole calls: each thread's ENTER, the strings and
+//! structures that follow it, its RETURN and the DATA after that, matched by thread
+//! (a thread is in one call at a time, and its records reach the ring in the order it
+//! wrote them), then put in the order the calls completed.
+
+use std::collections::HashMap;
+
+use crate::events::{Event, Regs};
+
+/// One traced call, its records gathered.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawCall {
+    pub(crate) tid: u32,
+    pub(crate) pid: u32,
+    pub(crate) nr: u32,
+    pub(crate) time_ns: u64,
+    pub(crate) args: [u64; 6],
+    /// String arguments by index (`16 + i` for `argv[i]`); `None` where unreadable.
+    pub(crate) strings: Vec<(u32, Option<Vec<u8>>)>,
+    pub(crate) blobs: Vec<(u32, Vec<u8>)>,
+    /// `None`: the call never returned.
+    pub(crate) ret: Option<i64>,
+    /// The data the call wrote, and whether part of it could not be read.
+    pub(crate) data: Vec<u8>,
+    pub(crate) data_unreadable: bool,
+    pub(crate) regs: Regs,
+    pub(crate) stack: Vec<u8>,
+    /// Calls completed before this one began (its rank), by the ring's order.
+    pub(crate) rank: u64,
+    /// Where it sorts: `(seq, 0)` for a returned call; `(calls returned before its
+    /// entry, 1)` for one that never returned.
+    key: (u64, u8),
+}
+
+impl RawCall {
+    pub(crate) fn string(&self, arg: u32) -> Option<&[u8]> {
+        self.strings.iter().find(|(a, _)| *a == arg).and_then(|(_, b)| b.as_deref())
+    }
+
+    pub(crate) fn blob(&self, arg: u32) -> Option<&[u8]> {
+        self.blobs.iter().find(|(a, _)| *a == arg).map(|(_, b)| b.as_slice())
+    }
+}
+
+/// What assembling found amiss (each said in the recording's notes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gaps {
+    /// RETURN records with no ENTER before them (the ENTER was dropped).
+    pub(crate) returns_without_entry: u64,
+    /// DATA records whose call was not found.
+    pub(crate) orphan_data: u64,
+}
+
+/// The calls of `events`, in completion order (a call that never returned sorts after
+/// the calls that completed before it began).
+pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
+    let mut open: HashMap<u32, RawCall> = HashMap::new();
+    let mut done: Vec<RawCall> = Vec::new();
+    let mut by_seq: HashMap<u64, usize> = HashMap::new();
+    let (mut returned, mut gaps) = (0u64, Gaps::default());
+    for e in events {
+        match e {
+            Event::Enter { tid, tgid, nr, time_ns, args } => {
+                let call = RawCall { tid, pid: tgid, nr, time_ns, args, rank: returned, ..RawCall::default() };
+                if let Some(mut left) = open.insert(tid, call) {
+                    left.key = (left.rank, 1);
+                    done.push(left);
+                }
+            }
+            Event::Str { tid, arg, bytes } => open.entry(tid).or_default().strings.push((arg, bytes)),
+            Event::Blob { tid, arg, bytes } => open.entry(tid).or_default().blobs.push((arg, bytes)),
+            Event::Return { tid, tgid, nr, seq, ret, regs, stack } => {
+                returned += 1;
+                let mut call = match open.remove(&tid) {
+                    Some(c) if c.nr == nr => c,
+                    _ => {
+                        gaps.returns_without_entry += 1;
+                        RawCall { tid, nr, rank: returned - 1, ..RawCall::default() }
+                    }
+                };
+                (call.pid, call.ret, call.regs, call.stack, call.key) = (tgid, Some(ret), regs, stack, (seq, 0));
+                by_seq.insert(seq, done.len());
+                done.push(call);
+            }
+            Event::Data { seq, off, bytes, .. } => match by_seq.get(&seq).map(|&i| &mut done[i]) {
+                Some(call) => add_data(call, off, bytes),
+                None => gaps.orphan_data += 1,
+            },
+        }
+    }
+    for (_, mut left) in open {
+        left.key = (left.rank, 1);
+        done.push(left);
+    }
+    done.sort_by_key(|c| (c.key, c.tid));
+    (done, gaps)
+}
+
+/// Chunks arrive in order; a gap (a dropped or unreadable chunk) ends what is kept.
+fn add_data(call: &mut RawCall, off: u32, bytes: Option<Vec<u8>>) {
+    match bytes {
+        Some(b) if off as usize == call.data.len() && !call.data_unreadable => call.data.extend_from_slice(&b),
+        _ => call.data_unreadable = true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enter(tid: u32, nr: u32) -> Event {
+        Event::Enter { tid, tgid: tid, nr, time_ns: 0, args: [0; 6] }
+    }
+
+    fn ret(tid: u32, nr: u32, seq: u64) -> Event {
+        Event::Return { tid, tgid: tid, nr, seq, ret: 0, regs: Regs::default(), stack: Vec::new() }
+    }
+
+    #[test]
+    fn calls_are_matched_by_thread_and_ordered_by_completion() {
+        let events = vec![
+            enter(1, 82),
+            Event::Str { tid: 1, arg: 0, bytes: Some(b"a".to_vec()) },
+            enter(2, 1),
+            ret(2, 1, 0),
+            Event::Data { tid: 2, seq: 0, off: 0, len: 2, bytes: Some(b"hi".to_vec()) },
+            ret(1, 82, 1),
+            enter(3, 231),
+        ];
+        let (calls, gaps) = assemble(events);
+        assert_eq!(gaps, Gaps::default());
+        let order: Vec<(u32, u64)> = calls.iter().map(|c| (c.tid, c.rank)).collect();
+        assert_eq!(order, [(2, 0), (1, 0), (3, 2)]);
+        assert_eq!(calls[0].data, b"hi");
+        assert_eq!(calls[1].string(0), Some(b"a".as_slice()));
+        assert_eq!(calls[2].ret, None);
+    }
+}

@@ -1,0 +1,74 @@
+//! The events file, read back into brink-calls' [`Parsed`]: the calls as strace's
+//! parser would have given them, so everything downstream reads one form.
+
+use std::collections::HashMap;
+
+use brink_calls::{Call, CallKind, Parsed};
+
+use crate::assemble::{RawCall, assemble};
+use crate::events::Event;
+use crate::fds::Fds;
+use crate::kinds;
+use crate::syscalls;
+
+/// The calls of a trace, and what in it is incomplete (one sentence each).
+#[derive(Debug)]
+pub struct Decoded {
+    pub parsed: Parsed,
+    pub notes: Vec<String>,
+}
+
+/// The calls in `events`, of a workload started in directory `start`; `boot_offset_ns`
+/// turns the kernel's boot-time clock into Unix time.
+pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> Decoded {
+    let (raw, gaps) = assemble(events);
+    let mut fds = Fds::new(start, parents(&raw));
+    let mut calls = Vec::with_capacity(raw.len());
+    let mut started_before = Vec::new();
+    let mut unreadable = 0u64;
+    for (seq, c) in raw.iter().enumerate() {
+        let seq = seq as u64;
+        let name = syscalls::name(c.nr).map_or_else(|| format!("syscall_{}", c.nr), str::to_string);
+        let kind = kinds::kind(&mut fds, c, &name).unwrap_or_else(|| {
+            unreadable += 1;
+            CallKind::Other { raw_args: "(an argument could not be read from the program's memory)".into() }
+        });
+        kinds::update(&mut fds, c, &kind);
+        if c.rank < seq && c.ret.is_some() {
+            started_before.push((seq, c.rank));
+        }
+        let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
+        let result = kinds::result(c, &name);
+        calls.push(Call { seq, tid: c.tid, time_us, name, kind, result, stack: Vec::new(), stack_truncated: false });
+    }
+    let mut notes = Vec::new();
+    if gaps.returns_without_entry > 0 {
+        notes.push(format!(
+            "{} calls were seen returning but not starting: their arguments are not known",
+            gaps.returns_without_entry
+        ));
+    }
+    if unreadable > 0 {
+        notes.push(format!(
+            "{unreadable} calls had a path or structure the kernel could not read from the program's memory"
+        ));
+    }
+    Decoded { parsed: Parsed { calls, ends: Vec::new(), started_before, last_line_cut: false }, notes }
+}
+
+/// Each process made by a `fork` (or a `clone` without `CLONE_THREAD`), and its parent.
+fn parents(raw: &[RawCall]) -> HashMap<u32, u32> {
+    let spawned = |c: &RawCall| match c.nr {
+        57 | 58 => true,
+        56 => c.args[0] & 0x10000 == 0,
+        435 => c
+            .blob(0)
+            .and_then(|b| b.get(..8))
+            .is_some_and(|f| u64::from_ne_bytes(f.try_into().unwrap_or_default()) & 0x10000 == 0),
+        _ => false,
+    };
+    raw.iter()
+        .filter(|c| spawned(c))
+        .filter_map(|c| Some((u32::try_from(c.ret?).ok().filter(|&p| p > 0)?, c.pid)))
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! The kernel half's records, read back from the events file: the layouts of
+//! `calls.bpf.c`'s `*_rec` structures (native byte order, the file never leaves the
+//! machine that wrote it), each record framed in the file by its length.
+
+use std::io::Write;
+
+/// Bytes of the top of the user stack copied per call (`STACK_BYTES`).
+pub const STACK_BYTES: usize = 8192;
+/// Bytes of written data copied per call (`CHUNKS_MAX * CHUNK`): a longer write is
+/// recorded truncated, as strace's `-s` does.
+pub const DATA_BYTES_MAX: usize = 1 << 20;
+/// Longest string read (`STR_BYTES`, the kernel's `PATH_MAX`, its NUL included).
+pub const STRING_BYTES_MAX: usize = 4096;
+/// Most `argv` entries read for an `execve`.
+pub const ARGV_MAX: usize = 64;
+/// Bit set in a string's or a chunk's length (or argument index) when the kernel could
+/// not read the user memory.
+const UNREADABLE: u32 = 0x8000_0000;
+
+/// One record of the kernel half.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A traced call began: its raw arguments.
+    Enter { tid: u32, tgid: u32, nr: u32, time_ns: u64, args: [u64; 6] },
+    /// A string argument (index `arg`; `16 + i` for `argv[i]`) read at entry; `None`
+    /// when the memory could not be read.
+    Str { tid: u32, arg: u32, bytes: Option<Vec<u8>> },
+    /// A structure argument read at entry.
+    Blob { tid: u32, arg: u32, bytes: Vec<u8> },
+    /// The call returned: `seq` is the order of completion across the whole trace.
+    Return { tid: u32, tgid: u32, nr: u32, seq: u64, ret: i64, regs: Regs, stack: Vec<u8> },
+    /// Bytes the call `seq` wrote, at offset `off` of its data; `None` when unreadable.
+    Data { tid: u32, seq: u64, off: u32, len: u32, bytes: Option<Vec<u8>> },
+}
+
+/// The user registers an unwinder starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Regs {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// `len` bytes of `b` from `at`, or `None` when the record is too short for them.
+fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+    b.get(at..at.checked_add(len)?).map(<[u8]>::to_vec)
+}
+
+impl Event {
+    /// A record as the kernel half wrote it; `None` for one this version does not know.
+    pub fn parse(b: &[u8]) -> Option<Event> {
+        let tid = u32_at(b, 4)?;
+        match u32_at(b, 0)? {
+            1 => {
+                let mut args = [0; 6];
+                for (i, a) in args.iter_mut().enumerate() {
+                    *a = u64_at(b, 24 + 8 * i)?;
+                }
+                Some(Event::Enter { tid, tgid: u32_at(b, 8)?, nr: u32_at(b, 12)?, time_ns: u64_at(b, 16)?, args })
+            }
+            2 => {
+                let (arg, len) = (u32_at(b, 8)?, u32_at(b, 12)? as usize);
+                let unreadable = arg & UNREADABLE != 0;
+                // The kernel counts the NUL.
+                let bytes = (!unreadable).then(|| bytes_at(b, 16, len.saturating_sub(1))).flatten();
+                Some(Event::Str { tid, arg: arg & !UNREADABLE, bytes })
+            }
+            3 => Some(Event::Blob { tid, arg: u32_at(b, 8)?, bytes: bytes_at(b, 16, u32_at(b, 12)? as usize)? }),
+            4 => {
+                let regs = Regs { ip: u64_at(b, 32)?, sp: u64_at(b, 40)?, bp: u64_at(b, 48)? };
+                let stack = bytes_at(b, 64, (u32_at(b, 56)? as usize).min(STACK_BYTES))?;
+                let ret = i64::from_ne_bytes(b.get(24..32)?.try_into().ok()?);
+                Some(Event::Return {
+                    tid,
+                    tgid: u32_at(b, 8)?,
+                    nr: u32_at(b, 12)?,
+                    seq: u64_at(b, 16)?,
+                    ret,
+                    regs,
+                    stack,
+                })
+            }
+            5 => {
+                let (off, raw) = (u32_at(b, 16)?, u32_at(b, 20)?);
+                let len = raw & !UNREADABLE;
+                let bytes = (raw & UNREADABLE == 0).then(|| bytes_at(b, 24, len as usize)).flatten();
+                Some(Event::Data { tid, seq: u64_at(b, 8)?, off, len, bytes })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Append one record to an events file.
+pub(crate) fn write_framed(w: &mut impl Write, record: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(record.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_ne_bytes())?;
+    w.write_all(record)
+}
+
+/// The records of an events file, in the order the kernel committed them; a record cut
+/// by the end of the file (the tracer killed while writing) ends the list, and is
+/// counted in the second value.
+pub fn read_framed(bytes: &[u8]) -> (Vec<Event>, usize) {
+    let (mut out, mut at, mut bad) = (Vec::new(), 0, 0);
+    while let Some(len) = u32_at(bytes, at) {
+        let Some(rec) = bytes.get(at + 4..at + 4 + len as usize) else {
+            bad += 1;
+            break;
+        };
+        match Event::parse(rec) {
+            Some(e) => out.push(e),
+            None => bad += 1,
+        }
+        at += 4 + len as usize;
+    }
+    (out, bad)
+}

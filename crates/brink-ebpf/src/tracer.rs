@@ -1,0 +1,167 @@
+//! Loading the kernel half, attaching it to one cgroup, and draining its ring buffer
+//! into the events file on a thread of its own until the workload has ended.
+
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+
+use crate::events::write_framed;
+use crate::syscalls::SYSCALLS;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/calls.skel.rs"));
+}
+
+/// How long the drain thread waits for records before it looks at its stop flag.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("brink's system-call tracer (eBPF) could not start: {0}")]
+    Load(String),
+    #[error("the system-call tracer's events file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the system-call tracer's thread ended abnormally")]
+    Thread,
+}
+
+/// What to record.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Copy the top of each call's user stack (for source lines).
+    pub stacks: bool,
+}
+
+/// What the tracer saw, for the recording's metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub bytes: u64,
+    /// Records the kernel half dropped because the ring buffer was full.
+    pub dropped: u64,
+    /// User memory reads that failed (strings, data or stacks not resident).
+    pub unreadable: u64,
+}
+
+/// A running tracer; [`Tracer::finish`] stops it.
+pub struct Tracer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Stats, EbpfError>>,
+}
+
+impl Tracer {
+    /// Trace the processes of the cgroup (v2) at `cgroup` into the events file `out`;
+    /// returns once the tracer is attached, so that a process started after it is
+    /// traced from its first call.
+    pub fn start(cgroup: &Path, out: &Path, opts: Options) -> Result<Tracer, EbpfError> {
+        let cgroup_id = std::fs::metadata(cgroup)
+            .map_err(|e| EbpfError::Load(format!("cannot read the cgroup {}: {e}", cgroup.display())))?
+            .ino();
+        let file = std::fs::File::create(out).map_err(|e| EbpfError::Io { path: out.to_path_buf(), source: e })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = sync_channel(1);
+        let (flag, path) = (stop.clone(), out.to_path_buf());
+        let thread = std::thread::Builder::new()
+            .name("brink-ebpf".into())
+            .spawn(move || run(cgroup_id, opts, BufWriter::with_capacity(1 << 20, file), &path, &flag, ready_tx))
+            .map_err(|e| EbpfError::Load(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Tracer { stop, thread }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(EbpfError::Load(e))
+            }
+            Err(_) => Err(thread.join().map_err(|_| EbpfError::Thread)?.err().unwrap_or(EbpfError::Thread)),
+        }
+    }
+
+    /// Drain what is left, detach, and close the events file.
+    pub fn finish(self) -> Result<Stats, EbpfError> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().map_err(|_| EbpfError::Thread)?
+    }
+}
+
+/// The drain thread: load, attach, say ready, copy records until stopped.
+fn run(
+    cgroup_id: u64,
+    opts: Options,
+    mut out: BufWriter<std::fs::File>,
+    path: &Path,
+    stop: &AtomicBool,
+    ready: std::sync::mpsc::SyncSender<Result<(), String>>,
+) -> Result<Stats, EbpfError> {
+    let mut storage = std::mem::MaybeUninit::uninit();
+    let skel = match load(&mut storage, cgroup_id, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(Stats::default());
+        }
+    };
+    let mut stats = Stats::default();
+    let mut io_error = None;
+    {
+        let mut builder = RingBufferBuilder::new();
+        let (st, err, w) = (&mut stats, &mut io_error, &mut out);
+        let added = builder.add(&skel.maps.events, move |rec: &[u8]| {
+            st.records += 1;
+            st.bytes += rec.len() as u64;
+            if err.is_none() {
+                *err = write_framed(w, rec).err();
+            }
+            0
+        });
+        let ring = match added.map(|_| ()).and_then(|()| builder.build()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return Ok(Stats::default());
+            }
+        };
+        let _ = ready.send(Ok(()));
+        while !stop.load(Ordering::Acquire) {
+            let _ = ring.poll(POLL_INTERVAL);
+        }
+        let _ = ring.consume();
+    }
+    let counts = |k: u32| {
+        skel.maps
+            .counts
+            .lookup(&k.to_ne_bytes(), MapFlags::ANY)
+            .ok()
+            .flatten()
+            .map_or(0, |v| u64::from_ne_bytes(v.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()))
+    };
+    stats.dropped = counts(0);
+    stats.unreadable = counts(1);
+    let flushed = io_error.map_or_else(|| out.flush(), Err);
+    flushed.map_err(|e| EbpfError::Io { path: path.to_path_buf(), source: e })?;
+    Ok(stats)
+}
+
+/// Open, configure and load the kernel half, fill its table of calls, and attach it.
+fn load(
+    storage: &mut std::mem::MaybeUninit<libbpf_rs::OpenObject>,
+    cgroup_id: u64,
+    opts: Options,
+) -> Result<skel::CallsSkel<'_>, String> {
+    let mut open = skel::CallsSkelBuilder::default().open(storage).map_err(|e| e.to_string())?;
+    let rodata = open.maps.rodata_data.as_deref_mut().ok_or("the program has no read-only data")?;
+    rodata.target_cgroup = cgroup_id;
+    rodata.want_stacks = u8::from(opts.stacks);
+    let mut skel = open.load().map_err(|e| format!("the kernel refused the program: {e}"))?;
+    for (nr, _, spec) in SYSCALLS {
+        skel.maps.specs.update(&nr.to_ne_bytes(), &spec.bytes(), MapFlags::ANY).map_err(|e| e.to_string())?;
+    }
+    skel.attach().map_err(|e| format!("attaching to the system-call tracepoints: {e}"))?;
+    Ok(skel)
+}

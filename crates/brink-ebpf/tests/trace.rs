@@ -1,0 +1,96 @@
+//! The kernel half on a real process: what it records of a small shell workload.
+
+use std::path::Path;
+use std::process::Command;
+
+use brink_blockdev::cgroup::{Cgroup, cgroup2_mount};
+use brink_ebpf::events::{Event, read_framed};
+use brink_ebpf::{Options, Tracer};
+use brink_testkit::{Need, can_run};
+
+/// Run `script` with `sh -c` in a fresh cgroup under the tracer; its events.
+fn trace(name: &str, dir: &Path, script: &str, stacks: bool) -> Vec<Event> {
+    let cg = Cgroup::create(
+        &cgroup2_mount().expect("cgroup v2").join(format!("brink-ebpf-test-{name}-{}", std::process::id())),
+    )
+    .expect("cgroup");
+    let out = dir.join("events");
+    let tracer = Tracer::start(cg.path(), &out, Options { stacks }).expect("tracer");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).current_dir(dir);
+    cg.join_on_exec(&mut cmd).expect("join");
+    let status = cmd.status().expect("sh");
+    let stats = tracer.finish().expect("finish");
+    cg.remove_tree();
+    assert!(status.success());
+    assert_eq!((stats.dropped, stats.records > 0), (0, true), "{stats:?}");
+    let (events, bad) = read_framed(&std::fs::read(&out).unwrap());
+    assert_eq!(bad, 0);
+    events
+}
+
+#[test]
+fn a_write_its_path_and_its_data_are_recorded_in_order() {
+    if !can_run("a_write_its_path_and_its_data_are_recorded_in_order", &[Need::Root]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let events = trace("write", dir.path(), "printf hello > f && mv f g", true);
+    let strs: Vec<&[u8]> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Str { bytes: Some(b), .. } => Some(b.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert!(strs.contains(&b"f".as_slice()) && strs.contains(&b"g".as_slice()), "{strs:?}");
+    let data: Vec<&[u8]> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Data { bytes: Some(b), .. } => Some(b.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert!(data.contains(&b"hello".as_slice()), "{data:?}");
+    let stacks = events.iter().filter(|e| matches!(e, Event::Return { stack, .. } if !stack.is_empty())).count();
+    assert!(stacks > 0);
+}
+
+/// The calls inside `dir` as `brink show --syscalls` lists them.
+fn listed(calls: &[brink_calls::Call], dir: &Path) -> Vec<String> {
+    let place = brink_calls::Place { cwd: dir.as_os_str().as_encoded_bytes(), mark_file: b"/nonexistent" };
+    brink_calls::listing(calls, place).0.into_iter().map(|s| format!("{} {} = {}", s.name, s.text, s.result)).collect()
+}
+
+/// `script` under strace, as `brink record` ran it before this crate.
+fn strace_calls(dir: &Path, script: &str) -> Vec<brink_calls::Call> {
+    let out = dir.join("strace.out");
+    let opts = brink_calls::TraceOptions { stacks: false, ..Default::default() };
+    let argv = ["sh", "-c", script].map(std::ffi::OsString::from);
+    let mut cmd = brink_calls::strace_command(&argv, &out, &opts).unwrap();
+    assert!(cmd.current_dir(dir).status().unwrap().success());
+    let mut calls = brink_calls::parse_file(&out).unwrap().calls;
+    // The kernel half traces only the fcntl commands that change descriptors or flags.
+    calls.retain(|c| match &c.kind {
+        brink_calls::CallKind::Fcntl { cmd, .. } => cmd == "F_SETFL" || cmd == "F_SETFD",
+        _ => true,
+    });
+    calls
+}
+
+#[test]
+fn the_calls_decode_as_strace_would_give_them() {
+    if !can_run("the_calls_decode_as_strace_would_give_them", &[Need::Root, Need::Program("strace")]) {
+        return;
+    }
+    let script = "mkdir d && cd d && printf hello > f && mv f g && ln g h && rm h && sync -f g && \
+                  python3 -c 'import os; fd = os.open(\"log\", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644); \
+                  os.write(fd, b\"x\" * 10000); os.writev(fd, [b\"ab\", b\"cd\"]); os.fsync(fd); os.rename(\"log\", \"log2\"); os.fdatasync(fd)'";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let strace = listed(&strace_calls(a.path(), script), a.path());
+    let events = trace("decode", b.path(), script, false);
+    let decoded = brink_ebpf::decode(events, b.path().as_os_str().as_encoded_bytes(), None);
+    assert!(decoded.notes.is_empty(), "{:?}", decoded.notes);
+    let ebpf = listed(&decoded.parsed.calls, b.path());
+    assert_eq!(ebpf, strace);
+}
