@@ -122,7 +122,9 @@ pub fn sweep_dead(root: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+        // `PREFIX<pid>` or `PREFIX<pid>.<n>`.
+        let pid = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.split('.').next());
+        let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
         let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);

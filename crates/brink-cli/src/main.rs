@@ -165,14 +165,18 @@ struct RecordArgs {
     /// kernel does with the error.
     #[arg(long = "inject")]
     inject: Vec<String>,
-    /// Do not record the workload's system calls (recorded by default, under strace, for
-    /// `show --syscalls`, `lint` and reports in the program's terms).
+    /// Do not record the workload's system calls (recorded by default, for `show
+    /// --syscalls`, `lint` and reports in the program's terms).
     #[arg(long)]
     no_syscalls: bool,
-    /// Record the system calls without their stacks: no source lines, but much less
-    /// overhead for workloads making many calls (a stack costs about a millisecond).
+    /// Record the system calls without their stacks: no source lines.
     #[arg(long, conflicts_with = "no_syscalls")]
     no_stacks: bool,
+    /// What records the system calls: brink's own tracer in the kernel (eBPF, x86_64,
+    /// about a microsecond a call), or strace (a ptrace stop per call; with stacks,
+    /// about a millisecond a call).
+    #[arg(long, value_enum, default_value_t = TracerArg::Kernel, conflicts_with = "no_syscalls")]
+    tracer: TracerArg,
     /// Output trace directory (must not exist).
     #[arg(short, long)]
     output: PathBuf,
@@ -302,7 +306,18 @@ fn record_config(args: RecordArgs, interrupt: Interrupt) -> Result<RecordConfig>
             (false, true) => brink_record::Syscalls::Calls,
             (false, false) => brink_record::Syscalls::CallsAndStacks,
         },
+        tracer: match args.tracer {
+            TracerArg::Kernel => brink_record::CallTracer::Kernel,
+            TracerArg::Strace => brink_record::CallTracer::Strace,
+        },
     })
+}
+
+/// `--tracer`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TracerArg {
+    Kernel,
+    Strace,
 }
 
 /// The recorder names settings in words; `brink record` users set them with flags.

@@ -25,6 +25,8 @@ pub(crate) struct RawCall {
     pub(crate) data_unreadable: bool,
     pub(crate) regs: Regs,
     pub(crate) stack: Vec<u8>,
+    /// The completion number the kernel gave it (0 for a call that never returned).
+    pub(crate) seq: u64,
     /// Calls completed before this one began (its rank), by the ring's order.
     pub(crate) rank: u64,
     /// Where it sorts: `(seq, 0)` for a returned call; `(calls returned before its
@@ -69,7 +71,7 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
             }
             Event::Str { tid, arg, bytes } => open.entry(tid).or_default().strings.push((arg, bytes)),
             Event::Blob { tid, arg, bytes } => open.entry(tid).or_default().blobs.push((arg, bytes)),
-            Event::Return { tid, tgid, nr, seq, ret, regs, stack } => {
+            Event::Return { tid, tgid, nr, seq, ret, regs, stack, .. } => {
                 returned += 1;
                 let mut call = match open.remove(&tid) {
                     Some(c) if c.nr == nr => c,
@@ -78,7 +80,8 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
                         RawCall { tid, nr, rank: returned - 1, ..RawCall::default() }
                     }
                 };
-                (call.pid, call.ret, call.regs, call.stack, call.key) = (tgid, Some(ret), regs, stack, (seq, 0));
+                (call.pid, call.ret, call.regs, call.stack, call.key, call.seq) =
+                    (tgid, Some(ret), regs, stack, (seq, 0), seq);
                 by_seq.insert(seq, done.len());
                 done.push(call);
             }
@@ -86,6 +89,7 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
                 Some(call) => add_data(call, off, bytes),
                 None => gaps.orphan_data += 1,
             },
+            Event::Maps { .. } => {}
         }
     }
     for (_, mut left) in open {
@@ -113,7 +117,7 @@ mod tests {
     }
 
     fn ret(tid: u32, nr: u32, seq: u64) -> Event {
-        Event::Return { tid, tgid: tid, nr, seq, ret: 0, regs: Regs::default(), stack: Vec::new() }
+        Event::Return { tid, tgid: tid, nr, seq, ret: 0, regs: Regs::default(), stack: Vec::new(), remap: false }
     }
 
     #[test]

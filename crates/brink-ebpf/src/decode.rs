@@ -9,6 +9,7 @@ use crate::assemble::{RawCall, assemble};
 use crate::events::Event;
 use crate::fds::Fds;
 use crate::kinds;
+use crate::stacks::Stacks;
 use crate::syscalls;
 
 /// The calls of a trace, and what in it is incomplete (one sentence each).
@@ -21,7 +22,9 @@ pub struct Decoded {
 /// The calls in `events`, of a workload started in directory `start`; `boot_offset_ns`
 /// turns the kernel's boot-time clock into Unix time.
 pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> Decoded {
+    let mut stacks = Stacks::new(maps_of(&events));
     let (raw, gaps) = assemble(events);
+    let mut unmapped = 0u64;
     let mut fds = Fds::new(start, parents(&raw));
     let mut calls = Vec::with_capacity(raw.len());
     let mut started_before = Vec::new();
@@ -39,7 +42,14 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
         }
         let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
         let result = kinds::result(c, &name);
-        calls.push(Call { seq, tid: c.tid, time_us, name, kind, result, stack: Vec::new(), stack_truncated: false });
+        let (stack, stack_truncated) = match c.stack.is_empty() {
+            true => (Vec::new(), false),
+            false => stacks.unwind(c.pid, c.seq, c.regs, &c.stack).unwrap_or_else(|| {
+                unmapped += 1;
+                (Vec::new(), false)
+            }),
+        };
+        calls.push(Call { seq, tid: c.tid, time_us, name, kind, result, stack, stack_truncated });
     }
     let mut notes = Vec::new();
     if gaps.returns_without_entry > 0 {
@@ -48,12 +58,26 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
             gaps.returns_without_entry
         ));
     }
+    if unmapped > 0 {
+        notes.push(format!("{unmapped} calls have no stack: their process ended before its memory map was read"));
+    }
     if unreadable > 0 {
         notes.push(format!(
             "{unreadable} calls had a path or structure the kernel could not read from the program's memory"
         ));
     }
     Decoded { parsed: Parsed { calls, ends: Vec::new(), started_before, last_line_cut: false }, notes }
+}
+
+/// Each process's memory maps as the tracer read them, in the order read.
+fn maps_of(events: &[Event]) -> HashMap<u32, Vec<(u64, Vec<u8>)>> {
+    let mut maps: HashMap<u32, Vec<(u64, Vec<u8>)>> = HashMap::new();
+    for e in events {
+        if let Event::Maps { pid, seq, text } = e {
+            maps.entry(*pid).or_default().push((*seq, text.clone()));
+        }
+    }
+    maps
 }
 
 /// Each process made by a `fork` (or a `clone` without `CLONE_THREAD`), and its parent.

@@ -27,10 +27,27 @@ pub enum Event {
     Str { tid: u32, arg: u32, bytes: Option<Vec<u8>> },
     /// A structure argument read at entry.
     Blob { tid: u32, arg: u32, bytes: Vec<u8> },
-    /// The call returned: `seq` is the order of completion across the whole trace.
-    Return { tid: u32, tgid: u32, nr: u32, seq: u64, ret: i64, regs: Regs, stack: Vec<u8> },
+    /// The call returned: `seq` is the order of completion across the whole trace;
+    /// `remap`, it may have changed the process's executable mappings.
+    Return { tid: u32, tgid: u32, nr: u32, seq: u64, ret: i64, regs: Regs, stack: Vec<u8>, remap: bool },
     /// Bytes the call `seq` wrote, at offset `off` of its data; `None` when unreadable.
     Data { tid: u32, seq: u64, off: u32, len: u32, bytes: Option<Vec<u8>> },
+    /// Process `pid`'s memory map (`/proc/PID/maps`, file-backed lines only) as user
+    /// space read it after call `seq` returned; written by the tracer, not the kernel.
+    Maps { pid: u32, seq: u64, text: Vec<u8> },
+}
+
+/// The record kind of [`Event::Maps`].
+const KIND_MAPS: u32 = 6;
+
+/// The bytes of a [`Event::Maps`] record.
+pub(crate) fn maps_record(pid: u32, seq: u64, text: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(16 + text.len());
+    r.extend_from_slice(&KIND_MAPS.to_ne_bytes());
+    r.extend_from_slice(&pid.to_ne_bytes());
+    r.extend_from_slice(&seq.to_ne_bytes());
+    r.extend_from_slice(text);
+    r
 }
 
 /// The user registers an unwinder starts from.
@@ -86,6 +103,7 @@ impl Event {
                     ret,
                     regs,
                     stack,
+                    remap: u32_at(b, 60)? != 0,
                 })
             }
             5 => {
@@ -94,9 +112,20 @@ impl Event {
                 let bytes = (raw & UNREADABLE == 0).then(|| bytes_at(b, 24, len as usize)).flatten();
                 Some(Event::Data { tid, seq: u64_at(b, 8)?, off, len, bytes })
             }
+            KIND_MAPS => Some(Event::Maps { pid: tid, seq: u64_at(b, 8)?, text: b.get(16..)?.to_vec() }),
             _ => None,
         }
     }
+}
+
+/// What the tracer must do after a record: read process `pid`'s memory map, as of call
+/// `seq`, when it is new or its call may have changed its executable mappings.
+pub(crate) fn wants_maps(rec: &[u8], known: &mut std::collections::HashSet<u32>) -> Option<(u32, u64)> {
+    if u32_at(rec, 0)? != 4 {
+        return None;
+    }
+    let (pid, seq, remap) = (u32_at(rec, 8)?, u64_at(rec, 16)?, u32_at(rec, 60)? != 0);
+    (known.insert(pid) || remap).then_some((pid, seq))
 }
 
 /// Append one record to an events file.

@@ -34,6 +34,7 @@ mod decode;
 pub mod events;
 mod fds;
 mod kinds;
+mod stacks;
 mod syscalls;
 mod tracer;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 
-use crate::events::write_framed;
+use crate::events::{maps_record, wants_maps, write_framed};
 use crate::syscalls::SYSCALLS;
 
 mod skel {
@@ -49,6 +49,27 @@ pub struct Stats {
     pub dropped: u64,
     /// User memory reads that failed (strings, data or stacks not resident).
     pub unreadable: u64,
+    /// Memory maps not read because the process had already ended: its calls' stacks
+    /// cannot be unwound.
+    pub maps_missed: u64,
+    /// Unix time minus the kernel's boot-time clock (which timestamps the calls), in
+    /// nanoseconds, when the tracer started.
+    pub boot_offset_ns: i64,
+}
+
+/// Unix time minus boot time, now.
+fn boot_offset_ns() -> i64 {
+    use nix::time::{ClockId, clock_gettime};
+    let ns = |c| clock_gettime(c).map_or(0, |t| t.tv_sec() * 1_000_000_000 + t.tv_nsec());
+    ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_BOOTTIME)
+}
+
+/// The file-backed lines of `/proc/PID/maps` (what unwinding needs), if the process is
+/// still there.
+fn read_maps(pid: u32) -> Option<Vec<u8>> {
+    let text = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+    let kept: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| l.windows(2).any(|w| w == b" /")).collect();
+    Some(kept.join(&b'\n'))
 }
 
 /// A running tracer; [`Tracer::finish`] stops it.
@@ -112,11 +133,18 @@ fn run(
     {
         let mut builder = RingBufferBuilder::new();
         let (st, err, w) = (&mut stats, &mut io_error, &mut out);
+        let mut known = std::collections::HashSet::new();
         let added = builder.add(&skel.maps.events, move |rec: &[u8]| {
             st.records += 1;
             st.bytes += rec.len() as u64;
             if err.is_none() {
                 *err = write_framed(w, rec).err();
+            }
+            if let (None, Some((pid, seq))) = (&err, wants_maps(rec, &mut known)) {
+                match read_maps(pid) {
+                    Some(text) => *err = write_framed(w, &maps_record(pid, seq, &text)).err(),
+                    None => st.maps_missed += 1,
+                }
             }
             0
         });
@@ -141,6 +169,7 @@ fn run(
             .flatten()
             .map_or(0, |v| u64::from_ne_bytes(v.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()))
     };
+    stats.boot_offset_ns = boot_offset_ns();
     stats.dropped = counts(0);
     stats.unreadable = counts(1);
     let flushed = io_error.map_or_else(|| out.flush(), Err);

@@ -1,11 +1,14 @@
-//! The workload's system calls, recorded in the same run as its block I/O: the workload
-//! runs under strace (`brink_calls`), and once it has ended, strace's output is parsed,
-//! each call's stack symbolized against the binaries that ran (they are all still here),
-//! and the calls stored in the trace (`calls.log`). A mark is a write to `$BRINK_MARK`,
-//! so marks are ordered exactly among the calls, as they are among the block events.
+//! The workload's system calls, recorded in the same run as its block I/O, by one of two
+//! tracers ([`CallTracer`]): brink's own in the kernel (`brink_ebpf`, the default: no
+//! stop of the workload per call), or strace (`brink_calls`). Once the workload has
+//! ended, the calls are read back, each call's stack symbolized against the binaries that
+//! ran (they are all still here), and the calls stored in the trace (`calls.log`). A mark
+//! is a write to `$BRINK_MARK`, so marks are ordered exactly among the calls, as they are
+//! among the block events.
 //!
-//! Strace runs inside the workload's cgroup, so everything that stops the workload stops
-//! it too; its exit status is the workload's.
+//! The kernel tracer follows the workload's cgroup from before its first process starts
+//! until the last one is stopped. Strace runs inside the workload's cgroup, so everything
+//! that stops the workload stops it too; its exit status is the workload's.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,21 @@ pub(crate) const STRACE_OUT: &str = "calls.strace";
 
 /// The tracer as preflight found it (`strace 6.1`).
 static TRACER: OnceLock<String> = OnceLock::new();
+
+/// The kernel tracer's events file, in the recorder's work directory.
+pub(crate) const EVENTS_OUT: &str = "calls.events";
+
+/// Which tracer records the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallTracer {
+    /// brink's own, in the kernel (eBPF, x86_64): about a microsecond a call.
+    #[default]
+    Kernel,
+    /// strace: a ptrace stop per call (about 27 µs here) and, for stacks, an unwind
+    /// through ptrace (about a millisecond); for machines where the kernel tracer cannot
+    /// run.
+    Strace,
+}
 
 /// What to record of the workload's system calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,9 +62,16 @@ fn options(mode: Syscalls) -> TraceOptions {
     TraceOptions { stacks: mode == Syscalls::CallsAndStacks, ..TraceOptions::default() }
 }
 
-/// Strace is here, recent enough, can unwind stacks (if asked), and may trace (ptrace is
-/// allowed).
-pub(crate) fn preflight(mode: Syscalls) -> Result<(), RecordError> {
+/// The tracer can run here: the kernel tracer on x86_64 (whether the kernel accepts it
+/// is known when it starts); strace present, recent enough, able to unwind stacks (if
+/// asked), and allowed to trace.
+pub(crate) fn preflight(mode: Syscalls, tracer: CallTracer) -> Result<(), RecordError> {
+    if tracer == CallTracer::Kernel {
+        if !cfg!(target_arch = "x86_64") {
+            return Err(RecordError::Tracer("brink's kernel tracer knows x86_64's system calls only".into()));
+        }
+        return Ok(());
+    }
     let info = brink_calls::check_strace(&options(mode))?;
     let _ = TRACER.set(format!("strace {}.{}", info.version.0, info.version.1));
     Ok(())
@@ -111,6 +136,44 @@ pub(crate) struct Site {
     pub(crate) cwd: PathBuf,
 }
 
+/// Start the kernel tracer on the workload's cgroup, writing to `out`.
+pub(crate) fn start_kernel(
+    cgroup: Option<&Path>,
+    out: &Path,
+    mode: Syscalls,
+) -> Result<brink_ebpf::Tracer, RecordError> {
+    let cgroup = cgroup.ok_or_else(|| {
+        RecordError::Tracer("brink's kernel tracer follows the workload's cgroup, and cgroup v2 is unavailable".into())
+    })?;
+    let opts = brink_ebpf::Options { stacks: mode == Syscalls::CallsAndStacks };
+    brink_ebpf::Tracer::start(cgroup, out, opts).map_err(|e| RecordError::Tracer(e.to_string()))
+}
+
+/// Read the kernel tracer's events at `events`, decode and symbolize the calls, and write
+/// them into the trace; the `calls` part of `meta.json` to go with them.
+pub(crate) fn store_kernel(
+    events: &Path,
+    stats: brink_ebpf::Stats,
+    site: &Site,
+    writer: &mut TraceWriter,
+) -> Result<CallsMeta, RecordError> {
+    let bytes = std::fs::read(events).map_err(|e| RecordError::io(format!("reading {}", events.display()), e))?;
+    let (records, unknown) = brink_ebpf::events::read_framed(&bytes);
+    drop(bytes);
+    let cwd = site.cwd.as_os_str().as_encoded_bytes();
+    let decoded = brink_ebpf::decode(records, cwd, Some(stats.boot_offset_ns));
+    let mut notes = decoded.notes;
+    if stats.dropped > 0 {
+        notes.push(format!("the kernel tracer's buffer overflowed: {} records were dropped", stats.dropped));
+    }
+    if unknown > 0 {
+        notes.push(format!("{unknown} records of the kernel tracer could not be read"));
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let tracer = format!("brink-ebpf (Linux {})", release.trim());
+    finish(decoded.parsed, notes, tracer, site, writer)
+}
+
 /// Parse strace's output at `strace_out`, symbolize the calls' stacks, and write them
 /// into the trace; the `calls` part of `meta.json` to go with them, and how the workload's
 /// first process (`tracee`) ended, if strace saw it end.
@@ -122,6 +185,25 @@ pub(crate) fn store(
 ) -> Result<(CallsMeta, Option<ExitInfo>), RecordError> {
     let parsed = brink_calls::parse_file(strace_out)?;
     let exit = parsed.ends.iter().find(|e| Some(e.tid) == tracee).and_then(|e| exit_info(&e.how));
+    let mut notes = Vec::new();
+    if parsed.last_line_cut {
+        notes.push(
+            "strace was stopped while writing its last line (the workload's processes were killed at the end of the recording): that call is not recorded".into(),
+        );
+    }
+    let tracer = TRACER.get().cloned().unwrap_or_else(|| "strace".into());
+    Ok((finish(parsed, notes, tracer, site, writer)?, exit))
+}
+
+/// Symbolize the calls' stacks, name the scripts' lines, collect what cannot be traced
+/// (with `notes`, what the tracer missed), and write the calls into the trace.
+fn finish(
+    parsed: brink_calls::Parsed,
+    notes: Vec<String>,
+    tracer: String,
+    site: &Site,
+    writer: &mut TraceWriter,
+) -> Result<CallsMeta, RecordError> {
     let mut calls = parsed.calls;
     let mut symbolizer = Symbolizer::new();
     let mut untraceable: Vec<String> = Vec::new();
@@ -134,22 +216,18 @@ pub(crate) fn store(
             }
         }
     }
-    if parsed.last_line_cut {
-        untraceable.push(
-            "strace was stopped while writing its last line (the workload's processes were killed at the end of the recording): that call is not recorded".into(),
-        );
-    }
+    untraceable.extend(notes);
     brink_calls::attribute_scripts(&mut calls, site.mark_file.as_os_str().as_encoded_bytes());
     writer.calls(calls)?;
     let meta = CallsMeta {
-        tracer: TRACER.get().cloned().unwrap_or_else(|| "strace".into()),
+        tracer,
         mark_file: site.mark_file.to_string_lossy().into_owned(),
         cwd: site.cwd.to_string_lossy().into_owned(),
         untraceable,
         started_before: parsed.started_before,
         ..CallsMeta::default()
     };
-    Ok((meta, exit))
+    Ok(meta)
 }
 
 /// `err`, with strace's output at `strace_out` kept beside the trace `output` when it

@@ -28,7 +28,8 @@ use nix::unistd::Pid;
 
 use crate::RecordError;
 
-/// The prefix of the recorder's cgroups; the process id follows.
+/// The prefix of the recorder's cgroups; the process id follows, then `.N` (the N-th
+/// recording of that process: recordings in one process, as in tests, run side by side).
 const CGROUP_PREFIX: &str = "brink-record-";
 
 /// Where the recorder's children run: a cgroup, or process groups as a fallback.
@@ -43,8 +44,8 @@ pub(crate) struct Workgroup {
 
 impl Workgroup {
     /// A cgroup of this process where possible; `pgid_file` is written in fallback mode.
-    pub(crate) fn new(pgid_file: PathBuf) -> Workgroup {
-        match create_cgroup() {
+    pub(crate) fn new(pgid_file: PathBuf, planned: Option<&Path>) -> Workgroup {
+        match create_cgroup(planned) {
             Ok(cg) => Workgroup { cgroup: Some(cg), note: None, pgid_file },
             Err(why) => Workgroup {
                 cgroup: None,
@@ -55,6 +56,11 @@ impl Workgroup {
                 pgid_file,
             },
         }
+    }
+
+    /// The cgroup v2 the children run in, if there is one.
+    pub(crate) fn cgroup_path(&self) -> Option<&Path> {
+        self.cgroup.as_ref().map(Cgroup::path)
     }
 
     /// Why cgroup v2 is not used, as one line to print once; None when it is used.
@@ -126,13 +132,16 @@ enum Unavailable {
 /// The cgroup this process's children run in, if cgroup v2 is mounted: known before it
 /// exists, so that the watchdog, started first, is told it.
 pub(crate) fn planned_cgroup() -> Option<PathBuf> {
-    Some(cgroup2_mount().ok()?.join(format!("{CGROUP_PREFIX}{}", std::process::id())))
+    static RECORDINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RECORDINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(cgroup2_mount().ok()?.join(format!("{CGROUP_PREFIX}{}.{n}", std::process::id())))
 }
 
-fn create_cgroup() -> Result<Cgroup, Unavailable> {
+fn create_cgroup(planned: Option<&Path>) -> Result<Cgroup, Unavailable> {
     let root = cgroup2_mount()?;
     brink_blockdev::cgroup::sweep_dead(&root, CGROUP_PREFIX);
-    let cg = Cgroup::create(&root.join(format!("{CGROUP_PREFIX}{}", std::process::id())))?;
+    let Some(planned) = planned else { return Err(CgroupError::NotMounted.into()) };
+    let cg = Cgroup::create(planned)?;
     // The root cgroup has no cgroup.kill, so a child (ours) tells.
     if !cg.path().join("cgroup.kill").exists() {
         let _ = cg.remove();

@@ -18,7 +18,7 @@ mod inject;
 mod logger;
 mod recorder;
 
-pub use calls::Syscalls;
+pub use calls::{CallTracer, Syscalls};
 pub use child::Interrupt;
 pub use inject::{FileTargetError, Injection, InjectionSpecError, MetadataError, Target};
 pub use recorder::{Progress, RecordConfig, RecordOutcome, record};
@@ -72,6 +72,11 @@ pub enum RecordError {
         /// Where strace's output was kept for a bug report, in words (`""` if not kept).
         kept: String,
     },
+    /// The kernel tracer of the system calls did not start or could not be read back.
+    #[error(
+        "recording the workload's system calls: {0} (record them with strace instead, or turn the system-call recording off)"
+    )]
+    Tracer(String),
 }
 
 /// A recording setting that an error asks the user to change. Messages name it in words
@@ -120,7 +125,7 @@ impl RecordError {
             RecordError::Injection { source: inject::FileTargetError::NoDataBlocks { .. }, .. } => {
                 Some(Setting::SetupCommand)
             }
-            RecordError::Calls { .. } => Some(Setting::Syscalls),
+            RecordError::Calls { .. } | RecordError::Tracer(_) => Some(Setting::Syscalls),
             _ => None,
         }
     }

@@ -53,8 +53,10 @@ pub struct RecordConfig {
     pub inject: Vec<crate::Injection>,
     /// Targets whose matches are only counted (`RecordOutcome::watched`).
     pub watch: Vec<crate::Injection>,
-    /// Record the workload's system calls too (`calls.rs`), under strace, and their stacks.
+    /// Record the workload's system calls too (`calls.rs`), and their stacks.
     pub syscalls: crate::Syscalls,
+    /// Which tracer records them.
+    pub tracer: crate::CallTracer,
 }
 
 #[derive(Debug)]
@@ -192,7 +194,7 @@ fn preflight(cfg: &RecordConfig) -> Result<(PathBuf, PathBuf), RecordError> {
         ))
     })?;
     if cfg.syscalls != crate::Syscalls::Off {
-        crate::calls::preflight(cfg.syscalls)?;
+        crate::calls::preflight(cfg.syscalls, cfg.tracer)?;
     }
     Ok((mkfs, workload))
 }
@@ -371,6 +373,8 @@ struct WorkloadRun {
     err_path: PathBuf,
     /// The workload's first process, when it ran under strace.
     tracee: Option<u32>,
+    /// What the kernel tracer saw, when it recorded the calls.
+    kernel_calls: Option<brink_ebpf::Stats>,
 }
 
 /// Mount, arm the injections, run the workload, unmount (the unmount is logged too).
@@ -395,16 +399,32 @@ fn run_workload(
         .env("BRINK_FS", fstype)
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
+    let kernel = kernel_tracer(cfg, group, paths)?;
     let started = Instant::now();
     let ended = || tracee.as_ref().is_some_and(crate::calls::Tracee::ended);
     let status = child::run_until(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt, group, &ended)?;
     let wall_ms = started.elapsed().as_millis() as u64;
+    // Every process of the workload is stopped: the tracer has seen its last call.
+    let kernel_calls = kernel.map(|k| k.finish().map_err(|e| RecordError::Tracer(e.to_string()))).transpose()?;
     let watched = log.lock().expect("log lock").faults.watched();
     progress.set("unmounting");
     m.unmount()?;
     released(cfg, dev, progress)?;
     let tracee = tracee.and_then(|t| t.pid());
-    Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path, tracee })
+    Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path, tracee, kernel_calls })
+}
+
+/// The kernel tracer, started on the workload's cgroup, when it records the calls.
+fn kernel_tracer(
+    cfg: &RecordConfig,
+    group: &Workgroup,
+    paths: &WorkPaths,
+) -> Result<Option<brink_ebpf::Tracer>, RecordError> {
+    if cfg.syscalls == crate::Syscalls::Off || cfg.tracer != crate::CallTracer::Kernel {
+        return Ok(None);
+    }
+    let out = paths.root.join(crate::calls::EVENTS_OUT);
+    crate::calls::start_kernel(group.cgroup_path(), &out, cfg.syscalls).map(Some)
 }
 
 /// How long the recorded file system may outlive its unmount before the recording fails.
@@ -439,7 +459,7 @@ fn workload_command(
     workload: &Path,
     paths: &WorkPaths,
 ) -> Result<(Command, Option<crate::calls::Tracee>), RecordError> {
-    if cfg.syscalls == crate::Syscalls::Off {
+    if cfg.syscalls == crate::Syscalls::Off || cfg.tracer == crate::CallTracer::Kernel {
         let mut cmd = Command::new(workload);
         cmd.args(&cfg.argv[1..]);
         return Ok((cmd, None));
@@ -487,10 +507,10 @@ fn output_parent(output: &Path) -> &Path {
 /// the children's cgroup (or process group: whichever exists), so that none pins the
 /// file system, unmounts everything in the work area and removes it and the unfinished
 /// trace. Started before the cgroup and the trace directory exist.
-fn watchdog(paths: &WorkPaths, unfinished: Option<&Path>) -> Option<Watchdog> {
+fn watchdog(paths: &WorkPaths, unfinished: Option<&Path>, cgroup: Option<PathBuf>) -> Option<Watchdog> {
     watchdog::start(&watchdog::Cleanup {
         work: paths.root.clone(),
-        cgroup: crate::contain::planned_cgroup(),
+        cgroup,
         pgid_file: Some(paths.root.join(PGID_FILE)),
         remove: unfinished.map(Path::to_path_buf).into_iter().collect(),
     })
@@ -505,6 +525,36 @@ fn unfinished_trace_dir(output: &Path) -> Option<PathBuf> {
     Some(parent.join(format!(".{name}.tmp-{}", std::process::id())))
 }
 
+/// Read the workload's system calls back from their tracer and store them in the trace.
+fn store_calls(
+    cfg: &RecordConfig,
+    run: &WorkloadRun,
+    paths: &WorkPaths,
+    writer: &mut TraceWriter,
+    meta: &mut TraceMeta,
+    progress: &Progress,
+) -> Result<(), RecordError> {
+    if cfg.syscalls == crate::Syscalls::Off {
+        return Ok(());
+    }
+    progress.set("reading the system calls");
+    let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
+    if let Some(stats) = run.kernel_calls {
+        let events = paths.root.join(crate::calls::EVENTS_OUT);
+        meta.calls = Some(crate::calls::store_kernel(&events, stats, &site, writer)?);
+        return Ok(());
+    }
+    let out = paths.root.join(crate::calls::STRACE_OUT);
+    let (calls, exit) = crate::calls::store(&out, &site, run.tracee, writer)
+        .map_err(|e| crate::calls::keep_unreadable(e, &out, &cfg.output))?;
+    meta.calls = Some(calls);
+    // The workload's own exit, not strace's (which may have been stopped).
+    if let (Some(exit), Some(w)) = (exit, meta.workload.as_mut()) {
+        w.exit = exit;
+    }
+    Ok(())
+}
+
 /// Record `cfg.argv` on a fresh file system. See the module docs for the sequence.
 pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, RecordError> {
     let (mkfs, workload) = preflight(cfg)?;
@@ -515,8 +565,9 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     crate::contain::remove_stale_trace_dirs(output_parent(&cfg.output));
     let (work, paths, backing) = work_area(cfg.size)?;
     let unfinished = unfinished_trace_dir(&cfg.output);
-    let _watchdog = watchdog(&paths, unfinished.as_deref());
-    let group = Workgroup::new(paths.root.join(PGID_FILE));
+    let cgroup = crate::contain::planned_cgroup();
+    let _watchdog = watchdog(&paths, unfinished.as_deref(), cgroup.clone());
+    let group = Workgroup::new(paths.root.join(PGID_FILE), cgroup.as_deref());
     progress.containment_note.lock().expect("note lock").clone_from(&group.note().map(str::to_string));
     let writer = TraceWriter::create(&cfg.output)?;
     assert_eq!(
@@ -564,18 +615,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
 
     let mut writer = writer;
     let mut meta = trace_meta(cfg, &run, final_digest);
-    if cfg.syscalls != crate::Syscalls::Off {
-        progress.set("reading the system calls");
-        let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
-        let out = paths.root.join(crate::calls::STRACE_OUT);
-        let (calls, exit) = crate::calls::store(&out, &site, run.tracee, &mut writer)
-            .map_err(|e| crate::calls::keep_unreadable(e, &out, &cfg.output))?;
-        meta.calls = Some(calls);
-        // The workload's own exit, not strace's (which may have been stopped).
-        if let (Some(exit), Some(w)) = (exit, meta.workload.as_mut()) {
-            w.exit = exit;
-        }
-    }
+    store_calls(cfg, &run, &paths, &mut writer, &mut meta, progress)?;
     progress.set("finishing the trace");
     let stats = writer.stats();
     let exit = meta.workload.as_ref().map_or_else(|| child::exit_info(run.status), |w| w.exit);

@@ -79,8 +79,9 @@ impl Workload {
                 inject: mode.inject.clone(),
                 watch: Vec::new(),
                 // The suite's workloads are scripts running binaries without debug info: their
-                // lines are the scripts' (found without stacks), and stacks cost ~1 ms a call.
+                // lines are the scripts' (found without stacks).
                 syscalls: brink_record::Syscalls::Calls,
+                tracer: brink_record::CallTracer::default(),
             },
             explore: ExploreConfig {
                 trace: dir.join("trace"),

@@ -75,7 +75,8 @@ fn leftovers(s: &Scratch, outdir: &Path, marker: &str, pid: u32) -> Vec<String> 
         left.push(format!("unfinished traces {tmp:?}"));
     }
     if let Ok(root) = cgroup2_mount() {
-        let cg = root.join(format!("brink-record-{pid}"));
+        // `brink-record-<pid>.<n>`: the n-th recording of that process.
+        let cg = root.join(format!("brink-record-{pid}.0"));
         if cg.exists() {
             left.push(format!("cgroup {}", cg.display()));
         }

@@ -222,7 +222,9 @@ static __u32 copy_stack(__u8 *dst, __u64 sp)
     return 0;
 }
 
-static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 nr, __u64 s, long ret)
+/* `pad` of a CALL record: 1 when the call may have changed the process's executable
+ * mappings (an exec, an executable mmap), so user space reads its memory map again. */
+static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 nr, __u64 s, long ret, __u32 remap)
 {
     struct user_regs regs;
     if (bpf_probe_read_kernel(&regs, sizeof(regs), uregs)) { regs.ip = regs.sp = regs.bp = 0; }
@@ -230,14 +232,14 @@ static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 
         struct call_rec_nostack *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
         if (!r) { count(0); return; }
         r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
-        r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->stack_len = 0; r->pad = 0;
+        r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->stack_len = 0; r->pad = remap;
         bpf_ringbuf_submit(r, 0);
         return;
     }
     struct call_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { count(0); return; }
     r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
-    r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->pad = 0;
+    r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->pad = remap;
     r->stack_len = regs.sp ? copy_stack(r->stack, regs.sp) : 0;
     bpf_ringbuf_submit(r, 0);
 }
@@ -266,8 +268,9 @@ int on_exit(struct bpf_raw_tracepoint_args *ctx)
         }
     }
     if (sp && !sp->argv_arg) emit_strings(tid, p, sp->str_args);
+    __u32 remap = nr == 59 || nr == 322 || (nr == 9 && (p->args[2] & 4 /* PROT_EXEC */));
     bpf_map_delete_elem(&pend, &tid);
-    emit_call((void *)ctx->args[0], tid, id >> 32, nr, s, ret);
+    emit_call((void *)ctx->args[0], tid, id >> 32, nr, s, ret, remap);
     if (c && c->left) bpf_loop(CHUNKS_MAX + IOV_MAX_READ, data_chunk, NULL, 0);
     return 0;
 }

@@ -24,6 +24,7 @@ fn config(output: &Path, setup: Option<&str>, script: &str) -> RecordConfig {
         inject: Vec::new(),
         watch: Vec::new(),
         syscalls: brink_record::Syscalls::CallsAndStacks,
+        tracer: brink_record::CallTracer::default(),
     }
 }
 
