@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: what recording costs. Runs the same workloads on a plain loop-mounted
 # image, under `brink record --no-syscalls` (block I/O only) and under `brink record`
-# (block I/O and the system calls, under strace), side by side in one run (alternating,
-# REPS times each, median taken), and writes results/bench/record-overhead.md.
+# with the system calls (brink's kernel tracer, the default, and strace; each with and
+# without stacks), side by side in one run (alternating, REPS times each, median taken),
+# and writes results/bench/record-overhead.md.
 #
 #   bench/record-overhead.sh   (as root)   # REPS=3 SQLITE_TXNS=500 SEQ_MIB=256 APPENDS=1000
 #
@@ -91,24 +92,34 @@ brink_run() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A P_TOT P_WL N_TOT N_WL S_TOT S_WL B_TOT B_WL B_W B_S
-printf 'workload\trep\tplain_total_s\tplain_workload_s\tblock_total_s\tblock_workload_s\tnostacks_total_s\tnostacks_workload_s\tcalls_total_s\tcalls_workload_s\tbytes_written\tbytes_stored\n' > "$RAW.new"
+# The recordings compared: label and `brink record` flags.
+VARIANTS=(block kernel_nostacks kernel strace_nostacks strace)
+declare -A FLAGS=([block]=--no-syscalls [kernel_nostacks]=--no-stacks [kernel]= \
+  [strace_nostacks]="--tracer strace --no-stacks" [strace]="--tracer strace")
+declare -A TOT WL B_W B_S
+printf 'workload\trep\tvariant\ttotal_s\tworkload_s\tbytes_written\tbytes_stored\n' > "$RAW.new"
 for wl in sqlite seq appends; do
   for r in $(seq 1 "$REPS"); do
     read -r pt pw < <(plain "$wl")
-    read -r nt nw _ _ < <(brink_run "$wl" --no-syscalls)
-    read -r st sw _ _ < <(brink_run "$wl" --no-stacks)
-    read -r bt bw bwr bst < <(brink_run "$wl")
-    P_TOT[$wl]+="$pt "; P_WL[$wl]+="$pw "; N_TOT[$wl]+="$nt "; N_WL[$wl]+="$nw "; B_TOT[$wl]+="$bt "; B_WL[$wl]+="$bw "
-    S_TOT[$wl]+="$st "; S_WL[$wl]+="$sw "
-    B_W[$wl]=$bwr; B_S[$wl]=$bst
-    echo "$wl rep $r: plain ${pt}s/${pw}s | block only ${nt}s/${nw}s | calls, no stacks ${st}s/${sw}s | calls ${bt}s/${bw}s (total/workload)" >&2
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$r" "$pt" "$pw" "$nt" "$nw" "$st" "$sw" "$bt" "$bw" "$bwr" "$bst" >> "$RAW.new"
+    TOT[$wl,plain]+="$pt "; WL[$wl,plain]+="$pw "
+    printf '%s\t%s\tplain\t%s\t%s\t\t\n' "$wl" "$r" "$pt" "$pw" >> "$RAW.new"
+    line="$wl rep $r: plain ${pt}s/${pw}s"
+    for v in "${VARIANTS[@]}"; do
+      # shellcheck disable=SC2086 # FLAGS holds several words
+      read -r t w bwr bst < <(brink_run "$wl" ${FLAGS[$v]})
+      TOT[$wl,$v]+="$t "; WL[$wl,$v]+="$w "
+      [ "$v" = kernel ] && { B_W[$wl]=$bwr; B_S[$wl]=$bst; }
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$r" "$v" "$t" "$w" "$bwr" "$bst" >> "$RAW.new"
+      line+=" | $v ${t}s/${w}s"
+    done
+    echo "$line (total/workload)" >&2
   done
 done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+cell() { printf '%.3f (%.3f)' "$(med "${TOT[$1,$2]}")" "$(med "${WL[$1,$2]}")"; }
+over() { ratio "$(med "${TOT[$1,$2]}")" "$(med "${TOT[$1,block]}")"; }
 
 {
   echo "# Recording overhead: plain loop mount vs \`brink record\`, without and with system calls"
@@ -119,23 +130,29 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo
   echo "Total wall time of each recording, in seconds (the workload's own time in parentheses):"
   echo
-  echo "| workload | plain | block only | calls, no stacks | calls and stacks | no stacks / block only | stacks / block only | bytes written | bytes stored |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| workload | plain | block only | kernel tracer, no stacks | kernel tracer (default) | strace, no stacks | strace with stacks |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
   for wl in sqlite seq appends; do
-    pw=$(med "${P_WL[$wl]}"); nw=$(med "${N_WL[$wl]}"); sw=$(med "${S_WL[$wl]}"); bw=$(med "${B_WL[$wl]}")
-    pt=$(med "${P_TOT[$wl]}"); nt=$(med "${N_TOT[$wl]}"); st=$(med "${S_TOT[$wl]}"); bt=$(med "${B_TOT[$wl]}")
-    printf '| %s | %.3f (%.3f) | %.3f (%.3f) | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s |\n' "$wl" "$pt" "$pw" "$nt" "$nw" \
-      "$st" "$sw" "$bt" "$bw" "$(ratio "$st" "$nt")" "$(ratio "$bt" "$nt")" "${B_W[$wl]}" "${B_S[$wl]}"
+    echo "| $wl | $(cell "$wl" plain) | $(cell "$wl" block) | $(cell "$wl" kernel_nostacks) | $(cell "$wl" kernel) | $(cell "$wl" strace_nostacks) | $(cell "$wl" strace) |"
   done
   echo
-  echo "\"block only\" is \`brink record --no-syscalls\`; \"calls, no stacks\" is \`--no-stacks\` (strace"
-  echo "\`-f --seccomp-bpf\`: a ptrace stop per traced call); \"calls and stacks\" is the default (\`-k\` too:"
-  echo "each traced call's stack unwound through ptrace)."
-  echo "Targets (issue 14): with calls at most 1.5x block only on sqlite, 2x on appends, in total"
-  echo "wall time of the recording. The total includes parsing strace's output, symbolizing the"
-  echo "stacks and writing calls.log. \"bytes stored\" is the payload pack (each distinct 4 KiB"
-  echo "chunk once), with calls. The plain run's fsyncs go to the host disk; under brink a flush"
-  echo "is an event in the log and the trace is made durable once, at the end."
+  echo "The same, as a ratio to block only (issue 14's targets: with calls at most 1.5x on sqlite, 2x on appends):"
+  echo
+  echo "| workload | kernel tracer, no stacks | kernel tracer (default) | strace, no stacks | strace with stacks | bytes written | bytes stored |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for wl in sqlite seq appends; do
+    echo "| $wl | $(over "$wl" kernel_nostacks) | $(over "$wl" kernel) | $(over "$wl" strace_nostacks) | $(over "$wl" strace) | ${B_W[$wl]} | ${B_S[$wl]} |"
+  done
+  echo
+  echo "\"block only\" is \`brink record --no-syscalls\`. The kernel tracer (\`brink-ebpf\`, the default)"
+  echo "copies each traced call's arguments, written data, registers and the top 8 KiB of its stack"
+  echo "into a ring buffer without stopping the workload; stacks are unwound after the workload"
+  echo "ends. strace (\`--tracer strace\`, \`-f --seccomp-bpf\`) stops the workload at each traced"
+  echo "call, and with stacks (\`-k\`) unwinds each through ptrace. Totals include decoding the"
+  echo "calls, unwinding and symbolizing the stacks and writing calls.log. \"bytes stored\" is the"
+  echo "payload pack (each distinct 4 KiB chunk once) of the default recording. The plain run's"
+  echo "fsyncs go to the host disk; under brink a flush is an event in the log and the trace is"
+  echo "made durable once, at the end."
 } > "$OUT"
 mv "$RAW.new" "$RAW"
 cat "$OUT"

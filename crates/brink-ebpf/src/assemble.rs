@@ -27,8 +27,11 @@ pub(crate) struct RawCall {
     pub(crate) stack: Vec<u8>,
     /// The completion number the kernel gave it (0 for a call that never returned).
     pub(crate) seq: u64,
-    /// Calls completed before this one began (its rank), by the ring's order.
+    /// Calls completed before this one began, by the ring's order (which is the order
+    /// the kernel's records were reserved in, a total order).
     pub(crate) rank: u64,
+    /// Its place among the completions, by the ring's order; `None` if it never returned.
+    pub(crate) ordinal: Option<u64>,
     /// Where it sorts: `(seq, 0)` for a returned call; `(calls returned before its
     /// entry, 1)` for one that never returned.
     key: (u64, u8),
@@ -82,6 +85,7 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
                 };
                 (call.pid, call.ret, call.regs, call.stack, call.key, call.seq) =
                     (tgid, Some(ret), regs, stack, (seq, 0), seq);
+                call.ordinal = Some(returned - 1);
                 by_seq.insert(seq, done.len());
                 done.push(call);
             }
@@ -97,7 +101,69 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
         done.push(left);
     }
     done.sort_by_key(|c| (c.key, c.tid));
+    spawns_first(&mut done);
     (done, gaps)
+}
+
+/// The system call numbers that make a process or thread (`clone`, `fork`, `vfork`,
+/// `clone3`); the result is the new task's id.
+const SPAWNS: &[u32] = &[56, 57, 58, 435];
+
+/// A new task can run, and complete calls, before the call that made it returns in its
+/// parent. strace reports the parent's call first (it sees the task made before the task
+/// runs), and the calls' readers expect that: a task is known before its first call. So
+/// each spawning call moves to just before its task's first call, to a fixed point (a
+/// task's own spawn may move before its parent's).
+fn spawns_first(calls: &mut Vec<RawCall>) {
+    for _ in 0..8 {
+        let mut first: HashMap<u32, usize> = HashMap::new();
+        for (i, c) in calls.iter().enumerate() {
+            first.entry(c.tid).or_insert(i);
+        }
+        let mut moved = false;
+        let mut keys: Vec<(usize, u8)> = Vec::with_capacity(calls.len());
+        for (i, c) in calls.iter().enumerate() {
+            let child = c.ret.filter(|r| *r > 0 && SPAWNS.contains(&c.nr)).and_then(|r| u32::try_from(r).ok());
+            match child.and_then(|t| first.get(&t)).filter(|&&f| f < i) {
+                Some(&f) => {
+                    keys.push((f, 0));
+                    moved = true;
+                }
+                None => keys.push((i, 1)),
+            }
+        }
+        if !moved {
+            return;
+        }
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut taken: Vec<Option<RawCall>> = std::mem::take(calls).into_iter().map(Some).collect();
+        calls.extend(order.into_iter().map(|i| taken[i].take().expect("each index once")));
+    }
+}
+
+/// `(index, rank)` for each call that began before the calls `rank..index` (in `calls`'
+/// order) completed, as strace's parser reports overlapping calls.
+pub(crate) fn started_before(calls: &[RawCall]) -> Vec<(u64, u64)> {
+    // For each completion ordinal, the least index of a call completing at or after it.
+    let n = calls.iter().filter_map(|c| c.ordinal).max().map_or(0, |m| m as usize + 1);
+    let mut least = vec![usize::MAX; n + 1];
+    for (i, c) in calls.iter().enumerate() {
+        if let Some(o) = c.ordinal {
+            least[o as usize] = least[o as usize].min(i);
+        }
+    }
+    for o in (0..n).rev() {
+        least[o] = least[o].min(least[o + 1]);
+    }
+    let mut out = Vec::new();
+    for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.ordinal.is_some()) {
+        let j = least.get(c.rank as usize).copied().unwrap_or(usize::MAX);
+        if j < i {
+            out.push((i as u64, j as u64));
+        }
+    }
+    out
 }
 
 /// Chunks arrive in order; a gap (a dropped or unreadable chunk) ends what is kept.
@@ -138,5 +204,30 @@ mod tests {
         assert_eq!(calls[0].data, b"hi");
         assert_eq!(calls[1].string(0), Some(b"a".as_slice()));
         assert_eq!(calls[2].ret, None);
+    }
+
+    fn ret_of(tid: u32, nr: u32, seq: u64, ret: i64) -> Event {
+        Event::Return { tid, tgid: tid, nr, seq, ret, regs: Regs::default(), stack: Vec::new(), remap: false }
+    }
+
+    #[test]
+    fn a_child_running_before_its_fork_returns_comes_after_the_fork() {
+        // The shell (1) forks 2, which opens and writes before the fork returns in 1.
+        let events = vec![
+            enter(1, 57),
+            enter(2, 257),
+            ret_of(2, 257, 0, 3),
+            enter(2, 1),
+            ret_of(2, 1, 1, 5),
+            ret_of(1, 57, 2, 2),
+            enter(1, 1),
+            ret_of(1, 1, 3, 1),
+        ];
+        let (calls, _) = assemble(events);
+        let order: Vec<(u32, u32)> = calls.iter().map(|c| (c.tid, c.nr)).collect();
+        assert_eq!(order, [(1, 57), (2, 257), (2, 1), (1, 1)]);
+        // The child's calls ran while the fork was in progress: they began before it
+        // completed (it is now first); the parent's write overlapped nothing.
+        assert_eq!(started_before(&calls), [(1, 0), (2, 0)]);
     }
 }

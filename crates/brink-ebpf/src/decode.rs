@@ -27,7 +27,7 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
     let mut unmapped = 0u64;
     let mut fds = Fds::new(start, parents(&raw));
     let mut calls = Vec::with_capacity(raw.len());
-    let mut started_before = Vec::new();
+    let started_before = crate::assemble::started_before(&raw);
     let mut unreadable = 0u64;
     for (seq, c) in raw.iter().enumerate() {
         let seq = seq as u64;
@@ -37,9 +37,6 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
             CallKind::Other { raw_args: "(an argument could not be read from the program's memory)".into() }
         });
         kinds::update(&mut fds, c, &kind);
-        if c.rank < seq && c.ret.is_some() {
-            started_before.push((seq, c.rank));
-        }
         let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
         let result = kinds::result(c, &name);
         let (stack, stack_truncated) = match c.stack.is_empty() {

@@ -24,6 +24,12 @@ struct Proc {
     cwd: Vec<u8>,
 }
 
+/// The path given to a descriptor no traced call made (a pipe, a socket, one inherited
+/// from brink): strace's `-y` names those `pipe:[N]`, `socket:[N]`, never a file path,
+/// and readers take a named descriptor for what its name says. Without a name they would
+/// keep what the number meant before (a file the descriptor was `dup2`ed over).
+pub const UNTRACED_FD: &[u8] = b"anon_inode:[opened untraced]";
+
 /// The descriptor tables and directories of a trace's processes, by process id.
 #[derive(Debug)]
 pub(crate) struct Fds {
@@ -61,7 +67,8 @@ impl Fds {
         }
         match p.fds.get(&num) {
             Some(e) => Fd { num, path: Some(e.path.clone()), deleted: e.deleted },
-            None => Fd { num, path: None, deleted: false },
+            None if num < 0 => Fd { num, path: None, deleted: false },
+            None => Fd { num, path: Some(UNTRACED_FD.to_vec()), deleted: false },
         }
     }
 
@@ -71,7 +78,8 @@ impl Fds {
         if path.starts_with(b"/") {
             return Some(normalize(path));
         }
-        let base = self.fd(pid, dir).path?;
+        let p = self.proc(pid);
+        let base = if dir == AT_FDCWD { p.cwd.clone() } else { p.fds.get(&dir)?.path.clone() };
         let mut joined = base;
         joined.push(b'/');
         joined.extend_from_slice(path);
@@ -172,7 +180,8 @@ mod tests {
         // The child copies its parent's table when it first appears.
         fds.exec(20);
         assert_eq!(fds.fd(20, 3).path.unwrap(), b"/m/b");
-        assert_eq!(fds.fd(20, 4).path, None, "close-on-exec");
+        assert_eq!(fds.fd(20, 4).path.unwrap(), UNTRACED_FD, "close-on-exec");
+        assert_eq!(fds.absolute(20, 4, b"x"), None);
         fds.unlinked(b"/m/b");
         assert!(fds.fd(10, 3).deleted && fds.fd(20, 3).deleted);
         fds.duplicated(10, 3, 7, false);

@@ -240,7 +240,11 @@ fn open(fds: &mut Fds, c: &RawCall, name: &str) -> Option<CallKind> {
     };
     let creates = flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE;
     let mode = mode.filter(|_| creates).map(|m| m as u32);
-    let returned = c.ret.filter(|r| *r >= 0).map(|r| fds.fd(c.pid, r as i32));
+    // The new descriptor with the path it was opened by, as strace's `-y` prints it.
+    let at = dir.as_ref().map_or(AT_FDCWD, |d| d.num);
+    let tmpfile = flags & O_TMPFILE == O_TMPFILE;
+    let returned =
+        c.ret.filter(|r| *r >= 0).map(|r| Fd { num: r as i32, path: fds.absolute(c.pid, at, &path), deleted: tmpfile });
     Some(CallKind::Open { dir, path, access: access(flags), flags: open_flags(flags), mode, fd: returned })
 }
 
