@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 
-use brink_calls::{Call, CallKind, Parsed};
+use brink_calls::{Call, CallKind, Parsed, Untraceable, map_flag};
 
 use crate::assemble::{RawCall, assemble};
 use crate::events::Event;
 use crate::fds::Fds;
+use crate::images::Images;
 use crate::kinds;
 use crate::stacks::Stacks;
 use crate::syscalls;
@@ -23,6 +24,7 @@ pub struct Decoded {
 /// turns the kernel's boot-time clock into Unix time.
 pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> Decoded {
     let mut stacks = Stacks::new(maps_of(&events));
+    let mut images = Images::default();
     let (raw, gaps) = assemble(events);
     let mut unmapped = 0u64;
     let mut fds = Fds::new(start, parents(&raw));
@@ -37,11 +39,12 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
             CallKind::Other { raw_args: "(an argument could not be read from the program's memory)".into() }
         });
         kinds::update(&mut fds, c, &kind);
+        observe_images(&mut images, &mut fds, c, &kind);
         let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
         let result = kinds::result(c, &name);
         let (stack, stack_truncated) = match c.stack.is_empty() {
             true => (Vec::new(), false),
-            false => stacks.unwind(c.pid, c.seq, c.regs, &c.stack).unwrap_or_else(|| {
+            false => stacks.unwind((c.pid, c.seq), c.regs, &c.stack, images.of(c.pid)).unwrap_or_else(|| {
                 unmapped += 1;
                 (Vec::new(), false)
             }),
@@ -64,6 +67,28 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
         ));
     }
     Decoded { parsed: Parsed { calls, ends: Vec::new(), started_before, last_line_cut: false }, notes }
+}
+
+/// Follow each process's mapped objects through `c` (`images.rs`).
+fn observe_images(images: &mut Images, fds: &mut Fds, c: &RawCall, kind: &CallKind) {
+    let Some(ret) = c.ret.filter(|r| *r >= 0) else { return };
+    match kind {
+        CallKind::Spawn { thread: false } if ret > 0 => images.forked(c.pid, ret as u32),
+        CallKind::Exec { path, .. } if !c.stack.is_empty() => {
+            let dir = if c.nr == 322 { c.args[0] as u32 as i32 } else { brink_calls::AT_FDCWD };
+            if let Some(abs) = fds.absolute(c.pid, dir, path) {
+                images.exec(c.pid, brink_calls::bytes_path(&abs), &c.stack);
+            }
+        }
+        CallKind::Mmap(m) | CallKind::Untraceable { what: Untraceable::SharedWritableMapping(m) } => {
+            if let Some(path) = m.fd.as_ref().and_then(|f| f.path.as_deref()).filter(|p| p.starts_with(b"/")) {
+                let exec = m.flags.contains(map_flag::PROT_EXEC);
+                images.mapped(c.pid, ret as u64, m.len, m.offset, exec, brink_calls::bytes_path(path));
+            }
+        }
+        _ if c.nr == 11 => images.unmapped(c.pid, c.args[0], c.args[1]),
+        _ => {}
+    }
 }
 
 /// Each process's memory maps as the tracer read them, in the order read.

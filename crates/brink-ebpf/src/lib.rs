@@ -33,6 +33,7 @@ mod assemble;
 mod decode;
 pub mod events;
 mod fds;
+mod images;
 mod kinds;
 mod stacks;
 mod syscalls;

@@ -19,6 +19,7 @@ use framehop::{FrameAddress, Module, ModuleSectionInfo, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::events::Regs;
+use crate::images::Mapping;
 
 /// Section bytes shared between the unwinders of every process that maps the object.
 #[derive(Clone)]
@@ -71,15 +72,6 @@ impl ModuleSectionInfo<Bytes> for Elf {
     }
 }
 
-/// One file-backed line of `/proc/PID/maps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Mapping {
-    range: Range<u64>,
-    offset: u64,
-    exec: bool,
-    path: PathBuf,
-}
-
 fn parse_maps(text: &[u8]) -> Vec<Mapping> {
     let line = |l: &[u8]| -> Option<Mapping> {
         let l = std::str::from_utf8(l).ok()?;
@@ -106,7 +98,7 @@ pub(crate) struct Stacks {
     objects: HashMap<PathBuf, Option<Elf>>,
     /// Per process, its memory maps in the order read: `(from call seq, text)`.
     maps: HashMap<u32, Vec<(u64, Vec<u8>)>>,
-    spaces: HashMap<(u32, usize), Space>,
+    spaces: HashMap<(u32, u64), Space>,
     cache: CacheX86_64,
 }
 
@@ -116,25 +108,36 @@ impl Stacks {
     }
 
     /// The frames of call `seq` of process `pid`, innermost first, and whether the stack
-    /// went on past what was copied; `None` when the process's map was never read.
-    pub(crate) fn unwind(&mut self, pid: u32, seq: u64, regs: Regs, stack: &[u8]) -> Option<(Vec<Frame>, bool)> {
-        let snaps = self.maps.get(&pid)?;
-        let idx = snaps.iter().rposition(|(from, _)| *from <= seq).unwrap_or(0);
-        if !self.spaces.contains_key(&(pid, idx)) {
-            let space = self.space(&parse_maps(&self.maps[&pid][idx].1));
-            self.spaces.insert((pid, idx), space);
+    /// went on past what was copied; `None` when nothing says where its objects are
+    /// mapped. The memory map the tracer read is preferred; else `derived`, the map the
+    /// calls made (`images.rs`), with its version.
+    pub(crate) fn unwind(
+        &mut self,
+        (pid, seq): (u32, u64),
+        regs: Regs,
+        stack: &[u8],
+        derived: Option<(u64, &[Mapping])>,
+    ) -> Option<(Vec<Frame>, bool)> {
+        let key = match (self.maps.get(&pid), derived) {
+            (Some(snaps), _) => (pid, snaps.iter().rposition(|(from, _)| *from <= seq).unwrap_or(0) as u64),
+            (None, Some((version, _))) => (pid, u64::MAX - version),
+            (None, None) => return None,
+        };
+        if !self.spaces.contains_key(&key) {
+            let maps = match self.maps.get(&pid) {
+                Some(snaps) => parse_maps(&snaps[key.1 as usize].1),
+                None => derived.map(|(_, m)| m.to_vec()).unwrap_or_default(),
+            };
+            let space = self.space(&maps);
+            self.spaces.insert(key, space);
         }
-        let space = &self.spaces[&(pid, idx)];
+        let space = &self.spaces[&key];
         let mut read = |addr: u64| -> Result<u64, ()> {
             let at = usize::try_from(addr.checked_sub(regs.sp).ok_or(())?).map_err(|_| ())?;
             stack.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes"))).ok_or(())
         };
-        let mut it = space.unwinder.iter_frames(
-            regs.ip,
-            UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
-            &mut self.cache,
-            &mut read,
-        );
+        let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+        let mut it = space.unwinder.iter_frames(regs.ip, start, &mut self.cache, &mut read);
         let mut frames = Vec::new();
         loop {
             match it.next() {

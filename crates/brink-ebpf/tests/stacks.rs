@@ -1,7 +1,8 @@
 //! Stacks unwound from the kernel half's copy: a small C program built with `gcc -g -O2`
 //! (no frame pointers, as Debian builds its packages), as a PIE and a non-PIE
 //! executable, with a call made from a thread and one from a function three calls deep;
-//! the symbolized frames must name the source lines that made them.
+//! the symbolized frames must name the source lines that made them, whether the objects'
+//! places come from the memory map the tracer read or from the calls.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,8 +52,10 @@ fn line_of(marker: &str) -> u32 {
     u32::try_from(PROGRAM.lines().position(|l| l.contains(marker)).unwrap() + 1).unwrap()
 }
 
-/// Build the program (`pie` or not), run it under the tracer, decode and symbolize.
-fn traced(dir: &Path, pie: bool) -> Vec<Call> {
+/// Build the program (`pie` or not), run it under the tracer, decode and symbolize;
+/// `from_calls`: without the memory maps the tracer read, as for a process that ended
+/// before it could read them (the objects' places then come from the calls).
+fn traced(dir: &Path, pie: bool, from_calls: bool) -> Vec<Call> {
     std::fs::write(dir.join("prog.c"), PROGRAM).unwrap();
     let exe = dir.join("prog");
     let pie_flag = if pie { "-pie" } else { "-no-pie" };
@@ -70,7 +73,10 @@ fn traced(dir: &Path, pie: bool) -> Vec<Call> {
     tracer.finish().expect("finish");
     cg.remove_tree();
     assert!(status.success());
-    let (events, _) = read_framed(&std::fs::read(&out).unwrap());
+    let (mut events, _) = read_framed(&std::fs::read(&out).unwrap());
+    if from_calls {
+        events.retain(|e| !matches!(e, brink_ebpf::events::Event::Maps { .. }));
+    }
     let decoded = brink_ebpf::decode(events, dir.as_os_str().as_encoded_bytes(), None);
     assert!(decoded.notes.is_empty(), "{:?}", decoded.notes);
     let mut calls = decoded.parsed.calls;
@@ -90,14 +96,14 @@ fn stacks_name_the_source_lines_of_calls_in_pie_and_non_pie_programs() {
     if !can_run(test, &[Need::Root, Need::Program("gcc")]) {
         return;
     }
-    for pie in [true, false] {
+    for (pie, from_calls) in [(true, false), (false, false), (true, true), (false, true)] {
         let dir = tempfile::tempdir().unwrap();
-        let calls = traced(dir.path(), pie);
+        let calls = traced(dir.path(), pie, from_calls);
         let rename = line_of_call(&calls, |k| matches!(k, CallKind::Rename { .. }));
-        assert_eq!(rename, Some(line_of("RENAME")), "pie {pie}");
+        assert_eq!(rename, Some(line_of("RENAME")), "pie {pie}, maps from the calls {from_calls}");
         let thread_open =
             line_of_call(&calls, |k| matches!(k, CallKind::Open { path, .. } if path.as_slice() == b"thread.log"));
-        assert_eq!(thread_open, Some(line_of("WORKER OPEN")), "pie {pie}");
+        assert_eq!(thread_open, Some(line_of("WORKER OPEN")), "pie {pie}, maps from the calls {from_calls}");
         let renames = calls.iter().find(|c| matches!(c.kind, CallKind::Rename { .. })).unwrap();
         let depth = renames.stack.iter().filter(|f| f.function.as_deref() == Some("deep")).count();
         assert!(depth >= 1, "the recursion is unwound: {:?}", renames.stack);
