@@ -77,12 +77,12 @@ plain() {
   rm -f "$img"
 }
 
-# brink WORKLOAD [FLAGS] -> "total_s workload_s written stored"
+# brink WORKLOAD [FLAGS...] -> "total_s workload_s written stored"
 brink_run() {
   local trace=$WORK/trace-$1 t0 wall j
   rm -rf "$trace"
   t0=$(now)
-  TMPDIR=$WORK "$BRINK" record --fs ext4 --mount-opts data=ordered --size $SIZE ${2:-} -o "$trace" -- sh "$WORK/$1.sh" 2>/dev/null
+  TMPDIR=$WORK "$BRINK" record --fs ext4 --mount-opts data=ordered --size $SIZE "${@:2}" -o "$trace" -- sh "$WORK/$1.sh" 2>/dev/null
   local total; total=$(echo "$(now) - $t0" | bc)
   j=$("$BRINK" show --json "$trace")
   wall=$(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["workload_wall_ms"]/1000, d["bytes_written"], d["bytes_stored"])')

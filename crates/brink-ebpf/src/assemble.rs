@@ -25,6 +25,8 @@ pub(crate) struct RawCall {
     pub(crate) data_unreadable: bool,
     pub(crate) regs: Regs,
     pub(crate) stack: Vec<u8>,
+    /// The frames the tracer unwound while the process was alive, if it did.
+    pub(crate) frames: Option<(Vec<brink_calls::Frame>, bool)>,
     /// The completion number the kernel gave it (0 for a call that never returned).
     pub(crate) seq: u64,
     /// Calls completed before this one began, by the ring's order (which is the order
@@ -74,7 +76,7 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
             }
             Event::Str { tid, arg, bytes } => open.entry(tid).or_default().strings.push((arg, bytes)),
             Event::Blob { tid, arg, bytes } => open.entry(tid).or_default().blobs.push((arg, bytes)),
-            Event::Return { tid, tgid, nr, seq, ret, regs, stack, .. } => {
+            Event::Return { tid, tgid, nr, seq, ret, regs, stack, frames, .. } => {
                 returned += 1;
                 let mut call = match open.remove(&tid) {
                     Some(c) if c.nr == nr => c,
@@ -86,6 +88,7 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
                 (call.pid, call.ret, call.regs, call.stack, call.key, call.seq) =
                     (tgid, Some(ret), regs, stack, (seq, 0), seq);
                 call.ordinal = Some(returned - 1);
+                call.frames = frames;
                 by_seq.insert(seq, done.len());
                 done.push(call);
             }
@@ -183,7 +186,17 @@ mod tests {
     }
 
     fn ret(tid: u32, nr: u32, seq: u64) -> Event {
-        Event::Return { tid, tgid: tid, nr, seq, ret: 0, regs: Regs::default(), stack: Vec::new(), remap: false }
+        Event::Return {
+            tid,
+            tgid: tid,
+            nr,
+            seq,
+            ret: 0,
+            regs: Regs::default(),
+            stack: Vec::new(),
+            remap: false,
+            frames: None,
+        }
     }
 
     #[test]
@@ -207,7 +220,17 @@ mod tests {
     }
 
     fn ret_of(tid: u32, nr: u32, seq: u64, ret: i64) -> Event {
-        Event::Return { tid, tgid: tid, nr, seq, ret, regs: Regs::default(), stack: Vec::new(), remap: false }
+        Event::Return {
+            tid,
+            tgid: tid,
+            nr,
+            seq,
+            ret,
+            regs: Regs::default(),
+            stack: Vec::new(),
+            remap: false,
+            frames: None,
+        }
     }
 
     #[test]

@@ -42,9 +42,10 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
         observe_images(&mut images, &mut fds, c, &kind);
         let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
         let result = kinds::result(c, &name);
-        let (stack, stack_truncated) = match c.stack.is_empty() {
-            true => (Vec::new(), false),
-            false => stacks.unwind((c.pid, c.seq), c.regs, &c.stack, images.of(c.pid)).unwrap_or_else(|| {
+        let (stack, stack_truncated) = match (&c.frames, c.stack.is_empty()) {
+            (Some(unwound), _) => unwound.clone(),
+            (None, true) => (Vec::new(), false),
+            (None, false) => stacks.unwind((c.pid, c.seq), c.regs, &c.stack, images.of(c.pid)).unwrap_or_else(|| {
                 unmapped += 1;
                 (Vec::new(), false)
             }),

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use brink_calls::Frame;
+
 /// Bytes of the top of the user stack copied per call (`STACK_BYTES`).
 pub const STACK_BYTES: usize = 8192;
 /// Bytes of written data copied per call (`CHUNKS_MAX * CHUNK`): a longer write is
@@ -28,8 +30,20 @@ pub enum Event {
     /// A structure argument read at entry.
     Blob { tid: u32, arg: u32, bytes: Vec<u8> },
     /// The call returned: `seq` is the order of completion across the whole trace;
-    /// `remap`, it may have changed the process's executable mappings.
-    Return { tid: u32, tgid: u32, nr: u32, seq: u64, ret: i64, regs: Regs, stack: Vec<u8>, remap: bool },
+    /// `remap`, it may have changed the process's executable mappings. `frames`: its
+    /// stack as the tracer unwound it while the process was alive (the copied `stack` is
+    /// then not kept), and whether it went on past what was copied.
+    Return {
+        tid: u32,
+        tgid: u32,
+        nr: u32,
+        seq: u64,
+        ret: i64,
+        regs: Regs,
+        stack: Vec<u8>,
+        remap: bool,
+        frames: Option<(Vec<Frame>, bool)>,
+    },
     /// Bytes the call `seq` wrote, at offset `off` of its data; `None` when unreadable.
     Data { tid: u32, seq: u64, off: u32, len: u32, bytes: Option<Vec<u8>> },
     /// Process `pid`'s memory map (`/proc/PID/maps`, file-backed lines only) as user
@@ -39,6 +53,43 @@ pub enum Event {
 
 /// The record kind of [`Event::Maps`].
 const KIND_MAPS: u32 = 6;
+/// The record kind of a RETURN whose stack the tracer unwound: the 64 bytes of the
+/// kernel's header (stack length 0), then the frame count, a truncated flag, and each
+/// frame's file offset, path length and path.
+const KIND_UNWOUND: u32 = 7;
+/// Bytes of a RETURN record's header, before its stack.
+const RETURN_HEADER: usize = 64;
+
+/// A RETURN record (`rec`, from the kernel) with its stack replaced by its frames.
+pub(crate) fn unwound_record(rec: &[u8], frames: &[Frame], truncated: bool) -> Option<Vec<u8>> {
+    let mut r = rec.get(..RETURN_HEADER)?.to_vec();
+    r[..4].copy_from_slice(&KIND_UNWOUND.to_ne_bytes());
+    r[56..60].copy_from_slice(&0u32.to_ne_bytes());
+    r.extend_from_slice(&u32::try_from(frames.len()).ok()?.to_ne_bytes());
+    r.extend_from_slice(&u32::from(truncated).to_ne_bytes());
+    for f in frames {
+        let path = f.object.as_os_str().as_encoded_bytes();
+        r.extend_from_slice(&f.offset.to_ne_bytes());
+        r.extend_from_slice(&u16::try_from(path.len()).ok()?.to_ne_bytes());
+        r.extend_from_slice(path);
+    }
+    Some(r)
+}
+
+/// The frames of a [`KIND_UNWOUND`] record, after its header.
+fn parse_frames(b: &[u8]) -> Option<(Vec<Frame>, bool)> {
+    let (count, truncated) = (u32_at(b, 0)? as usize, u32_at(b, 4)? != 0);
+    let (mut at, mut frames) = (8, Vec::with_capacity(count.min(brink_calls::STACK_FRAMES_MAX)));
+    for _ in 0..count.min(brink_calls::STACK_FRAMES_MAX) {
+        let offset = u64_at(b, at)?;
+        let len = usize::from(u16::from_ne_bytes(b.get(at + 8..at + 10)?.try_into().ok()?));
+        let path = b.get(at + 10..at + 10 + len)?;
+        let object = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
+        frames.push(Frame { object, function: None, offset, source: None });
+        at += 10 + len;
+    }
+    Some((frames, truncated))
+}
 
 /// The bytes of a [`Event::Maps`] record.
 pub(crate) fn maps_record(pid: u32, seq: u64, text: &[u8]) -> Vec<u8> {
@@ -72,6 +123,14 @@ fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
 }
 
 impl Event {
+    /// A RETURN record's header, read as one with no stack.
+    fn parse_header(b: &[u8]) -> Option<Event> {
+        let mut header = b.get(..RETURN_HEADER)?.to_vec();
+        header[..4].copy_from_slice(&4u32.to_ne_bytes());
+        header[56..60].copy_from_slice(&0u32.to_ne_bytes());
+        Event::parse(&header)
+    }
+
     /// A record as the kernel half wrote it; `None` for one this version does not know.
     pub fn parse(b: &[u8]) -> Option<Event> {
         let tid = u32_at(b, 4)?;
@@ -104,7 +163,15 @@ impl Event {
                     regs,
                     stack,
                     remap: u32_at(b, 60)? != 0,
+                    frames: None,
                 })
+            }
+            KIND_UNWOUND => {
+                let Event::Return { tid, tgid, nr, seq, ret, regs, remap, .. } = Event::parse_header(b)? else {
+                    return None;
+                };
+                let frames = Some(parse_frames(b.get(RETURN_HEADER..)?)?);
+                Some(Event::Return { tid, tgid, nr, seq, ret, regs, stack: Vec::new(), remap, frames })
             }
             5 => {
                 let (off, raw) = (u32_at(b, 16)?, u32_at(b, 20)?);
@@ -116,6 +183,11 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// Whether `rec` is a RETURN record carrying a copy of its stack.
+pub(crate) fn has_stack(rec: &[u8]) -> bool {
+    u32_at(rec, 0) == Some(4) && u32_at(rec, 56).is_some_and(|n| n > 0)
 }
 
 /// What the tracer must do after a record: read process `pid`'s memory map, as of call

@@ -12,6 +12,8 @@
 //! (`results/bench/record-overhead.md`), which alone is more than issue 14's budget on
 //! SQLite. The kernel half costs no context switch; it copies what the user half needs
 //! and goes on. The order of completion is exact: a global counter taken at each return.
+//! The stacks are unwound in the tracer's thread as the records arrive (`stacks.rs`),
+//! while each process's memory map can still be read.
 //!
 //! # Limits (each said where it applies, never silently)
 //!
@@ -23,7 +25,7 @@
 //!   (no page faults there): those bytes are marked unreadable.
 //! - Only the top [`events::STACK_BYTES`] of each stack are copied: deeper frames are
 //!   not unwound (perf's `--call-graph dwarf` makes the same trade).
-//! - A full ring buffer drops records; the count is kept and reported.
+//! - A full ring buffer (64 MiB) drops records; the count is kept and reported.
 //! - Needs root (or `CAP_BPF` and `CAP_PERFMON`), cgroup v2 and a kernel with BPF ring
 //!   buffers and `bpf_loop` (5.17 or later).
 

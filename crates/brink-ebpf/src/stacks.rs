@@ -93,9 +93,65 @@ struct Space {
     maps: Vec<Mapping>,
 }
 
+/// The objects unwinding has read, each once.
+#[derive(Default)]
+struct Objects(HashMap<PathBuf, Option<Elf>>);
+
+/// Unwinds as the calls arrive, in the tracer's thread, while their processes are alive
+/// and their memory maps current: the events file then holds a call's frames, not the
+/// 8 KiB of its stack.
+pub(crate) struct Live {
+    on: bool,
+    objects: Objects,
+    spaces: HashMap<u32, Space>,
+    cache: CacheX86_64,
+}
+
+impl Live {
+    /// Off (`on` false), it unwinds nothing and every stack is kept.
+    pub(crate) fn new(on: bool) -> Live {
+        Live { on, objects: Objects::default(), spaces: HashMap::new(), cache: CacheX86_64::new() }
+    }
+
+    /// The tracer read process `pid`'s memory map (`/proc/PID/maps`, file-backed lines).
+    pub(crate) fn maps_read(&mut self, pid: u32, text: &[u8]) {
+        if !self.on {
+            return;
+        }
+        let space = self.objects.space(&parse_maps(text));
+        self.spaces.insert(pid, space);
+    }
+
+    /// The call's frames, if its process's map was read.
+    pub(crate) fn unwind(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Option<(Vec<Frame>, bool)> {
+        let space = self.spaces.get(&pid)?;
+        Some(walk(space, &mut self.cache, regs, stack))
+    }
+}
+
+/// Walk one stack: its frames, innermost first, and whether it went on past what was
+/// copied (or past [`STACK_FRAMES_MAX`]).
+fn walk(space: &Space, cache: &mut CacheX86_64, regs: Regs, stack: &[u8]) -> (Vec<Frame>, bool) {
+    let mut read = |addr: u64| -> Result<u64, ()> {
+        let at = usize::try_from(addr.checked_sub(regs.sp).ok_or(())?).map_err(|_| ())?;
+        stack.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes"))).ok_or(())
+    };
+    let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    let mut it = space.unwinder.iter_frames(regs.ip, start, cache, &mut read);
+    let mut frames = Vec::new();
+    loop {
+        match it.next() {
+            Ok(Some(_)) if frames.len() == STACK_FRAMES_MAX => return (frames, true),
+            Ok(Some(addr)) => frames.push(frame(&space.maps, addr)),
+            Ok(None) => return (frames, false),
+            Err(_) => return (frames, true),
+        }
+    }
+}
+
 /// Unwinds the calls of one trace: objects loaded once, a [`Space`] per memory map read.
 pub(crate) struct Stacks {
-    objects: HashMap<PathBuf, Option<Elf>>,
+    objects: Objects,
     /// Per process, its memory maps in the order read: `(from call seq, text)`.
     maps: HashMap<u32, Vec<(u64, Vec<u8>)>>,
     spaces: HashMap<(u32, u64), Space>,
@@ -104,7 +160,7 @@ pub(crate) struct Stacks {
 
 impl Stacks {
     pub(crate) fn new(maps: HashMap<u32, Vec<(u64, Vec<u8>)>>) -> Stacks {
-        Stacks { objects: HashMap::new(), maps, spaces: HashMap::new(), cache: CacheX86_64::new() }
+        Stacks { objects: Objects::default(), maps, spaces: HashMap::new(), cache: CacheX86_64::new() }
     }
 
     /// The frames of call `seq` of process `pid`, innermost first, and whether the stack
@@ -128,32 +184,19 @@ impl Stacks {
                 Some(snaps) => parse_maps(&snaps[key.1 as usize].1),
                 None => derived.map(|(_, m)| m.to_vec()).unwrap_or_default(),
             };
-            let space = self.space(&maps);
+            let space = self.objects.space(&maps);
             self.spaces.insert(key, space);
         }
-        let space = &self.spaces[&key];
-        let mut read = |addr: u64| -> Result<u64, ()> {
-            let at = usize::try_from(addr.checked_sub(regs.sp).ok_or(())?).map_err(|_| ())?;
-            stack.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes"))).ok_or(())
-        };
-        let start = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
-        let mut it = space.unwinder.iter_frames(regs.ip, start, &mut self.cache, &mut read);
-        let mut frames = Vec::new();
-        loop {
-            match it.next() {
-                Ok(Some(_)) if frames.len() == STACK_FRAMES_MAX => return Some((frames, true)),
-                Ok(Some(addr)) => frames.push(frame(&space.maps, addr)),
-                Ok(None) => return Some((frames, false)),
-                Err(_) => return Some((frames, true)),
-            }
-        }
+        Some(walk(&self.spaces[&key], &mut self.cache, regs, stack))
     }
+}
 
+impl Objects {
     /// An unwinder over the executable objects of `maps`.
     fn space(&mut self, maps: &[Mapping]) -> Space {
         let mut unwinder = UnwinderX86_64::new();
         for m in maps.iter().filter(|m| m.exec) {
-            let elf = self.objects.entry(m.path.clone()).or_insert_with_key(|p| Elf::open(p));
+            let elf = self.0.entry(m.path.clone()).or_insert_with_key(|p| Elf::open(p));
             let Some(elf) = elf.clone() else { continue };
             // The image spans every mapping of the file; its base is where virtual
             // address 0 would be, through the segment holding this mapping's offset.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 
-use crate::events::{maps_record, wants_maps, write_framed};
+use crate::events::{Event, has_stack, maps_record, unwound_record, wants_maps, write_framed};
+use crate::stacks::Live;
 use crate::syscalls::SYSCALLS;
 
 mod skel {
@@ -38,6 +39,16 @@ pub enum EbpfError {
 pub struct Options {
     /// Copy the top of each call's user stack (for source lines).
     pub stacks: bool,
+    /// Unwind each stack as it arrives, against its process's memory map as read then,
+    /// keeping its frames rather than its 8 KiB copy (the default). Off, every stack is
+    /// kept and unwound after the recording (tests use it).
+    pub unwind_live: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { stacks: true, unwind_live: true }
+    }
 }
 
 /// What the tracer saw, for the recording's metadata.
@@ -134,17 +145,12 @@ fn run(
         let mut builder = RingBufferBuilder::new();
         let (st, err, w) = (&mut stats, &mut io_error, &mut out);
         let mut known = std::collections::HashSet::new();
+        let mut live = Live::new(opts.unwind_live);
         let added = builder.add(&skel.maps.events, move |rec: &[u8]| {
             st.records += 1;
             st.bytes += rec.len() as u64;
             if err.is_none() {
-                *err = write_framed(w, rec).err();
-            }
-            if let (None, Some((pid, seq))) = (&err, wants_maps(rec, &mut known)) {
-                match read_maps(pid) {
-                    Some(text) => *err = write_framed(w, &maps_record(pid, seq, &text)).err(),
-                    None => st.maps_missed += 1,
-                }
+                *err = drain(rec, w, &mut known, &mut live, st).err();
             }
             0
         });
@@ -175,6 +181,35 @@ fn run(
     let flushed = io_error.map_or_else(|| out.flush(), Err);
     flushed.map_err(|e| EbpfError::Io { path: path.to_path_buf(), source: e })?;
     Ok(stats)
+}
+
+/// Write one record of the kernel half to the events file: first the memory map of its
+/// process if it is new or may have changed (read now, while it is alive), then the
+/// record, its stack unwound if that map was read.
+fn drain(
+    rec: &[u8],
+    w: &mut BufWriter<std::fs::File>,
+    known: &mut std::collections::HashSet<u32>,
+    live: &mut Live,
+    st: &mut Stats,
+) -> std::io::Result<()> {
+    if let Some((pid, seq)) = wants_maps(rec, known) {
+        match read_maps(pid) {
+            Some(text) => {
+                write_framed(w, &maps_record(pid, seq, &text))?;
+                live.maps_read(pid, &text);
+            }
+            None => st.maps_missed += 1,
+        }
+    }
+    if let Some(Event::Return { tgid, regs, stack, .. }) = Event::parse(rec).filter(|_| has_stack(rec)) {
+        if let Some((frames, cut)) = live.unwind(tgid, regs, &stack) {
+            if let Some(compact) = unwound_record(rec, &frames, cut) {
+                return write_framed(w, &compact);
+            }
+        }
+    }
+    write_framed(w, rec)
 }
 
 /// Open, configure and load the kernel half, fill its table of calls, and attach it.

@@ -65,7 +65,7 @@ fn traced(dir: &Path, pie: bool, from_calls: bool) -> Vec<Call> {
     let name = format!("brink-ebpf-stacks-{}-{pie}", std::process::id());
     let cg = Cgroup::create(&cgroup2_mount().expect("cgroup v2").join(name)).expect("cgroup");
     let out = dir.join("events");
-    let tracer = Tracer::start(cg.path(), &out, Options { stacks: true }).expect("tracer");
+    let tracer = Tracer::start(cg.path(), &out, Options { stacks: true, unwind_live: !from_calls }).expect("tracer");
     let mut cmd = Command::new(&exe);
     cmd.current_dir(dir);
     cg.join_on_exec(&mut cmd).expect("join");

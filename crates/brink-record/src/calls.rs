@@ -145,7 +145,7 @@ pub(crate) fn start_kernel(
     let cgroup = cgroup.ok_or_else(|| {
         RecordError::Tracer("brink's kernel tracer follows the workload's cgroup, and cgroup v2 is unavailable".into())
     })?;
-    let opts = brink_ebpf::Options { stacks: mode == Syscalls::CallsAndStacks };
+    let opts = brink_ebpf::Options { stacks: mode == Syscalls::CallsAndStacks, ..Default::default() };
     brink_ebpf::Tracer::start(cgroup, out, opts).map_err(|e| RecordError::Tracer(e.to_string()))
 }
 

@@ -58,7 +58,7 @@ __u64 seq = 0;
 
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, NR_MAX); __type(key, __u32); __type(value, struct spec); } specs SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536); __type(key, __u32); __type(value, struct pending); } pend SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 256 << 20); } events SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 64 << 20); } events SEC(".maps");
 /* [0]: records dropped (ring full), [1]: user reads that failed */
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 2); __type(key, __u32); __type(value, __u64); } counts SEC(".maps");
 
