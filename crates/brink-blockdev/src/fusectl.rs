@@ -128,9 +128,13 @@ END {
 /// (mkfs.btrfs does).
 const WATCH: &str = r#"
 pid=$1; W=$2; cgroup=$3; pgfile=$4; awkprog=$5; shift 5
-# Stopped by the process it watches: after the command in flight, so that no child of
-# the shell outlives it with a descriptor it holds (`start_holding`).
-trap 'exit 0' TERM
+# Stopped by the process it watches, at once: the round's `sleep` runs in the background
+# and the shell waits for it with `wait`, which a trapped signal interrupts (a foreground
+# `sleep` would hold the stop, and the process waiting for it, up to a round). The trap
+# ends that `sleep` and waits for it, so that no child of the shell outlives it with a
+# descriptor it holds (`start_holding`).
+s=
+trap '[ -n "$s" ] && kill "$s" 2>/dev/null && wait "$s"; exit 0' TERM
 export W LC_ALL=C
 # Polled with builtins only (one `sleep` per round): the watchdog runs beside every
 # recording and exploration, and a `cat` and a `sed` per round cost a core's few percent.
@@ -145,7 +149,7 @@ dying() {
   done 2>/dev/null < "/proc/$pid/status"
   [ -z "$seen" ]
 }
-while ! dying; do sleep 0.1; done
+while ! dying; do sleep 0.1 & s=$!; wait "$s"; s=; done
 for c in $(awk -v mode=abort "$awkprog" /proc/self/mountinfo); do
   echo 1 > "/sys/fs/fuse/connections/$c/abort" 2>/dev/null
 done
@@ -221,8 +225,8 @@ fn start_for(pid: u32, cleanup: &Cleanup) -> Option<Watchdog> {
 }
 
 impl Drop for Watchdog {
-    /// SIGTERM: the shell exits once the command in flight (at most a short sleep) ends,
-    /// so when this returns nothing of the watchdog holds anything any more.
+    /// SIGTERM: the shell ends its round's `sleep`, waits for it and exits, so when this
+    /// returns nothing of the watchdog holds anything any more.
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {

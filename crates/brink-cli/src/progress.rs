@@ -2,7 +2,7 @@
 //! hides both when stderr is not a terminal), and the suite runner's steps as lines on
 //! stderr ([`Bars`], the binary's [`Driver`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use brink_explore::{ExploreConfig, ExploreError, Summary};
@@ -12,25 +12,30 @@ use brink_suite::{Driver, Step};
 /// Run `work` while a thread refreshes `bar` from `refresh` ten times a second; the
 /// bar is cleared at the end (indicatif hides it when stderr is not a terminal).
 ///
-/// The refresh thread is told to stop by a guard, so it stops when `work` panics too:
-/// the scope waits for its threads before it raises the panic again, and a stop flag set
-/// only after `work` returned would keep the process alive forever.
+/// The refresh thread waits on a channel whose sender `work`'s side drops when it
+/// returns or panics: it stops at once (a sleeping thread would hold the command up to a
+/// refresh period after its work is done), and when `work` panics too (the scope waits
+/// for its threads before it raises the panic again).
 fn with_progress<T>(
     bar: &indicatif::ProgressBar,
     refresh: impl Fn(&indicatif::ProgressBar) + Sync,
     work: impl FnOnce() -> T,
 ) -> T {
-    let done = AtomicBool::new(false);
     // Dropped after the scope has joined the refresh thread: nothing redraws the bar.
     let _clear = Clear(bar);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
+        let refresh = &refresh;
+        s.spawn(move || {
+            loop {
                 refresh(bar);
-                std::thread::sleep(REFRESH_EVERY);
+                match stopped.recv_timeout(REFRESH_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
             }
         });
-        let _stop = Stop(&done);
+        let _stop = stop;
         work()
     })
 }
@@ -52,15 +57,6 @@ pub fn steps_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
 
 /// How often the progress display is refreshed.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
-
-/// Tells the refresh thread to stop when dropped, by a return or a panic.
-struct Stop<'a>(&'a AtomicBool);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Clears the bar when dropped, by a return or a panic.
 struct Clear<'a>(&'a indicatif::ProgressBar);

@@ -31,19 +31,23 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
     let mut calls = Vec::with_capacity(raw.len());
     let started_before = crate::assemble::started_before(&raw);
     let mut unreadable = 0u64;
-    for (seq, c) in raw.iter().enumerate() {
-        let seq = seq as u64;
+    for (seq, mut c) in raw.into_iter().enumerate() {
+        let (seq, c_ref) = (seq as u64, &c);
         let name = syscalls::name(c.nr).map_or_else(|| format!("syscall_{}", c.nr), str::to_string);
-        let kind = kinds::kind(&mut fds, c, &name).unwrap_or_else(|| {
+        let mut kind = kinds::kind(&mut fds, c_ref, &name).unwrap_or_else(|| {
             unreadable += 1;
             CallKind::Other { raw_args: "(an argument could not be read from the program's memory)".into() }
         });
-        kinds::update(&mut fds, c, &kind);
-        observe_images(&mut images, &mut fds, c, &kind);
+        kinds::update(&mut fds, c_ref, &kind);
+        observe_images(&mut images, &mut fds, c_ref, &kind);
+        // The written bytes move into the call rather than being copied.
+        if let CallKind::Write { data, .. } = &mut kind {
+            *data = std::mem::take(&mut c.data);
+        }
         let time_us = boot_offset_ns.map(|o| (c.time_ns as i64 + o).max(0) as u64 / 1000);
-        let result = kinds::result(c, &name);
-        let (stack, stack_truncated) = match (&c.frames, c.stack.is_empty()) {
-            (Some(unwound), _) => unwound.clone(),
+        let result = kinds::result(&c, &name);
+        let (stack, stack_truncated) = match (c.frames.take(), c.stack.is_empty()) {
+            (Some(unwound), _) => unwound,
             (None, true) => (Vec::new(), false),
             (None, false) => stacks.unwind((c.pid, c.seq), c.regs, &c.stack, images.of(c.pid)).unwrap_or_else(|| {
                 unmapped += 1;

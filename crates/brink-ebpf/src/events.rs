@@ -185,9 +185,16 @@ impl Event {
     }
 }
 
-/// Whether `rec` is a RETURN record carrying a copy of its stack.
-pub(crate) fn has_stack(rec: &[u8]) -> bool {
-    u32_at(rec, 0) == Some(4) && u32_at(rec, 56).is_some_and(|n| n > 0)
+/// A RETURN record's process, registers and copied stack, borrowed (the tracer reads
+/// every record: no copy), if it carries a stack.
+pub(crate) fn stack_view(rec: &[u8]) -> Option<(u32, Regs, &[u8])> {
+    if u32_at(rec, 0)? != 4 {
+        return None;
+    }
+    let len = (u32_at(rec, 56)? as usize).min(STACK_BYTES);
+    let regs = Regs { ip: u64_at(rec, 32)?, sp: u64_at(rec, 40)?, bp: u64_at(rec, 48)? };
+    (len > 0).then_some(())?;
+    Some((u32_at(rec, 8)?, regs, rec.get(RETURN_HEADER..RETURN_HEADER + len)?))
 }
 
 /// What the tracer must do after a record: read process `pid`'s memory map, as of call

@@ -272,7 +272,8 @@ fn write(fds: &mut Fds, c: &RawCall, name: &str) -> CallKind {
     };
     let flags = if name == "pwritev2" { table(a[5], RWF) } else { Flags(0) };
     let truncated = c.data_unreadable || (c.data.len() as u64) < len;
-    CallKind::Write { fd, offset, len, data: c.data.clone(), truncated, flags }
+    // The data is moved in by the caller (`decode.rs`), not copied here.
+    CallKind::Write { fd, offset, len, data: Vec::new(), truncated, flags }
 }
 
 fn mmap(fds: &mut Fds, c: &RawCall) -> CallKind {

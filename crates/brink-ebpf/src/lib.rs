@@ -42,4 +42,4 @@ mod syscalls;
 mod tracer;
 
 pub use decode::{Decoded, decode};
-pub use tracer::{EbpfError, Options, Stats, Tracer};
+pub use tracer::{EbpfError, Loading, Options, Stats, Tracer};

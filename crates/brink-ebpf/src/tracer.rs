@@ -6,14 +6,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 
-use crate::events::{Event, has_stack, maps_record, unwound_record, wants_maps, write_framed};
+use crate::events::{maps_record, stack_view, unwound_record, wants_maps, write_framed};
 use crate::stacks::Live;
 use crate::syscalls::SYSCALLS;
 
@@ -22,7 +22,7 @@ mod skel {
 }
 
 /// How long the drain thread waits for records before it looks at its stop flag.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
@@ -89,23 +89,56 @@ pub struct Tracer {
     thread: JoinHandle<Result<Stats, EbpfError>>,
 }
 
+/// A tracer loading (the kernel verifies the program: tens of milliseconds), not yet
+/// attached: a recording starts it early, beside its other preparations, and attaches
+/// it just before the workload starts. Dropped, it ends without attaching.
+pub struct Loading {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Stats, EbpfError>>,
+    ready: Receiver<Result<(), String>>,
+    go: SyncSender<()>,
+}
+
 impl Tracer {
     /// Trace the processes of the cgroup (v2) at `cgroup` into the events file `out`;
     /// returns once the tracer is attached, so that a process started after it is
     /// traced from its first call.
     pub fn start(cgroup: &Path, out: &Path, opts: Options) -> Result<Tracer, EbpfError> {
+        Tracer::load(cgroup, out, opts)?.attach()
+    }
+
+    /// Start loading a tracer for the cgroup (v2) at `cgroup` (which must exist), to
+    /// write into the events file `out`; [`Loading::attach`] starts it tracing.
+    pub fn load(cgroup: &Path, out: &Path, opts: Options) -> Result<Loading, EbpfError> {
         let cgroup_id = std::fs::metadata(cgroup)
             .map_err(|e| EbpfError::Load(format!("cannot read the cgroup {}: {e}", cgroup.display())))?
             .ino();
         let file = std::fs::File::create(out).map_err(|e| EbpfError::Io { path: out.to_path_buf(), source: e })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = sync_channel(1);
+        let (ready_tx, ready) = sync_channel(1);
+        let (go, go_rx) = sync_channel(1);
         let (flag, path) = (stop.clone(), out.to_path_buf());
+        let out = BufWriter::with_capacity(1 << 20, file);
         let thread = std::thread::Builder::new()
             .name("brink-ebpf".into())
-            .spawn(move || run(cgroup_id, opts, BufWriter::with_capacity(1 << 20, file), &path, &flag, ready_tx))
+            .spawn(move || run(cgroup_id, opts, out, &path, &flag, (ready_tx, go_rx)))
             .map_err(|e| EbpfError::Load(e.to_string()))?;
-        match ready_rx.recv() {
+        Ok(Loading { stop, thread, ready, go })
+    }
+
+    /// Drain what is left, detach, and close the events file.
+    pub fn finish(self) -> Result<Stats, EbpfError> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().map_err(|_| EbpfError::Thread)?
+    }
+}
+
+impl Loading {
+    /// Attach the loaded tracer; returns once it traces.
+    pub fn attach(self) -> Result<Tracer, EbpfError> {
+        let Loading { stop, thread, ready, go } = self;
+        let _ = go.send(());
+        match ready.recv() {
             Ok(Ok(())) => Ok(Tracer { stop, thread }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -113,12 +146,6 @@ impl Tracer {
             }
             Err(_) => Err(thread.join().map_err(|_| EbpfError::Thread)?.err().unwrap_or(EbpfError::Thread)),
         }
-    }
-
-    /// Drain what is left, detach, and close the events file.
-    pub fn finish(self) -> Result<Stats, EbpfError> {
-        self.stop.store(true, Ordering::Release);
-        self.thread.join().map_err(|_| EbpfError::Thread)?
     }
 }
 
@@ -129,16 +156,24 @@ fn run(
     mut out: BufWriter<std::fs::File>,
     path: &Path,
     stop: &AtomicBool,
-    ready: std::sync::mpsc::SyncSender<Result<(), String>>,
+    (ready, go): (SyncSender<Result<(), String>>, Receiver<()>),
 ) -> Result<Stats, EbpfError> {
     let mut storage = std::mem::MaybeUninit::uninit();
-    let skel = match load(&mut storage, cgroup_id, opts) {
+    let mut skel = match load(&mut storage, cgroup_id, opts) {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
             return Ok(Stats::default());
         }
     };
+    // Told to attach, or dropped unattached (the recording failed before its workload).
+    if go.recv().is_err() {
+        return Ok(Stats::default());
+    }
+    if let Err(e) = skel.attach() {
+        let _ = ready.send(Err(format!("attaching to the system-call tracepoints: {e}")));
+        return Ok(Stats::default());
+    }
     let mut stats = Stats::default();
     let mut io_error = None;
     {
@@ -202,8 +237,8 @@ fn drain(
             None => st.maps_missed += 1,
         }
     }
-    if let Some(Event::Return { tgid, regs, stack, .. }) = Event::parse(rec).filter(|_| has_stack(rec)) {
-        if let Some((frames, cut)) = live.unwind(tgid, regs, &stack) {
+    if let Some((tgid, regs, stack)) = stack_view(rec) {
+        if let Some((frames, cut)) = live.unwind(tgid, regs, stack) {
             if let Some(compact) = unwound_record(rec, &frames, cut) {
                 return write_framed(w, &compact);
             }
@@ -212,7 +247,7 @@ fn drain(
     write_framed(w, rec)
 }
 
-/// Open, configure and load the kernel half, fill its table of calls, and attach it.
+/// Open, configure and load the kernel half, and fill its table of calls.
 fn load(
     storage: &mut std::mem::MaybeUninit<libbpf_rs::OpenObject>,
     cgroup_id: u64,
@@ -222,10 +257,9 @@ fn load(
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or("the program has no read-only data")?;
     rodata.target_cgroup = cgroup_id;
     rodata.want_stacks = u8::from(opts.stacks);
-    let mut skel = open.load().map_err(|e| format!("the kernel refused the program: {e}"))?;
+    let skel = open.load().map_err(|e| format!("the kernel refused the program: {e}"))?;
     for (nr, _, spec) in SYSCALLS {
         skel.maps.specs.update(&nr.to_ne_bytes(), &spec.bytes(), MapFlags::ANY).map_err(|e| e.to_string())?;
     }
-    skel.attach().map_err(|e| format!("attaching to the system-call tracepoints: {e}"))?;
     Ok(skel)
 }

@@ -136,27 +136,24 @@ pub(crate) struct Site {
     pub(crate) cwd: PathBuf,
 }
 
-/// Start the kernel tracer on the workload's cgroup, writing to `out`.
-pub(crate) fn start_kernel(
+/// Start loading the kernel tracer for the workload's cgroup, to write to `out`: the
+/// kernel verifies it while the recording prepares (mkfs, setup); it is attached just
+/// before the workload starts.
+pub(crate) fn load_kernel(
     cgroup: Option<&Path>,
     out: &Path,
     mode: Syscalls,
-) -> Result<brink_ebpf::Tracer, RecordError> {
+) -> Result<brink_ebpf::Loading, RecordError> {
     let cgroup = cgroup.ok_or_else(|| {
         RecordError::Tracer("brink's kernel tracer follows the workload's cgroup, and cgroup v2 is unavailable".into())
     })?;
     let opts = brink_ebpf::Options { stacks: mode == Syscalls::CallsAndStacks, ..Default::default() };
-    brink_ebpf::Tracer::start(cgroup, out, opts).map_err(|e| RecordError::Tracer(e.to_string()))
+    brink_ebpf::Tracer::load(cgroup, out, opts).map_err(|e| RecordError::Tracer(e.to_string()))
 }
 
-/// Read the kernel tracer's events at `events`, decode and symbolize the calls, and write
-/// them into the trace; the `calls` part of `meta.json` to go with them.
-pub(crate) fn store_kernel(
-    events: &Path,
-    stats: brink_ebpf::Stats,
-    site: &Site,
-    writer: &mut TraceWriter,
-) -> Result<CallsMeta, RecordError> {
+/// Read the kernel tracer's events at `events`, decode and symbolize the calls, ready
+/// for the trace.
+pub(crate) fn prepare_kernel(events: &Path, stats: brink_ebpf::Stats, site: &Site) -> Result<Prepared, RecordError> {
     let bytes = std::fs::read(events).map_err(|e| RecordError::io(format!("reading {}", events.display()), e))?;
     let (records, unknown) = brink_ebpf::events::read_framed(&bytes);
     drop(bytes);
@@ -171,7 +168,7 @@ pub(crate) fn store_kernel(
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let tracer = format!("brink-ebpf (Linux {})", release.trim());
-    finish(decoded.parsed, notes, tracer, site, writer)
+    Ok(prepare(decoded.parsed, notes, tracer, site))
 }
 
 /// Parse strace's output at `strace_out`, symbolize the calls' stacks, and write them
@@ -192,18 +189,20 @@ pub(crate) fn store(
         );
     }
     let tracer = TRACER.get().cloned().unwrap_or_else(|| "strace".into());
-    Ok((finish(parsed, notes, tracer, site, writer)?, exit))
+    Ok((write(prepare(parsed, notes, tracer, site), writer)?, exit))
+}
+
+/// The calls read back and made ready for the trace: stacks symbolized, scripts' lines
+/// named, what cannot be traced collected.
+pub(crate) struct Prepared {
+    calls: Vec<brink_calls::Call>,
+    meta: CallsMeta,
 }
 
 /// Symbolize the calls' stacks, name the scripts' lines, collect what cannot be traced
-/// (with `notes`, what the tracer missed), and write the calls into the trace.
-fn finish(
-    parsed: brink_calls::Parsed,
-    notes: Vec<String>,
-    tracer: String,
-    site: &Site,
-    writer: &mut TraceWriter,
-) -> Result<CallsMeta, RecordError> {
+/// (with `notes`, what the tracer missed). Pure work: it may run beside the recording's
+/// last steps.
+fn prepare(parsed: brink_calls::Parsed, notes: Vec<String>, tracer: String, site: &Site) -> Prepared {
     let mut calls = parsed.calls;
     let mut symbolizer = Symbolizer::new();
     let mut untraceable: Vec<String> = Vec::new();
@@ -218,7 +217,6 @@ fn finish(
     }
     untraceable.extend(notes);
     brink_calls::attribute_scripts(&mut calls, site.mark_file.as_os_str().as_encoded_bytes());
-    writer.calls(calls)?;
     let meta = CallsMeta {
         tracer,
         mark_file: site.mark_file.to_string_lossy().into_owned(),
@@ -227,7 +225,13 @@ fn finish(
         started_before: parsed.started_before,
         ..CallsMeta::default()
     };
-    Ok(meta)
+    Prepared { calls, meta }
+}
+
+/// Write prepared calls into the trace; the `calls` part of `meta.json` to go with them.
+pub(crate) fn write(prepared: Prepared, writer: &mut TraceWriter) -> Result<CallsMeta, RecordError> {
+    writer.calls(prepared.calls)?;
+    Ok(prepared.meta)
 }
 
 /// `err`, with strace's output at `strace_out` kept beside the trace `output` when it

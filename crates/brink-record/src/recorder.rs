@@ -384,7 +384,7 @@ fn run_workload(
     site: &Site,
     log: &Mutex<Log>,
     faults: crate::inject::Armed,
-    progress: &Progress,
+    (kernel, progress): (Option<brink_ebpf::Loading>, &Progress),
 ) -> Result<WorkloadRun, RecordError> {
     let Site { paths, dev, group } = *site;
     progress.set("recording");
@@ -399,7 +399,7 @@ fn run_workload(
         .env("BRINK_FS", fstype)
         .stdout(Stdio::from(o))
         .stderr(Stdio::from(e));
-    let kernel = kernel_tracer(cfg, group, paths)?;
+    let kernel = kernel.map(|k| k.attach().map_err(|e| RecordError::Tracer(e.to_string()))).transpose()?;
     let started = Instant::now();
     let ended = || tracee.as_ref().is_some_and(crate::calls::Tracee::ended);
     let status = child::run_until(cmd, &format!("workload '{}'", cfg.argv[0]), &cfg.interrupt, group, &ended)?;
@@ -414,17 +414,17 @@ fn run_workload(
     Ok(WorkloadRun { status, wall_ms, watched, out_path, err_path, tracee, kernel_calls })
 }
 
-/// The kernel tracer, started on the workload's cgroup, when it records the calls.
+/// Start loading the kernel tracer for the workload's cgroup, when it records the calls.
 fn kernel_tracer(
     cfg: &RecordConfig,
     group: &Workgroup,
     paths: &WorkPaths,
-) -> Result<Option<brink_ebpf::Tracer>, RecordError> {
+) -> Result<Option<brink_ebpf::Loading>, RecordError> {
     if cfg.syscalls == crate::Syscalls::Off || cfg.tracer != crate::CallTracer::Kernel {
         return Ok(None);
     }
     let out = paths.root.join(crate::calls::EVENTS_OUT);
-    crate::calls::start_kernel(group.cgroup_path(), &out, cfg.syscalls).map(Some)
+    crate::calls::load_kernel(group.cgroup_path(), &out, cfg.syscalls).map(Some)
 }
 
 /// How long the recorded file system may outlive its unmount before the recording fails.
@@ -525,10 +525,22 @@ fn unfinished_trace_dir(output: &Path) -> Option<PathBuf> {
     Some(parent.join(format!(".{name}.tmp-{}", std::process::id())))
 }
 
+/// The kernel tracer's calls, being read back on a thread of their own while the
+/// recording finishes (hashing the final image, unmounting).
+type KernelCalls = std::thread::JoinHandle<Result<crate::calls::Prepared, RecordError>>;
+
+/// Start reading the kernel tracer's calls back, if it recorded them.
+fn read_kernel_calls(run: &WorkloadRun, paths: &WorkPaths) -> Option<KernelCalls> {
+    let stats = run.kernel_calls?;
+    let events = paths.root.join(crate::calls::EVENTS_OUT);
+    let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
+    Some(std::thread::spawn(move || crate::calls::prepare_kernel(&events, stats, &site)))
+}
+
 /// Read the workload's system calls back from their tracer and store them in the trace.
 fn store_calls(
     cfg: &RecordConfig,
-    run: &WorkloadRun,
+    (run, kernel_calls): (&WorkloadRun, Option<KernelCalls>),
     paths: &WorkPaths,
     writer: &mut TraceWriter,
     meta: &mut TraceMeta,
@@ -539,9 +551,9 @@ fn store_calls(
     }
     progress.set("reading the system calls");
     let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
-    if let Some(stats) = run.kernel_calls {
-        let events = paths.root.join(crate::calls::EVENTS_OUT);
-        meta.calls = Some(crate::calls::store_kernel(&events, stats, &site, writer)?);
+    if let Some(prepared) = kernel_calls {
+        let prepared = prepared.join().map_err(|_| RecordError::Tracer("reading the calls back failed".into()))??;
+        meta.calls = Some(crate::calls::write(prepared, writer)?);
         return Ok(());
     }
     let out = paths.root.join(crate::calls::STRACE_OUT);
@@ -568,6 +580,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     let cgroup = crate::contain::planned_cgroup();
     let _watchdog = watchdog(&paths, unfinished.as_deref(), cgroup.clone());
     let group = Workgroup::new(paths.root.join(PGID_FILE), cgroup.as_deref());
+    let kernel = kernel_tracer(cfg, &group, &paths)?;
     progress.containment_note.lock().expect("note lock").clone_from(&group.note().map(str::to_string));
     let writer = TraceWriter::create(&cfg.output)?;
     assert_eq!(
@@ -600,7 +613,8 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
     image::copy_sparse(&paths.backing, &writer.base_image_path())?;
     let faults = crate::inject::arm(&cfg.inject, &cfg.watch, cfg.fs, &writer.base_image_path())?;
     let logger = Logger::start(writer, &log);
-    let run = run_workload(cfg, &workload, &site, &log, faults, progress)?;
+    let run = run_workload(cfg, &workload, &site, &log, faults, (kernel, progress))?;
+    let kernel_calls = read_kernel_calls(&run, &paths);
 
     let writer = logger.stop()?;
     let ignored_marks = log.lock().expect("log lock").ignored_marks;
@@ -615,7 +629,7 @@ pub fn record(cfg: &RecordConfig, progress: &Progress) -> Result<RecordOutcome, 
 
     let mut writer = writer;
     let mut meta = trace_meta(cfg, &run, final_digest);
-    store_calls(cfg, &run, &paths, &mut writer, &mut meta, progress)?;
+    store_calls(cfg, (&run, kernel_calls), &paths, &mut writer, &mut meta, progress)?;
     progress.set("finishing the trace");
     let stats = writer.stats();
     let exit = meta.workload.as_ref().map_or_else(|| child::exit_info(run.status), |w| w.exit);
