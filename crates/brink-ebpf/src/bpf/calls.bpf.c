@@ -23,6 +23,11 @@ struct user_regs {
 #define CHUNKS_MAX 256 /* 1 MiB of data per call */
 #define IOV_MAX_READ 1024
 
+/* Records are submitted without waking the reader, which polls every few milliseconds:
+ * a wakeup per record would cost the workload a context switch per call. A call that
+ * may have mapped new code (an exec, an executable mmap) wakes it, so that it reads the
+ * process's memory map while the process still runs. */
+
 enum kind { K_ENTER = 1, K_STR = 2, K_BLOB = 3, K_CALL = 4, K_DATA = 5 };
 
 /* What to capture of one call number (user space fills it). */
@@ -87,7 +92,7 @@ static void emit_str(__u32 tid, __u32 argi, __u64 ptr)
     long n = bpf_probe_read_user_str(r->bytes, STR_BYTES, (void *)ptr);
     if (n < 0) { count(1); n = 0; r->argi |= 0x80000000; }
     r->len = n;
-    bpf_ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
 struct argv_ctx { __u32 tid; __u64 base; };
@@ -108,7 +113,7 @@ static void emit_blob(__u32 tid, __u32 argi, __u64 ptr, __u32 len)
     if (bpf_probe_read_user(r->bytes, len & (BLOB_BYTES - 1) ? len & (BLOB_BYTES - 1) : BLOB_BYTES, (void *)ptr)) {
         count(1); r->len = 0;
     }
-    bpf_ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
 /* Argument `i` (0..5) of a pending call; a switch, as the verifier allows no computed
@@ -150,7 +155,7 @@ int on_enter(struct bpf_raw_tracepoint_args *ctx)
     if (!e) { count(0); return 0; }
     e->kind = K_ENTER; e->tid = tid; e->tgid = id >> 32; e->nr = nr; e->time_ns = bpf_ktime_get_boot_ns();
     for (int i = 0; i < 6; i++) e->args[i] = p.args[i];
-    bpf_ringbuf_submit(e, 0);
+    bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
     /* A path is read at return, when the kernel has read it and so made its page
      * resident (a tracepoint cannot fault a page in); an exec's at entry, as its
      * memory is gone at return. */
@@ -205,7 +210,7 @@ static long data_chunk(__u32 i, void *unused)
     if (bpf_probe_read_user(r->bytes, n & (CHUNK - 1) ? n & (CHUNK - 1) : CHUNK, (void *)c->buf)) {
         count(1); r->len |= 0x80000000;
     }
-    bpf_ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     c->buf += n; c->off += n; c->left -= n;
     if (c->vec) c->buf_left -= n;
     return 0;
@@ -233,7 +238,7 @@ static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 
         if (!r) { count(0); return; }
         r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
         r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->stack_len = 0; r->pad = remap;
-        bpf_ringbuf_submit(r, 0);
+        bpf_ringbuf_submit(r, remap ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
         return;
     }
     struct call_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -241,7 +246,7 @@ static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 
     r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
     r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->pad = remap;
     r->stack_len = regs.sp ? copy_stack(r->stack, regs.sp) : 0;
-    bpf_ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, remap ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 SEC("raw_tp/sys_exit")
