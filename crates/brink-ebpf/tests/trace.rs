@@ -29,6 +29,14 @@ fn trace(name: &str, dir: &Path, script: &str, stacks: bool) -> Vec<Event> {
     events
 }
 
+/// The bytes of a string record (`string`) or of a data record, if readable.
+fn readable(e: &Event, string: bool) -> Option<&[u8]> {
+    match (e, string) {
+        (Event::Str { bytes: Some(b), .. }, true) | (Event::Data { bytes: Some(b), .. }, false) => Some(b.as_slice()),
+        _ => None,
+    }
+}
+
 #[test]
 fn a_write_its_path_and_its_data_are_recorded_in_order() {
     if !can_run("a_write_its_path_and_its_data_are_recorded_in_order", &[Need::Root]) {
@@ -36,21 +44,11 @@ fn a_write_its_path_and_its_data_are_recorded_in_order() {
     }
     let dir = tempfile::tempdir().unwrap();
     let events = trace("write", dir.path(), "printf hello > f && mv f g", true);
-    let strs: Vec<&[u8]> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Str { bytes: Some(b), .. } => Some(b.as_slice()),
-            _ => None,
-        })
-        .collect();
+    // The readable bytes of the string and the data records.
+    let bytes = |string: bool| -> Vec<&[u8]> { events.iter().filter_map(|e| readable(e, string)).collect() };
+    let strs = bytes(true);
     assert!(strs.contains(&b"f".as_slice()) && strs.contains(&b"g".as_slice()), "{strs:?}");
-    let data: Vec<&[u8]> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Data { bytes: Some(b), .. } => Some(b.as_slice()),
-            _ => None,
-        })
-        .collect();
+    let data = bytes(false);
     assert!(data.contains(&b"hello".as_slice()), "{data:?}");
     // Stacks are unwound as they arrive: the events hold frames, not the copies.
     let unwound = |e: &&Event| matches!(e, Event::Return { frames: Some((f, _)), stack, .. } if !f.is_empty() && stack.is_empty());
