@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use brink_blockdev::cgroup::{Cgroup, cgroup2_mount};
 use brink_calls::{Call, CallKind, Symbolizer};
-use brink_ebpf::events::read_framed;
-use brink_ebpf::{Options, Tracer};
+use brink_ebpf::Options;
 use brink_testkit::{Need, can_run};
+
+mod common;
 
 const PROGRAM: &str = r#"#define _GNU_SOURCE
 #include <fcntl.h>
@@ -62,18 +62,10 @@ fn traced(dir: &Path, pie: bool, from_calls: bool) -> Vec<Call> {
     let mut gcc = Command::new("gcc");
     gcc.args(["-g", "-O2", "-pthread", pie_flag, "-o"]).arg(&exe).arg(dir.join("prog.c"));
     assert!(gcc.status().unwrap().success(), "gcc failed");
-    let name = format!("brink-ebpf-stacks-{}-{pie}", std::process::id());
-    let cg = Cgroup::create(&cgroup2_mount().expect("cgroup v2").join(name)).expect("cgroup");
-    let out = dir.join("events");
-    let tracer = Tracer::start(cg.path(), &out, Options { stacks: true, unwind_live: !from_calls }).expect("tracer");
     let mut cmd = Command::new(&exe);
     cmd.current_dir(dir);
-    cg.join_on_exec(&mut cmd).expect("join");
-    let status = cmd.status().expect("prog");
-    tracer.finish().expect("finish");
-    cg.remove_tree();
-    assert!(status.success());
-    let (mut events, _) = read_framed(&std::fs::read(&out).unwrap());
+    let opts = Options { stacks: true, unwind_live: !from_calls };
+    let (_, mut events) = common::run_traced(&format!("stacks-{pie}"), cmd, &dir.join("events"), opts);
     if from_calls {
         events.retain(|e| !matches!(e, brink_ebpf::events::Event::Maps { .. }));
     }

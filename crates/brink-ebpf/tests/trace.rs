@@ -3,29 +3,19 @@
 use std::path::Path;
 use std::process::Command;
 
-use brink_blockdev::cgroup::{Cgroup, cgroup2_mount};
-use brink_ebpf::events::{Event, read_framed};
-use brink_ebpf::{Options, Tracer};
+use brink_ebpf::Options;
+use brink_ebpf::events::Event;
 use brink_testkit::{Need, can_run};
 
-/// Run `script` with `sh -c` in a fresh cgroup under the tracer; its events.
+mod common;
+
+/// Run `script` with `sh -c` in `dir` under the tracer; its events.
 fn trace(name: &str, dir: &Path, script: &str, stacks: bool) -> Vec<Event> {
-    let cg = Cgroup::create(
-        &cgroup2_mount().expect("cgroup v2").join(format!("brink-ebpf-test-{name}-{}", std::process::id())),
-    )
-    .expect("cgroup");
-    let out = dir.join("events");
-    let tracer = Tracer::start(cg.path(), &out, Options { stacks, ..Options::default() }).expect("tracer");
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).current_dir(dir);
-    cg.join_on_exec(&mut cmd).expect("join");
-    let status = cmd.status().expect("sh");
-    let stats = tracer.finish().expect("finish");
-    cg.remove_tree();
-    assert!(status.success());
+    let opts = Options { stacks, ..Options::default() };
+    let (stats, events) = common::run_traced(name, cmd, &dir.join("events"), opts);
     assert_eq!((stats.dropped, stats.records > 0), (0, true), "{stats:?}");
-    let (events, bad) = read_framed(&std::fs::read(&out).unwrap());
-    assert_eq!(bad, 0);
     events
 }
 
