@@ -64,7 +64,8 @@ pub struct Stats {
     /// cannot be unwound.
     pub maps_missed: u64,
     /// Unix time minus the kernel's boot-time clock (which timestamps the calls), in
-    /// nanoseconds, when the tracer started.
+    /// nanoseconds, as the tracer finished (the two clocks move together but for
+    /// adjustments of the wall clock).
     pub boot_offset_ns: i64,
 }
 
