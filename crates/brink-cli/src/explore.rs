@@ -394,37 +394,51 @@ fn count_only(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> Result<i3
         let time = match &rate {
             None => "give --checker to estimate".to_string(),
             Some(Err(why)) => format!("cannot calibrate: {why}"),
-            Some(Ok(r)) => estimate(n.as_f64() / r),
+            Some(Ok(cal)) => estimate(n.as_f64() / cal.rate),
         };
         writeln!(out, "{:<24} {:>24}  {time}", st.name(), n.to_string())?;
     }
-    if let Some(Ok(r)) = rate {
+    if let Some(Ok(cal)) = rate {
         writeln!(
             out,
-            "(at {r:.1} states/s, measured by exploring for {}s with these settings)",
-            CALIBRATION.as_secs()
+            "(at {:.1} states/s, measured by checking {} states in {:.1} s with these settings{})",
+            cal.rate,
+            cal.checked,
+            cal.secs,
+            if cal.whole { ": the whole run" } else { "" }
         )?;
     }
     emit(&out)?;
     Ok(0)
 }
 
-/// States per second of the asked exploration, explored for `CALIBRATION` into a
-/// scratch results directory.
-fn calibrate(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> std::result::Result<f64, String> {
+/// What a calibration run measured.
+struct Calibration {
+    rate: f64,
+    checked: u64,
+    secs: f64,
+    /// It checked every state before its time was up.
+    whole: bool,
+}
+
+/// States per second of the asked exploration, explored for at most `CALIBRATION` into
+/// a scratch results directory.
+fn calibrate(a: &ExploreArgs, interrupt: &brink_record::Interrupt) -> std::result::Result<Calibration, String> {
     let dir = tempfile::Builder::new().prefix("brink-calibrate-").tempdir().map_err(|e| e.to_string())?;
     let results = dir.path().join("r");
     let mut cfg = explore_config(&a.opts, &a.trace, &results, false, interrupt).map_err(|e| e.to_string())?;
     cfg.time_budget = Some(CALIBRATION);
     let s = brink_explore::explore(&cfg, &brink_explore::Progress::default()).map_err(|e| e.to_string())?;
-    let checked = s.states_checked.max(1) as f64;
-    Ok(checked / s.wall_s.max(1e-3))
+    let secs = s.wall_s.max(1e-3);
+    let whole = s.complete;
+    Ok(Calibration { rate: s.states_checked.max(1) as f64 / secs, checked: s.states_checked, secs, whole })
 }
 
 /// A duration in words a person plans by.
 fn estimate(secs: f64) -> String {
     match secs {
         s if !s.is_finite() || s > 1e9 => "more than 30 years".into(),
+        s if s < 1.0 => "under 1 s".into(),
         s if s < 90.0 => format!("about {s:.0} s"),
         s if s < 5400.0 => format!("about {:.0} min", s / 60.0),
         s if s < 172_800.0 => format!("about {:.1} h", s / 3600.0),
