@@ -47,14 +47,14 @@ struct pending { __u64 args[6]; __u64 nr; };
 struct enter_rec { __u32 kind, tid, tgid, nr; __u64 time_ns; __u64 args[6]; };
 struct str_rec { __u32 kind, tid, argi, len; __u8 bytes[STR_BYTES]; };
 struct blob_rec { __u32 kind, tid, argi, len; __u8 bytes[BLOB_BYTES]; };
-struct call_rec {
+/* A CALL record is its head, followed by the stack when stacks are copied. */
+struct call_head {
     __u32 kind, tid, tgid, nr;
     __u64 seq; __s64 ret;
     __u64 ip, sp, bp;
     __u32 stack_len, pad;
-    __u8 stack[STACK_BYTES];
 };
-struct call_rec_nostack { __u32 kind, tid, tgid, nr; __u64 seq; __s64 ret; __u64 ip, sp, bp; __u32 stack_len, pad; };
+struct call_rec { struct call_head h; __u8 stack[STACK_BYTES]; };
 struct data_rec { __u32 kind, tid; __u64 seq; __u32 off, len; __u8 bytes[CHUNK]; };
 
 const volatile __u64 target_cgroup = 0;
@@ -229,24 +229,30 @@ static __u32 copy_stack(__u8 *dst, __u64 sp)
 
 /* `pad` of a CALL record: 1 when the call may have changed the process's executable
  * mappings (an exec, an executable mmap), so user space reads its memory map again. */
+static __always_inline void fill_head(struct call_head *h, const struct user_regs *regs, __u32 tid, __u32 tgid,
+                                      __u64 nr, __u64 s, long ret, __u32 remap)
+{
+    h->kind = K_CALL; h->tid = tid; h->tgid = tgid; h->nr = nr; h->seq = s; h->ret = ret;
+    h->ip = regs->ip; h->sp = regs->sp; h->bp = regs->bp; h->stack_len = 0; h->pad = remap;
+}
+
 static __always_inline void emit_call(void *uregs, __u32 tid, __u32 tgid, __u64 nr, __u64 s, long ret, __u32 remap)
 {
     struct user_regs regs;
     if (bpf_probe_read_kernel(&regs, sizeof(regs), uregs)) { regs.ip = regs.sp = regs.bp = 0; }
+    __u64 wake = remap ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
     if (!want_stacks) {
-        struct call_rec_nostack *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-        if (!r) { count(0); return; }
-        r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
-        r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->stack_len = 0; r->pad = remap;
-        bpf_ringbuf_submit(r, remap ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+        struct call_head *h = bpf_ringbuf_reserve(&events, sizeof(*h), 0);
+        if (!h) { count(0); return; }
+        fill_head(h, &regs, tid, tgid, nr, s, ret, remap);
+        bpf_ringbuf_submit(h, wake);
         return;
     }
     struct call_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { count(0); return; }
-    r->kind = K_CALL; r->tid = tid; r->tgid = tgid; r->nr = nr; r->seq = s; r->ret = ret;
-    r->ip = regs.ip; r->sp = regs.sp; r->bp = regs.bp; r->pad = remap;
-    r->stack_len = regs.sp ? copy_stack(r->stack, regs.sp) : 0;
-    bpf_ringbuf_submit(r, remap ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+    fill_head(&r->h, &regs, tid, tgid, nr, s, ret, remap);
+    r->h.stack_len = regs.sp ? copy_stack(r->stack, regs.sp) : 0;
+    bpf_ringbuf_submit(r, wake);
 }
 
 SEC("raw_tp/sys_exit")
