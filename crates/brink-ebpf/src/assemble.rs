@@ -47,6 +47,28 @@ impl RawCall {
     pub(crate) fn blob(&self, arg: u32) -> Option<&[u8]> {
         self.blobs.iter().find(|(a, _)| *a == arg).map(|(_, b)| b.as_slice())
     }
+
+    /// For a call that makes a task (`clone`, `fork`, `vfork`, `clone3`), whether the
+    /// task is a thread of the caller's process; `None` for any other call.
+    pub(crate) fn spawns_thread(&self) -> Option<bool> {
+        const CLONE_THREAD: u64 = 0x10000;
+        match self.nr {
+            57 | 58 => Some(false),
+            56 => Some(self.args[0] & CLONE_THREAD != 0),
+            435 => {
+                let flags = self.blob(0).and_then(|b| Some(u64::from_ne_bytes(b.get(..8)?.try_into().ok()?)));
+                Some(flags.is_some_and(|f| f & CLONE_THREAD != 0))
+            }
+            _ => None,
+        }
+    }
+
+    /// The task this call made, if it made one, and whether it is a thread.
+    pub(crate) fn spawned(&self) -> Option<(u32, bool)> {
+        let thread = self.spawns_thread()?;
+        let child = u32::try_from(self.ret?).ok().filter(|&t| t > 0)?;
+        Some((child, thread))
+    }
 }
 
 /// What assembling found amiss (each said in the recording's notes).
@@ -108,10 +130,6 @@ pub(crate) fn assemble(events: Vec<Event>) -> (Vec<RawCall>, Gaps) {
     (done, gaps)
 }
 
-/// The system call numbers that make a process or thread (`clone`, `fork`, `vfork`,
-/// `clone3`); the result is the new task's id.
-const SPAWNS: &[u32] = &[56, 57, 58, 435];
-
 /// A new task can run, and complete calls, before the call that made it returns in its
 /// parent. strace reports the parent's call first (it sees the task made before the task
 /// runs), and the calls' readers expect that: a task is known before its first call. So
@@ -126,8 +144,7 @@ fn spawns_first(calls: &mut Vec<RawCall>) {
         let mut moved = false;
         let mut keys: Vec<(usize, u8)> = Vec::with_capacity(calls.len());
         for (i, c) in calls.iter().enumerate() {
-            let child = c.ret.filter(|r| *r > 0 && SPAWNS.contains(&c.nr)).and_then(|r| u32::try_from(r).ok());
-            match child.and_then(|t| first.get(&t)).filter(|&&f| f < i) {
+            match c.spawned().and_then(|(t, _)| first.get(&t)).filter(|&&f| f < i) {
                 Some(&f) => {
                     keys.push((f, 0));
                     moved = true;

@@ -32,14 +32,14 @@ pub fn decode(events: Vec<Event>, start: &[u8], boot_offset_ns: Option<i64>) -> 
     let started_before = crate::assemble::started_before(&raw);
     let mut unreadable = 0u64;
     for (seq, mut c) in raw.into_iter().enumerate() {
-        let (seq, c_ref) = (seq as u64, &c);
+        let seq = seq as u64;
         let name = syscalls::name(c.nr).map_or_else(|| format!("syscall_{}", c.nr), str::to_string);
-        let mut kind = kinds::kind(&mut fds, c_ref, &name).unwrap_or_else(|| {
+        let mut kind = kinds::kind(&mut fds, &c, &name).unwrap_or_else(|| {
             unreadable += 1;
             CallKind::Other { raw_args: "(an argument could not be read from the program's memory)".into() }
         });
-        kinds::update(&mut fds, c_ref, &kind);
-        observe_images(&mut images, &mut fds, c_ref, &kind);
+        kinds::update(&mut fds, &c, &kind);
+        observe_images(&mut images, &mut fds, &c, &kind);
         // The written bytes move into the call rather than being copied.
         if let CallKind::Write { data, .. } = &mut kind {
             *data = std::mem::take(&mut c.data);
@@ -109,17 +109,5 @@ fn maps_of(events: &[Event]) -> HashMap<u32, Vec<(u64, Vec<u8>)>> {
 
 /// Each process made by a `fork` (or a `clone` without `CLONE_THREAD`), and its parent.
 fn parents(raw: &[RawCall]) -> HashMap<u32, u32> {
-    let spawned = |c: &RawCall| match c.nr {
-        57 | 58 => true,
-        56 => c.args[0] & 0x10000 == 0,
-        435 => c
-            .blob(0)
-            .and_then(|b| b.get(..8))
-            .is_some_and(|f| u64::from_ne_bytes(f.try_into().unwrap_or_default()) & 0x10000 == 0),
-        _ => false,
-    };
-    raw.iter()
-        .filter(|c| spawned(c))
-        .filter_map(|c| Some((u32::try_from(c.ret?).ok().filter(|&p| p > 0)?, c.pid)))
-        .collect()
+    raw.iter().filter_map(|c| c.spawned().filter(|&(_, thread)| !thread).map(|(child, _)| (child, c.pid))).collect()
 }

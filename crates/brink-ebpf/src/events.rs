@@ -59,12 +59,30 @@ const KIND_MAPS: u32 = 6;
 const KIND_UNWOUND: u32 = 7;
 /// Bytes of a RETURN record's header, before its stack.
 const RETURN_HEADER: usize = 64;
+/// The record kind of a RETURN (`K_CALL`), and where its fields are (`struct call_head`).
+const KIND_RETURN: u32 = 4;
+const RET_TGID: usize = 8;
+const RET_SEQ: usize = 16;
+const RET_REGS: usize = 32;
+const RET_STACK_LEN: usize = 56;
+const RET_REMAP: usize = 60;
+
+/// The user registers of a RETURN record.
+fn regs_at(b: &[u8]) -> Option<Regs> {
+    Some(Regs { ip: u64_at(b, RET_REGS)?, sp: u64_at(b, RET_REGS + 8)?, bp: u64_at(b, RET_REGS + 16)? })
+}
+
+/// A RETURN record's header, relabelled `kind` and with no stack after it.
+fn bare_header(rec: &[u8], kind: u32) -> Option<Vec<u8>> {
+    let mut r = rec.get(..RETURN_HEADER)?.to_vec();
+    r[..4].copy_from_slice(&kind.to_ne_bytes());
+    r[RET_STACK_LEN..RET_STACK_LEN + 4].copy_from_slice(&0u32.to_ne_bytes());
+    Some(r)
+}
 
 /// A RETURN record (`rec`, from the kernel) with its stack replaced by its frames.
 pub(crate) fn unwound_record(rec: &[u8], frames: &[Frame], truncated: bool) -> Option<Vec<u8>> {
-    let mut r = rec.get(..RETURN_HEADER)?.to_vec();
-    r[..4].copy_from_slice(&KIND_UNWOUND.to_ne_bytes());
-    r[56..60].copy_from_slice(&0u32.to_ne_bytes());
+    let mut r = bare_header(rec, KIND_UNWOUND)?;
     r.extend_from_slice(&u32::try_from(frames.len()).ok()?.to_ne_bytes());
     r.extend_from_slice(&u32::from(truncated).to_ne_bytes());
     for f in frames {
@@ -125,10 +143,7 @@ fn bytes_at(b: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
 impl Event {
     /// A RETURN record's header, read as one with no stack.
     fn parse_header(b: &[u8]) -> Option<Event> {
-        let mut header = b.get(..RETURN_HEADER)?.to_vec();
-        header[..4].copy_from_slice(&4u32.to_ne_bytes());
-        header[56..60].copy_from_slice(&0u32.to_ne_bytes());
-        Event::parse(&header)
+        Event::parse(&bare_header(b, KIND_RETURN)?)
     }
 
     /// A record as the kernel half wrote it; `None` for one this version does not know.
@@ -150,19 +165,19 @@ impl Event {
                 Some(Event::Str { tid, arg: arg & !UNREADABLE, bytes })
             }
             3 => Some(Event::Blob { tid, arg: u32_at(b, 8)?, bytes: bytes_at(b, 16, u32_at(b, 12)? as usize)? }),
-            4 => {
-                let regs = Regs { ip: u64_at(b, 32)?, sp: u64_at(b, 40)?, bp: u64_at(b, 48)? };
-                let stack = bytes_at(b, 64, (u32_at(b, 56)? as usize).min(STACK_BYTES))?;
+            KIND_RETURN => {
+                let regs = regs_at(b)?;
+                let stack = bytes_at(b, RETURN_HEADER, (u32_at(b, RET_STACK_LEN)? as usize).min(STACK_BYTES))?;
                 let ret = i64::from_ne_bytes(b.get(24..32)?.try_into().ok()?);
                 Some(Event::Return {
                     tid,
-                    tgid: u32_at(b, 8)?,
+                    tgid: u32_at(b, RET_TGID)?,
                     nr: u32_at(b, 12)?,
-                    seq: u64_at(b, 16)?,
+                    seq: u64_at(b, RET_SEQ)?,
                     ret,
                     regs,
                     stack,
-                    remap: u32_at(b, 60)? != 0,
+                    remap: u32_at(b, RET_REMAP)? != 0,
                     frames: None,
                 })
             }
@@ -188,22 +203,21 @@ impl Event {
 /// A RETURN record's process, registers and copied stack, borrowed (the tracer reads
 /// every record: no copy), if it carries a stack.
 pub(crate) fn stack_view(rec: &[u8]) -> Option<(u32, Regs, &[u8])> {
-    if u32_at(rec, 0)? != 4 {
+    if u32_at(rec, 0)? != KIND_RETURN {
         return None;
     }
-    let len = (u32_at(rec, 56)? as usize).min(STACK_BYTES);
-    let regs = Regs { ip: u64_at(rec, 32)?, sp: u64_at(rec, 40)?, bp: u64_at(rec, 48)? };
+    let len = (u32_at(rec, RET_STACK_LEN)? as usize).min(STACK_BYTES);
     (len > 0).then_some(())?;
-    Some((u32_at(rec, 8)?, regs, rec.get(RETURN_HEADER..RETURN_HEADER + len)?))
+    Some((u32_at(rec, RET_TGID)?, regs_at(rec)?, rec.get(RETURN_HEADER..RETURN_HEADER + len)?))
 }
 
 /// What the tracer must do after a record: read process `pid`'s memory map, as of call
 /// `seq`, when it is new or its call may have changed its executable mappings.
 pub(crate) fn wants_maps(rec: &[u8], known: &mut std::collections::HashSet<u32>) -> Option<(u32, u64)> {
-    if u32_at(rec, 0)? != 4 {
+    if u32_at(rec, 0)? != KIND_RETURN {
         return None;
     }
-    let (pid, seq, remap) = (u32_at(rec, 8)?, u64_at(rec, 16)?, u32_at(rec, 60)? != 0);
+    let (pid, seq, remap) = (u32_at(rec, RET_TGID)?, u64_at(rec, RET_SEQ)?, u32_at(rec, RET_REMAP)? != 0);
     (known.insert(pid) || remap).then_some((pid, seq))
 }
 

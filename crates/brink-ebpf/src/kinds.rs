@@ -23,7 +23,6 @@ const O_CLOEXEC: u64 = 0o2000000;
 const O_SYNC: u64 = 0o4010000;
 const O_TMPFILE: u64 = 0o20200000;
 const AT_REMOVEDIR: u64 = 0x200;
-const CLONE_THREAD: u64 = 0x10000;
 const CLOSE_RANGE_CLOEXEC: u64 = 4;
 const FICLONE: u64 = 0x4004_9409;
 const FICLONERANGE: u64 = 0x4020_940d;
@@ -40,6 +39,14 @@ const FALLOC: &[(u64, u32)] = &[
     (0x10, falloc_flag::ZERO_RANGE),
     (0x20, falloc_flag::INSERT_RANGE),
     (0x40, falloc_flag::UNSHARE_RANGE),
+];
+/// The open flags that are one bit each (`O_SYNC` and `O_TMPFILE` are not: `open_flags`).
+const OPEN: &[(u64, u32)] = &[
+    (O_CREAT, open_flag::CREAT),
+    (O_EXCL, open_flag::EXCL),
+    (O_TRUNC, open_flag::TRUNC),
+    (O_APPEND, open_flag::APPEND),
+    (O_DIRECT, open_flag::DIRECT),
 ];
 const RENAME: &[(u64, u32)] = &[(1, rename_flag::NOREPLACE), (2, rename_flag::EXCHANGE), (4, rename_flag::WHITEOUT)];
 const RWF: &[(u64, u32)] = &[(0x2, rwf_flag::DSYNC), (0x4, rwf_flag::SYNC), (0x10, rwf_flag::APPEND)];
@@ -61,18 +68,7 @@ fn table(v: u64, t: &[(u64, u32)]) -> Flags {
 /// Open flags as strace names them: `O_SYNC` (which includes `O_DSYNC`'s bit) alone,
 /// `O_TMPFILE` (which includes `O_DIRECTORY`'s) alone.
 fn open_flags(f: u64) -> Flags {
-    let mut bits = 0;
-    for (k, b) in [
-        (O_CREAT, open_flag::CREAT),
-        (O_EXCL, open_flag::EXCL),
-        (O_TRUNC, open_flag::TRUNC),
-        (O_APPEND, open_flag::APPEND),
-        (O_DIRECT, open_flag::DIRECT),
-    ] {
-        if f & k != 0 {
-            bits |= b;
-        }
-    }
+    let mut bits = table(f, OPEN).0;
     bits |= match f & O_SYNC {
         O_SYNC => open_flag::SYNC,
         O_DSYNC => open_flag::DSYNC,
@@ -118,6 +114,12 @@ pub(crate) fn result(c: &RawCall, name: &str) -> CallResult {
 /// A readable path argument, or why not.
 fn path(c: &RawCall, arg: u32) -> Option<Vec<u8>> {
     c.string(arg).map(<[u8]>::to_vec)
+}
+
+/// The descriptor a decoded directory argument names (`AT_FDCWD` when it names none:
+/// the old calls without one).
+fn dir_num(dir: &Option<Fd>) -> i32 {
+    dir.as_ref().map_or(AT_FDCWD, |d| d.num)
 }
 
 /// `Some(fd)` of a `*at` call's directory argument.
@@ -207,9 +209,7 @@ fn more(fds: &mut Fds, c: &RawCall, name: &str) -> Option<CallKind> {
         "io_uring_enter" | "io_uring_register" => {
             CallKind::Untraceable { what: Untraceable::IoUring { fd: Some(fd(fds, 0)) } }
         }
-        "clone" => CallKind::Spawn { thread: a[0] & CLONE_THREAD != 0 },
-        "clone3" => CallKind::Spawn { thread: c.blob(0).and_then(u64_of).is_some_and(|f| f & CLONE_THREAD != 0) },
-        "fork" | "vfork" => CallKind::Spawn { thread: false },
+        "clone" | "clone3" | "fork" | "vfork" => CallKind::Spawn { thread: c.spawns_thread()? },
         "execve" | "execveat" => exec(c, u32::from(name == "execveat"))?,
         "exit" | "exit_group" => CallKind::Exit { group: name == "exit_group", code: a[0] as i32 as i64 },
         _ => CallKind::Other { raw_args: format!("{:#x}, {:#x}, {:#x}", a[0], a[1], a[2]) },
@@ -241,10 +241,12 @@ fn open(fds: &mut Fds, c: &RawCall, name: &str) -> Option<CallKind> {
     let creates = flags & O_CREAT != 0 || flags & O_TMPFILE == O_TMPFILE;
     let mode = mode.filter(|_| creates).map(|m| m as u32);
     // The new descriptor with the path it was opened by, as strace's `-y` prints it.
-    let at = dir.as_ref().map_or(AT_FDCWD, |d| d.num);
     let tmpfile = flags & O_TMPFILE == O_TMPFILE;
-    let returned =
-        c.ret.filter(|r| *r >= 0).map(|r| Fd { num: r as i32, path: fds.absolute(c.pid, at, &path), deleted: tmpfile });
+    let returned = c.ret.filter(|r| *r >= 0).map(|r| Fd {
+        num: r as i32,
+        path: fds.absolute(c.pid, dir_num(&dir), &path),
+        deleted: tmpfile,
+    });
     Some(CallKind::Open { dir, path, access: access(flags), flags: open_flags(flags), mode, fd: returned })
 }
 
@@ -319,12 +321,9 @@ pub(crate) fn update(fds: &mut Fds, c: &RawCall, kind: &CallKind) {
     let Some(ret) = c.ret.filter(|r| *r >= 0) else { return };
     let pid = c.pid;
     match kind {
-        CallKind::Open { dir, path, flags, .. } => {
-            let base = dir.as_ref().map_or(AT_FDCWD, |d| d.num);
-            if let Some(abs) = fds.absolute(pid, base, path) {
-                let raw = open_raw_flags(c);
-                fds.opened(pid, ret as i32, abs, flags.contains(open_flag::TMPFILE), raw & O_CLOEXEC != 0);
-            }
+        // The returned descriptor carries the absolute path `open` resolved.
+        CallKind::Open { fd: Some(Fd { path: Some(abs), deleted, .. }), .. } => {
+            fds.opened(pid, ret as i32, abs.clone(), *deleted, open_raw_flags(c) & O_CLOEXEC != 0);
         }
         CallKind::Close { fd } => fds.closed(pid, fd.num),
         CallKind::Dup { old, cloexec, .. } => fds.duplicated(pid, old.num, ret as i32, *cloexec),
@@ -340,13 +339,13 @@ pub(crate) fn update(fds: &mut Fds, c: &RawCall, kind: &CallKind) {
             }
         }
         CallKind::Rename { old_dir, old, new_dir, new, .. } => {
-            let at = |d: &Option<Fd>| d.as_ref().map_or(AT_FDCWD, |d| d.num);
-            if let (Some(o), Some(n)) = (fds.absolute(pid, at(old_dir), old), fds.absolute(pid, at(new_dir), new)) {
+            let (o, n) = (fds.absolute(pid, dir_num(old_dir), old), fds.absolute(pid, dir_num(new_dir), new));
+            if let (Some(o), Some(n)) = (o, n) {
                 fds.renamed(&o, &n);
             }
         }
         CallKind::Unlink { dir, path, .. } => {
-            if let Some(abs) = fds.absolute(pid, dir.as_ref().map_or(AT_FDCWD, |d| d.num), path) {
+            if let Some(abs) = fds.absolute(pid, dir_num(dir), path) {
                 fds.unlinked(&abs);
             }
         }

@@ -525,6 +525,11 @@ fn unfinished_trace_dir(output: &Path) -> Option<PathBuf> {
     Some(parent.join(format!(".{name}.tmp-{}", std::process::id())))
 }
 
+/// Where the workload ran, as the calls' readers need it: the mark file and the mount.
+fn calls_site(paths: &WorkPaths) -> crate::calls::Site {
+    crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() }
+}
+
 /// The kernel tracer's calls, being read back on a thread of their own while the
 /// recording finishes (hashing the final image, unmounting).
 type KernelCalls = std::thread::JoinHandle<Result<crate::calls::Prepared, RecordError>>;
@@ -533,7 +538,7 @@ type KernelCalls = std::thread::JoinHandle<Result<crate::calls::Prepared, Record
 fn read_kernel_calls(run: &WorkloadRun, paths: &WorkPaths) -> Option<KernelCalls> {
     let stats = run.kernel_calls?;
     let events = paths.root.join(crate::calls::EVENTS_OUT);
-    let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
+    let site = calls_site(paths);
     Some(std::thread::spawn(move || crate::calls::prepare_kernel(&events, stats, &site)))
 }
 
@@ -550,7 +555,7 @@ fn store_calls(
         return Ok(());
     }
     progress.set("reading the system calls");
-    let site = crate::calls::Site { mark_file: paths.fuse_dir.join(MARK_NAME), cwd: paths.mnt.clone() };
+    let site = calls_site(paths);
     if let Some(prepared) = kernel_calls {
         let prepared = prepared.join().map_err(|_| RecordError::Tracer("reading the calls back failed".into()))??;
         meta.calls = Some(crate::calls::write(prepared, writer)?);
