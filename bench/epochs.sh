@@ -23,6 +23,7 @@ run() { # binary-label binary trace jobs checker-label checker -> prints states/
   local name="$1-$3-jobs$4-$5"
   rm -rf "$WORK/res"
   "$2" explore "$WORK/$3" --checker "$6" --jobs "$4" -o "$WORK/res" --json > "$RAW/$name.json"
+  cp "$WORK/res/states.jsonl" "$WORK/$3.states.jsonl"
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f %d" % (d["states_per_s"], d["states_checked"]))' "$RAW/$name.json"
 }
 JOBS=$(( $(nproc) * 2 ))
@@ -41,6 +42,29 @@ for bin in "${bins[@]}"; do
   done
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+
+# The kernel's floor: the first FLOOR_STATES checked states of each trace, each image in
+# memory under a loop device of its own, mounted and unmounted by mount_floor with
+# nothing else done (crates/brink-blockdev/examples/mount_floor.rs).
+FLOOR_STATES=${FLOOR_STATES:-300}
+cargo build --release -q -p brink-blockdev --example mount_floor
+declare -A F
+for trace in many-epochs bench; do
+  mkdir -p "$WORK/floor-$trace"
+  imgs=()
+  while read -r id; do
+    "$B" replay "$WORK/$trace" "$id" -o "$WORK/floor-$trace/$id" --no-mount > /dev/null
+    imgs+=("$WORK/floor-$trace/$id/state.img")
+  done < <(python3 -c '
+import json,sys
+ids=[r["id"] for r in map(json.loads, open(sys.argv[1])) if r["dup_of"] is None]
+print("\n".join(ids[:int(sys.argv[2])]))' "$WORK/$trace.states.jsonl" "$FLOOR_STATES")
+  for j in 1 "$JOBS"; do
+    read -r F[$trace,$j] F[$trace,n] < <(target/release/examples/mount_floor ext4 data=ordered "$j" "${imgs[@]}")
+    echo "${F[$trace,$j]} ${F[$trace,n]}" > "$RAW/floor-$trace-jobs$j.txt"
+  done
+  rm -rf "$WORK/floor-$trace"
+done
 
 {
   echo "# Explore speed across epochs: many small epochs against a few large ones"
@@ -64,6 +88,23 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   done
   echo
   echo "many-epochs / bench at $JOBS jobs, checker as a path: $(ratio "${R[brink,many-epochs,$JOBS,path]}" "${R[brink,bench,$JOBS,path]}")."
+  echo
+  echo "## The kernel's floor"
+  echo
+  echo "The same traces' first checked states (${F[bench,n]} of each), each image in memory under a loop"
+  echo "device of its own, mounted (journal replay included) and unmounted by"
+  echo "\`mount_floor\` (crates/brink-blockdev/examples/mount_floor.rs) with nothing else done: no"
+  echo "checker, no tree hash, no state to build. What no explorer that lets the kernel recover"
+  echo "each state can beat on this machine."
+  echo
+  echo "| trace | floor states/s, 1 job | floor states/s, $JOBS jobs | $JOBS jobs / 1 job | brink / floor at $JOBS jobs (path) |"
+  echo "|---|---:|---:|---:|---:|"
+  for trace in many-epochs bench; do
+    a=${F[$trace,1]}; b=${F[$trace,$JOBS]}
+    echo "| $trace | $a | $b | $(ratio "$b" "$a") | $(ratio "${R[brink,$trace,$JOBS,path]}" "$b") |"
+  done
+  echo
+  echo "many-epochs / bench at the floor, $JOBS jobs: $(ratio "${F[many-epochs,$JOBS]}" "${F[bench,$JOBS]}")."
   if [ -n "${BASELINE:-}" ]; then
     echo "This commit / baseline on many-epochs at $JOBS jobs, checker as a path: $(ratio "${R[brink,many-epochs,$JOBS,path]}" "${R[baseline,many-epochs,$JOBS,path]}");"
     echo "the baseline: ${BASELINE_NOTE:-$BASELINE}."

@@ -28,14 +28,16 @@ TMPDIR=$WORK "$B" record --fs ext4 --mount-opts data=ordered --size 64M -o "$WOR
   sh -c 'for r in 1 2 3 4 5 6; do for i in 1 2 3; do printf "r$r f$i" > f$r$i; done; sync -f .; echo "round $r" > "$BRINK_MARK"; done' 2>/dev/null
 COUNT=$("$B" explore "$WORK/trace" --count-only | head -1)
 
-run_brink() { # jobs -> summary json
+run_brink() { # jobs slots -> summary json
   rm -rf "$WORK/res"
-  "$B" explore "$WORK/trace" --checker true --jobs "$1" -o "$WORK/res" --json | tee "$RAW/jobs-$1.json"
+  "$B" explore "$WORK/trace" --checker true --jobs "$1" --slots "$2" -o "$WORK/res" --json | tee "$RAW/jobs-$1-$2.json"
 }
 rm -rf "$RAW" && mkdir -p "$RAW"
 declare -A RATE PER MOUNT UMOUNT CHECK HASH OVER CHECKED
-for j in 1 2 4; do
-  read -r RATE[$j] PER[$j] MOUNT[$j] UMOUNT[$j] CHECK[$j] HASH[$j] OVER[$j] CHECKED[$j] < <(run_brink "$j" | python3 -c '
+# The default slots (memory) at 1, 2 and 4 jobs, and the FUSE slots at 4 side by side.
+for k in 1 2 4 4-fuse; do
+  j=${k%-fuse}; slots=auto; [ "$k" != "$j" ] && slots=fuse
+  read -r RATE[$k] PER[$k] MOUNT[$k] UMOUNT[$k] CHECK[$k] HASH[$k] OVER[$k] CHECKED[$k] < <(run_brink "$j" "$slots" | python3 -c '
 import json,sys
 d=json.load(sys.stdin); t=d["time_ms"]; n=max(d["states_checked"],1)
 r=d["states_per_s"]
@@ -87,9 +89,10 @@ rm -f "$WORK/rand.bin"
   echo
   echo "| runner | jobs | states/s | worker ms per state | mount+recovery ms | unmount ms | checker ms | brink's own ms (hash + overlay) |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  for j in 1 2 4; do
-    own=$(python3 -c "print(f'{${HASH[$j]}+${OVER[$j]}:.3f}')")
-    echo "| brink explore | $j | ${RATE[$j]} | ${PER[$j]} | ${MOUNT[$j]} | ${UMOUNT[$j]} | ${CHECK[$j]} | $own |"
+  for k in 1 2 4 4-fuse; do
+    own=$(python3 -c "print(f'{${HASH[$k]}+${OVER[$k]}:.3f}')")
+    label="brink explore"; [ "$k" = 4-fuse ] && label="brink explore --slots fuse"
+    echo "| $label | ${k%-fuse} | ${RATE[$k]} | ${PER[$k]} | ${MOUNT[$k]} | ${UMOUNT[$k]} | ${CHECK[$k]} | $own |"
   done
   echo "| shell loop (cp, losetup, mount, checker, umount, losetup -d) | 1 | $SHELL_RATE | $SHELL_MS | | | | |"
   echo
@@ -98,10 +101,13 @@ rm -f "$WORK/rand.bin"
   echo
   echo "\"worker ms per state\" is jobs × wall time / states checked. The mount column is the"
   echo "kernel mounting the state (journal replay included) through the loop device and the"
-  echo "FUSE slot, plus dropping the loop device's block cache; unmount likewise. What remains"
-  echo "after mount, unmount and checker is brink's own per-state work; the last column is the"
-  echo "part of it that is measured directly (computing the state's content and hash, and"
-  echo "installing its overlay)."
+  echo "slot, plus dropping the loop device's block cache; unmount likewise. The default slots"
+  echo "are the memory slots (the state's image in a memory file, restored where it changed);"
+  echo "the FUSE slots serve each read the kernel's cache misses and each write from brink's"
+  echo "daemon. What remains after mount, unmount and checker is brink's own per-state work;"
+  echo "the last column is the part of it that is measured directly (computing the state's"
+  echo "content and hash, laying it into the slot, and for memory slots reading the kernel's"
+  echo "writes from the write log)."
   echo
   echo "## Memory"
   echo

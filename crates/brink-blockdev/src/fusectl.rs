@@ -74,7 +74,7 @@ pub struct Cleanup {
     /// Without a cgroup: a file holding the id of a process group to SIGKILL instead
     /// (written by the process as it starts each child; absent when none runs).
     pub pgid_file: Option<PathBuf>,
-    /// Further paths removed last (an unfinished output directory).
+    /// Further paths removed last (an unfinished output directory, a tracefs instance).
     pub remove: Vec<PathBuf>,
 }
 
@@ -178,7 +178,8 @@ while [ $n -lt 100 ] && [ "$(awk -v mode=umount "$awkprog" /proc/self/mountinfo)
   sleep 0.05; n=$((n + 1))
 done
 rm -rf "$W"
-for p in "$@"; do rm -rf "$p"; done
+# A tracefs instance (`writelog.rs`) holds files nobody can unlink: rmdir removes it.
+for p in "$@"; do rm -rf "$p" 2>/dev/null || rmdir "$p" 2>/dev/null; done
 exit 0
 "#;
 

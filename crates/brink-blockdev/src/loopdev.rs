@@ -168,7 +168,30 @@ impl Drop for LoopDevice {
     }
 }
 
-/// Loop devices attached right now, with their backing files (from sysfs).
+/// The prefix of the name of a memory file that [`memfd_name`] names after a path.
+const MEMFD_PREFIX: &str = "brink-slot ";
+/// The longest name a memory file takes (`memfd_create(2)`).
+const MEMFD_NAME_MAX: usize = 249;
+
+/// The name for a memory file that stands for `path` (brink's memory slots): a loop
+/// device over it is listed by [`attached_loop_devices`] with `path` as its backing file,
+/// so that a check for loop devices left under a directory sees it.
+pub fn memfd_name(path: &Path) -> std::ffi::CString {
+    let mut name = format!("{MEMFD_PREFIX}{}", path.display()).into_bytes();
+    name.truncate(MEMFD_NAME_MAX);
+    name.retain(|&b| b != 0);
+    std::ffi::CString::new(name).expect("no NUL left")
+}
+
+/// A backing file as sysfs shows it, with a memory file named by [`memfd_name`] shown
+/// as the path it stands for.
+fn backing_path(shown: &str) -> PathBuf {
+    let memfd = shown.strip_prefix("/memfd:").and_then(|n| n.strip_prefix(MEMFD_PREFIX));
+    PathBuf::from(memfd.map_or(shown, |n| n.strip_suffix(" (deleted)").unwrap_or(n)))
+}
+
+/// Loop devices attached right now, with their backing files (from sysfs; a memory file
+/// named by [`memfd_name`] as the path it stands for).
 pub fn attached_loop_devices() -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/sys/block") else { return out };
@@ -178,7 +201,7 @@ pub fn attached_loop_devices() -> Vec<(PathBuf, PathBuf)> {
             continue;
         }
         if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
-            out.push((PathBuf::from("/dev").join(&name), PathBuf::from(b.trim_end())));
+            out.push((PathBuf::from("/dev").join(&name), backing_path(b.trim_end())));
         }
     }
     out

@@ -365,6 +365,7 @@ fn kernel_states(a: &CheckModelArgs, block: &Path, jobs: usize, interrupt: &brin
         shard: None,
         tree_dedup: false,
         checker_protocol: brink_check::Protocol::Brink,
+        slots: brink_explore::SlotKind::Auto,
     };
     crate::progress::explore(&cfg).map_err(|e| anyhow::anyhow!("the block exploration: {e}"))?;
     Ok(())

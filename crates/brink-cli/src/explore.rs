@@ -113,6 +113,19 @@ pub struct CheckOpts {
     /// stdout file), any non-zero exit or signal a violation.
     #[arg(long, value_enum, default_value = "brink")]
     checker_protocol: ProtocolArg,
+    /// Kernel recovery (block level): what serves each state to the loop device. memory:
+    /// the state's image in a memory file, restored where it changed between states
+    /// (needs tracefs; not with latent sector errors; the images' data must fit 1 GiB
+    /// over all slots). fuse: brink's FUSE daemon. auto: memory where it can, else fuse.
+    #[arg(long, value_enum, default_value = "auto")]
+    slots: SlotsArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SlotsArg {
+    Auto,
+    Memory,
+    Fuse,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -304,6 +317,11 @@ fn explore_config(
         shard: None,
         tree_dedup: !o.no_tree_dedup,
         checker_protocol: protocol(o),
+        slots: match o.slots {
+            SlotsArg::Auto => brink_explore::SlotKind::Auto,
+            SlotsArg::Memory => brink_explore::SlotKind::Memory,
+            SlotsArg::Fuse => brink_explore::SlotKind::Fuse,
+        },
     })
 }
 

@@ -61,6 +61,9 @@ pub enum ExploreError {
         "processes started by the checkers kept {retired} states' file systems busy after their checks, as many as a run can set aside: stop those processes (the checker must wait for what it starts), then resume"
     )]
     SlotsExhausted { retired: usize },
+    /// `--slots memory` was asked for a run the memory slots cannot serve (`rig.rs`).
+    #[error("the memory slots cannot serve this run ({0}): use --slots fuse or auto")]
+    MemorySlots(String),
     /// brink's own scratch files (a state's image, its marks, extracted files) could not
     /// be written: no state is judged from them.
     #[error("cannot write brink's scratch file {}: no state is judged from it", path.display())]

@@ -49,6 +49,7 @@ mod engine;
 mod error;
 mod footprint;
 mod media;
+mod memslots;
 pub mod merge;
 mod minimize;
 mod overlay;
@@ -111,6 +112,20 @@ pub struct ExploreConfig {
     pub tree_dedup: bool,
     /// How user checkers are called: brink's protocol, or ALICE's (`brink_check::Protocol`).
     pub checker_protocol: brink_check::Protocol,
+    /// What serves the states to kernel recovery (`rig.rs`).
+    pub slots: SlotKind,
+}
+
+/// What serves crash states to kernel recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// The memory slots where they can serve the run, else the FUSE slots.
+    Auto,
+    /// Each state in a memory file under a loop device (`memslots.rs`).
+    Memory,
+    /// Each state served by brink's FUSE daemon (`slots.rs`): the only slots that serve
+    /// latent sector errors.
+    Fuse,
 }
 
 /// Live counters for a progress display.

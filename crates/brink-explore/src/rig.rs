@@ -6,10 +6,12 @@
 //! checks are done: states are served over it), the *head image* (another copy, advanced
 //! as soon as an epoch's states are hashed, so that later epochs can be hashed and
 //! checked while the durable image lags behind: `engine.rs`), and one worker per job
-//! with a scratch directory. With kernel recovery the rig also mounts the FUSE
-//! slots (`slots.rs`) on `.work/slots` and attaches one loop device per slot, once for
-//! the whole run, with a mount point per worker; with userspace recovery each worker
-//! builds its state as an image file instead (`state_image.rs`).
+//! with a scratch directory. With kernel recovery the rig also makes the slots that
+//! serve states to the kernel and attaches one loop device per slot, once for the whole
+//! run, with a mount point per worker: memory slots (`memslots.rs`) where they can serve
+//! the run (`mem_slots` says when), else the FUSE slots (`slots.rs`) mounted on
+//! `.work/slots`; with userspace recovery each worker builds its state as an image file
+//! instead (`state_image.rs`).
 //!
 //! A slot is never reused once its state's file system outlived the check (a process
 //! the checker started holds it, `SlotCheck::stale`): the kernel would hand that file
@@ -32,6 +34,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,10 +46,11 @@ use brink_check::CheckOutcome;
 use brink_trace::{TraceReader, image};
 
 use crate::footprint::Piece;
+use crate::memslots::{MEM_SLOTS_BYTES_MAX, MemSlots};
 use crate::slots::{SlotFs, Slots};
 use crate::tree::Trees;
 use crate::worker::{CheckCtx, Checked, InProcessCheck, Recovery, Timings, Worker, build_error};
-use crate::{ExploreConfig, ExploreError, state_image, state_mount_options};
+use crate::{ExploreConfig, ExploreError, SlotKind, state_image, state_mount_options};
 
 /// Slots a run may retire (`Rig::retire`) before it stops: each one is a file system a
 /// checker's process kept alive, holding a loop device until that process ends.
@@ -98,7 +102,7 @@ fn cleanup_stale(work: &Path) {
     let _ = std::fs::remove_dir_all(work);
 }
 
-/// How states reach recovery: served by the FUSE slots (kernel), built as image files
+/// How states reach recovery: served by the FUSE or memory slots (kernel), built as image files
 /// for e2fsprogs (userspace), or built as image files for an in-process check (tests).
 enum Backend {
     /// Field order is drop order: the mount before the slots it serves.
@@ -108,6 +112,8 @@ enum Backend {
         /// The next slot never used yet, to replace a retired one (`Rig::retire`).
         spare: Mutex<usize>,
     },
+    /// Kernel recovery over memory slots (`memslots.rs`).
+    Mem(MemSlots),
     Files,
     InProcess(Arc<dyn InProcessCheck>),
 }
@@ -136,6 +142,8 @@ pub(crate) struct Rig {
     /// A check failed with an error (brink's, not the state's): its worker is gone and
     /// the run is stopping, so no other check starts (`check`).
     broken: AtomicBool,
+    /// Workers the run started with.
+    workers_total: usize,
     /// Cleans up if the process is killed (module docs); stopped last.
     _watchdog: Option<Watchdog>,
 }
@@ -160,8 +168,10 @@ impl Rig {
         let watchdog = match in_process {
             Some(_) => None,
             None => {
-                let cleanup =
-                    Cleanup { work: work.0.clone(), cgroup: brink_check::Jail::planned_cgroup(), ..Cleanup::default() };
+                // The memory slots' write log, if the run makes one (`writelog.rs`).
+                let remove = vec![brink_blockdev::writelog::WriteLog::planned_path()];
+                let cgroup = brink_check::Jail::planned_cgroup();
+                let cleanup = Cleanup { work: work.0.clone(), cgroup, remove, ..Cleanup::default() };
                 fusectl::start_holding(&cleanup, lock)
             }
         };
@@ -171,7 +181,10 @@ impl Rig {
         let head = private_copy(&reader.base_image_path(), &work.0.join("head.img"))?;
         let (backend, workers) = match (in_process, cfg.recovery) {
             (Some(check), _) => (Backend::InProcess(check), file_workers(&work.0, cfg.jobs)?),
-            (None, Recovery::Kernel) => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
+            (None, Recovery::Kernel) => match mem_slots(cfg, reader)? {
+                Some(slots) => mem_workers(slots, &work.0, &durable, cfg.jobs)?,
+                None => slot_workers(&work.0, &durable_path, reader, cfg.jobs)?,
+            },
             (None, Recovery::Userspace) => (Backend::Files, file_workers(&work.0, cfg.jobs)?),
         };
         let meta = reader.meta();
@@ -197,6 +210,7 @@ impl Rig {
             reader: reader.clone(),
             ctx,
             broken: AtomicBool::new(false),
+            workers_total: cfg.jobs,
             _watchdog: watchdog,
         })
     }
@@ -224,8 +238,10 @@ impl Rig {
     /// Lay the epoch `fp` onto the durable image, and tell the slots where it changed.
     pub(crate) fn advance_durable(&self, fp: &crate::footprint::Footprint) -> Result<(), ExploreError> {
         fp.apply_all(&self.reader, &self.durable)?;
-        if let Backend::Slots { slots, .. } = &self.backend {
-            slots.durable_changed(&fp.ranges());
+        match &self.backend {
+            Backend::Slots { slots, .. } => slots.durable_changed(&fp.ranges()),
+            Backend::Mem(slots) => slots.durable_changed(&fp.ranges()),
+            Backend::Files | Backend::InProcess(_) => {}
         }
         Ok(())
     }
@@ -297,6 +313,20 @@ impl Rig {
                 }
                 (!c.interrupted).then_some(Checked { checks: c.checks, tree_dup_of: c.tree_dup_of })
             }
+            Backend::Mem(slots) => {
+                assert!(bad.is_none(), "latent sector errors need the FUSE slots");
+                let name = self.work.0.join(format!("memslot{}", w.slot));
+                slots.set(w.slot, &self.durable, &self.reader, &pieces).map_err(|e| build_error(&name, e))?;
+                Timings::add(&timings.overlay_us, overlay_start);
+                let c = w.check(&self.ctx, id, marks, timings)?;
+                let started = Instant::now();
+                slots.checked()?;
+                Timings::add(&timings.overlay_us, started);
+                if c.stale {
+                    w = self.retire_mem(w, slots)?;
+                }
+                (!c.interrupted).then_some(Checked { checks: c.checks, tree_dup_of: c.tree_dup_of })
+            }
             Backend::Files => {
                 assert!(bad.is_none(), "latent sector errors need the slots");
                 let build = |img: &Path| state_image::build(&self.durable_path, &self.reader, &pieces, img);
@@ -329,6 +359,17 @@ impl Rig {
         Ok(Worker { slot, dev: Some(dev), mnt, scratch })
     }
 
+    /// [`Rig::retire`] for memory slots: a new memory file under a new loop device.
+    fn retire_mem(&self, w: Worker, slots: &MemSlots) -> Result<Worker, ExploreError> {
+        let Worker { slot: _, dev, mnt, scratch } = w;
+        drop(dev);
+        if slots.count() >= self.workers_total + SLOTS_RETIRED_MAX {
+            return Err(ExploreError::SlotsExhausted { retired: SLOTS_RETIRED_MAX });
+        }
+        let (slot, dev) = slots.add(&self.work.0, &self.durable)?;
+        Ok(Worker { slot, dev: Some(dev), mnt, scratch })
+    }
+
     /// Build the state's image in the worker's scratch directory and hand it over.
     fn check_in_process(
         &self,
@@ -351,7 +392,19 @@ impl Rig {
 
     /// Release the machine's resources, in order (module docs).
     pub(crate) fn tear_down(self) {
-        let Rig { workers, backend, durable, durable_path: _, head, work, reader: _, ctx, broken: _, _watchdog } = self;
+        let Rig {
+            workers,
+            backend,
+            durable,
+            durable_path: _,
+            head,
+            work,
+            reader: _,
+            ctx,
+            broken: _,
+            workers_total: _,
+            _watchdog,
+        } = self;
         drop(workers.into_inner().expect("workers"));
         drop(backend);
         drop(durable);
@@ -401,6 +454,59 @@ fn slot_workers(
         workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
     }
     Ok((Backend::Slots { _mount: mount, slots, spare: Mutex::new(jobs) }, workers))
+}
+
+/// The memory slots for a run with kernel recovery, or None for the FUSE slots: those
+/// serve latent sector errors, hold nothing of the image in memory (the memory slots
+/// hold its data once per slot, up to `MEM_SLOTS_BYTES_MAX` together), and need no
+/// tracefs (the memory slots' write log does). `SlotKind::Auto` takes the memory slots
+/// where they can serve the run.
+fn mem_slots(cfg: &ExploreConfig, reader: &TraceReader) -> Result<Option<MemSlots>, ExploreError> {
+    let refuse = |why: String| match cfg.slots {
+        SlotKind::Memory => Err(ExploreError::MemorySlots(why)),
+        _ => Ok(None),
+    };
+    if cfg.slots == SlotKind::Fuse {
+        return Ok(None);
+    }
+    if cfg.media_faults {
+        return refuse("latent sector errors need the FUSE slots".into());
+    }
+    let base = std::fs::metadata(reader.base_image_path()).map(|m| m.blocks() * 512).unwrap_or(u64::MAX);
+    let data = base.saturating_add(reader.meta().pack_bytes).min(reader.meta().image_size);
+    let slots_max = (cfg.jobs + SLOTS_RETIRED_MAX) as u64;
+    if data.saturating_mul(slots_max) > MEM_SLOTS_BYTES_MAX {
+        let mib = |b: u64| b >> 20;
+        return refuse(format!(
+            "{slots_max} slots of up to {} MiB of data each exceed {} MiB",
+            mib(data),
+            mib(MEM_SLOTS_BYTES_MAX)
+        ));
+    }
+    match MemSlots::new(reader.meta().image_size) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => refuse(format!("the write log cannot be set up: {e}")),
+    }
+}
+
+/// Kernel recovery over memory slots: a slot and its loop device per worker, and a
+/// mount point and scratch directory.
+fn mem_workers(
+    slots: MemSlots,
+    work: &Path,
+    durable: &File,
+    jobs: usize,
+) -> Result<(Backend, Vec<Worker>), ExploreError> {
+    let mut workers = Vec::new();
+    for i in 0..jobs {
+        let (slot, dev) = slots.add(work, durable)?;
+        let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
+        for d in [&mnt, &scratch] {
+            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+        }
+        workers.push(Worker { slot, dev: Some(dev), mnt, scratch });
+    }
+    Ok((Backend::Mem(slots), workers))
 }
 
 /// A loop device over slot `slot`'s file in the mounted slots at `slot_dir`.

@@ -29,6 +29,11 @@ pub(crate) enum BuildError {
 pub(crate) fn build(durable: &Path, reader: &TraceReader, pieces: &[Piece], out: &Path) -> Result<(), BuildError> {
     image::copy_sparse(durable, out)?;
     let f = OpenOptions::new().write(true).open(out)?;
+    write_pieces(&f, reader, pieces)
+}
+
+/// Write `pieces` into `f` in order (later ones winning).
+pub(crate) fn write_pieces(f: &std::fs::File, reader: &TraceReader, pieces: &[Piece]) -> Result<(), BuildError> {
     let mut buf = Vec::new();
     for p in pieces {
         let mut pos = 0;

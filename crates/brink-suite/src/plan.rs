@@ -101,6 +101,7 @@ impl Workload {
                 shard: None,
                 tree_dedup: opts.tree_dedup,
                 checker_protocol: brink_check::Protocol::Brink,
+                slots: brink_explore::SlotKind::Auto,
             },
         })
     }

@@ -62,3 +62,45 @@ fn sysfs_says_whether_a_file_system_is_alive_on_a_device() {
         dev.detach().unwrap();
     }
 }
+
+/// The write log sees a write to a watched device, where it landed, and nothing of a
+/// read, of a device it does not watch, or after its drain; dropped, its tracefs
+/// instance is gone.
+#[test]
+fn the_write_log_sees_the_writes_to_watched_devices() {
+    use std::os::unix::fs::FileExt;
+
+    use brink_blockdev::writelog::{DevWrite, WriteLog, kernel_dev};
+    if !privileged("the_write_log_sees_the_writes_to_watched_devices") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let attach = |name: &str| {
+        let path = dir.path().join(name);
+        let f = File::options().read(true).write(true).create_new(true).open(&path).unwrap();
+        f.set_len(4 << 20).unwrap();
+        LoopDevice::attach(&f, &path, false).unwrap()
+    };
+    let (watched, other) = (attach("a.img"), attach("b.img"));
+    let instance = WriteLog::planned_path();
+    let mut log = WriteLog::open().unwrap();
+    assert!(instance.is_dir(), "{instance:?}");
+    log.watch(&[watched.path()]).unwrap();
+    let write_sync = |dev: &LoopDevice, at: u64| {
+        let f = File::options().read(true).write(true).open(dev.path()).unwrap();
+        f.write_all_at(&[7u8; 4096], at).unwrap();
+        f.sync_all().unwrap();
+        let mut buf = [0u8; 4096];
+        f.read_exact_at(&mut buf, 1 << 20).unwrap();
+    };
+    write_sync(&watched, 8192);
+    write_sync(&other, 16384);
+    let d = log.drain().unwrap();
+    assert!(!d.lost);
+    let dev = kernel_dev(watched.path()).unwrap();
+    assert!(d.writes.iter().all(|w| w.dev == dev), "{:?}", d.writes);
+    assert!(d.writes.contains(&DevWrite { dev, offset: 8192, len: 4096 }), "{:?}", d.writes);
+    assert!(log.drain().unwrap().writes.is_empty());
+    drop(log);
+    assert!(!instance.exists(), "{instance:?} removed");
+}

@@ -174,9 +174,11 @@ const DIGEST: &str = "#!/bin/sh\ncd \"${1:-.}\" || exit 3\n\
     find . -xdev -type f ! -path './lost+found*' -print0 | sort -z | xargs -0 -r cat) | md5sum | cut -c1-32)\n\
     echo \"tree $d\"; exit 1\n";
 
-/// The slots keep what the kernel cached of a state where the next state reads the
-/// same (`slots.rs`): what each checker saw must equal that state replayed alone, on
-/// a loop device of its own. Torn and omitted writes, tree dedup off, two jobs.
+/// The FUSE slots keep what the kernel cached of a state where the next state reads the
+/// same (`slots.rs`), and the memory slots restore only where a state changed, from the
+/// kernel's logged writes (`memslots.rs`): with either, what each checker saw must equal
+/// that state replayed alone, on a loop device of its own. Torn and omitted writes,
+/// tree dedup off, two jobs.
 #[test]
 fn what_a_checker_sees_is_the_state_replayed_alone() {
     if !privileged("what_a_checker_sees_is_the_state_replayed_alone") {
@@ -192,23 +194,27 @@ fn what_a_checker_sees_is_the_state_replayed_alone() {
     std::fs::write(&c, DIGEST).unwrap();
     std::fs::set_permissions(&c, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let c = c.display().to_string();
-    let args = ["--checker", &c, "--torn", "prefix", "--strategy", "omit-one", "--no-tree-dedup", "--jobs", "2"];
-    let o = explore(&s, &t, "r", &args);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let recs: Vec<StateRecord> = records(&s, "r").into_iter().filter(|r| r.dup_of.is_none()).collect();
-    assert!(recs.len() > 20, "{}", recs.len());
-    let mut distinct = std::collections::HashSet::new();
-    for r in &recs {
-        let Some(seen) = r.checks.iter().find(|k| k.checker == c) else { continue };
-        let dir = s.path(&format!("replay-{}", r.id));
-        let o = run(brink().arg("replay").arg(&t).arg(&r.id).arg("-o").arg(&dir));
-        assert!(o.status.success(), "{}", stderr(&o));
-        let alone = run(std::process::Command::new(&c).arg(dir.join("mnt")));
-        brink_blockdev::unmount_path(&dir.join("mnt")).unwrap();
-        let alone = String::from_utf8_lossy(&alone.stdout).trim().to_string();
-        assert_eq!(seen.message, alone, "state {}", r.id);
-        distinct.insert(alone);
+    let mut alone = std::collections::HashMap::new();
+    for slots in ["memory", "fuse"] {
+        let args = ["--checker", &c, "--torn", "prefix", "--strategy", "omit-one", "--no-tree-dedup", "--jobs", "2"];
+        let o = explore(&s, &t, slots, &[&args[..], &["--slots", slots]].concat());
+        assert_eq!(o.status.code(), Some(1), "{slots}: {}", stderr(&o));
+        let recs: Vec<StateRecord> = records(&s, slots).into_iter().filter(|r| r.dup_of.is_none()).collect();
+        assert!(recs.len() > 20, "{}", recs.len());
+        for r in &recs {
+            let Some(seen) = r.checks.iter().find(|k| k.checker == c) else { continue };
+            let replayed = alone.entry(r.id.clone()).or_insert_with(|| {
+                let dir = s.path(&format!("replay-{}", r.id));
+                let o = run(brink().arg("replay").arg(&t).arg(&r.id).arg("-o").arg(&dir));
+                assert!(o.status.success(), "{}", stderr(&o));
+                let alone = run(std::process::Command::new(&c).arg(dir.join("mnt")));
+                brink_blockdev::unmount_path(&dir.join("mnt")).unwrap();
+                String::from_utf8_lossy(&alone.stdout).trim().to_string()
+            });
+            assert_eq!(&seen.message, replayed, "{slots} slots: state {}", r.id);
+        }
     }
+    let distinct: std::collections::HashSet<_> = alone.values().collect();
     assert!(distinct.len() >= 3, "the states differ: {distinct:?}");
     std::thread::sleep(Duration::from_millis(50));
     assert_no_mounts_or_loops(&s);

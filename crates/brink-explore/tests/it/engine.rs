@@ -91,6 +91,7 @@ pub(crate) fn config(trace: &Path, results: &Path) -> ExploreConfig {
         shard: None,
         tree_dedup: true,
         checker_protocol: brink_check::Protocol::Brink,
+        slots: brink_explore::SlotKind::Auto,
     }
 }
 
