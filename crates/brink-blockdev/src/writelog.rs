@@ -77,7 +77,9 @@ impl WriteLog {
         let mut log = WriteLog { pipe: None, dir, text: Vec::new(), lost_before: 0, stats: Vec::new() };
         let event = log.dir.join("events/block/block_rq_issue");
         log.write(Path::new("buffer_size_kb"), &BUFFER_KB.to_string())?;
-        log.write(&event.join("filter"), "dev == 0")?;
+        // The filter [`WriteLog::watch`] sets, on no device yet: a kernel that cannot
+        // take it fails here, before any slot is made.
+        log.write(&event.join("filter"), &filter(&[]))?;
         log.write(&event.join("enable"), "1")?;
         let pipe_path = log.dir.join("trace_pipe");
         let pipe = OpenOptions::new()
@@ -92,18 +94,8 @@ impl WriteLog {
 
     /// Log the writes to exactly these devices (device files, as `/dev/loop3`).
     pub fn watch(&mut self, devs: &[&Path]) -> Result<(), BlockdevError> {
-        let mut filter = Vec::new();
-        for d in devs {
-            filter.push(format!("dev == {}", kernel_dev(d)?));
-        }
-        // Reads and empty requests (flushes) are left out in the kernel: formatting the
-        // events as text is most of what a drain costs.
-        let filter = if filter.is_empty() {
-            "dev == 0".to_string()
-        } else {
-            format!("({}) && nr_sector > 0 && !(rwbs ~ \"R*\")", filter.join(" || "))
-        };
-        self.write(Path::new("events/block/block_rq_issue/filter"), &filter)
+        let devs = devs.iter().map(|d| kernel_dev(d)).collect::<Result<Vec<_>, _>>()?;
+        self.write(Path::new("events/block/block_rq_issue/filter"), &filter(&devs))
     }
 
     /// The writes logged since the last drain, and whether any were lost.
@@ -165,6 +157,15 @@ impl Drop for WriteLog {
         self.stats.clear();
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// The event filter for the devices `devs` (kernel numbers; none: device 0, which is
+/// no device). Reads and empty requests (flushes) are left out in the kernel: formatting
+/// the events as text is most of what a drain costs.
+fn filter(devs: &[u32]) -> String {
+    let devs: Vec<String> = devs.iter().map(|d| format!("dev == {d}")).collect();
+    let devs = if devs.is_empty() { "dev == 0".to_string() } else { devs.join(" || ") };
+    format!("({devs}) && nr_sector > 0 && !(rwbs ~ \"R*\")")
 }
 
 fn instance_path(n: u32) -> PathBuf {

@@ -196,6 +196,14 @@ fn explore_leftovers(s: &Scratch, out: &Path, marker: &str, pid: u32) -> Vec<Str
             left.push(format!("cgroup {}", cg.display()));
         }
     }
+    // The memory slots' write log (a tracefs instance `brink-PID.N`).
+    let instances = std::fs::read_dir("/sys/kernel/tracing/instances").into_iter().flatten().flatten();
+    let prefix = format!("brink-{pid}.");
+    left.extend(
+        instances
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| format!("tracefs instance {}", e.path().display())),
+    );
     left
 }
 
