@@ -5,10 +5,12 @@
 #   bench        explore.sh's trace: six rounds of three files and a sync (large epochs)
 # each run by this commit's brink and, side by side in the same run, by a baseline binary
 # (BASELINE=path, e.g. a build of the commit before batching; skipped when unset), and
-# with the checker given as a path (executed directly) and as a shell command. Writes
+# with the checker given as a path (executed directly) and as a shell command; then the
+# kernel's floor on the same states (mount_floor: mount and unmount, nothing else). Writes
 # results/bench/epochs.md, each run's summary.json in results/bench/epochs/.
 #
 #   BASELINE=/path/to/old/brink BASELINE_NOTE="what it is" bench/epochs.sh   (as root)
+#   FLOOR_STATES=300: states per trace in the floor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -43,7 +45,8 @@ for bin in "${bins[@]}"; do
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
-# The kernel's floor: the first FLOOR_STATES checked states of each trace, each image in
+# The kernel's floor: FLOOR_STATES checked states of each trace spread evenly over it (a
+# state's journal replay grows along the trace), each image in
 # memory under a loop device of its own, mounted and unmounted by mount_floor with
 # nothing else done (crates/brink-blockdev/examples/mount_floor.rs).
 FLOOR_STATES=${FLOOR_STATES:-300}
@@ -58,7 +61,8 @@ for trace in many-epochs bench; do
   done < <(python3 -c '
 import json,sys
 ids=[r["id"] for r in map(json.loads, open(sys.argv[1])) if r["dup_of"] is None]
-print("\n".join(ids[:int(sys.argv[2])]))' "$WORK/$trace.states.jsonl" "$FLOOR_STATES")
+n=min(int(sys.argv[2]), len(ids))
+print("\n".join(ids[i * len(ids) // n] for i in range(n)))' "$WORK/$trace.states.jsonl" "$FLOOR_STATES")
   for j in 1 "$JOBS"; do
     read -r F[$trace,$j] F[$trace,n] < <(target/release/examples/mount_floor ext4 data=ordered "$j" "${imgs[@]}")
     echo "${F[$trace,$j]} ${F[$trace,n]}" > "$RAW/floor-$trace-jobs$j.txt"
@@ -91,7 +95,8 @@ done
   echo
   echo "## The kernel's floor"
   echo
-  echo "The same traces' first checked states (${F[bench,n]} of each), each image in memory under a loop"
+  echo "The same traces' checked states, ${F[bench,n]} of each spread evenly over the trace (a state's journal"
+  echo "replay grows along it), each image in memory under a loop"
   echo "device of its own, mounted (journal replay included) and unmounted by"
   echo "\`mount_floor\` (crates/brink-blockdev/examples/mount_floor.rs) with nothing else done: no"
   echo "checker, no tree hash, no state to build. What no explorer that lets the kernel recover"
