@@ -30,7 +30,7 @@ use brink_trace::{TraceReader, image};
 
 use crate::ExploreError;
 use crate::footprint::Piece;
-use crate::overlay::page_ranges;
+use crate::overlay::{PAGE, merged, page_ranges};
 use crate::state_image::{BuildError, write_pieces};
 
 /// The most memory the slots of a run may hold together (their images' data), beyond
@@ -126,7 +126,8 @@ impl MemSlots {
         };
         match dirty {
             Dirty::Whole => fill_whole(&file, durable)?,
-            Dirty::Ranges(r) => restore(&file, durable, &page_ranges(r))?,
+            // Pages the new pieces cover whole are written below anyway.
+            Dirty::Ranges(r) => restore(&file, durable, &uncovered(&page_ranges(r), &whole_pages(pieces)))?,
         }
         write_pieces(&file, reader, pieces)
     }
@@ -170,6 +171,41 @@ fn create(size: u64, name: &Path) -> std::io::Result<File> {
 fn fill_whole(slot: &File, durable: &File) -> std::io::Result<()> {
     image::zero_range(slot, 0, slot.metadata()?.len())?;
     image::for_each_data(durable, 4096, |off, bytes| slot.write_all_at(bytes, off))
+}
+
+/// The whole pages inside `pieces`, merged and in order.
+fn whole_pages(pieces: &[Piece]) -> Vec<(u64, u64)> {
+    let inner = pieces.iter().map(|p| (p.offset.div_ceil(PAGE) * PAGE, (p.offset + p.len) / PAGE * PAGE));
+    merged(inner.filter(|(a, b)| a < b))
+}
+
+/// `ranges` without `cover` (both merged and in order).
+fn uncovered(ranges: &[(u64, u64)], cover: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut c = cover.iter().peekable();
+    for &(mut a, b) in ranges {
+        while let Some(&&(ca, cb)) = c.peek() {
+            if cb <= a {
+                c.next();
+                continue;
+            }
+            if ca >= b {
+                break;
+            }
+            if ca > a {
+                out.push((a, ca));
+            }
+            a = cb.min(b);
+            if cb > b {
+                break;
+            }
+            c.next();
+        }
+        if a < b {
+            out.push((a, b));
+        }
+    }
+    out
 }
 
 /// Copy `ranges` of the durable image into `slot`.
@@ -220,6 +256,22 @@ mod tests {
         assert!(bytes(&slot) != bytes(&durable), "one range left");
         restore(&slot, &durable, &page_ranges(scribbled.iter().copied())).unwrap();
         assert!(bytes(&slot) == bytes(&durable));
+    }
+
+    #[test]
+    fn what_new_pieces_cover_whole_is_not_restored() {
+        let p = |offset, len| Piece { offset, len, src: crate::footprint::Src::Zero };
+        let pieces = [p(100, 9000), p(8192, 4096), p(20480, 100)];
+        assert_eq!(whole_pages(&pieces), [(4096, 12288)]);
+        let ranges = [(0, 16384), (16384, 24576), (40960, 45056)];
+        assert_eq!(
+            uncovered(&ranges, &whole_pages(&pieces)),
+            [(0, 4096), (12288, 16384), (16384, 24576), (40960, 45056)]
+        );
+        assert_eq!(uncovered(&ranges, &[(0, 1 << 20)]), []);
+        assert_eq!(uncovered(&ranges, &[]), ranges);
+        assert_eq!(uncovered(&[(0, 4096)], &[(4096, 8192)]), [(0, 4096)]);
+        assert_eq!(uncovered(&[(8192, 16384)], &[(0, 4096), (12288, 20480)]), [(8192, 12288)]);
     }
 
     #[test]

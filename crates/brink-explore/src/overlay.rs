@@ -16,8 +16,12 @@ pub(crate) const PAGE: u64 = 4096;
 /// `ranges` widened to whole pages, sorted, with touching and overlapping ones merged:
 /// what to drop from the kernel's cache of a slot file.
 pub(crate) fn page_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut r: Vec<(u64, u64)> =
-        ranges.into_iter().filter(|(a, b)| a < b).map(|(a, b)| (a / PAGE * PAGE, b.div_ceil(PAGE) * PAGE)).collect();
+    merged(ranges.into_iter().filter(|(a, b)| a < b).map(|(a, b)| (a / PAGE * PAGE, b.div_ceil(PAGE) * PAGE)))
+}
+
+/// `ranges` (non-empty) sorted, overlapping and touching ones merged.
+pub(crate) fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = ranges.into_iter().collect();
     r.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
     for (a, b) in r {
