@@ -116,11 +116,19 @@ impl WriteLog {
         // Whole lines only; a line cut by the read stays for the next drain.
         let end = self.text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let text: Vec<u8> = self.text.drain(..end).collect();
-        let writes = String::from_utf8_lossy(&text).lines().filter_map(parse_line).collect();
+        let mut drained = Drained::default();
+        for line in String::from_utf8_lossy(&text).lines() {
+            match parse_line(line) {
+                Line::Write(w) => drained.writes.push(w),
+                Line::Other => {}
+                // Not understood: a write it may be is not known, which is a loss.
+                Line::Lost => drained.lost = true,
+            }
+        }
         let lost_now = self.lost_events()?;
-        let lost = lost_now != self.lost_before;
+        drained.lost |= lost_now != self.lost_before;
         self.lost_before = lost_now;
-        Ok(Drained { writes, lost })
+        Ok(drained)
     }
 
     /// Events overwritten or dropped so far, over every CPU's buffer (each `stats` file
@@ -197,10 +205,29 @@ pub fn kernel_dev(dev: &Path) -> Result<u32, BlockdevError> {
     Ok((nix::sys::stat::major(rdev) as u32) << 20 | nix::sys::stat::minor(rdev) as u32)
 }
 
-/// A `block_rq_issue` line's write (`... block_rq_issue: 7,3 WS 4096 () 2048 + 8 ...`):
-/// any request but a read or an empty one (a flush) may change the device's bytes.
-fn parse_line(line: &str) -> Option<DevWrite> {
-    let (_, rest) = line.split_once("block_rq_issue: ")?;
+/// What a line of `trace_pipe` says.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A request that may change the device's bytes.
+    Write(DevWrite),
+    /// A read, an empty request (a flush), or no event of this log.
+    Other,
+    /// Events were lost (the reader's `[LOST N EVENTS]`), or an issue line brink cannot
+    /// read.
+    Lost,
+}
+
+/// A `block_rq_issue` line (`... block_rq_issue: 7,3 WS 4096 () 2048 + 8 ...`): any
+/// request but a read or an empty one (a flush) may change the device's bytes.
+fn parse_line(line: &str) -> Line {
+    if line.contains("[LOST ") && line.contains(" EVENTS]") {
+        return Line::Lost;
+    }
+    let Some((_, rest)) = line.split_once("block_rq_issue: ") else { return Line::Other };
+    parse_issue(rest).unwrap_or(Line::Lost)
+}
+
+fn parse_issue(rest: &str) -> Option<Line> {
     let mut f = rest.split_whitespace();
     let (major, minor) = f.next()?.split_once(',')?;
     let rwbs = f.next()?;
@@ -211,11 +238,14 @@ fn parse_line(line: &str) -> Option<DevWrite> {
         sector = f.next()?;
     }
     let (sector, plus, nr) = (sector.parse::<u64>().ok()?, f.next()?, f.next()?.parse::<u64>().ok()?);
-    if plus != "+" || rwbs.starts_with('R') || nr == 0 {
+    if plus != "+" {
         return None;
     }
-    let dev = major.parse::<u32>().ok()? << 20 | minor.parse::<u32>().ok()?;
-    Some(DevWrite { dev, offset: sector * 512, len: nr * 512 })
+    if rwbs.starts_with('R') || nr == 0 {
+        return Some(Line::Other);
+    }
+    let dev = major.parse::<u32>().ok()?.checked_shl(20)? | minor.parse::<u32>().ok()?;
+    Some(Line::Write(DevWrite { dev, offset: sector.checked_mul(512)?, len: nr.checked_mul(512)? }))
 }
 
 /// The events a per-CPU `stats` file says were lost: overwritten unread, overrun while
@@ -235,14 +265,23 @@ mod tests {
     #[test]
     fn writes_are_read_from_issue_lines_and_reads_and_flushes_skipped() {
         let w = "  jbd2/loop3-8-123 [001] ..... 10.5: block_rq_issue: 7,3 WS 4096 () 2048 + 8 none,0,0 [jbd2/loop3-8]";
-        assert_eq!(parse_line(w), Some(DevWrite { dev: 7 << 20 | 3, offset: 2048 * 512, len: 4096 }));
+        assert_eq!(parse_line(w), Line::Write(DevWrite { dev: 7 << 20 | 3, offset: 2048 * 512, len: 4096 }));
         let discard = "x: block_rq_issue: 7,4 D 0 () 8 + 16 none,0,0 [fstrim]";
-        assert_eq!(parse_line(discard), Some(DevWrite { dev: 7 << 20 | 4, offset: 4096, len: 8192 }));
+        assert_eq!(parse_line(discard), Line::Write(DevWrite { dev: 7 << 20 | 4, offset: 4096, len: 8192 }));
         let read = "x: block_rq_issue: 7,3 RA 4096 () 2048 + 8 none,0,0 [mount]";
-        assert_eq!(parse_line(read), None);
+        assert_eq!(parse_line(read), Line::Other);
         let flush = "x: block_rq_issue: 7,3 FF 0 () 0 + 0 none,0,0 [kworker/0:1]";
-        assert_eq!(parse_line(flush), None);
-        assert_eq!(parse_line("x: block_rq_complete: 7,3 WS () 2048 + 8 [0]"), None);
+        assert_eq!(parse_line(flush), Line::Other);
+        assert_eq!(parse_line("x: block_rq_complete: 7,3 WS () 2048 + 8 [0]"), Line::Other);
+    }
+
+    #[test]
+    fn lost_events_and_unreadable_issue_lines_are_losses() {
+        assert_eq!(parse_line("CPU:1 [LOST 12 EVENTS]"), Line::Lost);
+        assert_eq!(parse_line("x: block_rq_issue: 7,3 WS 4096 () 2048 - 8 [a]"), Line::Lost);
+        assert_eq!(parse_line("x: block_rq_issue: 7,3 WS 4096 () 99999999999999999999 + 8 [a]"), Line::Lost);
+        assert_eq!(parse_line("x: block_rq_issue: 7,3 WS 4096 () 36028797018963968 + 8 [a]"), Line::Lost);
+        assert_eq!(parse_line("x: block_rq_issue: 7,3"), Line::Lost);
     }
 
     #[test]
