@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use brink_blockdev::{LoopDevice, Mount, MountOptions, memfd_name};
+use brink_blockdev::{LoopDevice, Mount, MountOptions, memory_file};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -48,11 +48,8 @@ fn main() {
 fn in_memory(image: &Path) -> (std::fs::File, LoopDevice) {
     use std::io::Read;
     use std::os::unix::fs::FileExt;
-    let name = memfd_name(image);
-    let fd = nix::sys::memfd::memfd_create(name.as_c_str(), nix::sys::memfd::MFdFlags::MFD_CLOEXEC).expect("memfd");
-    let file = std::fs::File::from(fd);
     let mut input = std::fs::File::open(image).expect("image");
-    file.set_len(input.metadata().expect("image size").len()).expect("memory file size");
+    let file = memory_file(image, input.metadata().expect("image size").len()).expect("memory file");
     let (mut buf, mut at) = (vec![0u8; 64 << 10], 0u64);
     loop {
         let n = input.read(&mut buf).expect("read the image");

@@ -12,7 +12,7 @@ mod mount;
 pub mod writelog;
 
 pub use fskind::{FsKind, FsKindError};
-pub use loopdev::{LoopDevice, attached_loop_devices, memfd_name};
+pub use loopdev::{LoopDevice, attached_loop_devices, memory_file};
 pub use mount::{Mount, MountOptions, holders_of, mount_points_under, mount_points_under_in, unmount_path};
 
 use std::path::{Path, PathBuf};

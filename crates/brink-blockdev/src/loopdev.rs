@@ -168,22 +168,26 @@ impl Drop for LoopDevice {
     }
 }
 
-/// The prefix of the name of a memory file that [`memfd_name`] names after a path.
+/// The prefix of the name of a memory file that [`memory_file`] names after a path.
 const MEMFD_PREFIX: &str = "brink-slot ";
 /// The longest name a memory file takes (`memfd_create(2)`).
 const MEMFD_NAME_MAX: usize = 249;
 
-/// The name for a memory file that stands for `path` (brink's memory slots): a loop
-/// device over it is listed by [`attached_loop_devices`] with `path` as its backing file,
-/// so that a check for loop devices left under a directory sees it.
-pub fn memfd_name(path: &Path) -> std::ffi::CString {
+/// A memory file (`memfd`) of `size` bytes, all holes, that stands for `path` (brink's
+/// memory slots): a loop device over it is listed by [`attached_loop_devices`] with
+/// `path` as its backing file, so that a check for loop devices left under a directory
+/// sees it.
+pub fn memory_file(path: &Path, size: u64) -> std::io::Result<File> {
     let mut name = format!("{MEMFD_PREFIX}{}", path.display()).into_bytes();
     name.truncate(MEMFD_NAME_MAX);
     name.retain(|&b| b != 0);
-    std::ffi::CString::new(name).expect("no NUL left")
+    let name = std::ffi::CString::new(name).expect("no NUL left");
+    let file = File::from(nix::sys::memfd::memfd_create(name.as_c_str(), nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?);
+    file.set_len(size)?;
+    Ok(file)
 }
 
-/// A backing file as sysfs shows it, with a memory file named by [`memfd_name`] shown
+/// A backing file as sysfs shows it, with a memory file made by [`memory_file`] shown
 /// as the path it stands for.
 fn backing_path(shown: &str) -> PathBuf {
     let memfd = shown.strip_prefix("/memfd:").and_then(|n| n.strip_prefix(MEMFD_PREFIX));
@@ -191,7 +195,7 @@ fn backing_path(shown: &str) -> PathBuf {
 }
 
 /// Loop devices attached right now, with their backing files (from sysfs; a memory file
-/// named by [`memfd_name`] as the path it stands for).
+/// made by [`memory_file`] as the path it stands for).
 pub fn attached_loop_devices() -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/sys/block") else { return out };

@@ -92,10 +92,9 @@ impl WriteLog {
         Ok(log)
     }
 
-    /// Log the writes to exactly these devices (device files, as `/dev/loop3`).
-    pub fn watch(&mut self, devs: &[&Path]) -> Result<(), BlockdevError> {
-        let devs = devs.iter().map(|d| kernel_dev(d)).collect::<Result<Vec<_>, _>>()?;
-        self.write(Path::new("events/block/block_rq_issue/filter"), &filter(&devs))
+    /// Log the writes to exactly these devices (the kernel's numbers: [`kernel_dev`]).
+    pub fn watch(&mut self, devs: &[u32]) -> Result<(), BlockdevError> {
+        self.write(Path::new("events/block/block_rq_issue/filter"), &filter(devs))
     }
 
     /// The writes logged since the last drain, and whether any were lost.

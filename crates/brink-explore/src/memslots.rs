@@ -24,8 +24,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use brink_blockdev::LoopDevice;
 use brink_blockdev::writelog::{WriteLog, kernel_dev};
+use brink_blockdev::{LoopDevice, memory_file};
 use brink_trace::{TraceReader, image};
 
 use crate::ExploreError;
@@ -67,9 +67,9 @@ struct Slot {
 
 struct Inner {
     slots: Vec<Slot>,
-    /// Slot by its loop device's number, for the write log's events.
+    /// Slot by its loop device's number, for the write log's events; the keys are the
+    /// devices the log watches.
     by_dev: HashMap<u32, usize>,
-    devs: Vec<std::path::PathBuf>,
     log: WriteLog,
 }
 
@@ -84,7 +84,7 @@ impl MemSlots {
     /// up (no tracefs), and then the rig uses the FUSE slots.
     pub(crate) fn new(size: u64) -> Result<MemSlots, brink_blockdev::BlockdevError> {
         let log = WriteLog::open()?;
-        let inner = Inner { slots: Vec::new(), by_dev: HashMap::new(), devs: Vec::new(), log };
+        let inner = Inner { slots: Vec::new(), by_dev: HashMap::new(), log };
         Ok(MemSlots { size, inner: Mutex::new(inner) })
     }
 
@@ -93,16 +93,21 @@ impl MemSlots {
     pub(crate) fn add(&self, work: &Path, durable: &File) -> Result<(usize, LoopDevice), ExploreError> {
         let mut inner = self.inner.lock().expect("memory slots");
         let slot = inner.slots.len();
-        let name = work.join(format!("memslot{slot}"));
-        let file = create(self.size, &name).map_err(|e| ExploreError::io(&name, e))?;
+        let name = MemSlots::name(work, slot);
+        let file = memory_file(&name, self.size).map_err(|e| ExploreError::io(&name, e))?;
         fill_whole(&file, durable).map_err(|e| ExploreError::io(&name, e))?;
         let dev = LoopDevice::attach(&file, &name, false)?;
         inner.by_dev.insert(kernel_dev(dev.path())?, slot);
-        inner.devs.push(dev.path().to_path_buf());
-        let Inner { devs, log, .. } = &mut *inner;
-        log.watch(&devs.iter().map(|d| d.as_path()).collect::<Vec<_>>())?;
+        let devs: Vec<u32> = inner.by_dev.keys().copied().collect();
+        inner.log.watch(&devs)?;
         inner.slots.push(Slot { file: Arc::new(file), dirty: Dirty::Ranges(Vec::new()) });
         Ok((slot, dev))
+    }
+
+    /// What slot `slot` of a run working in `work` is called (in errors, and as its
+    /// memory file's name).
+    pub(crate) fn name(work: &Path, slot: usize) -> std::path::PathBuf {
+        work.join(format!("memslot{slot}"))
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -154,17 +159,6 @@ impl MemSlots {
         let mut inner = self.inner.lock().expect("memory slots");
         inner.slots.iter_mut().for_each(|s| s.dirty.add(ranges.iter().copied()));
     }
-}
-
-/// A memory file the size of the image, named `brink-slot NAME` (a loop device over it
-/// shows `/memfd:brink-slot NAME (deleted)` as its backing file, and
-/// `brink_blockdev::attached_loop_devices` lists it under NAME).
-fn create(size: u64, name: &Path) -> std::io::Result<File> {
-    let name = brink_blockdev::memfd_name(name);
-    let fd = nix::sys::memfd::memfd_create(name.as_c_str(), nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-    let f = File::from(fd);
-    f.set_len(size)?;
-    Ok(f)
 }
 
 /// Make `slot` hold exactly the durable image: emptied, then its data copied in.
@@ -244,7 +238,7 @@ mod tests {
         durable.set_len(4 << 20).unwrap();
         durable.write_all_at(&[1u8; 4096], 0).unwrap();
         durable.write_all_at(&[2u8; 8192], 1 << 20).unwrap();
-        let slot = create(4 << 20, &dir.path().join("slot")).unwrap();
+        let slot = memory_file(&dir.path().join("slot"), 4 << 20).unwrap();
         slot.write_all_at(&[9u8; 4096], 3 << 20).unwrap(); // what a last state left
         fill_whole(&slot, &durable).unwrap();
         assert!(bytes(&slot) == bytes(&durable));

@@ -315,7 +315,7 @@ impl Rig {
             }
             Backend::Mem(slots) => {
                 assert!(bad.is_none(), "latent sector errors need the FUSE slots");
-                let name = self.work.0.join(format!("memslot{}", w.slot));
+                let name = MemSlots::name(&self.work.0, w.slot);
                 slots.set(w.slot, &self.durable, &self.reader, &pieces).map_err(|e| build_error(&name, e))?;
                 Timings::add(&timings.overlay_us, overlay_start);
                 let c = w.check(&self.ctx, id, marks, timings)?;
@@ -447,10 +447,7 @@ fn slot_workers(
     let mut workers = Vec::new();
     for i in 0..jobs {
         let dev = attach_slot(&slot_dir, i)?;
-        let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
-        for d in [&mnt, &scratch] {
-            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
-        }
+        let (mnt, scratch) = kernel_worker_dirs(work, i)?;
         workers.push(Worker { slot: i, dev: Some(dev), mnt, scratch });
     }
     Ok((Backend::Slots { _mount: mount, slots, spare: Mutex::new(jobs) }, workers))
@@ -500,13 +497,19 @@ fn mem_workers(
     let mut workers = Vec::new();
     for i in 0..jobs {
         let (slot, dev) = slots.add(work, durable)?;
-        let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
-        for d in [&mnt, &scratch] {
-            std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
-        }
+        let (mnt, scratch) = kernel_worker_dirs(work, i)?;
         workers.push(Worker { slot, dev: Some(dev), mnt, scratch });
     }
     Ok((Backend::Mem(slots), workers))
+}
+
+/// Kernel recovery's worker `i`: its mount point and scratch directory, made.
+fn kernel_worker_dirs(work: &Path, i: usize) -> Result<(PathBuf, PathBuf), ExploreError> {
+    let (mnt, scratch) = (work.join(format!("mnt{i}")), work.join(format!("scratch{i}")));
+    for d in [&mnt, &scratch] {
+        std::fs::create_dir(d).map_err(|e| ExploreError::io(d, e))?;
+    }
+    Ok((mnt, scratch))
 }
 
 /// A loop device over slot `slot`'s file in the mounted slots at `slot_dir`.

@@ -85,7 +85,8 @@ fn the_write_log_sees_the_writes_to_watched_devices() {
     let instance = WriteLog::planned_path();
     let mut log = WriteLog::open().unwrap();
     assert!(instance.is_dir(), "{instance:?}");
-    log.watch(&[watched.path()]).unwrap();
+    let dev = kernel_dev(watched.path()).unwrap();
+    log.watch(&[dev]).unwrap();
     let write_sync = |dev: &LoopDevice, at: u64| {
         let f = File::options().read(true).write(true).open(dev.path()).unwrap();
         f.write_all_at(&[7u8; 4096], at).unwrap();
@@ -97,7 +98,6 @@ fn the_write_log_sees_the_writes_to_watched_devices() {
     write_sync(&other, 16384);
     let d = log.drain().unwrap();
     assert!(!d.lost);
-    let dev = kernel_dev(watched.path()).unwrap();
     assert!(d.writes.iter().all(|w| w.dev == dev), "{:?}", d.writes);
     assert!(d.writes.contains(&DevWrite { dev, offset: 8192, len: 4096 }), "{:?}", d.writes);
     assert!(log.drain().unwrap().writes.is_empty());
